@@ -1,0 +1,131 @@
+//! Capability `kv`: pack-private state. Writes of one call are staged in a
+//! [`KvSession`] and committed to the [`KvStore`] only when the host accepts
+//! the call's result, so a trap or refused outcome leaves nothing behind.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::bindings::envpack::deployer::kv::Host;
+use crate::capability::Capability;
+use crate::capabilities::recording::CapabilityCall;
+use crate::kv::{Change, KvError, KvStore};
+use crate::state::CallState;
+
+pub const MAX_KEY_BYTES: usize = 512;
+pub const MAX_VALUE_BYTES: usize = 1 << 20;
+/// Bytes one call may stage across all its writes.
+pub const MAX_STAGED_BYTES: usize = 16 << 20;
+
+/// A limit of the kv capability was crossed; the call traps with this.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct KvLimit(pub String);
+
+/// The kv writes of one call, on top of the durable store.
+pub struct KvSession {
+    store: Arc<dyn KvStore>,
+    namespace: String,
+    pending: BTreeMap<String, Option<Vec<u8>>>,
+    staged_bytes: usize,
+}
+
+impl KvSession {
+    pub fn new(store: Arc<dyn KvStore>, namespace: String) -> Self {
+        KvSession {
+            store,
+            namespace,
+            pending: BTreeMap::new(),
+            staged_bytes: 0,
+        }
+    }
+
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        match self.pending.get(key) {
+            Some(value) => Ok(value.clone()),
+            None => self.store.get(&self.namespace, key),
+        }
+    }
+
+    fn keys(&self, prefix: &str) -> Result<Vec<String>, KvError> {
+        let mut keys: std::collections::BTreeSet<String> =
+            self.store.keys(&self.namespace, prefix)?.into_iter().collect();
+        for (key, value) in self.pending.range(prefix.to_string()..) {
+            if !key.starts_with(prefix) {
+                break;
+            }
+            match value {
+                Some(_) => keys.insert(key.clone()),
+                None => keys.remove(key),
+            };
+        }
+        Ok(keys.into_iter().collect())
+    }
+
+    fn stage(&mut self, key: String, value: Option<Vec<u8>>) -> Result<(), KvLimit> {
+        if key.len() > MAX_KEY_BYTES {
+            return Err(KvLimit(format!("kv key of {} bytes is over the {MAX_KEY_BYTES}-byte limit", key.len())));
+        }
+        let size = key.len() + value.as_ref().map_or(0, Vec::len);
+        if value.as_ref().is_some_and(|v| v.len() > MAX_VALUE_BYTES) {
+            return Err(KvLimit(format!("kv value of {} bytes is over the {MAX_VALUE_BYTES}-byte limit", size - key.len())));
+        }
+        self.staged_bytes += size;
+        if self.staged_bytes > MAX_STAGED_BYTES {
+            return Err(KvLimit(format!("one call wrote more than {MAX_STAGED_BYTES} bytes to kv")));
+        }
+        self.pending.insert(key, value);
+        Ok(())
+    }
+
+    /// Makes the call's writes durable.
+    pub fn commit(self) -> Result<(), KvError> {
+        let changes: Vec<Change> = self.pending.into_iter().collect();
+        self.store.commit(&self.namespace, changes)
+    }
+
+    /// Whether the call staged any write.
+    pub fn is_dirty(&self) -> bool {
+        !self.pending.is_empty()
+    }
+}
+
+impl CallState {
+    fn kv_call(&mut self, operation: &'static str, detail: &str) -> wasmtime::Result<()> {
+        if let Err(denied) = self.gate.check(Capability::Kv, operation) {
+            return Err(self.refuse(Capability::Kv, operation, detail.to_string(), denied));
+        }
+        self.recording.push(CapabilityCall {
+            capability: Capability::Kv,
+            operation,
+            detail: detail.to_string(),
+            allowed: true,
+        });
+        Ok(())
+    }
+}
+
+fn store_error(e: KvError) -> wasmtime::Error {
+    wasmtime::Error::new(KvLimit(format!("the host's kv store failed: {e}")))
+}
+
+impl Host for CallState {
+    fn get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
+        self.kv_call("kv.get", &key)?;
+        self.kv.get(&key).map_err(store_error)
+    }
+
+    fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<()> {
+        self.kv_call("kv.set", &key)?;
+        self.kv.stage(key, Some(value)).map_err(wasmtime::Error::new)
+    }
+
+    fn delete(&mut self, key: String) -> wasmtime::Result<()> {
+        self.kv_call("kv.delete", &key)?;
+        self.kv.stage(key, None).map_err(wasmtime::Error::new)
+    }
+
+    fn list_keys(&mut self, prefix: String) -> wasmtime::Result<Vec<String>> {
+        self.kv_call("kv.list-keys", &prefix)?;
+        self.kv.keys(&prefix).map_err(store_error)
+    }
+}

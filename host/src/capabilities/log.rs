@@ -1,0 +1,52 @@
+//! Capability `log`: lines are recorded with the call and forwarded to `tracing`.
+
+use crate::bindings::envpack::deployer::log::{Host, Level};
+use crate::capability::Capability;
+use crate::capabilities::recording::CapabilityCall;
+use crate::state::CallState;
+
+/// Longest line kept, in bytes; longer lines are cut at a char boundary.
+pub const MAX_LINE_BYTES: usize = 4096;
+/// Lines one call may log; further lines are counted as dropped.
+pub const MAX_LINES: usize = 1000;
+
+fn truncate(mut line: String) -> String {
+    if line.len() > MAX_LINE_BYTES {
+        let mut cut = MAX_LINE_BYTES;
+        while !line.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        line.truncate(cut);
+        line.push('…');
+    }
+    line
+}
+
+impl Host for CallState {
+    fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+        let allowed = self.gate.check(Capability::Log, "log.log");
+        if let Err(denied) = allowed {
+            return Err(self.refuse(Capability::Log, "log.log", message, denied));
+        }
+        self.log_lines += 1;
+        if self.log_lines > MAX_LINES {
+            self.log_dropped += 1;
+            return Ok(());
+        }
+        let line = truncate(message);
+        match level {
+            Level::Trace => tracing::trace!(target: "pack", "{line}"),
+            Level::Debug => tracing::debug!(target: "pack", "{line}"),
+            Level::Info => tracing::info!(target: "pack", "{line}"),
+            Level::Warn => tracing::warn!(target: "pack", "{line}"),
+            Level::Error => tracing::error!(target: "pack", "{line}"),
+        }
+        self.recording.push(CapabilityCall {
+            capability: Capability::Log,
+            operation: "log.log",
+            detail: line,
+            allowed: true,
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,141 @@
+//! The one `Engine` every pack runs on: component model, epoch interruption
+//! driven by a ticker thread, and the pooling allocator, falling back to
+//! on-demand allocation when the machine cannot reserve the pool's virtual
+//! memory. Also the `Linker` with WASI (no ambient authority) and the
+//! contract's capability imports.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde::Serialize;
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::error::SetupError;
+use crate::sandbox::ResultCaps;
+use crate::state::CallState;
+
+/// How often the ticker advances the engine's epoch; the deadline's resolution.
+pub const TICK: Duration = Duration::from_millis(2);
+
+/// Which instance allocator the engine ended up with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Allocator {
+    Pooling,
+    OnDemand,
+}
+
+/// Which allocator to ask for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AllocatorChoice {
+    /// Pooling, or on-demand if the pool cannot be reserved.
+    Auto,
+    OnDemand,
+}
+
+/// Limits and sizes of the host.
+#[derive(Clone, Debug)]
+pub struct HostConfig {
+    /// Wall-clock time one verb call may take, instantiation included.
+    pub deadline: Duration,
+    /// Bytes of linear memory one instance may hold, across all its memories.
+    pub memory_budget: usize,
+    pub result_caps: ResultCaps,
+    /// Instances that may be live at once (pool size).
+    pub max_instances: u32,
+    pub allocator: AllocatorChoice,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        HostConfig {
+            deadline: Duration::from_secs(2),
+            memory_budget: 64 << 20,
+            result_caps: ResultCaps::default(),
+            max_instances: 256,
+            allocator: AllocatorChoice::Auto,
+        }
+    }
+}
+
+fn base_config() -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    config.max_wasm_stack(1 << 20);
+    config
+}
+
+fn pooling_config(host: &HostConfig) -> PoolingAllocationConfig {
+    let mut pool = PoolingAllocationConfig::default();
+    let n = host.max_instances;
+    pool.total_component_instances(n);
+    pool.total_core_instances(n.saturating_mul(16));
+    pool.total_memories(n.saturating_mul(2));
+    pool.total_tables(n.saturating_mul(4));
+    pool.total_stacks(n);
+    pool.max_memory_size(host.memory_budget);
+    pool
+}
+
+/// Builds the engine, preferring the pooling allocator.
+pub fn build_engine(host: &HostConfig) -> Result<(Engine, Allocator), SetupError> {
+    if host.allocator == AllocatorChoice::Auto {
+        let mut config = base_config();
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(host)));
+        match Engine::new(&config) {
+            Ok(engine) => return Ok((engine, Allocator::Pooling)),
+            Err(e) => tracing::warn!(error = %e, "pooling allocator unavailable; using on-demand allocation"),
+        }
+    }
+    let engine = Engine::new(&base_config()).map_err(|e| SetupError::Engine(e.to_string()))?;
+    Ok((engine, Allocator::OnDemand))
+}
+
+/// Links WASI p2 (with a context that grants nothing) and the contract's imports.
+pub fn build_linker(engine: &Engine) -> Result<Linker<CallState>, SetupError> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| SetupError::Link(e.to_string()))?;
+    crate::bindings::Pack::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+        .map_err(|e| SetupError::Link(e.to_string()))?;
+    Ok(linker)
+}
+
+/// Advances the engine's epoch every [`TICK`] until dropped.
+pub struct Ticker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Ticker {
+    pub fn start(engine: &Engine) -> Result<Self, SetupError> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let engine = engine.clone();
+        let thread = std::thread::Builder::new()
+            .name("envpack-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .map_err(|e| SetupError::Engine(format!("cannot start the epoch ticker thread: {e}")))?;
+        Ok(Ticker {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

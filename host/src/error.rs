@@ -1,0 +1,157 @@
+//! Errors of the host layer: why a pack could not be loaded, and why a verb
+//! call failed. Spec errors keep the contract's names; everything that goes
+//! wrong inside the sandbox becomes a `provider` error naming verb and cause.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::capability::Denied;
+use crate::split::WeightError;
+use crate::verb::Verb;
+
+/// Who detected a spec error: the host before the pack ran, or the pack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Origin {
+    Host,
+    Pack,
+}
+
+/// Why a verb call failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum VerbError {
+    #[error("revision-not-found: revision {revision:?} is not in environment {env:?}")]
+    RevisionNotFound {
+        env: String,
+        revision: String,
+        origin: Origin,
+    },
+    #[error("split-not-found: deployment {deployment:?} has no recorded traffic split")]
+    SplitNotFound { deployment: String, origin: Origin },
+    #[error("invalid-split: the split of deployment {deployment:?} sums to {sum} bps: {detail}")]
+    InvalidSplit {
+        deployment: String,
+        sum: u64,
+        detail: String,
+        origin: Origin,
+    },
+    #[error(
+        "foreign-revision: the split of deployment {deployment:?} names revision {revision:?}, which belongs to deployment {owner:?}"
+    )]
+    ForeignRevision {
+        deployment: String,
+        revision: String,
+        owner: String,
+    },
+    #[error(
+        "cross-deployment-interference: {verb} for deployment {deployment:?} returned {got}, but the recorded split is {expected}; nothing was recorded as applied"
+    )]
+    CrossDeploymentInterference {
+        verb: Verb,
+        deployment: String,
+        expected: String,
+        got: String,
+    },
+    #[error("outcome-mismatch: {verb} was called for revision {expected:?} but the pack reported revision {got:?}")]
+    OutcomeMismatch {
+        verb: Verb,
+        expected: String,
+        got: String,
+    },
+    #[error("provider: {verb} failed: {cause}")]
+    Provider { verb: Verb, cause: ProviderCause },
+}
+
+/// What went wrong with the provider or inside the sandbox.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ProviderCause {
+    #[error("the pack reported: {0}")]
+    Reported(String),
+    #[error("the pack returned a provider error with an empty message (the contract requires one)")]
+    EmptyMessage,
+    #[error("the pack trapped: {0}")]
+    Trap(String),
+    #[error("the pack ran past its deadline of {} ms and was stopped", .0.as_millis())]
+    Deadline(Duration),
+    #[error("the pack tried to grow its memories to {requested} bytes, over the budget of {budget} bytes, and was stopped")]
+    MemoryBudget { requested: usize, budget: usize },
+    #[error("the pack returned {what} of {size} bytes, over the cap of {cap} bytes")]
+    ResultTooLarge {
+        what: &'static str,
+        size: usize,
+        cap: usize,
+    },
+    #[error("{0}")]
+    CapabilityDenied(Denied),
+    #[error("{what} exceeds the host's limit: {detail}")]
+    CapabilityLimit { what: &'static str, detail: String },
+    #[error("the pack could not be instantiated: {0}")]
+    Instantiate(String),
+}
+
+impl VerbError {
+    /// The contract's name for this error, as JSON output spells it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            VerbError::RevisionNotFound { .. } => "revision-not-found",
+            VerbError::SplitNotFound { .. } => "split-not-found",
+            VerbError::InvalidSplit { .. } => "invalid-split",
+            VerbError::ForeignRevision { .. } => "foreign-revision",
+            VerbError::CrossDeploymentInterference { .. } => "cross-deployment-interference",
+            VerbError::OutcomeMismatch { .. } => "outcome-mismatch",
+            VerbError::Provider { .. } => "provider",
+        }
+    }
+
+    /// Whether the host refused the call before any guest code ran.
+    pub fn is_precondition(&self) -> bool {
+        match self {
+            VerbError::RevisionNotFound { origin, .. }
+            | VerbError::SplitNotFound { origin, .. }
+            | VerbError::InvalidSplit { origin, .. } => *origin == Origin::Host,
+            VerbError::ForeignRevision { .. } => true,
+            _ => false,
+        }
+    }
+
+    pub(crate) fn invalid_split(deployment: &str, sum: u64, error: &WeightError, origin: Origin) -> Self {
+        VerbError::InvalidSplit {
+            deployment: deployment.to_string(),
+            sum,
+            detail: error.to_string(),
+            origin,
+        }
+    }
+}
+
+/// Why a pack could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read pack {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a WebAssembly component: {detail}")]
+    NotAComponent { path: String, detail: String },
+    #[error("pack {path} does not fit the envpack:deployer@1.0.0 contract: {detail}")]
+    Contract { path: String, detail: String },
+    #[error("pack {path} failed in describe: {source}")]
+    Describe { path: String, source: VerbError },
+    #[error("pack {path} describes itself with contract version {found:?}; this host speaks {expected}")]
+    ContractVersion {
+        path: String,
+        found: String,
+        expected: &'static str,
+    },
+}
+
+/// Why the host could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("cannot create the WebAssembly engine: {0}")]
+    Engine(String),
+    #[error("cannot link the host's capabilities: {0}")]
+    Link(String),
+}

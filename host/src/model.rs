@@ -1,0 +1,320 @@
+//! The domain model the host hands to packs: an environment with its
+//! deployments, revisions and traffic splits, indexed for lookups by id.
+//!
+//! The JSON form (the `--env ENV.json` file) is documented in the README. It
+//! is parsed once into an [`Environment`]; every verb call then borrows the
+//! same immutable value, so a call never costs more because the environment
+//! has a long archived history.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::capability::Capability;
+
+/// Lifecycle state of a revision (see the design's transition table).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Lifecycle {
+    Inactive,
+    Staged,
+    Warming,
+    Ready,
+    Draining,
+    Failed,
+    Archived,
+}
+
+/// Where a revision's artifact lives and what it must hash to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Artifact {
+    /// `sha256:` followed by 64 lowercase hex digits.
+    pub digest: String,
+    pub location: String,
+}
+
+/// One build of a deployment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Revision {
+    pub id: String,
+    /// Filled in from the enclosing deployment when parsed from JSON.
+    #[serde(default, skip_serializing)]
+    pub deployment: String,
+    pub sequence: u64,
+    pub lifecycle: Lifecycle,
+    pub artifact: Artifact,
+    #[serde(default)]
+    pub drain_seconds: u32,
+    #[serde(default)]
+    pub settings: BTreeMap<String, String>,
+}
+
+/// One `(revision, weight)` entry of a traffic split, in basis points.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitEntry {
+    pub revision: String,
+    pub weight_bps: u32,
+}
+
+/// The recorded traffic split of one deployment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrafficSplit {
+    #[serde(default)]
+    pub generation: u64,
+    pub entries: Vec<SplitEntry>,
+}
+
+/// A long-lived slot with at most one traffic split.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Deployment {
+    pub id: String,
+    pub split: Option<TrafficSplit>,
+}
+
+/// An environment: its pack settings, granted capabilities, deployments and
+/// every revision, indexed by id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Environment {
+    id: String,
+    settings: BTreeMap<String, String>,
+    capabilities: Vec<Capability>,
+    deployments: BTreeMap<String, Deployment>,
+    revisions: HashMap<String, Revision>,
+}
+
+/// Why an environment document was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("cannot read environment file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("environment JSON is malformed: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("{what} {value:?} is not a valid id: {reason}")]
+    InvalidId {
+        what: &'static str,
+        value: String,
+        reason: &'static str,
+    },
+    #[error("revision {revision:?} has artifact digest {digest:?}; expected `sha256:` and 64 lowercase hex digits")]
+    InvalidDigest { revision: String, digest: String },
+    #[error("revision id {0:?} appears more than once")]
+    DuplicateRevision(String),
+    #[error("deployment id {0:?} appears more than once")]
+    DuplicateDeployment(String),
+}
+
+/// The longest id the host accepts, in bytes.
+pub const MAX_ID_BYTES: usize = 256;
+
+/// Checks the grammar shared by every id: 1..=256 bytes, no whitespace or
+/// control characters. Unicode is allowed.
+pub fn validate_id(what: &'static str, value: &str) -> Result<(), ModelError> {
+    let reason = if value.is_empty() {
+        Some("it is empty")
+    } else if value.len() > MAX_ID_BYTES {
+        Some("it is longer than 256 bytes")
+    } else if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        Some("it contains whitespace or a control character")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(ModelError::InvalidId {
+            what,
+            value: value.to_string(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
+fn validate_digest(revision: &Revision) -> Result<(), ModelError> {
+    let hex = revision.artifact.digest.strip_prefix("sha256:");
+    let valid = hex.is_some_and(|h| {
+        h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    });
+    if valid {
+        Ok(())
+    } else {
+        Err(ModelError::InvalidDigest {
+            revision: revision.id.clone(),
+            digest: revision.artifact.digest.clone(),
+        })
+    }
+}
+
+/// The JSON document, as written by operators and tests.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvironmentDoc {
+    pub id: String,
+    #[serde(default)]
+    pub capabilities: Vec<Capability>,
+    #[serde(default)]
+    pub settings: BTreeMap<String, String>,
+    #[serde(default)]
+    pub deployments: Vec<DeploymentDoc>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentDoc {
+    pub id: String,
+    #[serde(default)]
+    pub split: Option<TrafficSplit>,
+    #[serde(default)]
+    pub revisions: Vec<Revision>,
+}
+
+impl Environment {
+    /// Reads and validates an environment file.
+    pub fn from_file(path: &Path) -> Result<Self, ModelError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_json(&text)
+    }
+
+    /// Parses and validates an environment document.
+    pub fn from_json(text: &str) -> Result<Self, ModelError> {
+        let doc: EnvironmentDoc = serde_json::from_str(text)?;
+        Self::from_doc(doc)
+    }
+
+    /// Validates ids and digests and builds the indexes.
+    pub fn from_doc(doc: EnvironmentDoc) -> Result<Self, ModelError> {
+        validate_id("environment id", &doc.id)?;
+        let mut deployments = BTreeMap::new();
+        let mut revisions = HashMap::new();
+        for dep in doc.deployments {
+            validate_id("deployment id", &dep.id)?;
+            for mut revision in dep.revisions {
+                validate_id("revision id", &revision.id)?;
+                validate_digest(&revision)?;
+                revision.deployment.clone_from(&dep.id);
+                if revisions.contains_key(&revision.id) {
+                    return Err(ModelError::DuplicateRevision(revision.id));
+                }
+                revisions.insert(revision.id.clone(), revision);
+            }
+            let deployment = Deployment {
+                id: dep.id.clone(),
+                split: dep.split,
+            };
+            if deployments.insert(dep.id.clone(), deployment).is_some() {
+                return Err(ModelError::DuplicateDeployment(dep.id));
+            }
+        }
+        Ok(Environment {
+            id: doc.id,
+            settings: doc.settings,
+            capabilities: doc.capabilities,
+            deployments,
+            revisions,
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn settings(&self) -> &BTreeMap<String, String> {
+        &self.settings
+    }
+
+    /// Capabilities the operator granted to this environment's pack.
+    pub fn granted(&self) -> &[Capability] {
+        &self.capabilities
+    }
+
+    pub fn revision(&self, id: &str) -> Option<&Revision> {
+        self.revisions.get(id)
+    }
+
+    pub fn deployment(&self, id: &str) -> Option<&Deployment> {
+        self.deployments.get(id)
+    }
+
+    /// Deployments in id order.
+    pub fn deployments(&self) -> impl Iterator<Item = &Deployment> {
+        self.deployments.values()
+    }
+
+    pub fn revision_count(&self) -> usize {
+        self.revisions.len()
+    }
+}
+
+impl fmt::Display for Lifecycle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        f.write_str(&text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DIGEST: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+
+    fn doc(revisions: &str) -> String {
+        format!(
+            r#"{{"id":"dev","deployments":[{{"id":"web","revisions":[{revisions}]}}]}}"#
+        )
+    }
+
+    fn rev(id: &str, digest: &str) -> String {
+        format!(
+            r#"{{"id":"{id}","sequence":1,"lifecycle":"ready","artifact":{{"digest":"{digest}","location":"x"}}}}"#
+        )
+    }
+
+    #[test]
+    fn parses_and_indexes() {
+        let env = Environment::from_json(&doc(&rev("r1", DIGEST))).unwrap();
+        assert_eq!(env.revision("r1").unwrap().deployment, "web");
+        assert_eq!(env.revision_count(), 1);
+        assert!(env.revision("r2").is_none());
+    }
+
+    #[test]
+    fn refuses_duplicate_revisions() {
+        let text = doc(&format!("{},{}", rev("r1", DIGEST), rev("r1", DIGEST)));
+        let err = Environment::from_json(&text).unwrap_err();
+        assert!(matches!(err, ModelError::DuplicateRevision(id) if id == "r1"));
+    }
+
+    #[test]
+    fn refuses_bad_digest() {
+        let err = Environment::from_json(&doc(&rev("r1", "md5:abc"))).unwrap_err();
+        assert!(err.to_string().contains("md5:abc"), "{err}");
+    }
+
+    #[test]
+    fn refuses_bad_ids() {
+        assert!(validate_id("x", "").is_err());
+        assert!(validate_id("x", "a b").is_err());
+        assert!(validate_id("x", &"a".repeat(257)).is_err());
+        assert!(validate_id("x", "ünïcødé-✓").is_ok());
+    }
+
+    #[test]
+    fn refuses_unknown_fields() {
+        let err = Environment::from_json(r#"{"id":"dev","deploymets":[]}"#).unwrap_err();
+        assert!(err.to_string().contains("deploymets"), "{err}");
+    }
+}

@@ -1,0 +1,139 @@
+//! A loaded pack: the compiled component, pre-linked once into an
+//! `InstancePre` so that every verb call only instantiates, plus what the pack
+//! says about itself (`describe`) and its WIT imports and exports.
+
+use std::path::Path;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+use crate::bindings::{self, wit};
+use crate::capability::Capability;
+use crate::state::CallState;
+
+/// Largest pack file the host reads.
+pub const MAX_PACK_BYTES: u64 = 64 << 20;
+/// The contract version this host speaks.
+pub const CONTRACT_VERSION: &str = "1.0.0";
+
+/// What a pack says about itself in `describe`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PackInfo {
+    pub descriptor: String,
+    pub contract_version: String,
+    pub capabilities: Vec<Capability>,
+    pub description: String,
+}
+
+impl PackInfo {
+    /// The descriptor without its version: `envpack.deployer.ledger`.
+    pub fn name(&self) -> &str {
+        self.descriptor.split('@').next().unwrap_or(&self.descriptor)
+    }
+}
+
+pub(crate) fn capability_from_wit(c: wit::Capability) -> Capability {
+    match c {
+        wit::Capability::Log => Capability::Log,
+        wit::Capability::Kv => Capability::Kv,
+        wit::Capability::Clock => Capability::Clock,
+        wit::Capability::Process => Capability::Process,
+        wit::Capability::Probe => Capability::Probe,
+        wit::Capability::Http => Capability::Http,
+        wit::Capability::Secrets => Capability::Secrets,
+    }
+}
+
+impl From<wit::PackInfo> for PackInfo {
+    fn from(info: wit::PackInfo) -> Self {
+        let mut capabilities: Vec<Capability> = info.capabilities.into_iter().map(capability_from_wit).collect();
+        capabilities.sort();
+        capabilities.dedup();
+        PackInfo {
+            descriptor: info.descriptor,
+            contract_version: info.contract_version,
+            capabilities,
+            description: info.description,
+        }
+    }
+}
+
+/// A pack ready to run.
+pub struct Pack {
+    pub(crate) pre: bindings::PackPre<CallState>,
+    pub(crate) info: PackInfo,
+    source: String,
+    digest: String,
+    size: usize,
+    imports: Vec<String>,
+    exports: Vec<String>,
+}
+
+impl Pack {
+    pub(crate) fn new(
+        pre: bindings::PackPre<CallState>,
+        info: PackInfo,
+        source: String,
+        bytes: &[u8],
+        engine: &Engine,
+        component: &Component,
+    ) -> Self {
+        let ty = component.component_type();
+        Pack {
+            pre,
+            info,
+            source,
+            digest: sha256_hex(bytes),
+            size: bytes.len(),
+            imports: ty.imports(engine).map(|(name, _)| name.to_string()).collect(),
+            exports: ty.exports(engine).map(|(name, _)| name.to_string()).collect(),
+        }
+    }
+
+    pub fn info(&self) -> &PackInfo {
+        &self.info
+    }
+
+    /// Where the pack was loaded from.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Hex sha256 of the pack file.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// The component's WIT imports (instance names, such as `envpack:deployer/kv@1.0.0`).
+    pub fn imports(&self) -> &[String] {
+        &self.imports
+    }
+
+    pub fn exports(&self) -> &[String] {
+        &self.exports
+    }
+}
+
+/// Hex sha256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Reads a pack file, refusing anything over [`MAX_PACK_BYTES`].
+pub fn read_pack_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_PACK_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_PACK_BYTES {
+        return Err(std::io::Error::other(format!("the file is larger than {MAX_PACK_BYTES} bytes")));
+    }
+    Ok(bytes)
+}

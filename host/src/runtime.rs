@@ -1,0 +1,341 @@
+//! The `Runtime`: loads packs and runs verbs. Every call goes the same way:
+//! preconditions (no guest code yet), a fresh instance from the pack's
+//! `InstancePre` in a fresh `Store`, the export under a CPU deadline and a
+//! memory budget, then the host's verdict on what the pack returned. kv
+//! writes become durable only if the host accepts the result.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tracing::Instrument;
+use wasmtime::component::{Component, Resource};
+use wasmtime::{Engine, Store, UpdateDeadline};
+
+use crate::bindings::{self, verbs};
+use crate::capabilities::environment::EnvHandle;
+use crate::capabilities::kv::{KvLimit, KvSession};
+use crate::capabilities::recording::Recording;
+use crate::capability::{Denied, Gate};
+use crate::engine::{Allocator, HostConfig, Ticker, build_engine, build_linker};
+use crate::error::{LoadError, ProviderCause, SetupError, VerbError};
+use crate::kv::KvStore;
+use crate::model::{Environment, EnvironmentDoc};
+use crate::pack::{CONTRACT_VERSION, Pack, PackInfo, read_pack_file};
+use crate::sandbox::{BudgetExceeded, DeadlineExceeded};
+use crate::state::CallState;
+use crate::verb::{Outcome, Request, Verb};
+use crate::verify::{Raw, verdict};
+use crate::preconditions;
+
+/// Extra wall-clock time past the deadline before the host abandons a call
+/// that is blocked in the host (a sleep, a WASI poll) rather than in wasm.
+const GRACE: Duration = Duration::from_millis(250);
+
+/// The result of one verb call, with the evidence of what the pack did.
+#[derive(Debug, Serialize)]
+pub struct CallReport {
+    pub verb: Verb,
+    #[serde(serialize_with = "serialize_result")]
+    pub result: Result<Outcome, VerbError>,
+    /// Whether the pack's code ran at all (false for precondition failures).
+    pub guest_entered: bool,
+    /// Every capability call the pack made, in order.
+    pub recording: Recording,
+    /// Whether the call's kv writes were made durable.
+    pub kv_committed: bool,
+    #[serde(serialize_with = "serialize_micros")]
+    pub elapsed: Duration,
+}
+
+fn serialize_result<S: serde::Serializer>(r: &Result<Outcome, VerbError>, s: S) -> Result<S::Ok, S::Error> {
+    match r {
+        Ok(outcome) => serde_json::json!({ "ok": outcome }).serialize(s),
+        Err(e) => serde_json::json!({ "error": { "kind": e.kind(), "message": e.to_string(), "precondition": e.is_precondition() } })
+            .serialize(s),
+    }
+}
+
+fn serialize_micros<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// Loads packs and runs their verbs. Cheap to share behind an `Arc`.
+pub struct Runtime {
+    engine: Engine,
+    linker: wasmtime::component::Linker<CallState>,
+    allocator: Allocator,
+    config: HostConfig,
+    kv: Arc<dyn KvStore>,
+    _ticker: Ticker,
+}
+
+impl Runtime {
+    pub fn new(config: HostConfig, kv: Arc<dyn KvStore>) -> Result<Self, SetupError> {
+        let (engine, allocator) = build_engine(&config)?;
+        let linker = build_linker(&engine)?;
+        let ticker = Ticker::start(&engine)?;
+        Ok(Runtime {
+            engine,
+            linker,
+            allocator,
+            config,
+            kv,
+            _ticker: ticker,
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn allocator(&self) -> Allocator {
+        self.allocator
+    }
+
+    pub fn config(&self) -> &HostConfig {
+        &self.config
+    }
+
+    pub fn kv(&self) -> &Arc<dyn KvStore> {
+        &self.kv
+    }
+
+    /// Reads, compiles, links and describes a pack file.
+    pub async fn load_pack_file(&self, path: &Path) -> Result<Pack, LoadError> {
+        let source = path.display().to_string();
+        let bytes = read_pack_file(path).map_err(|source_err| LoadError::Read {
+            path: source.clone(),
+            source: source_err,
+        })?;
+        self.load_pack(source, bytes).await
+    }
+
+    /// Compiles, links and describes pack bytes; `source` names them in errors.
+    pub async fn load_pack(&self, source: String, bytes: Vec<u8>) -> Result<Pack, LoadError> {
+        let span = tracing::info_span!("load", pack = %source, bytes = bytes.len());
+        async move {
+            let engine = self.engine.clone();
+            let compiled = tokio::task::spawn_blocking(move || {
+                let component = Component::new(&engine, &bytes);
+                (component, bytes)
+            })
+            .await
+            .map_err(|e| LoadError::NotAComponent {
+                path: source.clone(),
+                detail: format!("the compiler thread failed: {e}"),
+            })?;
+            let (component, bytes) = compiled;
+            let component = component.map_err(|e| LoadError::NotAComponent {
+                path: source.clone(),
+                detail: format!("{e:#}"),
+            })?;
+            let contract = |e: wasmtime::Error| LoadError::Contract {
+                path: source.clone(),
+                detail: format!("{e:#}"),
+            };
+            let instance_pre = self.linker.instantiate_pre(&component).map_err(contract)?;
+            let pre = bindings::PackPre::new(instance_pre).map_err(contract)?;
+            let info = self.describe(&pre).await.map_err(|e| LoadError::Describe {
+                path: source.clone(),
+                source: e,
+            })?;
+            if info.contract_version != CONTRACT_VERSION {
+                return Err(LoadError::ContractVersion {
+                    path: source,
+                    found: info.contract_version,
+                    expected: CONTRACT_VERSION,
+                });
+            }
+            Ok(Pack::new(pre, info, source, &bytes, &self.engine, &component))
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn describe(&self, pre: &bindings::PackPre<CallState>) -> Result<PackInfo, VerbError> {
+        let empty = Arc::new(Environment::from_doc(EnvironmentDoc {
+            id: "describe".into(),
+            capabilities: Vec::new(),
+            settings: Default::default(),
+            deployments: Vec::new(),
+        })
+        .map_err(|e| VerbError::Provider {
+            verb: Verb::Describe,
+            cause: ProviderCause::Instantiate(e.to_string()),
+        })?);
+        // describe must be pure: nothing is declared, so every capability call is refused.
+        let state = self.new_state(Gate::default(), String::new());
+        let (result, state) = self
+            .in_instance(pre, state, &empty, async |guest, store, handle| {
+                // describe takes no environment; the handle is lent and dropped unused.
+                let _ = handle;
+                guest.call_describe(store).await
+            })
+            .await;
+        result.map(PackInfo::from).map_err(|e| self.classify(Verb::Describe, &e, &state))
+    }
+
+    fn new_state(&self, gate: Gate, namespace: String) -> CallState {
+        let kv = KvSession::new(self.kv.clone(), namespace);
+        CallState::new(gate, kv, self.config.memory_budget, self.config.deadline)
+    }
+
+    /// Runs `body` against a fresh instance, under the deadline and budget.
+    async fn in_instance<R>(
+        &self,
+        pre: &bindings::PackPre<CallState>,
+        state: CallState,
+        env: &Arc<Environment>,
+        body: impl AsyncFnOnce(&verbs::Guest, &mut Store<CallState>, Resource<EnvHandle>) -> wasmtime::Result<R>,
+    ) -> (wasmtime::Result<R>, CallState) {
+        let deadline = self.config.deadline;
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.budget);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |store| {
+            if store.data().started.elapsed() >= deadline {
+                Err(wasmtime::Error::new(DeadlineExceeded(deadline)))
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        let run = async {
+            let pack = pre.instantiate_async(&mut store).await?;
+            let handle = store.data_mut().table.push(EnvHandle(env.clone()))?;
+            body(pack.envpack_deployer_deployer(), &mut store, handle).await
+        };
+        let result = match tokio::time::timeout(deadline + GRACE, run).await {
+            Ok(result) => result,
+            Err(_) => Err(wasmtime::Error::new(DeadlineExceeded(deadline))),
+        };
+        (result, store.into_data())
+    }
+
+    /// Runs one verb through the full host path.
+    pub async fn call(&self, pack: &Pack, env: &Arc<Environment>, request: &Request) -> CallReport {
+        let verb = request.verb();
+        let span = tracing::info_span!("verb", verb = %verb, env = %env.id(), pack = %pack.info.descriptor);
+        async move {
+            let started = Instant::now();
+            if let Err(error) = preconditions::check(env, request) {
+                tracing::info!(%error, "refused before the pack ran");
+                return CallReport {
+                    verb,
+                    result: Err(error),
+                    guest_entered: false,
+                    recording: Recording::default(),
+                    kv_committed: false,
+                    elapsed: started.elapsed(),
+                };
+            }
+            let gate = Gate::new(&pack.info.capabilities, env.granted());
+            let namespace = format!("{}/{}", pack.info.name(), env.id());
+            let state = self.new_state(gate, namespace);
+            let (raw, state) = self
+                .in_instance(&pack.pre, state, env, async |guest, store, handle| {
+                    call_export(guest, store, handle, request).await
+                })
+                .await;
+            let result = match raw {
+                Ok(raw) => verdict(env, request, raw, self.config.result_caps),
+                Err(e) => Err(self.classify(verb, &e, &state)),
+            };
+            let kv_committed = self.settle_kv(&result, state.kv);
+            if let Err(error) = &result {
+                tracing::info!(%error, "verb failed");
+            }
+            CallReport {
+                verb,
+                result,
+                guest_entered: true,
+                recording: state.recording,
+                kv_committed,
+                elapsed: started.elapsed(),
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Commits the call's kv writes if the host accepted its result or the
+    /// pack reported a typed error; discards them otherwise.
+    fn settle_kv(&self, result: &Result<Outcome, VerbError>, kv: KvSession) -> bool {
+        let accepted = match result {
+            Ok(_) => true,
+            Err(VerbError::Provider { cause, .. }) => matches!(cause, ProviderCause::Reported(_) | ProviderCause::EmptyMessage),
+            Err(e) => !e.is_precondition() && !matches!(e, VerbError::CrossDeploymentInterference { .. } | VerbError::OutcomeMismatch { .. }),
+        };
+        if !accepted || !kv.is_dirty() {
+            return false;
+        }
+        match kv.commit() {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(error = %e, "the pack's kv writes could not be saved");
+                false
+            }
+        }
+    }
+
+    /// Names the cause of a failed call.
+    fn classify(&self, verb: Verb, error: &wasmtime::Error, state: &CallState) -> VerbError {
+        let cause = cause_of(error, state);
+        VerbError::Provider { verb, cause }
+    }
+}
+
+fn cause_of(error: &wasmtime::Error, state: &CallState) -> ProviderCause {
+    for e in error.chain() {
+        if let Some(d) = e.downcast_ref::<DeadlineExceeded>() {
+            return ProviderCause::Deadline(d.0);
+        }
+        if let Some(b) = e.downcast_ref::<BudgetExceeded>() {
+            return ProviderCause::MemoryBudget {
+                requested: b.requested,
+                budget: b.budget,
+            };
+        }
+        if let Some(d) = e.downcast_ref::<Denied>() {
+            return ProviderCause::CapabilityDenied(d.clone());
+        }
+        if let Some(k) = e.downcast_ref::<KvLimit>() {
+            return ProviderCause::CapabilityLimit {
+                what: "kv",
+                detail: k.0.clone(),
+            };
+        }
+    }
+    let stderr = state.panic_message();
+    let trap = match error.downcast_ref::<wasmtime::Trap>() {
+        Some(trap) => trap.to_string(),
+        None => error.to_string(),
+    };
+    if stderr.is_empty() {
+        ProviderCause::Trap(trap)
+    } else {
+        ProviderCause::Trap(format!("{trap}; the pack's stderr says: {stderr}"))
+    }
+}
+
+async fn call_export(
+    guest: &verbs::Guest,
+    store: &mut Store<CallState>,
+    env: Resource<EnvHandle>,
+    request: &Request,
+) -> wasmtime::Result<Raw> {
+    Ok(match request {
+        Request::Stage(id) => Raw::Revision(guest.call_stage_revision(store, env, id).await?),
+        Request::Warm(id) => Raw::Revision(guest.call_warm_revision(store, env, id).await?),
+        Request::Drain(id) => Raw::Revision(guest.call_drain_revision(store, env, id).await?),
+        Request::Archive(id) => Raw::Revision(guest.call_archive_revision(store, env, id).await?),
+        Request::Probe(id) => Raw::Health(guest.call_probe_revision(store, env, id).await?),
+        Request::ApplyTrafficSplit(deployment) => Raw::Split(
+            deployment.clone(),
+            guest.call_apply_traffic_split(store, env, deployment).await?,
+        ),
+        Request::ReportRuntimeConfig => Raw::Config(guest.call_report_runtime_config(store, env).await?),
+    })
+}
+

@@ -1,0 +1,95 @@
+//! The sandbox's limits: one memory budget over all memories of an instance,
+//! the CPU deadline, and caps on what a call may return. Each limit that
+//! stops a pack does so with its own error type, which the invoker turns into
+//! a `provider` error naming the cause.
+
+use std::time::Duration;
+
+use wasmtime::ResourceLimiter;
+
+/// The call ran past its deadline.
+#[derive(Debug, thiserror::Error)]
+#[error("deadline of {} ms exceeded", .0.as_millis())]
+pub struct DeadlineExceeded(pub Duration);
+
+/// A memory grow would take the instance past its budget.
+#[derive(Debug, thiserror::Error)]
+#[error("memory budget of {budget} bytes exceeded: {requested} bytes requested")]
+pub struct BudgetExceeded {
+    pub requested: usize,
+    pub budget: usize,
+}
+
+/// Limits one instance: the sum of all its linear memories stays within
+/// `budget` bytes, and tables within `max_table_elements` each.
+pub struct MemoryBudget {
+    budget: usize,
+    in_use: usize,
+    max_table_elements: usize,
+}
+
+impl MemoryBudget {
+    pub fn new(budget: usize) -> Self {
+        MemoryBudget {
+            budget,
+            in_use: 0,
+            max_table_elements: 100_000,
+        }
+    }
+
+    /// Bytes of linear memory the instance holds now.
+    pub fn in_use(&self) -> usize {
+        self.in_use
+    }
+}
+
+impl ResourceLimiter for MemoryBudget {
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let requested = self.in_use.saturating_sub(current).saturating_add(desired);
+        if requested > self.budget {
+            return Err(wasmtime::Error::new(BudgetExceeded {
+                requested,
+                budget: self.budget,
+            }));
+        }
+        self.in_use = requested;
+        Ok(true)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        Err(error.context("the host could not grow the pack's memory"))
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= self.max_table_elements)
+    }
+}
+
+/// Caps on a call's result, checked after the call returns.
+#[derive(Clone, Copy, Debug)]
+pub struct ResultCaps {
+    /// Largest total size of a result's strings and lists, in bytes.
+    pub bytes: usize,
+}
+
+impl Default for ResultCaps {
+    fn default() -> Self {
+        ResultCaps { bytes: 1 << 20 }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budget_spans_all_memories() {
+        let mut budget = MemoryBudget::new(10 << 16);
+        assert!(budget.memory_growing(0, 6 << 16, None).unwrap());
+        assert!(budget.memory_growing(0, 4 << 16, None).unwrap());
+        let err = budget.memory_growing(4 << 16, 5 << 16, None).unwrap_err();
+        let exceeded = err.downcast_ref::<BudgetExceeded>().unwrap();
+        assert_eq!(exceeded.requested, 11 << 16);
+        assert_eq!(budget.in_use(), 10 << 16);
+    }
+}

@@ -1,0 +1,99 @@
+//! Traffic split arithmetic: weights in basis points, each at most 10000,
+//! summed in u64 to exactly 10000. One function, used wherever a split is
+//! checked, so the host and (later) the store can never disagree.
+
+use crate::model::SplitEntry;
+
+/// The whole of traffic, in basis points.
+pub const FULL_BPS: u64 = 10_000;
+
+/// Why a split's weights are not valid.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum WeightError {
+    #[error("the split has no entries")]
+    Empty,
+    #[error("entry {revision} has {weight_bps} bps; an entry may hold at most 10000")]
+    EntryTooLarge { revision: String, weight_bps: u32 },
+    #[error("weights sum to {sum} bps; they must sum to exactly 10000")]
+    WrongSum { sum: u64 },
+    #[error("revision {0} appears twice in the split")]
+    DuplicateRevision(String),
+}
+
+/// Sum of the weights in u64, so that no u32 overflow can wrap to 10000.
+pub fn sum_bps(entries: &[SplitEntry]) -> u64 {
+    entries.iter().map(|e| u64::from(e.weight_bps)).sum()
+}
+
+/// Checks every weight rule; the error names the first rule broken.
+pub fn validate_weights(entries: &[SplitEntry]) -> Result<(), WeightError> {
+    if entries.is_empty() {
+        return Err(WeightError::Empty);
+    }
+    if let Some(e) = entries.iter().find(|e| u64::from(e.weight_bps) > FULL_BPS) {
+        return Err(WeightError::EntryTooLarge {
+            revision: e.revision.clone(),
+            weight_bps: e.weight_bps,
+        });
+    }
+    for (i, e) in entries.iter().enumerate() {
+        if entries[..i].iter().any(|p| p.revision == e.revision) {
+            return Err(WeightError::DuplicateRevision(e.revision.clone()));
+        }
+    }
+    let sum = sum_bps(entries);
+    if sum != FULL_BPS {
+        return Err(WeightError::WrongSum { sum });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(weights: &[u32]) -> Vec<SplitEntry> {
+        weights
+            .iter()
+            .enumerate()
+            .map(|(i, w)| SplitEntry {
+                revision: format!("r{i}"),
+                weight_bps: *w,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn accepts_exact_sum() {
+        assert_eq!(validate_weights(&entries(&[9000, 1000])), Ok(()));
+        assert_eq!(validate_weights(&entries(&[10_000, 0])), Ok(()));
+    }
+
+    #[test]
+    fn refuses_wrong_sums() {
+        assert_eq!(validate_weights(&entries(&[9000])), Err(WeightError::WrongSum { sum: 9000 }));
+        assert_eq!(validate_weights(&entries(&[9000, 1001])), Err(WeightError::WrongSum { sum: 10_001 }));
+        assert_eq!(validate_weights(&[]), Err(WeightError::Empty));
+    }
+
+    #[test]
+    fn u32_overflow_does_not_wrap() {
+        // 2^32 - 6 + 10006 wraps to 10000 in u32; in u64 it is far larger.
+        let e = entries(&[u32::MAX - 5, 10_006]);
+        assert!(matches!(validate_weights(&e), Err(WeightError::EntryTooLarge { .. })));
+        assert_eq!(sum_bps(&e), u64::from(u32::MAX - 5) + 10_006);
+    }
+
+    #[test]
+    fn refuses_entry_over_full() {
+        let e = entries(&[10_001]);
+        assert!(matches!(validate_weights(&e), Err(WeightError::EntryTooLarge { weight_bps: 10_001, .. })));
+    }
+
+    #[test]
+    fn refuses_duplicate_revision() {
+        let mut e = entries(&[5000, 5000]);
+        e[1].revision = "r0".into();
+        assert_eq!(validate_weights(&e), Err(WeightError::DuplicateRevision("r0".into())));
+    }
+}

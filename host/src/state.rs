@@ -1,0 +1,90 @@
+//! `CallState`: everything one verb call's `Store` holds. A fresh one is made
+//! for every call and dropped after it, so nothing leaks between calls.
+
+use std::time::{Duration, Instant};
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::capabilities::kv::KvSession;
+use crate::capabilities::recording::{CapabilityCall, Recording};
+use crate::capability::{Capability, Denied, Gate};
+use crate::sandbox::MemoryBudget;
+
+/// How much of the pack's stderr is kept to explain a trap.
+pub const STDERR_BYTES: usize = 16 * 1024;
+
+/// The data of one call's `Store`.
+pub struct CallState {
+    pub(crate) table: ResourceTable,
+    pub(crate) wasi: WasiCtx,
+    pub(crate) stderr: MemoryOutputPipe,
+    pub(crate) budget: MemoryBudget,
+    pub(crate) gate: Gate,
+    pub(crate) recording: Recording,
+    pub(crate) kv: KvSession,
+    pub(crate) log_lines: usize,
+    pub(crate) log_dropped: usize,
+    pub(crate) started: Instant,
+    pub(crate) deadline: Duration,
+}
+
+impl CallState {
+    /// A state with no ambient authority: no files, no environment variables,
+    /// no network, stdout discarded and stderr captured for error messages.
+    pub fn new(gate: Gate, kv: KvSession, memory_budget: usize, deadline: Duration) -> Self {
+        let stderr = MemoryOutputPipe::new(STDERR_BYTES);
+        let wasi = WasiCtx::builder().stderr(stderr.clone()).build();
+        CallState {
+            table: ResourceTable::new(),
+            wasi,
+            stderr,
+            budget: MemoryBudget::new(memory_budget),
+            gate,
+            recording: Recording::default(),
+            kv,
+            log_lines: 0,
+            log_dropped: 0,
+            started: Instant::now(),
+            deadline,
+        }
+    }
+
+    /// Records a refused capability call and returns the trap that ends the call.
+    pub(crate) fn refuse(
+        &mut self,
+        capability: Capability,
+        operation: &'static str,
+        detail: String,
+        denied: Denied,
+    ) -> wasmtime::Error {
+        self.recording.push(CapabilityCall {
+            capability,
+            operation,
+            detail,
+            allowed: false,
+        });
+        wasmtime::Error::new(denied)
+    }
+
+    /// What the pack wrote to stderr (a Rust panic message, typically), on
+    /// one line, without the toolchain's backtrace advice.
+    pub fn panic_message(&self) -> String {
+        let text = String::from_utf8_lossy(&self.stderr.contents()).into_owned();
+        text.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}

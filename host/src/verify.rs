@@ -1,0 +1,210 @@
+//! Checks what a pack claims against what the host recorded: a revision verb
+//! must echo its revision, a split outcome must equal the recorded split of
+//! its own deployment, a reported runtime config is compared with the host's
+//! projection, and no result may exceed the caps.
+
+use crate::bindings::wit;
+use crate::error::{Origin, ProviderCause, VerbError};
+use crate::model::{Environment, SplitEntry};
+use crate::preconditions::recorded_split;
+use crate::runtime_config::{self, Bundle, RuntimeConfig, RuntimeEntry};
+use crate::sandbox::ResultCaps;
+use crate::verb::{Health, Outcome, Request, Verb};
+
+/// A verb's result as lifted from the guest, before any check.
+pub(crate) enum Raw {
+    Revision(Result<wit::RevisionOutcome, wit::DeployError>),
+    /// The deployment the split was applied for, and the result.
+    Split(String, Result<wit::SplitOutcome, wit::DeployError>),
+    Config(Result<Option<wit::RuntimeConfig>, wit::DeployError>),
+    Health(Result<wit::Health, wit::DeployError>),
+}
+
+fn pairs_size(pairs: &[(String, String)]) -> usize {
+    pairs.iter().map(|(k, v)| k.len() + v.len()).sum()
+}
+
+fn entries_size(entries: &[wit::SplitEntry]) -> usize {
+    entries.iter().map(|e| e.revision.len() + 4).sum()
+}
+
+fn error_size(e: &wit::DeployError) -> usize {
+    match e {
+        wit::DeployError::RevisionNotFound(s) | wit::DeployError::SplitNotFound(s) | wit::DeployError::Provider(s) => {
+            s.len()
+        }
+        wit::DeployError::InvalidSplit(_) => 8,
+    }
+}
+
+/// Approximate bytes the result occupies: its strings and list elements.
+fn raw_size(raw: &Raw) -> (&'static str, usize) {
+    fn either<T>(r: &Result<T, wit::DeployError>, ok: impl Fn(&T) -> usize) -> usize {
+        r.as_ref().map_or_else(error_size, ok)
+    }
+    match raw {
+        Raw::Revision(r) => ("a revision outcome", either(r, |o| o.revision.len() + o.detail.len())),
+        Raw::Split(_, r) => ("a split outcome", either(r, |o| o.deployment.len() + entries_size(&o.entries))),
+        Raw::Config(r) => (
+            "a runtime config",
+            either(r, |c| {
+                c.as_ref().map_or(0, |c| {
+                    c.env.len()
+                        + c.entries
+                            .iter()
+                            .map(|e| {
+                                e.deployment.len()
+                                    + e.revision.len()
+                                    + e.bundle_digest.len()
+                                    + e.bundle_location.len()
+                                    + pairs_size(&e.refs)
+                                    + 4
+                            })
+                            .sum::<usize>()
+                })
+            }),
+        ),
+        Raw::Health(r) => (
+            "a health report",
+            either(r, |h| match h {
+                wit::Health::Unhealthy(m) => m.len(),
+                _ => 0,
+            }),
+        ),
+    }
+}
+
+/// Converts a typed error the pack returned.
+pub(crate) fn pack_error(env: &Environment, verb: Verb, error: wit::DeployError) -> VerbError {
+    match error {
+        wit::DeployError::RevisionNotFound(revision) => VerbError::RevisionNotFound {
+            env: env.id().to_string(),
+            revision,
+            origin: Origin::Pack,
+        },
+        wit::DeployError::SplitNotFound(deployment) => VerbError::SplitNotFound {
+            deployment,
+            origin: Origin::Pack,
+        },
+        wit::DeployError::InvalidSplit(sum) => VerbError::InvalidSplit {
+            deployment: String::new(),
+            sum,
+            detail: "reported by the pack".to_string(),
+            origin: Origin::Pack,
+        },
+        wit::DeployError::Provider(message) if message.trim().is_empty() => VerbError::Provider {
+            verb,
+            cause: ProviderCause::EmptyMessage,
+        },
+        wit::DeployError::Provider(message) => VerbError::Provider {
+            verb,
+            cause: ProviderCause::Reported(message),
+        },
+    }
+}
+
+fn format_entries(deployment: &str, entries: &[SplitEntry]) -> String {
+    let list: Vec<String> = entries.iter().map(|e| format!("{}={}", e.revision, e.weight_bps)).collect();
+    format!("{deployment}: [{}]", list.join(", "))
+}
+
+fn check_split(env: &Environment, deployment: &str, outcome: wit::SplitOutcome) -> Result<Outcome, VerbError> {
+    let expected = recorded_split(env, deployment)?;
+    let got: Vec<SplitEntry> = outcome
+        .entries
+        .into_iter()
+        .map(|e| SplitEntry {
+            revision: e.revision,
+            weight_bps: e.weight_bps,
+        })
+        .collect();
+    if outcome.deployment != deployment || got != expected.entries {
+        return Err(VerbError::CrossDeploymentInterference {
+            verb: Verb::ApplyTrafficSplit,
+            deployment: deployment.to_string(),
+            expected: format_entries(deployment, &expected.entries),
+            got: format_entries(&outcome.deployment, &got),
+        });
+    }
+    Ok(Outcome::Split {
+        deployment: outcome.deployment,
+        entries: got,
+    })
+}
+
+fn config_from_wit(config: wit::RuntimeConfig) -> RuntimeConfig {
+    RuntimeConfig {
+        schema: runtime_config::SCHEMA.to_string(),
+        env: config.env,
+        entries: config
+            .entries
+            .into_iter()
+            .map(|e| RuntimeEntry {
+                deployment: e.deployment,
+                revision: e.revision,
+                bundle: Bundle {
+                    digest: e.bundle_digest,
+                    location: e.bundle_location,
+                },
+                refs: e.refs.into_iter().collect(),
+                weight_bps: e.weight_bps,
+            })
+            .collect(),
+    }
+    .canonical()
+}
+
+fn health_from_wit(h: wit::Health) -> Health {
+    match h {
+        wit::Health::Healthy => Health::Healthy,
+        wit::Health::Unhealthy(m) => Health::Unhealthy(m),
+        wit::Health::Unsupported => Health::Unsupported,
+    }
+}
+
+/// Turns a lifted result into the host's verdict.
+pub(crate) fn verdict(env: &Environment, request: &Request, raw: Raw, caps: ResultCaps) -> Result<Outcome, VerbError> {
+    let verb = request.verb();
+    let (what, size) = raw_size(&raw);
+    if size > caps.bytes {
+        return Err(VerbError::Provider {
+            verb,
+            cause: ProviderCause::ResultTooLarge {
+                what,
+                size,
+                cap: caps.bytes,
+            },
+        });
+    }
+    let requested = request.revision().unwrap_or_default();
+    match raw {
+        Raw::Revision(r) => {
+            let outcome = r.map_err(|e| pack_error(env, verb, e))?;
+            if outcome.revision != requested {
+                return Err(VerbError::OutcomeMismatch {
+                    verb,
+                    expected: requested.to_string(),
+                    got: outcome.revision,
+                });
+            }
+            Ok(Outcome::Revision {
+                revision: outcome.revision,
+                detail: outcome.detail,
+            })
+        }
+        Raw::Split(deployment, r) => {
+            let outcome = r.map_err(|e| pack_error(env, verb, e))?;
+            check_split(env, &deployment, outcome)
+        }
+        Raw::Config(r) => {
+            let pack = r.map_err(|e| pack_error(env, verb, e))?.map(config_from_wit);
+            let host = runtime_config::project(env);
+            let drift = pack.as_ref().is_some_and(|p| *p != host);
+            Ok(Outcome::RuntimeConfig { host, pack, drift })
+        }
+        Raw::Health(r) => Ok(Outcome::Health {
+            revision: requested.to_string(),
+            health: health_from_wit(r.map_err(|e| pack_error(env, verb, e))?),
+        }),
+    }
+}

@@ -1,0 +1,249 @@
+//! `ledger`: the reference deployer pack.
+//!
+//! Its "provider" is a ledger kept in the host's `kv` capability: one key per
+//! revision (`rev/<id>` → `staged` | `warm` | `drained`) and one per deployment
+//! (`split/<deployment>` → the entries last applied). That makes everything a
+//! real provider must get right observable from outside: idempotency (the same
+//! keys after one call or two), sibling isolation (applying A never writes
+//! `split/B`), and "no side effect before a spec error" (no kv write on a
+//! rejected call).
+
+wit_bindgen::generate!({
+    path: "../../wit",
+    world: "pack",
+});
+
+use envpack::deployer::environment::Environment;
+use envpack::deployer::types::{
+    Capability, DeployError, Health, PackInfo, Revision, RevisionOutcome, RuntimeConfig,
+    RuntimeEntry, SplitEntry, SplitOutcome, TrafficSplit,
+};
+use envpack::deployer::{kv, log};
+use exports::envpack::deployer::deployer::Guest;
+
+/// Provider state of one revision, as the ledger records it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum State {
+    Staged,
+    Warm,
+    Drained,
+}
+
+impl State {
+    fn as_str(self) -> &'static str {
+        match self {
+            State::Staged => "staged",
+            State::Warm => "warm",
+            State::Drained => "drained",
+        }
+    }
+
+    fn parse(bytes: &[u8]) -> Option<State> {
+        match bytes {
+            b"staged" => Some(State::Staged),
+            b"warm" => Some(State::Warm),
+            b"drained" => Some(State::Drained),
+            _ => None,
+        }
+    }
+}
+
+fn rev_key(id: &str) -> String {
+    format!("rev/{id}")
+}
+
+fn split_key(deployment: &str) -> String {
+    format!("split/{deployment}")
+}
+
+fn info(message: &str) {
+    log::log(log::Level::Info, message);
+}
+
+/// The revision named by a verb, or the spec error for an unknown id.
+fn find_revision(env: &Environment, id: &str) -> Result<Revision, DeployError> {
+    env.revision(id)
+        .ok_or_else(|| DeployError::RevisionNotFound(id.to_string()))
+}
+
+fn provider_state(id: &str) -> Result<Option<State>, DeployError> {
+    match kv::get(&rev_key(id)) {
+        None => Ok(None),
+        Some(bytes) => State::parse(&bytes).map(Some).ok_or_else(|| {
+            DeployError::Provider(format!(
+                "ledger entry for revision {id} is corrupt: {:?}",
+                String::from_utf8_lossy(&bytes)
+            ))
+        }),
+    }
+}
+
+fn record_state(id: &str, state: State) {
+    kv::set(&rev_key(id), state.as_str().as_bytes());
+}
+
+fn outcome(revision: &Revision, detail: String) -> Result<RevisionOutcome, DeployError> {
+    Ok(RevisionOutcome {
+        revision: revision.id.clone(),
+        detail,
+    })
+}
+
+/// Moves a revision to `to`, provided its ledger state is one of `from`
+/// (or already `to`, which makes the verb idempotent).
+fn transition(
+    env: &Environment,
+    verb: &str,
+    id: &str,
+    from: &[Option<State>],
+    to: State,
+) -> Result<RevisionOutcome, DeployError> {
+    info(&format!("{verb} {id}"));
+    let revision = find_revision(env, id)?;
+    let current = provider_state(id)?;
+    if current == Some(to) {
+        return outcome(&revision, format!("already {}", to.as_str()));
+    }
+    if !from.contains(&current) {
+        let now = current.map_or("absent", State::as_str);
+        return Err(DeployError::Provider(format!(
+            "cannot {verb} revision {id}: it is {now} on this provider"
+        )));
+    }
+    record_state(id, to);
+    outcome(&revision, format!("{} at {}", to.as_str(), revision.artifact_location))
+}
+
+/// Checks a recorded split the way the contract says, before any side effect.
+fn validate_split(env: &Environment, split: &TrafficSplit) -> Result<(), DeployError> {
+    let sum: u64 = split.entries.iter().map(|e| u64::from(e.weight_bps)).sum();
+    if split.entries.is_empty() || sum != 10_000 || split.entries.iter().any(|e| e.weight_bps > 10_000) {
+        return Err(DeployError::InvalidSplit(sum));
+    }
+    for entry in &split.entries {
+        find_revision(env, &entry.revision)?;
+    }
+    Ok(())
+}
+
+fn encode_entries(entries: &[SplitEntry]) -> Vec<u8> {
+    entries
+        .iter()
+        .map(|e| format!("{}={}", e.revision, e.weight_bps))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .into_bytes()
+}
+
+fn decode_entries(bytes: &[u8]) -> Result<Vec<SplitEntry>, DeployError> {
+    let text = String::from_utf8_lossy(bytes);
+    text.lines()
+        .map(|line| {
+            let (revision, weight) = line.rsplit_once('=').unwrap_or((line, ""));
+            let weight_bps = weight.parse().map_err(|_| {
+                DeployError::Provider(format!("ledger split entry is corrupt: {line:?}"))
+            })?;
+            Ok(SplitEntry {
+                revision: revision.to_string(),
+                weight_bps,
+            })
+        })
+        .collect()
+}
+
+fn runtime_entries(env: &Environment, deployment: &str) -> Result<Vec<RuntimeEntry>, DeployError> {
+    let Some(bytes) = kv::get(&split_key(deployment)) else {
+        return Ok(Vec::new());
+    };
+    decode_entries(&bytes)?
+        .into_iter()
+        .map(|entry| {
+            let revision = find_revision(env, &entry.revision)?;
+            Ok(RuntimeEntry {
+                deployment: deployment.to_string(),
+                revision: entry.revision,
+                bundle_digest: revision.artifact_digest,
+                bundle_location: revision.artifact_location,
+                refs: revision.settings,
+                weight_bps: entry.weight_bps,
+            })
+        })
+        .collect()
+}
+
+struct Ledger;
+
+impl Guest for Ledger {
+    fn describe() -> PackInfo {
+        PackInfo {
+            descriptor: "envpack.deployer.ledger@1.0.0".to_string(),
+            contract_version: "1.0.0".to_string(),
+            capabilities: vec![Capability::Log, Capability::Kv],
+            description: "Reference pack: records deployments in the host's kv".to_string(),
+        }
+    }
+
+    fn stage_revision(env: &Environment, revision: String) -> Result<RevisionOutcome, DeployError> {
+        transition(env, "stage", &revision, &[None, Some(State::Drained)], State::Staged)
+    }
+
+    fn warm_revision(env: &Environment, revision: String) -> Result<RevisionOutcome, DeployError> {
+        transition(env, "warm", &revision, &[Some(State::Staged), Some(State::Drained)], State::Warm)
+    }
+
+    fn drain_revision(env: &Environment, revision: String) -> Result<RevisionOutcome, DeployError> {
+        transition(env, "drain", &revision, &[Some(State::Staged), Some(State::Warm)], State::Drained)
+    }
+
+    fn archive_revision(env: &Environment, revision: String) -> Result<RevisionOutcome, DeployError> {
+        info(&format!("archive {revision}"));
+        let found = find_revision(env, &revision)?;
+        if provider_state(&revision)? == Some(State::Warm) {
+            return Err(DeployError::Provider(format!(
+                "cannot archive revision {revision}: it is still warm; drain it first"
+            )));
+        }
+        kv::delete(&rev_key(&revision));
+        outcome(&found, "released".to_string())
+    }
+
+    fn apply_traffic_split(env: &Environment, deployment: String) -> Result<SplitOutcome, DeployError> {
+        info(&format!("apply-traffic-split {deployment}"));
+        let split = env
+            .split(&deployment)
+            .ok_or_else(|| DeployError::SplitNotFound(deployment.clone()))?;
+        validate_split(env, &split)?;
+        for entry in split.entries.iter().filter(|e| e.weight_bps > 0) {
+            if provider_state(&entry.revision)? != Some(State::Warm) {
+                return Err(DeployError::Provider(format!(
+                    "revision {} has {} bps but is not warm on this provider; warm it first",
+                    entry.revision, entry.weight_bps
+                )));
+            }
+        }
+        kv::set(&split_key(&deployment), &encode_entries(&split.entries));
+        Ok(SplitOutcome {
+            deployment,
+            entries: split.entries,
+        })
+    }
+
+    fn report_runtime_config(env: &Environment) -> Result<Option<RuntimeConfig>, DeployError> {
+        let mut entries = Vec::new();
+        for deployment in env.deployments() {
+            entries.extend(runtime_entries(env, &deployment)?);
+        }
+        Ok(Some(RuntimeConfig { env: env.id(), entries }))
+    }
+
+    fn probe_revision(env: &Environment, revision: String) -> Result<Health, DeployError> {
+        find_revision(env, &revision)?;
+        Ok(match provider_state(&revision)? {
+            Some(State::Warm) => Health::Healthy,
+            Some(state) => Health::Unhealthy(format!("revision is {}, not running", state.as_str())),
+            None => Health::Unhealthy("revision is not staged on this provider".to_string()),
+        })
+    }
+}
+
+export!(Ledger);

@@ -1,0 +1,149 @@
+//! `test-hostile`: a test pack that misbehaves on demand. The environment
+//! setting `mode` picks the misbehaviour; without it the pack behaves well, so
+//! tests can show the host serving a normal call right after a hostile one.
+//!
+//! Modes: `loop` (spins forever), `alloc` (allocates without bound), `trap`
+//! (panics), `huge` (returns a 4 MiB result), `wrong-echo` (echoes another
+//! deployment's split), `wrong-revision` (echoes another revision), `sleep`
+//! (blocks in WASI's clock past any deadline), `undeclared` (calls `clock`,
+//! which it does not declare), `write-then-trap` (writes kv, then panics),
+//! `count` (reports how many calls this instance has served).
+
+wit_bindgen::generate!({
+    path: "../../wit",
+    world: "pack",
+});
+
+use envpack::deployer::environment::Environment;
+use envpack::deployer::types::{
+    Capability, DeployError, Health, PackInfo, RevisionOutcome, RuntimeConfig, SplitOutcome,
+};
+use envpack::deployer::{clock, kv, log};
+use exports::envpack::deployer::deployer::Guest;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Calls served by this instance; a host that reuses instances would show > 1.
+static CALLS: AtomicU32 = AtomicU32::new(0);
+
+fn mode(env: &Environment) -> String {
+    env.setting("mode").unwrap_or_default()
+}
+
+/// Misbehaves as the mode says; returns normally for modes that only
+/// affect the result.
+fn misbehave(env: &Environment, verb: &str) {
+    log::log(log::Level::Info, &format!("{verb} in mode {:?}", mode(env)));
+    match mode(env).as_str() {
+        "loop" => {
+            let mut n: u64 = 0;
+            loop {
+                n = std::hint::black_box(n.wrapping_add(1));
+            }
+        }
+        "alloc" => {
+            let mut hoard: Vec<Vec<u8>> = Vec::new();
+            loop {
+                hoard.push(vec![1u8; 1 << 20]);
+                std::hint::black_box(&hoard);
+            }
+        }
+        "trap" => panic!("deliberate trap in {verb}"),
+        "sleep" => std::thread::sleep(std::time::Duration::from_secs(60)),
+        "undeclared" => {
+            clock::now_ms();
+        }
+        "write-then-trap" => {
+            kv::set("half-done", b"should never be saved");
+            panic!("deliberate trap after a kv write in {verb}");
+        }
+        _ => {}
+    }
+}
+
+fn revision_verb(env: &Environment, verb: &str, revision: String) -> Result<RevisionOutcome, DeployError> {
+    misbehave(env, verb);
+    let found = env
+        .revision(&revision)
+        .ok_or_else(|| DeployError::RevisionNotFound(revision.clone()))?;
+    let served = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
+    let detail = match mode(env).as_str() {
+        "huge" => "x".repeat(4 << 20),
+        "count" => format!("call #{served} of this instance"),
+        _ => format!("{verb} done"),
+    };
+    let echoed = if mode(env) == "wrong-revision" {
+        format!("{}-other", found.id)
+    } else {
+        found.id
+    };
+    Ok(RevisionOutcome { revision: echoed, detail })
+}
+
+struct Hostile;
+
+impl Guest for Hostile {
+    fn describe() -> PackInfo {
+        PackInfo {
+            descriptor: "envpack.test.hostile@0.1.0".to_string(),
+            contract_version: "1.0.0".to_string(),
+            capabilities: vec![Capability::Log, Capability::Kv],
+            description: "Test pack that misbehaves as its `mode` setting says".to_string(),
+        }
+    }
+
+    fn stage_revision(env: &Environment, revision: String) -> Result<RevisionOutcome, DeployError> {
+        revision_verb(env, "stage-revision", revision)
+    }
+
+    fn warm_revision(env: &Environment, revision: String) -> Result<RevisionOutcome, DeployError> {
+        revision_verb(env, "warm-revision", revision)
+    }
+
+    fn drain_revision(env: &Environment, revision: String) -> Result<RevisionOutcome, DeployError> {
+        revision_verb(env, "drain-revision", revision)
+    }
+
+    fn archive_revision(env: &Environment, revision: String) -> Result<RevisionOutcome, DeployError> {
+        revision_verb(env, "archive-revision", revision)
+    }
+
+    fn apply_traffic_split(env: &Environment, deployment: String) -> Result<SplitOutcome, DeployError> {
+        misbehave(env, "apply-traffic-split");
+        let split = env
+            .split(&deployment)
+            .ok_or_else(|| DeployError::SplitNotFound(deployment.clone()))?;
+        if mode(env) == "wrong-echo" {
+            // Claims to have applied a sibling deployment's split instead.
+            let sibling = env
+                .deployments()
+                .into_iter()
+                .filter(|d| *d != deployment)
+                .find_map(|d| env.split(&d));
+            if let Some(other) = sibling {
+                return Ok(SplitOutcome {
+                    deployment: other.deployment,
+                    entries: other.entries,
+                });
+            }
+        }
+        Ok(SplitOutcome {
+            deployment,
+            entries: split.entries,
+        })
+    }
+
+    fn report_runtime_config(env: &Environment) -> Result<Option<RuntimeConfig>, DeployError> {
+        misbehave(env, "report-runtime-config");
+        Ok(None)
+    }
+
+    fn probe_revision(env: &Environment, revision: String) -> Result<Health, DeployError> {
+        misbehave(env, "probe-revision");
+        env.revision(&revision)
+            .ok_or_else(|| DeployError::RevisionNotFound(revision.clone()))?;
+        Ok(Health::Unsupported)
+    }
+}
+
+export!(Hostile);

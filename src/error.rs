@@ -1,0 +1,74 @@
+//! Errors of the command layer and the exit code each maps to. Every message
+//! names the problem; where there is an obvious next step, a hint says it.
+
+use envpack_host::{LoadError, SetupError, VerbError};
+
+/// Exit codes, as documented in the README.
+pub mod exit {
+    /// The verb (or command) succeeded.
+    pub const OK: i32 = 0;
+    /// The verb failed: a precondition, a typed pack error, or a provider error.
+    pub const VERB_FAILED: i32 = 1;
+    /// Bad input: usage, an unreadable or malformed file, an unknown verb.
+    pub const BAD_INPUT: i32 = 2;
+    /// The pack could not be loaded (not a component, wrong contract, describe failed).
+    pub const PACK_UNUSABLE: i32 = 3;
+    /// The pack's reported runtime config differs from the host's projection.
+    pub const DRIFT: i32 = 4;
+    /// The host itself could not start (engine, state directory).
+    pub const HOST: i32 = 5;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{message}")]
+    Input { message: String, hint: Option<String> },
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error(transparent)]
+    Verb(#[from] VerbError),
+    #[error("runtime config drift: the pack's view differs from the host's projection")]
+    Drift,
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    #[error("{0}")]
+    State(String),
+}
+
+impl CliError {
+    pub fn input(message: impl Into<String>) -> Self {
+        CliError::Input {
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CliError::Input { .. } => exit::BAD_INPUT,
+            CliError::Load(LoadError::Read { .. }) => exit::BAD_INPUT,
+            CliError::Load(_) => exit::PACK_UNUSABLE,
+            CliError::Verb(_) => exit::VERB_FAILED,
+            CliError::Drift => exit::DRIFT,
+            CliError::Setup(_) | CliError::State(_) => exit::HOST,
+        }
+    }
+
+    /// A next step for the user, when there is one.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            CliError::Input { hint, .. } => hint.clone(),
+            CliError::Load(LoadError::Read { .. }) => {
+                Some("the reference packs are built into target/packs/ by `scripts/quickstart`".into())
+            }
+            CliError::Load(LoadError::NotAComponent { .. }) => {
+                Some("packs are components: build with `cargo build --target wasm32-wasip2`".into())
+            }
+            CliError::Load(LoadError::Contract { .. }) => {
+                Some("build the pack against wit/deployer.wit (envpack:deployer@1.0.0) and export `deployer`".into())
+            }
+            CliError::Drift => Some("run `host call PACK apply-traffic-split` for each deployment, then compare again".into()),
+            _ => None,
+        }
+    }
+}
