@@ -54,7 +54,11 @@ fn request(verb: Verb, revision: Option<String>, deployment: Option<String>) -> 
             if revision.is_some() {
                 return Err(extra("--revision"));
             }
-            Ok(Some(Request::ApplyTrafficSplit(need(deployment, "--deployment", verb)?)))
+            Ok(Some(Request::ApplyTrafficSplit(need(
+                deployment,
+                "--deployment",
+                verb,
+            )?)))
         }
         Verb::ReportRuntimeConfig | Verb::Describe => match (revision, deployment) {
             (Some(_), _) => Err(extra("--revision")),
@@ -85,7 +89,9 @@ pub async fn run(runtime: &Runtime, args: Args) -> Result<i32, CliError> {
     let Some(request) = request else {
         return describe(&pack, args.json);
     };
-    let env_path = args.env.ok_or_else(|| CliError::input(format!("{verb} needs --env ENV.json")))?;
+    let env_path = args
+        .env
+        .ok_or_else(|| CliError::input(format!("{verb} needs --env ENV.json")))?;
     let env = Environment::from_file(&env_path).map_err(|e| CliError::Input {
         message: format!("{}: {e}", env_path.display()),
         hint: Some("the environment format is described in the README; examples/dev.json is a complete example".into()),
@@ -118,7 +124,10 @@ fn describe(pack: &Pack, as_json: bool) -> Result<i32, CliError> {
         println!("{value:#}");
     } else {
         let caps: Vec<&str> = info.capabilities.iter().map(|c| c.name()).collect();
-        println!("{} (contract {}): {}", info.descriptor, info.contract_version, info.description);
+        println!(
+            "{} (contract {}): {}",
+            info.descriptor, info.contract_version, info.description
+        );
         println!("capabilities: {}", caps.join(", "));
     }
     Ok(exit::OK)
@@ -128,7 +137,10 @@ fn print_outcome(outcome: &Outcome) {
     match outcome {
         Outcome::Revision { revision, detail } => println!("  revision {revision}: {detail}"),
         Outcome::Split { deployment, entries } => {
-            let list: Vec<String> = entries.iter().map(|e| format!("{}={}", e.revision, e.weight_bps)).collect();
+            let list: Vec<String> = entries
+                .iter()
+                .map(|e| format!("{}={}", e.revision, e.weight_bps))
+                .collect();
             println!("  {deployment}: {}", list.join(" "));
         }
         Outcome::Health { revision, health } => match health {

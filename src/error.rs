@@ -67,7 +67,9 @@ impl CliError {
             CliError::Load(LoadError::Contract { .. }) => {
                 Some("build the pack against wit/deployer.wit (envpack:deployer@1.0.0) and export `deployer`".into())
             }
-            CliError::Drift => Some("run `host call PACK apply-traffic-split` for each deployment, then compare again".into()),
+            CliError::Drift => {
+                Some("run `host call PACK apply-traffic-split` for each deployment, then compare again".into())
+            }
             _ => None,
         }
     }

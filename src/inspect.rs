@@ -48,7 +48,14 @@ fn print_text(pack: &Pack) {
     println!("descriptor   {}", info.descriptor);
     println!("contract     envpack:deployer@{}", info.contract_version);
     println!("description  {}", info.description);
-    println!("capabilities {}", if caps.is_empty() { "(none)".to_string() } else { caps.join(", ") });
+    println!(
+        "capabilities {}",
+        if caps.is_empty() {
+            "(none)".to_string()
+        } else {
+            caps.join(", ")
+        }
+    );
     println!("sha256       {}", pack.digest());
     println!("size         {} bytes", pack.size());
     println!("imports");

@@ -65,7 +65,9 @@ fn init_tracing(verbose: u8) {
 
 fn host_config(cli: &Cli) -> Result<HostConfig, CliError> {
     if cli.deadline_ms == 0 || cli.memory_mib == 0 {
-        return Err(CliError::input("--deadline-ms and --memory-mib must be greater than zero"));
+        return Err(CliError::input(
+            "--deadline-ms and --memory-mib must be greater than zero",
+        ));
     }
     let memory_budget = cli
         .memory_mib

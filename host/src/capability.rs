@@ -82,15 +82,9 @@ impl Gate {
     /// Allows or refuses one call to `operation` of `capability`.
     pub fn check(&self, capability: Capability, operation: &'static str) -> Result<(), Denied> {
         if !self.declared.contains(&capability) {
-            Err(Denied::NotDeclared {
-                capability,
-                operation,
-            })
+            Err(Denied::NotDeclared { capability, operation })
         } else if !self.granted.contains(&capability) {
-            Err(Denied::NotGranted {
-                capability,
-                operation,
-            })
+            Err(Denied::NotGranted { capability, operation })
         } else {
             Ok(())
         }
@@ -103,10 +97,19 @@ mod tests {
 
     #[test]
     fn needs_both_declared_and_granted() {
-        let gate = Gate::new(&[Capability::Kv, Capability::Log], &[Capability::Log, Capability::Clock]);
+        let gate = Gate::new(
+            &[Capability::Kv, Capability::Log],
+            &[Capability::Log, Capability::Clock],
+        );
         assert!(gate.check(Capability::Log, "log.log").is_ok());
-        assert!(matches!(gate.check(Capability::Kv, "kv.set"), Err(Denied::NotGranted { .. })));
-        assert!(matches!(gate.check(Capability::Clock, "clock.now-ms"), Err(Denied::NotDeclared { .. })));
+        assert!(matches!(
+            gate.check(Capability::Kv, "kv.set"),
+            Err(Denied::NotGranted { .. })
+        ));
+        assert!(matches!(
+            gate.check(Capability::Clock, "clock.now-ms"),
+            Err(Denied::NotDeclared { .. })
+        ));
         assert!(Gate::default().check(Capability::Log, "log.log").is_err());
     }
 }

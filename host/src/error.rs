@@ -54,11 +54,7 @@ pub enum VerbError {
         got: String,
     },
     #[error("outcome-mismatch: {verb} was called for revision {expected:?} but the pack reported revision {got:?}")]
-    OutcomeMismatch {
-        verb: Verb,
-        expected: String,
-        got: String,
-    },
+    OutcomeMismatch { verb: Verb, expected: String, got: String },
     #[error("provider: {verb} failed: {cause}")]
     Provider { verb: Verb, cause: ProviderCause },
 }
@@ -74,7 +70,9 @@ pub enum ProviderCause {
     Trap(String),
     #[error("the pack ran past its deadline of {} ms and was stopped", .0.as_millis())]
     Deadline(Duration),
-    #[error("the pack tried to grow its memories to {requested} bytes, over the budget of {budget} bytes, and was stopped")]
+    #[error(
+        "the pack tried to grow its memories to {requested} bytes, over the budget of {budget} bytes, and was stopped"
+    )]
     MemoryBudget { requested: usize, budget: usize },
     #[error("the pack returned {what} of {size} bytes, over the cap of {cap} bytes")]
     ResultTooLarge {
@@ -129,10 +127,7 @@ impl VerbError {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("cannot read pack {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     #[error("{path} is not a WebAssembly component: {detail}")]
     NotAComponent { path: String, detail: String },
     #[error("pack {path} does not fit the envpack:deployer@1.0.0 contract: {detail}")]

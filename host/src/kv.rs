@@ -15,10 +15,7 @@ pub type Change = (String, Option<Vec<u8>>);
 #[derive(Debug, thiserror::Error)]
 pub enum KvError {
     #[error("kv store {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
     #[error("kv store {path} is corrupt: {detail}")]
     Corrupt { path: String, detail: String },
 }
@@ -210,8 +207,11 @@ mod tests {
         let path = dir.join("kv.json");
         let _ = std::fs::remove_file(&path);
         let kv = FileKv::open(&path).unwrap();
-        kv.commit("p/dev", vec![("a".into(), Some(b"1".to_vec())), ("b".into(), Some(vec![0xff]))])
-            .unwrap();
+        kv.commit(
+            "p/dev",
+            vec![("a".into(), Some(b"1".to_vec())), ("b".into(), Some(vec![0xff]))],
+        )
+        .unwrap();
         kv.commit("p/dev", vec![("a".into(), None)]).unwrap();
         let again = FileKv::open(&path).unwrap();
         assert_eq!(again.get("p/dev", "a").unwrap(), None);

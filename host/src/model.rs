@@ -92,10 +92,7 @@ pub struct Environment {
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     #[error("cannot read environment file {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     #[error("environment JSON is malformed: {0}")]
     Json(#[from] serde_json::Error),
     #[error("{what} {value:?} is not a valid id: {reason}")]
@@ -139,9 +136,8 @@ pub fn validate_id(what: &'static str, value: &str) -> Result<(), ModelError> {
 
 fn validate_digest(revision: &Revision) -> Result<(), ModelError> {
     let hex = revision.artifact.digest.strip_prefix("sha256:");
-    let valid = hex.is_some_and(|h| {
-        h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    });
+    let valid =
+        hex.is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
     if valid {
         Ok(())
     } else {
@@ -272,15 +268,11 @@ mod tests {
     const DIGEST: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
 
     fn doc(revisions: &str) -> String {
-        format!(
-            r#"{{"id":"dev","deployments":[{{"id":"web","revisions":[{revisions}]}}]}}"#
-        )
+        format!(r#"{{"id":"dev","deployments":[{{"id":"web","revisions":[{revisions}]}}]}}"#)
     }
 
     fn rev(id: &str, digest: &str) -> String {
-        format!(
-            r#"{{"id":"{id}","sequence":1,"lifecycle":"ready","artifact":{{"digest":"{digest}","location":"x"}}}}"#
-        )
+        format!(r#"{{"id":"{id}","sequence":1,"lifecycle":"ready","artifact":{{"digest":"{digest}","location":"x"}}}}"#)
     }
 
     #[test]

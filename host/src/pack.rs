@@ -133,7 +133,9 @@ pub fn read_pack_file(path: &Path) -> std::io::Result<Vec<u8>> {
     let mut bytes = Vec::new();
     file.take(MAX_PACK_BYTES + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > MAX_PACK_BYTES {
-        return Err(std::io::Error::other(format!("the file is larger than {MAX_PACK_BYTES} bytes")));
+        return Err(std::io::Error::other(format!(
+            "the file is larger than {MAX_PACK_BYTES} bytes"
+        )));
     }
     Ok(bytes)
 }

@@ -42,7 +42,12 @@ pub fn recorded_split<'e>(env: &'e Environment, deployment: &str) -> Result<&'e 
 
 fn check_split(env: &Environment, deployment: &str, split: &TrafficSplit) -> Result<(), VerbError> {
     if let Err(error) = validate_weights(&split.entries) {
-        return Err(VerbError::invalid_split(deployment, sum_bps(&split.entries), &error, Origin::Host));
+        return Err(VerbError::invalid_split(
+            deployment,
+            sum_bps(&split.entries),
+            &error,
+            Origin::Host,
+        ));
     }
     for entry in &split.entries {
         let Some(revision) = env.revision(&entry.revision) else {
@@ -81,12 +86,15 @@ mod tests {
         .unwrap()
     }
 
-    const GOOD: &str = r#"{"generation":1,"entries":[{"revision":"r1","weight_bps":9000},{"revision":"r2","weight_bps":1000}]}"#;
+    const GOOD: &str =
+        r#"{"generation":1,"entries":[{"revision":"r1","weight_bps":9000},{"revision":"r2","weight_bps":1000}]}"#;
 
     #[test]
     fn unknown_revision_refused() {
         let err = check(&env(GOOD), &Request::Stage("nope".into())).unwrap_err();
-        assert!(matches!(err, VerbError::RevisionNotFound { ref revision, origin: Origin::Host, .. } if revision == "nope"));
+        assert!(
+            matches!(err, VerbError::RevisionNotFound { ref revision, origin: Origin::Host, .. } if revision == "nope")
+        );
         assert!(err.is_precondition());
     }
 
@@ -109,7 +117,10 @@ mod tests {
     fn foreign_revision_refused() {
         let split = r#"{"entries":[{"revision":"r1","weight_bps":9000},{"revision":"r3","weight_bps":1000}]}"#;
         let err = check(&env(split), &Request::ApplyTrafficSplit("web".into())).unwrap_err();
-        assert!(matches!(err, VerbError::ForeignRevision { ref owner, .. } if owner == "api"), "{err}");
+        assert!(
+            matches!(err, VerbError::ForeignRevision { ref owner, .. } if owner == "api"),
+            "{err}"
+        );
     }
 
     #[test]

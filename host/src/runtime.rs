@@ -23,11 +23,11 @@ use crate::error::{LoadError, ProviderCause, SetupError, VerbError};
 use crate::kv::KvStore;
 use crate::model::{Environment, EnvironmentDoc};
 use crate::pack::{CONTRACT_VERSION, Pack, PackInfo, read_pack_file};
+use crate::preconditions;
 use crate::sandbox::{BudgetExceeded, DeadlineExceeded};
 use crate::state::CallState;
 use crate::verb::{Outcome, Request, Verb};
 use crate::verify::{Raw, verdict};
-use crate::preconditions;
 
 /// Extra wall-clock time past the deadline before the host abandons a call
 /// that is blocked in the host (a sleep, a WASI poll) rather than in wasm.
@@ -155,16 +155,18 @@ impl Runtime {
     }
 
     async fn describe(&self, pre: &bindings::PackPre<CallState>) -> Result<PackInfo, VerbError> {
-        let empty = Arc::new(Environment::from_doc(EnvironmentDoc {
-            id: "describe".into(),
-            capabilities: Vec::new(),
-            settings: Default::default(),
-            deployments: Vec::new(),
-        })
-        .map_err(|e| VerbError::Provider {
-            verb: Verb::Describe,
-            cause: ProviderCause::Instantiate(e.to_string()),
-        })?);
+        let empty = Arc::new(
+            Environment::from_doc(EnvironmentDoc {
+                id: "describe".into(),
+                capabilities: Vec::new(),
+                settings: Default::default(),
+                deployments: Vec::new(),
+            })
+            .map_err(|e| VerbError::Provider {
+                verb: Verb::Describe,
+                cause: ProviderCause::Instantiate(e.to_string()),
+            })?,
+        );
         // describe must be pure: nothing is declared, so every capability call is refused.
         let state = self.new_state(Gate::default(), String::new());
         let (result, state) = self
@@ -174,7 +176,9 @@ impl Runtime {
                 guest.call_describe(store).await
             })
             .await;
-        result.map(PackInfo::from).map_err(|e| self.classify(Verb::Describe, &e, &state))
+        result
+            .map(PackInfo::from)
+            .map_err(|e| self.classify(Verb::Describe, &e, &state))
     }
 
     fn new_state(&self, gate: Gate, namespace: String) -> CallState {
@@ -264,8 +268,16 @@ impl Runtime {
     fn settle_kv(&self, result: &Result<Outcome, VerbError>, kv: KvSession) -> bool {
         let accepted = match result {
             Ok(_) => true,
-            Err(VerbError::Provider { cause, .. }) => matches!(cause, ProviderCause::Reported(_) | ProviderCause::EmptyMessage),
-            Err(e) => !e.is_precondition() && !matches!(e, VerbError::CrossDeploymentInterference { .. } | VerbError::OutcomeMismatch { .. }),
+            Err(VerbError::Provider { cause, .. }) => {
+                matches!(cause, ProviderCause::Reported(_) | ProviderCause::EmptyMessage)
+            }
+            Err(e) => {
+                !e.is_precondition()
+                    && !matches!(
+                        e,
+                        VerbError::CrossDeploymentInterference { .. } | VerbError::OutcomeMismatch { .. }
+                    )
+            }
         };
         if !accepted || !kv.is_dirty() {
             return false;
@@ -338,4 +350,3 @@ async fn call_export(
         Request::ReportRuntimeConfig => Raw::Config(guest.call_report_runtime_config(store, env).await?),
     })
 }
-

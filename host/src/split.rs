@@ -71,8 +71,14 @@ mod tests {
 
     #[test]
     fn refuses_wrong_sums() {
-        assert_eq!(validate_weights(&entries(&[9000])), Err(WeightError::WrongSum { sum: 9000 }));
-        assert_eq!(validate_weights(&entries(&[9000, 1001])), Err(WeightError::WrongSum { sum: 10_001 }));
+        assert_eq!(
+            validate_weights(&entries(&[9000])),
+            Err(WeightError::WrongSum { sum: 9000 })
+        );
+        assert_eq!(
+            validate_weights(&entries(&[9000, 1001])),
+            Err(WeightError::WrongSum { sum: 10_001 })
+        );
         assert_eq!(validate_weights(&[]), Err(WeightError::Empty));
     }
 
@@ -87,7 +93,10 @@ mod tests {
     #[test]
     fn refuses_entry_over_full() {
         let e = entries(&[10_001]);
-        assert!(matches!(validate_weights(&e), Err(WeightError::EntryTooLarge { weight_bps: 10_001, .. })));
+        assert!(matches!(
+            validate_weights(&e),
+            Err(WeightError::EntryTooLarge { weight_bps: 10_001, .. })
+        ));
     }
 
     #[test]

@@ -87,11 +87,9 @@ impl Request {
     /// The revision a revision verb names.
     pub fn revision(&self) -> Option<&str> {
         match self {
-            Request::Stage(id)
-            | Request::Warm(id)
-            | Request::Drain(id)
-            | Request::Archive(id)
-            | Request::Probe(id) => Some(id),
+            Request::Stage(id) | Request::Warm(id) | Request::Drain(id) | Request::Archive(id) | Request::Probe(id) => {
+                Some(id)
+            }
             Request::ApplyTrafficSplit(_) | Request::ReportRuntimeConfig => None,
         }
     }
@@ -111,7 +109,10 @@ pub enum Health {
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Outcome {
     /// A revision verb succeeded for exactly the requested revision.
-    Revision { revision: String, detail: String },
+    Revision {
+        revision: String,
+        detail: String,
+    },
     /// The split applied equals the recorded split of the deployment.
     Split {
         deployment: String,

@@ -44,7 +44,10 @@ fn raw_size(raw: &Raw) -> (&'static str, usize) {
     }
     match raw {
         Raw::Revision(r) => ("a revision outcome", either(r, |o| o.revision.len() + o.detail.len())),
-        Raw::Split(_, r) => ("a split outcome", either(r, |o| o.deployment.len() + entries_size(&o.entries))),
+        Raw::Split(_, r) => (
+            "a split outcome",
+            either(r, |o| o.deployment.len() + entries_size(&o.entries)),
+        ),
         Raw::Config(r) => (
             "a runtime config",
             either(r, |c| {
@@ -104,7 +107,10 @@ pub(crate) fn pack_error(env: &Environment, verb: Verb, error: wit::DeployError)
 }
 
 fn format_entries(deployment: &str, entries: &[SplitEntry]) -> String {
-    let list: Vec<String> = entries.iter().map(|e| format!("{}={}", e.revision, e.weight_bps)).collect();
+    let list: Vec<String> = entries
+        .iter()
+        .map(|e| format!("{}={}", e.revision, e.weight_bps))
+        .collect();
     format!("{deployment}: [{}]", list.join(", "))
 }
 

@@ -8,7 +8,10 @@ use std::process::Command;
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
-    let root = manifest_dir.join("../..").canonicalize().expect("workspace root exists");
+    let root = manifest_dir
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root exists");
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
@@ -40,7 +43,10 @@ fn main() {
         cargo.env_remove(var);
     }
     let status = cargo.status().expect("failed to run cargo for the packs");
-    assert!(status.success(), "building the packs for wasm32-wasip2 failed: {status}");
+    assert!(
+        status.success(),
+        "building the packs for wasm32-wasip2 failed: {status}"
+    );
 
     let out_dir = target.join("packs");
     std::fs::create_dir_all(&out_dir).expect("create target/packs");
@@ -53,10 +59,15 @@ fn main() {
         let dest = out_dir.join(format!("{name}.wasm"));
         std::fs::copy(&built, &dest).unwrap_or_else(|e| panic!("copy {} to {}: {e}", built.display(), dest.display()));
         let ident = name.replace('-', "_").to_uppercase();
-        consts.push_str(&format!("/// Path of the built `{name}` pack.\npub const {ident}: &str = {:?};\n", dest.display().to_string()));
+        consts.push_str(&format!(
+            "/// Path of the built `{name}` pack.\npub const {ident}: &str = {:?};\n",
+            dest.display().to_string()
+        ));
         all.push_str(&format!("    ({name:?}, {ident}),\n"));
     }
-    consts.push_str(&format!("/// Every pack: (name, path).\npub const ALL: &[(&str, &str)] = &[\n{all}];\n"));
+    consts.push_str(&format!(
+        "/// Every pack: (name, path).\npub const ALL: &[(&str, &str)] = &[\n{all}];\n"
+    ));
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("packs.rs");
     std::fs::write(out, consts).expect("write packs.rs");
 }

@@ -4,8 +4,8 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::bindings::envpack::deployer::clock::Host;
-use crate::capability::Capability;
 use crate::capabilities::recording::CapabilityCall;
+use crate::capability::Capability;
 use crate::sandbox::DeadlineExceeded;
 use crate::state::CallState;
 

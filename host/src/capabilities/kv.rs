@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::bindings::envpack::deployer::kv::Host;
-use crate::capability::Capability;
 use crate::capabilities::recording::CapabilityCall;
+use crate::capability::Capability;
 use crate::kv::{Change, KvError, KvStore};
 use crate::state::CallState;
 
@@ -63,15 +63,23 @@ impl KvSession {
 
     fn stage(&mut self, key: String, value: Option<Vec<u8>>) -> Result<(), KvLimit> {
         if key.len() > MAX_KEY_BYTES {
-            return Err(KvLimit(format!("kv key of {} bytes is over the {MAX_KEY_BYTES}-byte limit", key.len())));
+            return Err(KvLimit(format!(
+                "kv key of {} bytes is over the {MAX_KEY_BYTES}-byte limit",
+                key.len()
+            )));
         }
         let size = key.len() + value.as_ref().map_or(0, Vec::len);
         if value.as_ref().is_some_and(|v| v.len() > MAX_VALUE_BYTES) {
-            return Err(KvLimit(format!("kv value of {} bytes is over the {MAX_VALUE_BYTES}-byte limit", size - key.len())));
+            return Err(KvLimit(format!(
+                "kv value of {} bytes is over the {MAX_VALUE_BYTES}-byte limit",
+                size - key.len()
+            )));
         }
         self.staged_bytes += size;
         if self.staged_bytes > MAX_STAGED_BYTES {
-            return Err(KvLimit(format!("one call wrote more than {MAX_STAGED_BYTES} bytes to kv")));
+            return Err(KvLimit(format!(
+                "one call wrote more than {MAX_STAGED_BYTES} bytes to kv"
+            )));
         }
         self.pending.insert(key, value);
         Ok(())

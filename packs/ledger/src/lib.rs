@@ -15,8 +15,8 @@ wit_bindgen::generate!({
 
 use envpack::deployer::environment::Environment;
 use envpack::deployer::types::{
-    Capability, DeployError, Health, PackInfo, Revision, RevisionOutcome, RuntimeConfig,
-    RuntimeEntry, SplitEntry, SplitOutcome, TrafficSplit,
+    Capability, DeployError, Health, PackInfo, Revision, RevisionOutcome, RuntimeConfig, RuntimeEntry, SplitEntry,
+    SplitOutcome, TrafficSplit,
 };
 use envpack::deployer::{kv, log};
 use exports::envpack::deployer::deployer::Guest;
@@ -140,9 +140,9 @@ fn decode_entries(bytes: &[u8]) -> Result<Vec<SplitEntry>, DeployError> {
     text.lines()
         .map(|line| {
             let (revision, weight) = line.rsplit_once('=').unwrap_or((line, ""));
-            let weight_bps = weight.parse().map_err(|_| {
-                DeployError::Provider(format!("ledger split entry is corrupt: {line:?}"))
-            })?;
+            let weight_bps = weight
+                .parse()
+                .map_err(|_| DeployError::Provider(format!("ledger split entry is corrupt: {line:?}")))?;
             Ok(SplitEntry {
                 revision: revision.to_string(),
                 weight_bps,
@@ -188,11 +188,23 @@ impl Guest for Ledger {
     }
 
     fn warm_revision(env: &Environment, revision: String) -> Result<RevisionOutcome, DeployError> {
-        transition(env, "warm", &revision, &[Some(State::Staged), Some(State::Drained)], State::Warm)
+        transition(
+            env,
+            "warm",
+            &revision,
+            &[Some(State::Staged), Some(State::Drained)],
+            State::Warm,
+        )
     }
 
     fn drain_revision(env: &Environment, revision: String) -> Result<RevisionOutcome, DeployError> {
-        transition(env, "drain", &revision, &[Some(State::Staged), Some(State::Warm)], State::Drained)
+        transition(
+            env,
+            "drain",
+            &revision,
+            &[Some(State::Staged), Some(State::Warm)],
+            State::Drained,
+        )
     }
 
     fn archive_revision(env: &Environment, revision: String) -> Result<RevisionOutcome, DeployError> {

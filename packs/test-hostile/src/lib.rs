@@ -77,7 +77,10 @@ fn revision_verb(env: &Environment, verb: &str, revision: String) -> Result<Revi
     } else {
         found.id
     };
-    Ok(RevisionOutcome { revision: echoed, detail })
+    Ok(RevisionOutcome {
+        revision: echoed,
+        detail,
+    })
 }
 
 struct Hostile;
