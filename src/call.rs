@@ -5,9 +5,10 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use envpack_host::{CallReport, Environment, Health, Outcome, Pack, Request, Runtime, Verb};
+use envpack_host::{CallReport, Environment, Health, Outcome, Pack, Request, Verb};
 use serde_json::json;
 
+use crate::context::Context;
 use crate::error::{CliError, exit};
 
 #[derive(clap::Args)]
@@ -82,9 +83,10 @@ fn request(verb: Verb, revision: Option<String>, deployment: Option<String>) -> 
     }
 }
 
-pub async fn run(runtime: &Runtime, args: Args) -> Result<i32, CliError> {
+pub async fn run(ctx: &mut Context, args: Args) -> Result<i32, CliError> {
     let verb = parse_verb(&args.verb)?;
     let request = request(verb, args.revision, args.deployment)?;
+    let runtime = ctx.runtime()?;
     let pack = runtime.load_pack_file(&args.pack).await?;
     let Some(request) = request else {
         return describe(&pack, args.json);

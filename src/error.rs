@@ -1,6 +1,11 @@
 //! Errors of the command layer and the exit code each maps to. Every message
 //! names the problem; where there is an obvious next step, a hint says it.
 
+use envpack_host::keys::KeyError;
+use envpack_host::manifest::ManifestError;
+use envpack_host::registry::RegistryError;
+use envpack_host::signature::VerifyError;
+use envpack_host::trust::TrustError;
 use envpack_host::{LoadError, SetupError, VerbError};
 
 /// Exit codes, as documented in the README.
@@ -17,6 +22,9 @@ pub mod exit {
     pub const DRIFT: i32 = 4;
     /// The host itself could not start (engine, state directory).
     pub const HOST: i32 = 5;
+    /// The pack is not trusted: unsigned, tampered, unknown or revoked signer,
+    /// or its manifest disagrees with `describe`.
+    pub const UNTRUSTED: i32 = 6;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +41,16 @@ pub enum CliError {
     Setup(#[from] SetupError),
     #[error("{0}")]
     State(String),
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
+    #[error(transparent)]
+    Trust(#[from] TrustError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("{path}: {source}")]
+    Key { path: String, source: KeyError },
+    #[error("{path}: {source}")]
+    Manifest { path: String, source: ManifestError },
 }
 
 impl CliError {
@@ -47,7 +65,14 @@ impl CliError {
         match self {
             CliError::Input { .. } => exit::BAD_INPUT,
             CliError::Load(LoadError::Read { .. }) => exit::BAD_INPUT,
+            CliError::Load(LoadError::Manifest { source, .. }) if is_mismatch(source) => exit::UNTRUSTED,
             CliError::Load(_) => exit::PACK_UNUSABLE,
+            CliError::Verify(_) => exit::UNTRUSTED,
+            CliError::Registry(RegistryError::Untrusted { .. } | RegistryError::Changed { .. }) => exit::UNTRUSTED,
+            CliError::Registry(RegistryError::Io(_)) | CliError::Trust(TrustError::Io(_)) => exit::HOST,
+            CliError::Registry(_) | CliError::Trust(_) | CliError::Key { .. } | CliError::Manifest { .. } => {
+                exit::BAD_INPUT
+            }
             CliError::Verb(_) => exit::VERB_FAILED,
             CliError::Drift => exit::DRIFT,
             CliError::Setup(_) | CliError::State(_) => exit::HOST,
@@ -73,4 +98,8 @@ impl CliError {
             _ => None,
         }
     }
+}
+
+fn is_mismatch(error: &ManifestError) -> bool {
+    matches!(error, ManifestError::Mismatch { .. })
 }

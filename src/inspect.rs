@@ -2,9 +2,11 @@
 
 use std::path::PathBuf;
 
-use envpack_host::{Pack, Runtime};
+use envpack_host::Pack;
+use envpack_host::signature::{self, Keyring};
 use serde_json::json;
 
+use crate::context::Context;
 use crate::error::{CliError, exit};
 
 #[derive(clap::Args)]
@@ -16,12 +18,25 @@ pub struct Args {
     json: bool,
 }
 
-pub async fn run(runtime: &Runtime, args: Args) -> Result<i32, CliError> {
-    let pack = runtime.load_pack_file(&args.pack).await?;
+pub async fn run(ctx: &mut Context, args: Args) -> Result<i32, CliError> {
+    let trust = ctx.trust()?;
+    let pack = ctx.runtime()?.load_pack_file(&args.pack).await?;
+    let bytes = std::fs::read(&args.pack).map_err(|e| CliError::input(format!("{}: {e}", args.pack.display())))?;
+    let keyring = Keyring {
+        trust: &trust,
+        extra: Vec::new(),
+    };
+    let trusted = match signature::verify(&bytes, &keyring, None) {
+        Ok(v) => format!("trusted: signed by {} ({})", v.name, v.key_id),
+        Err(e) => format!("not trusted: {e}"),
+    };
     if args.json {
-        println!("{:#}", describe_json(&pack));
+        let mut value = describe_json(&pack);
+        value["signature"] = json!(trusted);
+        println!("{value:#}");
     } else {
         print_text(&pack);
+        println!("signature    {trusted}");
     }
     Ok(exit::OK)
 }
@@ -29,6 +44,7 @@ pub async fn run(runtime: &Runtime, args: Args) -> Result<i32, CliError> {
 fn describe_json(pack: &Pack) -> serde_json::Value {
     let info = pack.info();
     json!({
+        "manifest": pack.manifest(),
         "source": pack.source(),
         "sha256": pack.digest(),
         "size": pack.size(),
@@ -58,6 +74,10 @@ fn print_text(pack: &Pack) {
     );
     println!("sha256       {}", pack.digest());
     println!("size         {} bytes", pack.size());
+    match pack.manifest() {
+        Some(m) => println!("author       {} (manifest agrees with describe)", m.author),
+        None => println!("manifest     none (seal it with `host pack seal`)"),
+    }
     println!("imports");
     for name in pack.imports() {
         println!("  {name}");

@@ -3,24 +3,26 @@
 //! a one-line message and a documented exit code.
 
 mod call;
+mod context;
 mod error;
 mod inspect;
+mod keys_cmd;
+mod pack_cmd;
 mod state_dir;
+mod trust_cmd;
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use envpack_host::{FileKv, HostConfig, KvStore, MemoryKv, Runtime};
 
+use crate::context::Context;
 use crate::error::{CliError, exit};
 
 /// Load, inspect and run envpack deployer packs.
 #[derive(Parser)]
 #[command(name = "host", version, about, propagate_version = true)]
 struct Cli {
-    /// Directory of the host's state (pack kv state; later: trust store, packs, environments).
+    /// Directory of the host's state: trust store, installed packs, compiled-code cache, pack kv state.
     #[arg(long, global = true, env = "ENVPACK_STATE_DIR", value_name = "DIR")]
     state_dir: Option<PathBuf>,
 
@@ -46,6 +48,18 @@ enum Command {
     Inspect(inspect::Args),
     /// Run one verb of a pack against an environment, through the full host path.
     Call(call::Args),
+    /// Make an Ed25519 key pair: KEY (PKCS#8 PEM, mode 0600) and KEY.pub (SPKI PEM).
+    Keygen(keys_cmd::KeygenArgs),
+    /// Add a signature to a sealed pack (or write a detached one).
+    Sign(keys_cmd::SignArgs),
+    /// Check a pack's signatures against the trust store; exit 0 only if trusted.
+    Verify(keys_cmd::VerifyArgs),
+    /// Manage the keys trusted to sign packs.
+    #[command(subcommand)]
+    Trust(trust_cmd::Command),
+    /// Seal, install, list, remove and resolve packs.
+    #[command(subcommand)]
+    Pack(pack_cmd::Command),
 }
 
 fn init_tracing(verbose: u8) {
@@ -63,39 +77,16 @@ fn init_tracing(verbose: u8) {
         .init();
 }
 
-fn host_config(cli: &Cli) -> Result<HostConfig, CliError> {
-    if cli.deadline_ms == 0 || cli.memory_mib == 0 {
-        return Err(CliError::input(
-            "--deadline-ms and --memory-mib must be greater than zero",
-        ));
-    }
-    let memory_budget = cli
-        .memory_mib
-        .checked_mul(1 << 20)
-        .ok_or_else(|| CliError::input(format!("--memory-mib {} is too large", cli.memory_mib)))?;
-    Ok(HostConfig {
-        deadline: Duration::from_millis(cli.deadline_ms),
-        memory_budget,
-        ..HostConfig::default()
-    })
-}
-
-/// Pack kv state lives in the state directory; `inspect` needs none.
-fn kv_store(cli: &Cli) -> Result<Arc<dyn KvStore>, CliError> {
-    if matches!(cli.command, Command::Inspect(_)) {
-        return Ok(Arc::new(MemoryKv::default()));
-    }
-    let dir = state_dir::resolve(cli.state_dir.clone())?;
-    state_dir::ensure(&dir)?;
-    let kv = FileKv::open(&dir.join("kv.json")).map_err(|e| CliError::State(e.to_string()))?;
-    Ok(Arc::new(kv))
-}
-
 async fn run(cli: Cli) -> Result<i32, CliError> {
-    let runtime = Runtime::new(host_config(&cli)?, kv_store(&cli)?)?;
+    let mut ctx = Context::new(cli.state_dir, cli.deadline_ms, cli.memory_mib)?;
     match cli.command {
-        Command::Inspect(args) => inspect::run(&runtime, args).await,
-        Command::Call(args) => call::run(&runtime, args).await,
+        Command::Inspect(args) => inspect::run(&mut ctx, args).await,
+        Command::Call(args) => call::run(&mut ctx, args).await,
+        Command::Keygen(args) => keys_cmd::keygen(args),
+        Command::Sign(args) => keys_cmd::sign(args),
+        Command::Verify(args) => keys_cmd::verify(&mut ctx, args).await,
+        Command::Trust(command) => trust_cmd::run(&mut ctx, command),
+        Command::Pack(command) => pack_cmd::run(&mut ctx, command).await,
     }
 }
 

@@ -47,6 +47,8 @@ pub struct HostConfig {
     /// Instances that may be live at once (pool size).
     pub max_instances: u32,
     pub allocator: AllocatorChoice,
+    /// Where compiled components are cached; `None` compiles every load.
+    pub cache_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for HostConfig {
@@ -57,6 +59,7 @@ impl Default for HostConfig {
             result_caps: ResultCaps::default(),
             max_instances: 256,
             allocator: AllocatorChoice::Auto,
+            cache_dir: None,
         }
     }
 }

@@ -134,6 +134,11 @@ pub enum LoadError {
     Contract { path: String, detail: String },
     #[error("pack {path} failed in describe: {source}")]
     Describe { path: String, source: VerbError },
+    #[error("pack {path}: {source}")]
+    Manifest {
+        path: String,
+        source: crate::manifest::ManifestError,
+    },
     #[error("pack {path} describes itself with contract version {found:?}; this host speaks {expected}")]
     ContractVersion {
         path: String,
@@ -149,4 +154,6 @@ pub enum SetupError {
     Engine(String),
     #[error("cannot link the host's capabilities: {0}")]
     Link(String),
+    #[error("{0}")]
+    Cache(String),
 }

@@ -1,10 +1,9 @@
 //! Where the `kv` capability keeps pack state: one namespace per (pack name,
 //! environment). [`MemoryKv`] serves tests and benches; [`FileKv`] persists to
-//! one JSON file, written atomically (temp file, fsync, rename), so a crash
+//! one JSON file, written atomically (see [`crate::fsutil`]), so a crash
 //! leaves either the old or the new state.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -156,14 +155,7 @@ impl FileKv {
             })
             .collect();
         let bytes = serde_json::to_vec_pretty(&raw).map_err(|e| io(std::io::Error::other(e)))?;
-        if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir).map_err(io)?;
-        }
-        let tmp = self.path.with_extension("json.tmp");
-        let mut file = std::fs::File::create(&tmp).map_err(io)?;
-        file.write_all(&bytes).map_err(io)?;
-        file.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, &self.path).map_err(io)
+        crate::fsutil::write_atomic(&self.path, &bytes, 0o600).map_err(io)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Namespaces> {

@@ -16,19 +16,28 @@
 //! ```
 
 pub mod bindings;
+pub mod cache;
 pub mod capabilities;
 pub mod capability;
+pub mod descriptor;
 pub mod engine;
 pub mod error;
+pub mod fsutil;
+pub mod keys;
 pub mod kv;
+pub mod manifest;
 pub mod model;
 pub mod pack;
 pub mod preconditions;
+pub mod registry;
 pub mod runtime;
 pub mod runtime_config;
 pub mod sandbox;
+pub mod sections;
+pub mod signature;
 pub mod split;
 pub mod state;
+pub mod trust;
 pub mod verb;
 mod verify;
 

@@ -10,7 +10,9 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 
 use crate::bindings::{self, wit};
+use crate::cache::CacheEvent;
 use crate::capability::Capability;
+use crate::manifest::Manifest;
 use crate::state::CallState;
 
 /// Largest pack file the host reads.
@@ -69,6 +71,8 @@ pub struct Pack {
     size: usize,
     imports: Vec<String>,
     exports: Vec<String>,
+    pub(crate) manifest: Option<Manifest>,
+    pub(crate) cache_event: CacheEvent,
 }
 
 impl Pack {
@@ -89,6 +93,8 @@ impl Pack {
             size: bytes.len(),
             imports: ty.imports(engine).map(|(name, _)| name.to_string()).collect(),
             exports: ty.exports(engine).map(|(name, _)| name.to_string()).collect(),
+            manifest: None,
+            cache_event: CacheEvent::Disabled,
         }
     }
 
@@ -117,6 +123,16 @@ impl Pack {
 
     pub fn exports(&self) -> &[String] {
         &self.exports
+    }
+
+    /// The embedded manifest, if the pack is sealed (it then agrees with `describe`).
+    pub fn manifest(&self) -> Option<&Manifest> {
+        self.manifest.as_ref()
+    }
+
+    /// Whether this load compiled the pack or took it from the cache.
+    pub fn cache_event(&self) -> &CacheEvent {
+        &self.cache_event
     }
 }
 

@@ -14,6 +14,7 @@ use wasmtime::component::{Component, Resource};
 use wasmtime::{Engine, Store, UpdateDeadline};
 
 use crate::bindings::{self, verbs};
+use crate::cache::{CacheEvent, CompileCache};
 use crate::capabilities::environment::EnvHandle;
 use crate::capabilities::kv::{KvLimit, KvSession};
 use crate::capabilities::recording::Recording;
@@ -21,8 +22,9 @@ use crate::capability::{Denied, Gate};
 use crate::engine::{Allocator, HostConfig, Ticker, build_engine, build_linker};
 use crate::error::{LoadError, ProviderCause, SetupError, VerbError};
 use crate::kv::KvStore;
+use crate::manifest::Manifest;
 use crate::model::{Environment, EnvironmentDoc};
-use crate::pack::{CONTRACT_VERSION, Pack, PackInfo, read_pack_file};
+use crate::pack::{CONTRACT_VERSION, Pack, PackInfo, read_pack_file, sha256_hex};
 use crate::preconditions;
 use crate::sandbox::{BudgetExceeded, DeadlineExceeded};
 use crate::state::CallState;
@@ -68,7 +70,16 @@ pub struct Runtime {
     allocator: Allocator,
     config: HostConfig,
     kv: Arc<dyn KvStore>,
+    cache: Option<Arc<CompileCache>>,
     _ticker: Ticker,
+}
+
+/// Compiles `bytes`, through the cache when there is one.
+fn compile(engine: &Engine, cache: Option<&CompileCache>, bytes: &[u8]) -> wasmtime::Result<(Component, CacheEvent)> {
+    match cache {
+        Some(cache) => cache.load(engine, &sha256_hex(bytes), bytes),
+        None => Ok((Component::new(engine, bytes)?, CacheEvent::Disabled)),
+    }
 }
 
 impl Runtime {
@@ -76,12 +87,19 @@ impl Runtime {
         let (engine, allocator) = build_engine(&config)?;
         let linker = build_linker(&engine)?;
         let ticker = Ticker::start(&engine)?;
+        let cache = match &config.cache_dir {
+            Some(dir) => Some(Arc::new(
+                CompileCache::open(dir).map_err(|e| SetupError::Cache(e.to_string()))?,
+            )),
+            None => None,
+        };
         Ok(Runtime {
             engine,
             linker,
             allocator,
             config,
             kv,
+            cache,
             _ticker: ticker,
         })
     }
@@ -116,9 +134,14 @@ impl Runtime {
     pub async fn load_pack(&self, source: String, bytes: Vec<u8>) -> Result<Pack, LoadError> {
         let span = tracing::info_span!("load", pack = %source, bytes = bytes.len());
         async move {
+            let manifest = Manifest::read(&bytes).map_err(|e| LoadError::Manifest {
+                path: source.clone(),
+                source: e,
+            })?;
             let engine = self.engine.clone();
+            let cache = self.cache.clone();
             let compiled = tokio::task::spawn_blocking(move || {
-                let component = Component::new(&engine, &bytes);
+                let component = compile(&engine, cache.as_deref(), &bytes);
                 (component, bytes)
             })
             .await
@@ -127,7 +150,7 @@ impl Runtime {
                 detail: format!("the compiler thread failed: {e}"),
             })?;
             let (component, bytes) = compiled;
-            let component = component.map_err(|e| LoadError::NotAComponent {
+            let (component, cache_event) = component.map_err(|e| LoadError::NotAComponent {
                 path: source.clone(),
                 detail: format!("{e:#}"),
             })?;
@@ -148,7 +171,16 @@ impl Runtime {
                     expected: CONTRACT_VERSION,
                 });
             }
-            Ok(Pack::new(pre, info, source, &bytes, &self.engine, &component))
+            if let Some(manifest) = &manifest {
+                manifest.agrees_with(&info).map_err(|e| LoadError::Manifest {
+                    path: source.clone(),
+                    source: e,
+                })?;
+            }
+            let mut pack = Pack::new(pre, info, source, &bytes, &self.engine, &component);
+            pack.manifest = manifest;
+            pack.cache_event = cache_event;
+            Ok(pack)
         }
         .instrument(span)
         .await

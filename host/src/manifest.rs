@@ -1,0 +1,164 @@
+//! The pack manifest: who made the pack and what it needs, embedded in the
+//! `envpack-manifest` custom section. Authors write it as `pack.toml`; `seal`
+//! embeds it, and the host checks that it agrees with `describe`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::capability::Capability;
+use crate::descriptor::{Descriptor, DescriptorError};
+use crate::pack::{CONTRACT_VERSION, PackInfo};
+use crate::sections::{self, MANIFEST, Malformed, SIGNATURE};
+
+/// What a pack says about itself, signed along with its code.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// `namespace.name@semver`.
+    pub descriptor: String,
+    pub contract_version: String,
+    pub capabilities: Vec<Capability>,
+    pub author: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("the manifest is not valid TOML for a pack manifest: {0}")]
+    Toml(String),
+    #[error("the embedded manifest is corrupt: {0}")]
+    Json(String),
+    #[error(transparent)]
+    Descriptor(#[from] DescriptorError),
+    #[error("the manifest names contract version {0:?}; this host speaks {CONTRACT_VERSION}")]
+    Contract(String),
+    #[error("the manifest has no author")]
+    NoAuthor,
+    #[error("the pack carries {0} manifest sections; exactly one is allowed")]
+    Several(usize),
+    #[error(transparent)]
+    Malformed(#[from] Malformed),
+    #[error("the manifest and describe disagree on {field}: the manifest says {manifest}, describe says {describe}")]
+    Mismatch {
+        field: &'static str,
+        manifest: String,
+        describe: String,
+    },
+}
+
+impl Manifest {
+    /// Parses and validates `pack.toml`.
+    pub fn from_toml(text: &str) -> Result<Self, ManifestError> {
+        let mut manifest: Manifest = toml::from_str(text).map_err(|e| ManifestError::Toml(e.to_string()))?;
+        manifest.normalize();
+        manifest.validate()?;
+        Ok(manifest)
+    }
+
+    fn normalize(&mut self) {
+        self.capabilities.sort();
+        self.capabilities.dedup();
+    }
+
+    pub fn validate(&self) -> Result<(), ManifestError> {
+        self.descriptor.parse::<Descriptor>()?;
+        if self.contract_version != CONTRACT_VERSION {
+            return Err(ManifestError::Contract(self.contract_version.clone()));
+        }
+        if self.author.trim().is_empty() {
+            return Err(ManifestError::NoAuthor);
+        }
+        Ok(())
+    }
+
+    /// The parsed descriptor (validated on construction).
+    pub fn parsed_descriptor(&self) -> Result<Descriptor, DescriptorError> {
+        self.descriptor.parse()
+    }
+
+    /// Reads the embedded manifest, `None` if the pack has none.
+    pub fn read(pack: &[u8]) -> Result<Option<Self>, ManifestError> {
+        let found = sections::custom(pack, MANIFEST)?;
+        match found.as_slice() {
+            [] => Ok(None),
+            [data] => {
+                let mut manifest: Manifest =
+                    serde_json::from_slice(data).map_err(|e| ManifestError::Json(e.to_string()))?;
+                manifest.normalize();
+                manifest.validate()?;
+                Ok(Some(manifest))
+            }
+            more => Err(ManifestError::Several(more.len())),
+        }
+    }
+
+    /// The component with this manifest embedded, replacing any previous
+    /// manifest and dropping signatures (they would no longer hold).
+    pub fn seal(&self, component: &[u8]) -> Result<Vec<u8>, ManifestError> {
+        let mut out = sections::strip(component, &[MANIFEST, SIGNATURE])?;
+        let json = serde_json::to_vec(self).map_err(|e| ManifestError::Json(e.to_string()))?;
+        sections::append(&mut out, MANIFEST, &json);
+        Ok(out)
+    }
+
+    /// Checks that `describe` says what the manifest says.
+    pub fn agrees_with(&self, info: &PackInfo) -> Result<(), ManifestError> {
+        let mismatch = |field, manifest: String, describe: String| {
+            Err(ManifestError::Mismatch {
+                field,
+                manifest,
+                describe,
+            })
+        };
+        if self.descriptor != info.descriptor {
+            return mismatch("descriptor", self.descriptor.clone(), info.descriptor.clone());
+        }
+        if self.contract_version != info.contract_version {
+            return mismatch(
+                "contract version",
+                self.contract_version.clone(),
+                info.contract_version.clone(),
+            );
+        }
+        if self.capabilities != info.capabilities {
+            let names = |c: &[Capability]| c.iter().map(|c| c.name()).collect::<Vec<_>>().join(", ");
+            return mismatch("capabilities", names(&self.capabilities), names(&info.capabilities));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOML: &str = r#"
+descriptor = "envpack.deployer.ledger@1.0.0"
+contract_version = "1.0.0"
+capabilities = ["kv", "log"]
+author = "envpack authors"
+description = "reference"
+"#;
+
+    #[test]
+    fn parses_and_seals() {
+        let m = Manifest::from_toml(TOML).unwrap();
+        assert_eq!(m.capabilities, vec![Capability::Log, Capability::Kv]);
+        let sealed = m.seal(b"\0asm\x0d\0\x01\0").unwrap();
+        assert_eq!(Manifest::read(&sealed).unwrap(), Some(m.clone()));
+        let resealed = m.seal(&sealed).unwrap();
+        assert_eq!(resealed, sealed, "sealing twice must not stack manifests");
+    }
+
+    #[test]
+    fn refuses_bad_fields() {
+        let bad = TOML.replace("envpack.deployer.ledger@1.0.0", "ledger");
+        assert!(matches!(Manifest::from_toml(&bad), Err(ManifestError::Descriptor(_))));
+        let bad = TOML.replace("contract_version = \"1.0.0\"", "contract_version = \"2.0.0\"");
+        assert!(matches!(Manifest::from_toml(&bad), Err(ManifestError::Contract(_))));
+        let bad = TOML.replace("author = \"envpack authors\"", "author = \" \"");
+        assert!(matches!(Manifest::from_toml(&bad), Err(ManifestError::NoAuthor)));
+        let bad = format!("{TOML}\nhomepage = \"x\"");
+        assert!(matches!(Manifest::from_toml(&bad), Err(ManifestError::Toml(_))));
+    }
+}

@@ -1,0 +1,238 @@
+//! The pack registry: verified packs stored content-addressed by sha256 under
+//! `packs/` in the state directory, with an index by descriptor. Resolution of
+//! a requirement (`envpack.deployer.ledger@^1`) picks the highest installed
+//! version whose file is intact and whose signer is still trusted.
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use semver::Version;
+use serde::{Deserialize, Serialize};
+
+use crate::descriptor::{Descriptor, Requirement};
+use crate::fsutil;
+use crate::manifest::Manifest;
+use crate::pack::sha256_hex;
+use crate::signature::{self, Keyring, Verified, VerifyError};
+
+/// One installed pack.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstalledPack {
+    /// Hex sha256 of the pack file; also its file name.
+    pub digest: String,
+    pub descriptor: String,
+    pub author: String,
+    /// Key ids with a valid signature at install time.
+    pub signers: Vec<String>,
+    pub size: usize,
+    /// Unix seconds.
+    pub installed_at: u64,
+    /// Installed despite failing admission (`--force`).
+    #[serde(default)]
+    pub forced: bool,
+}
+
+impl InstalledPack {
+    fn version(&self) -> Option<Version> {
+        self.descriptor.parse::<Descriptor>().ok().map(|d| d.version)
+    }
+
+    fn name(&self) -> &str {
+        self.descriptor.split('@').next().unwrap_or_default()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("pack registry: {0}")]
+    Io(String),
+    #[error("{descriptor} is already installed with different content ({digest}); remove it first")]
+    Conflict { descriptor: String, digest: String },
+    #[error("no installed pack matches {0:?} (give a descriptor or at least 8 hex digits of a digest)")]
+    NotFound(String),
+    #[error("{selector:?} matches several packs: {}", matches.join(", "))]
+    Ambiguous { selector: String, matches: Vec<String> },
+    #[error("no pack named {name} is installed{}", known_list(known))]
+    UnknownName { name: String, known: Vec<String> },
+    #[error("no installed version of {name} matches {req} (installed: {})", available.join(", "))]
+    NoMatchingVersion {
+        name: String,
+        req: String,
+        available: Vec<String>,
+    },
+    #[error("every installed version of {requirement} that matches is refused; the highest, {descriptor}: {source}")]
+    Untrusted {
+        requirement: String,
+        descriptor: String,
+        source: VerifyError,
+    },
+    #[error("installed file for {descriptor} no longer has digest {digest}: it was changed on disk")]
+    Changed { descriptor: String, digest: String },
+}
+
+fn known_list(known: &[String]) -> String {
+    if known.is_empty() {
+        "; none are installed (`host pack install PACK`)".to_string()
+    } else {
+        format!(" (installed: {})", known.join(", "))
+    }
+}
+
+/// The registry directory and its index.
+pub struct Registry {
+    dir: PathBuf,
+    index: Vec<InstalledPack>,
+}
+
+impl Registry {
+    pub fn open(state_dir: &Path) -> Result<Self, RegistryError> {
+        let dir = state_dir.join("packs");
+        let index = fsutil::read_json(&dir.join("index.json"))
+            .map_err(RegistryError::Io)?
+            .unwrap_or_default();
+        Ok(Registry { dir, index })
+    }
+
+    pub fn list(&self) -> &[InstalledPack] {
+        &self.index
+    }
+
+    /// Where an installed pack's file is.
+    pub fn path(&self, pack: &InstalledPack) -> PathBuf {
+        self.dir.join(format!("{}.wasm", pack.digest))
+    }
+
+    fn save(&self) -> Result<(), RegistryError> {
+        let bytes = serde_json::to_vec_pretty(&self.index).map_err(|e| RegistryError::Io(e.to_string()))?;
+        fsutil::write_atomic(&self.dir.join("index.json"), &bytes, 0o600).map_err(|e| RegistryError::Io(e.to_string()))
+    }
+
+    /// Stores a verified pack. Installing the same content again is a no-op.
+    pub fn install(
+        &mut self,
+        bytes: &[u8],
+        manifest: &Manifest,
+        verified: &Verified,
+        forced: bool,
+    ) -> Result<InstalledPack, RegistryError> {
+        let digest = sha256_hex(bytes);
+        if let Some(existing) = self.index.iter().find(|p| p.descriptor == manifest.descriptor) {
+            if existing.digest == digest {
+                return Ok(existing.clone());
+            }
+            return Err(RegistryError::Conflict {
+                descriptor: manifest.descriptor.clone(),
+                digest: existing.digest.clone(),
+            });
+        }
+        fsutil::create_private_dir(&self.dir).map_err(|e| RegistryError::Io(e.to_string()))?;
+        let entry = InstalledPack {
+            digest,
+            descriptor: manifest.descriptor.clone(),
+            author: manifest.author.clone(),
+            signers: verified.signers.clone(),
+            size: bytes.len(),
+            installed_at: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            forced,
+        };
+        // File first, index second: a crash in between leaves an unindexed file, never a dangling entry.
+        fsutil::write_atomic(&self.path(&entry), bytes, 0o600).map_err(|e| RegistryError::Io(e.to_string()))?;
+        self.index.push(entry.clone());
+        self.index.sort_by(|a, b| a.descriptor.cmp(&b.descriptor));
+        self.save()?;
+        Ok(entry)
+    }
+
+    fn select(&self, selector: &str) -> Result<usize, RegistryError> {
+        let matches: Vec<usize> = self
+            .index
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.descriptor == selector || (selector.len() >= 8 && p.digest.starts_with(selector)))
+            .map(|(i, _)| i)
+            .collect();
+        match matches.as_slice() {
+            [] => Err(RegistryError::NotFound(selector.to_string())),
+            [i] => Ok(*i),
+            many => Err(RegistryError::Ambiguous {
+                selector: selector.to_string(),
+                matches: many.iter().map(|i| self.index[*i].descriptor.clone()).collect(),
+            }),
+        }
+    }
+
+    /// Removes an installed pack by descriptor or digest prefix.
+    pub fn remove(&mut self, selector: &str) -> Result<InstalledPack, RegistryError> {
+        let index = self.select(selector)?;
+        let entry = self.index.remove(index);
+        // Index first, file second: a crash in between leaves an unindexed file only.
+        self.save()?;
+        let _ = std::fs::remove_file(self.path(&entry));
+        Ok(entry)
+    }
+
+    /// The highest installed version matching `req` that is intact and
+    /// signed by a trusted, unrevoked key, with its file's bytes.
+    pub fn resolve(
+        &self,
+        req: &Requirement,
+        keyring: &Keyring<'_>,
+    ) -> Result<(InstalledPack, Verified, Vec<u8>), RegistryError> {
+        let named: Vec<&InstalledPack> = self.index.iter().filter(|p| p.name() == req.name).collect();
+        if named.is_empty() {
+            return Err(RegistryError::UnknownName {
+                name: req.name.clone(),
+                known: self.index.iter().map(|p| p.descriptor.clone()).collect(),
+            });
+        }
+        let mut matching: Vec<(&InstalledPack, Version)> = named
+            .iter()
+            .filter_map(|p| p.version().map(|v| (*p, v)))
+            .filter(|(_, v)| req.req.matches(v))
+            .collect();
+        if matching.is_empty() {
+            return Err(RegistryError::NoMatchingVersion {
+                name: req.name.clone(),
+                req: req.req.to_string(),
+                available: named.iter().map(|p| p.descriptor.clone()).collect(),
+            });
+        }
+        matching.sort_by(|a, b| b.1.cmp(&a.1));
+        let mut first_refusal = None;
+        for (pack, _) in matching {
+            match self.check(pack, keyring) {
+                Ok((verified, bytes)) => return Ok((pack.clone(), verified, bytes)),
+                Err(e) => {
+                    first_refusal.get_or_insert((pack.descriptor.clone(), e));
+                }
+            }
+        }
+        let (descriptor, error) = first_refusal.expect("at least one version matched");
+        match error {
+            RegistryError::Untrusted { source, .. } => Err(RegistryError::Untrusted {
+                requirement: req.to_string(),
+                descriptor,
+                source,
+            }),
+            other => Err(other),
+        }
+    }
+
+    /// Re-reads and re-verifies an installed pack against today's trust store.
+    pub fn check(&self, pack: &InstalledPack, keyring: &Keyring<'_>) -> Result<(Verified, Vec<u8>), RegistryError> {
+        let bytes = std::fs::read(self.path(pack)).map_err(|e| RegistryError::Io(e.to_string()))?;
+        if sha256_hex(&bytes) != pack.digest {
+            return Err(RegistryError::Changed {
+                descriptor: pack.descriptor.clone(),
+                digest: pack.digest.clone(),
+            });
+        }
+        let verified = signature::verify(&bytes, keyring, None).map_err(|source| RegistryError::Untrusted {
+            requirement: pack.descriptor.clone(),
+            descriptor: pack.descriptor.clone(),
+            source,
+        })?;
+        Ok((verified, bytes))
+    }
+}

@@ -1,0 +1,75 @@
+//! What a command needs from its environment, built on first use: the state
+//! directory (created 0700) and the runtime (with the compiled-code cache in
+//! the state directory).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use envpack_host::registry::Registry;
+use envpack_host::trust::TrustStore;
+use envpack_host::{FileKv, HostConfig, Runtime};
+
+use crate::error::CliError;
+use crate::state_dir;
+
+pub struct Context {
+    state_dir_flag: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
+    deadline: Duration,
+    memory_budget: usize,
+    runtime: Option<Runtime>,
+}
+
+impl Context {
+    pub fn new(state_dir: Option<PathBuf>, deadline_ms: u64, memory_mib: usize) -> Result<Self, CliError> {
+        if deadline_ms == 0 || memory_mib == 0 {
+            return Err(CliError::input(
+                "--deadline-ms and --memory-mib must be greater than zero",
+            ));
+        }
+        let memory_budget = memory_mib
+            .checked_mul(1 << 20)
+            .ok_or_else(|| CliError::input(format!("--memory-mib {memory_mib} is too large")))?;
+        Ok(Context {
+            state_dir_flag: state_dir,
+            state_dir: None,
+            deadline: Duration::from_millis(deadline_ms),
+            memory_budget,
+            runtime: None,
+        })
+    }
+
+    /// The state directory, created on first use.
+    pub fn state_dir(&mut self) -> Result<&Path, CliError> {
+        if self.state_dir.is_none() {
+            let dir = state_dir::resolve(self.state_dir_flag.clone())?;
+            state_dir::ensure(&dir)?;
+            self.state_dir = Some(dir);
+        }
+        Ok(self.state_dir.as_deref().expect("just set"))
+    }
+
+    pub fn runtime(&mut self) -> Result<&Runtime, CliError> {
+        if self.runtime.is_none() {
+            let dir = self.state_dir()?.to_path_buf();
+            let kv = FileKv::open(&dir.join("kv.json")).map_err(|e| CliError::State(e.to_string()))?;
+            let config = HostConfig {
+                deadline: self.deadline,
+                memory_budget: self.memory_budget,
+                cache_dir: Some(dir.join("cache")),
+                ..HostConfig::default()
+            };
+            self.runtime = Some(Runtime::new(config, Arc::new(kv))?);
+        }
+        Ok(self.runtime.as_ref().expect("just set"))
+    }
+
+    pub fn trust(&mut self) -> Result<TrustStore, CliError> {
+        Ok(TrustStore::open(self.state_dir()?)?)
+    }
+
+    pub fn registry(&mut self) -> Result<Registry, CliError> {
+        Ok(Registry::open(self.state_dir()?)?)
+    }
+}

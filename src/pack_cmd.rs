@@ -1,0 +1,179 @@
+//! `host pack seal|digest|install|list|remove|resolve`: from a built component
+//! to an installed, verified pack, and back out by descriptor.
+
+use std::path::PathBuf;
+
+use envpack_host::descriptor::Requirement;
+use envpack_host::fsutil;
+use envpack_host::manifest::Manifest;
+use envpack_host::signature::{self, Keyring};
+use serde_json::json;
+
+use crate::context::Context;
+use crate::error::{CliError, exit};
+use crate::keys_cmd::read_bytes;
+
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// Embed a manifest (pack.toml) into a built component; checks it against describe.
+    Seal {
+        /// The component built with `cargo build --target wasm32-wasip2`.
+        component: PathBuf,
+        /// The manifest: descriptor, contract_version, capabilities, author, description.
+        #[arg(long, value_name = "pack.toml")]
+        manifest: PathBuf,
+        /// Where to write the sealed pack.
+        #[arg(short, long, value_name = "OUT")]
+        out: PathBuf,
+    },
+    /// The sha256 that signatures cover (hex, or 32 raw bytes with -o, for `openssl pkeyutl -rawin`).
+    Digest {
+        pack: PathBuf,
+        #[arg(short, long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Verify a pack and store it in the registry, content-addressed.
+    Install { pack: PathBuf },
+    /// List installed packs.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove an installed pack by descriptor or digest prefix.
+    Remove { selector: String },
+    /// Resolve a requirement such as `envpack.deployer.ledger@^1` to an installed pack.
+    Resolve {
+        requirement: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn run(ctx: &mut Context, command: Command) -> Result<i32, CliError> {
+    match command {
+        Command::Seal {
+            component,
+            manifest,
+            out,
+        } => seal(ctx, component, manifest, out).await,
+        Command::Digest { pack, out } => digest(pack, out),
+        Command::Install { pack } => install(ctx, pack).await,
+        Command::List { json } => list(ctx, json),
+        Command::Remove { selector } => {
+            let removed = ctx.registry()?.remove(&selector)?;
+            println!("removed {} ({})", removed.descriptor, removed.digest);
+            Ok(exit::OK)
+        }
+        Command::Resolve { requirement, json } => resolve(ctx, &requirement, json),
+    }
+}
+
+async fn seal(ctx: &mut Context, component: PathBuf, manifest_path: PathBuf, out: PathBuf) -> Result<i32, CliError> {
+    let text = std::fs::read_to_string(&manifest_path)
+        .map_err(|e| CliError::input(format!("cannot read {}: {e}", manifest_path.display())))?;
+    let manifest_error = |source| CliError::Manifest {
+        path: manifest_path.display().to_string(),
+        source,
+    };
+    let manifest = Manifest::from_toml(&text).map_err(manifest_error)?;
+    let sealed = manifest.seal(&read_bytes(&component)?).map_err(manifest_error)?;
+    // Load the sealed bytes: compiles, links and checks the manifest against describe.
+    let runtime = ctx.runtime()?;
+    runtime.load_pack(out.display().to_string(), sealed.clone()).await?;
+    fsutil::write_atomic(&out, &sealed, 0o644)
+        .map_err(|e| CliError::State(format!("cannot write {}: {e}", out.display())))?;
+    println!(
+        "sealed {} as {} ({})",
+        out.display(),
+        manifest.descriptor,
+        envpack_host::pack::sha256_hex(&sealed)
+    );
+    Ok(exit::OK)
+}
+
+fn digest(pack: PathBuf, out: Option<PathBuf>) -> Result<i32, CliError> {
+    let digest = signature::signable_digest(&read_bytes(&pack)?).map_err(signature::VerifyError::from)?;
+    match out {
+        Some(path) => fsutil::write_atomic(&path, &digest, 0o644)
+            .map_err(|e| CliError::State(format!("cannot write {}: {e}", path.display())))?,
+        None => println!("{}", hex_string(&digest)),
+    }
+    Ok(exit::OK)
+}
+
+fn hex_string(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn install(ctx: &mut Context, path: PathBuf) -> Result<i32, CliError> {
+    let bytes = read_bytes(&path)?;
+    let trust = ctx.trust()?;
+    let keyring = Keyring {
+        trust: &trust,
+        extra: Vec::new(),
+    };
+    let verified = signature::verify(&bytes, &keyring, None)?;
+    let pack = ctx
+        .runtime()?
+        .load_pack(path.display().to_string(), bytes.clone())
+        .await?;
+    let Some(manifest) = pack.manifest() else {
+        return Err(CliError::Input {
+            message: format!("{} has no manifest; only sealed packs can be installed", path.display()),
+            hint: Some("seal it with `host pack seal`, then sign it".into()),
+        });
+    };
+    let installed = ctx.registry()?.install(&bytes, manifest, &verified, false)?;
+    println!(
+        "installed {} ({}) signed by {} ({})",
+        installed.descriptor, installed.digest, verified.name, verified.key_id
+    );
+    Ok(exit::OK)
+}
+
+fn list(ctx: &mut Context, as_json: bool) -> Result<i32, CliError> {
+    let registry = ctx.registry()?;
+    if as_json {
+        let value = serde_json::to_value(registry.list()).map_err(|e| CliError::State(e.to_string()))?;
+        println!("{value:#}");
+    } else if registry.list().is_empty() {
+        println!("no packs installed (install one with `host pack install PACK`)");
+    } else {
+        for pack in registry.list() {
+            let forced = if pack.forced { "  (forced)" } else { "" };
+            println!(
+                "{:<48} {}  {}{forced}",
+                pack.descriptor,
+                &pack.digest[..16],
+                pack.author
+            );
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn resolve(ctx: &mut Context, requirement: &str, as_json: bool) -> Result<i32, CliError> {
+    let req: Requirement = requirement
+        .parse()
+        .map_err(|e: envpack_host::descriptor::DescriptorError| CliError::input(e.to_string()))?;
+    let trust = ctx.trust()?;
+    let registry = ctx.registry()?;
+    let keyring = Keyring {
+        trust: &trust,
+        extra: Vec::new(),
+    };
+    let (pack, verified, _) = registry.resolve(&req, &keyring)?;
+    if as_json {
+        println!(
+            "{:#}",
+            json!({ "requirement": requirement, "descriptor": pack.descriptor, "digest": pack.digest, "path": registry.path(&pack), "signed_by": verified.key_id })
+        );
+    } else {
+        println!(
+            "{requirement} -> {} ({})",
+            pack.descriptor,
+            registry.path(&pack).display()
+        );
+    }
+    Ok(exit::OK)
+}
