@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use envpack_host::registry::Registry;
 use envpack_host::trust::TrustStore;
-use envpack_host::{FileKv, HostConfig, Runtime};
+use envpack_host::{FileKv, HostConfig, MemoryKv, Runtime};
 
 use crate::error::CliError;
 use crate::state_dir;
@@ -19,6 +19,7 @@ pub struct Context {
     deadline: Duration,
     memory_budget: usize,
     runtime: Option<Runtime>,
+    bench_runtime: Option<Runtime>,
 }
 
 impl Context {
@@ -37,6 +38,7 @@ impl Context {
             deadline: Duration::from_millis(deadline_ms),
             memory_budget,
             runtime: None,
+            bench_runtime: None,
         })
     }
 
@@ -63,6 +65,22 @@ impl Context {
             self.runtime = Some(Runtime::new(config, Arc::new(kv))?);
         }
         Ok(self.runtime.as_ref().expect("just set"))
+    }
+
+    /// A runtime for the conformance bench: pack state in memory, so that
+    /// judging a pack never touches the operator's kv state.
+    pub fn bench_runtime(&mut self) -> Result<&Runtime, CliError> {
+        if self.bench_runtime.is_none() {
+            let dir = self.state_dir()?.to_path_buf();
+            let config = HostConfig {
+                deadline: self.deadline.max(Duration::from_secs(5)),
+                memory_budget: self.memory_budget,
+                cache_dir: Some(dir.join("cache")),
+                ..HostConfig::default()
+            };
+            self.bench_runtime = Some(Runtime::new(config, Arc::new(MemoryKv::default()))?);
+        }
+        Ok(self.bench_runtime.as_ref().expect("just set"))
     }
 
     pub fn trust(&mut self) -> Result<TrustStore, CliError> {

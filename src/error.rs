@@ -51,6 +51,8 @@ pub enum CliError {
     Key { path: String, source: KeyError },
     #[error("{path}: {source}")]
     Manifest { path: String, source: ManifestError },
+    #[error("{descriptor} was not installed: conformance failed ({})", failed.join(", "))]
+    Admission { descriptor: String, failed: Vec<String> },
 }
 
 impl CliError {
@@ -73,7 +75,7 @@ impl CliError {
             CliError::Registry(_) | CliError::Trust(_) | CliError::Key { .. } | CliError::Manifest { .. } => {
                 exit::BAD_INPUT
             }
-            CliError::Verb(_) => exit::VERB_FAILED,
+            CliError::Verb(_) | CliError::Admission { .. } => exit::VERB_FAILED,
             CliError::Drift => exit::DRIFT,
             CliError::Setup(_) | CliError::State(_) => exit::HOST,
         }

@@ -3,6 +3,7 @@
 //! a one-line message and a documented exit code.
 
 mod call;
+mod conformance_cmd;
 mod context;
 mod error;
 mod inspect;
@@ -48,6 +49,8 @@ enum Command {
     Inspect(inspect::Args),
     /// Run one verb of a pack against an environment, through the full host path.
     Call(call::Args),
+    /// Run the conformance bench against packs; exit 0 only if no selected check failed.
+    Conformance(conformance_cmd::Args),
     /// Make an Ed25519 key pair: KEY (PKCS#8 PEM, mode 0600) and KEY.pub (SPKI PEM).
     Keygen(keys_cmd::KeygenArgs),
     /// Add a signature to a sealed pack (or write a detached one).
@@ -82,6 +85,7 @@ async fn run(cli: Cli) -> Result<i32, CliError> {
     match cli.command {
         Command::Inspect(args) => inspect::run(&mut ctx, args).await,
         Command::Call(args) => call::run(&mut ctx, args).await,
+        Command::Conformance(args) => conformance_cmd::run(&mut ctx, args).await,
         Command::Keygen(args) => keys_cmd::keygen(args),
         Command::Sign(args) => keys_cmd::sign(args),
         Command::Verify(args) => keys_cmd::verify(&mut ctx, args).await,

@@ -9,6 +9,9 @@ use envpack_host::manifest::Manifest;
 use envpack_host::signature::{self, Keyring};
 use serde_json::json;
 
+use envpack_conformance::{BenchConfig, render};
+
+use crate::conformance_cmd;
 use crate::context::Context;
 use crate::error::{CliError, exit};
 use crate::keys_cmd::read_bytes;
@@ -32,8 +35,14 @@ pub enum Command {
         #[arg(short, long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
-    /// Verify a pack and store it in the registry, content-addressed.
-    Install { pack: PathBuf },
+    /// Verify a pack, run the `core` conformance profile on it, and store it
+    /// in the registry, content-addressed. A failing pack is refused.
+    Install {
+        pack: PathBuf,
+        /// Install even if conformance fails (recorded in the registry).
+        #[arg(long)]
+        force: bool,
+    },
     /// List installed packs.
     List {
         #[arg(long)]
@@ -57,7 +66,7 @@ pub async fn run(ctx: &mut Context, command: Command) -> Result<i32, CliError> {
             out,
         } => seal(ctx, component, manifest, out).await,
         Command::Digest { pack, out } => digest(pack, out),
-        Command::Install { pack } => install(ctx, pack).await,
+        Command::Install { pack, force } => install(ctx, pack, force).await,
         Command::List { json } => list(ctx, json),
         Command::Remove { selector } => {
             let removed = ctx.registry()?.remove(&selector)?;
@@ -105,7 +114,7 @@ fn hex_string(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-async fn install(ctx: &mut Context, path: PathBuf) -> Result<i32, CliError> {
+async fn install(ctx: &mut Context, path: PathBuf, force: bool) -> Result<i32, CliError> {
     let bytes = read_bytes(&path)?;
     let trust = ctx.trust()?;
     let keyring = Keyring {
@@ -123,10 +132,34 @@ async fn install(ctx: &mut Context, path: PathBuf) -> Result<i32, CliError> {
             hint: Some("seal it with `host pack seal`, then sign it".into()),
         });
     };
-    let installed = ctx.registry()?.install(&bytes, manifest, &verified, false)?;
+    let manifest = manifest.clone();
+    let report = conformance_cmd::judge(ctx.bench_runtime()?, &path, &trust, &BenchConfig::default()).await;
+    if !report.passed() {
+        eprint!("{}", render::human(&report));
+        if !force {
+            return Err(CliError::Admission {
+                descriptor: manifest.descriptor.clone(),
+                failed: report.failed_ids().iter().map(|s| s.to_string()).collect(),
+            });
+        }
+        eprintln!(
+            "host: warning: installing {} despite failed conformance (--force, recorded)",
+            manifest.descriptor
+        );
+    }
+    let registry_forced = !report.passed();
+    let mut registry = ctx.registry()?;
+    let installed = registry.install(&bytes, &manifest, &verified, registry_forced)?;
+    registry.save_report(&installed, render::json(std::slice::from_ref(&report)).as_bytes())?;
     println!(
-        "installed {} ({}) signed by {} ({})",
-        installed.descriptor, installed.digest, verified.name, verified.key_id
+        "installed {} ({}) signed by {} ({}); conformance core: {} passed, {} failed, {} skipped",
+        installed.descriptor,
+        installed.digest,
+        verified.name,
+        verified.key_id,
+        report.summary.passed,
+        report.summary.failed,
+        report.summary.skipped
     );
     Ok(exit::OK)
 }
@@ -134,17 +167,38 @@ async fn install(ctx: &mut Context, path: PathBuf) -> Result<i32, CliError> {
 fn list(ctx: &mut Context, as_json: bool) -> Result<i32, CliError> {
     let registry = ctx.registry()?;
     if as_json {
-        let value = serde_json::to_value(registry.list()).map_err(|e| CliError::State(e.to_string()))?;
-        println!("{value:#}");
+        let entries: Vec<serde_json::Value> = registry
+            .list()
+            .iter()
+            .map(|p| {
+                let mut v = serde_json::to_value(p).unwrap_or_default();
+                v["conformance"] = registry.report(p).map(|r| r["summary"].clone()).unwrap_or_default();
+                v
+            })
+            .collect();
+        println!("{:#}", serde_json::Value::Array(entries));
     } else if registry.list().is_empty() {
         println!("no packs installed (install one with `host pack install PACK`)");
     } else {
         for pack in registry.list() {
-            let forced = if pack.forced { "  (forced)" } else { "" };
+            let forced = if pack.forced {
+                "  FORCED past failed conformance"
+            } else {
+                ""
+            };
+            let conformance = match registry.report(pack) {
+                Some(r) => format!(
+                    "core {}/{} passed",
+                    r["summary"]["passed"],
+                    r["checks"].as_array().map_or(0, Vec::len)
+                ),
+                None => "no conformance report".to_string(),
+            };
             println!(
-                "{:<48} {}  {}{forced}",
+                "{:<44} {}  {:<20} {}{forced}",
                 pack.descriptor,
                 &pack.digest[..16],
+                conformance,
                 pack.author
             );
         }

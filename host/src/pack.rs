@@ -102,6 +102,12 @@ impl Pack {
         &self.info
     }
 
+    /// The pack's private kv namespace in environment `env_id`: one per
+    /// (pack name, environment), so upgrades keep their state.
+    pub fn kv_namespace(&self, env_id: &str) -> String {
+        format!("{}/{}", self.info.name(), env_id)
+    }
+
     /// Where the pack was loaded from.
     pub fn source(&self) -> &str {
         &self.source

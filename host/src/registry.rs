@@ -162,6 +162,21 @@ impl Registry {
         }
     }
 
+    /// Where the last admission report of an installed pack is kept.
+    pub fn report_path(&self, pack: &InstalledPack) -> PathBuf {
+        self.dir.join(format!("{}.report.json", pack.digest))
+    }
+
+    /// Keeps `report` (JSON) as the pack's last admission report.
+    pub fn save_report(&self, pack: &InstalledPack, report: &[u8]) -> Result<(), RegistryError> {
+        fsutil::write_atomic(&self.report_path(pack), report, 0o600).map_err(|e| RegistryError::Io(e.to_string()))
+    }
+
+    /// The pack's last admission report, if one was kept.
+    pub fn report(&self, pack: &InstalledPack) -> Option<serde_json::Value> {
+        fsutil::read_json(&self.report_path(pack)).ok().flatten()
+    }
+
     /// Removes an installed pack by descriptor or digest prefix.
     pub fn remove(&mut self, selector: &str) -> Result<InstalledPack, RegistryError> {
         let index = self.select(selector)?;
@@ -169,6 +184,7 @@ impl Registry {
         // Index first, file second: a crash in between leaves an unindexed file only.
         self.save()?;
         let _ = std::fs::remove_file(self.path(&entry));
+        let _ = std::fs::remove_file(self.report_path(&entry));
         Ok(entry)
     }
 

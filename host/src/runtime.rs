@@ -35,6 +35,33 @@ use crate::verify::{Raw, verdict};
 /// that is blocked in the host (a sleep, a WASI poll) rather than in wasm.
 const GRACE: Duration = Duration::from_millis(250);
 
+/// How much of the host path a call goes through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CallMode {
+    /// Check preconditions before the pack runs.
+    pub preconditions: bool,
+    /// Refuse outcomes that do not echo the request (revision, split entries).
+    pub verify_outcome: bool,
+    /// Let undeclared but granted capability calls through, recorded as undeclared.
+    pub audit_capabilities: bool,
+}
+
+impl CallMode {
+    /// The operator's path: every check on.
+    pub const HOST: CallMode = CallMode {
+        preconditions: true,
+        verify_outcome: true,
+        audit_capabilities: false,
+    };
+    /// The conformance bench's path: the pack is called directly and judged
+    /// on what it returns, and capability calls are audited, not refused.
+    pub const DIRECT: CallMode = CallMode {
+        preconditions: false,
+        verify_outcome: false,
+        audit_capabilities: true,
+    };
+}
+
 /// The result of one verb call, with the evidence of what the pack did.
 #[derive(Debug, Serialize)]
 pub struct CallReport {
@@ -47,6 +74,8 @@ pub struct CallReport {
     pub recording: Recording,
     /// Whether the call's kv writes were made durable.
     pub kv_committed: bool,
+    /// Most linear memory the instance held at once, in bytes.
+    pub peak_memory: usize,
     #[serde(serialize_with = "serialize_micros")]
     pub elapsed: Duration,
 }
@@ -251,11 +280,27 @@ impl Runtime {
 
     /// Runs one verb through the full host path.
     pub async fn call(&self, pack: &Pack, env: &Arc<Environment>, request: &Request) -> CallReport {
+        self.call_with(pack, env, request, CallMode::HOST).await
+    }
+
+    /// Runs one verb through as much of the host path as `mode` says.
+    pub async fn call_with(
+        &self,
+        pack: &Pack,
+        env: &Arc<Environment>,
+        request: &Request,
+        mode: CallMode,
+    ) -> CallReport {
         let verb = request.verb();
         let span = tracing::info_span!("verb", verb = %verb, env = %env.id(), pack = %pack.info.descriptor);
         async move {
             let started = Instant::now();
-            if let Err(error) = preconditions::check(env, request) {
+            let checked = if mode.preconditions {
+                preconditions::check(env, request)
+            } else {
+                Ok(())
+            };
+            if let Err(error) = checked {
                 tracing::info!(%error, "refused before the pack ran");
                 return CallReport {
                     verb,
@@ -263,11 +308,15 @@ impl Runtime {
                     guest_entered: false,
                     recording: Recording::default(),
                     kv_committed: false,
+                    peak_memory: 0,
                     elapsed: started.elapsed(),
                 };
             }
-            let gate = Gate::new(&pack.info.capabilities, env.granted());
-            let namespace = format!("{}/{}", pack.info.name(), env.id());
+            let mut gate = Gate::new(&pack.info.capabilities, env.granted());
+            if mode.audit_capabilities {
+                gate = gate.audit();
+            }
+            let namespace = pack.kv_namespace(env.id());
             let state = self.new_state(gate, namespace);
             let (raw, state) = self
                 .in_instance(&pack.pre, state, env, async |guest, store, handle| {
@@ -275,9 +324,10 @@ impl Runtime {
                 })
                 .await;
             let result = match raw {
-                Ok(raw) => verdict(env, request, raw, self.config.result_caps),
+                Ok(raw) => verdict(env, request, raw, self.config.result_caps, mode.verify_outcome),
                 Err(e) => Err(self.classify(verb, &e, &state)),
             };
+            let peak_memory = state.budget.peak();
             let kv_committed = self.settle_kv(&result, state.kv);
             if let Err(error) = &result {
                 tracing::info!(%error, "verb failed");
@@ -288,6 +338,7 @@ impl Runtime {
                 guest_entered: true,
                 recording: state.recording,
                 kv_committed,
+                peak_memory,
                 elapsed: started.elapsed(),
             }
         }

@@ -25,6 +25,7 @@ pub struct BudgetExceeded {
 pub struct MemoryBudget {
     budget: usize,
     in_use: usize,
+    peak: usize,
     max_table_elements: usize,
 }
 
@@ -33,6 +34,7 @@ impl MemoryBudget {
         MemoryBudget {
             budget,
             in_use: 0,
+            peak: 0,
             max_table_elements: 100_000,
         }
     }
@@ -40,6 +42,11 @@ impl MemoryBudget {
     /// Bytes of linear memory the instance holds now.
     pub fn in_use(&self) -> usize {
         self.in_use
+    }
+
+    /// Most bytes of linear memory the instance held at once.
+    pub fn peak(&self) -> usize {
+        self.peak
     }
 }
 
@@ -53,6 +60,7 @@ impl ResourceLimiter for MemoryBudget {
             }));
         }
         self.in_use = requested;
+        self.peak = self.peak.max(requested);
         Ok(true)
     }
 

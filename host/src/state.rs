@@ -9,7 +9,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::capabilities::kv::KvSession;
 use crate::capabilities::recording::{CapabilityCall, Recording};
-use crate::capability::{Capability, Denied, Gate};
+use crate::capability::{Capability, Gate};
 use crate::sandbox::MemoryBudget;
 
 /// How much of the pack's stderr is kept to explain a trap.
@@ -51,21 +51,23 @@ impl CallState {
         }
     }
 
-    /// Records a refused capability call and returns the trap that ends the call.
-    pub(crate) fn refuse(
+    /// Checks one capability call against the gate and records it, allowed
+    /// or refused; a refusal is the trap that ends the call.
+    pub(crate) fn capability_call(
         &mut self,
         capability: Capability,
         operation: &'static str,
         detail: String,
-        denied: Denied,
-    ) -> wasmtime::Error {
+    ) -> wasmtime::Result<()> {
+        let verdict = self.gate.check(capability, operation);
         self.recording.push(CapabilityCall {
             capability,
             operation,
             detail,
-            allowed: false,
+            allowed: verdict.is_ok(),
+            declared: self.gate.declared(capability),
         });
-        wasmtime::Error::new(denied)
+        verdict.map_err(wasmtime::Error::new)
     }
 
     /// What the pack wrote to stderr (a Rust panic message, typically), on

@@ -23,14 +23,54 @@ fn main() {
         println!("cargo:rerun-if-changed={}", dir.join("Cargo.toml").display());
     }
 
+    let out_dir = target.join("packs");
+    std::fs::create_dir_all(&out_dir).expect("create target/packs");
+    let crates: Vec<String> = packs.iter().map(|(name, _)| format!("envpack-pack-{name}")).collect();
     let build_dir = target.join("packs-build");
+    cargo_build(&root, &build_dir, &crates, None);
+
+    let mut consts = String::new();
+    let mut all = String::new();
+    for (name, _) in &packs {
+        let dest = copy_built(&build_dir, name, &out_dir.join(format!("{name}.wasm")));
+        consts.push_str(&constant(name, &dest, "pack"));
+        all.push_str(&format!("    ({name:?}, {}),\n", ident(name)));
+    }
+    consts.push_str(&format!(
+        "/// Every pack: (name, path).\npub const ALL: &[(&str, &str)] = &[\n{all}];\n"
+    ));
+
+    // The faulty packs: the ledger with one `fault-*` feature each.
+    let fault_dir = target.join("packs-build-faults");
+    let mut faults = String::new();
+    for fault in ledger_faults(&root.join("packs/ledger/Cargo.toml")) {
+        cargo_build(
+            &root,
+            &fault_dir,
+            &["envpack-pack-ledger".to_string()],
+            Some(&format!("fault-{fault}")),
+        );
+        let dest = copy_built(&fault_dir, "ledger", &out_dir.join(format!("faulty-{fault}.wasm")));
+        faults.push_str(&format!("    ({fault:?}, {:?}),\n", dest.display().to_string()));
+    }
+    consts.push_str(&format!(
+        "/// Faulty packs: (fault, path), the ledger with one property broken each.\npub const FAULTY: &[(&str, &str)] = &[\n{faults}];\n"
+    ));
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("packs.rs");
+    std::fs::write(out, consts).expect("write packs.rs");
+}
+
+fn cargo_build(root: &Path, target_dir: &Path, crates: &[String], feature: Option<&str>) {
     let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cargo
-        .current_dir(&root)
+        .current_dir(root)
         .args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"])
-        .arg(&build_dir);
-    for (name, _) in &packs {
-        cargo.arg("-p").arg(format!("envpack-pack-{name}"));
+        .arg(target_dir);
+    for name in crates {
+        cargo.arg("-p").arg(name);
+    }
+    if let Some(feature) = feature {
+        cargo.args(["--features", feature]);
     }
     for var in [
         "CARGO_ENCODED_RUSTFLAGS",
@@ -45,31 +85,37 @@ fn main() {
     let status = cargo.status().expect("failed to run cargo for the packs");
     assert!(
         status.success(),
-        "building the packs for wasm32-wasip2 failed: {status}"
+        "building {crates:?} {feature:?} for wasm32-wasip2 failed: {status}"
     );
+}
 
-    let out_dir = target.join("packs");
-    std::fs::create_dir_all(&out_dir).expect("create target/packs");
-    let mut consts = String::new();
-    let mut all = String::new();
-    for (name, _) in &packs {
-        let built = build_dir
-            .join("wasm32-wasip2/release")
-            .join(format!("envpack_pack_{}.wasm", name.replace('-', "_")));
-        let dest = out_dir.join(format!("{name}.wasm"));
-        std::fs::copy(&built, &dest).unwrap_or_else(|e| panic!("copy {} to {}: {e}", built.display(), dest.display()));
-        let ident = name.replace('-', "_").to_uppercase();
-        consts.push_str(&format!(
-            "/// Path of the built `{name}` pack.\npub const {ident}: &str = {:?};\n",
-            dest.display().to_string()
-        ));
-        all.push_str(&format!("    ({name:?}, {ident}),\n"));
-    }
-    consts.push_str(&format!(
-        "/// Every pack: (name, path).\npub const ALL: &[(&str, &str)] = &[\n{all}];\n"
-    ));
-    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("packs.rs");
-    std::fs::write(out, consts).expect("write packs.rs");
+fn copy_built(build_dir: &Path, name: &str, dest: &Path) -> PathBuf {
+    let built = build_dir
+        .join("wasm32-wasip2/release")
+        .join(format!("envpack_pack_{}.wasm", name.replace('-', "_")));
+    std::fs::copy(&built, dest).unwrap_or_else(|e| panic!("copy {} to {}: {e}", built.display(), dest.display()));
+    dest.to_path_buf()
+}
+
+fn ident(name: &str) -> String {
+    name.replace('-', "_").to_uppercase()
+}
+
+fn constant(name: &str, path: &Path, what: &str) -> String {
+    format!(
+        "/// Path of the built `{name}` {what}.\npub const {}: &str = {:?};\n",
+        ident(name),
+        path.display().to_string()
+    )
+}
+
+/// The `fault-*` features of the ledger's Cargo.toml, without the prefix.
+fn ledger_faults(manifest: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(manifest).expect("read packs/ledger/Cargo.toml");
+    text.lines()
+        .filter_map(|line| line.trim().strip_prefix("fault-"))
+        .filter_map(|rest| rest.split_once(' ').map(|(name, _)| name.to_string()))
+        .collect()
 }
 
 /// Every `packs/<name>/` with a Cargo.toml, except this crate.

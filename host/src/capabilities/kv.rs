@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::bindings::envpack::deployer::kv::Host;
-use crate::capabilities::recording::CapabilityCall;
 use crate::capability::Capability;
 use crate::kv::{Change, KvError, KvStore};
 use crate::state::CallState;
@@ -97,43 +96,28 @@ impl KvSession {
     }
 }
 
-impl CallState {
-    fn kv_call(&mut self, operation: &'static str, detail: &str) -> wasmtime::Result<()> {
-        if let Err(denied) = self.gate.check(Capability::Kv, operation) {
-            return Err(self.refuse(Capability::Kv, operation, detail.to_string(), denied));
-        }
-        self.recording.push(CapabilityCall {
-            capability: Capability::Kv,
-            operation,
-            detail: detail.to_string(),
-            allowed: true,
-        });
-        Ok(())
-    }
-}
-
 fn store_error(e: KvError) -> wasmtime::Error {
     wasmtime::Error::new(KvLimit(format!("the host's kv store failed: {e}")))
 }
 
 impl Host for CallState {
     fn get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
-        self.kv_call("kv.get", &key)?;
+        self.capability_call(Capability::Kv, "kv.get", key.clone())?;
         self.kv.get(&key).map_err(store_error)
     }
 
     fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<()> {
-        self.kv_call("kv.set", &key)?;
+        self.capability_call(Capability::Kv, "kv.set", key.clone())?;
         self.kv.stage(key, Some(value)).map_err(wasmtime::Error::new)
     }
 
     fn delete(&mut self, key: String) -> wasmtime::Result<()> {
-        self.kv_call("kv.delete", &key)?;
+        self.capability_call(Capability::Kv, "kv.delete", key.clone())?;
         self.kv.stage(key, None).map_err(wasmtime::Error::new)
     }
 
     fn list_keys(&mut self, prefix: String) -> wasmtime::Result<Vec<String>> {
-        self.kv_call("kv.list-keys", &prefix)?;
+        self.capability_call(Capability::Kv, "kv.list-keys", prefix.clone())?;
         self.kv.keys(&prefix).map_err(store_error)
     }
 }

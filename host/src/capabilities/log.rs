@@ -1,7 +1,6 @@
 //! Capability `log`: lines are recorded with the call and forwarded to `tracing`.
 
 use crate::bindings::envpack::deployer::log::{Host, Level};
-use crate::capabilities::recording::CapabilityCall;
 use crate::capability::Capability;
 use crate::state::CallState;
 
@@ -24,16 +23,16 @@ fn truncate(mut line: String) -> String {
 
 impl Host for CallState {
     fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
-        let allowed = self.gate.check(Capability::Log, "log.log");
-        if let Err(denied) = allowed {
-            return Err(self.refuse(Capability::Log, "log.log", message, denied));
-        }
         self.log_lines += 1;
         if self.log_lines > MAX_LINES {
             self.log_dropped += 1;
-            return Ok(());
+            return self
+                .gate
+                .check(Capability::Log, "log.log")
+                .map_err(wasmtime::Error::new);
         }
         let line = truncate(message);
+        self.capability_call(Capability::Log, "log.log", line.clone())?;
         match level {
             Level::Trace => tracing::trace!(target: "pack", "{line}"),
             Level::Debug => tracing::debug!(target: "pack", "{line}"),
@@ -41,12 +40,6 @@ impl Host for CallState {
             Level::Warn => tracing::warn!(target: "pack", "{line}"),
             Level::Error => tracing::error!(target: "pack", "{line}"),
         }
-        self.recording.push(CapabilityCall {
-            capability: Capability::Log,
-            operation: "log.log",
-            detail: line,
-            allowed: true,
-        });
         Ok(())
     }
 }

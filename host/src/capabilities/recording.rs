@@ -16,6 +16,8 @@ pub struct CapabilityCall {
     /// Arguments in short form: the key, the log line, the sleep length.
     pub detail: String,
     pub allowed: bool,
+    /// Whether the pack declared this capability in `describe`.
+    pub declared: bool,
 }
 
 /// Every capability call of one verb call, in order.

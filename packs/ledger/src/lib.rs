@@ -13,12 +13,14 @@ wit_bindgen::generate!({
     world: "pack",
 });
 
+mod fault;
+
 use envpack::deployer::environment::Environment;
 use envpack::deployer::types::{
     Capability, DeployError, Health, PackInfo, Revision, RevisionOutcome, RuntimeConfig, RuntimeEntry, SplitEntry,
     SplitOutcome, TrafficSplit,
 };
-use envpack::deployer::{kv, log};
+use envpack::deployer::{clock, kv, log};
 use exports::envpack::deployer::deployer::Guest;
 
 /// Provider state of one revision, as the ledger records it.
@@ -62,8 +64,39 @@ fn info(message: &str) {
 
 /// The revision named by a verb, or the spec error for an unknown id.
 fn find_revision(env: &Environment, id: &str) -> Result<Revision, DeployError> {
-    env.revision(id)
-        .ok_or_else(|| DeployError::RevisionNotFound(id.to_string()))
+    match env.revision(id) {
+        Some(revision) => Ok(revision),
+        None if fault::is("accepts-unknown-revision") => Ok(Revision {
+            id: id.to_string(),
+            deployment: String::new(),
+            sequence: 0,
+            lifecycle: envpack::deployer::types::Lifecycle::Inactive,
+            artifact_digest: String::new(),
+            artifact_location: String::new(),
+            drain_seconds: 0,
+            settings: Vec::new(),
+        }),
+        None => Err(DeployError::RevisionNotFound(id.to_string())),
+    }
+}
+
+/// Spec errors as the contract wants them, or (faulty build) as `provider`.
+fn spec(error: DeployError) -> DeployError {
+    if !fault::is("spec-error-as-provider") {
+        return error;
+    }
+    match error {
+        DeployError::Provider(m) => DeployError::Provider(m),
+        other => DeployError::Provider(format!("{other:?}")),
+    }
+}
+
+/// Entry to every verb: logs it and, in the faulty build, writes before validating.
+fn enter(verb: &str, target: &str) {
+    info(&format!("{verb} {target}"));
+    if fault::is("writes-before-rejecting") {
+        kv::set("last-call", verb.as_bytes());
+    }
 }
 
 fn provider_state(id: &str) -> Result<Option<State>, DeployError> {
@@ -98,8 +131,15 @@ fn transition(
     from: &[Option<State>],
     to: State,
 ) -> Result<RevisionOutcome, DeployError> {
-    info(&format!("{verb} {id}"));
-    let revision = find_revision(env, id)?;
+    enter(verb, id);
+    let revision = find_revision(env, id).map_err(spec)?;
+    if fault::is("undeclared-capability") {
+        clock::now_ms();
+    }
+    if fault::is("not-idempotent") {
+        let count = kv::get(&format!("{verb}-count/{id}")).map_or(0, |v| v.len());
+        kv::set(&format!("{verb}-count/{id}"), &vec![b'x'; count + 1]);
+    }
     let current = provider_state(id)?;
     if current == Some(to) {
         return outcome(&revision, format!("already {}", to.as_str()));
@@ -117,11 +157,12 @@ fn transition(
 /// Checks a recorded split the way the contract says, before any side effect.
 fn validate_split(env: &Environment, split: &TrafficSplit) -> Result<(), DeployError> {
     let sum: u64 = split.entries.iter().map(|e| u64::from(e.weight_bps)).sum();
-    if split.entries.is_empty() || sum != 10_000 || split.entries.iter().any(|e| e.weight_bps > 10_000) {
-        return Err(DeployError::InvalidSplit(sum));
+    let bad = split.entries.is_empty() || sum != 10_000 || split.entries.iter().any(|e| e.weight_bps > 10_000);
+    if bad && !fault::is("accepts-bad-sum") {
+        return Err(spec(DeployError::InvalidSplit(sum)));
     }
     for entry in &split.entries {
-        find_revision(env, &entry.revision)?;
+        find_revision(env, &entry.revision).map_err(spec)?;
     }
     Ok(())
 }
@@ -176,7 +217,10 @@ struct Ledger;
 impl Guest for Ledger {
     fn describe() -> PackInfo {
         PackInfo {
-            descriptor: "envpack.deployer.ledger@1.0.0".to_string(),
+            descriptor: match fault::active() {
+                Some(f) => format!("envpack.faulty.{f}@1.0.0"),
+                None => "envpack.deployer.ledger@1.0.0".to_string(),
+            },
             contract_version: "1.0.0".to_string(),
             capabilities: vec![Capability::Log, Capability::Kv],
             description: "Reference pack: records deployments in the host's kv".to_string(),
@@ -208,8 +252,8 @@ impl Guest for Ledger {
     }
 
     fn archive_revision(env: &Environment, revision: String) -> Result<RevisionOutcome, DeployError> {
-        info(&format!("archive {revision}"));
-        let found = find_revision(env, &revision)?;
+        enter("archive", &revision);
+        let found = find_revision(env, &revision).map_err(spec)?;
         if provider_state(&revision)? == Some(State::Warm) {
             return Err(DeployError::Provider(format!(
                 "cannot archive revision {revision}: it is still warm; drain it first"
@@ -220,10 +264,10 @@ impl Guest for Ledger {
     }
 
     fn apply_traffic_split(env: &Environment, deployment: String) -> Result<SplitOutcome, DeployError> {
-        info(&format!("apply-traffic-split {deployment}"));
+        enter("apply-traffic-split", &deployment);
         let split = env
             .split(&deployment)
-            .ok_or_else(|| DeployError::SplitNotFound(deployment.clone()))?;
+            .ok_or_else(|| spec(DeployError::SplitNotFound(deployment.clone())))?;
         validate_split(env, &split)?;
         for entry in split.entries.iter().filter(|e| e.weight_bps > 0) {
             if provider_state(&entry.revision)? != Some(State::Warm) {
@@ -234,8 +278,17 @@ impl Guest for Ledger {
             }
         }
         kv::set(&split_key(&deployment), &encode_entries(&split.entries));
+        if fault::is("touches-sibling") {
+            for sibling in env.deployments().into_iter().filter(|d| *d < deployment) {
+                kv::delete(&split_key(&sibling));
+            }
+        }
+        let echoed = match env.deployments().into_iter().find(|d| *d != deployment) {
+            Some(other) if fault::is("echoes-wrong-deployment") => other,
+            _ => deployment,
+        };
         Ok(SplitOutcome {
-            deployment,
+            deployment: echoed,
             entries: split.entries,
         })
     }
@@ -245,11 +298,19 @@ impl Guest for Ledger {
         for deployment in env.deployments() {
             entries.extend(runtime_entries(env, &deployment)?);
         }
+        if fault::is("drifting-runtime-config") {
+            for entry in &mut entries {
+                entry.bundle_location.push_str("?stale");
+            }
+        }
         Ok(Some(RuntimeConfig { env: env.id(), entries }))
     }
 
     fn probe_revision(env: &Environment, revision: String) -> Result<Health, DeployError> {
-        find_revision(env, &revision)?;
+        find_revision(env, &revision).map_err(spec)?;
+        if fault::is("too-slow") {
+            std::thread::sleep(std::time::Duration::from_millis(400));
+        }
         Ok(match provider_state(&revision)? {
             Some(State::Warm) => Health::Healthy,
             Some(state) => Health::Unhealthy(format!("revision is {}, not running", state.as_str())),

@@ -1,0 +1,308 @@
+//! Check implementations, dispatched by id. Each check starts from fresh
+//! environments (fresh pack state) and returns a verdict whose failure
+//! message says what was called, what came back and what was expected.
+
+mod rejections;
+mod whole_run;
+
+use std::sync::Arc;
+
+use envpack_host::descriptor::Descriptor;
+use envpack_host::{Capability, Environment, Outcome, Request};
+
+use crate::bench::{Ctx, Step, Verdict, describe_result, happy_requests, label};
+use crate::fixture::{Fixture, Ids};
+
+pub(crate) async fn run(id: &str, ctx: &Ctx<'_>) -> Verdict {
+    match id {
+        "describe.valid" => describe_valid(ctx),
+        "manifest.agrees" => manifest_agrees(ctx),
+        "verbs.happy-path" => happy_path(ctx, "happy", Ids::standard(), 0).await,
+        "verbs.echo" => echo(ctx, Ids::standard()).await,
+        "idempotency" => idempotency(ctx).await,
+        "spec.unknown-revision" => rejections::unknown_revision(ctx).await,
+        "spec.invalid-split" => rejections::invalid_split(ctx).await,
+        "spec.split-not-found" => rejections::split_not_found(ctx).await,
+        "spec.typed-errors" => rejections::typed_errors(ctx).await,
+        "spec.no-side-effect-before-error" => rejections::no_side_effect(ctx).await,
+        "split.isolation" => isolation(ctx).await,
+        "runtime-config.drift" => drift(ctx).await,
+        "robustness.long-ids" => long_ids(ctx).await,
+        "robustness.large-env" => happy_path(ctx, "large", Ids::standard(), ctx.config.history).await,
+        other => whole_run::run(other, ctx).await,
+    }
+}
+
+fn describe_valid(ctx: &Ctx<'_>) -> Verdict {
+    let info = ctx.pack.info();
+    match info.descriptor.parse::<Descriptor>() {
+        Err(e) => Verdict::fail(format!("describe returned {e}")),
+        Ok(_) if info.contract_version != envpack_host::pack::CONTRACT_VERSION => Verdict::fail(format!(
+            "describe returned contract {:?}; expected {}",
+            info.contract_version,
+            envpack_host::pack::CONTRACT_VERSION
+        )),
+        Ok(_) => Verdict::pass(format!("{} (contract {})", info.descriptor, info.contract_version)),
+    }
+}
+
+fn manifest_agrees(ctx: &Ctx<'_>) -> Verdict {
+    match ctx.pack.manifest() {
+        Some(m) => Verdict::pass(format!("manifest by {} agrees with describe", m.author)),
+        None => Verdict::skip("the pack has no manifest (an unsealed developer build); seal it with `host pack seal`"),
+    }
+}
+
+fn fixture_env(ctx: &Ctx<'_>, check: &str, ids: Ids, history: u64) -> Arc<Environment> {
+    Fixture::new(&ctx.env_id(check), ids).with_history(history).build()
+}
+
+/// Every call of a sequence that did not succeed, as failure lines.
+fn failures(steps: &[Step]) -> Vec<String> {
+    steps
+        .iter()
+        .filter(|s| s.report.result.is_err())
+        .map(|s| {
+            format!(
+                "{} returned {}; expected success",
+                label(&s.request),
+                describe_result(&s.report)
+            )
+        })
+        .collect()
+}
+
+async fn happy_path(ctx: &Ctx<'_>, check: &str, ids: Ids, history: u64) -> Verdict {
+    let env = fixture_env(ctx, check, ids.clone(), history);
+    let steps = ctx.happy_path(&env, &ids).await;
+    let note = if history > 0 {
+        format!(
+            "{} calls succeeded with {} revisions in the environment",
+            steps.len(),
+            env.revision_count()
+        )
+    } else {
+        format!("{} calls succeeded", steps.len())
+    };
+    Verdict::from_problems(failures(&steps), note)
+}
+
+/// Echo problems of successful calls in `steps`.
+fn echo_problems(env: &Environment, steps: &[Step]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for step in steps {
+        match (&step.request, &step.report.result) {
+            (request, Ok(Outcome::Revision { revision, .. })) => {
+                let wanted = request.revision().unwrap_or_default();
+                if revision != wanted {
+                    problems.push(format!(
+                        "{} echoed revision {revision:?}; expected {wanted:?}",
+                        label(request)
+                    ));
+                }
+            }
+            (
+                Request::ApplyTrafficSplit(deployment),
+                Ok(Outcome::Split {
+                    deployment: got,
+                    entries,
+                }),
+            ) => {
+                let recorded = env
+                    .deployment(deployment)
+                    .and_then(|d| d.split.as_ref())
+                    .map(|s| &s.entries);
+                if got != deployment || Some(entries) != recorded {
+                    problems.push(format!(
+                        "apply-traffic-split {deployment} echoed deployment {got:?} with {entries:?}; expected {deployment:?} with {recorded:?}"
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    problems
+}
+
+async fn echo(ctx: &Ctx<'_>, ids: Ids) -> Verdict {
+    let env = fixture_env(ctx, "echo", ids.clone(), 0);
+    let steps = ctx.happy_path(&env, &ids).await;
+    Verdict::from_problems(echo_problems(&env, &steps), "every outcome echoed its request")
+}
+
+async fn long_ids(ctx: &Ctx<'_>) -> Verdict {
+    let ids = Ids::unusual();
+    let env = fixture_env(ctx, "long-ids", ids.clone(), 0);
+    let steps = ctx.happy_path(&env, &ids).await;
+    let mut problems = failures(&steps);
+    // Mangled ids show in revision outcomes; split echoes are `verbs.echo`'s concern.
+    let revision_steps: Vec<Step> = steps.into_iter().filter(|s| s.request.revision().is_some()).collect();
+    problems.extend(echo_problems(&env, &revision_steps));
+    Verdict::from_problems(problems, "256-byte and unicode ids round-tripped")
+}
+
+/// The pack state a check can observe: its kv and its reported runtime config.
+async fn observe(
+    ctx: &Ctx<'_>,
+    env: &Arc<Environment>,
+) -> (std::collections::BTreeMap<String, Vec<u8>>, Option<String>) {
+    let view = ctx
+        .pack_view(env)
+        .await
+        .map(|v| serde_json::to_string(&v.entries).unwrap_or_default());
+    (ctx.kv_state(env), view)
+}
+
+fn observable(ctx: &Ctx<'_>) -> bool {
+    ctx.pack.info().capabilities.contains(&Capability::Kv)
+}
+
+async fn idempotency(ctx: &Ctx<'_>) -> Verdict {
+    let ids = Ids::standard();
+    let twice = fixture_env(ctx, "twice", ids.clone(), 0);
+    let mut problems = Vec::new();
+    for request in happy_requests(&ids) {
+        let first = ctx.call(&twice, request.clone()).await;
+        let after_one = ctx.kv_state(&twice);
+        let second = ctx.call(&twice, request.clone()).await;
+        if ctx.kv_state(&twice) != after_one {
+            problems.push(format!(
+                "calling {} a second time changed the pack's kv state",
+                label(&request)
+            ));
+        }
+        if first.report.result.is_ok() != second.report.result.is_ok() {
+            problems.push(format!(
+                "{} returned {} the first time and {} the second",
+                label(&request),
+                describe_result(&first.report),
+                describe_result(&second.report)
+            ));
+        }
+    }
+    let once = fixture_env(ctx, "once", ids.clone(), 0);
+    ctx.happy_path(&once, &ids).await;
+    let many = fixture_env(ctx, "many", ids.clone(), 0);
+    for _ in 0..ctx.config.repeat {
+        ctx.happy_path(&many, &ids).await;
+    }
+    let (once_kv, once_view) = observe(ctx, &once).await;
+    let (many_kv, many_view) = observe(ctx, &many).await;
+    if !observable(ctx) && once_view.is_none() {
+        return Verdict::skip("the pack declares no kv and does not report a runtime config: no state to compare");
+    }
+    if once_kv != many_kv {
+        let keys = |m: &std::collections::BTreeMap<String, Vec<u8>>| m.keys().cloned().collect::<Vec<_>>();
+        problems.push(format!(
+            "after the sequence {} times the pack's kv keys are {:?}; after once they are {:?}",
+            ctx.config.repeat,
+            keys(&many_kv),
+            keys(&once_kv)
+        ));
+    }
+    if once_view != many_view {
+        problems.push(format!(
+            "after the sequence {} times the reported runtime config differs from after once",
+            ctx.config.repeat
+        ));
+    }
+    Verdict::from_problems(
+        problems,
+        format!(
+            "each verb twice and the sequence {} times left the state of once",
+            ctx.config.repeat
+        ),
+    )
+}
+
+/// Blocks of `deployment` in the pack's runtime config view.
+async fn view_of(ctx: &Ctx<'_>, env: &Arc<Environment>, deployment: &str) -> Option<String> {
+    let view = ctx.pack_view(env).await?;
+    let blocks: Vec<_> = view
+        .entries
+        .into_iter()
+        .filter(|e| e.deployment == deployment)
+        .collect();
+    serde_json::to_string(&blocks).ok()
+}
+
+async fn isolation(ctx: &Ctx<'_>) -> Verdict {
+    let ids = Ids::standard();
+    let env_id = ctx.env_id("isolation");
+    let env = Fixture::new(&env_id, ids.clone()).build();
+    for request in happy_requests(&ids).into_iter().take(6) {
+        ctx.call(&env, request).await;
+    }
+    ctx.call(&env, Request::ApplyTrafficSplit(ids.api.clone())).await;
+    let api_before = view_of(ctx, &env, &ids.api).await;
+    let kv_before = ctx.kv_state(&env);
+    // A new split for web (generation + 1), then apply it.
+    let changed = Fixture::new(&env_id, ids.clone())
+        .with_web_split(&[(&ids.a1, 5000), (&ids.a2, 5000)])
+        .build();
+    let step = ctx.call(&changed, Request::ApplyTrafficSplit(ids.web.clone())).await;
+    let mut problems = Vec::new();
+    for call in step
+        .report
+        .recording
+        .calls
+        .iter()
+        .filter(|c| c.operation == "kv.set" || c.operation == "kv.delete")
+    {
+        if call.detail.contains(&ids.api) {
+            problems.push(format!(
+                "apply-traffic-split {} called {} {:?}, a key of deployment {}",
+                ids.web, call.operation, call.detail, ids.api
+            ));
+        }
+    }
+    let api_after = view_of(ctx, &changed, &ids.api).await;
+    if api_before != api_after {
+        problems.push(format!(
+            "applying {}'s split changed the runtime config the pack reports for {}: before {}, after {}",
+            ids.web,
+            ids.api,
+            api_before.unwrap_or_default(),
+            api_after.unwrap_or_default()
+        ));
+    }
+    let api_keys = |m: &std::collections::BTreeMap<String, Vec<u8>>| {
+        m.iter()
+            .filter(|(k, _)| k.contains(&ids.api))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<Vec<_>>()
+    };
+    if api_keys(&kv_before) != api_keys(&ctx.kv_state(&changed)) {
+        problems.push(format!(
+            "applying {}'s split changed kv keys of deployment {}",
+            ids.web, ids.api
+        ));
+    }
+    Verdict::from_problems(
+        problems,
+        format!("applying {} left {} byte-identical", ids.web, ids.api),
+    )
+}
+
+async fn drift(ctx: &Ctx<'_>) -> Verdict {
+    let ids = Ids::standard();
+    let env = fixture_env(ctx, "drift", ids.clone(), 0);
+    ctx.happy_path(&env, &ids).await;
+    let step = ctx.call(&env, Request::ReportRuntimeConfig).await;
+    match step.report.result {
+        Ok(Outcome::RuntimeConfig { pack: None, .. }) => {
+            Verdict::skip("the pack does not override report-runtime-config; the host's projection stands")
+        }
+        Ok(Outcome::RuntimeConfig {
+            pack: Some(view),
+            host,
+            drift: true,
+        }) => Verdict::fail(format!(
+            "report-runtime-config returned {}; the host's projection is {}",
+            serde_json::to_string(&view.entries).unwrap_or_default(),
+            serde_json::to_string(&host.entries).unwrap_or_default()
+        )),
+        Ok(_) => Verdict::pass("the pack's view equals the host's projection"),
+        Err(e) => Verdict::fail(format!("report-runtime-config returned {e}; expected the pack's view")),
+    }
+}

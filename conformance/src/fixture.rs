@@ -1,0 +1,132 @@
+//! The fixture environment every check starts from: two deployments (`web`
+//! with A1 at 90% and A2 at 10%, `api` with B1 at 100%) and three revisions,
+//! plus the variants checks need (bad splits, long ids, a long history).
+
+use std::sync::Arc;
+
+use envpack_host::model::{Artifact, DeploymentDoc, EnvironmentDoc, Lifecycle, Revision, SplitEntry, TrafficSplit};
+use envpack_host::{Capability, Environment};
+
+/// Revision and deployment ids of one fixture.
+#[derive(Clone, Debug)]
+pub struct Ids {
+    pub web: String,
+    pub api: String,
+    pub a1: String,
+    pub a2: String,
+    pub b1: String,
+}
+
+impl Ids {
+    pub fn standard() -> Self {
+        Ids {
+            web: "web".into(),
+            api: "api".into(),
+            a1: "01JBW0000000000000000000A1".into(),
+            a2: "01JBW0000000000000000000A2".into(),
+            b1: "01JBW0000000000000000000B1".into(),
+        }
+    }
+
+    /// Maximum-length (256 bytes) and unicode ids.
+    pub fn unusual() -> Self {
+        Ids {
+            web: format!("wéb-✓-{}", "d".repeat(245)),
+            api: "api-ünïcødé-部署".into(),
+            a1: "r".repeat(256),
+            a2: "révision-✓-02".into(),
+            b1: "ревизия-b1".into(),
+        }
+    }
+}
+
+/// An id for a revision no fixture contains.
+pub const UNKNOWN_REVISION: &str = "01JBW00000000000000UNKNOWN";
+
+fn revision(id: &str, sequence: u64, lifecycle: Lifecycle) -> Revision {
+    Revision {
+        id: id.to_string(),
+        deployment: String::new(),
+        sequence,
+        lifecycle,
+        artifact: Artifact {
+            digest: format!("sha256:{:064x}", sequence),
+            location: format!("file:///builds/{sequence}.tar.gz"),
+        },
+        drain_seconds: 5,
+        settings: [("PORT".to_string(), format!("{}", 8000 + sequence))].into(),
+    }
+}
+
+fn entry(revision: &str, weight_bps: u32) -> SplitEntry {
+    SplitEntry {
+        revision: revision.to_string(),
+        weight_bps,
+    }
+}
+
+/// A fixture document, to be adjusted by a check before it becomes an environment.
+pub struct Fixture {
+    pub ids: Ids,
+    pub doc: EnvironmentDoc,
+}
+
+impl Fixture {
+    /// The standard shape with `ids`, in environment `env_id`, granting every capability.
+    pub fn new(env_id: &str, ids: Ids) -> Self {
+        let web = DeploymentDoc {
+            id: ids.web.clone(),
+            split: Some(TrafficSplit {
+                generation: 1,
+                entries: vec![entry(&ids.a1, 9000), entry(&ids.a2, 1000)],
+            }),
+            revisions: vec![
+                revision(&ids.a1, 1, Lifecycle::Ready),
+                revision(&ids.a2, 2, Lifecycle::Ready),
+            ],
+        };
+        let api = DeploymentDoc {
+            id: ids.api.clone(),
+            split: Some(TrafficSplit {
+                generation: 1,
+                entries: vec![entry(&ids.b1, 10_000)],
+            }),
+            revisions: vec![revision(&ids.b1, 3, Lifecycle::Ready)],
+        };
+        let doc = EnvironmentDoc {
+            id: env_id.to_string(),
+            capabilities: Capability::ALL.to_vec(),
+            settings: Default::default(),
+            deployments: vec![web, api],
+        };
+        Fixture { ids, doc }
+    }
+
+    /// Replaces web's split entries with `(revision, weight)` pairs.
+    pub fn with_web_split(mut self, entries: &[(&str, u32)]) -> Self {
+        if let Some(split) = self.doc.deployments[0].split.as_mut() {
+            split.generation += 1;
+            split.entries = entries.iter().map(|(r, w)| entry(r, *w)).collect();
+        }
+        self
+    }
+
+    /// Removes api's split.
+    pub fn without_api_split(mut self) -> Self {
+        self.doc.deployments[1].split = None;
+        self
+    }
+
+    /// Adds `count` archived revisions to web: a long history.
+    pub fn with_history(mut self, count: u64) -> Self {
+        let revisions = &mut self.doc.deployments[0].revisions;
+        for n in 0..count {
+            revisions.push(revision(&format!("01JBWHIST{n:017}"), 100 + n, Lifecycle::Archived));
+        }
+        self
+    }
+
+    pub fn build(self) -> Arc<Environment> {
+        Arc::new(Environment::from_doc(self.doc).expect("fixtures are valid environments"))
+    }
+}

@@ -1,0 +1,93 @@
+//! Reporters, separate from the runner: a line per check for people, the
+//! documented JSON, and JUnit XML for CI systems (one test suite per pack,
+//! one test case per check).
+
+use std::time::Duration;
+
+use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus, TestSuite};
+
+use crate::report::{Report, Status};
+
+/// One line per check; failures followed by their indented message.
+pub fn human(report: &Report) -> String {
+    let mut out = format!(
+        "conformance {} ({}) profile {}\n",
+        report.pack,
+        if report.descriptor.is_empty() {
+            "not loaded"
+        } else {
+            &report.descriptor
+        },
+        report.profile.name()
+    );
+    for check in &report.checks {
+        let tag = match check.status {
+            Status::Pass => "PASS",
+            Status::Fail => "FAIL",
+            Status::Skip => "SKIP",
+        };
+        out.push_str(&format!("  {tag} {:<34} {}\n", check.id, first_line(check)));
+        if check.status == Status::Fail {
+            for line in check.message.lines() {
+                out.push_str(&format!("         {line}\n"));
+            }
+        }
+    }
+    let s = &report.summary;
+    out.push_str(&format!(
+        "  {} passed, {} failed, {} skipped in {:.0} ms\n",
+        s.passed, s.failed, s.skipped, report.elapsed_ms
+    ));
+    out
+}
+
+fn first_line(check: &crate::report::CheckResult) -> String {
+    match check.status {
+        Status::Fail => check.statement.clone(),
+        _ => check.message.lines().next().unwrap_or_default().to_string(),
+    }
+}
+
+/// The documented JSON: one object per report, an array for several.
+pub fn json(reports: &[Report]) -> String {
+    let value = match reports {
+        [one] => serde_json::to_value(one),
+        many => serde_json::to_value(many),
+    };
+    value.map(|v| format!("{v:#}")).unwrap_or_default()
+}
+
+/// JUnit XML: `<testsuites>` with a `<testsuite>` per pack.
+pub fn junit(reports: &[Report]) -> Result<String, quick_junit::SerializeError> {
+    let mut junit = quick_junit::Report::new("envpack-conformance");
+    for report in reports {
+        let name = if report.descriptor.is_empty() {
+            report.pack.clone()
+        } else {
+            report.descriptor.clone()
+        };
+        let mut suite = TestSuite::new(name);
+        suite.set_time(Duration::from_secs_f64(report.elapsed_ms / 1000.0));
+        for check in &report.checks {
+            let mut status = match check.status {
+                Status::Pass => TestCaseStatus::success(),
+                Status::Fail => TestCaseStatus::non_success(NonSuccessKind::Failure),
+                Status::Skip => TestCaseStatus::skipped(),
+            };
+            if check.status != Status::Pass {
+                status.set_message(check.message.lines().next().unwrap_or_default().to_string());
+                status.set_description(check.message.clone());
+            }
+            let mut case = TestCase::new(check.id.clone(), status);
+            case.set_classname(format!(
+                "{}.{}",
+                report.profile.name(),
+                check.id.split('.').next().unwrap_or_default()
+            ));
+            case.set_time(Duration::from_secs_f64(check.elapsed_ms / 1000.0));
+            suite.add_test_case(case);
+        }
+        junit.add_test_suite(suite);
+    }
+    junit.to_string()
+}
