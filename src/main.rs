@@ -2,6 +2,7 @@
 //! arguments, builds the runtime, runs one command and maps every failure to
 //! a one-line message and a documented exit code.
 
+mod bench_cmd;
 mod call;
 mod conformance_cmd;
 mod context;
@@ -49,6 +50,8 @@ enum Command {
     Inspect(inspect::Args),
     /// Run one verb of a pack against an environment, through the full host path.
     Call(call::Args),
+    /// Measure load, instantiation, verb latency (next to a native baseline), throughput and memory.
+    Bench(bench_cmd::Args),
     /// Run the conformance bench against packs; exit 0 only if no selected check failed.
     Conformance(conformance_cmd::Args),
     /// Make an Ed25519 key pair: KEY (PKCS#8 PEM, mode 0600) and KEY.pub (SPKI PEM).
@@ -85,6 +88,7 @@ async fn run(cli: Cli) -> Result<i32, CliError> {
     match cli.command {
         Command::Inspect(args) => inspect::run(&mut ctx, args).await,
         Command::Call(args) => call::run(&mut ctx, args).await,
+        Command::Bench(args) => bench_cmd::run(args).await,
         Command::Conformance(args) => conformance_cmd::run(&mut ctx, args).await,
         Command::Keygen(args) => keys_cmd::keygen(args),
         Command::Sign(args) => keys_cmd::sign(args),

@@ -47,6 +47,6 @@ pub use error::{LoadError, Origin, ProviderCause, SetupError, VerbError};
 pub use kv::{FileKv, KvStore, MemoryKv};
 pub use model::{Environment, Lifecycle, Revision, SplitEntry, TrafficSplit};
 pub use pack::{Pack, PackInfo};
-pub use runtime::{CallMode, CallReport, Runtime};
+pub use runtime::{CallMode, CallReport, LiveInstance, Runtime};
 pub use runtime_config::RuntimeConfig;
 pub use verb::{Health, Outcome, Request, Verb};

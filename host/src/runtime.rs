@@ -92,6 +92,11 @@ fn serialize_micros<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S
     s.serialize_u64(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
+/// A pack instance kept alive (see [`Runtime::instantiate`]); dropping it frees it.
+pub struct LiveInstance {
+    _store: Store<CallState>,
+}
+
 /// Loads packs and runs their verbs. Cheap to share behind an `Arc`.
 pub struct Runtime {
     engine: Engine,
@@ -276,6 +281,20 @@ impl Runtime {
             Err(_) => Err(wasmtime::Error::new(DeadlineExceeded(deadline))),
         };
         (result, store.into_data())
+    }
+
+    /// Instantiates the pack in a fresh store and keeps it alive, without
+    /// calling anything: what benchmarks measure as instantiation and as
+    /// memory per live instance.
+    pub async fn instantiate(&self, pack: &Pack) -> Result<LiveInstance, VerbError> {
+        let state = self.new_state(Gate::default(), String::new());
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.budget);
+        store.set_epoch_deadline(u64::MAX / 2);
+        match pack.pre.instantiate_async(&mut store).await {
+            Ok(_) => Ok(LiveInstance { _store: store }),
+            Err(e) => Err(self.classify(Verb::Describe, &e, store.data())),
+        }
     }
 
     /// Runs one verb through the full host path.

@@ -1,0 +1,43 @@
+//! `host bench`: the benchmarks, as a table or JSON.
+
+use std::path::PathBuf;
+
+use envpack_bench::{Options, render};
+
+use crate::error::{CliError, exit};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Fewer iterations: a smoke run that finishes in seconds.
+    #[arg(long)]
+    quick: bool,
+    /// The reference pack to measure (an unsealed build; the bench seals and signs it).
+    #[arg(long, default_value = "target/packs/ledger.wasm", value_name = "PACK")]
+    pack: PathBuf,
+}
+
+pub async fn run(args: Args) -> Result<i32, CliError> {
+    if !args.pack.is_file() {
+        return Err(CliError::Input {
+            message: format!("no reference pack at {}", args.pack.display()),
+            hint: Some("build it with `scripts/quickstart` (or `cargo build`), or pass --pack PATH".into()),
+        });
+    }
+    let options = Options {
+        quick: args.quick,
+        pack: args.pack,
+    };
+    let report = envpack_bench::run(&options)
+        .await
+        .map_err(|e| CliError::State(format!("bench failed: {e}")))?;
+    if args.json {
+        let value = serde_json::to_value(&report).map_err(|e| CliError::State(e.to_string()))?;
+        println!("{value:#}");
+    } else {
+        print!("{}", render::table(&report));
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,71 @@
+//! `host bench --quick --json` as a smoke run: every figure is present and
+//! positive. Speed targets are benchmark goals, never asserted here.
+
+mod common;
+
+use common::{LEDGER, Sandbox};
+use serde_json::Value;
+
+#[test]
+fn quick_bench_reports_every_figure() {
+    let sb = Sandbox::new();
+    let out = sb
+        .host()
+        .args(["bench", "--quick", "--json", "--pack", LEDGER])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report["machine"]["cores"].as_u64().unwrap() >= 1);
+    let figures = report["figures"].as_array().unwrap();
+    let mut expected = vec![
+        "load.cold".to_string(),
+        "load.warm".to_string(),
+        "instantiate".to_string(),
+        "throughput.verbs_per_second".to_string(),
+        "conformance.extended".to_string(),
+        "memory.per_live_instance_rss".to_string(),
+        "memory.linear_per_instance".to_string(),
+        "memory.peak_rss".to_string(),
+    ];
+    let verbs = [
+        "stage-revision",
+        "warm-revision",
+        "drain-revision",
+        "archive-revision",
+        "apply-traffic-split",
+        "report-runtime-config",
+        "probe-revision",
+    ];
+    for size in [10, 1000, 10000] {
+        for verb in verbs {
+            expected.push(format!("verb.{verb}.{size}"));
+            expected.push(format!("native.{verb}.{size}"));
+        }
+    }
+    for name in &expected {
+        let figure = figures
+            .iter()
+            .find(|f| f["name"] == name.as_str())
+            .unwrap_or_else(|| panic!("figure {name} missing"));
+        for stat in ["median", "p99"] {
+            assert!(
+                figure[stat].as_f64().unwrap() > 0.0,
+                "{name} {stat} is not positive: {figure}"
+            );
+        }
+    }
+    assert_eq!(figures.len(), expected.len(), "unexpected figures");
+    assert_eq!(report["ratios"].as_array().unwrap().len(), 21);
+    assert_eq!(report["targets"].as_array().unwrap().len(), 6);
+}
+
+#[test]
+fn bench_without_a_pack_says_how_to_build_one() {
+    let sb = Sandbox::new();
+    sb.host()
+        .args(["bench", "--quick", "--pack", "no/such.wasm"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("no reference pack at no/such.wasm"));
+}
