@@ -9,6 +9,7 @@ use std::time::Duration;
 use envpack_host::registry::Registry;
 use envpack_host::trust::TrustStore;
 use envpack_host::{FileKv, HostConfig, MemoryKv, Runtime};
+use envpack_operator::Operator;
 
 use crate::error::CliError;
 use crate::state_dir;
@@ -20,10 +21,16 @@ pub struct Context {
     memory_budget: usize,
     runtime: Option<Runtime>,
     bench_runtime: Option<Runtime>,
+    actor: Option<String>,
 }
 
 impl Context {
-    pub fn new(state_dir: Option<PathBuf>, deadline_ms: u64, memory_mib: usize) -> Result<Self, CliError> {
+    pub fn new(
+        state_dir: Option<PathBuf>,
+        deadline_ms: u64,
+        memory_mib: usize,
+        actor: Option<String>,
+    ) -> Result<Self, CliError> {
         if deadline_ms == 0 || memory_mib == 0 {
             return Err(CliError::input(
                 "--deadline-ms and --memory-mib must be greater than zero",
@@ -39,6 +46,7 @@ impl Context {
             memory_budget,
             runtime: None,
             bench_runtime: None,
+            actor,
         })
     }
 
@@ -81,6 +89,21 @@ impl Context {
             self.bench_runtime = Some(Runtime::new(config, Arc::new(MemoryKv::default()))?);
         }
         Ok(self.bench_runtime.as_ref().expect("just set"))
+    }
+
+    /// Who is acting: --actor, $ENVPACK_ACTOR, else $USER.
+    pub fn actor(&self) -> String {
+        self.actor
+            .clone()
+            .or_else(|| std::env::var("USER").ok())
+            .unwrap_or_else(|| "unknown".into())
+    }
+
+    /// The operator over the state database, with the runtime.
+    pub fn operator(&mut self, actor: String) -> Result<Operator<'_>, CliError> {
+        let dir = self.state_dir()?.to_path_buf();
+        let runtime = self.runtime()?;
+        Ok(Operator::open(&dir, actor, runtime)?)
     }
 
     pub fn trust(&mut self) -> Result<TrustStore, CliError> {

@@ -51,6 +51,10 @@ pub enum CliError {
     Key { path: String, source: KeyError },
     #[error("{path}: {source}")]
     Manifest { path: String, source: ManifestError },
+    #[error(transparent)]
+    Store(#[from] envpack_operator::StoreError),
+    #[error("{0}")]
+    Tampered(String),
     #[error("{descriptor} was not installed: conformance failed ({})", failed.join(", "))]
     Admission { descriptor: String, failed: Vec<String> },
 }
@@ -76,6 +80,8 @@ impl CliError {
                 exit::BAD_INPUT
             }
             CliError::Verb(_) | CliError::Admission { .. } => exit::VERB_FAILED,
+            CliError::Tampered(_) => exit::UNTRUSTED,
+            CliError::Store(e) => store_exit(e),
             CliError::Drift => exit::DRIFT,
             CliError::Setup(_) | CliError::State(_) => exit::HOST,
         }
@@ -104,4 +110,13 @@ impl CliError {
 
 fn is_mismatch(error: &ManifestError) -> bool {
     matches!(error, ManifestError::Mismatch { .. })
+}
+
+fn store_exit(error: &envpack_operator::StoreError) -> i32 {
+    use envpack_operator::StoreError as E;
+    match error {
+        E::Pack(_) => exit::VERB_FAILED,
+        E::Sqlite(_) | E::NewerSchema { .. } | E::Lock { .. } => exit::HOST,
+        _ => exit::BAD_INPUT,
+    }
 }

@@ -6,10 +6,12 @@ mod bench_cmd;
 mod call;
 mod conformance_cmd;
 mod context;
+mod env_cmd;
 mod error;
 mod inspect;
 mod keys_cmd;
 mod pack_cmd;
+mod revision_cmd;
 mod state_dir;
 mod trust_cmd;
 
@@ -35,6 +37,10 @@ struct Cli {
     /// Memory budget of one pack instance, across all its memories, in MiB.
     #[arg(long, global = true, default_value_t = 64, value_name = "MIB")]
     memory_mib: usize,
+
+    /// Who is acting, for lifecycle events and the audit log.
+    #[arg(long, global = true, env = "ENVPACK_ACTOR", value_name = "NAME")]
+    actor: Option<String>,
 
     /// Log the host's own spans and the packs' log lines to stderr (-v info, -vv debug).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -66,6 +72,38 @@ enum Command {
     /// Seal, install, list, remove and resolve packs.
     #[command(subcommand)]
     Pack(pack_cmd::Command),
+    /// Create, bind, list, show and remove environments.
+    #[command(subcommand)]
+    Env(env_cmd::EnvCommand),
+    /// Stage, warm, drain, archive and retry revisions.
+    #[command(subcommand)]
+    Revision(revision_cmd::RevisionCommand),
+    /// Set, show and roll back traffic splits.
+    #[command(subcommand)]
+    Traffic(revision_cmd::TrafficCommand),
+    /// Show an environment: binding, splits, live revisions.
+    Status {
+        env: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print an environment's lifecycle events; --follow keeps printing new ones.
+    Events {
+        env: String,
+        #[arg(long)]
+        follow: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Recompute the audit log's hash chain; exit 0 only if intact.
+    Verify,
 }
 
 fn init_tracing(verbose: u8) {
@@ -84,7 +122,7 @@ fn init_tracing(verbose: u8) {
 }
 
 async fn run(cli: Cli) -> Result<i32, CliError> {
-    let mut ctx = Context::new(cli.state_dir, cli.deadline_ms, cli.memory_mib)?;
+    let mut ctx = Context::new(cli.state_dir, cli.deadline_ms, cli.memory_mib, cli.actor)?;
     match cli.command {
         Command::Inspect(args) => inspect::run(&mut ctx, args).await,
         Command::Call(args) => call::run(&mut ctx, args).await,
@@ -95,6 +133,12 @@ async fn run(cli: Cli) -> Result<i32, CliError> {
         Command::Verify(args) => keys_cmd::verify(&mut ctx, args).await,
         Command::Trust(command) => trust_cmd::run(&mut ctx, command),
         Command::Pack(command) => pack_cmd::run(&mut ctx, command).await,
+        Command::Env(command) => env_cmd::run(&mut ctx, command).await,
+        Command::Revision(command) => revision_cmd::revision(&mut ctx, command).await,
+        Command::Traffic(command) => revision_cmd::traffic(&mut ctx, command).await,
+        Command::Status { env, json } => env_cmd::status(&mut ctx, &env, json),
+        Command::Events { env, follow, json } => env_cmd::events(&mut ctx, &env, follow, json).await,
+        Command::Audit(AuditCommand::Verify) => env_cmd::audit_verify(&mut ctx),
     }
 }
 

@@ -1,0 +1,123 @@
+//! The append-only audit log: one row per mutating command (actor, command,
+//! arguments, outcome), each carrying the sha256 of the previous row's hash
+//! and its own fields, so that editing or deleting any row breaks the chain.
+
+use rusqlite::{Connection, params};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::error::StoreError;
+
+const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+#[derive(Clone, Debug, Serialize)]
+pub struct AuditRow {
+    pub seq: i64,
+    pub at: i64,
+    pub actor: String,
+    pub command: String,
+    pub arguments: String,
+    pub outcome: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+fn digest(prev: &str, seq: i64, at: i64, actor: &str, command: &str, arguments: &str, outcome: &str) -> String {
+    let mut h = Sha256::new();
+    for part in [
+        prev,
+        &seq.to_string(),
+        &at.to_string(),
+        actor,
+        command,
+        arguments,
+        outcome,
+    ] {
+        h.update(part.as_bytes());
+        h.update([0u8]);
+    }
+    hex::encode(h.finalize())
+}
+
+/// Appends one row; call inside the transaction of the change it records.
+pub fn append(
+    conn: &Connection,
+    at: i64,
+    actor: &str,
+    command: &str,
+    arguments: &str,
+    outcome: &str,
+) -> Result<(), StoreError> {
+    let (last_seq, prev): (i64, String) = conn
+        .query_row("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap_or((0, GENESIS.to_string()));
+    let seq = last_seq + 1;
+    let hash = digest(&prev, seq, at, actor, command, arguments, outcome);
+    conn.execute(
+        "INSERT INTO audit (seq, at, actor, command, arguments, outcome, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![seq, at, actor, command, arguments, outcome, prev, hash],
+    )?;
+    Ok(())
+}
+
+pub fn rows(conn: &Connection) -> Result<Vec<AuditRow>, StoreError> {
+    let mut stmt =
+        conn.prepare("SELECT seq, at, actor, command, arguments, outcome, prev_hash, hash FROM audit ORDER BY seq")?;
+    let rows = stmt.query_map([], |r| {
+        Ok(AuditRow {
+            seq: r.get(0)?,
+            at: r.get(1)?,
+            actor: r.get(2)?,
+            command: r.get(3)?,
+            arguments: r.get(4)?,
+            outcome: r.get(5)?,
+            prev_hash: r.get(6)?,
+            hash: r.get(7)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Where the chain breaks, if it does.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("audit row {seq} {problem}")]
+pub struct Broken {
+    pub seq: i64,
+    pub problem: String,
+}
+
+/// Recomputes the chain; `Ok(n)` is the number of intact rows.
+pub fn verify(conn: &Connection) -> Result<Result<usize, Broken>, StoreError> {
+    let rows = rows(conn)?;
+    let mut prev = GENESIS.to_string();
+    for (i, row) in rows.iter().enumerate() {
+        let broken = |problem: &str| {
+            Ok(Err(Broken {
+                seq: row.seq,
+                problem: problem.to_string(),
+            }))
+        };
+        if row.seq != i as i64 + 1 {
+            return broken(&format!("should be row {}: rows were deleted or renumbered", i + 1));
+        }
+        if row.prev_hash != prev {
+            return broken("does not follow the row before it");
+        }
+        if digest(
+            &prev,
+            row.seq,
+            row.at,
+            &row.actor,
+            &row.command,
+            &row.arguments,
+            &row.outcome,
+        ) != row.hash
+        {
+            return broken("was edited: its hash does not match its content");
+        }
+        prev = row.hash.clone();
+    }
+    Ok(Ok(rows.len()))
+}

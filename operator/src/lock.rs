@@ -1,0 +1,33 @@
+//! Serializes operations on one environment across processes: an exclusive
+//! advisory lock on `locks/<sha256 of env id>.lock` in the state directory,
+//! held for the whole command and released by the kernel if the process dies.
+
+use std::fs::File;
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use crate::error::StoreError;
+
+/// Holds the lock until dropped.
+pub struct EnvLock {
+    _file: File,
+}
+
+pub fn lock(state_dir: &Path, env: &str) -> Result<EnvLock, StoreError> {
+    let fail = |detail: String| StoreError::Lock {
+        env: env.to_string(),
+        detail,
+    };
+    let dir = state_dir.join("locks");
+    envpack_host::fsutil::create_private_dir(&dir).map_err(|e| fail(e.to_string()))?;
+    let name = hex::encode(Sha256::digest(env.as_bytes()));
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(format!("{name}.lock")))
+        .map_err(|e| fail(e.to_string()))?;
+    file.lock().map_err(|e| fail(e.to_string()))?;
+    Ok(EnvLock { _file: file })
+}

@@ -1,0 +1,385 @@
+//! Rows of the store: environments and bindings, deployments, revisions
+//! (immutable but for their lifecycle, changed only through
+//! [`set_lifecycle`]), lifecycle events, and split generations.
+
+use std::collections::BTreeMap;
+
+use envpack_host::model::{Artifact, DeploymentDoc, EnvironmentDoc, Revision, SplitEntry, TrafficSplit};
+use envpack_host::{Capability, Environment, Lifecycle};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+use crate::error::StoreError;
+use crate::lifecycle;
+
+/// An environment's binding to a pack.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Binding {
+    pub requirement: String,
+    pub descriptor: String,
+    pub pack_digest: String,
+    pub settings: BTreeMap<String, String>,
+    pub capabilities: Vec<Capability>,
+}
+
+/// One lifecycle event.
+#[derive(Clone, Debug, Serialize)]
+pub struct Event {
+    pub seq: i64,
+    pub revision: String,
+    pub from: String,
+    pub to: String,
+    pub reason: String,
+    pub actor: String,
+    pub at: i64,
+}
+
+/// One generation of a deployment's split.
+#[derive(Clone, Debug, Serialize)]
+pub struct Generation {
+    pub generation: i64,
+    pub entries: Vec<SplitEntry>,
+    pub idempotency_key: Option<String>,
+}
+
+fn json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+fn from_json<T: for<'de> Deserialize<'de> + Default>(text: &str) -> T {
+    serde_json::from_str(text).unwrap_or_default()
+}
+
+pub fn env_exists(conn: &Connection, env: &str) -> Result<bool, StoreError> {
+    Ok(conn
+        .query_row("SELECT 1 FROM environments WHERE id = ?1", [env], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+pub fn require_env(conn: &Connection, env: &str) -> Result<(), StoreError> {
+    if env_exists(conn, env)? {
+        Ok(())
+    } else {
+        Err(StoreError::UnknownEnv(env.to_string()))
+    }
+}
+
+pub fn create_env(conn: &Connection, env: &str, at: i64) -> Result<(), StoreError> {
+    if env_exists(conn, env)? {
+        return Err(StoreError::EnvExists(env.to_string()));
+    }
+    conn.execute(
+        "INSERT INTO environments (id, created_at) VALUES (?1, ?2)",
+        params![env, at],
+    )?;
+    Ok(())
+}
+
+pub fn list_envs(conn: &Connection) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn.prepare("SELECT id FROM environments ORDER BY id")?;
+    let ids = stmt.query_map([], |r| r.get(0))?;
+    Ok(ids.collect::<Result<_, _>>()?)
+}
+
+pub fn remove_env(conn: &Connection, env: &str) -> Result<(), StoreError> {
+    require_env(conn, env)?;
+    conn.execute("DELETE FROM lifecycle_events WHERE env_id = ?1", [env])?;
+    conn.execute("DELETE FROM environments WHERE id = ?1", [env])?;
+    Ok(())
+}
+
+pub fn set_binding(conn: &Connection, env: &str, binding: &Binding, at: i64) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO bindings (env_id, requirement, descriptor, pack_digest, settings, capabilities, bound_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (env_id) DO UPDATE SET requirement = ?2, descriptor = ?3, pack_digest = ?4, settings = ?5, capabilities = ?6, bound_at = ?7",
+        params![env, binding.requirement, binding.descriptor, binding.pack_digest, json(&binding.settings), json(&binding.capabilities), at],
+    )?;
+    Ok(())
+}
+
+pub fn binding(conn: &Connection, env: &str) -> Result<Binding, StoreError> {
+    require_env(conn, env)?;
+    conn.query_row(
+        "SELECT requirement, descriptor, pack_digest, settings, capabilities FROM bindings WHERE env_id = ?1",
+        [env],
+        |r| {
+            Ok(Binding {
+                requirement: r.get(0)?,
+                descriptor: r.get(1)?,
+                pack_digest: r.get(2)?,
+                settings: from_json(&r.get::<_, String>(3)?),
+                capabilities: from_json(&r.get::<_, String>(4)?),
+            })
+        },
+    )
+    .optional()?
+    .ok_or_else(|| StoreError::Binding(format!("environment {env:?} is not bound to a pack (`host env bind`)")))
+}
+
+pub fn ensure_deployment(conn: &Connection, env: &str, deployment: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT OR IGNORE INTO deployments (env_id, id) VALUES (?1, ?2)",
+        params![env, deployment],
+    )?;
+    Ok(())
+}
+
+pub fn deployments(conn: &Connection, env: &str) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn.prepare("SELECT id FROM deployments WHERE env_id = ?1 ORDER BY id")?;
+    let ids = stmt.query_map([env], |r| r.get(0))?;
+    Ok(ids.collect::<Result<_, _>>()?)
+}
+
+/// The next sequence number of a deployment.
+pub fn next_sequence(conn: &Connection, env: &str, deployment: &str) -> Result<u64, StoreError> {
+    let max: Option<i64> = conn.query_row(
+        "SELECT MAX(sequence) FROM revisions WHERE env_id = ?1 AND deployment = ?2",
+        params![env, deployment],
+        |r| r.get(0),
+    )?;
+    Ok(u64::try_from(max.unwrap_or(0)).unwrap_or(0) + 1)
+}
+
+pub fn insert_revision(conn: &Connection, env: &str, revision: &Revision, at: i64) -> Result<(), StoreError> {
+    if find_revision(conn, env, &revision.id)?.is_some() {
+        return Err(StoreError::DuplicateRevision(revision.id.clone()));
+    }
+    conn.execute(
+        "INSERT INTO revisions (env_id, id, deployment, sequence, artifact_digest, artifact_location, drain_seconds, settings, created_at, lifecycle)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            env,
+            revision.id,
+            revision.deployment,
+            revision.sequence as i64,
+            revision.artifact.digest,
+            revision.artifact.location,
+            revision.drain_seconds,
+            json(&revision.settings),
+            at,
+            lifecycle::name(revision.lifecycle)
+        ],
+    )?;
+    Ok(())
+}
+
+const REVISION_COLUMNS: &str =
+    "id, deployment, sequence, artifact_digest, artifact_location, drain_seconds, settings, lifecycle";
+
+fn revision_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Revision> {
+    Ok(Revision {
+        id: r.get(0)?,
+        deployment: r.get(1)?,
+        sequence: u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+        artifact: Artifact {
+            digest: r.get(3)?,
+            location: r.get(4)?,
+        },
+        drain_seconds: r.get(5)?,
+        settings: from_json(&r.get::<_, String>(6)?),
+        lifecycle: lifecycle::parse(&r.get::<_, String>(7)?).unwrap_or(Lifecycle::Failed),
+    })
+}
+
+pub fn find_revision(conn: &Connection, env: &str, id: &str) -> Result<Option<Revision>, StoreError> {
+    let sql = format!("SELECT {REVISION_COLUMNS} FROM revisions WHERE env_id = ?1 AND id = ?2");
+    Ok(conn.query_row(&sql, params![env, id], revision_row).optional()?)
+}
+
+pub fn revision(conn: &Connection, env: &str, id: &str) -> Result<Revision, StoreError> {
+    find_revision(conn, env, id)?.ok_or_else(|| StoreError::UnknownRevision {
+        env: env.to_string(),
+        revision: id.to_string(),
+    })
+}
+
+/// Revisions of an environment (all, or only those not archived), by deployment and sequence.
+pub fn revisions(conn: &Connection, env: &str, include_archived: bool) -> Result<Vec<Revision>, StoreError> {
+    let filter = if include_archived {
+        ""
+    } else {
+        " AND lifecycle != 'archived'"
+    };
+    let sql =
+        format!("SELECT {REVISION_COLUMNS} FROM revisions WHERE env_id = ?1{filter} ORDER BY deployment, sequence");
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map([env], revision_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Moves a revision's lifecycle through the transition table and records the event.
+pub fn set_lifecycle(
+    conn: &Connection,
+    env: &str,
+    id: &str,
+    to: Lifecycle,
+    reason: &str,
+    actor: &str,
+    at: i64,
+) -> Result<(), StoreError> {
+    let from = revision(conn, env, id)?.lifecycle;
+    lifecycle::check(id, from, to)?;
+    conn.execute(
+        "UPDATE revisions SET lifecycle = ?3 WHERE env_id = ?1 AND id = ?2",
+        params![env, id, lifecycle::name(to)],
+    )?;
+    conn.execute(
+        "INSERT INTO lifecycle_events (env_id, revision_id, from_state, to_state, reason, actor, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![env, id, lifecycle::name(from), lifecycle::name(to), reason, actor, at],
+    )?;
+    Ok(())
+}
+
+pub fn events(conn: &Connection, env: &str, after: i64) -> Result<Vec<Event>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT seq, revision_id, from_state, to_state, reason, actor, at FROM lifecycle_events WHERE env_id = ?1 AND seq > ?2 ORDER BY seq",
+    )?;
+    let rows = stmt.query_map(params![env, after], |r| {
+        Ok(Event {
+            seq: r.get(0)?,
+            revision: r.get(1)?,
+            from: r.get(2)?,
+            to: r.get(3)?,
+            reason: r.get(4)?,
+            actor: r.get(5)?,
+            at: r.get(6)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The last `count` generations of a deployment's split, newest first.
+pub fn generations(conn: &Connection, env: &str, deployment: &str, count: i64) -> Result<Vec<Generation>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT generation, entries, idempotency_key FROM split_generations WHERE env_id = ?1 AND deployment = ?2 ORDER BY generation DESC LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![env, deployment, count], |r| {
+        Ok(Generation {
+            generation: r.get(0)?,
+            entries: from_json(&r.get::<_, String>(1)?),
+            idempotency_key: r.get(2)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub fn current_split(conn: &Connection, env: &str, deployment: &str) -> Result<Option<Generation>, StoreError> {
+    Ok(generations(conn, env, deployment, 1)?.into_iter().next())
+}
+
+/// The generation an idempotency key was used for, if any.
+pub fn generation_by_key(
+    conn: &Connection,
+    env: &str,
+    deployment: &str,
+    key: &str,
+) -> Result<Option<Generation>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT generation, entries, idempotency_key FROM split_generations WHERE env_id = ?1 AND deployment = ?2 AND idempotency_key = ?3",
+            params![env, deployment, key],
+            |r| {
+                Ok(Generation {
+                    generation: r.get(0)?,
+                    entries: from_json(&r.get::<_, String>(1)?),
+                    idempotency_key: r.get(2)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
+pub fn insert_generation(
+    conn: &Connection,
+    env: &str,
+    deployment: &str,
+    entries: &[SplitEntry],
+    key: Option<&str>,
+    actor: &str,
+    at: i64,
+) -> Result<i64, StoreError> {
+    let generation = current_split(conn, env, deployment)?.map_or(1, |g| g.generation + 1);
+    conn.execute(
+        "INSERT INTO split_generations (env_id, deployment, generation, entries, idempotency_key, actor, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![env, deployment, generation, json(&entries), key, actor, at],
+    )?;
+    Ok(generation)
+}
+
+/// The splits that give `revision` weight, as `deployment gen N: W bps`.
+pub fn weight_holders(conn: &Connection, env: &str, revision: &Revision) -> Result<Vec<String>, StoreError> {
+    let Some(current) = current_split(conn, env, &revision.deployment)? else {
+        return Ok(Vec::new());
+    };
+    Ok(current
+        .entries
+        .iter()
+        .filter(|e| e.revision == revision.id && e.weight_bps > 0)
+        .map(|e| {
+            format!(
+                "{} generation {}: {} bps",
+                revision.deployment, current.generation, e.weight_bps
+            )
+        })
+        .collect())
+}
+
+/// The environment as packs see it: binding settings and capabilities,
+/// current splits, and the revisions a call can need (every revision not
+/// archived, every revision a split names, and `extra`), so that loading
+/// it does not grow with archived history.
+pub fn load_environment(
+    conn: &Connection,
+    env: &str,
+    extra: &[Revision],
+    split_override: Option<(&str, &[SplitEntry])>,
+) -> Result<Environment, StoreError> {
+    let binding = binding(conn, env)?;
+    let mut by_deployment: BTreeMap<String, Vec<Revision>> = BTreeMap::new();
+    let mut seen = std::collections::HashSet::new();
+    for r in revisions(conn, env, false)?.into_iter().chain(extra.iter().cloned()) {
+        if seen.insert(r.id.clone()) {
+            by_deployment.entry(r.deployment.clone()).or_default().push(r);
+        }
+    }
+    let mut names = deployments(conn, env)?;
+    names.extend(extra.iter().map(|r| r.deployment.clone()));
+    names.sort();
+    names.dedup();
+    let mut docs = Vec::new();
+    for deployment in names {
+        let split = match split_override {
+            Some((target, entries)) if target == deployment => Some(Generation {
+                generation: current_split(conn, env, &deployment)?.map_or(1, |g| g.generation + 1),
+                entries: entries.to_vec(),
+                idempotency_key: None,
+            }),
+            _ => current_split(conn, env, &deployment)?,
+        };
+        let mut revisions = by_deployment.remove(&deployment).unwrap_or_default();
+        for entry in split.iter().flat_map(|s| &s.entries) {
+            if seen.insert(entry.revision.clone())
+                && let Some(r) = find_revision(conn, env, &entry.revision)?
+            {
+                revisions.push(r);
+            }
+        }
+        docs.push(DeploymentDoc {
+            id: deployment,
+            split: split.map(|g| TrafficSplit {
+                generation: u64::try_from(g.generation).unwrap_or(0),
+                entries: g.entries,
+            }),
+            revisions,
+        });
+    }
+    Environment::from_doc(EnvironmentDoc {
+        id: env.to_string(),
+        capabilities: binding.capabilities,
+        settings: binding.settings,
+        deployments: docs,
+    })
+    .map_err(|e| StoreError::Invalid(e.to_string()))
+}

@@ -1,0 +1,214 @@
+//! `host revision ...` and `host traffic ...`: lifecycle verbs and traffic
+//! splits, each run through the environment's pack before it is recorded.
+
+use envpack_host::SplitEntry;
+use envpack_operator::ops::NewRevision;
+use envpack_operator::{db, store};
+use serde_json::json;
+
+use crate::context::Context;
+use crate::env_cmd::parse_pairs;
+use crate::error::{CliError, exit};
+
+#[derive(clap::Subcommand)]
+pub enum RevisionCommand {
+    /// Create a revision of DEPLOYMENT and stage it (inactive -> staged).
+    Stage {
+        env: String,
+        deployment: String,
+        /// `sha256:` + 64 hex digits.
+        #[arg(long)]
+        digest: String,
+        /// Where the provider fetches the artifact.
+        #[arg(long)]
+        location: String,
+        /// Revision id (default: a new ULID).
+        #[arg(long)]
+        id: Option<String>,
+        #[arg(long, default_value_t = 30)]
+        drain_seconds: u32,
+        /// Run setting KEY=VALUE (repeatable).
+        #[arg(long = "setting", value_name = "KEY=VALUE")]
+        settings: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// staged -> warming -> ready (or failed, with the pack's message).
+    Warm(Target),
+    /// ready -> draining -> inactive; refused while the revision has traffic.
+    Drain(Target),
+    /// -> archived; refused while the revision has traffic.
+    Archive(Target),
+    /// failed -> staged.
+    Retry(Target),
+    /// List revisions (not archived, unless --all).
+    List {
+        env: String,
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    Show(Target),
+}
+
+#[derive(clap::Args)]
+pub struct Target {
+    env: String,
+    revision: String,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Subcommand)]
+pub enum TrafficCommand {
+    /// Set a deployment's split: REV=BPS entries summing to 10000.
+    Set {
+        env: String,
+        deployment: String,
+        #[arg(required = true, value_name = "REV=BPS")]
+        entries: Vec<String>,
+        /// Makes a retried command a no-op; the same key with other entries is refused.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
+    /// Show the current split (and the previous generation) of each deployment.
+    Show {
+        env: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Go back to the previous generation's split, in one atomic step.
+    Rollback { env: String, deployment: String },
+}
+
+fn parse_entries(raw: &[String]) -> Result<Vec<SplitEntry>, CliError> {
+    raw.iter()
+        .map(|item| {
+            let (revision, bps) = item
+                .rsplit_once('=')
+                .ok_or_else(|| CliError::input(format!("{item:?} is not REVISION=BPS")))?;
+            let weight_bps = bps.parse::<u32>().map_err(|_| {
+                CliError::input(format!(
+                    "{item:?} is not REVISION=BPS: {bps:?} is not a whole number of basis points (0 to 10000)"
+                ))
+            })?;
+            Ok(SplitEntry {
+                revision: revision.to_string(),
+                weight_bps,
+            })
+        })
+        .collect()
+}
+
+fn print_revision(r: &envpack_host::Revision, as_json: bool) {
+    if as_json {
+        let mut value = serde_json::to_value(r).unwrap_or_default();
+        value["deployment"] = json!(r.deployment);
+        println!("{value:#}");
+    } else {
+        println!(
+            "{} {} #{} {} ({})",
+            r.id, r.deployment, r.sequence, r.lifecycle, r.artifact.location
+        );
+    }
+}
+
+pub async fn revision(ctx: &mut Context, command: RevisionCommand) -> Result<i32, CliError> {
+    let actor = ctx.actor();
+    match command {
+        RevisionCommand::Stage {
+            env,
+            deployment,
+            digest,
+            location,
+            id,
+            drain_seconds,
+            settings,
+            json,
+        } => {
+            let settings = parse_pairs(&settings, "setting")?;
+            let new = NewRevision {
+                id,
+                deployment,
+                digest,
+                location,
+                drain_seconds,
+                settings,
+            };
+            let revision = ctx.operator(actor)?.stage(&env, new).await?;
+            print_revision(&revision, json);
+        }
+        RevisionCommand::Warm(t) => print_revision(&ctx.operator(actor)?.warm(&t.env, &t.revision).await?, t.json),
+        RevisionCommand::Drain(t) => print_revision(&ctx.operator(actor)?.drain(&t.env, &t.revision).await?, t.json),
+        RevisionCommand::Archive(t) => {
+            print_revision(&ctx.operator(actor)?.archive(&t.env, &t.revision).await?, t.json)
+        }
+        RevisionCommand::Retry(t) => print_revision(&ctx.operator(actor)?.retry(&t.env, &t.revision).await?, t.json),
+        RevisionCommand::List { env, all, json } => {
+            let conn = db::open(&ctx.state_dir()?.join("state.db"))?;
+            store::require_env(&conn, &env)?;
+            let revisions = store::revisions(&conn, &env, all)?;
+            if json {
+                let values: Vec<_> = revisions
+                    .iter()
+                    .map(|r| {
+                        let mut v = serde_json::to_value(r).unwrap_or_default();
+                        v["deployment"] = json!(r.deployment);
+                        v
+                    })
+                    .collect();
+                println!("{:#}", serde_json::Value::Array(values));
+            } else {
+                revisions.iter().for_each(|r| print_revision(r, false));
+            }
+        }
+        RevisionCommand::Show(t) => {
+            let conn = db::open(&ctx.state_dir()?.join("state.db"))?;
+            print_revision(&store::revision(&conn, &t.env, &t.revision)?, t.json);
+        }
+    }
+    Ok(exit::OK)
+}
+
+pub async fn traffic(ctx: &mut Context, command: TrafficCommand) -> Result<i32, CliError> {
+    let actor = ctx.actor();
+    match command {
+        TrafficCommand::Set {
+            env,
+            deployment,
+            entries,
+            idempotency_key,
+        } => {
+            let entries = parse_entries(&entries)?;
+            let generation = ctx
+                .operator(actor)?
+                .set_traffic(&env, &deployment, entries, idempotency_key)
+                .await?;
+            println!("{env}/{deployment}: generation {generation}");
+        }
+        TrafficCommand::Rollback { env, deployment } => {
+            let generation = ctx.operator(actor)?.rollback(&env, &deployment).await?;
+            println!("{env}/{deployment}: rolled back, now generation {generation}");
+        }
+        TrafficCommand::Show { env, json } => {
+            let conn = db::open(&ctx.state_dir()?.join("state.db"))?;
+            store::require_env(&conn, &env)?;
+            let mut out = Vec::new();
+            for deployment in store::deployments(&conn, &env)? {
+                let generations = store::generations(&conn, &env, &deployment, 2)?;
+                out.push(
+                    json!({ "deployment": deployment, "current": generations.first(), "previous": generations.get(1) }),
+                );
+            }
+            if json {
+                println!("{:#}", serde_json::Value::Array(out));
+            } else {
+                for d in out {
+                    println!("{}: {}", d["deployment"].as_str().unwrap_or_default(), d["current"]);
+                }
+            }
+        }
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,521 @@
+//! The operator's system of record through the real binary: environments
+//! bound to packs by descriptor, the lifecycle and traffic rules, bad input,
+//! the audit chain, concurrency across processes, and kill -9 at random points.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{LEDGER, Sandbox, TEST_HOSTILE};
+use predicates::str::contains;
+use serde_json::Value;
+
+const DIGEST: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+/// A state directory with a trusted key, the ledger installed, and `dev` bound to it.
+fn operator() -> Sandbox {
+    let sb = Sandbox::new();
+    let key = sb.dir.path().join("key");
+    ok(&sb, &["keygen", "--out", &p(&key)]);
+    ok(&sb, &["trust", "add", &p(&key.with_extension("pub")), "--name", "ops"]);
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("packs/ledger/pack.toml");
+    let pack = sb.dir.path().join("ledger.wasm");
+    ok(
+        &sb,
+        &["pack", "seal", LEDGER, "--manifest", &p(&manifest), "-o", &p(&pack)],
+    );
+    ok(&sb, &["sign", &p(&pack), "--key", &p(&key)]);
+    ok(&sb, &["pack", "install", &p(&pack)]);
+    ok(
+        &sb,
+        &[
+            "env",
+            "create",
+            "dev",
+            "--deployer",
+            "envpack.deployer.ledger@^1",
+            "--capability",
+            "log,kv",
+        ],
+    );
+    sb
+}
+
+fn p(path: &Path) -> String {
+    path.display().to_string()
+}
+
+fn ok(sb: &Sandbox, args: &[&str]) -> String {
+    let out = sb.host().args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "host {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn json(sb: &Sandbox, args: &[&str]) -> Value {
+    serde_json::from_str(&ok(sb, args)).unwrap()
+}
+
+fn stage_ready(sb: &Sandbox, id: &str) {
+    ok(
+        sb,
+        &[
+            "revision",
+            "stage",
+            "dev",
+            "web",
+            "--digest",
+            DIGEST,
+            "--location",
+            &format!("file:///b/{id}"),
+            "--id",
+            id,
+        ],
+    );
+    ok(sb, &["revision", "warm", "dev", id]);
+}
+
+fn current(sb: &Sandbox) -> Value {
+    json(sb, &["traffic", "show", "dev", "--json"])[0]["current"].clone()
+}
+
+#[test]
+fn the_operator_flow() {
+    let sb = operator();
+    stage_ready(&sb, "R1");
+    stage_ready(&sb, "R2");
+    let revisions = json(&sb, &["revision", "list", "dev", "--json"]);
+    assert_eq!(revisions[0]["sequence"], 1);
+    assert_eq!(revisions[1]["sequence"], 2);
+    ok(&sb, &["traffic", "set", "dev", "web", "R1=9000", "R2=1000"]);
+    ok(&sb, &["traffic", "set", "dev", "web", "R1=0", "R2=10000"]);
+    ok(&sb, &["traffic", "rollback", "dev", "web"]);
+    let split = current(&sb);
+    assert_eq!(split["generation"], 3);
+    assert_eq!(split["entries"][0]["weight_bps"], 9000);
+    sb.host()
+        .args(["revision", "drain", "dev", "R2"])
+        .assert()
+        .code(2)
+        .stderr(contains("R2 still has traffic (web generation 3: 1000 bps)"));
+    ok(&sb, &["traffic", "set", "dev", "web", "R1=10000", "R2=0"]);
+    ok(&sb, &["revision", "drain", "dev", "R2"]);
+    ok(&sb, &["revision", "archive", "dev", "R2"]);
+    let status = json(&sb, &["status", "dev", "--json"]);
+    assert_eq!(status["revisions"].as_array().unwrap().len(), 1, "{status:#}");
+    let events = ok(&sb, &["events", "dev", "--json"]);
+    let transitions: Vec<String> = events
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["revision"] == "R2")
+        .map(|e| format!("{}>{}", e["from"].as_str().unwrap(), e["to"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        transitions,
+        [
+            "inactive>staged",
+            "staged>warming",
+            "warming>ready",
+            "ready>draining",
+            "draining>inactive",
+            "inactive>archived"
+        ]
+    );
+    assert!(ok(&sb, &["audit", "verify"]).contains("audit log intact"));
+}
+
+#[test]
+fn rules_are_enforced_and_refusals_change_nothing() {
+    let sb = operator();
+    stage_ready(&sb, "R1");
+    ok(
+        &sb,
+        &[
+            "revision",
+            "stage",
+            "dev",
+            "web",
+            "--digest",
+            DIGEST,
+            "--location",
+            "file:///b/s",
+            "--id",
+            "S1",
+        ],
+    );
+    ok(
+        &sb,
+        &["traffic", "set", "dev", "web", "R1=10000", "--idempotency-key", "k1"],
+    );
+    let before = (
+        ok(&sb, &["traffic", "show", "dev", "--json"]),
+        ok(&sb, &["revision", "list", "dev", "--all", "--json"]),
+    );
+    let refuse = |args: &[&str], message: &str| {
+        sb.host().args(args).assert().code(2).stderr(contains(message));
+    };
+    refuse(
+        &["traffic", "set", "dev", "web", "R1=5000", "S1=5000"],
+        "S1 is staged; only ready revisions may get weight > 0",
+    );
+    refuse(&["traffic", "set", "dev", "web", "R1=9000"], "weights sum to 9000");
+    refuse(
+        &["traffic", "set", "dev", "web", "R1=ten"],
+        "is not a whole number of basis points",
+    );
+    refuse(
+        &[
+            "traffic",
+            "set",
+            "dev",
+            "web",
+            "R1=5000",
+            "S1=0",
+            "--idempotency-key",
+            "k1",
+        ],
+        "idempotency key \"k1\" was already used",
+    );
+    refuse(
+        &["traffic", "set", "dev", "api", "R1=10000"],
+        "has no deployment \"api\"",
+    );
+    refuse(
+        &["traffic", "set", "nope", "web", "R1=10000"],
+        "no environment \"nope\"",
+    );
+    refuse(&["revision", "warm", "dev", "GHOST"], "has no revision \"GHOST\"");
+    refuse(&["revision", "archive", "dev", "R1"], "R1 still has traffic");
+    refuse(
+        &[
+            "revision",
+            "stage",
+            "dev",
+            "web",
+            "--digest",
+            DIGEST,
+            "--location",
+            "x",
+            "--id",
+            "R1",
+        ],
+        "revision \"R1\" already exists",
+    );
+    refuse(
+        &[
+            "revision",
+            "stage",
+            "dev",
+            "web",
+            "--digest",
+            "md5:1",
+            "--location",
+            "x",
+            "--id",
+            "R9",
+        ],
+        "md5:1",
+    );
+    refuse(
+        &[
+            "revision",
+            "stage",
+            "dev",
+            "web",
+            "--digest",
+            DIGEST,
+            "--location",
+            "x",
+            "--id",
+            "bad id",
+        ],
+        "not a valid id",
+    );
+    refuse(
+        &["revision", "warm", "dev", "R1"],
+        "R1 is ready; it cannot become warming",
+    );
+    refuse(
+        &["env", "create", "dev", "--deployer", "envpack.deployer.ledger@^1"],
+        "already exists",
+    );
+    refuse(
+        &[
+            "env",
+            "create",
+            "qa",
+            "--deployer",
+            "envpack.deployer.ledger@^1",
+            "--capability",
+            "log",
+        ],
+        "does not grant",
+    );
+    refuse(
+        &["env", "create", "qa", "--deployer", "envpack.deployer.missing@^1"],
+        "no pack named",
+    );
+    let after = (
+        ok(&sb, &["traffic", "show", "dev", "--json"]),
+        ok(&sb, &["revision", "list", "dev", "--all", "--json"]),
+    );
+    assert_eq!(before, after, "a refused command changed the state");
+    // The same key with the same entries is a no-op.
+    let again = ok(
+        &sb,
+        &["traffic", "set", "dev", "web", "R1=10000", "--idempotency-key", "k1"],
+    );
+    assert!(again.contains("generation 1"), "{again}");
+    assert!(ok(&sb, &["audit", "verify"]).contains("intact"));
+}
+
+#[test]
+fn a_newer_schema_is_refused() {
+    let sb = operator();
+    let conn = envpack_operator::db::open(&sb.state_dir().join("state.db")).unwrap();
+    conn.pragma_update(None, "user_version", 99).unwrap();
+    drop(conn);
+    sb.host()
+        .args(["status", "dev"])
+        .assert()
+        .code(5)
+        .stderr(contains("schema version 99, written by a newer host"));
+}
+
+#[test]
+fn an_edited_audit_row_is_detected() {
+    let sb = operator();
+    stage_ready(&sb, "R1");
+    let conn = rusqlite_conn(&sb);
+    conn.execute_batch("DROP TRIGGER audit_append_only_update; UPDATE audit SET actor = 'mallory' WHERE seq = 2;")
+        .unwrap();
+    drop(conn);
+    sb.host()
+        .args(["audit", "verify"])
+        .assert()
+        .code(6)
+        .stderr(contains("audit row 2 was edited"));
+}
+
+fn rusqlite_conn(sb: &Sandbox) -> rusqlite::Connection {
+    rusqlite::Connection::open(sb.state_dir().join("state.db")).unwrap()
+}
+
+#[test]
+fn swapping_the_pack_by_descriptor_keeps_the_commands() {
+    let sb = operator();
+    stage_ready(&sb, "R1");
+    // Install the hostile test pack (it fails conformance: forced, and recorded).
+    let key = sb.dir.path().join("key");
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("packs/test-hostile/pack.toml");
+    let pack = sb.dir.path().join("hostile.wasm");
+    ok(
+        &sb,
+        &[
+            "pack",
+            "seal",
+            TEST_HOSTILE,
+            "--manifest",
+            &p(&manifest),
+            "-o",
+            &p(&pack),
+        ],
+    );
+    ok(&sb, &["sign", &p(&pack), "--key", &p(&key)]);
+    ok(&sb, &["pack", "install", "--force", &p(&pack)]);
+
+    ok(
+        &sb,
+        &[
+            "env",
+            "bind",
+            "dev",
+            "--deployer",
+            "envpack.test.hostile@^0.1",
+            "--setting",
+            "mode=normal",
+        ],
+    );
+    ok(
+        &sb,
+        &[
+            "revision",
+            "stage",
+            "dev",
+            "web",
+            "--digest",
+            DIGEST,
+            "--location",
+            "x",
+            "--id",
+            "R2",
+        ],
+    );
+    ok(
+        &sb,
+        &[
+            "env",
+            "bind",
+            "dev",
+            "--deployer",
+            "envpack.test.hostile@^0.1",
+            "--setting",
+            "mode=trap",
+        ],
+    );
+    let failed = sb.host().args(["revision", "warm", "dev", "R2"]).output().unwrap();
+    assert_eq!(failed.status.code(), Some(1));
+    let r2 = json(&sb, &["revision", "show", "dev", "R2", "--json"]);
+    assert_eq!(r2["lifecycle"], "failed");
+    let events = ok(&sb, &["events", "dev"]);
+    assert!(
+        events.contains("warming -> failed") && events.contains("deliberate trap"),
+        "{events}"
+    );
+
+    ok(
+        &sb,
+        &[
+            "env",
+            "bind",
+            "dev",
+            "--deployer",
+            "envpack.test.hostile@^0.1",
+            "--setting",
+            "mode=normal",
+        ],
+    );
+    ok(&sb, &["revision", "retry", "dev", "R2"]);
+    ok(&sb, &["revision", "warm", "dev", "R2"]);
+    ok(&sb, &["traffic", "set", "dev", "web", "R1=5000", "R2=5000"]);
+    ok(&sb, &["env", "bind", "dev", "--deployer", "envpack.deployer.ledger@^1"]);
+    let status = json(&sb, &["status", "dev", "--json"]);
+    assert_eq!(status["binding"]["descriptor"], "envpack.deployer.ledger@1.0.0");
+}
+
+#[test]
+fn concurrent_traffic_sets_are_both_applied_in_order() {
+    let sb = operator();
+    stage_ready(&sb, "R1");
+    stage_ready(&sb, "R2");
+    let spawn = |entries: [&str; 2]| {
+        Command::new(env!("CARGO_BIN_EXE_host"))
+            .env("ENVPACK_STATE_DIR", sb.state_dir())
+            .args(["traffic", "set", "dev", "web", entries[0], entries[1]])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let a = spawn(["R1=9000", "R2=1000"]);
+    let b = spawn(["R1=1000", "R2=9000"]);
+    for child in [a, b] {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let shown = json(&sb, &["traffic", "show", "dev", "--json"]);
+    assert_eq!(
+        shown[0]["current"]["generation"], 2,
+        "both sets must be recorded: {shown:#}"
+    );
+    assert_ne!(shown[0]["current"]["entries"], shown[0]["previous"]["entries"]);
+}
+
+/// Invariants that must hold whatever point a process was killed at.
+fn assert_invariants(sb: &Sandbox, round: usize) {
+    let shown = json(sb, &["traffic", "show", "dev", "--json"]);
+    for deployment in shown.as_array().unwrap() {
+        if let Some(entries) = deployment["current"]["entries"].as_array() {
+            let sum: u64 = entries.iter().map(|e| e["weight_bps"].as_u64().unwrap()).sum();
+            assert_eq!(sum, 10_000, "round {round}: {deployment:#}");
+        }
+    }
+    for revision in json(sb, &["revision", "list", "dev", "--all", "--json"])
+        .as_array()
+        .unwrap()
+    {
+        let lifecycle = revision["lifecycle"].as_str().unwrap();
+        assert!(
+            [
+                "inactive", "staged", "warming", "ready", "draining", "failed", "archived"
+            ]
+            .contains(&lifecycle)
+        );
+    }
+    let events = ok(sb, &["events", "dev", "--json"]);
+    for event in events.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()) {
+        let pair = (
+            event["from"].as_str().unwrap().to_string(),
+            event["to"].as_str().unwrap().to_string(),
+        );
+        let from = envpack_operator::lifecycle::parse(&pair.0).unwrap();
+        let to = envpack_operator::lifecycle::parse(&pair.1).unwrap();
+        assert!(
+            envpack_operator::lifecycle::allowed(from, to),
+            "round {round}: invalid event {pair:?}"
+        );
+    }
+    assert!(ok(sb, &["audit", "verify"]).contains("intact"), "round {round}");
+}
+
+#[test]
+fn kill_9_at_random_points_never_leaves_a_mix() {
+    let sb = operator();
+    stage_ready(&sb, "R1");
+    stage_ready(&sb, "R2");
+    ok(&sb, &["traffic", "set", "dev", "web", "R1=5000", "R2=5000"]);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    eprintln!("kill -9 loop seed {seed}");
+    let mut rng = seed | 1;
+    let mut next = move |bound: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % bound
+    };
+    for round in 0..12 {
+        let weight = 1000 + next(8000);
+        let command: Vec<String> = match round % 3 {
+            0 => vec![
+                "traffic".into(),
+                "set".into(),
+                "dev".into(),
+                "web".into(),
+                format!("R1={weight}"),
+                format!("R2={}", 10_000 - weight),
+            ],
+            1 => vec!["traffic".into(), "rollback".into(), "dev".into(), "web".into()],
+            _ => vec![
+                "revision".into(),
+                "stage".into(),
+                "dev".into(),
+                "web".into(),
+                "--digest".into(),
+                DIGEST.into(),
+                "--location".into(),
+                "x".into(),
+                "--id".into(),
+                format!("K{round}"),
+            ],
+        };
+        let mut child = Command::new(env!("CARGO_BIN_EXE_host"))
+            .env("ENVPACK_STATE_DIR", sb.state_dir())
+            .args(&command)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(next(120)));
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_invariants(&sb, round);
+    }
+}
