@@ -25,16 +25,6 @@ pub fn resolve(flag: Option<PathBuf>) -> Result<PathBuf, CliError> {
 
 /// Creates the directory (mode 0700 on Unix) if it does not exist.
 pub fn ensure(dir: &Path) -> Result<(), CliError> {
-    let fail = |e: std::io::Error| CliError::State(format!("cannot create state directory {}: {e}", dir.display()));
-    if dir.is_dir() {
-        return Ok(());
-    }
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder.create(dir).map_err(fail)
+    envpack_host::fsutil::create_private_dir(dir)
+        .map_err(|e| CliError::State(format!("cannot create state directory {}: {e}", dir.display())))
 }

@@ -77,7 +77,12 @@ pub(crate) struct Ctx<'a> {
     pub signature: &'a SignatureStatus,
     pub calls: Mutex<Vec<CallStat>>,
     envs: AtomicUsize,
+    /// Distinguishes this run's environments from earlier runs on the same runtime.
+    run_id: usize,
 }
+
+/// Runs started in this process, so each run gets fresh pack state.
+static RUNS: AtomicUsize = AtomicUsize::new(0);
 
 /// One step of a sequence: what was asked and what came back.
 pub(crate) struct Step {
@@ -107,7 +112,11 @@ pub(crate) fn describe_result(report: &CallReport) -> String {
 impl<'a> Ctx<'a> {
     /// A fresh environment id, so that each check starts from empty pack state.
     pub fn env_id(&self, check: &str) -> String {
-        format!("conformance-{check}-{}", self.envs.fetch_add(1, Ordering::Relaxed))
+        format!(
+            "conformance-{}-{check}-{}",
+            self.run_id,
+            self.envs.fetch_add(1, Ordering::Relaxed)
+        )
     }
 
     pub async fn call(&self, env: &Arc<Environment>, request: Request) -> Step {
@@ -230,6 +239,7 @@ pub async fn run(
         signature,
         calls: Mutex::new(Vec::new()),
         envs: AtomicUsize::new(0),
+        run_id: RUNS.fetch_add(1, Ordering::Relaxed),
     };
     let mut results = Vec::new();
     for def in CATALOG.iter().filter(|c| config.profile.selects(c.profile)) {

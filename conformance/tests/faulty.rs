@@ -81,6 +81,16 @@ async fn each_faulty_pack_fails_exactly_its_own_check() {
 }
 
 #[tokio::test]
+async fn two_runs_on_one_runtime_do_not_share_pack_state() {
+    let rt = runtime();
+    let pack = rt.load_pack_file(LEDGER.as_ref()).await.unwrap();
+    for _ in 0..2 {
+        let report = run(&rt, &pack, LEDGER, &SignatureStatus::Unsigned, &BenchConfig::default()).await;
+        assert!(report.passed(), "{}", envpack_conformance::render::human(&report));
+    }
+}
+
+#[tokio::test]
 async fn the_core_profile_selects_only_core_checks() {
     let rt = runtime();
     let pack = rt.load_pack_file(LEDGER.as_ref()).await.unwrap();

@@ -84,10 +84,11 @@ impl KvStore for MemoryKv {
     }
 }
 
-/// State in one JSON file (values as strings when UTF-8, else byte arrays).
+/// State in one JSON file (values as strings when UTF-8, else byte arrays),
+/// served from memory and rewritten whole on every commit.
 pub struct FileKv {
     path: PathBuf,
-    map: Mutex<Namespaces>,
+    memory: MemoryKv,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -111,7 +112,7 @@ impl FileKv {
         };
         Ok(FileKv {
             path: path.to_path_buf(),
-            map: Mutex::new(map),
+            memory: MemoryKv { map: Mutex::new(map) },
         })
     }
 
@@ -157,26 +158,23 @@ impl FileKv {
         let bytes = serde_json::to_vec_pretty(&raw).map_err(|e| io(std::io::Error::other(e)))?;
         crate::fsutil::write_atomic(&self.path, &bytes, 0o600).map_err(io)
     }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Namespaces> {
-        self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
 }
 
 impl KvStore for FileKv {
     fn get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        Ok(self.lock().get(namespace).and_then(|ns| ns.get(key).cloned()))
+        self.memory.get(namespace, key)
     }
 
     fn keys(&self, namespace: &str, prefix: &str) -> Result<Vec<String>, KvError> {
-        Ok(prefixed(&self.lock(), namespace, prefix))
+        self.memory.keys(namespace, prefix)
     }
 
+    /// Writes the file first and updates memory only if that worked.
     fn commit(&self, namespace: &str, changes: Vec<Change>) -> Result<(), KvError> {
         if changes.is_empty() {
             return Ok(());
         }
-        let mut map = self.lock();
+        let mut map = self.memory.lock();
         let mut next = map.clone();
         apply(&mut next, namespace, changes);
         self.write(&next)?;
@@ -185,7 +183,7 @@ impl KvStore for FileKv {
     }
 
     fn dump(&self, namespace: &str) -> Result<BTreeMap<String, Vec<u8>>, KvError> {
-        Ok(self.lock().get(namespace).cloned().unwrap_or_default())
+        self.memory.dump(namespace)
     }
 }
 

@@ -1,4 +1,4 @@
-//! Builds every pack under `packs/` for `wasm32-wasip2` (release profile, in
+//! Builds every pack under `packs/` for `wasm32-wasip2` (the `pack` profile, in
 //! its own target directory so it never contends with the outer build) and
 //! copies each to `target/packs/NAME.wasm`. The generated `packs.rs` exposes
 //! those paths to tests as constants, like wasmtime's test-programs.
@@ -64,7 +64,14 @@ fn cargo_build(root: &Path, target_dir: &Path, crates: &[String], feature: Optio
     let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cargo
         .current_dir(root)
-        .args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"])
+        .args([
+            "build",
+            "--profile",
+            "pack",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
         .arg(target_dir);
     for name in crates {
         cargo.arg("-p").arg(name);
@@ -91,7 +98,7 @@ fn cargo_build(root: &Path, target_dir: &Path, crates: &[String], feature: Optio
 
 fn copy_built(build_dir: &Path, name: &str, dest: &Path) -> PathBuf {
     let built = build_dir
-        .join("wasm32-wasip2/release")
+        .join("wasm32-wasip2/pack")
         .join(format!("envpack_pack_{}.wasm", name.replace('-', "_")));
     std::fs::copy(&built, dest).unwrap_or_else(|e| panic!("copy {} to {}: {e}", built.display(), dest.display()));
     dest.to_path_buf()
