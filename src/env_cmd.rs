@@ -33,6 +33,8 @@ pub enum EnvCommand {
         env: String,
         #[arg(long)]
         force: bool,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -101,11 +103,15 @@ pub async fn run(ctx: &mut Context, command: EnvCommand) -> Result<i32, CliError
             Ok(exit::OK)
         }
         EnvCommand::Show { env, json } => status(ctx, &env, json),
-        EnvCommand::Remove { env, force } => {
+        EnvCommand::Remove { env, force, json } => {
             let actor = ctx.actor();
             let mut op = ctx.operator(actor)?;
             op.remove_env(&env, force)?;
-            println!("removed environment {env}");
+            if json {
+                println!("{:#}", json!({ "removed": env }));
+            } else {
+                println!("removed environment {env}");
+            }
             Ok(exit::OK)
         }
     }

@@ -71,6 +71,8 @@ pub enum TrafficCommand {
         /// Makes a retried command a no-op; the same key with other entries is refused.
         #[arg(long)]
         idempotency_key: Option<String>,
+        #[arg(long)]
+        json: bool,
     },
     /// Show the current split (and the previous generation) of each deployment.
     Show {
@@ -79,7 +81,12 @@ pub enum TrafficCommand {
         json: bool,
     },
     /// Go back to the previous generation's split, in one atomic step.
-    Rollback { env: String, deployment: String },
+    Rollback {
+        env: String,
+        deployment: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn parse_entries(raw: &[String]) -> Result<Vec<SplitEntry>, CliError> {
@@ -171,6 +178,17 @@ pub async fn revision(ctx: &mut Context, command: RevisionCommand) -> Result<i32
     Ok(exit::OK)
 }
 
+fn print_generation(env: &str, deployment: &str, generation: i64, action: &str, as_json: bool) {
+    if as_json {
+        println!(
+            "{:#}",
+            json!({ "env": env, "deployment": deployment, "generation": generation, "action": action })
+        );
+    } else {
+        println!("{env}/{deployment}: {action}, now generation {generation}");
+    }
+}
+
 pub async fn traffic(ctx: &mut Context, command: TrafficCommand) -> Result<i32, CliError> {
     let actor = ctx.actor();
     match command {
@@ -179,17 +197,18 @@ pub async fn traffic(ctx: &mut Context, command: TrafficCommand) -> Result<i32, 
             deployment,
             entries,
             idempotency_key,
+            json,
         } => {
             let entries = parse_entries(&entries)?;
             let generation = ctx
                 .operator(actor)?
                 .set_traffic(&env, &deployment, entries, idempotency_key)
                 .await?;
-            println!("{env}/{deployment}: generation {generation}");
+            print_generation(&env, &deployment, generation, "set", json);
         }
-        TrafficCommand::Rollback { env, deployment } => {
+        TrafficCommand::Rollback { env, deployment, json } => {
             let generation = ctx.operator(actor)?.rollback(&env, &deployment).await?;
-            println!("{env}/{deployment}: rolled back, now generation {generation}");
+            print_generation(&env, &deployment, generation, "rolled back", json);
         }
         TrafficCommand::Show { env, json } => {
             let conn = db::open(&ctx.state_dir()?.join("state.db"))?;

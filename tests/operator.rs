@@ -94,7 +94,8 @@ fn the_operator_flow() {
     assert_eq!(revisions[1]["sequence"], 2);
     ok(&sb, &["traffic", "set", "dev", "web", "R1=9000", "R2=1000"]);
     ok(&sb, &["traffic", "set", "dev", "web", "R1=0", "R2=10000"]);
-    ok(&sb, &["traffic", "rollback", "dev", "web"]);
+    let rolled = json(&sb, &["traffic", "rollback", "dev", "web", "--json"]);
+    assert_eq!(rolled["generation"], 3);
     let split = current(&sb);
     assert_eq!(split["generation"], 3);
     assert_eq!(split["entries"][0]["weight_bps"], 9000);
@@ -403,17 +404,8 @@ fn concurrent_traffic_sets_are_both_applied_in_order() {
     let sb = operator();
     stage_ready(&sb, "R1");
     stage_ready(&sb, "R2");
-    let spawn = |entries: [&str; 2]| {
-        Command::new(env!("CARGO_BIN_EXE_host"))
-            .env("ENVPACK_STATE_DIR", sb.state_dir())
-            .args(["traffic", "set", "dev", "web", entries[0], entries[1]])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    let a = spawn(["R1=9000", "R2=1000"]);
-    let b = spawn(["R1=1000", "R2=9000"]);
+    let a = spawn(&sb, &["traffic", "set", "dev", "web", "R1=9000", "R2=1000"]);
+    let b = spawn(&sb, &["traffic", "set", "dev", "web", "R1=1000", "R2=9000"]);
     for child in [a, b] {
         let out = child.wait_with_output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -424,6 +416,17 @@ fn concurrent_traffic_sets_are_both_applied_in_order() {
         "both sets must be recorded: {shown:#}"
     );
     assert_ne!(shown[0]["current"]["entries"], shown[0]["previous"]["entries"]);
+}
+
+/// Starts `host` in the background on the sandbox's state.
+fn spawn<S: AsRef<std::ffi::OsStr>>(sb: &Sandbox, args: &[S]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_host"))
+        .env("ENVPACK_STATE_DIR", sb.state_dir())
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
 }
 
 /// Invariants that must hold whatever point a process was killed at.
@@ -506,13 +509,7 @@ fn kill_9_at_random_points_never_leaves_a_mix() {
                 format!("K{round}"),
             ],
         };
-        let mut child = Command::new(env!("CARGO_BIN_EXE_host"))
-            .env("ENVPACK_STATE_DIR", sb.state_dir())
-            .args(&command)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn(&sb, &command);
         std::thread::sleep(Duration::from_millis(next(120)));
         let _ = child.kill();
         let _ = child.wait();
