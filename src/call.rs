@@ -5,7 +5,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use envpack_host::{CallReport, Environment, Health, Outcome, Pack, Request, Verb};
+use envpack_host::{CallMode, CallReport, Environment, Health, Outcome, Pack, Request, Verb};
+use envpack_operator::packstate::CallKv;
 use serde_json::json;
 
 use crate::context::Context;
@@ -86,6 +87,7 @@ fn request(verb: Verb, revision: Option<String>, deployment: Option<String>) -> 
 pub async fn run(ctx: &mut Context, args: Args) -> Result<i32, CliError> {
     let verb = parse_verb(&args.verb)?;
     let request = request(verb, args.revision, args.deployment)?;
+    let state_db = ctx.state_dir()?.join("state.db");
     let runtime = ctx.runtime()?;
     let pack = runtime.load_pack_file(&args.pack).await?;
     let Some(request) = request else {
@@ -98,7 +100,11 @@ pub async fn run(ctx: &mut Context, args: Args) -> Result<i32, CliError> {
         message: format!("{}: {e}", env_path.display()),
         hint: Some("the environment format is described in the README; examples/dev.json is a complete example".into()),
     })?;
-    let report = runtime.call(&pack, &Arc::new(env), &request).await;
+    // The author's path keeps pack state apart from every operator environment.
+    let kv = Arc::new(CallKv::open(&state_db)?);
+    let report = runtime
+        .call_in(&pack, &Arc::new(env), &request, CallMode::HOST, kv)
+        .await;
     if args.json {
         let mut value = serde_json::to_value(&report).map_err(|e| CliError::State(e.to_string()))?;
         value["pack"] = json!(pack.info().descriptor);
@@ -114,7 +120,7 @@ pub async fn run(ctx: &mut Context, args: Args) -> Result<i32, CliError> {
             Ok(exit::DRIFT)
         }
         Ok(_) => Ok(exit::OK),
-        Err(_) if args.json => Ok(exit::VERB_FAILED),
+        Err(error) if args.json => Ok(crate::error::verb_exit(&error)),
         Err(error) => Err(error.into()),
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use envpack_host::registry::Registry;
 use envpack_host::trust::TrustStore;
-use envpack_host::{FileKv, HostConfig, MemoryKv, Runtime};
+use envpack_host::{HostConfig, MemoryKv, Runtime};
 use envpack_operator::Operator;
 
 use crate::error::CliError;
@@ -63,7 +63,9 @@ impl Context {
     pub fn runtime(&mut self) -> Result<&Runtime, CliError> {
         if self.runtime.is_none() {
             let dir = self.state_dir()?.to_path_buf();
-            let kv = FileKv::open(&dir.join("kv.json")).map_err(|e| CliError::State(e.to_string()))?;
+            // Calls that keep pack state pass their own store (`Runtime::call_in`):
+            // the operator's is its transaction, `host call`'s is `call_kv`.
+            let kv = MemoryKv::default();
             let config = HostConfig {
                 deadline: self.deadline,
                 memory_budget: self.memory_budget,
@@ -104,6 +106,12 @@ impl Context {
         let dir = self.state_dir()?.to_path_buf();
         let runtime = self.runtime()?;
         Ok(Operator::open(&dir, actor, runtime)?)
+    }
+
+    /// The operator for commands that run no pack: no engine is built.
+    pub fn operator_without_runtime(&mut self, actor: String) -> Result<Operator<'static>, CliError> {
+        let dir = self.state_dir()?.to_path_buf();
+        Ok(Operator::without_runtime(&dir, actor)?)
     }
 
     pub fn trust(&mut self) -> Result<TrustStore, CliError> {

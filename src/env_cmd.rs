@@ -105,7 +105,7 @@ pub async fn run(ctx: &mut Context, command: EnvCommand) -> Result<i32, CliError
         EnvCommand::Show { env, json } => status(ctx, &env, json),
         EnvCommand::Remove { env, force, json } => {
             let actor = ctx.actor();
-            let mut op = ctx.operator(actor)?;
+            let mut op = ctx.operator_without_runtime(actor)?;
             op.remove_env(&env, force)?;
             if json {
                 println!("{:#}", json!({ "removed": env }));

@@ -70,16 +70,13 @@ impl CliError {
     pub fn exit_code(&self) -> i32 {
         match self {
             CliError::Input { .. } => exit::BAD_INPUT,
-            CliError::Load(LoadError::Read { .. }) => exit::BAD_INPUT,
-            CliError::Load(LoadError::Manifest { source, .. }) if is_mismatch(source) => exit::UNTRUSTED,
-            CliError::Load(_) => exit::PACK_UNUSABLE,
+            CliError::Load(e) => load_exit(e),
             CliError::Verify(_) => exit::UNTRUSTED,
-            CliError::Registry(RegistryError::Untrusted { .. } | RegistryError::Changed { .. }) => exit::UNTRUSTED,
-            CliError::Registry(RegistryError::Io(_)) | CliError::Trust(TrustError::Io(_)) => exit::HOST,
-            CliError::Registry(_) | CliError::Trust(_) | CliError::Key { .. } | CliError::Manifest { .. } => {
-                exit::BAD_INPUT
-            }
-            CliError::Verb(_) | CliError::Admission { .. } => exit::VERB_FAILED,
+            CliError::Registry(e) => registry_exit(e),
+            CliError::Trust(e) => trust_exit(e),
+            CliError::Key { .. } | CliError::Manifest { .. } => exit::BAD_INPUT,
+            CliError::Verb(e) => verb_exit(e),
+            CliError::Admission { .. } => exit::VERB_FAILED,
             CliError::Tampered(_) => exit::UNTRUSTED,
             CliError::Store(e) => store_exit(e),
             CliError::Drift => exit::DRIFT,
@@ -103,8 +100,62 @@ impl CliError {
             CliError::Drift => {
                 Some("run `host call PACK apply-traffic-split` for each deployment, then compare again".into())
             }
+            CliError::Store(e) => store_hint(e),
             _ => None,
         }
+    }
+}
+
+fn load_exit(error: &LoadError) -> i32 {
+    match error {
+        LoadError::Read { .. } => exit::BAD_INPUT,
+        LoadError::Manifest { source, .. } if is_mismatch(source) => exit::UNTRUSTED,
+        _ => exit::PACK_UNUSABLE,
+    }
+}
+
+fn registry_exit(error: &RegistryError) -> i32 {
+    match error {
+        RegistryError::Untrusted { .. } | RegistryError::Changed { .. } => exit::UNTRUSTED,
+        RegistryError::Io(_) => exit::HOST,
+        _ => exit::BAD_INPUT,
+    }
+}
+
+fn trust_exit(error: &TrustError) -> i32 {
+    match error {
+        TrustError::Io(_) => exit::HOST,
+        _ => exit::BAD_INPUT,
+    }
+}
+
+pub fn verb_exit(error: &VerbError) -> i32 {
+    match error {
+        VerbError::StateNotSaved { .. } => exit::HOST,
+        _ => exit::VERB_FAILED,
+    }
+}
+
+fn store_hint(error: &envpack_operator::StoreError) -> Option<String> {
+    use envpack_host::Lifecycle;
+    use envpack_operator::StoreError as E;
+    match error {
+        E::PackLeft {
+            revision, lifecycle, ..
+        } => match lifecycle {
+            Lifecycle::Failed => Some(format!(
+                "`host revision retry ENV {revision}` stages it again; `host revision archive ENV {revision}` gives it up"
+            )),
+            Lifecycle::Draining => Some(format!(
+                "run `host revision drain ENV {revision}` again to finish the drain once the provider allows it"
+            )),
+            _ => None,
+        },
+        E::Registry(RegistryError::Untrusted { .. }) | E::Trust(_) => {
+            Some("`host trust list` shows the trusted keys; install a pack signed by one of them".into())
+        }
+        E::Corrupt(_) => Some("the state database was changed outside the host; restore it from a backup".into()),
+        _ => None,
     }
 }
 
@@ -112,11 +163,34 @@ fn is_mismatch(error: &ManifestError) -> bool {
     matches!(error, ManifestError::Mismatch { .. })
 }
 
+/// Each operator error keeps its kind to the exit code: a trust refusal is
+/// 6 whether `pack resolve` or `revision warm` met it.
 fn store_exit(error: &envpack_operator::StoreError) -> i32 {
     use envpack_operator::StoreError as E;
     match error {
-        E::Pack(_) => exit::VERB_FAILED,
-        E::Sqlite(_) | E::NewerSchema { .. } | E::Lock { .. } => exit::HOST,
-        _ => exit::BAD_INPUT,
+        E::Pack(e) | E::PackLeft { error: e, .. } => verb_exit(e),
+        E::Registry(e) => registry_exit(e),
+        E::Trust(e) => trust_exit(e),
+        E::Load(e) => load_exit(e),
+        E::Sqlite(_) | E::NewerSchema { .. } | E::Lock { .. } | E::Corrupt(_) | E::Io { .. } | E::Import(_) => {
+            exit::HOST
+        }
+        E::UnknownEnv(_)
+        | E::EnvExists(_)
+        | E::UnknownDeployment { .. }
+        | E::UnknownRevision { .. }
+        | E::DuplicateRevision(_)
+        | E::Transition(_)
+        | E::HasWeight { .. }
+        | E::NotReady { .. }
+        | E::ForeignRevision { .. }
+        | E::Weights(_)
+        | E::KeyReused { .. }
+        | E::NoPrevious(_)
+        | E::NoSplit(_)
+        | E::Requirement(_)
+        | E::Unbound(_)
+        | E::Ungranted { .. }
+        | E::Invalid(_) => exit::BAD_INPUT,
     }
 }

@@ -2,7 +2,7 @@
 //! splits, each run through the environment's pack before it is recorded.
 
 use envpack_host::SplitEntry;
-use envpack_operator::ops::NewRevision;
+use envpack_operator::ops::{Applied, NewRevision};
 use envpack_operator::{db, store};
 use serde_json::json;
 
@@ -178,14 +178,20 @@ pub async fn revision(ctx: &mut Context, command: RevisionCommand) -> Result<i32
     Ok(exit::OK)
 }
 
-fn print_generation(env: &str, deployment: &str, generation: i64, action: &str, as_json: bool) {
+fn print_generation(env: &str, deployment: &str, applied: &Applied, action: &str, as_json: bool) {
     if as_json {
         println!(
             "{:#}",
-            json!({ "env": env, "deployment": deployment, "generation": generation, "action": action })
+            json!({ "env": env, "deployment": deployment, "generation": applied.generation,
+                    "current": applied.current, "replayed": applied.replayed, "action": action })
+        );
+    } else if applied.replayed {
+        println!(
+            "{env}/{deployment}: already {action} as generation {} by this idempotency key; nothing ran (current generation {})",
+            applied.generation, applied.current
         );
     } else {
-        println!("{env}/{deployment}: {action}, now generation {generation}");
+        println!("{env}/{deployment}: {action}, now generation {}", applied.generation);
     }
 }
 
@@ -200,15 +206,15 @@ pub async fn traffic(ctx: &mut Context, command: TrafficCommand) -> Result<i32, 
             json,
         } => {
             let entries = parse_entries(&entries)?;
-            let generation = ctx
+            let applied = ctx
                 .operator(actor)?
                 .set_traffic(&env, &deployment, entries, idempotency_key)
                 .await?;
-            print_generation(&env, &deployment, generation, "set", json);
+            print_generation(&env, &deployment, &applied, "set", json);
         }
         TrafficCommand::Rollback { env, deployment, json } => {
-            let generation = ctx.operator(actor)?.rollback(&env, &deployment).await?;
-            print_generation(&env, &deployment, generation, "rolled back", json);
+            let applied = ctx.operator(actor)?.rollback(&env, &deployment).await?;
+            print_generation(&env, &deployment, &applied, "rolled back", json);
         }
         TrafficCommand::Show { env, json } => {
             let conn = db::open(&ctx.state_dir()?.join("state.db"))?;

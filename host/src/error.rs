@@ -57,6 +57,10 @@ pub enum VerbError {
     OutcomeMismatch { verb: Verb, expected: String, got: String },
     #[error("provider: {verb} failed: {cause}")]
     Provider { verb: Verb, cause: ProviderCause },
+    /// The pack's call succeeded but the host could not save its kv writes;
+    /// nothing of the call was recorded.
+    #[error("host-state: {verb} ran, but the host could not save the pack's kv writes: {detail}")]
+    StateNotSaved { verb: Verb, detail: String },
 }
 
 /// What went wrong with the provider or inside the sandbox.
@@ -99,6 +103,7 @@ impl VerbError {
             VerbError::CrossDeploymentInterference { .. } => "cross-deployment-interference",
             VerbError::OutcomeMismatch { .. } => "outcome-mismatch",
             VerbError::Provider { .. } => "provider",
+            VerbError::StateNotSaved { .. } => "host-state",
         }
     }
 

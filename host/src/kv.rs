@@ -1,7 +1,8 @@
 //! Where the `kv` capability keeps pack state: one namespace per (pack name,
-//! environment). [`MemoryKv`] serves tests and benches; [`FileKv`] persists to
-//! one JSON file, written atomically (see [`crate::fsutil`]), so a crash
-//! leaves either the old or the new state.
+//! environment), behind the [`KvStore`] trait. [`MemoryKv`] serves tests and
+//! benches; the operator keeps pack state in its database (see
+//! `envpack-operator`'s `packstate`). [`FileKv`] is the JSON file of older
+//! hosts, kept so that their state can be read and imported.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -114,6 +115,11 @@ impl FileKv {
             path: path.to_path_buf(),
             memory: MemoryKv { map: Mutex::new(map) },
         })
+    }
+
+    /// Every namespace and its keys: what a migration imports.
+    pub fn namespaces(&self) -> BTreeMap<String, BTreeMap<String, Vec<u8>>> {
+        self.memory.lock().iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
     fn decode(path: &Path, bytes: &[u8]) -> Result<Namespaces, KvError> {

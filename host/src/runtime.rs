@@ -21,7 +21,7 @@ use crate::capabilities::recording::Recording;
 use crate::capability::{Denied, Gate};
 use crate::engine::{Allocator, HostConfig, Ticker, build_engine, build_linker};
 use crate::error::{LoadError, ProviderCause, SetupError, VerbError};
-use crate::kv::KvStore;
+use crate::kv::{KvError, KvStore};
 use crate::manifest::Manifest;
 use crate::model::{Environment, EnvironmentDoc};
 use crate::pack::{CONTRACT_VERSION, Pack, PackInfo, read_pack_file, sha256_hex};
@@ -234,7 +234,7 @@ impl Runtime {
             })?,
         );
         // describe must be pure: nothing is declared, so every capability call is refused.
-        let state = self.new_state(Gate::default(), String::new());
+        let state = self.new_state(Gate::default(), self.kv.clone(), String::new());
         let (result, state) = self
             .in_instance(pre, state, &empty, async |guest, store, handle| {
                 // describe takes no environment; the handle is lent and dropped unused.
@@ -247,8 +247,8 @@ impl Runtime {
             .map_err(|e| self.classify(Verb::Describe, &e, &state))
     }
 
-    fn new_state(&self, gate: Gate, namespace: String) -> CallState {
-        let kv = KvSession::new(self.kv.clone(), namespace);
+    fn new_state(&self, gate: Gate, store: Arc<dyn KvStore>, namespace: String) -> CallState {
+        let kv = KvSession::new(store, namespace);
         CallState::new(gate, kv, self.config.memory_budget, self.config.deadline)
     }
 
@@ -287,7 +287,7 @@ impl Runtime {
     /// calling anything: what benchmarks measure as instantiation and as
     /// memory per live instance.
     pub async fn instantiate(&self, pack: &Pack) -> Result<LiveInstance, VerbError> {
-        let state = self.new_state(Gate::default(), String::new());
+        let state = self.new_state(Gate::default(), self.kv.clone(), String::new());
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.budget);
         store.set_epoch_deadline(u64::MAX / 2);
@@ -302,13 +302,28 @@ impl Runtime {
         self.call_with(pack, env, request, CallMode::HOST).await
     }
 
-    /// Runs one verb through as much of the host path as `mode` says.
+    /// Runs one verb through as much of the host path as `mode` says, with
+    /// the runtime's own kv store.
     pub async fn call_with(
         &self,
         pack: &Pack,
         env: &Arc<Environment>,
         request: &Request,
         mode: CallMode,
+    ) -> CallReport {
+        self.call_in(pack, env, request, mode, self.kv.clone()).await
+    }
+
+    /// Runs one verb with pack state read from and committed to `kv`: the
+    /// operator passes a store scoped to its command, whose commit is part of
+    /// the command's database transaction.
+    pub async fn call_in(
+        &self,
+        pack: &Pack,
+        env: &Arc<Environment>,
+        request: &Request,
+        mode: CallMode,
+        kv: Arc<dyn KvStore>,
     ) -> CallReport {
         let verb = request.verb();
         let span = tracing::info_span!("verb", verb = %verb, env = %env.id(), pack = %pack.info.descriptor);
@@ -336,7 +351,7 @@ impl Runtime {
                 gate = gate.audit();
             }
             let namespace = pack.kv_namespace(env.id());
-            let state = self.new_state(gate, namespace);
+            let state = self.new_state(gate, kv, namespace);
             let (raw, state) = self
                 .in_instance(&pack.pre, state, env, async |guest, store, handle| {
                     call_export(guest, store, handle, request).await
@@ -347,7 +362,16 @@ impl Runtime {
                 Err(e) => Err(self.classify(verb, &e, &state)),
             };
             let peak_memory = state.budget.peak();
-            let kv_committed = self.settle_kv(&result, state.kv);
+            let (result, kv_committed) = match self.settle_kv(&result, state.kv) {
+                Ok(committed) => (result, committed),
+                Err(e) => (
+                    Err(VerbError::StateNotSaved {
+                        verb,
+                        detail: e.to_string(),
+                    }),
+                    false,
+                ),
+            };
             if let Err(error) = &result {
                 tracing::info!(%error, "verb failed");
             }
@@ -366,8 +390,9 @@ impl Runtime {
     }
 
     /// Commits the call's kv writes if the host accepted its result or the
-    /// pack reported a typed error; discards them otherwise.
-    fn settle_kv(&self, result: &Result<Outcome, VerbError>, kv: KvSession) -> bool {
+    /// pack reported a typed error; discards them otherwise. A store that
+    /// cannot save them is an error of the call, never a log line.
+    fn settle_kv(&self, result: &Result<Outcome, VerbError>, kv: KvSession) -> Result<bool, KvError> {
         let accepted = match result {
             Ok(_) => true,
             Err(VerbError::Provider { cause, .. }) => {
@@ -382,15 +407,9 @@ impl Runtime {
             }
         };
         if !accepted || !kv.is_dirty() {
-            return false;
+            return Ok(false);
         }
-        match kv.commit() {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::error!(error = %e, "the pack's kv writes could not be saved");
-                false
-            }
-        }
+        kv.commit().map(|()| true)
     }
 
     /// Names the cause of a failed call.

@@ -2,7 +2,7 @@
 //! arguments, outcome), each carrying the sha256 of the previous row's hash
 //! and its own fields, so that editing or deleting any row breaks the chain.
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -52,6 +52,7 @@ pub fn append(
         .query_row("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", [], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })
+        .optional()?
         .unwrap_or((0, GENESIS.to_string()));
     let seq = last_seq + 1;
     let hash = digest(&prev, seq, at, actor, command, arguments, outcome);

@@ -5,12 +5,14 @@
 use std::path::Path;
 use std::time::Duration;
 
+use envpack_host::kv::{FileKv, KvError};
 use rusqlite::Connection;
 
 use crate::error::StoreError;
 
 /// Each migration brings the schema from version `index` to `index + 1`.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE environments (
     id TEXT PRIMARY KEY,
     created_at INTEGER NOT NULL
@@ -84,7 +86,26 @@ CREATE TRIGGER audit_append_only_update BEFORE UPDATE ON audit
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER audit_append_only_delete BEFORE DELETE ON audit
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-"#];
+"#,
+    // 2: pack state moves from kv.json into the database, per environment, so
+    // that it commits with the lifecycle change it belongs to. The rows of
+    // kv.json are imported right after this runs (see `import_kv_json`).
+    r#"
+CREATE TABLE pack_kv (
+    env_id TEXT NOT NULL REFERENCES environments(id) ON DELETE CASCADE,
+    pack TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value BLOB NOT NULL,
+    PRIMARY KEY (env_id, pack, key)
+) WITHOUT ROWID;
+CREATE TABLE call_kv (
+    namespace TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value BLOB NOT NULL,
+    PRIMARY KEY (namespace, key)
+) WITHOUT ROWID;
+"#,
+];
 
 /// The schema version this host writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -96,10 +117,10 @@ pub fn open(path: &Path) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    migrate(conn)
+    migrate(conn, path)
 }
 
-fn migrate(mut conn: Connection) -> Result<Connection, StoreError> {
+fn migrate(mut conn: Connection, path: &Path) -> Result<Connection, StoreError> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version > SCHEMA_VERSION {
         return Err(StoreError::NewerSchema {
@@ -119,8 +140,56 @@ fn migrate(mut conn: Connection) -> Result<Connection, StoreError> {
             continue;
         }
         tx.execute_batch(sql)?;
+        let imported = if index == 1 { import_kv_json(&tx, path)? } else { None };
         tx.pragma_update(None, "user_version", index as i64 + 1)?;
         tx.commit()?;
+        // The rows are committed: set the file aside so nothing reads it again.
+        if let Some(file) = imported {
+            std::fs::rename(&file, file.with_extension("json.imported")).map_err(|e| StoreError::Io {
+                path: file.display().to_string(),
+                source: e,
+            })?;
+        }
     }
     Ok(conn)
+}
+
+/// Imports the pack state of an older host (`kv.json` beside the database,
+/// namespaces `PACK/ENV`): into `pack_kv` for environments the store knows,
+/// into `call_kv` (the `host call` state) otherwise. Returns the file's path
+/// if there was one.
+fn import_kv_json(tx: &Connection, db_path: &Path) -> Result<Option<std::path::PathBuf>, StoreError> {
+    let Some(file) = db_path.parent().map(|dir| dir.join("kv.json")) else {
+        return Ok(None);
+    };
+    let namespaces = match FileKv::open(&file) {
+        Ok(kv) => kv.namespaces(),
+        Err(KvError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(StoreError::Import(e.to_string())),
+    };
+    if namespaces.is_empty() && !file.exists() {
+        return Ok(None);
+    }
+    for (namespace, entries) in namespaces {
+        let env = namespace
+            .split_once('/')
+            .map(|(pack, env)| (pack.to_string(), env.to_string()));
+        let known = match &env {
+            Some((_, env)) => crate::store::env_exists(tx, env)?,
+            None => false,
+        };
+        for (key, value) in entries {
+            match (&env, known) {
+                (Some((pack, env)), true) => tx.execute(
+                    "INSERT OR REPLACE INTO pack_kv (env_id, pack, key, value) VALUES (?1, ?2, ?3, ?4)",
+                    rusqlite::params![env, pack, key, value],
+                )?,
+                _ => tx.execute(
+                    "INSERT OR REPLACE INTO call_kv (namespace, key, value) VALUES (?1, ?2, ?3)",
+                    rusqlite::params![namespace, key, value],
+                )?,
+            };
+        }
+    }
+    Ok(Some(file))
 }

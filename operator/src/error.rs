@@ -1,14 +1,17 @@
 //! Errors of the operator layer. Each names the problem in one line; the
 //! command layer maps them to exit codes.
 
-use envpack_host::VerbError;
+use envpack_host::descriptor::DescriptorError;
+use envpack_host::registry::RegistryError;
+use envpack_host::trust::TrustError;
+use envpack_host::{LoadError, VerbError};
 
 use crate::lifecycle::Refused;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("state database: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(rusqlite::Error),
     #[error(
         "the state database has schema version {found}, written by a newer host; this host understands up to {supported}. Upgrade the host"
     )]
@@ -45,10 +48,58 @@ pub enum StoreError {
     NoSplit(String),
     #[error("the pack refused: {0}")]
     Pack(VerbError),
-    #[error("{0}")]
-    Binding(String),
+    #[error("the pack refused: {error}; revision {revision} is now {lifecycle}")]
+    PackLeft {
+        error: VerbError,
+        revision: String,
+        lifecycle: envpack_host::Lifecycle,
+    },
+    #[error("invalid deployer requirement: {0}")]
+    Requirement(#[from] DescriptorError),
+    #[error(transparent)]
+    Trust(#[from] TrustError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error("environment {0:?} is not bound to a pack (`host env bind`)")]
+    Unbound(String),
+    #[error(
+        "{descriptor} declares capabilities [{}] that environment {env:?} does not grant; grant them with --capability",
+        missing.join(", ")
+    )]
+    Ungranted {
+        descriptor: String,
+        env: String,
+        missing: Vec<String>,
+    },
     #[error("{0}")]
     Invalid(String),
+    #[error("the state database holds a value it cannot read: {0}")]
+    Corrupt(String),
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("cannot import the pack state of an older host (kv.json): {0}; move the file aside to start without it")]
+    Import(String),
     #[error("cannot lock environment {env:?}: {detail}")]
     Lock { env: String, detail: String },
+}
+
+impl From<rusqlite::Error> for StoreError {
+    /// A value that does not parse is corruption, named as such; anything
+    /// else is the database failing.
+    fn from(error: rusqlite::Error) -> Self {
+        match error {
+            rusqlite::Error::FromSqlConversionFailure(column, _, inner) => {
+                StoreError::Corrupt(format!("column {column}: {inner}"))
+            }
+            rusqlite::Error::SqliteFailure(e, detail) if e.code == rusqlite::ErrorCode::NotADatabase => {
+                StoreError::Corrupt(format!(
+                    "state.db is not a SQLite database ({})",
+                    detail.unwrap_or_default()
+                ))
+            }
+            other => StoreError::Sqlite(other),
+        }
+    }
 }

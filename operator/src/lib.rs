@@ -10,6 +10,7 @@ pub mod error;
 pub mod lifecycle;
 pub mod lock;
 pub mod ops;
+pub mod packstate;
 pub mod store;
 
 pub use error::StoreError;

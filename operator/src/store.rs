@@ -46,8 +46,38 @@ fn json<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_default()
 }
 
-fn from_json<T: for<'de> Deserialize<'de> + Default>(text: &str) -> T {
-    serde_json::from_str(text).unwrap_or_default()
+/// A column that does not hold what the schema says: an error naming it,
+/// never a default.
+#[derive(Debug, thiserror::Error)]
+#[error("{what} holds {value:?}: {detail}")]
+pub struct CorruptValue {
+    what: &'static str,
+    value: String,
+    detail: String,
+}
+
+fn corrupt(column: usize, what: &'static str, value: &str, detail: impl std::fmt::Display) -> rusqlite::Error {
+    let mut value = value.to_string();
+    value.truncate(80);
+    rusqlite::Error::FromSqlConversionFailure(
+        column,
+        rusqlite::types::Type::Text,
+        Box::new(CorruptValue {
+            what,
+            value,
+            detail: detail.to_string(),
+        }),
+    )
+}
+
+/// Column `column` of `row`, parsed as JSON.
+fn json_column<T: for<'de> Deserialize<'de>>(
+    row: &rusqlite::Row<'_>,
+    column: usize,
+    what: &'static str,
+) -> rusqlite::Result<T> {
+    let text: String = row.get(column)?;
+    serde_json::from_str(&text).map_err(|e| corrupt(column, what, &text, e))
 }
 
 pub fn env_exists(conn: &Connection, env: &str) -> Result<bool, StoreError> {
@@ -109,13 +139,13 @@ pub fn binding(conn: &Connection, env: &str) -> Result<Binding, StoreError> {
                 requirement: r.get(0)?,
                 descriptor: r.get(1)?,
                 pack_digest: r.get(2)?,
-                settings: from_json(&r.get::<_, String>(3)?),
-                capabilities: from_json(&r.get::<_, String>(4)?),
+                settings: json_column(r, 3, "binding settings")?,
+                capabilities: json_column(r, 4, "binding capabilities")?,
             })
         },
     )
     .optional()?
-    .ok_or_else(|| StoreError::Binding(format!("environment {env:?} is not bound to a pack (`host env bind`)")))
+    .ok_or_else(|| StoreError::Unbound(env.to_string()))
 }
 
 pub fn ensure_deployment(conn: &Connection, env: &str, deployment: &str) -> Result<(), StoreError> {
@@ -172,14 +202,20 @@ fn revision_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Revision> {
     Ok(Revision {
         id: r.get(0)?,
         deployment: r.get(1)?,
-        sequence: u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+        sequence: {
+            let sequence: i64 = r.get(2)?;
+            u64::try_from(sequence).map_err(|e| corrupt(2, "revision sequence", &sequence.to_string(), e))?
+        },
         artifact: Artifact {
             digest: r.get(3)?,
             location: r.get(4)?,
         },
         drain_seconds: r.get(5)?,
-        settings: from_json(&r.get::<_, String>(6)?),
-        lifecycle: lifecycle::parse(&r.get::<_, String>(7)?).unwrap_or(Lifecycle::Failed),
+        settings: json_column(r, 6, "revision settings")?,
+        lifecycle: {
+            let text: String = r.get(7)?;
+            lifecycle::parse(&text).ok_or_else(|| corrupt(7, "revision lifecycle", &text, "not a lifecycle state"))?
+        },
     })
 }
 
@@ -258,7 +294,7 @@ pub fn generations(conn: &Connection, env: &str, deployment: &str, count: i64) -
     let rows = stmt.query_map(params![env, deployment, count], |r| {
         Ok(Generation {
             generation: r.get(0)?,
-            entries: from_json(&r.get::<_, String>(1)?),
+            entries: json_column(r, 1, "split entries")?,
             idempotency_key: r.get(2)?,
         })
     })?;
@@ -283,7 +319,7 @@ pub fn generation_by_key(
             |r| {
                 Ok(Generation {
                     generation: r.get(0)?,
-                    entries: from_json(&r.get::<_, String>(1)?),
+                    entries: json_column(r, 1, "split entries")?,
                     idempotency_key: r.get(2)?,
                 })
             },

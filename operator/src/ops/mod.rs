@@ -1,0 +1,276 @@
+//! Operations: every mutating command locks its environment, resolves the
+//! bound pack through the registry (so a revoked signer stops it at once),
+//! runs the verb through the host, and only then commits, in **one**
+//! transaction, the pack's kv writes, the lifecycle transition, the event and
+//! the audit row. A failure is audited with its message (and the pack's kv
+//! writes, when the pack reported a typed error, as the host's call path
+//! keeps them).
+//!
+//! What is serialized, exactly:
+//! - mutating commands on one environment, by that environment's lock
+//!   ([`crate::lock`]), held for the whole command, pack call included;
+//! - every database write, by SQLite, for the few milliseconds of a
+//!   transaction; nothing holds a write transaction across a pack call.
+//!
+//! Read-only commands (`status`, `events`, `traffic show`, lists) take no
+//! lock and read a WAL snapshot, so a long verb never blocks them, and
+//! commands on other environments never wait for it.
+
+mod revision;
+mod traffic;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use envpack_host::descriptor::Requirement;
+use envpack_host::kv::Change;
+use envpack_host::model::validate_id;
+use envpack_host::registry::Registry;
+use envpack_host::signature::Keyring;
+use envpack_host::trust::TrustStore;
+use envpack_host::{CallMode, Capability, Environment, Outcome, Pack, Request, Runtime};
+use rusqlite::{Connection, TransactionBehavior};
+use serde_json::json;
+
+pub use revision::NewRevision;
+pub use traffic::Applied;
+
+use crate::error::StoreError;
+use crate::lock::{EnvLock, lock};
+use crate::packstate::{self, PackKv};
+use crate::store::{self, Binding};
+use crate::{audit, db};
+
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The kv writes of this command's pack call, waiting for its transaction.
+struct PendingKv {
+    env: String,
+    pack: String,
+    changes: Vec<Change>,
+}
+
+pub struct Operator<'a> {
+    conn: Connection,
+    state_dir: PathBuf,
+    actor: String,
+    runtime: Option<&'a Runtime>,
+    pending: Option<PendingKv>,
+}
+
+impl<'a> Operator<'a> {
+    /// An operator that can run packs.
+    pub fn open(state_dir: &Path, actor: String, runtime: &'a Runtime) -> Result<Self, StoreError> {
+        let mut op = Self::without_runtime(state_dir, actor)?;
+        op.runtime = Some(runtime);
+        Ok(op)
+    }
+
+    /// An operator for commands that run no pack (`env remove`): no engine is built.
+    pub fn without_runtime(state_dir: &Path, actor: String) -> Result<Self, StoreError> {
+        Ok(Operator {
+            conn: db::open(&state_dir.join("state.db"))?,
+            state_dir: state_dir.to_path_buf(),
+            actor,
+            runtime: None,
+            pending: None,
+        })
+    }
+
+    fn runtime(&self) -> Result<&'a Runtime, StoreError> {
+        self.runtime
+            .ok_or_else(|| StoreError::Invalid("this command needs the pack runtime".into()))
+    }
+
+    fn lock(&self, env: &str) -> Result<EnvLock, StoreError> {
+        lock(&self.state_dir, env)
+    }
+
+    /// Writes the pack's pending kv writes, if any, into `tx`.
+    fn flush_kv(pending: Option<PendingKv>, tx: &Connection) -> Result<(), StoreError> {
+        match pending {
+            Some(p) => packstate::apply(tx, &p.env, &p.pack, &p.changes),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs `change` in one immediate transaction with the pack's kv writes
+    /// and the audit row.
+    fn commit<T>(
+        &mut self,
+        command: &str,
+        args: &serde_json::Value,
+        change: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.commit_as(command, args, "ok", change)
+    }
+
+    /// [`Self::commit`], with the audit row's outcome given.
+    fn commit_as<T>(
+        &mut self,
+        command: &str,
+        args: &serde_json::Value,
+        outcome: &str,
+        change: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let pending = self.pending.take();
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        Self::flush_kv(pending, &tx)?;
+        let value = change(&tx)?;
+        audit::append(&tx, now(), &self.actor, command, &args.to_string(), outcome)?;
+        tx.commit()?;
+        Ok(value)
+    }
+
+    /// Records a failed command (and the kv writes the pack's typed error
+    /// kept), then returns its error.
+    fn failed<T>(&mut self, command: &str, args: &serde_json::Value, error: StoreError) -> Result<T, StoreError> {
+        self.commit_as(command, args, &format!("error: {error}"), |_| Ok(()))?;
+        Err(error)
+    }
+
+    /// Resolves a requirement to an installed, trusted pack and loads it.
+    pub async fn resolve(&self, requirement: &str) -> Result<(Pack, String), StoreError> {
+        let req: Requirement = requirement.parse()?;
+        let trust = TrustStore::open(&self.state_dir)?;
+        let registry = Registry::open(&self.state_dir)?;
+        let keyring = Keyring {
+            trust: &trust,
+            extra: Vec::new(),
+        };
+        let (installed, _, bytes) = registry.resolve(&req, &keyring)?;
+        let pack = self.runtime()?.load_pack(installed.descriptor.clone(), bytes).await?;
+        Ok((pack, installed.digest))
+    }
+
+    async fn bound_pack(&self, env: &str) -> Result<Pack, StoreError> {
+        let binding = store::binding(&self.conn, env)?;
+        Ok(self.resolve(&binding.requirement).await?.0)
+    }
+
+    /// Calls the pack with its state read from `state.db` under this
+    /// command's lock; its accepted kv writes wait for the command's
+    /// transaction.
+    async fn run_verb(&mut self, pack: &Pack, env: Environment, request: &Request) -> Result<Outcome, StoreError> {
+        let env_id = env.id().to_string();
+        let name = pack.info().name().to_string();
+        let kv = Arc::new(PackKv::open(
+            &self.state_dir.join("state.db"),
+            &env_id,
+            &name,
+            pack.kv_namespace(&env_id),
+        )?);
+        let report = self
+            .runtime()?
+            .call_in(pack, &Arc::new(env), request, CallMode::HOST, kv.clone())
+            .await;
+        let changes = kv.take_pending();
+        if !changes.is_empty() {
+            self.pending = Some(PendingKv {
+                env: env_id,
+                pack: name,
+                changes,
+            });
+        }
+        report.result.map_err(StoreError::Pack)
+    }
+
+    /// Creates an environment bound to `requirement`, or rebinds an existing one.
+    pub async fn bind(
+        &mut self,
+        env: &str,
+        requirement: &str,
+        capabilities: Option<Vec<Capability>>,
+        settings: Option<std::collections::BTreeMap<String, String>>,
+        create: bool,
+    ) -> Result<Binding, StoreError> {
+        validate_id("environment id", env).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let _lock = self.lock(env)?;
+        let command = if create { "env create" } else { "env bind" };
+        let args = json!({ "env": env, "deployer": requirement, "capabilities": capabilities, "settings": settings });
+        let result = self.bind_inner(env, requirement, capabilities, settings, create).await;
+        match result {
+            Ok(binding) => {
+                let b = binding.clone();
+                self.commit(command, &args, |tx| {
+                    if create {
+                        store::create_env(tx, env, now())?;
+                    }
+                    store::set_binding(tx, env, &b, now())
+                })?;
+                Ok(binding)
+            }
+            Err(e) => self.failed(command, &args, e),
+        }
+    }
+
+    async fn bind_inner(
+        &self,
+        env: &str,
+        requirement: &str,
+        capabilities: Option<Vec<Capability>>,
+        settings: Option<std::collections::BTreeMap<String, String>>,
+        create: bool,
+    ) -> Result<Binding, StoreError> {
+        let previous = if create {
+            if store::env_exists(&self.conn, env)? {
+                return Err(StoreError::EnvExists(env.to_string()));
+            }
+            None
+        } else {
+            Some(store::binding(&self.conn, env)?)
+        };
+        let (pack, digest) = self.resolve(requirement).await?;
+        let mut capabilities = capabilities
+            .or_else(|| previous.as_ref().map(|b| b.capabilities.clone()))
+            .unwrap_or_else(|| vec![Capability::Log]);
+        capabilities.sort();
+        capabilities.dedup();
+        let missing: Vec<String> = pack
+            .info()
+            .capabilities
+            .iter()
+            .filter(|c| !capabilities.contains(c))
+            .map(|c| c.name().to_string())
+            .collect();
+        if !missing.is_empty() {
+            return Err(StoreError::Ungranted {
+                descriptor: pack.info().descriptor.clone(),
+                env: env.to_string(),
+                missing,
+            });
+        }
+        Ok(Binding {
+            requirement: requirement.to_string(),
+            descriptor: pack.info().descriptor.clone(),
+            pack_digest: digest,
+            settings: settings.or_else(|| previous.map(|b| b.settings)).unwrap_or_default(),
+            capabilities,
+        })
+    }
+
+    /// Removes an environment with everything it holds (revisions, events,
+    /// splits, its packs' kv state); refused while it has revisions not
+    /// archived, unless `force`. Runs no pack.
+    pub fn remove_env(&mut self, env: &str, force: bool) -> Result<(), StoreError> {
+        let _lock = self.lock(env)?;
+        let args = json!({ "env": env, "force": force });
+        if let Err(e) = store::require_env(&self.conn, env) {
+            return self.failed("env remove", &args, e);
+        }
+        let live = store::revisions(&self.conn, env, false)?;
+        if !live.is_empty() && !force {
+            let error = StoreError::Invalid(format!(
+                "environment {env:?} still has {} revisions that are not archived; archive them or pass --force",
+                live.len()
+            ));
+            return self.failed("env remove", &args, error);
+        }
+        self.commit("env remove", &args, |tx| store::remove_env(tx, env))
+    }
+}

@@ -1,0 +1,238 @@
+//! Revision commands: stage, warm, drain, archive, retry. Warm and drain
+//! commit their first step (`warming`, `draining`) before the pack runs, so
+//! that a crash mid-call leaves a visible state; running the same command
+//! again **resumes** it (the verbs are idempotent), so no revision is left
+//! without a way forward.
+
+use std::collections::BTreeMap;
+
+use envpack_host::model::{Artifact, Revision, validate_id};
+use envpack_host::{Lifecycle, Outcome, Pack, Request};
+use serde_json::json;
+
+use super::{Operator, now};
+use crate::error::StoreError;
+use crate::store;
+
+/// What a new revision is made of.
+pub struct NewRevision {
+    pub id: Option<String>,
+    pub deployment: String,
+    pub digest: String,
+    pub location: String,
+    pub drain_seconds: u32,
+    pub settings: BTreeMap<String, String>,
+}
+
+/// How a revision verb moves the lifecycle around the pack call.
+struct Plan {
+    command: &'static str,
+    request: Request,
+    /// Applied (and committed) before the pack is called; a revision already
+    /// in this state resumes the command.
+    before: Option<Lifecycle>,
+    /// Applied after the pack succeeds.
+    after: Lifecycle,
+    /// Applied, with the pack's message, if it fails.
+    on_failure: Option<Lifecycle>,
+}
+
+/// The text an event keeps of a pack's outcome.
+fn detail(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Revision { detail, .. } if !detail.is_empty() => format!(": {detail}"),
+        _ => String::new(),
+    }
+}
+
+impl Operator<'_> {
+    /// Creates a revision and stages it through the pack; the row, the
+    /// event, the pack's kv writes and the audit row commit together.
+    pub async fn stage(&mut self, env: &str, new: NewRevision) -> Result<Revision, StoreError> {
+        let _lock = self.lock(env)?;
+        let args = json!({ "env": env, "deployment": new.deployment, "id": new.id, "digest": new.digest, "location": new.location });
+        let result = self.stage_inner(env, new).await;
+        match result {
+            Ok((revision, detail)) => {
+                let r = revision.clone();
+                let actor = self.actor.clone();
+                self.commit("revision stage", &args, |tx| {
+                    store::ensure_deployment(tx, env, &r.deployment)?;
+                    store::insert_revision(tx, env, &r, now())?;
+                    store::set_lifecycle(
+                        tx,
+                        env,
+                        &r.id,
+                        Lifecycle::Staged,
+                        &format!("revision stage succeeded{detail}"),
+                        &actor,
+                        now(),
+                    )
+                })?;
+                Ok(Revision {
+                    lifecycle: Lifecycle::Staged,
+                    ..revision
+                })
+            }
+            Err(e) => self.failed("revision stage", &args, e),
+        }
+    }
+
+    async fn stage_inner(&mut self, env: &str, new: NewRevision) -> Result<(Revision, String), StoreError> {
+        store::require_env(&self.conn, env)?;
+        validate_id("deployment id", &new.deployment).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let id = new.id.unwrap_or_else(|| ulid::Ulid::new().to_string());
+        validate_id("revision id", &id).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        if store::find_revision(&self.conn, env, &id)?.is_some() {
+            return Err(StoreError::DuplicateRevision(id));
+        }
+        let revision = Revision {
+            id: id.clone(),
+            deployment: new.deployment.clone(),
+            sequence: store::next_sequence(&self.conn, env, &new.deployment)?,
+            lifecycle: Lifecycle::Inactive,
+            artifact: Artifact {
+                digest: new.digest,
+                location: new.location,
+            },
+            drain_seconds: new.drain_seconds,
+            settings: new.settings,
+        };
+        let pack = self.bound_pack(env).await?;
+        let environment = store::load_environment(&self.conn, env, std::slice::from_ref(&revision), None)?;
+        let outcome = self.run_verb(&pack, environment, &Request::Stage(id)).await?;
+        Ok((revision, detail(&outcome)))
+    }
+
+    async fn revision_verb(&mut self, env: &str, id: &str, plan: Plan) -> Result<Revision, StoreError> {
+        let Plan {
+            command,
+            request,
+            before,
+            after,
+            on_failure,
+        } = plan;
+        let _lock = self.lock(env)?;
+        let args = json!({ "env": env, "revision": id });
+        let (pack, resume) = match self.prepare_revision_verb(env, id, before, after).await {
+            Ok(prepared) => prepared,
+            Err(e) => return self.failed(command, &args, e),
+        };
+        let actor = self.actor.clone();
+        if let Some(step) = before
+            && !resume
+        {
+            self.commit(
+                command,
+                &json!({ "env": env, "revision": id, "step": crate::lifecycle::name(step) }),
+                |tx| store::set_lifecycle(tx, env, id, step, &format!("{command} started"), &actor, now()),
+            )?;
+        }
+        let environment = store::load_environment(&self.conn, env, &[], None)?;
+        let how = if resume { "resumed and succeeded" } else { "succeeded" };
+        match self.run_verb(&pack, environment, &request).await {
+            Ok(outcome) => {
+                let reason = format!("{command} {how}{}", detail(&outcome));
+                self.commit(command, &args, |tx| {
+                    store::set_lifecycle(tx, env, id, after, &reason, &actor, now())
+                })?;
+                store::revision(&self.conn, env, id)
+            }
+            Err(StoreError::Pack(error)) => {
+                let reason = format!("{command} failed: {error}");
+                let Some(failed) = on_failure else {
+                    let lifecycle = store::revision(&self.conn, env, id)?.lifecycle;
+                    let error = StoreError::PackLeft {
+                        error,
+                        revision: id.to_string(),
+                        lifecycle,
+                    };
+                    return self.failed(command, &args, error);
+                };
+                let outcome = format!("error: {error}");
+                self.commit_as(command, &args, &outcome, |tx| {
+                    store::set_lifecycle(tx, env, id, failed, &reason, &actor, now())
+                })?;
+                Err(StoreError::PackLeft {
+                    error,
+                    revision: id.to_string(),
+                    lifecycle: failed,
+                })
+            }
+            Err(other) => self.failed(command, &args, other),
+        }
+    }
+
+    /// Checks the transition and loads the pack; says whether the command
+    /// resumes one that was interrupted (the revision is already in `before`).
+    async fn prepare_revision_verb(
+        &self,
+        env: &str,
+        id: &str,
+        before: Option<Lifecycle>,
+        after: Lifecycle,
+    ) -> Result<(Pack, bool), StoreError> {
+        let revision = store::revision(&self.conn, env, id)?;
+        let resume = before.is_some_and(|b| b == revision.lifecycle);
+        let first = if resume { after } else { before.unwrap_or(after) };
+        crate::lifecycle::check(id, revision.lifecycle, first)?;
+        if matches!(before.unwrap_or(after), Lifecycle::Draining | Lifecycle::Archived) {
+            let holders = store::weight_holders(&self.conn, env, &revision)?;
+            if !holders.is_empty() {
+                return Err(StoreError::HasWeight {
+                    revision: id.to_string(),
+                    holders,
+                });
+            }
+        }
+        Ok((self.bound_pack(env).await?, resume))
+    }
+
+    /// staged → warming → ready (or failed); a revision left `warming` by an
+    /// interrupted command is warmed again.
+    pub async fn warm(&mut self, env: &str, id: &str) -> Result<Revision, StoreError> {
+        let plan = Plan {
+            command: "revision warm",
+            request: Request::Warm(id.into()),
+            before: Some(Lifecycle::Warming),
+            after: Lifecycle::Ready,
+            on_failure: Some(Lifecycle::Failed),
+        };
+        self.revision_verb(env, id, plan).await
+    }
+
+    /// ready → draining → inactive; a revision left `draining` (interrupted,
+    /// or refused by the pack) is drained again.
+    pub async fn drain(&mut self, env: &str, id: &str) -> Result<Revision, StoreError> {
+        let plan = Plan {
+            command: "revision drain",
+            request: Request::Drain(id.into()),
+            before: Some(Lifecycle::Draining),
+            after: Lifecycle::Inactive,
+            on_failure: None,
+        };
+        self.revision_verb(env, id, plan).await
+    }
+
+    pub async fn archive(&mut self, env: &str, id: &str) -> Result<Revision, StoreError> {
+        let plan = Plan {
+            command: "revision archive",
+            request: Request::Archive(id.into()),
+            before: None,
+            after: Lifecycle::Archived,
+            on_failure: None,
+        };
+        self.revision_verb(env, id, plan).await
+    }
+
+    pub async fn retry(&mut self, env: &str, id: &str) -> Result<Revision, StoreError> {
+        let plan = Plan {
+            command: "revision retry",
+            request: Request::Stage(id.into()),
+            before: None,
+            after: Lifecycle::Staged,
+            on_failure: None,
+        };
+        self.revision_verb(env, id, plan).await
+    }
+}

@@ -1,0 +1,133 @@
+//! Traffic commands: set a deployment's split (checked host-side, applied by
+//! the pack, recorded as a new generation with the pack's kv writes), and
+//! roll back to the previous generation in one step.
+
+use envpack_host::model::SplitEntry;
+use envpack_host::split::validate_weights;
+use envpack_host::{Lifecycle, Request};
+use serde::Serialize;
+use serde_json::json;
+
+use super::{Operator, now};
+use crate::error::StoreError;
+use crate::store;
+
+/// What a traffic command did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Applied {
+    /// The generation these entries were recorded as.
+    pub generation: i64,
+    /// The deployment's current generation now.
+    pub current: i64,
+    /// True when an idempotency key replayed an earlier command: nothing ran.
+    pub replayed: bool,
+}
+
+impl Operator<'_> {
+    /// Sets a deployment's split: validated, applied by the pack, then recorded as a new generation.
+    pub async fn set_traffic(
+        &mut self,
+        env: &str,
+        deployment: &str,
+        entries: Vec<SplitEntry>,
+        key: Option<String>,
+    ) -> Result<Applied, StoreError> {
+        let _lock = self.lock(env)?;
+        let args = json!({ "env": env, "deployment": deployment, "entries": entries, "idempotency_key": key });
+        if let Some(key) = &key
+            && let Some(previous) = store::generation_by_key(&self.conn, env, deployment, key)?
+        {
+            if previous.entries == entries {
+                let current = store::current_split(&self.conn, env, deployment)?.map_or(0, |g| g.generation);
+                return Ok(Applied {
+                    generation: previous.generation,
+                    current,
+                    replayed: true,
+                });
+            }
+            let error = StoreError::KeyReused {
+                key: key.clone(),
+                deployment: deployment.to_string(),
+            };
+            return self.failed("traffic set", &args, error);
+        }
+        match self.apply_split(env, deployment, &entries).await {
+            Ok(()) => {
+                let actor = self.actor.clone();
+                let generation = self.commit("traffic set", &args, |tx| {
+                    store::insert_generation(tx, env, deployment, &entries, key.as_deref(), &actor, now())
+                })?;
+                Ok(Applied {
+                    generation,
+                    current: generation,
+                    replayed: false,
+                })
+            }
+            Err(e) => self.failed("traffic set", &args, e),
+        }
+    }
+
+    /// Goes back to the previous generation's entries, as a new generation.
+    pub async fn rollback(&mut self, env: &str, deployment: &str) -> Result<Applied, StoreError> {
+        let _lock = self.lock(env)?;
+        let args = json!({ "env": env, "deployment": deployment });
+        let generations = match store::require_env(&self.conn, env) {
+            Ok(()) => store::generations(&self.conn, env, deployment, 2)?,
+            Err(e) => return self.failed("traffic rollback", &args, e),
+        };
+        let Some(previous) = generations.get(1) else {
+            return self.failed(
+                "traffic rollback",
+                &args,
+                StoreError::NoPrevious(deployment.to_string()),
+            );
+        };
+        let entries = previous.entries.clone();
+        match self.apply_split(env, deployment, &entries).await {
+            Ok(()) => {
+                let actor = self.actor.clone();
+                let generation = self.commit("traffic rollback", &args, |tx| {
+                    store::insert_generation(tx, env, deployment, &entries, None, &actor, now())
+                })?;
+                Ok(Applied {
+                    generation,
+                    current: generation,
+                    replayed: false,
+                })
+            }
+            Err(e) => self.failed("traffic rollback", &args, e),
+        }
+    }
+
+    async fn apply_split(&mut self, env: &str, deployment: &str, entries: &[SplitEntry]) -> Result<(), StoreError> {
+        store::require_env(&self.conn, env)?;
+        if !store::deployments(&self.conn, env)?.iter().any(|d| d == deployment) {
+            return Err(StoreError::UnknownDeployment {
+                env: env.to_string(),
+                deployment: deployment.to_string(),
+            });
+        }
+        validate_weights(entries).map_err(|e| StoreError::Weights(e.to_string()))?;
+        for entry in entries {
+            let revision = store::revision(&self.conn, env, &entry.revision)?;
+            if revision.deployment != deployment {
+                return Err(StoreError::ForeignRevision {
+                    revision: entry.revision.clone(),
+                    deployment: deployment.to_string(),
+                    owner: revision.deployment,
+                });
+            }
+            if entry.weight_bps > 0 && revision.lifecycle != Lifecycle::Ready {
+                return Err(StoreError::NotReady {
+                    revision: entry.revision.clone(),
+                    lifecycle: revision.lifecycle.to_string(),
+                });
+            }
+        }
+        let pack = self.bound_pack(env).await?;
+        let environment = store::load_environment(&self.conn, env, &[], Some((deployment, entries)))?;
+        self.run_verb(&pack, environment, &Request::ApplyTrafficSplit(deployment.to_string()))
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,277 @@
+//! Pack state (the `kv` capability) in `state.db`. Two stores:
+//!
+//! - [`PackKv`], for operator commands: rows of `pack_kv` keyed by
+//!   (environment, pack, key). It reads through its own connection while the
+//!   command holds the environment's lock (no other process writes those
+//!   rows then, so every read of the call sees one state), and it *does not
+//!   write*: the call's accepted writes are handed back with
+//!   [`PackKv::take_pending`] and applied by [`apply`] inside the command's
+//!   transaction, with the lifecycle change, the event and the audit row.
+//! - [`CallKv`], for `host call` (the pack author's path, no operator): rows
+//!   of `call_kv` keyed by namespace, committed at once in their own
+//!   transaction, and never visible to operator environments.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use envpack_host::kv::{Change, KvError, KvStore};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::db;
+use crate::error::StoreError;
+
+fn kv_error(detail: impl std::fmt::Display) -> KvError {
+    KvError::Io {
+        path: "state.db".into(),
+        source: std::io::Error::other(detail.to_string()),
+    }
+}
+
+fn guard(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    conn.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Pack state of one (environment, pack) for one operator command.
+pub struct PackKv {
+    conn: Mutex<Connection>,
+    env: String,
+    pack: String,
+    namespace: String,
+    pending: Mutex<Vec<Change>>,
+}
+
+impl PackKv {
+    /// A store over `state.db` for `pack` (its name, no version) in `env`;
+    /// `namespace` is what the runtime will ask for (`Pack::kv_namespace`).
+    pub fn open(state_db: &Path, env: &str, pack: &str, namespace: String) -> Result<Self, StoreError> {
+        Ok(PackKv {
+            conn: Mutex::new(db::open(state_db)?),
+            env: env.to_string(),
+            pack: pack.to_string(),
+            namespace,
+            pending: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn scope(&self, namespace: &str) -> Result<(), KvError> {
+        if namespace == self.namespace {
+            Ok(())
+        } else {
+            Err(kv_error(format!(
+                "kv namespace {namespace:?} is not this command's ({:?})",
+                self.namespace
+            )))
+        }
+    }
+
+    /// The writes the runtime accepted, in order; empty if none.
+    pub fn take_pending(&self) -> Vec<Change> {
+        std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+impl KvStore for PackKv {
+    fn get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        self.scope(namespace)?;
+        guard(&self.conn)
+            .query_row(
+                "SELECT value FROM pack_kv WHERE env_id = ?1 AND pack = ?2 AND key = ?3",
+                params![self.env, self.pack, key],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(kv_error)
+    }
+
+    fn keys(&self, namespace: &str, prefix: &str) -> Result<Vec<String>, KvError> {
+        self.scope(namespace)?;
+        let conn = guard(&self.conn);
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT key FROM pack_kv WHERE env_id = ?1 AND pack = ?2 AND substr(key, 1, length(?3)) = ?3 ORDER BY key",
+            )
+            .map_err(kv_error)?;
+        let rows = stmt
+            .query_map(params![self.env, self.pack, prefix], |r| r.get(0))
+            .map_err(kv_error)?;
+        rows.collect::<Result<_, _>>().map_err(kv_error)
+    }
+
+    /// Holds the writes for the command's transaction.
+    fn commit(&self, namespace: &str, changes: Vec<Change>) -> Result<(), KvError> {
+        self.scope(namespace)?;
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(changes);
+        Ok(())
+    }
+
+    fn dump(&self, namespace: &str) -> Result<std::collections::BTreeMap<String, Vec<u8>>, KvError> {
+        self.scope(namespace)?;
+        dump(&guard(&self.conn), &self.env, &self.pack).map_err(kv_error)
+    }
+}
+
+/// Applies a call's kv writes; call inside the command's transaction.
+pub fn apply(conn: &Connection, env: &str, pack: &str, changes: &[Change]) -> Result<(), StoreError> {
+    for (key, value) in changes {
+        match value {
+            Some(value) => conn.execute(
+                "INSERT INTO pack_kv (env_id, pack, key, value) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (env_id, pack, key) DO UPDATE SET value = excluded.value",
+                params![env, pack, key, value],
+            )?,
+            None => conn.execute(
+                "DELETE FROM pack_kv WHERE env_id = ?1 AND pack = ?2 AND key = ?3",
+                params![env, pack, key],
+            )?,
+        };
+    }
+    Ok(())
+}
+
+/// Every key of a pack's state in an environment.
+pub fn dump(conn: &Connection, env: &str, pack: &str) -> rusqlite::Result<std::collections::BTreeMap<String, Vec<u8>>> {
+    let mut stmt = conn.prepare("SELECT key, value FROM pack_kv WHERE env_id = ?1 AND pack = ?2 ORDER BY key")?;
+    let rows = stmt.query_map(params![env, pack], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    rows.collect()
+}
+
+/// Pack state for `host call`, committed at once.
+pub struct CallKv {
+    conn: Mutex<Connection>,
+}
+
+impl CallKv {
+    pub fn open(state_db: &Path) -> Result<Self, StoreError> {
+        Ok(CallKv {
+            conn: Mutex::new(db::open(state_db)?),
+        })
+    }
+}
+
+impl KvStore for CallKv {
+    fn get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        guard(&self.conn)
+            .query_row(
+                "SELECT value FROM call_kv WHERE namespace = ?1 AND key = ?2",
+                params![namespace, key],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(kv_error)
+    }
+
+    fn keys(&self, namespace: &str, prefix: &str) -> Result<Vec<String>, KvError> {
+        let conn = guard(&self.conn);
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT key FROM call_kv WHERE namespace = ?1 AND substr(key, 1, length(?2)) = ?2 ORDER BY key",
+            )
+            .map_err(kv_error)?;
+        let rows = stmt
+            .query_map(params![namespace, prefix], |r| r.get(0))
+            .map_err(kv_error)?;
+        rows.collect::<Result<_, _>>().map_err(kv_error)
+    }
+
+    fn commit(&self, namespace: &str, changes: Vec<Change>) -> Result<(), KvError> {
+        let mut conn = guard(&self.conn);
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(kv_error)?;
+        for (key, value) in changes {
+            match value {
+                Some(value) => tx.execute(
+                    "INSERT INTO call_kv (namespace, key, value) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value",
+                    params![namespace, key, value],
+                ),
+                None => tx.execute(
+                    "DELETE FROM call_kv WHERE namespace = ?1 AND key = ?2",
+                    params![namespace, key],
+                ),
+            }
+            .map_err(kv_error)?;
+        }
+        tx.commit().map_err(kv_error)
+    }
+
+    fn dump(&self, namespace: &str) -> Result<std::collections::BTreeMap<String, Vec<u8>>, KvError> {
+        let conn = guard(&self.conn);
+        let mut stmt = conn
+            .prepare("SELECT key, value FROM call_kv WHERE namespace = ?1 ORDER BY key")
+            .map_err(kv_error)?;
+        let rows = stmt
+            .query_map(params![namespace], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(kv_error)?;
+        rows.collect::<Result<_, _>>().map_err(kv_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let conn = db::open(&path).unwrap();
+        conn.execute(
+            "INSERT INTO environments (id, created_at) VALUES ('dev', 0), ('prod', 0)",
+            [],
+        )
+        .unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn pack_kv_defers_writes_to_the_commands_transaction() {
+        let (_dir, path) = store();
+        let kv = PackKv::open(&path, "dev", "p", "p/dev".into()).unwrap();
+        kv.commit("p/dev", vec![("a".into(), Some(b"1".to_vec()))]).unwrap();
+        assert_eq!(kv.get("p/dev", "a").unwrap(), None, "nothing is written before apply");
+        let pending = kv.take_pending();
+        let mut conn = db::open(&path).unwrap();
+        let tx = conn.transaction().unwrap();
+        apply(&tx, "dev", "p", &pending).unwrap();
+        tx.commit().unwrap();
+        assert_eq!(kv.get("p/dev", "a").unwrap(), Some(b"1".to_vec()));
+        assert!(kv.get("q/dev", "a").is_err(), "another namespace is refused");
+        let other = PackKv::open(&path, "prod", "p", "p/prod".into()).unwrap();
+        assert_eq!(other.keys("p/prod", "").unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn prefixes_are_literal_not_patterns() {
+        let (_dir, path) = store();
+        let conn = db::open(&path).unwrap();
+        let changes: Vec<Change> = ["a_b", "a%c", "axb", "a"]
+            .iter()
+            .map(|k| (k.to_string(), Some(vec![1])))
+            .collect();
+        apply(&conn, "dev", "p", &changes).unwrap();
+        let kv = PackKv::open(&path, "dev", "p", "p/dev".into()).unwrap();
+        assert_eq!(kv.keys("p/dev", "a_").unwrap(), vec!["a_b".to_string()]);
+        assert_eq!(kv.keys("p/dev", "a%").unwrap(), vec!["a%c".to_string()]);
+        assert_eq!(kv.keys("p/dev", "").unwrap().len(), 4);
+    }
+
+    #[test]
+    fn call_kv_commits_at_once() {
+        let (_dir, path) = store();
+        let kv = CallKv::open(&path).unwrap();
+        kv.commit("p/dev", vec![("k".into(), Some(vec![0xff]))]).unwrap();
+        assert_eq!(
+            CallKv::open(&path).unwrap().get("p/dev", "k").unwrap(),
+            Some(vec![0xff])
+        );
+        let pack = PackKv::open(&path, "dev", "p", "p/dev".into()).unwrap();
+        assert_eq!(
+            pack.get("p/dev", "k").unwrap(),
+            None,
+            "host call state is not operator state"
+        );
+    }
+}
