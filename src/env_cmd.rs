@@ -1,11 +1,9 @@
-//! `host env`, `host status`, `host events`, `host audit verify`: the
-//! operator's view of environments, and the commands that bind them to packs.
+//! `host env`: the commands that create, bind and remove environments (the
+//! read-only ones render through `show`).
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use envpack_host::Capability;
-use envpack_operator::{audit, db, store};
 use serde_json::json;
 
 use crate::context::Context;
@@ -89,20 +87,8 @@ pub async fn run(ctx: &mut Context, command: EnvCommand) -> Result<i32, CliError
     match command {
         EnvCommand::Create(args) => bind(ctx, args, true).await,
         EnvCommand::Bind(args) => bind(ctx, args, false).await,
-        EnvCommand::List { json } => {
-            let conn = db::open(&ctx.state_dir()?.join("state.db"))?;
-            let envs = store::list_envs(&conn)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&envs).unwrap_or_default());
-            } else {
-                for env in envs {
-                    let binding = store::binding(&conn, &env).map(|b| b.descriptor).unwrap_or_default();
-                    println!("{env:<24} {binding}");
-                }
-            }
-            Ok(exit::OK)
-        }
-        EnvCommand::Show { env, json } => status(ctx, &env, json),
+        EnvCommand::List { json } => crate::show::environments(ctx, json),
+        EnvCommand::Show { env, json } => crate::show::status(ctx, &env, json),
         EnvCommand::Remove { env, force, json } => {
             let actor = ctx.actor();
             let mut op = ctx.operator_without_runtime(actor)?;
@@ -142,80 +128,4 @@ async fn bind(ctx: &mut Context, args: BindArgs, create: bool) -> Result<i32, Cl
         );
     }
     Ok(exit::OK)
-}
-
-/// `host status ENV` (and `env show`): binding, splits, live revisions.
-pub fn status(ctx: &mut Context, env: &str, as_json: bool) -> Result<i32, CliError> {
-    let conn = db::open(&ctx.state_dir()?.join("state.db"))?;
-    let binding = store::binding(&conn, env)?;
-    let mut deployments = Vec::new();
-    for deployment in store::deployments(&conn, env)? {
-        let split = store::current_split(&conn, env, &deployment)?;
-        deployments.push(json!({ "id": deployment, "split": split }));
-    }
-    let revisions = store::revisions(&conn, env, false)?;
-    if as_json {
-        let value = json!({ "env": env, "binding": binding, "deployments": deployments, "revisions": revisions });
-        println!("{value:#}");
-        return Ok(exit::OK);
-    }
-    println!("environment {env}: {} ({})", binding.descriptor, binding.requirement);
-    for d in &deployments {
-        let split = match d["split"]["entries"].as_array() {
-            Some(entries) => entries
-                .iter()
-                .map(|e| format!("{}={}", e["revision"].as_str().unwrap_or_default(), e["weight_bps"]))
-                .collect::<Vec<_>>()
-                .join(" "),
-            None => "no split".into(),
-        };
-        println!(
-            "  deployment {}  generation {}  {split}",
-            d["id"].as_str().unwrap_or_default(),
-            d["split"]["generation"]
-        );
-    }
-    for r in revisions {
-        println!(
-            "  revision {}  {}  #{}  {}",
-            r.id, r.deployment, r.sequence, r.lifecycle
-        );
-    }
-    Ok(exit::OK)
-}
-
-/// `host events ENV [--follow]`.
-pub async fn events(ctx: &mut Context, env: &str, follow: bool, as_json: bool) -> Result<i32, CliError> {
-    let conn = db::open(&ctx.state_dir()?.join("state.db"))?;
-    store::require_env(&conn, env)?;
-    let mut after = 0;
-    loop {
-        for event in store::events(&conn, env, after)? {
-            after = event.seq;
-            if as_json {
-                println!("{}", serde_json::to_string(&event).unwrap_or_default());
-            } else {
-                println!(
-                    "{:>6} {} {} {} -> {} by {}: {}",
-                    event.seq, event.at, event.revision, event.from, event.to, event.actor, event.reason
-                );
-            }
-        }
-        if !follow {
-            return Ok(exit::OK);
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-/// `host audit verify`.
-pub fn audit_verify(ctx: &mut Context) -> Result<i32, CliError> {
-    let conn = db::open(&ctx.state_dir()?.join("state.db"))?;
-    match audit::verify(&conn)? {
-        Ok(rows) => {
-            println!("audit log intact: {rows} rows, hash chain verified");
-            Ok(exit::OK)
-        }
-        Err(broken) => Err(CliError::Tampered(format!("audit log tampered: {broken}"))),
-    }
 }

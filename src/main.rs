@@ -12,6 +12,7 @@ mod inspect;
 mod keys_cmd;
 mod pack_cmd;
 mod revision_cmd;
+mod show;
 mod state_dir;
 mod trust_cmd;
 
@@ -87,7 +88,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Print an environment's lifecycle events; --follow keeps printing new ones.
+    /// Print an environment's lifecycle events (a JSON array with --json); --follow keeps
+    /// printing new ones (one JSON object per line with --json).
     Events {
         env: String,
         #[arg(long)]
@@ -102,8 +104,14 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Recompute the audit log's hash chain; exit 0 only if intact.
-    Verify,
+    /// Recompute the audit log's hash chain; exit 0 only if intact. Prints the head
+    /// (SEQ:HASH) to record elsewhere; --head checks the log still holds it, unchanged.
+    Verify {
+        #[arg(long, value_name = "SEQ:HASH")]
+        head: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn init_tracing(verbose: u8) {
@@ -136,9 +144,9 @@ async fn run(cli: Cli) -> Result<i32, CliError> {
         Command::Env(command) => env_cmd::run(&mut ctx, command).await,
         Command::Revision(command) => revision_cmd::revision(&mut ctx, command).await,
         Command::Traffic(command) => revision_cmd::traffic(&mut ctx, command).await,
-        Command::Status { env, json } => env_cmd::status(&mut ctx, &env, json),
-        Command::Events { env, follow, json } => env_cmd::events(&mut ctx, &env, follow, json).await,
-        Command::Audit(AuditCommand::Verify) => env_cmd::audit_verify(&mut ctx),
+        Command::Status { env, json } => show::status(&mut ctx, &env, json),
+        Command::Events { env, follow, json } => show::events(&mut ctx, &env, follow, json).await,
+        Command::Audit(AuditCommand::Verify { head, json }) => show::audit_verify(&mut ctx, head.as_deref(), json),
     }
 }
 

@@ -3,7 +3,7 @@
 
 use envpack_host::SplitEntry;
 use envpack_operator::ops::{Applied, NewRevision};
-use envpack_operator::{db, store};
+use envpack_operator::read::RevisionView;
 use serde_json::json;
 
 use crate::context::Context;
@@ -108,16 +108,12 @@ fn parse_entries(raw: &[String]) -> Result<Vec<SplitEntry>, CliError> {
         .collect()
 }
 
-fn print_revision(r: &envpack_host::Revision, as_json: bool) {
+fn print_revision(env: &str, r: &envpack_host::Revision, as_json: bool) {
+    let view = RevisionView::new(env, r.clone());
     if as_json {
-        let mut value = serde_json::to_value(r).unwrap_or_default();
-        value["deployment"] = json!(r.deployment);
-        println!("{value:#}");
+        println!("{}", serde_json::to_string_pretty(&view).unwrap_or_default());
     } else {
-        println!(
-            "{} {} #{} {} ({})",
-            r.id, r.deployment, r.sequence, r.lifecycle, r.artifact.location
-        );
+        println!("{}", crate::show::revision_line(&view));
     }
 }
 
@@ -144,36 +140,26 @@ pub async fn revision(ctx: &mut Context, command: RevisionCommand) -> Result<i32
                 settings,
             };
             let revision = ctx.operator(actor)?.stage(&env, new).await?;
-            print_revision(&revision, json);
+            print_revision(&env, &revision, json);
         }
-        RevisionCommand::Warm(t) => print_revision(&ctx.operator(actor)?.warm(&t.env, &t.revision).await?, t.json),
-        RevisionCommand::Drain(t) => print_revision(&ctx.operator(actor)?.drain(&t.env, &t.revision).await?, t.json),
+        RevisionCommand::Warm(t) => {
+            let r = ctx.operator(actor)?.warm(&t.env, &t.revision).await?;
+            print_revision(&t.env, &r, t.json)
+        }
+        RevisionCommand::Drain(t) => {
+            let r = ctx.operator(actor)?.drain(&t.env, &t.revision).await?;
+            print_revision(&t.env, &r, t.json)
+        }
         RevisionCommand::Archive(t) => {
-            print_revision(&ctx.operator(actor)?.archive(&t.env, &t.revision).await?, t.json)
+            let r = ctx.operator(actor)?.archive(&t.env, &t.revision).await?;
+            print_revision(&t.env, &r, t.json)
         }
-        RevisionCommand::Retry(t) => print_revision(&ctx.operator(actor)?.retry(&t.env, &t.revision).await?, t.json),
-        RevisionCommand::List { env, all, json } => {
-            let conn = db::open(&ctx.state_dir()?.join("state.db"))?;
-            store::require_env(&conn, &env)?;
-            let revisions = store::revisions(&conn, &env, all)?;
-            if json {
-                let values: Vec<_> = revisions
-                    .iter()
-                    .map(|r| {
-                        let mut v = serde_json::to_value(r).unwrap_or_default();
-                        v["deployment"] = json!(r.deployment);
-                        v
-                    })
-                    .collect();
-                println!("{:#}", serde_json::Value::Array(values));
-            } else {
-                revisions.iter().for_each(|r| print_revision(r, false));
-            }
+        RevisionCommand::Retry(t) => {
+            let r = ctx.operator(actor)?.retry(&t.env, &t.revision).await?;
+            print_revision(&t.env, &r, t.json)
         }
-        RevisionCommand::Show(t) => {
-            let conn = db::open(&ctx.state_dir()?.join("state.db"))?;
-            print_revision(&store::revision(&conn, &t.env, &t.revision)?, t.json);
-        }
+        RevisionCommand::List { env, all, json } => return crate::show::revisions(ctx, &env, all, json),
+        RevisionCommand::Show(t) => return crate::show::revision(ctx, &t.env, &t.revision, t.json),
     }
     Ok(exit::OK)
 }
@@ -216,24 +202,7 @@ pub async fn traffic(ctx: &mut Context, command: TrafficCommand) -> Result<i32, 
             let applied = ctx.operator(actor)?.rollback(&env, &deployment).await?;
             print_generation(&env, &deployment, &applied, "rolled back", json);
         }
-        TrafficCommand::Show { env, json } => {
-            let conn = db::open(&ctx.state_dir()?.join("state.db"))?;
-            store::require_env(&conn, &env)?;
-            let mut out = Vec::new();
-            for deployment in store::deployments(&conn, &env)? {
-                let generations = store::generations(&conn, &env, &deployment, 2)?;
-                out.push(
-                    json!({ "deployment": deployment, "current": generations.first(), "previous": generations.get(1) }),
-                );
-            }
-            if json {
-                println!("{:#}", serde_json::Value::Array(out));
-            } else {
-                for d in out {
-                    println!("{}: {}", d["deployment"].as_str().unwrap_or_default(), d["current"]);
-                }
-            }
-        }
+        TrafficCommand::Show { env, json } => return crate::show::traffic(ctx, &env, json),
     }
     Ok(exit::OK)
 }

@@ -5,61 +5,13 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{LEDGER, Sandbox, TEST_HOSTILE};
+use common::{Sandbox, TEST_HOSTILE, json, ok, operator, p, spawn};
 use predicates::str::contains;
 use serde_json::Value;
 
 const DIGEST: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
-
-/// A state directory with a trusted key, the ledger installed, and `dev` bound to it.
-fn operator() -> Sandbox {
-    let sb = Sandbox::new();
-    let key = sb.dir.path().join("key");
-    ok(&sb, &["keygen", "--out", &p(&key)]);
-    ok(&sb, &["trust", "add", &p(&key.with_extension("pub")), "--name", "ops"]);
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("packs/ledger/pack.toml");
-    let pack = sb.dir.path().join("ledger.wasm");
-    ok(
-        &sb,
-        &["pack", "seal", LEDGER, "--manifest", &p(&manifest), "-o", &p(&pack)],
-    );
-    ok(&sb, &["sign", &p(&pack), "--key", &p(&key)]);
-    ok(&sb, &["pack", "install", &p(&pack)]);
-    ok(
-        &sb,
-        &[
-            "env",
-            "create",
-            "dev",
-            "--deployer",
-            "envpack.deployer.ledger@^1",
-            "--capability",
-            "log,kv",
-        ],
-    );
-    sb
-}
-
-fn p(path: &Path) -> String {
-    path.display().to_string()
-}
-
-fn ok(sb: &Sandbox, args: &[&str]) -> String {
-    let out = sb.host().args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "host {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn json(sb: &Sandbox, args: &[&str]) -> Value {
-    serde_json::from_str(&ok(sb, args)).unwrap()
-}
 
 fn stage_ready(sb: &Sandbox, id: &str) {
     ok(
@@ -109,10 +61,11 @@ fn the_operator_flow() {
     ok(&sb, &["revision", "archive", "dev", "R2"]);
     let status = json(&sb, &["status", "dev", "--json"]);
     assert_eq!(status["revisions"].as_array().unwrap().len(), 1, "{status:#}");
-    let events = ok(&sb, &["events", "dev", "--json"]);
+    let events = json(&sb, &["events", "dev", "--json"]);
     let transitions: Vec<String> = events
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .as_array()
+        .unwrap()
+        .iter()
         .filter(|e| e["revision"] == "R2")
         .map(|e| format!("{}>{}", e["from"].as_str().unwrap(), e["to"].as_str().unwrap()))
         .collect();
@@ -418,17 +371,6 @@ fn concurrent_traffic_sets_are_both_applied_in_order() {
     assert_ne!(shown[0]["current"]["entries"], shown[0]["previous"]["entries"]);
 }
 
-/// Starts `host` in the background on the sandbox's state.
-fn spawn<S: AsRef<std::ffi::OsStr>>(sb: &Sandbox, args: &[S]) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_host"))
-        .env("ENVPACK_STATE_DIR", sb.state_dir())
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
 /// Invariants that must hold whatever point a process was killed at.
 fn assert_invariants(sb: &Sandbox, round: usize) {
     let shown = json(sb, &["traffic", "show", "dev", "--json"]);
@@ -450,8 +392,8 @@ fn assert_invariants(sb: &Sandbox, round: usize) {
             .contains(&lifecycle)
         );
     }
-    let events = ok(sb, &["events", "dev", "--json"]);
-    for event in events.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()) {
+    let events = json(sb, &["events", "dev", "--json"]);
+    for event in events.as_array().unwrap() {
         let pair = (
             event["from"].as_str().unwrap().to_string(),
             event["to"].as_str().unwrap().to_string(),

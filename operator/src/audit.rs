@@ -82,7 +82,7 @@ pub fn rows(conn: &Connection) -> Result<Vec<AuditRow>, StoreError> {
 }
 
 /// Where the chain breaks, if it does.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
 #[error("audit row {seq} {problem}")]
 pub struct Broken {
     pub seq: i64,

@@ -120,6 +120,25 @@ pub fn open(path: &Path) -> Result<Connection, StoreError> {
     migrate(conn, path)
 }
 
+/// Whether the database at `path` is older than this host's schema.
+pub fn needs_migration(path: &Path) -> Result<bool, StoreError> {
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    Ok(version < SCHEMA_VERSION)
+}
+
+/// Refuses a database this host does not understand.
+pub fn check_version(conn: &Connection) -> Result<(), StoreError> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::NewerSchema {
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    Ok(())
+}
+
 fn migrate(mut conn: Connection, path: &Path) -> Result<Connection, StoreError> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version > SCHEMA_VERSION {
@@ -192,4 +211,63 @@ fn import_kv_json(tx: &Connection, db_path: &Path) -> Result<Option<std::path::P
         }
     }
     Ok(Some(file))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database at schema 1 (before pack state moved in), with `dev` known.
+    fn version_one(dir: &Path) -> std::path::PathBuf {
+        let path = dir.join("state.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute("INSERT INTO environments (id, created_at) VALUES ('dev', 0)", [])
+            .unwrap();
+        path
+    }
+
+    #[test]
+    fn kv_json_of_an_older_host_is_imported_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = version_one(dir.path());
+        let old = r#"{"envpack.deployer.ledger/dev": {"rev/A": "staged", "bin": [255, 0]},
+                      "envpack.deployer.ledger/scratch": {"rev/B": "warm"}}"#;
+        std::fs::write(dir.path().join("kv.json"), old).unwrap();
+        let conn = open(&path).unwrap();
+        let dev: Vec<(String, Vec<u8>)> = conn
+            .prepare("SELECT key, value FROM pack_kv WHERE env_id = 'dev' ORDER BY key")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            dev,
+            vec![("bin".into(), vec![255, 0]), ("rev/A".into(), b"staged".to_vec())]
+        );
+        let call: String = conn
+            .query_row("SELECT namespace FROM call_kv WHERE key = 'rev/B'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(
+            call, "envpack.deployer.ledger/scratch",
+            "unknown environments stay host-call state"
+        );
+        assert!(!dir.path().join("kv.json").exists());
+        assert!(dir.path().join("kv.json.imported").exists());
+    }
+
+    #[test]
+    fn a_corrupt_kv_json_stops_the_migration_and_keeps_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = version_one(dir.path());
+        std::fs::write(dir.path().join("kv.json"), b"{not json").unwrap();
+        let error = open(&path).unwrap_err();
+        assert!(matches!(error, StoreError::Import(_)), "{error}");
+        let conn = Connection::open(&path).unwrap();
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        assert_eq!(version, 1, "the schema is left as it was");
+        assert!(dir.path().join("kv.json").exists());
+    }
 }

@@ -11,6 +11,7 @@ pub mod lifecycle;
 pub mod lock;
 pub mod ops;
 pub mod packstate;
+pub mod read;
 pub mod store;
 
 pub use error::StoreError;

@@ -1,6 +1,8 @@
-//! Serializes operations on one environment across processes: an exclusive
-//! advisory lock on `locks/<sha256 of env id>.lock` in the state directory,
-//! held for the whole command and released by the kernel if the process dies.
+//! Serializes mutating commands on one environment across processes: an
+//! exclusive advisory lock on `locks/<sha256 of env id>.lock` in the state
+//! directory, held for the whole command (pack call included) and released
+//! by the kernel if the process dies. A command that finds it held says so
+//! on stderr and waits its turn. Read-only commands never take it.
 
 use std::fs::File;
 use std::path::Path;
@@ -28,6 +30,14 @@ pub fn lock(state_dir: &Path, env: &str) -> Result<EnvLock, StoreError> {
         .write(true)
         .open(dir.join(format!("{name}.lock")))
         .map_err(|e| fail(e.to_string()))?;
-    file.lock().map_err(|e| fail(e.to_string()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            // Another command is working on this environment: say so, then queue.
+            eprintln!("host: waiting for environment {env:?}: another command is changing it");
+            file.lock().map_err(|e| fail(e.to_string()))?;
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(fail(e.to_string())),
+    }
     Ok(EnvLock { _file: file })
 }

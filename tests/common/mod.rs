@@ -48,9 +48,32 @@ impl Sandbox {
         path
     }
 
-    /// Bytes of the kv state file (empty if it does not exist yet).
+    /// Every row of `host call`'s pack state (`call_kv` in `state.db`), as
+    /// bytes to compare (empty if there is none yet).
     pub fn kv_bytes(&self) -> Vec<u8> {
-        std::fs::read(self.state_dir().join("kv.json")).unwrap_or_default()
+        let path = self.state_dir().join("state.db");
+        if !path.exists() {
+            return Vec::new();
+        }
+        let conn = rusqlite::Connection::open(path).expect("open state.db");
+        let mut stmt = conn
+            .prepare("SELECT namespace, key, value FROM call_kv ORDER BY namespace, key")
+            .expect("call_kv exists");
+        let rows = stmt
+            .query_map([], |r| {
+                let (ns, key, value): (String, String, Vec<u8>) = (r.get(0)?, r.get(1)?, r.get(2)?);
+                Ok([
+                    ns.into_bytes(),
+                    b"\0".to_vec(),
+                    key.into_bytes(),
+                    b"=".to_vec(),
+                    value,
+                    b"\n".to_vec(),
+                ]
+                .concat())
+            })
+            .expect("query call_kv");
+        rows.map(|r| r.expect("row")).flatten().collect()
     }
 
     /// Runs `host call PACK VERB --env ENV [target] --json`.
@@ -124,4 +147,81 @@ pub fn error_kind(value: &Value) -> &str {
 
 pub fn error_message(value: &Value) -> &str {
     value["result"]["error"]["message"].as_str().unwrap_or("<no error>")
+}
+
+/// A state directory with a trusted key (`key`, `key.pub` in the sandbox),
+/// the ledger sealed, signed, installed, and `dev` bound to it.
+pub fn operator() -> Sandbox {
+    let sb = Sandbox::new();
+    let key = sb.dir.path().join("key");
+    ok(&sb, &["keygen", "--out", &p(&key)]);
+    ok(&sb, &["trust", "add", &p(&key.with_extension("pub")), "--name", "ops"]);
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("packs/ledger/pack.toml");
+    let pack = sb.dir.path().join("ledger.wasm");
+    ok(
+        &sb,
+        &["pack", "seal", LEDGER, "--manifest", &p(&manifest), "-o", &p(&pack)],
+    );
+    ok(&sb, &["sign", &p(&pack), "--key", &p(&key)]);
+    ok(&sb, &["pack", "install", &p(&pack)]);
+    ok(
+        &sb,
+        &[
+            "env",
+            "create",
+            "dev",
+            "--deployer",
+            "envpack.deployer.ledger@^1",
+            "--capability",
+            "log,kv",
+        ],
+    );
+    sb
+}
+
+/// Seals `component` with `manifest` (relative to the workspace root), signs
+/// it with the sandbox's key and installs it (`--force`: test packs fail
+/// conformance on purpose).
+pub fn install_signed(sb: &Sandbox, component: &str, manifest: &str, name: &str) {
+    let key = sb.dir.path().join("key");
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join(manifest);
+    let pack = sb.dir.path().join(format!("{name}.wasm"));
+    ok(
+        sb,
+        &["pack", "seal", component, "--manifest", &p(&manifest), "-o", &p(&pack)],
+    );
+    ok(sb, &["sign", &p(&pack), "--key", &p(&key)]);
+    ok(sb, &["pack", "install", "--force", &p(&pack)]);
+}
+
+pub fn p(path: &Path) -> String {
+    path.display().to_string()
+}
+
+/// Runs `host ARGS`, asserting success; returns stdout.
+pub fn ok(sb: &Sandbox, args: &[&str]) -> String {
+    let out = sb.host().args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "host {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs `host ARGS` and parses its stdout as JSON.
+pub fn json(sb: &Sandbox, args: &[&str]) -> Value {
+    let out = ok(sb, args);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("host {args:?} printed no JSON ({e}): {out}"))
+}
+
+/// Starts `host ARGS` in the background on the sandbox's state.
+pub fn spawn<S: AsRef<std::ffi::OsStr>>(sb: &Sandbox, args: &[S]) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_host"))
+        .env("ENVPACK_STATE_DIR", sb.state_dir())
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
 }

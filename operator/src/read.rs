@@ -1,0 +1,237 @@
+//! The read side of the store: what `status`, `events`, `traffic show`,
+//! `revision list|show`, `env list|show` and `audit verify` print, as one
+//! serializable view per object, the same in every command. Reads take no
+//! environment lock and see one WAL snapshot per query, so a long verb never
+//! blocks them. The CLI reads through this module only.
+//!
+//! Schemas (JSON):
+//! - revision: `{env, id, deployment, sequence, lifecycle, artifact: {digest,
+//!   location}, drain_seconds, settings}`
+//! - split: `{generation, entries: [{revision, weight_bps}], idempotency_key}`
+//! - deployment: `{env, id, current: split|null, previous: split|null}`
+//! - event: `{seq, env, revision, from, to, reason, actor, at}` (`at`: RFC 3339, UTC)
+//! - environment: `{id, binding: {requirement, descriptor, pack_digest,
+//!   settings, capabilities}}`
+//! - status: `{env, binding, deployments: [deployment], revisions: [revision]}`
+//! - audit: `{intact, rows, head: {seq, hash}|null, broken: {seq, problem}|null}`
+
+use std::path::Path;
+
+use envpack_host::Lifecycle;
+use envpack_host::model::{Artifact, Revision};
+use rusqlite::{Connection, OpenFlags};
+use serde::Serialize;
+
+use crate::audit;
+use crate::db;
+use crate::error::StoreError;
+use crate::store::{self, Binding, Generation};
+
+/// One revision, with the environment and deployment it belongs to.
+#[derive(Clone, Debug, Serialize)]
+pub struct RevisionView {
+    pub env: String,
+    pub id: String,
+    pub deployment: String,
+    pub sequence: u64,
+    pub lifecycle: Lifecycle,
+    pub artifact: Artifact,
+    pub drain_seconds: u32,
+    pub settings: std::collections::BTreeMap<String, String>,
+}
+
+impl RevisionView {
+    pub fn new(env: &str, r: Revision) -> Self {
+        RevisionView {
+            env: env.to_string(),
+            id: r.id,
+            deployment: r.deployment,
+            sequence: r.sequence,
+            lifecycle: r.lifecycle,
+            artifact: r.artifact,
+            drain_seconds: r.drain_seconds,
+            settings: r.settings,
+        }
+    }
+}
+
+/// One deployment's current and previous split.
+#[derive(Clone, Debug, Serialize)]
+pub struct DeploymentView {
+    pub env: String,
+    pub id: String,
+    pub current: Option<Generation>,
+    pub previous: Option<Generation>,
+}
+
+/// One lifecycle event.
+#[derive(Clone, Debug, Serialize)]
+pub struct EventView {
+    pub seq: i64,
+    pub env: String,
+    pub revision: String,
+    pub from: String,
+    pub to: String,
+    pub reason: String,
+    pub actor: String,
+    /// RFC 3339, UTC.
+    pub at: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct EnvironmentView {
+    pub id: String,
+    pub binding: Binding,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct StatusView {
+    pub env: String,
+    pub binding: Binding,
+    pub deployments: Vec<DeploymentView>,
+    pub revisions: Vec<RevisionView>,
+}
+
+/// The last audit row: what an operator records elsewhere to detect a
+/// truncated log later (`host audit verify --head SEQ:HASH`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AuditHead {
+    pub seq: i64,
+    pub hash: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct AuditView {
+    pub intact: bool,
+    pub rows: usize,
+    pub head: Option<AuditHead>,
+    pub broken: Option<audit::Broken>,
+}
+
+/// Formats epoch seconds as RFC 3339 in UTC.
+pub fn rfc3339(at: i64) -> String {
+    jiff::Timestamp::from_second(at).map_or_else(|_| at.to_string(), |t| t.to_string())
+}
+
+/// A read-only view of `state.db`.
+pub struct Reader {
+    conn: Connection,
+}
+
+impl Reader {
+    /// Opens the database read-only; a missing or older one is created or
+    /// migrated first (the only write a reader ever causes).
+    pub fn open(state_dir: &Path) -> Result<Self, StoreError> {
+        let path = state_dir.join("state.db");
+        if !path.exists() || db::needs_migration(&path)? {
+            drop(db::open(&path)?);
+        }
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        db::check_version(&conn)?;
+        Ok(Reader { conn })
+    }
+
+    pub fn environments(&self) -> Result<Vec<EnvironmentView>, StoreError> {
+        store::list_envs(&self.conn)?
+            .into_iter()
+            .map(|id| {
+                let binding = store::binding(&self.conn, &id)?;
+                Ok(EnvironmentView { id, binding })
+            })
+            .collect()
+    }
+
+    pub fn revisions(&self, env: &str, include_archived: bool) -> Result<Vec<RevisionView>, StoreError> {
+        store::require_env(&self.conn, env)?;
+        Ok(store::revisions(&self.conn, env, include_archived)?
+            .into_iter()
+            .map(|r| RevisionView::new(env, r))
+            .collect())
+    }
+
+    pub fn revision(&self, env: &str, id: &str) -> Result<RevisionView, StoreError> {
+        store::require_env(&self.conn, env)?;
+        Ok(RevisionView::new(env, store::revision(&self.conn, env, id)?))
+    }
+
+    pub fn deployments(&self, env: &str) -> Result<Vec<DeploymentView>, StoreError> {
+        store::require_env(&self.conn, env)?;
+        store::deployments(&self.conn, env)?
+            .into_iter()
+            .map(|id| {
+                let mut generations = store::generations(&self.conn, env, &id, 2)?.into_iter();
+                Ok(DeploymentView {
+                    env: env.to_string(),
+                    current: generations.next(),
+                    previous: generations.next(),
+                    id,
+                })
+            })
+            .collect()
+    }
+
+    pub fn status(&self, env: &str) -> Result<StatusView, StoreError> {
+        let binding = store::binding(&self.conn, env)?;
+        Ok(StatusView {
+            env: env.to_string(),
+            binding,
+            deployments: self.deployments(env)?,
+            revisions: self.revisions(env, false)?,
+        })
+    }
+
+    /// Events of `env` after sequence number `after`, oldest first.
+    pub fn events(&self, env: &str, after: i64) -> Result<Vec<EventView>, StoreError> {
+        store::require_env(&self.conn, env)?;
+        Ok(store::events(&self.conn, env, after)?
+            .into_iter()
+            .map(|e| EventView {
+                seq: e.seq,
+                env: env.to_string(),
+                revision: e.revision,
+                from: e.from,
+                to: e.to,
+                reason: e.reason,
+                actor: e.actor,
+                at: rfc3339(e.at),
+            })
+            .collect())
+    }
+
+    /// Recomputes the audit chain; with `expected`, also checks that the
+    /// row an operator recorded earlier is still there, unchanged, so that
+    /// deleting the newest rows is detected too.
+    pub fn audit(&self, expected: Option<&AuditHead>) -> Result<AuditView, StoreError> {
+        let rows = audit::rows(&self.conn)?;
+        let mut broken = audit::verify(&self.conn)?.err();
+        if broken.is_none()
+            && let Some(expected) = expected
+        {
+            let found = rows.iter().find(|r| r.seq == expected.seq);
+            broken = match found {
+                None => Some(audit::Broken {
+                    seq: expected.seq,
+                    problem: format!("is missing: the log ends at row {}; rows were deleted", rows.len()),
+                }),
+                Some(row) if row.hash != expected.hash => Some(audit::Broken {
+                    seq: expected.seq,
+                    problem: "differs from the recorded head: the log was rewritten".into(),
+                }),
+                Some(_) => None,
+            };
+        }
+        Ok(AuditView {
+            intact: broken.is_none(),
+            rows: rows.len(),
+            head: rows.last().map(|r| AuditHead {
+                seq: r.seq,
+                hash: r.hash.clone(),
+            }),
+            broken,
+        })
+    }
+}

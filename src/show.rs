@@ -1,0 +1,212 @@
+//! The read-only commands — `status` (= `env show`), `events`, `traffic
+//! show`, `revision list|show`, `env list`, `audit verify` — rendered from
+//! the operator's read views (`envpack_operator::read`): JSON is the view
+//! itself, the same object in every command; human output is one line per
+//! object with local RFC 3339 times.
+
+use std::time::Duration;
+
+use envpack_operator::read::{AuditHead, DeploymentView, Reader, RevisionView};
+use envpack_operator::store::Generation;
+
+use crate::context::Context;
+use crate::error::{CliError, exit};
+
+fn reader(ctx: &mut Context) -> Result<Reader, CliError> {
+    Ok(Reader::open(ctx.state_dir()?)?)
+}
+
+fn print_json<T: serde::Serialize>(value: &T) -> Result<(), CliError> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| CliError::State(e.to_string()))?;
+    println!("{text}");
+    Ok(())
+}
+
+/// Epoch seconds as RFC 3339 in the local time zone.
+fn local_time(at: i64) -> String {
+    match jiff::Timestamp::from_second(at) {
+        Ok(t) => t
+            .to_zoned(jiff::tz::TimeZone::system())
+            .strftime("%Y-%m-%dT%H:%M:%S%:z")
+            .to_string(),
+        Err(_) => at.to_string(),
+    }
+}
+
+fn split_line(split: &Generation) -> String {
+    let entries: Vec<String> = split
+        .entries
+        .iter()
+        .map(|e| format!("{}={}", e.revision, e.weight_bps))
+        .collect();
+    format!("generation {}  {}", split.generation, entries.join(" "))
+}
+
+fn deployment_line(d: &DeploymentView) -> String {
+    match (&d.current, &d.previous) {
+        (None, _) => format!("{}  no split yet", d.id),
+        (Some(current), None) => format!("{}  {}", d.id, split_line(current)),
+        (Some(current), Some(previous)) => format!(
+            "{}  {}  (previous: {})",
+            d.id,
+            split_line(current),
+            split_line(previous)
+        ),
+    }
+}
+
+pub fn revision_line(r: &RevisionView) -> String {
+    format!(
+        "{}  {}  #{}  {}  {}",
+        r.id, r.deployment, r.sequence, r.lifecycle, r.artifact.location
+    )
+}
+
+/// `host status ENV` and `host env show ENV`.
+pub fn status(ctx: &mut Context, env: &str, as_json: bool) -> Result<i32, CliError> {
+    let status = reader(ctx)?.status(env)?;
+    if as_json {
+        print_json(&status)?;
+        return Ok(exit::OK);
+    }
+    let grants: Vec<&str> = status.binding.capabilities.iter().map(|c| c.name()).collect();
+    println!(
+        "environment {}: {} (bound by {}), grants {}",
+        status.env,
+        status.binding.descriptor,
+        status.binding.requirement,
+        grants.join(", ")
+    );
+    for d in &status.deployments {
+        println!("  deployment {}", deployment_line(d));
+    }
+    for r in &status.revisions {
+        println!("  revision {}", revision_line(r));
+    }
+    if status.revisions.is_empty() {
+        println!("  no revisions (stage one with `host revision stage`)");
+    }
+    Ok(exit::OK)
+}
+
+/// `host env list`.
+pub fn environments(ctx: &mut Context, as_json: bool) -> Result<i32, CliError> {
+    let envs = reader(ctx)?.environments()?;
+    if as_json {
+        print_json(&envs)?;
+    } else {
+        for e in envs {
+            println!("{:<24} {}  ({})", e.id, e.binding.descriptor, e.binding.requirement);
+        }
+    }
+    Ok(exit::OK)
+}
+
+/// `host revision list ENV`.
+pub fn revisions(ctx: &mut Context, env: &str, all: bool, as_json: bool) -> Result<i32, CliError> {
+    let revisions = reader(ctx)?.revisions(env, all)?;
+    if as_json {
+        print_json(&revisions)?;
+    } else {
+        revisions.iter().for_each(|r| println!("{}", revision_line(r)));
+    }
+    Ok(exit::OK)
+}
+
+/// `host revision show ENV REVISION`.
+pub fn revision(ctx: &mut Context, env: &str, id: &str, as_json: bool) -> Result<i32, CliError> {
+    let revision = reader(ctx)?.revision(env, id)?;
+    if as_json {
+        print_json(&revision)?;
+    } else {
+        println!("{}", revision_line(&revision));
+    }
+    Ok(exit::OK)
+}
+
+/// `host traffic show ENV`.
+pub fn traffic(ctx: &mut Context, env: &str, as_json: bool) -> Result<i32, CliError> {
+    let deployments = reader(ctx)?.deployments(env)?;
+    if as_json {
+        print_json(&deployments)?;
+    } else {
+        deployments.iter().for_each(|d| println!("{}", deployment_line(d)));
+    }
+    Ok(exit::OK)
+}
+
+/// `host events ENV [--follow]`: a JSON array, or with `--follow` one JSON
+/// object per line as events happen.
+pub async fn events(ctx: &mut Context, env: &str, follow: bool, as_json: bool) -> Result<i32, CliError> {
+    let reader = reader(ctx)?;
+    let mut after = 0;
+    loop {
+        let events = reader.events(env, after)?;
+        if let Some(last) = events.last() {
+            after = last.seq;
+        }
+        if as_json && !follow {
+            print_json(&events)?;
+            return Ok(exit::OK);
+        }
+        for event in &events {
+            if as_json {
+                println!(
+                    "{}",
+                    serde_json::to_string(event).map_err(|e| CliError::State(e.to_string()))?
+                );
+            } else {
+                let at = event
+                    .at
+                    .parse::<jiff::Timestamp>()
+                    .map_or_else(|_| event.at.clone(), |t| local_time(t.as_second()));
+                println!(
+                    "{:>6}  {at}  {}  {} -> {}  by {}: {}",
+                    event.seq, event.revision, event.from, event.to, event.actor, event.reason
+                );
+            }
+        }
+        if !follow {
+            return Ok(exit::OK);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn parse_head(text: &str) -> Result<AuditHead, CliError> {
+    let bad = || CliError::Input {
+        message: format!("--head {text:?} is not SEQ:HASH"),
+        hint: Some("`host audit verify` prints the head to record, e.g. 12:3f9a…(64 hex digits)".into()),
+    };
+    let (seq, hash) = text.split_once(':').ok_or_else(bad)?;
+    let seq = seq.parse::<i64>().map_err(|_| bad())?;
+    if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(bad());
+    }
+    Ok(AuditHead {
+        seq,
+        hash: hash.to_ascii_lowercase(),
+    })
+}
+
+/// `host audit verify [--head SEQ:HASH]`: exit 0 only if the chain is intact
+/// (and still contains the recorded head).
+pub fn audit_verify(ctx: &mut Context, head: Option<&str>, as_json: bool) -> Result<i32, CliError> {
+    let expected = head.map(parse_head).transpose()?;
+    let view = reader(ctx)?.audit(expected.as_ref())?;
+    if as_json {
+        print_json(&view)?;
+        return Ok(if view.intact { exit::OK } else { exit::UNTRUSTED });
+    }
+    if let Some(broken) = &view.broken {
+        return Err(CliError::Tampered(format!("audit log tampered: {broken}")));
+    }
+    match &view.head {
+        Some(h) => println!(
+            "audit log intact: {} rows, hash chain verified; head {}:{} (record it, then check with --head)",
+            view.rows, h.seq, h.hash
+        ),
+        None => println!("audit log intact: empty"),
+    }
+    Ok(exit::OK)
+}
