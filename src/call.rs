@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use envpack_host::{CallMode, CallReport, Environment, Health, Outcome, Pack, Request, Verb};
+use envpack_host::{CallMode, CallReport, Environment, Health, Outcome, Pack, Request, SignaturePolicy, Verb};
 use envpack_operator::packstate::CallKv;
 use serde_json::json;
 
@@ -89,7 +89,8 @@ pub async fn run(ctx: &mut Context, args: Args) -> Result<i32, CliError> {
     let request = request(verb, args.revision, args.deployment)?;
     let state_db = ctx.state_dir()?.join("state.db");
     let runtime = ctx.runtime()?;
-    let pack = runtime.load_pack_file(&args.pack).await?;
+    // The author's own build: signatures are not this command's business.
+    let pack = runtime.load_file(&args.pack, SignaturePolicy::Skip).await?.pack;
     let Some(request) = request else {
         return describe(&pack, args.json);
     };

@@ -1,12 +1,10 @@
 //! `host conformance PACK...`: the bench from the command line, one report
 //! per pack, as text, JSON or JUnit XML; exit 0 only if no check failed.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use envpack_conformance::{BenchConfig, Profile, Report, SignatureStatus, render};
-use envpack_host::signature::{self, Keyring, VerifyError};
-use envpack_host::trust::TrustStore;
-use envpack_host::{Runtime, fsutil};
+use envpack_conformance::{BenchConfig, Profile, judge_file, render};
+use envpack_host::fsutil;
 
 use crate::context::Context;
 use crate::error::{CliError, exit};
@@ -33,39 +31,6 @@ pub struct Args {
     out: Option<PathBuf>,
 }
 
-/// The pack's signature status against the trust store.
-pub fn signature_status(bytes: &[u8], trust: &TrustStore) -> SignatureStatus {
-    let keyring = Keyring {
-        trust,
-        extra: Vec::new(),
-    };
-    match signature::verify(bytes, &keyring, None) {
-        Ok(v) => SignatureStatus::Trusted {
-            name: v.name,
-            key_id: v.key_id,
-        },
-        Err(VerifyError::Unsigned) => SignatureStatus::Unsigned,
-        Err(e @ (VerifyError::Tampered { .. } | VerifyError::Damaged(_) | VerifyError::BadSection(_))) => {
-            SignatureStatus::Tampered(e.to_string())
-        }
-        Err(e) => SignatureStatus::Untrusted(e.to_string()),
-    }
-}
-
-/// Runs the bench on one pack file; a pack that cannot be loaded gets a failing report.
-pub async fn judge(runtime: &Runtime, path: &Path, trust: &TrustStore, config: &BenchConfig) -> Report {
-    let source = path.display().to_string();
-    let bytes = match std::fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(e) => return envpack_conformance::unloadable(&source, &e.to_string(), config),
-    };
-    let status = signature_status(&bytes, trust);
-    match runtime.load_pack(source.clone(), bytes).await {
-        Ok(pack) => envpack_conformance::run(runtime, &pack, &source, &status, config).await,
-        Err(e) => envpack_conformance::unloadable(&source, &e.to_string(), config),
-    }
-}
-
 pub async fn run(ctx: &mut Context, args: Args) -> Result<i32, CliError> {
     let profile = Profile::parse(&args.profile).ok_or_else(|| CliError::Input {
         message: format!("unknown profile {:?}", args.profile),
@@ -79,7 +44,7 @@ pub async fn run(ctx: &mut Context, args: Args) -> Result<i32, CliError> {
     let runtime = ctx.bench_runtime()?;
     let mut reports = Vec::new();
     for path in &args.packs {
-        reports.push(judge(runtime, path, &trust, &config).await);
+        reports.push(judge_file(runtime, path, &trust, &config).await);
     }
     let text = match args.format {
         Format::Human => reports.iter().map(render::human).collect::<Vec<_>>().join("\n"),

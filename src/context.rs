@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use envpack_host::registry::Registry;
 use envpack_host::trust::TrustStore;
+use envpack_host::trust::registry::Registry;
 use envpack_host::{HostConfig, MemoryKv, Runtime};
 use envpack_operator::Operator;
 
@@ -91,6 +91,16 @@ impl Context {
             self.bench_runtime = Some(Runtime::new(config, Arc::new(MemoryKv::default()))?);
         }
         Ok(self.bench_runtime.as_ref().expect("just set"))
+    }
+
+    /// The operator's runtime and the bench's, both built.
+    pub fn runtimes(&mut self) -> Result<(&Runtime, &Runtime), CliError> {
+        self.runtime()?;
+        self.bench_runtime()?;
+        match (&self.runtime, &self.bench_runtime) {
+            (Some(runtime), Some(bench)) => Ok((runtime, bench)),
+            _ => Err(CliError::State("the runtimes could not be built".into())),
+        }
     }
 
     /// Who is acting: --actor, $ENVPACK_ACTOR, else $USER.

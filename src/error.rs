@@ -1,11 +1,11 @@
 //! Errors of the command layer and the exit code each maps to. Every message
 //! names the problem; where there is an obvious next step, a hint says it.
 
-use envpack_host::keys::KeyError;
-use envpack_host::manifest::ManifestError;
-use envpack_host::registry::RegistryError;
-use envpack_host::signature::VerifyError;
 use envpack_host::trust::TrustError;
+use envpack_host::trust::keys::KeyError;
+use envpack_host::trust::manifest::ManifestError;
+use envpack_host::trust::registry::RegistryError;
+use envpack_host::trust::signature::VerifyError;
 use envpack_host::{LoadError, SetupError, VerbError};
 
 /// Exit codes, as documented in the README.
@@ -55,6 +55,8 @@ pub enum CliError {
     Store(#[from] envpack_operator::StoreError),
     #[error("{0}")]
     Tampered(String),
+    #[error(transparent)]
+    Admit(#[from] envpack_conformance::AdmissionError),
     #[error("{descriptor} was not installed: conformance failed ({})", failed.join(", "))]
     Admission { descriptor: String, failed: Vec<String> },
 }
@@ -77,6 +79,7 @@ impl CliError {
             CliError::Key { .. } | CliError::Manifest { .. } => exit::BAD_INPUT,
             CliError::Verb(e) => verb_exit(e),
             CliError::Admission { .. } => exit::VERB_FAILED,
+            CliError::Admit(e) => admission_exit(e),
             CliError::Tampered(_) => exit::UNTRUSTED,
             CliError::Store(e) => store_exit(e),
             CliError::Drift => exit::DRIFT,
@@ -88,8 +91,14 @@ impl CliError {
     pub fn hint(&self) -> Option<String> {
         match self {
             CliError::Input { hint, .. } => hint.clone(),
+            CliError::Admit(envpack_conformance::AdmissionError::Unsealed(_)) => {
+                Some("seal it with `host pack seal`, then sign it".into())
+            }
             CliError::Load(LoadError::Read { .. }) => {
                 Some("the reference packs are built into target/packs/ by `scripts/quickstart`".into())
+            }
+            CliError::Load(LoadError::OverBudget { .. }) => {
+                Some("raise --memory-mib (the default is 64) or make the pack's initial memory smaller".into())
             }
             CliError::Load(LoadError::NotAComponent { .. }) => {
                 Some("packs are components: build with `cargo build --target wasm32-wasip2`".into())
@@ -106,9 +115,20 @@ impl CliError {
     }
 }
 
+fn admission_exit(error: &envpack_conformance::AdmissionError) -> i32 {
+    use envpack_conformance::AdmissionError as A;
+    match error {
+        A::Load(e) => load_exit(e),
+        A::Unsealed(_) => exit::BAD_INPUT,
+        A::Failed { .. } => exit::VERB_FAILED,
+        A::Registry(e) => registry_exit(e),
+    }
+}
+
 fn load_exit(error: &LoadError) -> i32 {
     match error {
         LoadError::Read { .. } => exit::BAD_INPUT,
+        LoadError::Untrusted { .. } => exit::UNTRUSTED,
         LoadError::Manifest { source, .. } if is_mismatch(source) => exit::UNTRUSTED,
         _ => exit::PACK_UNUSABLE,
     }

@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use envpack_host::Pack;
-use envpack_host::signature::{self, Keyring};
+use envpack_host::trust::signature::Keyring;
+use envpack_host::{Pack, Signature, SignaturePolicy};
 use serde_json::json;
 
 use crate::context::Context;
@@ -20,15 +20,19 @@ pub struct Args {
 
 pub async fn run(ctx: &mut Context, args: Args) -> Result<i32, CliError> {
     let trust = ctx.trust()?;
-    let pack = ctx.runtime()?.load_pack_file(&args.pack).await?;
-    let bytes = std::fs::read(&args.pack).map_err(|e| CliError::input(format!("{}: {e}", args.pack.display())))?;
     let keyring = Keyring {
         trust: &trust,
         extra: Vec::new(),
     };
-    let trusted = match signature::verify(&bytes, &keyring, None) {
-        Ok(v) => format!("trusted: signed by {} ({})", v.name, v.key_id),
-        Err(e) => format!("not trusted: {e}"),
+    let loaded = ctx
+        .runtime()?
+        .load_file(&args.pack, SignaturePolicy::Report(&keyring))
+        .await?;
+    let pack = loaded.pack;
+    let trusted = match &loaded.signature {
+        Signature::Trusted(v) => format!("trusted: signed by {} ({})", v.name, v.key_id),
+        Signature::Refused(e) => format!("not trusted: {e}"),
+        Signature::NotChecked => "not checked".to_string(),
     };
     if args.json {
         let mut value = describe_json(&pack);

@@ -2,11 +2,11 @@
 
 use std::path::{Path, PathBuf};
 
-use envpack_host::fsutil;
-use envpack_host::keys::{PrivateKey, PublicKey};
-use envpack_host::manifest::Manifest;
-use envpack_host::signature::{self, Keyring};
 use envpack_host::trust::TrustStore;
+use envpack_host::trust::keys::{PrivateKey, PublicKey};
+use envpack_host::trust::manifest::Manifest;
+use envpack_host::trust::signature::{self, Keyring};
+use envpack_host::{SignaturePolicy, fsutil};
 use serde_json::json;
 
 use crate::context::Context;
@@ -63,7 +63,7 @@ pub fn read_bytes(path: &Path) -> Result<Vec<u8>, CliError> {
     })
 }
 
-fn key_error(path: &Path) -> impl Fn(envpack_host::keys::KeyError) -> CliError + '_ {
+fn key_error(path: &Path) -> impl Fn(envpack_host::trust::keys::KeyError) -> CliError + '_ {
     move |source| CliError::Key {
         path: path.display().to_string(),
         source,
@@ -154,10 +154,15 @@ pub async fn verify(ctx: &mut Context, args: VerifyArgs) -> Result<i32, CliError
     };
     let pack = read_bytes(&args.pack)?;
     let keyring = Keyring { trust: &trust, extra };
+    // Checked first on its own so that a refusal keeps its precise error.
     let verified = signature::verify(&pack, &keyring, detached.as_ref())?;
     // A valid signature over a manifest that lies about the code is still refused.
-    let loaded = ctx.runtime()?.load_pack_file(&args.pack).await?;
-    let descriptor = loaded.info().descriptor.clone();
+    let policy = SignaturePolicy::Verified(verified.clone());
+    let loaded = ctx
+        .runtime()?
+        .load(args.pack.display().to_string(), pack, policy)
+        .await?;
+    let descriptor = loaded.pack.info().descriptor.clone();
     if args.json {
         println!(
             "{:#}",

@@ -3,15 +3,15 @@
 
 use std::path::PathBuf;
 
-use envpack_host::descriptor::Requirement;
 use envpack_host::fsutil;
-use envpack_host::manifest::Manifest;
-use envpack_host::signature::{self, Keyring};
+use envpack_host::trust::descriptor::Requirement;
+use envpack_host::trust::manifest::Manifest;
+use envpack_host::trust::signature::{self, Keyring};
 use serde_json::json;
 
-use envpack_conformance::{BenchConfig, render};
+use envpack_conformance::{AdmissionError, admit, render};
+use envpack_host::SignaturePolicy;
 
-use crate::conformance_cmd;
 use crate::context::Context;
 use crate::error::{CliError, exit};
 use crate::keys_cmd::read_bytes;
@@ -88,14 +88,16 @@ async fn seal(ctx: &mut Context, component: PathBuf, manifest_path: PathBuf, out
     let sealed = manifest.seal(&read_bytes(&component)?).map_err(manifest_error)?;
     // Load the sealed bytes: compiles, links and checks the manifest against describe.
     let runtime = ctx.runtime()?;
-    runtime.load_pack(out.display().to_string(), sealed.clone()).await?;
+    runtime
+        .load(out.display().to_string(), sealed.clone(), SignaturePolicy::Skip)
+        .await?;
     fsutil::write_atomic(&out, &sealed, 0o644)
         .map_err(|e| CliError::State(format!("cannot write {}: {e}", out.display())))?;
     println!(
         "sealed {} as {} ({})",
         out.display(),
         manifest.descriptor,
-        envpack_host::pack::sha256_hex(&sealed)
+        envpack_host::contract::pack::sha256_hex(&sealed)
     );
     Ok(exit::OK)
 }
@@ -115,42 +117,29 @@ fn hex_string(bytes: &[u8]) -> String {
 }
 
 async fn install(ctx: &mut Context, path: PathBuf, force: bool) -> Result<i32, CliError> {
-    let bytes = read_bytes(&path)?;
     let trust = ctx.trust()?;
-    let keyring = Keyring {
-        trust: &trust,
-        extra: Vec::new(),
-    };
-    let verified = signature::verify(&bytes, &keyring, None)?;
-    let pack = ctx
-        .runtime()?
-        .load_pack(path.display().to_string(), bytes.clone())
-        .await?;
-    let Some(manifest) = pack.manifest() else {
-        return Err(CliError::Input {
-            message: format!("{} has no manifest; only sealed packs can be installed", path.display()),
-            hint: Some("seal it with `host pack seal`, then sign it".into()),
-        });
-    };
-    let manifest = manifest.clone();
-    let report = conformance_cmd::judge(ctx.bench_runtime()?, &path, &trust, &BenchConfig::default()).await;
-    if !report.passed() {
-        eprint!("{}", render::human(&report));
-        if !force {
+    let mut registry = ctx.registry()?;
+    ctx.bench_runtime()?;
+    let (runtime, bench) = ctx.runtimes()?;
+    let admission = match admit(runtime, bench, &path, &trust, &mut registry, force).await {
+        Ok(admission) => admission,
+        Err(AdmissionError::Failed { descriptor, report }) => {
+            eprint!("{}", render::human(&report));
             return Err(CliError::Admission {
-                descriptor: manifest.descriptor.clone(),
+                descriptor,
                 failed: report.failed_ids().iter().map(|s| s.to_string()).collect(),
             });
         }
+        Err(e) => return Err(e.into()),
+    };
+    let (installed, verified, report) = (&admission.installed, &admission.verified, &admission.report);
+    if admission.forced {
+        eprint!("{}", render::human(report));
         eprintln!(
-            "host: warning: installing {} despite failed conformance (--force, recorded)",
-            manifest.descriptor
+            "host: warning: installed {} despite failed conformance (--force, recorded)",
+            installed.descriptor
         );
     }
-    let registry_forced = !report.passed();
-    let mut registry = ctx.registry()?;
-    let installed = registry.install(&bytes, &manifest, &verified, registry_forced)?;
-    registry.save_report(&installed, render::json(std::slice::from_ref(&report)).as_bytes())?;
     println!(
         "installed {} ({}) signed by {} ({}); conformance core: {} passed, {} failed, {} skipped",
         installed.descriptor,
@@ -209,7 +198,7 @@ fn list(ctx: &mut Context, as_json: bool) -> Result<i32, CliError> {
 fn resolve(ctx: &mut Context, requirement: &str, as_json: bool) -> Result<i32, CliError> {
     let req: Requirement = requirement
         .parse()
-        .map_err(|e: envpack_host::descriptor::DescriptorError| CliError::input(e.to_string()))?;
+        .map_err(|e: envpack_host::trust::descriptor::DescriptorError| CliError::input(e.to_string()))?;
     let trust = ctx.trust()?;
     let registry = ctx.registry()?;
     let keyring = Keyring {

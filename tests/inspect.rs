@@ -4,6 +4,7 @@
 mod common;
 
 use common::{LEDGER, Sandbox};
+use predicates::prelude::PredicateBooleanExt;
 use predicates::str::contains;
 use serde_json::Value;
 
@@ -75,4 +76,16 @@ fn garbage_is_not_a_pack() {
         .assert()
         .code(3)
         .stderr(contains("host: error:"));
+}
+
+#[test]
+fn a_memory_budget_too_small_for_the_pack_says_so() {
+    let sb = Sandbox::new();
+    sb.host()
+        .args(["--memory-mib", "1", "inspect", LEDGER])
+        .assert()
+        .code(3)
+        .stderr(contains("needs more memory than the budget of 1048576 bytes"))
+        .stderr(contains("raise --memory-mib"))
+        .stderr(contains("not a WebAssembly component").not());
 }

@@ -14,11 +14,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use envpack_conformance::{BenchConfig, Profile, SignatureStatus};
-use envpack_host::keys::PrivateKey;
-use envpack_host::manifest::Manifest;
-use envpack_host::signature::{self, Keyring};
 use envpack_host::trust::TrustStore;
-use envpack_host::{Environment, HostConfig, MemoryKv, Pack, Request, Runtime};
+use envpack_host::trust::keys::PrivateKey;
+use envpack_host::trust::manifest::Manifest;
+use envpack_host::trust::signature::{self, Keyring};
+use envpack_host::{Environment, HostConfig, MemoryKv, Pack, Request, Runtime, SignaturePolicy};
 use serde::Serialize;
 
 use crate::native::NativeLedger;
@@ -163,11 +163,15 @@ async fn load(runtime: &Runtime, file: &Path, key: &PrivateKey) -> Result<(Pack,
         trust: &trust,
         extra: vec![key.public()],
     };
-    signature::verify(&bytes, &keyring, None).map_err(|e| fail("verify")(e.to_string()))?;
+    let policy = SignaturePolicy::Require {
+        keyring: &keyring,
+        detached: None,
+    };
     let pack = runtime
-        .load_pack(file.display().to_string(), bytes)
+        .load(file.display().to_string(), bytes, policy)
         .await
-        .map_err(|e| fail("load")(e.to_string()))?;
+        .map_err(|e| fail("load")(e.to_string()))?
+        .pack;
     Ok((pack, started.elapsed()))
 }
 

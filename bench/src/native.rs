@@ -5,9 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use envpack_host::runtime_config::{self, Bundle, RuntimeConfig, RuntimeEntry};
-use envpack_host::split::validate_weights;
-use envpack_host::{Environment, Request, SplitEntry, preconditions};
+use envpack_host::model::preconditions;
+use envpack_host::model::runtime_config::{self, Bundle, RuntimeConfig, RuntimeEntry};
+use envpack_host::model::split::validate_weights;
+use envpack_host::{Environment, Request, SplitEntry};
 
 /// The ledger, natively: `rev/<id>` and `split/<deployment>` keys, as the pack keeps them.
 #[derive(Default)]

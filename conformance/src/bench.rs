@@ -1,23 +1,17 @@
-//! The runner: calls the pack's exports directly (no host preconditions, no
-//! echo checks: the bench judges the pack itself), with capability calls
-//! audited rather than refused, and keeps every call's evidence for the
-//! checks that look at the whole run.
+//! The runner: selects the checks of a profile from the catalog, runs each
+//! against the pack (see `checks` for how they call it: directly, with no
+//! host preconditions or echo checks, capability calls audited rather than
+//! refused), and assembles the report.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use envpack_host::capabilities::recording::CapabilityCall;
-use envpack_host::{
-    CallMode, CallReport, Environment, Outcome, Pack, Request, Runtime, RuntimeConfig, Verb, VerbError,
-};
+use envpack_host::{Pack, Runtime};
 
-use crate::catalog::{CATALOG, CheckDef, Profile};
-use crate::checks;
-use crate::fixture::Ids;
-use crate::report::{CheckResult, Report, Status};
+use crate::catalog::{CATALOG, Check, CheckDef, Profile};
+use crate::checks::{self, Ctx, RUNS, Verdict};
+use crate::report::{CheckResult, Report};
 
 /// How a run is configured.
 #[derive(Clone, Debug)]
@@ -59,170 +53,6 @@ pub enum SignatureStatus {
     Tampered(String),
 }
 
-/// One call the run made, kept for the whole-run checks.
-#[derive(Clone, Debug)]
-pub(crate) struct CallStat {
-    pub label: String,
-    pub elapsed: Duration,
-    pub peak_memory: usize,
-    pub undeclared: Vec<CapabilityCall>,
-    pub error: Option<VerbError>,
-}
-
-/// What a check may use.
-pub(crate) struct Ctx<'a> {
-    pub runtime: &'a Runtime,
-    pub pack: &'a Pack,
-    pub config: &'a BenchConfig,
-    pub signature: &'a SignatureStatus,
-    pub calls: Mutex<Vec<CallStat>>,
-    envs: AtomicUsize,
-    /// Distinguishes this run's environments from earlier runs on the same runtime.
-    run_id: usize,
-}
-
-/// Runs started in this process, so each run gets fresh pack state.
-static RUNS: AtomicUsize = AtomicUsize::new(0);
-
-/// One step of a sequence: what was asked and what came back.
-pub(crate) struct Step {
-    pub request: Request,
-    pub report: CallReport,
-}
-
-/// A short, readable name for a request, for failure messages.
-pub(crate) fn label(request: &Request) -> String {
-    match request {
-        Request::ApplyTrafficSplit(d) => format!("apply-traffic-split {d}"),
-        Request::ReportRuntimeConfig => "report-runtime-config".into(),
-        other => format!("{} {}", other.verb(), other.revision().unwrap_or_default()),
-    }
-}
-
-/// The result of a call in one line.
-pub(crate) fn describe_result(report: &CallReport) -> String {
-    match &report.result {
-        Ok(Outcome::Revision { revision, .. }) => format!("ok (revision {revision})"),
-        Ok(Outcome::Split { deployment, entries }) => format!("ok ({deployment}: {} entries)", entries.len()),
-        Ok(_) => "ok".into(),
-        Err(e) => e.to_string(),
-    }
-}
-
-impl<'a> Ctx<'a> {
-    /// A fresh environment id, so that each check starts from empty pack state.
-    pub fn env_id(&self, check: &str) -> String {
-        format!(
-            "conformance-{}-{check}-{}",
-            self.run_id,
-            self.envs.fetch_add(1, Ordering::Relaxed)
-        )
-    }
-
-    pub async fn call(&self, env: &Arc<Environment>, request: Request) -> Step {
-        let report = self.runtime.call_with(self.pack, env, &request, CallMode::DIRECT).await;
-        let stat = CallStat {
-            label: label(&request),
-            elapsed: report.elapsed,
-            peak_memory: report.peak_memory,
-            undeclared: report.recording.calls.iter().filter(|c| !c.declared).cloned().collect(),
-            error: report.result.as_ref().err().cloned(),
-        };
-        self.calls
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(stat);
-        Step { request, report }
-    }
-
-    /// The pack's kv state in `env` (empty if it declares no kv).
-    pub fn kv_state(&self, env: &Environment) -> BTreeMap<String, Vec<u8>> {
-        let namespace = self.pack.kv_namespace(env.id());
-        self.runtime.kv().dump(&namespace).unwrap_or_default()
-    }
-
-    /// The pack's own runtime config, `None` if it does not override it or fails.
-    pub async fn pack_view(&self, env: &Arc<Environment>) -> Option<RuntimeConfig> {
-        match self.call(env, Request::ReportRuntimeConfig).await.report.result {
-            Ok(Outcome::RuntimeConfig { pack, .. }) => pack,
-            _ => None,
-        }
-    }
-
-    /// The happy path over a fixture: stage and warm everything, apply both
-    /// splits (web, then api), report, probe, then drain and archive A2.
-    pub async fn happy_path(&self, env: &Arc<Environment>, ids: &Ids) -> Vec<Step> {
-        let mut steps = Vec::new();
-        for request in happy_requests(ids) {
-            steps.push(self.call(env, request).await);
-        }
-        steps
-    }
-
-    fn snapshot(&self) -> Vec<CallStat> {
-        self.calls
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    }
-
-    /// Every call made so far in this run.
-    pub fn all_calls(&self) -> Vec<CallStat> {
-        self.snapshot()
-    }
-}
-
-pub(crate) fn happy_requests(ids: &Ids) -> Vec<Request> {
-    let revisions = [&ids.a1, &ids.a2, &ids.b1];
-    let mut requests: Vec<Request> = revisions.iter().map(|r| Request::Stage(r.to_string())).collect();
-    requests.extend(revisions.iter().map(|r| Request::Warm(r.to_string())));
-    requests.push(Request::ApplyTrafficSplit(ids.web.clone()));
-    requests.push(Request::ApplyTrafficSplit(ids.api.clone()));
-    requests.push(Request::ReportRuntimeConfig);
-    requests.push(Request::Probe(ids.a1.clone()));
-    requests.push(Request::Drain(ids.a2.clone()));
-    requests.push(Request::Archive(ids.a2.clone()));
-    requests
-}
-
-/// The outcome of one check.
-pub(crate) struct Verdict {
-    pub status: Status,
-    pub message: String,
-}
-
-impl Verdict {
-    pub fn pass(message: impl Into<String>) -> Self {
-        Verdict {
-            status: Status::Pass,
-            message: message.into(),
-        }
-    }
-
-    pub fn fail(message: impl Into<String>) -> Self {
-        Verdict {
-            status: Status::Fail,
-            message: message.into(),
-        }
-    }
-
-    pub fn skip(message: impl Into<String>) -> Self {
-        Verdict {
-            status: Status::Skip,
-            message: message.into(),
-        }
-    }
-
-    /// Fails with every problem, one per line, or passes with `note`.
-    pub fn from_problems(problems: Vec<String>, note: impl Into<String>) -> Self {
-        if problems.is_empty() {
-            Verdict::pass(note)
-        } else {
-            Verdict::fail(problems.join("\n"))
-        }
-    }
-}
-
 /// Runs the selected checks of `config.profile` against a loaded pack.
 pub async fn run(
     runtime: &Runtime,
@@ -246,7 +76,7 @@ pub async fn run(
         let span = tracing::info_span!("check", id = def.id);
         let _enter = span.enter();
         let check_started = Instant::now();
-        let verdict = checks::run(def.id, &ctx).await;
+        let verdict = checks::run(def.check, &ctx).await;
         results.push(result(def, verdict, check_started.elapsed()));
     }
     let descriptor = pack.info().descriptor.clone();
@@ -266,7 +96,7 @@ pub fn unloadable(source: &str, error: &str, config: &BenchConfig) -> Report {
         .iter()
         .filter(|c| config.profile.selects(c.profile))
         .map(|def| {
-            let verdict = if def.id == "describe.valid" {
+            let verdict = if def.check == Check::DescribeValid {
                 Verdict::fail(format!("the pack could not be loaded: {error}"))
             } else {
                 Verdict::skip("the pack could not be loaded")
@@ -290,9 +120,4 @@ fn result(def: &CheckDef, verdict: Verdict, elapsed: Duration) -> CheckResult {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-/// The verb of a call stat's label.
-pub(crate) fn verb_of(stat: &CallStat) -> Option<Verb> {
-    Verb::from_name(stat.label.split(' ').next().unwrap_or_default())
 }

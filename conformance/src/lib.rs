@@ -18,6 +18,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod admission;
 pub mod bench;
 pub mod catalog;
 mod checks;
@@ -25,6 +26,7 @@ pub mod fixture;
 pub mod render;
 pub mod report;
 
+pub use admission::{Admission, AdmissionError, admit, judge_file, signature_status};
 pub use bench::{BenchConfig, SignatureStatus, run, unloadable};
 pub use catalog::{CATALOG, Profile};
 pub use report::{CheckResult, Report, Status, Summary};

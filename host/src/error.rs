@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::capability::Denied;
-use crate::split::WeightError;
-use crate::verb::Verb;
+use crate::capabilities::gate::Denied;
+use crate::contract::verb::Verb;
+use crate::model::split::WeightError;
 
 /// Who detected a spec error: the host before the pack ran, or the pack.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -135,6 +135,12 @@ pub enum LoadError {
     Read { path: String, source: std::io::Error },
     #[error("{path} is not a WebAssembly component: {detail}")]
     NotAComponent { path: String, detail: String },
+    #[error("pack {path} needs more memory than the budget of {budget} bytes allows: {detail}")]
+    OverBudget {
+        path: String,
+        budget: usize,
+        detail: String,
+    },
     #[error("pack {path} does not fit the envpack:deployer@1.0.0 contract: {detail}")]
     Contract { path: String, detail: String },
     #[error("pack {path} failed in describe: {source}")]
@@ -142,7 +148,12 @@ pub enum LoadError {
     #[error("pack {path}: {source}")]
     Manifest {
         path: String,
-        source: crate::manifest::ManifestError,
+        source: crate::trust::manifest::ManifestError,
+    },
+    #[error("pack {path} is not trusted: {source}")]
+    Untrusted {
+        path: String,
+        source: crate::trust::signature::VerifyError,
     },
     #[error("pack {path} describes itself with contract version {found:?}; this host speaks {expected}")]
     ContractVersion {

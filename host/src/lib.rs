@@ -15,38 +15,22 @@
 //! # Ok(()) }
 //! ```
 
-pub mod bindings;
-pub mod cache;
 pub mod capabilities;
-pub mod capability;
-pub mod descriptor;
-pub mod engine;
+pub mod contract;
 pub mod error;
 pub mod fsutil;
-pub mod keys;
-pub mod kv;
-pub mod manifest;
 pub mod model;
-pub mod pack;
-pub mod preconditions;
-pub mod registry;
-pub mod runtime;
-pub mod runtime_config;
 pub mod sandbox;
-pub mod sections;
-pub mod signature;
-pub mod split;
-pub mod state;
 pub mod trust;
-pub mod verb;
-mod verify;
 
-pub use capability::Capability;
-pub use engine::{Allocator, AllocatorChoice, HostConfig};
+pub use capabilities::gate::Capability;
+pub use capabilities::kv_store::{FileKv, KvStore, MemoryKv};
+pub use contract::pack::{Pack, PackInfo};
+pub use contract::verb::{Health, Outcome, Request, Verb};
 pub use error::{LoadError, Origin, ProviderCause, SetupError, VerbError};
-pub use kv::{FileKv, KvStore, MemoryKv};
+pub use model::runtime_config::RuntimeConfig;
 pub use model::{Environment, Lifecycle, Revision, SplitEntry, TrafficSplit};
-pub use pack::{Pack, PackInfo};
-pub use runtime::{CallMode, CallReport, LiveInstance, Runtime};
-pub use runtime_config::RuntimeConfig;
-pub use verb::{Health, Outcome, Request, Verb};
+pub use sandbox::LiveInstance;
+pub use sandbox::engine::{Allocator, AllocatorChoice, HostConfig};
+pub use sandbox::load::{Loaded, Signature, SignaturePolicy};
+pub use sandbox::runtime::{CallMode, CallReport, Runtime};

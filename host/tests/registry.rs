@@ -1,12 +1,12 @@
 //! Resolution of descriptor requirements: the highest installed version that
 //! matches, is intact on disk, and is signed by a trusted, unrevoked key.
 
-use envpack_host::descriptor::Requirement;
-use envpack_host::keys::PrivateKey;
-use envpack_host::manifest::Manifest;
-use envpack_host::registry::{Registry, RegistryError};
-use envpack_host::signature::{self, Keyring, VerifyError};
 use envpack_host::trust::TrustStore;
+use envpack_host::trust::descriptor::Requirement;
+use envpack_host::trust::keys::PrivateKey;
+use envpack_host::trust::manifest::Manifest;
+use envpack_host::trust::registry::{Registry, RegistryError};
+use envpack_host::trust::signature::{self, Keyring, VerifyError};
 use envpack_test_packs::LEDGER;
 
 fn manifest(version: &str) -> Manifest {

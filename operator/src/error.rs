@@ -1,9 +1,9 @@
 //! Errors of the operator layer. Each names the problem in one line; the
 //! command layer maps them to exit codes.
 
-use envpack_host::descriptor::DescriptorError;
-use envpack_host::registry::RegistryError;
 use envpack_host::trust::TrustError;
+use envpack_host::trust::descriptor::DescriptorError;
+use envpack_host::trust::registry::RegistryError;
 use envpack_host::{LoadError, VerbError};
 
 use crate::lifecycle::Refused;

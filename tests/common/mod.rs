@@ -73,7 +73,7 @@ impl Sandbox {
                 .concat())
             })
             .expect("query call_kv");
-        rows.map(|r| r.expect("row")).flatten().collect()
+        rows.flat_map(|r| r.expect("row")).collect()
     }
 
     /// Runs `host call PACK VERB --env ENV [target] --json`.

@@ -3,33 +3,40 @@
 //! message says what was called, what came back and what was expected.
 
 mod rejections;
+mod support;
 mod whole_run;
+
+pub(crate) use support::*;
 
 use std::sync::Arc;
 
-use envpack_host::descriptor::Descriptor;
+use envpack_host::trust::descriptor::Descriptor;
 use envpack_host::{Capability, Environment, Outcome, Request};
 
-use crate::bench::{Ctx, Step, Verdict, describe_result, happy_requests, label};
+use crate::catalog::Check;
 use crate::fixture::{Fixture, Ids};
 
-pub(crate) async fn run(id: &str, ctx: &Ctx<'_>) -> Verdict {
-    match id {
-        "describe.valid" => describe_valid(ctx),
-        "manifest.agrees" => manifest_agrees(ctx),
-        "verbs.happy-path" => happy_path(ctx, "happy", Ids::standard(), 0).await,
-        "verbs.echo" => echo(ctx, Ids::standard()).await,
-        "idempotency" => idempotency(ctx).await,
-        "spec.unknown-revision" => rejections::unknown_revision(ctx).await,
-        "spec.invalid-split" => rejections::invalid_split(ctx).await,
-        "spec.split-not-found" => rejections::split_not_found(ctx).await,
-        "spec.typed-errors" => rejections::typed_errors(ctx).await,
-        "spec.no-side-effect-before-error" => rejections::no_side_effect(ctx).await,
-        "split.isolation" => isolation(ctx).await,
-        "runtime-config.drift" => drift(ctx).await,
-        "robustness.long-ids" => long_ids(ctx).await,
-        "robustness.large-env" => happy_path(ctx, "large", Ids::standard(), ctx.config.history).await,
-        other => whole_run::run(other, ctx).await,
+pub(crate) async fn run(check: Check, ctx: &Ctx<'_>) -> Verdict {
+    match check {
+        Check::DescribeValid => describe_valid(ctx),
+        Check::ManifestAgrees => manifest_agrees(ctx),
+        Check::VerbsHappyPath => happy_path(ctx, "happy", Ids::standard(), 0).await,
+        Check::VerbsEcho => echo(ctx, Ids::standard()).await,
+        Check::Idempotency => idempotency(ctx).await,
+        Check::SpecUnknownRevision => rejections::unknown_revision(ctx).await,
+        Check::SpecInvalidSplit => rejections::invalid_split(ctx).await,
+        Check::SpecSplitNotFound => rejections::split_not_found(ctx).await,
+        Check::SpecTypedErrors => rejections::typed_errors(ctx).await,
+        Check::SpecNoSideEffectBeforeError => rejections::no_side_effect(ctx).await,
+        Check::SplitIsolation => isolation(ctx).await,
+        Check::RuntimeConfigDrift => drift(ctx).await,
+        Check::RobustnessLongIds => long_ids(ctx).await,
+        Check::RobustnessLargeEnv => happy_path(ctx, "large", Ids::standard(), ctx.config.history).await,
+        Check::ProviderMessage => whole_run::provider_message(ctx).await,
+        Check::CapabilityDeclared => whole_run::capability_declared(ctx),
+        Check::BudgetsTime => whole_run::budgets_time(ctx),
+        Check::BudgetsMemory => whole_run::budgets_memory(ctx),
+        Check::SignatureTrusted => whole_run::signature(ctx),
     }
 }
 
@@ -37,10 +44,10 @@ fn describe_valid(ctx: &Ctx<'_>) -> Verdict {
     let info = ctx.pack.info();
     match info.descriptor.parse::<Descriptor>() {
         Err(e) => Verdict::fail(format!("describe returned {e}")),
-        Ok(_) if info.contract_version != envpack_host::pack::CONTRACT_VERSION => Verdict::fail(format!(
+        Ok(_) if info.contract_version != envpack_host::contract::pack::CONTRACT_VERSION => Verdict::fail(format!(
             "describe returned contract {:?}; expected {}",
             info.contract_version,
-            envpack_host::pack::CONTRACT_VERSION
+            envpack_host::contract::pack::CONTRACT_VERSION
         )),
         Ok(_) => Verdict::pass(format!("{} (contract {})", info.descriptor, info.contract_version)),
     }

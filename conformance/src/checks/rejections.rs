@@ -5,7 +5,7 @@
 
 use envpack_host::{Capability, Request, VerbError};
 
-use crate::bench::{Ctx, Step, Verdict, describe_result, label};
+use super::{Ctx, Step, Verdict, describe_result, label};
 use crate::fixture::{Fixture, Ids, UNKNOWN_REVISION};
 
 /// The typed error an input must produce.

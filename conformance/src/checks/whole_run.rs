@@ -3,21 +3,11 @@
 
 use envpack_host::{ProviderCause, Request, VerbError};
 
-use crate::bench::{Ctx, SignatureStatus, Verdict, verb_of};
+use super::{Ctx, Verdict, verb_of};
+use crate::bench::SignatureStatus;
 use crate::fixture::{Fixture, Ids};
 
-pub(super) async fn run(id: &str, ctx: &Ctx<'_>) -> Verdict {
-    match id {
-        "provider.message" => provider_message(ctx).await,
-        "capability.declared" => capability_declared(ctx),
-        "budgets.time" => budgets_time(ctx),
-        "budgets.memory" => budgets_memory(ctx),
-        "signature.trusted" => signature(ctx),
-        other => Verdict::fail(format!("the bench has no implementation for check {other:?}")),
-    }
-}
-
-async fn provider_message(ctx: &Ctx<'_>) -> Verdict {
+pub(super) async fn provider_message(ctx: &Ctx<'_>) -> Verdict {
     // Warming a revision the provider never staged is a natural provider error.
     let ids = Ids::standard();
     let env = Fixture::new(&ctx.env_id("provider"), ids.clone()).build();
@@ -42,7 +32,7 @@ async fn provider_message(ctx: &Ctx<'_>) -> Verdict {
     )
 }
 
-fn capability_declared(ctx: &Ctx<'_>) -> Verdict {
+pub(super) fn capability_declared(ctx: &Ctx<'_>) -> Verdict {
     let calls = ctx.all_calls();
     let problems: Vec<String> = calls
         .iter()
@@ -62,7 +52,7 @@ fn capability_declared(ctx: &Ctx<'_>) -> Verdict {
     )
 }
 
-fn budgets_time(ctx: &Ctx<'_>) -> Verdict {
+pub(super) fn budgets_time(ctx: &Ctx<'_>) -> Verdict {
     let budget = ctx.config.verb_budget;
     let calls = ctx.all_calls();
     let slowest = calls.iter().max_by_key(|c| c.elapsed);
@@ -89,7 +79,7 @@ fn budgets_time(ctx: &Ctx<'_>) -> Verdict {
     Verdict::from_problems(problems, note)
 }
 
-fn budgets_memory(ctx: &Ctx<'_>) -> Verdict {
+pub(super) fn budgets_memory(ctx: &Ctx<'_>) -> Verdict {
     let budget = ctx.config.memory_budget;
     let calls = ctx.all_calls();
     let peak = calls.iter().map(|c| c.peak_memory).max().unwrap_or(0);
@@ -106,7 +96,7 @@ fn budgets_memory(ctx: &Ctx<'_>) -> Verdict {
     Verdict::from_problems(problems, format!("peak linear memory {} KiB", peak / 1024))
 }
 
-fn signature(ctx: &Ctx<'_>) -> Verdict {
+pub(super) fn signature(ctx: &Ctx<'_>) -> Verdict {
     match ctx.signature {
         SignatureStatus::Trusted { name, key_id } => Verdict::pass(format!("signed by {name} ({key_id})")),
         SignatureStatus::Unsigned => {

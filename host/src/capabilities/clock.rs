@@ -3,10 +3,10 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::bindings::envpack::deployer::clock::Host;
-use crate::capability::Capability;
-use crate::sandbox::DeadlineExceeded;
-use crate::state::CallState;
+use crate::capabilities::gate::Capability;
+use crate::contract::bindings::envpack::deployer::clock::Host;
+use crate::sandbox::call_state::CallState;
+use crate::sandbox::limits::DeadlineExceeded;
 
 impl Host for CallState {
     fn now_ms(&mut self) -> wasmtime::Result<u64> {

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use wasmtime::component::Resource;
 
-use crate::bindings::envpack::deployer::environment::HostEnvironment;
-use crate::bindings::wit;
+use crate::contract::bindings::envpack::deployer::environment::HostEnvironment;
+use crate::contract::bindings::wit;
 use crate::model::{Environment, Lifecycle, Revision, TrafficSplit};
-use crate::state::CallState;
+use crate::sandbox::call_state::CallState;
 
 /// The host value behind an `environment` handle.
 pub struct EnvHandle(pub Arc<Environment>);
@@ -62,8 +62,8 @@ pub(crate) fn split_to_wit(deployment: &str, s: &TrafficSplit) -> wit::TrafficSp
     }
 }
 
-impl crate::bindings::envpack::deployer::environment::Host for CallState {}
-impl crate::bindings::envpack::deployer::types::Host for CallState {}
+impl crate::contract::bindings::envpack::deployer::environment::Host for CallState {}
+impl crate::contract::bindings::envpack::deployer::types::Host for CallState {}
 
 impl HostEnvironment for CallState {
     fn id(&mut self, handle: Resource<EnvHandle>) -> wasmtime::Result<String> {

@@ -5,10 +5,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::bindings::envpack::deployer::kv::Host;
-use crate::capability::Capability;
-use crate::kv::{Change, KvError, KvStore};
-use crate::state::CallState;
+use crate::capabilities::gate::Capability;
+use crate::capabilities::kv_store::{Change, KvError, KvStore};
+use crate::contract::bindings::envpack::deployer::kv::Host;
+use crate::contract::verb::Outcome;
+use crate::error::{ProviderCause, VerbError};
+use crate::sandbox::call_state::CallState;
 
 pub const MAX_KEY_BYTES: usize = 512;
 pub const MAX_VALUE_BYTES: usize = 1 << 20;
@@ -94,6 +96,29 @@ impl KvSession {
     pub fn is_dirty(&self) -> bool {
         !self.pending.is_empty()
     }
+}
+
+/// Commits the call's kv writes if the host accepted its result or the
+/// pack reported a typed error; discards them otherwise. A store that
+/// cannot save them is an error of the call, never a log line.
+pub(crate) fn settle(result: &Result<Outcome, VerbError>, kv: KvSession) -> Result<bool, KvError> {
+    let accepted = match result {
+        Ok(_) => true,
+        Err(VerbError::Provider { cause, .. }) => {
+            matches!(cause, ProviderCause::Reported(_) | ProviderCause::EmptyMessage)
+        }
+        Err(e) => {
+            !e.is_precondition()
+                && !matches!(
+                    e,
+                    VerbError::CrossDeploymentInterference { .. } | VerbError::OutcomeMismatch { .. }
+                )
+        }
+    };
+    if !accepted || !kv.is_dirty() {
+        return Ok(false);
+    }
+    kv.commit().map(|()| true)
 }
 
 fn store_error(e: KvError) -> wasmtime::Error {

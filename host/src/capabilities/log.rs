@@ -1,8 +1,8 @@
 //! Capability `log`: lines are recorded with the call and forwarded to `tracing`.
 
-use crate::bindings::envpack::deployer::log::{Host, Level};
-use crate::capability::Capability;
-use crate::state::CallState;
+use crate::capabilities::gate::Capability;
+use crate::contract::bindings::envpack::deployer::log::{Host, Level};
+use crate::sandbox::call_state::CallState;
 
 /// Longest line kept, in bytes; longer lines are cut at a char boundary.
 pub const MAX_LINE_BYTES: usize = 4096;

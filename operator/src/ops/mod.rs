@@ -23,13 +23,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use envpack_host::descriptor::Requirement;
-use envpack_host::kv::Change;
+use envpack_host::capabilities::kv_store::Change;
 use envpack_host::model::validate_id;
-use envpack_host::registry::Registry;
-use envpack_host::signature::Keyring;
 use envpack_host::trust::TrustStore;
-use envpack_host::{CallMode, Capability, Environment, Outcome, Pack, Request, Runtime};
+use envpack_host::trust::descriptor::Requirement;
+use envpack_host::trust::registry::Registry;
+use envpack_host::trust::signature::Keyring;
+use envpack_host::{CallMode, Capability, Environment, Outcome, Pack, Request, Runtime, SignaturePolicy};
 use rusqlite::{Connection, TransactionBehavior};
 use serde_json::json;
 
@@ -143,9 +143,13 @@ impl<'a> Operator<'a> {
             trust: &trust,
             extra: Vec::new(),
         };
-        let (installed, _, bytes) = registry.resolve(&req, &keyring)?;
-        let pack = self.runtime()?.load_pack(installed.descriptor.clone(), bytes).await?;
-        Ok((pack, installed.digest))
+        let (installed, verified, bytes) = registry.resolve(&req, &keyring)?;
+        let policy = SignaturePolicy::Verified(verified);
+        let loaded = self
+            .runtime()?
+            .load(installed.descriptor.clone(), bytes, policy)
+            .await?;
+        Ok((loaded.pack, installed.digest))
     }
 
     async fn bound_pack(&self, env: &str) -> Result<Pack, StoreError> {

@@ -3,7 +3,7 @@
 //! roll back to the previous generation in one step.
 
 use envpack_host::model::SplitEntry;
-use envpack_host::split::validate_weights;
+use envpack_host::model::split::validate_weights;
 use envpack_host::{Lifecycle, Request};
 use serde::Serialize;
 use serde_json::json;

@@ -8,9 +8,9 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::keys::{PrivateKey, PublicKey};
-use crate::sections::{self, Malformed, SIGNATURE};
-use crate::trust::{TrustStore, TrustedKey};
+use crate::trust::keys::{PrivateKey, PublicKey};
+use crate::trust::sections::{self, Malformed, SIGNATURE};
+use crate::trust::store::{TrustStore, TrustedKey};
 
 /// One embedded signature.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

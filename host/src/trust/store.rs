@@ -7,8 +7,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::keys::PublicKey;
-use crate::signature::VerifyError;
+use crate::trust::keys::PublicKey;
+use crate::trust::signature::VerifyError;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

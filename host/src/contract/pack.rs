@@ -9,11 +9,11 @@ use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-use crate::bindings::{self, wit};
-use crate::cache::CacheEvent;
-use crate::capability::Capability;
-use crate::manifest::Manifest;
-use crate::state::CallState;
+use crate::capabilities::gate::Capability;
+use crate::contract::bindings::{self, wit};
+use crate::sandbox::cache::CacheEvent;
+use crate::sandbox::call_state::CallState;
+use crate::trust::manifest::Manifest;
 
 /// Largest pack file the host reads.
 pub const MAX_PACK_BYTES: u64 = 64 << 20;

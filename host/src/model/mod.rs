@@ -6,13 +6,18 @@
 //! same immutable value, so a call never costs more because the environment
 //! has a long archived history.
 
+pub mod outcome;
+pub mod preconditions;
+pub mod runtime_config;
+pub mod split;
+
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::capability::Capability;
+use crate::capabilities::gate::Capability;
 
 /// Lifecycle state of a revision (see the design's transition table).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

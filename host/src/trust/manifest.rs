@@ -4,10 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::capability::Capability;
-use crate::descriptor::{Descriptor, DescriptorError};
-use crate::pack::{CONTRACT_VERSION, PackInfo};
-use crate::sections::{self, MANIFEST, Malformed, SIGNATURE};
+use crate::capabilities::gate::Capability;
+use crate::contract::pack::{CONTRACT_VERSION, PackInfo};
+use crate::trust::descriptor::{Descriptor, DescriptorError};
+use crate::trust::sections::{self, MANIFEST, Malformed, SIGNATURE};
 
 /// What a pack says about itself, signed along with its code.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -14,8 +14,8 @@ use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::error::SetupError;
-use crate::sandbox::ResultCaps;
-use crate::state::CallState;
+use crate::sandbox::call_state::CallState;
+use crate::sandbox::limits::ResultCaps;
 
 /// Bytes of each memory, table and stack slot reset in place (not decommitted) after a call.
 const KEEP_RESIDENT: usize = 64 * 1024;
@@ -114,7 +114,7 @@ pub fn build_engine(host: &HostConfig) -> Result<(Engine, Allocator), SetupError
 pub fn build_linker(engine: &Engine) -> Result<Linker<CallState>, SetupError> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| SetupError::Link(e.to_string()))?;
-    crate::bindings::Pack::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+    crate::contract::bindings::Pack::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
         .map_err(|e| SetupError::Link(e.to_string()))?;
     Ok(linker)
 }

@@ -9,11 +9,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use semver::Version;
 use serde::{Deserialize, Serialize};
 
-use crate::descriptor::{Descriptor, Requirement};
+use crate::contract::pack::sha256_hex;
 use crate::fsutil;
-use crate::manifest::Manifest;
-use crate::pack::sha256_hex;
-use crate::signature::{self, Keyring, Verified, VerifyError};
+use crate::trust::descriptor::{Descriptor, Requirement};
+use crate::trust::manifest::Manifest;
+use crate::trust::signature::{self, Keyring, Verified, VerifyError};
 
 /// One installed pack.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -3,13 +3,13 @@
 //! its own deployment, a reported runtime config is compared with the host's
 //! projection, and no result may exceed the caps.
 
-use crate::bindings::wit;
+use crate::contract::bindings::wit;
+use crate::contract::verb::{Health, Outcome, Request, Verb};
 use crate::error::{Origin, ProviderCause, VerbError};
+use crate::model::preconditions::recorded_split;
+use crate::model::runtime_config::{self, Bundle, RuntimeConfig, RuntimeEntry};
 use crate::model::{Environment, SplitEntry};
-use crate::preconditions::recorded_split;
-use crate::runtime_config::{self, Bundle, RuntimeConfig, RuntimeEntry};
-use crate::sandbox::ResultCaps;
-use crate::verb::{Health, Outcome, Request, Verb};
+use crate::sandbox::limits::ResultCaps;
 
 /// A verb's result as lifted from the guest, before any check.
 pub(crate) enum Raw {

@@ -7,10 +7,10 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use crate::capabilities::gate::{Capability, Gate};
 use crate::capabilities::kv::KvSession;
 use crate::capabilities::recording::{CapabilityCall, Recording};
-use crate::capability::{Capability, Gate};
-use crate::sandbox::MemoryBudget;
+use crate::sandbox::limits::MemoryBudget;
 
 /// How much of the pack's stderr is kept to explain a trap.
 pub const STDERR_BYTES: usize = 16 * 1024;

@@ -1,0 +1,31 @@
+//! Dispatch: one [`Request`] to the pack's matching export, its raw result
+//! kept for the host's verdict.
+
+use wasmtime::Store;
+use wasmtime::component::Resource;
+
+use crate::capabilities::environment::EnvHandle;
+use crate::contract::bindings::verbs;
+use crate::contract::verb::Request;
+use crate::model::outcome::Raw;
+use crate::sandbox::call_state::CallState;
+
+pub(crate) async fn call_export(
+    guest: &verbs::Guest,
+    store: &mut Store<CallState>,
+    env: Resource<EnvHandle>,
+    request: &Request,
+) -> wasmtime::Result<Raw> {
+    Ok(match request {
+        Request::Stage(id) => Raw::Revision(guest.call_stage_revision(store, env, id).await?),
+        Request::Warm(id) => Raw::Revision(guest.call_warm_revision(store, env, id).await?),
+        Request::Drain(id) => Raw::Revision(guest.call_drain_revision(store, env, id).await?),
+        Request::Archive(id) => Raw::Revision(guest.call_archive_revision(store, env, id).await?),
+        Request::Probe(id) => Raw::Health(guest.call_probe_revision(store, env, id).await?),
+        Request::ApplyTrafficSplit(deployment) => Raw::Split(
+            deployment.clone(),
+            guest.call_apply_traffic_split(store, env, deployment).await?,
+        ),
+        Request::ReportRuntimeConfig => Raw::Config(guest.call_report_runtime_config(store, env).await?),
+    })
+}

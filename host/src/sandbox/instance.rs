@@ -1,0 +1,79 @@
+//! The instance harness: every call gets a fresh instance of the pack's
+//! pre-linked `InstancePre` in a fresh `Store`, with the memory budget as
+//! its limiter and an epoch deadline that yields to tokio every tick and
+//! stops the call at the deadline (plus a short grace for calls blocked in
+//! the host).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::component::Resource;
+use wasmtime::{Store, UpdateDeadline};
+
+use crate::capabilities::environment::EnvHandle;
+use crate::capabilities::gate::Gate;
+use crate::contract::bindings::{self, verbs};
+use crate::contract::pack::Pack;
+use crate::contract::verb::Verb;
+use crate::error::VerbError;
+use crate::model::Environment;
+use crate::sandbox::call_state::CallState;
+use crate::sandbox::classify::classify;
+use crate::sandbox::limits::DeadlineExceeded;
+use crate::sandbox::runtime::Runtime;
+
+/// Extra wall-clock time past the deadline before the host abandons a call
+/// that is blocked in the host (a sleep, a WASI poll) rather than in wasm.
+const GRACE: Duration = Duration::from_millis(250);
+
+/// A pack instance kept alive (see [`Runtime::instantiate`]); dropping it frees it.
+pub struct LiveInstance {
+    _store: Store<CallState>,
+}
+
+impl Runtime {
+    /// Runs `body` against a fresh instance, under the deadline and budget.
+    pub(crate) async fn in_instance<R>(
+        &self,
+        pre: &bindings::PackPre<CallState>,
+        state: CallState,
+        env: &Arc<Environment>,
+        body: impl AsyncFnOnce(&verbs::Guest, &mut Store<CallState>, Resource<EnvHandle>) -> wasmtime::Result<R>,
+    ) -> (wasmtime::Result<R>, CallState) {
+        let deadline = self.config.deadline;
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.budget);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |store| {
+            if store.data().started.elapsed() >= deadline {
+                Err(wasmtime::Error::new(DeadlineExceeded(deadline)))
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        let run = async {
+            let pack = pre.instantiate_async(&mut store).await?;
+            let handle = store.data_mut().table.push(EnvHandle(env.clone()))?;
+            body(pack.envpack_deployer_deployer(), &mut store, handle).await
+        };
+        let result = match tokio::time::timeout(deadline + GRACE, run).await {
+            Ok(result) => result,
+            Err(_) => Err(wasmtime::Error::new(DeadlineExceeded(deadline))),
+        };
+        (result, store.into_data())
+    }
+
+    /// Instantiates the pack in a fresh store and keeps it alive, without
+    /// calling anything: what benchmarks measure as instantiation and as
+    /// memory per live instance.
+    pub async fn instantiate(&self, pack: &Pack) -> Result<LiveInstance, VerbError> {
+        let state = self.new_state(Gate::default(), self.kv.clone(), String::new());
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.budget);
+        store.set_epoch_deadline(u64::MAX / 2);
+        match pack.pre.instantiate_async(&mut store).await {
+            Ok(_) => Ok(LiveInstance { _store: store }),
+            Err(e) => Err(classify(Verb::Describe, &e, store.data())),
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! Loading: the one way a pack becomes runnable — read (size-capped) →
+//! verify its signature as the caller's [`SignaturePolicy`] says → compile
+//! through the compiled-code cache → link against the contract → `describe`
+//! (with every capability refused) → check the contract version and the
+//! manifest against `describe`. The operator, `pack`, `inspect`, `verify`,
+//! `conformance` and the bench all load through here.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tracing::Instrument;
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+use crate::capabilities::gate::Gate;
+use crate::contract::bindings;
+use crate::contract::pack::{CONTRACT_VERSION, Pack, PackInfo, read_pack_file, sha256_hex};
+use crate::contract::verb::Verb;
+use crate::error::{LoadError, ProviderCause, VerbError};
+use crate::model::{Environment, EnvironmentDoc};
+use crate::sandbox::cache::{CacheEvent, CompileCache};
+use crate::sandbox::call_state::CallState;
+use crate::sandbox::classify::classify;
+use crate::sandbox::runtime::Runtime;
+use crate::trust::manifest::Manifest;
+use crate::trust::signature::{self, Keyring, Verified, VerifyError};
+
+/// What a load does about the pack's signatures.
+pub enum SignaturePolicy<'a> {
+    /// Refuse the pack unless a key of the keyring signed it (with the
+    /// detached signature, if one is given, instead of the embedded ones).
+    Require {
+        keyring: &'a Keyring<'a>,
+        detached: Option<&'a [u8; 64]>,
+    },
+    /// Check and report, but load whatever the answer (inspect, the bench).
+    Report(&'a Keyring<'a>),
+    /// The caller verified these very bytes already (the registry does).
+    Verified(Verified),
+    /// Do not look (`host call`: the author's own build).
+    Skip,
+}
+
+/// What the signature check said.
+#[derive(Debug)]
+pub enum Signature {
+    Trusted(Verified),
+    Refused(VerifyError),
+    NotChecked,
+}
+
+/// A loaded pack with its signature verdict.
+pub struct Loaded {
+    pub pack: Pack,
+    pub signature: Signature,
+}
+
+/// Compiles `bytes`, through the cache when there is one.
+fn compile(engine: &Engine, cache: Option<&CompileCache>, bytes: &[u8]) -> wasmtime::Result<(Component, CacheEvent)> {
+    match cache {
+        Some(cache) => cache.load(engine, &sha256_hex(bytes), bytes),
+        None => Ok((Component::new(engine, bytes)?, CacheEvent::Disabled)),
+    }
+}
+
+impl Runtime {
+    /// Loads a pack file or bytes the one way (see the module docs).
+    pub async fn load(&self, source: String, bytes: Vec<u8>, policy: SignaturePolicy<'_>) -> Result<Loaded, LoadError> {
+        let signature = match policy {
+            SignaturePolicy::Require { keyring, detached } => match signature::verify(&bytes, keyring, detached) {
+                Ok(verified) => Signature::Trusted(verified),
+                Err(source_err) => {
+                    return Err(LoadError::Untrusted {
+                        path: source,
+                        source: source_err,
+                    });
+                }
+            },
+            SignaturePolicy::Report(keyring) => match signature::verify(&bytes, keyring, None) {
+                Ok(verified) => Signature::Trusted(verified),
+                Err(e) => Signature::Refused(e),
+            },
+            SignaturePolicy::Verified(verified) => Signature::Trusted(verified),
+            SignaturePolicy::Skip => Signature::NotChecked,
+        };
+        let pack = self.load_pack(source, bytes).await?;
+        Ok(Loaded { pack, signature })
+    }
+
+    /// Reads a pack file (size-capped) and loads it the one way.
+    pub async fn load_file(&self, path: &Path, policy: SignaturePolicy<'_>) -> Result<Loaded, LoadError> {
+        let source = path.display().to_string();
+        let bytes = read_pack_file(path).map_err(|e| LoadError::Read {
+            path: source.clone(),
+            source: e,
+        })?;
+        self.load(source, bytes, policy).await
+    }
+
+    /// Reads, compiles, links and describes a pack file.
+    pub async fn load_pack_file(&self, path: &Path) -> Result<Pack, LoadError> {
+        let source = path.display().to_string();
+        let bytes = read_pack_file(path).map_err(|source_err| LoadError::Read {
+            path: source.clone(),
+            source: source_err,
+        })?;
+        self.load_pack(source, bytes).await
+    }
+
+    /// Compiles, links and describes pack bytes; `source` names them in errors.
+    pub async fn load_pack(&self, source: String, bytes: Vec<u8>) -> Result<Pack, LoadError> {
+        let span = tracing::info_span!("load", pack = %source, bytes = bytes.len());
+        async move {
+            let manifest = Manifest::read(&bytes).map_err(|e| LoadError::Manifest {
+                path: source.clone(),
+                source: e,
+            })?;
+            let engine = self.engine.clone();
+            let cache = self.cache.clone();
+            let compiled = tokio::task::spawn_blocking(move || {
+                let component = compile(&engine, cache.as_deref(), &bytes);
+                (component, bytes)
+            })
+            .await
+            .map_err(|e| LoadError::NotAComponent {
+                path: source.clone(),
+                detail: format!("the compiler thread failed: {e}"),
+            })?;
+            let (component, bytes) = compiled;
+            let (component, cache_event) =
+                component.map_err(|e| compile_error(&source, &e, self.config.memory_budget))?;
+            let contract = |e: wasmtime::Error| LoadError::Contract {
+                path: source.clone(),
+                detail: format!("{e:#}"),
+            };
+            let instance_pre = self.linker.instantiate_pre(&component).map_err(contract)?;
+            let pre = bindings::PackPre::new(instance_pre).map_err(contract)?;
+            let info = self.describe(&pre).await.map_err(|e| LoadError::Describe {
+                path: source.clone(),
+                source: e,
+            })?;
+            if info.contract_version != CONTRACT_VERSION {
+                return Err(LoadError::ContractVersion {
+                    path: source,
+                    found: info.contract_version,
+                    expected: CONTRACT_VERSION,
+                });
+            }
+            if let Some(manifest) = &manifest {
+                manifest.agrees_with(&info).map_err(|e| LoadError::Manifest {
+                    path: source.clone(),
+                    source: e,
+                })?;
+            }
+            let mut pack = Pack::new(pre, info, source, &bytes, &self.engine, &component);
+            pack.manifest = manifest;
+            pack.cache_event = cache_event;
+            Ok(pack)
+        }
+        .instrument(span)
+        .await
+    }
+
+    pub(crate) async fn describe(&self, pre: &bindings::PackPre<CallState>) -> Result<PackInfo, VerbError> {
+        let empty = Arc::new(
+            Environment::from_doc(EnvironmentDoc {
+                id: "describe".into(),
+                capabilities: Vec::new(),
+                settings: Default::default(),
+                deployments: Vec::new(),
+            })
+            .map_err(|e| VerbError::Provider {
+                verb: Verb::Describe,
+                cause: ProviderCause::Instantiate(e.to_string()),
+            })?,
+        );
+        // describe must be pure: nothing is declared, so every capability call is refused.
+        let state = self.new_state(Gate::default(), self.kv.clone(), String::new());
+        let (result, state) = self
+            .in_instance(pre, state, &empty, async |guest, store, handle| {
+                // describe takes no environment; the handle is lent and dropped unused.
+                let _ = handle;
+                guest.call_describe(store).await
+            })
+            .await;
+        result
+            .map(PackInfo::from)
+            .map_err(|e| classify(Verb::Describe, &e, &state))
+    }
+}
+
+/// Why compiling failed: a pack whose memories cannot fit the memory budget
+/// says so (the engine refuses it at compile time), anything else is not a
+/// component this host can run.
+fn compile_error(source: &str, error: &wasmtime::Error, budget: usize) -> LoadError {
+    let detail = format!("{error:#}");
+    if detail.contains("pooling allocator") || detail.contains("exceeds the limit") {
+        LoadError::OverBudget {
+            path: source.to_string(),
+            budget,
+            detail,
+        }
+    } else {
+        LoadError::NotAComponent {
+            path: source.to_string(),
+            detail,
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! The sandbox: one commented engine configuration, the limits a call runs
+//! under (deadline, memory budget), the compiled-code cache, the per-call
+//! store state, and the [`runtime::Runtime`] that loads packs and runs verbs.
+
+pub mod cache;
+pub mod call_state;
+mod classify;
+pub mod engine;
+mod instance;
+pub mod limits;
+pub mod load;
+pub mod runtime;
+
+pub use instance::LiveInstance;

@@ -1,0 +1,234 @@
+//! The `Runtime`: owns the engine, the linker and the cache, and runs verbs
+//! (loading is in [`super::load`], the instance harness in `instance`).
+//! Every call goes the same way:
+//! preconditions (no guest code yet), a fresh instance from the pack's
+//! `InstancePre` in a fresh `Store`, the export under a CPU deadline and a
+//! memory budget, then the host's verdict on what the pack returned. kv
+//! writes become durable only if the host accepts the result.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tracing::Instrument;
+use wasmtime::Engine;
+
+use crate::capabilities::gate::Gate;
+use crate::capabilities::kv::{KvSession, settle};
+use crate::capabilities::kv_store::KvStore;
+use crate::capabilities::recording::Recording;
+use crate::contract::dispatch::call_export;
+use crate::contract::pack::Pack;
+use crate::contract::verb::{Outcome, Request, Verb};
+use crate::error::{SetupError, VerbError};
+use crate::model::Environment;
+use crate::model::outcome::verdict;
+use crate::model::preconditions;
+use crate::sandbox::cache::CompileCache;
+use crate::sandbox::call_state::CallState;
+use crate::sandbox::classify::classify;
+use crate::sandbox::engine::{Allocator, HostConfig, Ticker, build_engine, build_linker};
+
+/// How much of the host path a call goes through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CallMode {
+    /// Check preconditions before the pack runs.
+    pub preconditions: bool,
+    /// Refuse outcomes that do not echo the request (revision, split entries).
+    pub verify_outcome: bool,
+    /// Let undeclared but granted capability calls through, recorded as undeclared.
+    pub audit_capabilities: bool,
+}
+
+impl CallMode {
+    /// The operator's path: every check on.
+    pub const HOST: CallMode = CallMode {
+        preconditions: true,
+        verify_outcome: true,
+        audit_capabilities: false,
+    };
+    /// The conformance bench's path: the pack is called directly and judged
+    /// on what it returns, and capability calls are audited, not refused.
+    pub const DIRECT: CallMode = CallMode {
+        preconditions: false,
+        verify_outcome: false,
+        audit_capabilities: true,
+    };
+}
+
+/// The result of one verb call, with the evidence of what the pack did.
+#[derive(Debug, Serialize)]
+pub struct CallReport {
+    pub verb: Verb,
+    #[serde(serialize_with = "serialize_result")]
+    pub result: Result<Outcome, VerbError>,
+    /// Whether the pack's code ran at all (false for precondition failures).
+    pub guest_entered: bool,
+    /// Every capability call the pack made, in order.
+    pub recording: Recording,
+    /// Whether the call's kv writes were made durable.
+    pub kv_committed: bool,
+    /// Most linear memory the instance held at once, in bytes.
+    pub peak_memory: usize,
+    #[serde(serialize_with = "serialize_micros")]
+    pub elapsed: Duration,
+}
+
+fn serialize_result<S: serde::Serializer>(r: &Result<Outcome, VerbError>, s: S) -> Result<S::Ok, S::Error> {
+    match r {
+        Ok(outcome) => serde_json::json!({ "ok": outcome }).serialize(s),
+        Err(e) => serde_json::json!({ "error": { "kind": e.kind(), "message": e.to_string(), "precondition": e.is_precondition() } })
+            .serialize(s),
+    }
+}
+
+fn serialize_micros<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// Loads packs and runs their verbs. Cheap to share behind an `Arc`.
+pub struct Runtime {
+    pub(super) engine: Engine,
+    pub(super) linker: wasmtime::component::Linker<CallState>,
+    pub(super) allocator: Allocator,
+    pub(super) config: HostConfig,
+    pub(super) kv: Arc<dyn KvStore>,
+    pub(super) cache: Option<Arc<CompileCache>>,
+    pub(super) _ticker: Ticker,
+}
+
+impl Runtime {
+    pub fn new(config: HostConfig, kv: Arc<dyn KvStore>) -> Result<Self, SetupError> {
+        let (engine, allocator) = build_engine(&config)?;
+        let linker = build_linker(&engine)?;
+        let ticker = Ticker::start(&engine)?;
+        let cache = match &config.cache_dir {
+            Some(dir) => Some(Arc::new(
+                CompileCache::open(dir).map_err(|e| SetupError::Cache(e.to_string()))?,
+            )),
+            None => None,
+        };
+        Ok(Runtime {
+            engine,
+            linker,
+            allocator,
+            config,
+            kv,
+            cache,
+            _ticker: ticker,
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn allocator(&self) -> Allocator {
+        self.allocator
+    }
+
+    pub fn config(&self) -> &HostConfig {
+        &self.config
+    }
+
+    pub fn kv(&self) -> &Arc<dyn KvStore> {
+        &self.kv
+    }
+
+    pub(super) fn new_state(&self, gate: Gate, store: Arc<dyn KvStore>, namespace: String) -> CallState {
+        let kv = KvSession::new(store, namespace);
+        CallState::new(gate, kv, self.config.memory_budget, self.config.deadline)
+    }
+
+    /// Runs one verb through the full host path.
+    pub async fn call(&self, pack: &Pack, env: &Arc<Environment>, request: &Request) -> CallReport {
+        self.call_with(pack, env, request, CallMode::HOST).await
+    }
+
+    /// Runs one verb through as much of the host path as `mode` says, with
+    /// the runtime's own kv store.
+    pub async fn call_with(
+        &self,
+        pack: &Pack,
+        env: &Arc<Environment>,
+        request: &Request,
+        mode: CallMode,
+    ) -> CallReport {
+        self.call_in(pack, env, request, mode, self.kv.clone()).await
+    }
+
+    /// Runs one verb with pack state read from and committed to `kv`: the
+    /// operator passes a store scoped to its command, whose commit is part of
+    /// the command's database transaction.
+    pub async fn call_in(
+        &self,
+        pack: &Pack,
+        env: &Arc<Environment>,
+        request: &Request,
+        mode: CallMode,
+        kv: Arc<dyn KvStore>,
+    ) -> CallReport {
+        let verb = request.verb();
+        let span = tracing::info_span!("verb", verb = %verb, env = %env.id(), pack = %pack.info.descriptor);
+        async move {
+            let started = Instant::now();
+            let checked = if mode.preconditions {
+                preconditions::check(env, request)
+            } else {
+                Ok(())
+            };
+            if let Err(error) = checked {
+                tracing::info!(%error, "refused before the pack ran");
+                return CallReport {
+                    verb,
+                    result: Err(error),
+                    guest_entered: false,
+                    recording: Recording::default(),
+                    kv_committed: false,
+                    peak_memory: 0,
+                    elapsed: started.elapsed(),
+                };
+            }
+            let mut gate = Gate::new(&pack.info.capabilities, env.granted());
+            if mode.audit_capabilities {
+                gate = gate.audit();
+            }
+            let namespace = pack.kv_namespace(env.id());
+            let state = self.new_state(gate, kv, namespace);
+            let (raw, state) = self
+                .in_instance(&pack.pre, state, env, async |guest, store, handle| {
+                    call_export(guest, store, handle, request).await
+                })
+                .await;
+            let result = match raw {
+                Ok(raw) => verdict(env, request, raw, self.config.result_caps, mode.verify_outcome),
+                Err(e) => Err(classify(verb, &e, &state)),
+            };
+            let peak_memory = state.budget.peak();
+            let (result, kv_committed) = match settle(&result, state.kv) {
+                Ok(committed) => (result, committed),
+                Err(e) => (
+                    Err(VerbError::StateNotSaved {
+                        verb,
+                        detail: e.to_string(),
+                    }),
+                    false,
+                ),
+            };
+            if let Err(error) = &result {
+                tracing::info!(%error, "verb failed");
+            }
+            CallReport {
+                verb,
+                result,
+                guest_entered: true,
+                recording: state.recording,
+                kv_committed,
+                peak_memory,
+                elapsed: started.elapsed(),
+            }
+        }
+        .instrument(span)
+        .await
+    }
+}
