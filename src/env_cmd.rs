@@ -4,6 +4,9 @@
 use std::collections::BTreeMap;
 
 use envpack_host::Capability;
+use envpack_host::capabilities::grants::{Grants, resolve_command};
+use envpack_operator::ops::BindRequest;
+use envpack_operator::read::EnvironmentView;
 use serde_json::json;
 
 use crate::context::Context;
@@ -45,11 +48,78 @@ pub struct BindArgs {
     /// Capability granted to the pack (repeatable): log, kv, clock, process, probe, http, secrets.
     #[arg(long = "capability", value_name = "CAP")]
     capabilities: Vec<String>,
-    /// Pack setting KEY=VALUE (repeatable).
+    /// Command the pack may spawn (repeatable; grants `process`): an absolute
+    /// path, or a name resolved on PATH now.
+    #[arg(long = "allow-run", value_name = "CMD")]
+    allow_run: Vec<String>,
+    /// Address the pack may probe (repeatable; grants `probe`): HOST:PORT.
+    #[arg(long = "allow-probe", value_name = "HOST:PORT")]
+    allow_probe: Vec<String>,
+    /// Origin the pack may call over HTTP (repeatable; grants `http`): SCHEME://HOST:PORT.
+    #[arg(long = "allow-http", value_name = "ORIGIN")]
+    allow_http: Vec<String>,
+    /// Secret the pack may read (repeatable; grants `secrets`).
+    #[arg(long = "allow-secret", value_name = "NAME")]
+    allow_secret: Vec<String>,
+    /// Pack setting KEY=VALUE (repeatable). Given at all, the settings are
+    /// replaced as a whole; left out, `env bind` keeps the previous ones.
     #[arg(long = "setting", value_name = "KEY=VALUE")]
     settings: Vec<String>,
     #[arg(long)]
     json: bool,
+}
+
+/// The scopes given on the command line, resolved now; `None` if none was given
+/// (`env bind` then keeps the previous ones).
+fn parse_grants(args: &BindArgs) -> Result<Option<Grants>, CliError> {
+    let given = !(args.allow_run.is_empty()
+        && args.allow_probe.is_empty()
+        && args.allow_http.is_empty()
+        && args.allow_secret.is_empty());
+    if !given {
+        return Ok(None);
+    }
+    let mut process = Vec::new();
+    for name in &args.allow_run {
+        process.push(resolve_command(name).map_err(|e| CliError::input(e.to_string()))?);
+    }
+    let grants = Grants {
+        process,
+        probe: args.allow_probe.clone(),
+        http: args.allow_http.clone(),
+        secrets: args.allow_secret.clone(),
+    };
+    grants.validate().map_err(|e| CliError::input(e.to_string()))?;
+    Ok(Some(grants))
+}
+
+/// The scopes of a binding, for one line of text.
+pub fn grants_line(grants: &Grants) -> String {
+    let mut parts = Vec::new();
+    if !grants.process.is_empty() {
+        let commands: Vec<String> = grants
+            .process
+            .iter()
+            .map(|c| {
+                if c.name == c.path.display().to_string() {
+                    c.name.clone()
+                } else {
+                    format!("{} ({})", c.name, c.path.display())
+                }
+            })
+            .collect();
+        parts.push(format!("run {}", commands.join(", ")));
+    }
+    if !grants.probe.is_empty() {
+        parts.push(format!("probe {}", grants.probe.join(", ")));
+    }
+    if !grants.http.is_empty() {
+        parts.push(format!("http {}", grants.http.join(", ")));
+    }
+    if !grants.secrets.is_empty() {
+        parts.push(format!("secrets {}", grants.secrets.join(", ")));
+    }
+    parts.join("; ")
 }
 
 fn parse_capabilities(names: &[String]) -> Result<Option<Vec<Capability>>, CliError> {
@@ -105,6 +175,7 @@ pub async fn run(ctx: &mut Context, command: EnvCommand) -> Result<i32, CliError
 
 async fn bind(ctx: &mut Context, args: BindArgs, create: bool) -> Result<i32, CliError> {
     let capabilities = parse_capabilities(&args.capabilities)?;
+    let grants = parse_grants(&args)?;
     let settings = if args.settings.is_empty() {
         None
     } else {
@@ -112,16 +183,30 @@ async fn bind(ctx: &mut Context, args: BindArgs, create: bool) -> Result<i32, Cl
     };
     let actor = ctx.actor();
     let mut op = ctx.operator(actor)?;
-    let binding = op
-        .bind(&args.env, &args.deployer, capabilities, settings, create)
-        .await?;
+    let request = BindRequest {
+        requirement: args.deployer.clone(),
+        capabilities,
+        grants,
+        settings,
+    };
+    let binding = op.bind(&args.env, request, create).await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&binding).unwrap_or_default());
+        let view = EnvironmentView {
+            id: args.env.clone(),
+            binding,
+        };
+        println!("{}", serde_json::to_string_pretty(&view).unwrap_or_default());
     } else {
         let verb = if create { "created" } else { "bound" };
         let caps: Vec<&str> = binding.capabilities.iter().map(|c| c.name()).collect();
+        let scopes = grants_line(&binding.grants);
+        let scopes = if scopes.is_empty() {
+            String::new()
+        } else {
+            format!("; {scopes}")
+        };
         println!(
-            "{verb} {} -> {} (grants {})",
+            "{verb} {} -> {} (grants {}{scopes})",
             args.env,
             binding.descriptor,
             caps.join(", ")

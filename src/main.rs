@@ -12,6 +12,7 @@ mod inspect;
 mod keys_cmd;
 mod pack_cmd;
 mod revision_cmd;
+mod secret_cmd;
 mod show;
 mod state_dir;
 mod trust_cmd;
@@ -97,6 +98,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Set, list and remove the named secrets packs may read when granted.
+    #[command(subcommand)]
+    Secret(secret_cmd::Command),
     /// Check the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -146,6 +150,7 @@ async fn run(cli: Cli) -> Result<i32, CliError> {
         Command::Traffic(command) => revision_cmd::traffic(&mut ctx, command).await,
         Command::Status { env, json } => show::status(&mut ctx, &env, json),
         Command::Events { env, follow, json } => show::events(&mut ctx, &env, follow, json).await,
+        Command::Secret(command) => secret_cmd::run(&mut ctx, command),
         Command::Audit(AuditCommand::Verify { head, json }) => show::audit_verify(&mut ctx, head.as_deref(), json),
     }
 }

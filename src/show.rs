@@ -77,6 +77,10 @@ pub fn status(ctx: &mut Context, env: &str, as_json: bool) -> Result<i32, CliErr
         status.binding.requirement,
         grants.join(", ")
     );
+    let scopes = crate::env_cmd::grants_line(&status.binding.grants);
+    if !scopes.is_empty() {
+        println!("  scopes: {scopes}");
+    }
     for d in &status.deployments {
         println!("  deployment {}", deployment_line(d));
     }

@@ -93,7 +93,7 @@ fn sealed(sb: &Sandbox, path: &str, descriptor: &str, name: &str) -> String {
     let toml = sb.dir.path().join(format!("{name}.toml"));
     std::fs::write(
         &toml,
-        format!("descriptor = \"{descriptor}\"\ncontract_version = \"1.0.0\"\ncapabilities = [\"log\", \"kv\"]\nauthor = \"t\"\n"),
+        format!("descriptor = \"{descriptor}\"\ncontract_version = \"1.1.0\"\ncapabilities = [\"log\", \"kv\"]\nauthor = \"t\"\n"),
     )
     .unwrap();
     let out = sb.dir.path().join(format!("{name}.wasm"));

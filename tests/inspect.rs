@@ -15,7 +15,7 @@ fn inspect_json_reports_descriptor_capabilities_and_wit() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["descriptor"], "envpack.deployer.ledger@1.0.0");
-    assert_eq!(v["contract_version"], "1.0.0");
+    assert_eq!(v["contract_version"], "1.1.0");
     assert_eq!(v["capabilities"], serde_json::json!(["log", "kv"]));
     assert_eq!(v["sha256"].as_str().unwrap().len(), 64);
     let imports: Vec<&str> = v["imports"]
@@ -24,9 +24,9 @@ fn inspect_json_reports_descriptor_capabilities_and_wit() {
         .iter()
         .filter_map(Value::as_str)
         .collect();
-    assert!(imports.contains(&"envpack:deployer/kv@1.0.0"), "{imports:?}");
-    assert!(imports.contains(&"envpack:deployer/environment@1.0.0"), "{imports:?}");
-    assert_eq!(v["exports"], serde_json::json!(["envpack:deployer/deployer@1.0.0"]));
+    assert!(imports.contains(&"envpack:deployer/kv@1.1.0"), "{imports:?}");
+    assert!(imports.contains(&"envpack:deployer/environment@1.1.0"), "{imports:?}");
+    assert_eq!(v["exports"], serde_json::json!(["envpack:deployer/deployer@1.1.0"]));
 }
 
 #[test]

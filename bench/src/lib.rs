@@ -27,7 +27,7 @@ use crate::stats::{Figure, latency, value};
 /// The manifest the bench seals the reference pack with before signing it.
 const LEDGER_MANIFEST: &str = r#"
 descriptor = "envpack.deployer.ledger@1.0.0"
-contract_version = "1.0.0"
+contract_version = "1.1.0"
 capabilities = ["log", "kv"]
 author = "envpack bench"
 "#;

@@ -62,6 +62,7 @@ pub fn environment(id: &str, size: usize) -> Arc<Environment> {
         ));
     }
     let doc = EnvironmentDoc {
+        grants: Default::default(),
         id: id.to_string(),
         capabilities: vec![Capability::Log, Capability::Kv],
         settings: Default::default(),

@@ -86,7 +86,7 @@ pub const CATALOG: &[CheckDef] = &[
         Check::DescribeValid,
         "describe.valid",
         Profile::Core,
-        "describe returns a valid namespace.name@semver descriptor and contract 1.0.0",
+        "describe returns a valid namespace.name@semver descriptor and a contract version this host runs (1.x up to 1.1)",
     ),
     check(
         Check::ManifestAgrees,

@@ -94,6 +94,7 @@ impl Fixture {
             revisions: vec![revision(&ids.b1, 3, Lifecycle::Ready)],
         };
         let doc = EnvironmentDoc {
+            grants: Default::default(),
             id: env_id.to_string(),
             capabilities: Capability::ALL.to_vec(),
             settings: Default::default(),

@@ -141,7 +141,7 @@ pub enum LoadError {
         budget: usize,
         detail: String,
     },
-    #[error("pack {path} does not fit the envpack:deployer@1.0.0 contract: {detail}")]
+    #[error("pack {path} does not fit the envpack:deployer@1 contract: {detail}")]
     Contract { path: String, detail: String },
     #[error("pack {path} failed in describe: {source}")]
     Describe { path: String, source: VerbError },

@@ -105,6 +105,10 @@ CREATE TABLE call_kv (
     PRIMARY KEY (namespace, key)
 ) WITHOUT ROWID;
 "#,
+    // 3: grants with scopes (contract 1.1 capabilities), as JSON.
+    r#"
+ALTER TABLE bindings ADD COLUMN grants TEXT NOT NULL DEFAULT '{}';
+"#,
 ];
 
 /// The schema version this host writes.

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use envpack_host::capabilities::grants::Grants;
 use envpack_host::model::{Artifact, DeploymentDoc, EnvironmentDoc, Revision, SplitEntry, TrafficSplit};
 use envpack_host::{Capability, Environment, Lifecycle};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -20,6 +21,9 @@ pub struct Binding {
     pub pack_digest: String,
     pub settings: BTreeMap<String, String>,
     pub capabilities: Vec<Capability>,
+    /// Scopes of `process`, `probe`, `http`, `secrets`.
+    #[serde(default)]
+    pub grants: Grants,
 }
 
 /// One lifecycle event.
@@ -121,10 +125,10 @@ pub fn remove_env(conn: &Connection, env: &str) -> Result<(), StoreError> {
 
 pub fn set_binding(conn: &Connection, env: &str, binding: &Binding, at: i64) -> Result<(), StoreError> {
     conn.execute(
-        "INSERT INTO bindings (env_id, requirement, descriptor, pack_digest, settings, capabilities, bound_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-         ON CONFLICT (env_id) DO UPDATE SET requirement = ?2, descriptor = ?3, pack_digest = ?4, settings = ?5, capabilities = ?6, bound_at = ?7",
-        params![env, binding.requirement, binding.descriptor, binding.pack_digest, json(&binding.settings), json(&binding.capabilities), at],
+        "INSERT INTO bindings (env_id, requirement, descriptor, pack_digest, settings, capabilities, bound_at, grants)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (env_id) DO UPDATE SET requirement = ?2, descriptor = ?3, pack_digest = ?4, settings = ?5, capabilities = ?6, bound_at = ?7, grants = ?8",
+        params![env, binding.requirement, binding.descriptor, binding.pack_digest, json(&binding.settings), json(&binding.capabilities), at, json(&binding.grants)],
     )?;
     Ok(())
 }
@@ -132,7 +136,7 @@ pub fn set_binding(conn: &Connection, env: &str, binding: &Binding, at: i64) -> 
 pub fn binding(conn: &Connection, env: &str) -> Result<Binding, StoreError> {
     require_env(conn, env)?;
     conn.query_row(
-        "SELECT requirement, descriptor, pack_digest, settings, capabilities FROM bindings WHERE env_id = ?1",
+        "SELECT requirement, descriptor, pack_digest, settings, capabilities, grants FROM bindings WHERE env_id = ?1",
         [env],
         |r| {
             Ok(Binding {
@@ -141,6 +145,7 @@ pub fn binding(conn: &Connection, env: &str) -> Result<Binding, StoreError> {
                 pack_digest: r.get(2)?,
                 settings: json_column(r, 3, "binding settings")?,
                 capabilities: json_column(r, 4, "binding capabilities")?,
+                grants: json_column(r, 5, "binding grants")?,
             })
         },
     )
@@ -414,6 +419,7 @@ pub fn load_environment(
     Environment::from_doc(EnvironmentDoc {
         id: env.to_string(),
         capabilities: binding.capabilities,
+        grants: binding.grants,
         settings: binding.settings,
         deployments: docs,
     })

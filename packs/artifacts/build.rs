@@ -18,6 +18,8 @@ fn main() {
     let packs = pack_dirs(&root.join("packs"));
 
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
+    // A new pack directory changes this directory's listing.
+    println!("cargo:rerun-if-changed={}", root.join("packs").display());
     for (_, dir) in &packs {
         println!("cargo:rerun-if-changed={}", dir.join("src").display());
         println!("cargo:rerun-if-changed={}", dir.join("Cargo.toml").display());
@@ -55,6 +57,20 @@ fn main() {
     }
     consts.push_str(&format!(
         "/// Faulty packs: (fault, path), the ledger with one property broken each.\npub const FAULTY: &[(&str, &str)] = &[\n{faults}];\n"
+    ));
+
+    // The ledger built against the frozen contract 1.0.0.
+    cargo_build(
+        &root,
+        &fault_dir,
+        &["envpack-pack-ledger".to_string()],
+        Some("contract-1-0-0"),
+    );
+    let dest = copy_built(&fault_dir, "ledger", &out_dir.join("ledger-1.0.0.wasm"));
+    consts.push_str(&constant(
+        "ledger_1_0_0",
+        &dest,
+        "pack (the ledger built against contract 1.0.0)",
     ));
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("packs.rs");
     std::fs::write(out, consts).expect("write packs.rs");

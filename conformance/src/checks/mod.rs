@@ -44,8 +44,8 @@ fn describe_valid(ctx: &Ctx<'_>) -> Verdict {
     let info = ctx.pack.info();
     match info.descriptor.parse::<Descriptor>() {
         Err(e) => Verdict::fail(format!("describe returned {e}")),
-        Ok(_) if info.contract_version != envpack_host::contract::pack::CONTRACT_VERSION => Verdict::fail(format!(
-            "describe returned contract {:?}; expected {}",
+        Ok(_) if !envpack_host::contract::pack::accepts_contract(&info.contract_version) => Verdict::fail(format!(
+            "describe returned contract {:?}; this host speaks {} (same major, minor at most its own)",
             info.contract_version,
             envpack_host::contract::pack::CONTRACT_VERSION
         )),

@@ -6,6 +6,10 @@ wasmtime::component::bindgen!({
     world: "pack",
     imports: {
         "envpack:deployer/clock.sleep-ms": async | trappable,
+        "envpack:deployer/process.wait": async | trappable,
+        "envpack:deployer/process.fetch-artifact": async | trappable,
+        "envpack:deployer/probe.http-get": async | trappable,
+        "envpack:deployer/probe.tcp-connect": async | trappable,
         default: trappable,
     },
     exports: { default: async },

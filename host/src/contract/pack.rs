@@ -17,8 +17,20 @@ use crate::trust::manifest::Manifest;
 
 /// Largest pack file the host reads.
 pub const MAX_PACK_BYTES: u64 = 64 << 20;
-/// The contract version this host speaks.
-pub const CONTRACT_VERSION: &str = "1.0.0";
+/// The contract version this host speaks (`wit/deployer.wit`).
+pub const CONTRACT_VERSION: &str = "1.1.0";
+
+/// Whether this host runs packs built against contract `version`: the same
+/// major version, at or below this host's minor (see `wit/README.md`).
+pub fn accepts_contract(version: &str) -> bool {
+    let (Ok(found), Ok(ours)) = (
+        semver::Version::parse(version),
+        semver::Version::parse(CONTRACT_VERSION),
+    ) else {
+        return false;
+    };
+    found.major == ours.major && found.minor <= ours.minor && found.pre.is_empty()
+}
 
 /// What a pack says about itself in `describe`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -160,4 +172,24 @@ pub fn read_pack_file(path: &Path) -> std::io::Result<Vec<u8>> {
         )));
     }
     Ok(bytes)
+}
+
+#[cfg(test)]
+mod contract_tests {
+    use super::accepts_contract;
+
+    #[test]
+    fn same_major_at_or_below_our_minor() {
+        assert!(accepts_contract("1.0.0"));
+        assert!(accepts_contract("1.1.0"));
+        assert!(accepts_contract("1.0.7"));
+        assert!(
+            !accepts_contract("1.2.0"),
+            "a newer minor may call what this host lacks"
+        );
+        assert!(!accepts_contract("2.0.0"));
+        assert!(!accepts_contract("0.9.0"));
+        assert!(!accepts_contract("1.1.0-rc.1"));
+        assert!(!accepts_contract("one"));
+    }
 }

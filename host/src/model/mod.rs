@@ -18,6 +18,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::capabilities::gate::Capability;
+use crate::capabilities::grants::Grants;
 
 /// Lifecycle state of a revision (see the design's transition table).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -89,6 +90,7 @@ pub struct Environment {
     id: String,
     settings: BTreeMap<String, String>,
     capabilities: Vec<Capability>,
+    grants: Grants,
     deployments: BTreeMap<String, Deployment>,
     revisions: HashMap<String, Revision>,
 }
@@ -100,6 +102,8 @@ pub enum ModelError {
     Read { path: String, source: std::io::Error },
     #[error("environment JSON is malformed: {0}")]
     Json(#[from] serde_json::Error),
+    #[error(transparent)]
+    Grant(crate::capabilities::grants::GrantError),
     #[error("{what} {value:?} is not a valid id: {reason}")]
     InvalidId {
         what: &'static str,
@@ -153,6 +157,10 @@ fn validate_digest(revision: &Revision) -> Result<(), ModelError> {
     }
 }
 
+fn grants_empty(grants: &Grants) -> bool {
+    grants == &Grants::default()
+}
+
 /// The JSON document, as written by operators and tests.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -160,6 +168,9 @@ pub struct EnvironmentDoc {
     pub id: String,
     #[serde(default)]
     pub capabilities: Vec<Capability>,
+    /// Scopes of `process`, `probe`, `http`, `secrets`; each grants its capability.
+    #[serde(default, skip_serializing_if = "grants_empty")]
+    pub grants: Grants,
     #[serde(default)]
     pub settings: BTreeMap<String, String>,
     #[serde(default)]
@@ -216,10 +227,16 @@ impl Environment {
                 return Err(ModelError::DuplicateDeployment(dep.id));
             }
         }
+        let grants = doc.grants.resolve().map_err(ModelError::Grant)?;
+        let mut capabilities = doc.capabilities;
+        capabilities.extend(grants.capabilities());
+        capabilities.sort();
+        capabilities.dedup();
         Ok(Environment {
             id: doc.id,
             settings: doc.settings,
-            capabilities: doc.capabilities,
+            capabilities,
+            grants,
             deployments,
             revisions,
         })
@@ -236,6 +253,11 @@ impl Environment {
     /// Capabilities the operator granted to this environment's pack.
     pub fn granted(&self) -> &[Capability] {
         &self.capabilities
+    }
+
+    /// The scopes of what is granted.
+    pub fn grants(&self) -> &Grants {
+        &self.grants
     }
 
     pub fn revision(&self, id: &str) -> Option<&Revision> {

@@ -5,7 +5,10 @@ use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
+
+use crate::capabilities::grants::Grants;
+use crate::sandbox::services::Services;
 
 use crate::capabilities::gate::{Capability, Gate};
 use crate::capabilities::kv::KvSession;
@@ -28,14 +31,49 @@ pub struct CallState {
     pub(crate) log_dropped: usize,
     pub(crate) started: Instant,
     pub(crate) deadline: Duration,
+    /// The environment's id and scopes, for the capabilities that check them.
+    pub(crate) env_id: String,
+    pub(crate) grants: Grants,
+    pub(crate) services: Services,
 }
 
 impl CallState {
-    /// A state with no ambient authority: no files, no environment variables,
-    /// no network, stdout discarded and stderr captured for error messages.
+    /// A state with no ambient authority: no environment variables, no
+    /// network, stdout discarded and stderr captured for error messages, and
+    /// no files but the environment's work directory (as `/`, read-write)
+    /// when `process` is both declared and granted.
     pub fn new(gate: Gate, kv: KvSession, memory_budget: usize, deadline: Duration) -> Self {
+        Self::for_env(
+            gate,
+            kv,
+            memory_budget,
+            deadline,
+            String::new(),
+            Grants::default(),
+            Services::default(),
+        )
+    }
+
+    /// [`Self::new`] for one environment's call.
+    pub fn for_env(
+        gate: Gate,
+        kv: KvSession,
+        memory_budget: usize,
+        deadline: Duration,
+        env_id: String,
+        grants: Grants,
+        services: Services,
+    ) -> Self {
         let stderr = MemoryOutputPipe::new(STDERR_BYTES);
-        let wasi = WasiCtx::builder().stderr(stderr.clone()).build();
+        let mut builder = WasiCtx::builder();
+        builder.stderr(stderr.clone());
+        if gate.check(Capability::Process, "wasi:filesystem").is_ok()
+            && let Some(workspace) = &services.workspace
+        {
+            // A directory that cannot be opened simply is not visible.
+            let _ = builder.preopened_dir(&workspace.work_dir, "/", FsPerms::ReadWrite);
+        }
+        let wasi = builder.build();
         CallState {
             table: ResourceTable::new(),
             wasi,
@@ -48,7 +86,23 @@ impl CallState {
             log_dropped: 0,
             started: Instant::now(),
             deadline,
+            env_id,
+            grants,
+            services,
         }
+    }
+
+    /// Marks the call just recorded as refused by its scope, with the reason.
+    pub(crate) fn refused(&mut self, reason: &str) {
+        if let Some(last) = self.recording.calls.last_mut() {
+            last.allowed = false;
+            last.detail = format!("{} (refused: {reason})", last.detail);
+        }
+    }
+
+    /// Time left before the call's deadline.
+    pub(crate) fn remaining(&self) -> Duration {
+        self.deadline.saturating_sub(self.started.elapsed())
     }
 
     /// Checks one capability call against the gate and records it, allowed

@@ -14,7 +14,7 @@ use wasmtime::component::Component;
 
 use crate::capabilities::gate::Gate;
 use crate::contract::bindings;
-use crate::contract::pack::{CONTRACT_VERSION, Pack, PackInfo, read_pack_file, sha256_hex};
+use crate::contract::pack::{CONTRACT_VERSION, Pack, PackInfo, accepts_contract, read_pack_file, sha256_hex};
 use crate::contract::verb::Verb;
 use crate::error::{LoadError, ProviderCause, VerbError};
 use crate::model::{Environment, EnvironmentDoc};
@@ -139,7 +139,7 @@ impl Runtime {
                 path: source.clone(),
                 source: e,
             })?;
-            if info.contract_version != CONTRACT_VERSION {
+            if !accepts_contract(&info.contract_version) {
                 return Err(LoadError::ContractVersion {
                     path: source,
                     found: info.contract_version,
@@ -166,6 +166,7 @@ impl Runtime {
             Environment::from_doc(EnvironmentDoc {
                 id: "describe".into(),
                 capabilities: Vec::new(),
+                grants: Default::default(),
                 settings: Default::default(),
                 deployments: Vec::new(),
             })

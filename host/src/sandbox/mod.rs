@@ -10,5 +10,6 @@ mod instance;
 pub mod limits;
 pub mod load;
 pub mod runtime;
+pub mod services;
 
 pub use instance::LiveInstance;

@@ -28,6 +28,7 @@ use crate::sandbox::cache::CompileCache;
 use crate::sandbox::call_state::CallState;
 use crate::sandbox::classify::classify;
 use crate::sandbox::engine::{Allocator, HostConfig, Ticker, build_engine, build_linker};
+use crate::sandbox::services::Services;
 
 /// How much of the host path a call goes through.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -154,19 +155,21 @@ impl Runtime {
         request: &Request,
         mode: CallMode,
     ) -> CallReport {
-        self.call_in(pack, env, request, mode, self.kv.clone()).await
+        self.call_in(pack, env, request, mode, Services::with_kv(self.kv.clone()))
+            .await
     }
 
-    /// Runs one verb with pack state read from and committed to `kv`: the
-    /// operator passes a store scoped to its command, whose commit is part of
-    /// the command's database transaction.
+    /// Runs one verb with the given services: pack state read from and
+    /// committed to `services.kv` (the operator passes a store scoped to its
+    /// command, whose commit is part of the command's transaction), the
+    /// environment's workspace and its secrets.
     pub async fn call_in(
         &self,
         pack: &Pack,
         env: &Arc<Environment>,
         request: &Request,
         mode: CallMode,
-        kv: Arc<dyn KvStore>,
+        services: Services,
     ) -> CallReport {
         let verb = request.verb();
         let span = tracing::info_span!("verb", verb = %verb, env = %env.id(), pack = %pack.info.descriptor);
@@ -194,7 +197,16 @@ impl Runtime {
                 gate = gate.audit();
             }
             let namespace = pack.kv_namespace(env.id());
-            let state = self.new_state(gate, kv, namespace);
+            let kv = KvSession::new(services.kv.clone(), namespace);
+            let state = CallState::for_env(
+                gate,
+                kv,
+                self.config.memory_budget,
+                self.config.deadline,
+                env.id().to_string(),
+                env.grants().clone(),
+                services,
+            );
             let (raw, state) = self
                 .in_instance(&pack.pre, state, env, async |guest, store, handle| {
                     call_export(guest, store, handle, request).await

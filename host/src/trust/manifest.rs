@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::capabilities::gate::Capability;
-use crate::contract::pack::{CONTRACT_VERSION, PackInfo};
+use crate::contract::pack::{CONTRACT_VERSION, PackInfo, accepts_contract};
 use crate::trust::descriptor::{Descriptor, DescriptorError};
 use crate::trust::sections::{self, MANIFEST, Malformed, SIGNATURE};
 
@@ -62,7 +62,7 @@ impl Manifest {
 
     pub fn validate(&self) -> Result<(), ManifestError> {
         self.descriptor.parse::<Descriptor>()?;
-        if self.contract_version != CONTRACT_VERSION {
+        if !accepts_contract(&self.contract_version) {
             return Err(ManifestError::Contract(self.contract_version.clone()));
         }
         if self.author.trim().is_empty() {

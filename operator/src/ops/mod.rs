@@ -23,8 +23,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use envpack_host::capabilities::grants::Grants;
 use envpack_host::capabilities::kv_store::Change;
+use envpack_host::capabilities::secrets::FileSecrets;
 use envpack_host::model::validate_id;
+use envpack_host::sandbox::services::{Services, Workspace};
 use envpack_host::trust::TrustStore;
 use envpack_host::trust::descriptor::Requirement;
 use envpack_host::trust::registry::Registry;
@@ -46,6 +49,14 @@ pub fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// What `env create|bind` asks for; `None` keeps what the binding had.
+pub struct BindRequest {
+    pub requirement: String,
+    pub capabilities: Option<Vec<Capability>>,
+    pub grants: Option<Grants>,
+    pub settings: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// The kv writes of this command's pack call, waiting for its transaction.
@@ -169,9 +180,14 @@ impl<'a> Operator<'a> {
             &name,
             pack.kv_namespace(&env_id),
         )?);
+        let services = Services {
+            kv: kv.clone(),
+            workspace: Some(self.workspace(&env_id)?),
+            secrets: Arc::new(FileSecrets::open(&self.state_dir).map_err(|e| StoreError::Invalid(e.to_string()))?),
+        };
         let report = self
             .runtime()?
-            .call_in(pack, &Arc::new(env), request, CallMode::HOST, kv.clone())
+            .call_in(pack, &Arc::new(env), request, CallMode::HOST, services)
             .await;
         let changes = kv.take_pending();
         if !changes.is_empty() {
@@ -184,20 +200,22 @@ impl<'a> Operator<'a> {
         report.result.map_err(StoreError::Pack)
     }
 
+    /// The environment's workspace (work directory, process table, artifacts).
+    fn workspace(&self, env: &str) -> Result<Workspace, StoreError> {
+        Workspace::for_env(&self.state_dir, "env", env).map_err(|e| StoreError::Io {
+            path: self.state_dir.join("work").display().to_string(),
+            source: e,
+        })
+    }
+
     /// Creates an environment bound to `requirement`, or rebinds an existing one.
-    pub async fn bind(
-        &mut self,
-        env: &str,
-        requirement: &str,
-        capabilities: Option<Vec<Capability>>,
-        settings: Option<std::collections::BTreeMap<String, String>>,
-        create: bool,
-    ) -> Result<Binding, StoreError> {
+    pub async fn bind(&mut self, env: &str, request: BindRequest, create: bool) -> Result<Binding, StoreError> {
         validate_id("environment id", env).map_err(|e| StoreError::Invalid(e.to_string()))?;
         let _lock = self.lock(env)?;
         let command = if create { "env create" } else { "env bind" };
-        let args = json!({ "env": env, "deployer": requirement, "capabilities": capabilities, "settings": settings });
-        let result = self.bind_inner(env, requirement, capabilities, settings, create).await;
+        let args = json!({ "env": env, "deployer": request.requirement, "capabilities": request.capabilities,
+                           "grants": request.grants, "settings": request.settings });
+        let result = self.bind_inner(env, request, create).await;
         match result {
             Ok(binding) => {
                 let b = binding.clone();
@@ -213,14 +231,14 @@ impl<'a> Operator<'a> {
         }
     }
 
-    async fn bind_inner(
-        &self,
-        env: &str,
-        requirement: &str,
-        capabilities: Option<Vec<Capability>>,
-        settings: Option<std::collections::BTreeMap<String, String>>,
-        create: bool,
-    ) -> Result<Binding, StoreError> {
+    async fn bind_inner(&self, env: &str, request: BindRequest, create: bool) -> Result<Binding, StoreError> {
+        let BindRequest {
+            requirement,
+            capabilities,
+            grants,
+            settings,
+        } = request;
+        let requirement = requirement.as_str();
         let previous = if create {
             if store::env_exists(&self.conn, env)? {
                 return Err(StoreError::EnvExists(env.to_string()));
@@ -230,9 +248,13 @@ impl<'a> Operator<'a> {
             Some(store::binding(&self.conn, env)?)
         };
         let (pack, digest) = self.resolve(requirement).await?;
+        let grants = grants
+            .or_else(|| previous.as_ref().map(|b| b.grants.clone()))
+            .unwrap_or_default();
         let mut capabilities = capabilities
             .or_else(|| previous.as_ref().map(|b| b.capabilities.clone()))
             .unwrap_or_else(|| vec![Capability::Log]);
+        capabilities.extend(grants.capabilities());
         capabilities.sort();
         capabilities.dedup();
         let missing: Vec<String> = pack
@@ -255,6 +277,7 @@ impl<'a> Operator<'a> {
             pack_digest: digest,
             settings: settings.or_else(|| previous.map(|b| b.settings)).unwrap_or_default(),
             capabilities,
+            grants,
         })
     }
 
@@ -275,6 +298,14 @@ impl<'a> Operator<'a> {
             ));
             return self.failed("env remove", &args, error);
         }
-        self.commit("env remove", &args, |tx| store::remove_env(tx, env))
+        // Its processes are stopped and its work directory goes with it.
+        let workspace = self.workspace(env)?;
+        envpack_host::capabilities::process::stop_all(&workspace, std::time::Duration::from_secs(2))
+            .map_err(StoreError::Invalid)?;
+        self.commit("env remove", &args, |tx| store::remove_env(tx, env))?;
+        workspace.remove().map_err(|e| StoreError::Io {
+            path: workspace.work_dir.display().to_string(),
+            source: e,
+        })
     }
 }

@@ -8,10 +8,25 @@
 //! `split/B`), and "no side effect before a spec error" (no kv write on a
 //! rejected call).
 
+// The current contract; with `contract-1-0-0`, the frozen 1.0.0 one (a test
+// fixture proving a pack built against an older minor version still runs).
+#[cfg(not(feature = "contract-1-0-0"))]
 wit_bindgen::generate!({
     path: "../../wit",
     world: "pack",
 });
+#[cfg(feature = "contract-1-0-0")]
+wit_bindgen::generate!({
+    path: "../../wit/history/1.0.0",
+    world: "pack",
+});
+
+/// The contract version this build was made against.
+const CONTRACT: &str = if cfg!(feature = "contract-1-0-0") {
+    "1.0.0"
+} else {
+    "1.1.0"
+};
 
 mod fault;
 
@@ -221,7 +236,7 @@ impl Guest for Ledger {
                 Some(f) => format!("envpack.faulty.{f}@1.0.0"),
                 None => "envpack.deployer.ledger@1.0.0".to_string(),
             },
-            contract_version: "1.0.0".to_string(),
+            contract_version: CONTRACT.to_string(),
             capabilities: vec![Capability::Log, Capability::Kv],
             description: "Reference pack: records deployments in the host's kv".to_string(),
         }

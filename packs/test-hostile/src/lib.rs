@@ -89,7 +89,7 @@ impl Guest for Hostile {
     fn describe() -> PackInfo {
         PackInfo {
             descriptor: "envpack.test.hostile@0.1.0".to_string(),
-            contract_version: "1.0.0".to_string(),
+            contract_version: "1.1.0".to_string(),
             capabilities: vec![Capability::Log, Capability::Kv],
             description: "Test pack that misbehaves as its `mode` setting says".to_string(),
         }

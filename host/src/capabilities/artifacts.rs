@@ -1,0 +1,91 @@
+//! Artifacts verified by the host: `process.fetch-artifact` copies a
+//! revision's artifact into the content-addressed store (`artifacts/<sha256>`
+//! in the state directory), checking its sha256 against the revision's
+//! `artifact-digest` *before* anything can use it, then places it at
+//! `revisions/<id>/artifact` in the environment's work directory. A mismatch
+//! is refused and nothing is placed. Only `file://` locations are fetched by
+//! this host; image references and other schemes are refused by name.
+
+use std::io::{Read, Write};
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use crate::contract::bindings::envpack::deployer::process::ArtifactError;
+use crate::model::Environment;
+use crate::sandbox::services::Workspace;
+
+/// Largest artifact the host fetches.
+pub const MAX_ARTIFACT_BYTES: u64 = 1 << 30;
+
+/// Copies `from` to `to` (a temp file renamed into place), returning the sha256.
+fn copy_hashed(from: &Path, to: &Path) -> Result<String, ArtifactError> {
+    let unavailable = |e: std::io::Error| ArtifactError::Unavailable(format!("{}: {e}", from.display()));
+    let mut source = std::fs::File::open(from)
+        .map_err(unavailable)?
+        .take(MAX_ARTIFACT_BYTES + 1);
+    let tmp = to.with_extension(format!("tmp-{}", std::process::id()));
+    let mut out = std::fs::File::create(&tmp).map_err(|e| ArtifactError::Unavailable(format!("store: {e}")))?;
+    let mut hasher = Sha256::new();
+    let mut total: u64 = 0;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = source.read(&mut buf).map_err(unavailable)?;
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        if total > MAX_ARTIFACT_BYTES {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(ArtifactError::Unavailable(format!(
+                "{} is larger than {MAX_ARTIFACT_BYTES} bytes",
+                from.display()
+            )));
+        }
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n])
+            .map_err(|e| ArtifactError::Unavailable(format!("store: {e}")))?;
+    }
+    out.sync_all()
+        .map_err(|e| ArtifactError::Unavailable(format!("store: {e}")))?;
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Fetches and verifies `revision`'s artifact; returns its path relative to the work directory.
+pub fn fetch(env: &Environment, workspace: &Workspace, revision: &str) -> Result<String, ArtifactError> {
+    let found = env
+        .revision(revision)
+        .ok_or_else(|| ArtifactError::RevisionNotFound(revision.to_string()))?;
+    let expected = found
+        .artifact
+        .digest
+        .strip_prefix("sha256:")
+        .unwrap_or(&found.artifact.digest)
+        .to_string();
+    let location = &found.artifact.location;
+    let Some(path) = location.strip_prefix("file://") else {
+        return Err(ArtifactError::NotAllowed(format!(
+            "{location:?} is not a file:// location; this host fetches only file:// artifacts"
+        )));
+    };
+    let stored = workspace.artifact_store.join(&expected);
+    if !stored.is_file() {
+        let tmp = workspace.artifact_store.join(format!("incoming-{expected}"));
+        let actual = copy_hashed(Path::new(path), &tmp)?;
+        let tmp_file = tmp.with_extension(format!("tmp-{}", std::process::id()));
+        if actual != expected {
+            let _ = std::fs::remove_file(&tmp_file);
+            return Err(ArtifactError::DigestMismatch(format!(
+                "{location} has sha256:{actual}, but revision {revision} names sha256:{expected}; nothing was placed"
+            )));
+        }
+        std::fs::rename(&tmp_file, &stored).map_err(|e| ArtifactError::Unavailable(format!("store: {e}")))?;
+    }
+    let dir = workspace.work_dir.join("revisions").join(revision);
+    std::fs::create_dir_all(&dir).map_err(|e| ArtifactError::Unavailable(format!("work directory: {e}")))?;
+    let placed = dir.join("artifact");
+    let tmp = dir.join("artifact.tmp");
+    std::fs::copy(&stored, &tmp).map_err(|e| ArtifactError::Unavailable(format!("work directory: {e}")))?;
+    std::fs::rename(&tmp, &placed).map_err(|e| ArtifactError::Unavailable(format!("work directory: {e}")))?;
+    Ok(format!("revisions/{revision}/artifact"))
+}

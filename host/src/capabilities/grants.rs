@@ -1,0 +1,275 @@
+//! Grants: the scope an operator gives each capability of an environment,
+//! deny by default — which commands `process` may spawn, which `host:port`
+//! addresses `probe` may reach, which `scheme://host:port` origins outbound
+//! HTTP (and artifact fetches) may call, which secret names `secrets` may
+//! read. Granting a scope grants its capability.
+//!
+//! Commands are resolved when granted: an absolute path must name an
+//! executable file; a bare name is looked up on `PATH` then and stored with
+//! the path it resolved to, so a later change of `PATH` changes nothing.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::capabilities::gate::Capability;
+
+/// One command `process` may spawn: what the operator wrote and where it is.
+/// In a document it may also be written as a bare string (a name or an
+/// absolute path), resolved by [`Grants::resolve`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "CommandDoc")]
+pub struct GrantedCommand {
+    /// As granted: a bare name or an absolute path.
+    pub name: String,
+    /// The absolute path it resolved to when granted.
+    pub path: PathBuf,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum CommandDoc {
+    Unresolved(String),
+    Resolved { name: String, path: PathBuf },
+}
+
+impl From<CommandDoc> for GrantedCommand {
+    fn from(doc: CommandDoc) -> Self {
+        match doc {
+            CommandDoc::Unresolved(name) => GrantedCommand {
+                name,
+                path: PathBuf::new(),
+            },
+            CommandDoc::Resolved { name, path } => GrantedCommand { name, path },
+        }
+    }
+}
+
+/// Every scope of an environment.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grants {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub process: Vec<GrantedCommand>,
+    /// `host:port` pairs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub probe: Vec<String>,
+    /// `scheme://host:port` origins.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http: Vec<String>,
+    /// Secret names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
+}
+
+/// A scope that cannot be granted, named with the reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GrantError {
+    #[error("cannot grant command {0:?}: no executable file by that name on PATH")]
+    CommandNotFound(String),
+    #[error("cannot grant command {0:?}: it is not an executable file")]
+    NotExecutable(String),
+    #[error("cannot grant probe address {0:?}: expected host:port (e.g. 127.0.0.1:8080)")]
+    BadAddress(String),
+    #[error(
+        "cannot grant HTTP origin {0:?}: expected scheme://host:port with scheme http or https and nothing after the port"
+    )]
+    BadOrigin(String),
+    #[error("cannot grant secret {0:?}: names are 1-128 characters of A-Z, a-z, 0-9, '_', '-', '.'")]
+    BadSecretName(String),
+}
+
+impl Grants {
+    /// Whether any scope of `capability` is granted.
+    pub fn grants(&self, capability: Capability) -> bool {
+        match capability {
+            Capability::Process => !self.process.is_empty(),
+            Capability::Probe => !self.probe.is_empty(),
+            Capability::Http => !self.http.is_empty(),
+            Capability::Secrets => !self.secrets.is_empty(),
+            _ => false,
+        }
+    }
+
+    /// The capabilities these scopes grant.
+    pub fn capabilities(&self) -> Vec<Capability> {
+        Capability::ALL.into_iter().filter(|c| self.grants(*c)).collect()
+    }
+
+    /// Adds the scopes of `other`, without duplicates.
+    pub fn merge(&mut self, other: Grants) {
+        fn add<T: PartialEq>(into: &mut Vec<T>, from: Vec<T>) {
+            for item in from {
+                if !into.contains(&item) {
+                    into.push(item);
+                }
+            }
+        }
+        add(&mut self.process, other.process);
+        add(&mut self.probe, other.probe);
+        add(&mut self.http, other.http);
+        add(&mut self.secrets, other.secrets);
+    }
+
+    /// Resolves commands written as bare strings; checks every scope's form.
+    pub fn resolve(mut self) -> Result<Self, GrantError> {
+        for command in &mut self.process {
+            if command.path.as_os_str().is_empty() {
+                *command = resolve_command(&command.name)?;
+            }
+        }
+        self.validate()?;
+        Ok(self)
+    }
+
+    /// Checks every scope's form (commands are checked where they were resolved).
+    pub fn validate(&self) -> Result<(), GrantError> {
+        for address in &self.probe {
+            parse_address(address)?;
+        }
+        for origin in &self.http {
+            parse_origin(origin)?;
+        }
+        for name in &self.secrets {
+            validate_secret_name(name)?;
+        }
+        Ok(())
+    }
+
+    /// The granted command a spawn request names (by name or by path).
+    pub fn command(&self, requested: &str) -> Option<&GrantedCommand> {
+        self.process
+            .iter()
+            .find(|c| c.name == requested || c.path.as_os_str() == requested)
+    }
+
+    /// Whether `host:port` may be probed.
+    pub fn probe_allowed(&self, address: &str) -> bool {
+        self.probe.iter().any(|a| a.eq_ignore_ascii_case(address))
+    }
+
+    /// Whether `origin` (`scheme://host:port`) may be called.
+    pub fn origin_allowed(&self, origin: &str) -> bool {
+        self.http.iter().any(|o| o.eq_ignore_ascii_case(origin))
+    }
+
+    pub fn secret_allowed(&self, name: &str) -> bool {
+        self.secrets.iter().any(|s| s == name)
+    }
+}
+
+/// Resolves a command to grant: an absolute path to an executable file, or
+/// a bare name found on `PATH`.
+pub fn resolve_command(name: &str) -> Result<GrantedCommand, GrantError> {
+    let path = if Path::new(name).is_absolute() {
+        let path = PathBuf::from(name);
+        if !is_executable(&path) {
+            return Err(GrantError::NotExecutable(name.to_string()));
+        }
+        path
+    } else if name.contains('/') || name.is_empty() {
+        return Err(GrantError::NotExecutable(name.to_string()));
+    } else {
+        let path_var = std::env::var_os("PATH").unwrap_or_default();
+        std::env::split_paths(&path_var)
+            .map(|dir| dir.join(name))
+            .find(|candidate| is_executable(candidate))
+            .ok_or_else(|| GrantError::CommandNotFound(name.to_string()))?
+    };
+    Ok(GrantedCommand {
+        name: name.to_string(),
+        path,
+    })
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// `host:port` with a non-empty host and a port number.
+pub fn parse_address(address: &str) -> Result<(&str, u16), GrantError> {
+    let bad = || GrantError::BadAddress(address.to_string());
+    let (host, port) = address.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || port == 0 || host.contains(['/', ' ', '@']) {
+        return Err(bad());
+    }
+    Ok((host, port))
+}
+
+/// `scheme://host:port`, scheme http or https, nothing after the port.
+pub fn parse_origin(origin: &str) -> Result<(&str, &str, u16), GrantError> {
+    let bad = || GrantError::BadOrigin(origin.to_string());
+    let (scheme, rest) = origin.split_once("://").ok_or_else(bad)?;
+    if scheme != "http" && scheme != "https" {
+        return Err(bad());
+    }
+    let (host, port) = parse_address(rest).map_err(|_| bad())?;
+    Ok((scheme, host, port))
+}
+
+pub fn validate_secret_name(name: &str) -> Result<(), GrantError> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(GrantError::BadSecretName(name.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_resolve_when_granted() {
+        let sh = resolve_command("sh").unwrap();
+        assert!(sh.path.is_absolute(), "{sh:?}");
+        assert_eq!(resolve_command(sh.path.to_str().unwrap()).unwrap().path, sh.path);
+        assert!(matches!(
+            resolve_command("no-such-command-envpack"),
+            Err(GrantError::CommandNotFound(_))
+        ));
+        assert!(matches!(
+            resolve_command("/etc/passwd"),
+            Err(GrantError::NotExecutable(_))
+        ));
+        assert!(matches!(resolve_command("bin/sh"), Err(GrantError::NotExecutable(_))));
+        let grants = Grants {
+            process: vec![sh.clone()],
+            ..Grants::default()
+        };
+        assert!(grants.command("sh").is_some());
+        assert!(grants.command(sh.path.to_str().unwrap()).is_some());
+        assert!(grants.command("bash").is_none());
+    }
+
+    #[test]
+    fn scopes_are_checked_for_form() {
+        assert_eq!(parse_address("127.0.0.1:8080").unwrap(), ("127.0.0.1", 8080));
+        assert_eq!(parse_address("[::1]:80").unwrap(), ("::1", 80));
+        for bad in ["127.0.0.1", ":80", "host:0", "host:99999", "a/b:80"] {
+            assert!(parse_address(bad).is_err(), "{bad}");
+        }
+        assert!(parse_origin("http://127.0.0.1:9000").is_ok());
+        for bad in ["127.0.0.1:9000", "ftp://h:1", "http://h:1/path", "http://h"] {
+            assert!(parse_origin(bad).is_err(), "{bad}");
+        }
+        assert!(validate_secret_name("AWS_SECRET_ACCESS_KEY").is_ok());
+        assert!(validate_secret_name("a b").is_err());
+        let grants = Grants {
+            probe: vec!["127.0.0.1:80".into()],
+            secrets: vec!["TOKEN".into()],
+            ..Grants::default()
+        };
+        assert_eq!(grants.capabilities(), vec![Capability::Probe, Capability::Secrets]);
+        assert!(grants.probe_allowed("127.0.0.1:80"));
+        assert!(!grants.probe_allowed("127.0.0.1:81"));
+    }
+}

@@ -1,0 +1,115 @@
+//! Capability `secrets`: named credentials the operator provides, in
+//! `secrets.json` (mode 0600) in the state directory, managed by `host
+//! secret set|list|remove`. A pack reads only names granted to its
+//! environment; recordings keep the *name*, never the value, and no error
+//! message carries a value.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::capabilities::gate::Capability;
+use crate::capabilities::grants::validate_secret_name;
+use crate::contract::bindings::envpack::deployer::secrets::{Host, SecretError};
+use crate::sandbox::call_state::CallState;
+
+/// Where secret values come from.
+pub trait SecretStore: Send + Sync {
+    fn get(&self, name: &str) -> Option<String>;
+}
+
+/// No secrets at all.
+pub struct NoSecrets;
+
+impl SecretStore for NoSecrets {
+    fn get(&self, _name: &str) -> Option<String> {
+        None
+    }
+}
+
+/// Why the secrets file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretsError {
+    #[error("secrets file {path}: {detail}")]
+    File { path: String, detail: String },
+    #[error(transparent)]
+    Name(#[from] crate::capabilities::grants::GrantError),
+    #[error("no secret named {0:?}")]
+    Unknown(String),
+}
+
+/// `secrets.json` in the state directory: `{name: value}`, mode 0600.
+pub struct FileSecrets {
+    path: PathBuf,
+    values: BTreeMap<String, String>,
+}
+
+impl FileSecrets {
+    pub fn open(state_dir: &Path) -> Result<Self, SecretsError> {
+        let path = state_dir.join("secrets.json");
+        let fail = |detail: String| SecretsError::File {
+            path: path.display().to_string(),
+            detail,
+        };
+        let values = match std::fs::read(&path) {
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes).map_err(|e| fail(format!("not a JSON object of strings: {e}")))?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => return Err(fail(e.to_string())),
+        };
+        Ok(FileSecrets { path, values })
+    }
+
+    /// Secret names, sorted; never values.
+    pub fn names(&self) -> Vec<String> {
+        self.values.keys().cloned().collect()
+    }
+
+    pub fn set(&mut self, name: &str, value: String) -> Result<(), SecretsError> {
+        validate_secret_name(name)?;
+        self.values.insert(name.to_string(), value);
+        self.save()
+    }
+
+    pub fn remove(&mut self, name: &str) -> Result<(), SecretsError> {
+        if self.values.remove(name).is_none() {
+            return Err(SecretsError::Unknown(name.to_string()));
+        }
+        self.save()
+    }
+
+    fn save(&self) -> Result<(), SecretsError> {
+        let bytes = serde_json::to_vec_pretty(&self.values).map_err(|e| SecretsError::File {
+            path: self.path.display().to_string(),
+            detail: e.to_string(),
+        })?;
+        crate::fsutil::write_atomic(&self.path, &bytes, 0o600).map_err(|e| SecretsError::File {
+            path: self.path.display().to_string(),
+            detail: e.to_string(),
+        })
+    }
+}
+
+impl SecretStore for FileSecrets {
+    fn get(&self, name: &str) -> Option<String> {
+        self.values.get(name).cloned()
+    }
+}
+
+impl Host for CallState {
+    fn get(&mut self, name: String) -> wasmtime::Result<Result<String, SecretError>> {
+        self.capability_call(Capability::Secrets, "secrets.get", name.clone())?;
+        if !self.grants.secret_allowed(&name) {
+            self.refused(&format!("secret {name:?} is not granted"));
+            return Ok(Err(SecretError::NotAllowed(format!(
+                "secret {name:?} is not granted to environment {:?}",
+                self.env_id
+            ))));
+        }
+        Ok(self.services.secrets.get(&name).ok_or_else(|| {
+            SecretError::Missing(format!(
+                "secret {name:?} is granted but not set (`host secret set {name}`)"
+            ))
+        }))
+    }
+}
