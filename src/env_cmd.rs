@@ -147,8 +147,9 @@ pub fn parse_pairs(pairs: &[String], what: &str) -> Result<BTreeMap<String, Stri
         .iter()
         .map(|p| {
             p.split_once('=')
+                .filter(|(k, _)| !k.trim().is_empty())
                 .map(|(k, v)| (k.to_string(), v.to_string()))
-                .ok_or_else(|| CliError::input(format!("{what} {p:?} is not KEY=VALUE")))
+                .ok_or_else(|| CliError::input(format!("{what} {p:?} is not KEY=VALUE with a non-empty KEY")))
         })
         .collect()
 }

@@ -136,7 +136,9 @@ fn load_exit(error: &LoadError) -> i32 {
 
 fn registry_exit(error: &RegistryError) -> i32 {
     match error {
-        RegistryError::Untrusted { .. } | RegistryError::Changed { .. } => exit::UNTRUSTED,
+        RegistryError::Untrusted { .. } | RegistryError::Changed { .. } | RegistryError::Missing { .. } => {
+            exit::UNTRUSTED
+        }
         RegistryError::Io(_) => exit::HOST,
         _ => exit::BAD_INPUT,
     }
@@ -161,13 +163,19 @@ fn store_hint(error: &envpack_operator::StoreError) -> Option<String> {
     use envpack_operator::StoreError as E;
     match error {
         E::PackLeft {
-            revision, lifecycle, ..
+            env,
+            revision,
+            lifecycle,
+            error,
         } => match lifecycle {
             Lifecycle::Failed => Some(format!(
-                "`host revision retry ENV {revision}` stages it again; `host revision archive ENV {revision}` gives it up"
+                "`host revision retry {env} {revision}` stages it again; `host revision archive {env} {revision}` gives it up"
             )),
             Lifecycle::Draining => Some(format!(
-                "run `host revision drain ENV {revision}` again to finish the drain once the provider allows it"
+                "run `host revision drain {env} {revision}` again to finish the drain once the provider allows it"
+            )),
+            _ if error.kind() == "provider" => Some(format!(
+                "the revision is unchanged; `host revision show {env} {revision}` and the pack's message say what the provider needs"
             )),
             _ => None,
         },
@@ -188,7 +196,8 @@ fn is_mismatch(error: &ManifestError) -> bool {
 fn store_exit(error: &envpack_operator::StoreError) -> i32 {
     use envpack_operator::StoreError as E;
     match error {
-        E::Pack(e) | E::PackLeft { error: e, .. } => verb_exit(e),
+        E::Pack(e) => verb_exit(e),
+        E::PackLeft { error, .. } => verb_exit(error),
         E::Registry(e) => registry_exit(e),
         E::Trust(e) => trust_exit(e),
         E::Load(e) => load_exit(e),
@@ -203,6 +212,7 @@ fn store_exit(error: &envpack_operator::StoreError) -> i32 {
         | E::Transition(_)
         | E::HasWeight { .. }
         | E::NotReady { .. }
+        | E::ArchivedInSplit(_)
         | E::ForeignRevision { .. }
         | E::Weights(_)
         | E::KeyReused { .. }

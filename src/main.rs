@@ -155,14 +155,26 @@ async fn run(cli: Cli) -> Result<i32, CliError> {
     }
 }
 
+/// Collapses a message onto one line: errors from deep layers (a
+/// compiler's, a parser's) may span several.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 fn report(error: &CliError) {
-    eprintln!("host: error: {error}");
+    eprintln!("host: error: {}", one_line(&error.to_string()));
     if let Some(hint) = error.hint() {
-        eprintln!("host: hint: {hint}");
+        eprintln!("host: hint: {}", one_line(&hint));
     }
 }
 
 fn main() {
+    // Like any Unix filter: a reader that goes away (`host events dev | head`)
+    // ends the command quietly instead of a panic on the next write.
+    // SAFETY: called first, before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     init_tracing(cli.verbose);
     let code = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

@@ -49,7 +49,12 @@ pub enum Command {
         json: bool,
     },
     /// Remove an installed pack by descriptor or digest prefix.
-    Remove { selector: String },
+    Remove {
+        selector: String,
+        /// Remove it even though environments are bound to it (they stop working until rebound).
+        #[arg(long)]
+        force: bool,
+    },
     /// Resolve a requirement such as `envpack.deployer.ledger@^1` to an installed pack.
     Resolve {
         requirement: String,
@@ -68,8 +73,26 @@ pub async fn run(ctx: &mut Context, command: Command) -> Result<i32, CliError> {
         Command::Digest { pack, out } => digest(pack, out),
         Command::Install { pack, force } => install(ctx, pack, force).await,
         Command::List { json } => list(ctx, json),
-        Command::Remove { selector } => {
-            let removed = ctx.registry()?.remove(&selector)?;
+        Command::Remove { selector, force } => {
+            let mut registry = ctx.registry()?;
+            let pack = registry.lookup(&selector)?.clone();
+            let bound: Vec<String> = envpack_operator::read::Reader::open(ctx.state_dir()?)?
+                .environments()?
+                .into_iter()
+                .filter(|e| e.binding.pack_digest == pack.digest || e.binding.descriptor == pack.descriptor)
+                .map(|e| e.id)
+                .collect();
+            if !bound.is_empty() && !force {
+                return Err(CliError::Input {
+                    message: format!(
+                        "{} is bound by environment(s) {}; removing it would stop their commands",
+                        pack.descriptor,
+                        bound.join(", ")
+                    ),
+                    hint: Some("rebind them with `host env bind ENV --deployer REQ`, or pass --force".into()),
+                });
+            }
+            let removed = registry.remove(&selector)?;
             println!("removed {} ({})", removed.descriptor, removed.digest);
             Ok(exit::OK)
         }

@@ -4,7 +4,6 @@
 use envpack_host::SplitEntry;
 use envpack_operator::ops::{Applied, NewRevision};
 use envpack_operator::read::RevisionView;
-use serde_json::json;
 
 use crate::context::Context;
 use crate::env_cmd::parse_pairs;
@@ -95,7 +94,8 @@ fn parse_entries(raw: &[String]) -> Result<Vec<SplitEntry>, CliError> {
             let (revision, bps) = item
                 .rsplit_once('=')
                 .ok_or_else(|| CliError::input(format!("{item:?} is not REVISION=BPS")))?;
-            let weight_bps = bps.parse::<u32>().map_err(|_| {
+            let digits = !bps.is_empty() && bps.bytes().all(|b| b.is_ascii_digit());
+            let weight_bps = bps.parse::<u32>().ok().filter(|_| digits).ok_or_else(|| {
                 CliError::input(format!(
                     "{item:?} is not REVISION=BPS: {bps:?} is not a whole number of basis points (0 to 10000)"
                 ))
@@ -131,6 +131,11 @@ pub async fn revision(ctx: &mut Context, command: RevisionCommand) -> Result<i32
             json,
         } => {
             let settings = parse_pairs(&settings, "setting")?;
+            if location.trim().is_empty() {
+                return Err(CliError::input(
+                    "--location is empty: give where the provider fetches the artifact",
+                ));
+            }
             let new = NewRevision {
                 id,
                 deployment,
@@ -164,13 +169,31 @@ pub async fn revision(ctx: &mut Context, command: RevisionCommand) -> Result<i32
     Ok(exit::OK)
 }
 
+/// The traffic-change object of `traffic set|rollback --json`.
+#[derive(serde::Serialize)]
+struct TrafficChange<'a> {
+    env: &'a str,
+    deployment: &'a str,
+    action: &'a str,
+    /// The generation these entries were recorded as.
+    generation: i64,
+    /// The deployment's generation now.
+    current_generation: i64,
+    /// True when an idempotency key repeated an earlier command: nothing ran.
+    replayed: bool,
+}
+
 fn print_generation(env: &str, deployment: &str, applied: &Applied, action: &str, as_json: bool) {
     if as_json {
-        println!(
-            "{:#}",
-            json!({ "env": env, "deployment": deployment, "generation": applied.generation,
-                    "current": applied.current, "replayed": applied.replayed, "action": action })
-        );
+        let change = TrafficChange {
+            env,
+            deployment,
+            action,
+            generation: applied.generation,
+            current_generation: applied.current,
+            replayed: applied.replayed,
+        };
+        println!("{}", serde_json::to_string_pretty(&change).unwrap_or_default());
     } else if applied.replayed {
         println!(
             "{env}/{deployment}: already {action} as generation {} by this idempotency key; nothing ran (current generation {})",

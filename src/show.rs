@@ -179,10 +179,13 @@ pub async fn events(ctx: &mut Context, env: &str, follow: bool, as_json: bool) -
 
 fn parse_head(text: &str) -> Result<AuditHead, CliError> {
     let bad = || CliError::Input {
-        message: format!("--head {text:?} is not SEQ:HASH"),
+        message: format!("--head {text:?} is not SEQ:HASH (SEQ a row number from 1, HASH 64 hex digits)"),
         hint: Some("`host audit verify` prints the head to record, e.g. 12:3f9a…(64 hex digits)".into()),
     };
     let (seq, hash) = text.split_once(':').ok_or_else(bad)?;
+    if seq.is_empty() || !seq.bytes().all(|b| b.is_ascii_digit()) || seq.starts_with('0') {
+        return Err(bad());
+    }
     let seq = seq.parse::<i64>().map_err(|_| bad())?;
     if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(bad());

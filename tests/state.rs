@@ -582,10 +582,12 @@ fn a_failed_warm_says_where_the_revision_is_and_what_to_do() {
 #[test]
 fn deleting_the_newest_audit_rows_is_caught_against_a_recorded_head() {
     let sb = operator();
-    ok(
-        &sb,
-        &stage_args("dev", "R1").iter().map(String::as_str).collect::<Vec<_>>(),
-    );
+    for id in ["R1", "R2", "R3"] {
+        ok(
+            &sb,
+            &stage_args("dev", id).iter().map(String::as_str).collect::<Vec<_>>(),
+        );
+    }
     let view = json(&sb, &["audit", "verify", "--json"]);
     assert_eq!(view["intact"], true);
     let head = format!("{}:{}", view["head"]["seq"], view["head"]["hash"].as_str().unwrap());
@@ -603,4 +605,9 @@ fn deleting_the_newest_audit_rows_is_caught_against_a_recorded_head() {
     assert!(stderr.contains("is missing"), "{stderr}");
     let (code, _) = code_of(&sb, &["audit", "verify", "--head", "12:nothex"]);
     assert_eq!(code, Some(2));
+    // Every row gone, environments and events left: caught without a head.
+    db(&sb).execute("DELETE FROM audit", []).unwrap();
+    let (code, stderr) = code_of(&sb, &["audit", "verify"]);
+    assert_eq!(code, Some(6), "{stderr}");
+    assert!(stderr.contains("the log is empty"), "{stderr}");
 }

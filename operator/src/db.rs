@@ -117,6 +117,14 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 /// Opens (creating and migrating) the database at `path`.
 pub fn open(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
+    // The operator's records are the operator's alone (SQLite gives the
+    // -wal and -shm files the database file's mode).
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).map_err(|e| {
+        StoreError::Io {
+            path: path.display().to_string(),
+            source: e,
+        }
+    })?;
     conn.busy_timeout(Duration::from_secs(30))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;

@@ -32,6 +32,8 @@ pub enum StoreError {
     HasWeight { revision: String, holders: Vec<String> },
     #[error("revision {revision} is {lifecycle}; only ready revisions may get weight > 0")]
     NotReady { revision: String, lifecycle: String },
+    #[error("revision {0} is archived; an archived revision cannot be in a split, even at 0 bps")]
+    ArchivedInSplit(String),
     #[error("revision {revision} belongs to deployment {owner}, not {deployment}")]
     ForeignRevision {
         revision: String,
@@ -50,7 +52,8 @@ pub enum StoreError {
     Pack(VerbError),
     #[error("the pack refused: {error}; revision {revision} is now {lifecycle}")]
     PackLeft {
-        error: VerbError,
+        error: Box<VerbError>,
+        env: String,
         revision: String,
         lifecycle: envpack_host::Lifecycle,
     },

@@ -5,6 +5,7 @@
 //! on stderr and waits its turn. Read-only commands never take it.
 
 use std::fs::File;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
@@ -28,6 +29,7 @@ pub fn lock(state_dir: &Path, env: &str) -> Result<EnvLock, StoreError> {
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(0o600)
         .open(dir.join(format!("{name}.lock")))
         .map_err(|e| fail(e.to_string()))?;
     match file.try_lock() {

@@ -208,6 +208,22 @@ impl Reader {
     pub fn audit(&self, expected: Option<&AuditHead>) -> Result<AuditView, StoreError> {
         let rows = audit::rows(&self.conn)?;
         let mut broken = audit::verify(&self.conn)?.err();
+        if broken.is_none() && rows.is_empty() {
+            // Every change writes an audit row: records without any mean rows were deleted.
+            let records: i64 = self.conn.query_row(
+                "SELECT (SELECT COUNT(*) FROM environments) + (SELECT COUNT(*) FROM lifecycle_events)",
+                [],
+                |r| r.get(0),
+            )?;
+            if records > 0 {
+                broken = Some(audit::Broken {
+                    seq: 1,
+                    problem: format!(
+                        "is missing: the log is empty, but the store holds {records} environments and events; rows were deleted"
+                    ),
+                });
+            }
+        }
         if broken.is_none()
             && let Some(expected) = expected
         {

@@ -20,6 +20,19 @@ pub const MAX_PACK_BYTES: u64 = 64 << 20;
 /// The contract version this host speaks (`wit/deployer.wit`).
 pub const CONTRACT_VERSION: &str = "1.1.0";
 
+/// Refuses bytes that are not WebAssembly at all, before any signature or
+/// compiler gets to say something less plain about them.
+pub fn check_magic(source: &str, bytes: &[u8]) -> Result<(), crate::error::LoadError> {
+    if bytes.starts_with(b"\0asm") {
+        Ok(())
+    } else {
+        Err(crate::error::LoadError::NotAComponent {
+            path: source.to_string(),
+            detail: "the file does not start with the WebAssembly magic bytes (\\0asm)".into(),
+        })
+    }
+}
+
 /// Whether this host runs packs built against contract `version`: the same
 /// major version, at or below this host's minor (see `wit/README.md`).
 pub fn accepts_contract(version: &str) -> bool {

@@ -14,7 +14,9 @@ use wasmtime::component::Component;
 
 use crate::capabilities::gate::Gate;
 use crate::contract::bindings;
-use crate::contract::pack::{CONTRACT_VERSION, Pack, PackInfo, accepts_contract, read_pack_file, sha256_hex};
+use crate::contract::pack::{
+    CONTRACT_VERSION, Pack, PackInfo, accepts_contract, check_magic, read_pack_file, sha256_hex,
+};
 use crate::contract::verb::Verb;
 use crate::error::{LoadError, ProviderCause, VerbError};
 use crate::model::{Environment, EnvironmentDoc};
@@ -66,6 +68,8 @@ fn compile(engine: &Engine, cache: Option<&CompileCache>, bytes: &[u8]) -> wasmt
 impl Runtime {
     /// Loads a pack file or bytes the one way (see the module docs).
     pub async fn load(&self, source: String, bytes: Vec<u8>, policy: SignaturePolicy<'_>) -> Result<Loaded, LoadError> {
+        // Not WebAssembly at all is a plain answer, before any signature talk.
+        check_magic(&source, &bytes)?;
         let signature = match policy {
             SignaturePolicy::Require { keyring, detached } => match signature::verify(&bytes, keyring, detached) {
                 Ok(verified) => Signature::Trusted(verified),

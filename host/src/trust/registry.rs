@@ -67,8 +67,14 @@ pub enum RegistryError {
         descriptor: String,
         source: VerifyError,
     },
-    #[error("installed file for {descriptor} no longer has digest {digest}: it was changed on disk")]
+    #[error(
+        "installed file for {descriptor} no longer has digest {digest}: it was changed on disk; `host pack install` the signed pack again to restore it"
+    )]
     Changed { descriptor: String, digest: String },
+    #[error(
+        "installed file for {descriptor} is missing ({path}); `host pack install` the signed pack again to restore it"
+    )]
+    Missing { descriptor: String, path: String },
 }
 
 fn known_list(known: &[String]) -> String {
@@ -119,6 +125,14 @@ impl Registry {
         let digest = sha256_hex(bytes);
         if let Some(existing) = self.index.iter().find(|p| p.descriptor == manifest.descriptor) {
             if existing.digest == digest {
+                // Same pack again: make sure the stored file is intact, and
+                // rewrite it if it was changed or removed on disk.
+                let path = self.path(existing);
+                let intact = std::fs::read(&path).is_ok_and(|stored| sha256_hex(&stored) == digest);
+                if !intact {
+                    fsutil::write_atomic(&path, bytes, 0o600)
+                        .map_err(|e| RegistryError::Io(format!("{}: {e}", path.display())))?;
+                }
                 return Ok(existing.clone());
             }
             return Err(RegistryError::Conflict {
@@ -142,6 +156,11 @@ impl Registry {
         self.index.sort_by(|a, b| a.descriptor.cmp(&b.descriptor));
         self.save()?;
         Ok(entry)
+    }
+
+    /// The installed pack `selector` names (descriptor or digest prefix).
+    pub fn lookup(&self, selector: &str) -> Result<&InstalledPack, RegistryError> {
+        Ok(&self.index[self.select(selector)?])
     }
 
     fn select(&self, selector: &str) -> Result<usize, RegistryError> {
@@ -237,7 +256,14 @@ impl Registry {
 
     /// Re-reads and re-verifies an installed pack against today's trust store.
     pub fn check(&self, pack: &InstalledPack, keyring: &Keyring<'_>) -> Result<(Verified, Vec<u8>), RegistryError> {
-        let bytes = std::fs::read(self.path(pack)).map_err(|e| RegistryError::Io(e.to_string()))?;
+        let path = self.path(pack);
+        let bytes = std::fs::read(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => RegistryError::Missing {
+                descriptor: pack.descriptor.clone(),
+                path: path.display().to_string(),
+            },
+            _ => RegistryError::Io(format!("{}: {e}", path.display())),
+        })?;
         if sha256_hex(&bytes) != pack.digest {
             return Err(RegistryError::Changed {
                 descriptor: pack.descriptor.clone(),

@@ -30,6 +30,12 @@ pub struct TopSection {
 
 /// Every top-level section after the 8-byte header, in order.
 pub fn top_level(bytes: &[u8]) -> Result<Vec<TopSection>, Malformed> {
+    if !bytes.starts_with(b"\0asm") {
+        return Err(Malformed {
+            offset: 0,
+            message: "the file does not start with the WebAssembly magic bytes (\\0asm)".into(),
+        });
+    }
     let mut parser = Parser::new(0);
     let mut pos = 0usize;
     let mut sections = Vec::new();

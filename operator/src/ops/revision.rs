@@ -143,7 +143,8 @@ impl Operator<'_> {
                 let Some(failed) = on_failure else {
                     let lifecycle = store::revision(&self.conn, env, id)?.lifecycle;
                     let error = StoreError::PackLeft {
-                        error,
+                        error: Box::new(error),
+                        env: env.to_string(),
                         revision: id.to_string(),
                         lifecycle,
                     };
@@ -154,7 +155,8 @@ impl Operator<'_> {
                     store::set_lifecycle(tx, env, id, failed, &reason, &actor, now())
                 })?;
                 Err(StoreError::PackLeft {
-                    error,
+                    error: Box::new(error),
+                    env: env.to_string(),
                     revision: id.to_string(),
                     lifecycle: failed,
                 })
@@ -172,6 +174,7 @@ impl Operator<'_> {
         before: Option<Lifecycle>,
         after: Lifecycle,
     ) -> Result<(Pack, bool), StoreError> {
+        store::require_env(&self.conn, env)?;
         let revision = store::revision(&self.conn, env, id)?;
         let resume = before.is_some_and(|b| b == revision.lifecycle);
         let first = if resume { after } else { before.unwrap_or(after) };

@@ -71,10 +71,10 @@ impl Operator<'_> {
     pub async fn rollback(&mut self, env: &str, deployment: &str) -> Result<Applied, StoreError> {
         let _lock = self.lock(env)?;
         let args = json!({ "env": env, "deployment": deployment });
-        let generations = match store::require_env(&self.conn, env) {
-            Ok(()) => store::generations(&self.conn, env, deployment, 2)?,
-            Err(e) => return self.failed("traffic rollback", &args, e),
-        };
+        if let Err(e) = self.require_deployment(env, deployment) {
+            return self.failed("traffic rollback", &args, e);
+        }
+        let generations = store::generations(&self.conn, env, deployment, 2)?;
         let Some(previous) = generations.get(1) else {
             return self.failed(
                 "traffic rollback",
@@ -99,7 +99,7 @@ impl Operator<'_> {
         }
     }
 
-    async fn apply_split(&mut self, env: &str, deployment: &str, entries: &[SplitEntry]) -> Result<(), StoreError> {
+    fn require_deployment(&self, env: &str, deployment: &str) -> Result<(), StoreError> {
         store::require_env(&self.conn, env)?;
         if !store::deployments(&self.conn, env)?.iter().any(|d| d == deployment) {
             return Err(StoreError::UnknownDeployment {
@@ -107,6 +107,11 @@ impl Operator<'_> {
                 deployment: deployment.to_string(),
             });
         }
+        Ok(())
+    }
+
+    async fn apply_split(&mut self, env: &str, deployment: &str, entries: &[SplitEntry]) -> Result<(), StoreError> {
+        self.require_deployment(env, deployment)?;
         validate_weights(entries).map_err(|e| StoreError::Weights(e.to_string()))?;
         for entry in entries {
             let revision = store::revision(&self.conn, env, &entry.revision)?;
@@ -116,6 +121,9 @@ impl Operator<'_> {
                     deployment: deployment.to_string(),
                     owner: revision.deployment,
                 });
+            }
+            if revision.lifecycle == Lifecycle::Archived {
+                return Err(StoreError::ArchivedInSplit(entry.revision.clone()));
             }
             if entry.weight_bps > 0 && revision.lifecycle != Lifecycle::Ready {
                 return Err(StoreError::NotReady {

@@ -1,0 +1,245 @@
+//! What an outside operator tripped over, kept fixed: a reader that goes
+//! away, a damaged installed pack repaired by reinstalling, files that are
+//! not packs, loose input, a pack removed from under its environments,
+//! messages that name the wrong thing, and file modes.
+
+mod common;
+
+use std::process::Stdio;
+
+use common::{Sandbox, json, ok, operator};
+use serde_json::Value;
+
+const DIGEST: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+fn run(sb: &Sandbox, args: &[&str]) -> (Option<i32>, String) {
+    let out = sb.host().args(args).output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn stage(sb: &Sandbox, id: &str) {
+    ok(
+        sb,
+        &[
+            "revision",
+            "stage",
+            "dev",
+            "web",
+            "--digest",
+            DIGEST,
+            "--location",
+            "file:///b",
+            "--id",
+            id,
+        ],
+    );
+}
+
+#[test]
+fn a_reader_that_goes_away_ends_the_command_quietly() {
+    let sb = operator();
+    stage(&sb, "R1");
+    for args in [
+        &["events", "dev", "--json"][..],
+        &["status", "dev"],
+        &["revision", "warm", "dev", "R1"],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_host"))
+            .env("ENVPACK_STATE_DIR", sb.state_dir())
+            .args(args)
+            .stdout(Stdio::from(writer))
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_ne!(out.status.code(), Some(101), "{args:?}: {stderr}");
+    }
+    // The warm was done all the same.
+    assert_eq!(
+        json(&sb, &["revision", "show", "dev", "R1", "--json"])["lifecycle"],
+        "ready"
+    );
+}
+
+#[test]
+fn reinstalling_repairs_a_changed_or_missing_installed_file() {
+    let sb = operator();
+    stage(&sb, "R1");
+    let signed = sb.dir.path().join("ledger.wasm");
+    let digest = json(&sb, &["pack", "list", "--json"])[0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let installed = sb.state_dir().join("packs").join(format!("{digest}.wasm"));
+    let original = std::fs::read(&installed).unwrap();
+    for damage in ["flip", "delete"] {
+        if damage == "flip" {
+            let mut bytes = original.clone();
+            bytes[100] ^= 0xff;
+            std::fs::write(&installed, bytes).unwrap();
+        } else {
+            std::fs::remove_file(&installed).unwrap();
+        }
+        let (code, stderr) = run(&sb, &["revision", "warm", "dev", "R1"]);
+        assert_eq!(code, Some(6), "{damage}: {stderr}");
+        assert!(
+            stderr.contains("pack install"),
+            "{damage}: the message says how to repair: {stderr}"
+        );
+        ok(&sb, &["pack", "install", signed.to_str().unwrap()]);
+        assert_eq!(
+            std::fs::read(&installed).unwrap(),
+            original,
+            "{damage}: reinstalling restored the file"
+        );
+    }
+    ok(&sb, &["revision", "warm", "dev", "R1"]);
+}
+
+#[test]
+fn files_that_are_not_packs_are_said_so_on_one_line() {
+    let sb = Sandbox::new();
+    let pem = sb.dir.path().join("key.pem");
+    std::fs::write(
+        &pem,
+        "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    for args in [&["inspect"][..], &["pack", "install"], &["verify"]] {
+        let mut all: Vec<&str> = args.to_vec();
+        all.push(pem.to_str().unwrap());
+        let (code, stderr) = run(&sb, &all);
+        assert!(stderr.contains("magic bytes"), "{args:?}: {stderr}");
+        let error_lines = stderr.lines().filter(|l| l.starts_with("host: error:")).count();
+        assert_eq!(error_lines, 1, "{args:?}: {stderr}");
+        assert!(!stderr.contains("0x61"), "no debug dump: {stderr}");
+        // `verify` judges signatures (a damaged signed file is tampering, 6); the others, packs (3).
+        let expected = if args[0] == "verify" { 6 } else { 3 };
+        assert_eq!(code, Some(expected), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn loose_input_is_refused_by_name() {
+    let sb = operator();
+    stage(&sb, "R1");
+    stage(&sb, "R2");
+    ok(&sb, &["revision", "warm", "dev", "R1"]);
+    ok(&sb, &["revision", "archive", "dev", "R2"]);
+    for (args, says) in [
+        (vec!["traffic", "set", "dev", "web", "R1=+10000"], "whole number"),
+        (
+            vec!["traffic", "set", "dev", "web", "R1=10000", "R2=0"],
+            "R2 is archived",
+        ),
+        (
+            vec!["revision", "stage", "dev", "web", "--digest", DIGEST, "--location", " "],
+            "--location is empty",
+        ),
+        (
+            vec![
+                "revision",
+                "stage",
+                "dev",
+                "web",
+                "--digest",
+                DIGEST,
+                "--location",
+                "x",
+                "--setting",
+                "=v",
+            ],
+            "non-empty KEY",
+        ),
+        (vec!["revision", "warm", "nosuch", "R1"], "no environment \"nosuch\""),
+        (
+            vec!["traffic", "rollback", "dev", "nosuch"],
+            "has no deployment \"nosuch\"",
+        ),
+        (
+            vec!["audit", "verify", "--head", &format!("0:{}", "a".repeat(64))],
+            "is not SEQ:HASH",
+        ),
+        (
+            vec!["audit", "verify", "--head", &format!("+1:{}", "a".repeat(64))],
+            "is not SEQ:HASH",
+        ),
+    ] {
+        let (code, stderr) = run(&sb, &args);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn a_pack_bound_by_an_environment_is_not_removed_from_under_it() {
+    let sb = operator();
+    let (code, stderr) = run(&sb, &["pack", "remove", "envpack.deployer.ledger@1.0.0"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("bound by environment(s) dev"), "{stderr}");
+    assert_eq!(json(&sb, &["pack", "list", "--json"]).as_array().unwrap().len(), 1);
+    ok(&sb, &["pack", "remove", "envpack.deployer.ledger@1.0.0", "--force"]);
+    assert!(json(&sb, &["pack", "list", "--json"]).as_array().unwrap().is_empty());
+}
+
+#[test]
+fn hints_name_the_environment_and_state_files_are_private() {
+    let sb = operator();
+    common::install_signed(&sb, common::TEST_HOSTILE, "packs/test-hostile/pack.toml", "hostile");
+    ok(
+        &sb,
+        &[
+            "env",
+            "create",
+            "qa",
+            "--deployer",
+            "envpack.test.hostile@^0.1",
+            "--capability",
+            "log,kv",
+            "--setting",
+            "mode=normal",
+        ],
+    );
+    ok(
+        &sb,
+        &[
+            "revision",
+            "stage",
+            "qa",
+            "web",
+            "--digest",
+            DIGEST,
+            "--location",
+            "file:///b",
+            "--id",
+            "F1",
+        ],
+    );
+    ok(
+        &sb,
+        &[
+            "env",
+            "bind",
+            "qa",
+            "--deployer",
+            "envpack.test.hostile@^0.1",
+            "--setting",
+            "mode=trap",
+        ],
+    );
+    let (code, stderr) = run(&sb, &["revision", "warm", "qa", "F1"]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("host revision retry qa F1"), "{stderr}");
+    let mode = |path: &std::path::Path| {
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(path).unwrap().permissions()) & 0o777
+    };
+    assert_eq!(mode(&sb.state_dir().join("state.db")), 0o600);
+    for lock in std::fs::read_dir(sb.state_dir().join("locks")).unwrap() {
+        assert_eq!(mode(&lock.unwrap().path()), 0o600);
+    }
+    let status: Value = json(&sb, &["status", "qa", "--json"]);
+    assert_eq!(status["revisions"][0]["lifecycle"], "failed");
+}
