@@ -224,6 +224,47 @@ fn probes_reach_granted_addresses_only() {
 }
 
 #[test]
+fn outbound_http_goes_to_granted_origins_only() {
+    let sb = Sandbox::new();
+    let (up, up_count) = http_server(200);
+    let origin = format!("http://{up}");
+    let doc = env_doc(
+        json!({ "wasi-http": origin, "probe-path": "/status" }),
+        json!({ "http": [origin] }),
+    );
+    let (code, value) = call(&sb, "http", &doc, "probe-revision");
+    assert_eq!(code, Some(0), "{value:#}");
+    assert_eq!(value["result"]["ok"]["health"]["status"], "healthy", "{value:#}");
+    assert_eq!(
+        up_count.load(Ordering::SeqCst),
+        1,
+        "the request reached the server once"
+    );
+    let recorded = value["recording"]["calls"].to_string();
+    assert!(recorded.contains(&format!("GET {origin}/status -> 200")), "{recorded}");
+    // Another origin: denied in the host, nothing reaches the server.
+    let (other, other_count) = http_server(200);
+    let doc = env_doc(
+        json!({ "wasi-http": format!("http://{other}") }),
+        json!({ "http": [origin.clone()] }),
+    );
+    let (code, value) = call(&sb, "denied", &doc, "probe-revision");
+    assert_eq!(code, Some(1), "{value:#}");
+    assert!(message(&value).contains("HttpRequestDenied"), "{value:#}");
+    assert!(
+        recording_refused(&value).iter().any(|r| r.contains("not granted")),
+        "{value:#}"
+    );
+    assert_eq!(other_count.load(Ordering::SeqCst), 0);
+    // `http` not granted at all: every request fails with the same clear error.
+    let doc = env_doc(json!({ "wasi-http": origin }), json!({ "probe": ["127.0.0.1:9"] }));
+    let (code, value) = call(&sb, "ungranted", &doc, "probe-revision");
+    assert_eq!(code, Some(1), "{value:#}");
+    assert!(message(&value).contains("HttpRequestDenied"), "{value:#}");
+    assert_eq!(up_count.load(Ordering::SeqCst), 1, "still only the first request");
+}
+
+#[test]
 fn secrets_are_read_by_granted_name_and_never_shown() {
     let sb = Sandbox::new();
     let value = "s3cr3t-Value-that-must-not-leak";
@@ -359,7 +400,7 @@ fn grants_are_part_of_the_binding_and_required_at_bind_time() {
         .unwrap();
     assert_eq!(refused.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(stderr.contains("process, probe, secrets"), "{stderr}");
+    assert!(stderr.contains("process, probe, http, secrets"), "{stderr}");
     let created = common::json(
         &sb,
         &[
@@ -374,6 +415,8 @@ fn grants_are_part_of_the_binding_and_required_at_bind_time() {
             "sleep",
             "--allow-probe",
             "127.0.0.1:9",
+            "--allow-http",
+            "http://127.0.0.1:9",
             "--allow-secret",
             "TOKEN",
             "--json",
@@ -385,7 +428,7 @@ fn grants_are_part_of_the_binding_and_required_at_bind_time() {
     assert!(grants["process"][0]["path"].as_str().unwrap().starts_with('/'));
     assert_eq!(
         created["binding"]["capabilities"],
-        json!(["log", "kv", "process", "probe", "secrets"])
+        json!(["log", "kv", "process", "probe", "http", "secrets"])
     );
     let shown = common::ok(&sb, &["env", "show", "qa"]);
     assert!(shown.contains("scopes: run sleep (/"), "{shown}");

@@ -9,6 +9,7 @@ pub mod clock;
 pub mod environment;
 pub mod gate;
 pub mod grants;
+pub mod http;
 pub mod kv;
 pub mod kv_store;
 pub mod log;

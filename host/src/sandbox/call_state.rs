@@ -7,7 +7,10 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
 use crate::capabilities::grants::Grants;
+use crate::capabilities::http::HttpPolicy;
 use crate::sandbox::services::Services;
 
 use crate::capabilities::gate::{Capability, Gate};
@@ -35,6 +38,8 @@ pub struct CallState {
     pub(crate) env_id: String,
     pub(crate) grants: Grants,
     pub(crate) services: Services,
+    pub(crate) http_ctx: WasiHttpCtx,
+    pub(crate) http: HttpPolicy,
 }
 
 impl CallState {
@@ -74,6 +79,7 @@ impl CallState {
             let _ = builder.preopened_dir(&workspace.work_dir, "/", FsPerms::ReadWrite);
         }
         let wasi = builder.build();
+        let http = HttpPolicy::new(&gate, &grants, Instant::now() + deadline);
         CallState {
             table: ResourceTable::new(),
             wasi,
@@ -89,6 +95,27 @@ impl CallState {
             env_id,
             grants,
             services,
+            http_ctx: WasiHttpCtx::new(),
+            http,
+        }
+    }
+
+    /// Adds the call's outbound HTTP requests to its recording.
+    pub(crate) fn record_http(&mut self) {
+        let log = std::mem::take(&mut *self.http.log.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        for entry in log {
+            let outcome = match (entry.status, &entry.refused) {
+                (_, Some(reason)) => format!(" (refused: {reason})"),
+                (Some(status), None) => format!(" -> {status}"),
+                (None, None) => String::new(),
+            };
+            self.recording.push(CapabilityCall {
+                capability: Capability::Http,
+                operation: "http.request",
+                detail: format!("{} {}{outcome}", entry.method, entry.url),
+                allowed: entry.allowed,
+                declared: self.gate.declared(Capability::Http),
+            });
         }
     }
 
@@ -133,6 +160,16 @@ impl CallState {
             .filter(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
             .collect::<Vec<_>>()
             .join(" ")
+    }
+}
+
+impl WasiHttpView for CallState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            hooks: &mut self.http,
+            table: &mut self.table,
+            ctx: &mut self.http_ctx,
+        }
     }
 }
 

@@ -114,6 +114,8 @@ pub fn build_engine(host: &HostConfig) -> Result<(Engine, Allocator), SetupError
 pub fn build_linker(engine: &Engine) -> Result<Linker<CallState>, SetupError> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| SetupError::Link(e.to_string()))?;
+    // Outbound HTTP is always linked; the capability's policy decides per request.
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(|e| SetupError::Link(e.to_string()))?;
     crate::contract::bindings::Pack::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
         .map_err(|e| SetupError::Link(e.to_string()))?;
     Ok(linker)

@@ -207,11 +207,12 @@ impl Runtime {
                 env.grants().clone(),
                 services,
             );
-            let (raw, state) = self
+            let (raw, mut state) = self
                 .in_instance(&pack.pre, state, env, async |guest, store, handle| {
                     call_export(guest, store, handle, request).await
                 })
                 .await;
+            state.record_http();
             let result = match raw {
                 Ok(raw) => verdict(env, request, raw, self.config.result_caps, mode.verify_outcome),
                 Err(e) => Err(classify(verb, &e, &state)),

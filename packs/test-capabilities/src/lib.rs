@@ -9,7 +9,9 @@
 //!   with `wait-ms`, waits and reports the state;
 //! - `drain-revision`: TERM to the kept process (or to `signal-id`), then waits;
 //! - `archive-revision`: reads secret `secret` and reports only its length;
-//! - `probe-revision`: `probe-http` (host:port) with `probe-path`, or `probe-tcp`;
+//! - `probe-revision`: `probe-http` (host:port) with `probe-path`, or `probe-tcp`,
+//!   or `wasi-http` (an `http://host:port` origin) with `probe-path` through
+//!   `wasi:http` (the `http` capability);
 //! - `apply-traffic-split`: echoes the recorded split; `report-runtime-config`: none.
 //!
 //! Every capability error comes back as `provider("<verb>: <error>")`.
@@ -43,6 +45,27 @@ fn outcome(env: &Environment, revision: &str, detail: String) -> Result<Revision
     })
 }
 
+/// `GET <origin><path>` through `wasi:http`; the response status.
+fn wasi_http_get(origin: &str, path: &str) -> Result<u16, String> {
+    use wasip2::http::outgoing_handler::handle;
+    use wasip2::http::types::{Fields, Method, OutgoingRequest, Scheme};
+    let (scheme, authority) = origin.split_once("://").ok_or("origin has no scheme")?;
+    let request = OutgoingRequest::new(Fields::new());
+    request.set_method(&Method::Get).map_err(|()| "method")?;
+    let scheme = if scheme == "https" { Scheme::Https } else { Scheme::Http };
+    request.set_scheme(Some(&scheme)).map_err(|()| "scheme")?;
+    request.set_authority(Some(authority)).map_err(|()| "authority")?;
+    request.set_path_with_query(Some(path)).map_err(|()| "path")?;
+    let future = handle(request, None).map_err(|e| format!("{e:?}"))?;
+    future.subscribe().block();
+    let response = future
+        .get()
+        .ok_or("no response")?
+        .map_err(|()| "response taken twice")?
+        .map_err(|e| format!("{e:?}"))?;
+    Ok(response.status())
+}
+
 fn state_name(state: &process::ProcessState) -> String {
     match state {
         process::ProcessState::Running => "running".into(),
@@ -62,6 +85,7 @@ impl Guest for Capabilities {
                 Capability::Kv,
                 Capability::Process,
                 Capability::Probe,
+                Capability::Http,
                 Capability::Secrets,
             ],
             description: "Test pack that drives the 1.1 capabilities from its settings".to_string(),
@@ -163,6 +187,15 @@ impl Guest for Capabilities {
                 Health::Healthy
             } else {
                 Health::Unhealthy(format!("status {}", response.status))
+            });
+        }
+        if let Some(origin) = setting(env, "wasi-http") {
+            let path = setting(env, "probe-path").unwrap_or_else(|| "/".into());
+            let status = wasi_http_get(&origin, &path).map_err(|e| provider("wasi-http", e))?;
+            return Ok(if status == 200 {
+                Health::Healthy
+            } else {
+                Health::Unhealthy(format!("status {status}"))
             });
         }
         if let Some(address) = setting(env, "probe-tcp") {
