@@ -113,6 +113,8 @@ pub async fn run(ctx: &mut Context, args: Args) -> Result<i32, CliError> {
                 .map_err(|e| CliError::State(format!("work directory: {e}")))?,
         ),
         secrets: Arc::new(FileSecrets::open(&state_dir).map_err(|e| CliError::State(e.to_string()))?),
+        deadline: None,
+        log_sink: None,
     };
     let report = runtime
         .call_in(&pack, &Arc::new(env), &request, CallMode::HOST, services)

@@ -115,7 +115,12 @@ impl Context {
     pub fn operator(&mut self, actor: String) -> Result<Operator<'_>, CliError> {
         let dir = self.state_dir()?.to_path_buf();
         let runtime = self.runtime()?;
-        Ok(Operator::open(&dir, actor, runtime)?)
+        let mut operator = Operator::open(&dir, actor, runtime)?;
+        // Long verbs show what the pack is doing as it does it.
+        operator.stream_logs(Arc::new(|level: &str, line: &str| {
+            eprintln!("host: pack {level}: {line}")
+        }));
+        Ok(operator)
     }
 
     /// The operator for commands that run no pack: no engine is built.

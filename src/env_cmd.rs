@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use envpack_host::Capability;
 use envpack_host::capabilities::grants::{Grants, resolve_command};
+use envpack_host::sandbox::deadlines::DeadlinePolicy;
 use envpack_operator::ops::BindRequest;
 use envpack_operator::read::EnvironmentView;
 use serde_json::json;
@@ -61,6 +62,14 @@ pub struct BindArgs {
     /// Secret the pack may read (repeatable; grants `secrets`).
     #[arg(long = "allow-secret", value_name = "NAME")]
     allow_secret: Vec<String>,
+    /// Deadline of one verb, VERB=MS (repeatable), used as given, e.g.
+    /// `warm-revision=30000`; otherwise the pack's own expectation (its
+    /// manifest's [deadlines]) capped by --max-deadline-ms, else --deadline-ms.
+    #[arg(long = "deadline", value_name = "VERB=MS")]
+    deadlines: Vec<String>,
+    /// The most a pack's own expectation may get, in milliseconds (default 120000).
+    #[arg(long, value_name = "MS")]
+    max_deadline_ms: Option<u64>,
     /// Pack setting KEY=VALUE (repeatable). Given at all, the settings are
     /// replaced as a whole; left out, `env bind` keeps the previous ones.
     #[arg(long = "setting", value_name = "KEY=VALUE")]
@@ -91,6 +100,28 @@ fn parse_grants(args: &BindArgs) -> Result<Option<Grants>, CliError> {
     };
     grants.validate().map_err(|e| CliError::input(e.to_string()))?;
     Ok(Some(grants))
+}
+
+/// The deadline settings given on the command line; `None` if none was given.
+fn parse_deadlines(args: &BindArgs) -> Result<Option<DeadlinePolicy>, CliError> {
+    if args.deadlines.is_empty() && args.max_deadline_ms.is_none() {
+        return Ok(None);
+    }
+    let mut verbs = BTreeMap::new();
+    for (verb, ms) in parse_pairs(&args.deadlines, "deadline")? {
+        let ms = ms
+            .parse::<u64>()
+            .ok()
+            .filter(|_| ms.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or_else(|| CliError::input(format!("deadline {verb}={ms:?}: not a whole number of milliseconds")))?;
+        verbs.insert(verb, ms);
+    }
+    let policy = DeadlinePolicy {
+        verbs,
+        max_ms: args.max_deadline_ms,
+    };
+    policy.validate().map_err(|e| CliError::input(e.to_string()))?;
+    Ok(Some(policy))
 }
 
 /// The scopes of a binding, for one line of text.
@@ -188,6 +219,7 @@ async fn bind(ctx: &mut Context, args: BindArgs, create: bool) -> Result<i32, Cl
         requirement: args.deployer.clone(),
         capabilities,
         grants,
+        deadlines: parse_deadlines(&args)?,
         settings,
     };
     let binding = op.bind(&args.env, request, create).await?;

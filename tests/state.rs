@@ -611,3 +611,86 @@ fn deleting_the_newest_audit_rows_is_caught_against_a_recorded_head() {
     assert_eq!(code, Some(6), "{stderr}");
     assert!(stderr.contains("the log is empty"), "{stderr}");
 }
+
+#[test]
+fn deadlines_come_from_the_operator_then_the_pack_capped_then_the_default() {
+    let sb = operator();
+    install_signed(&sb, TEST_HOSTILE, "packs/test-hostile/pack.toml", "hostile");
+    ok(
+        &sb,
+        &[
+            "env",
+            "create",
+            "slow",
+            "--deployer",
+            "envpack.test.hostile@^0.1",
+            "--capability",
+            "log,kv",
+            "--setting",
+            "mode=normal",
+        ],
+    );
+    for id in ["W1", "W2"] {
+        ok(
+            &sb,
+            &stage_args("slow", id).iter().map(String::as_str).collect::<Vec<_>>(),
+        );
+    }
+    let warm = |id: &str| {
+        let (code, stderr) = code_of(&sb, &["revision", "warm", "slow", id]);
+        assert_eq!(code, Some(1), "{stderr}");
+        stderr
+    };
+    // The pack expects 4000 ms for warm; the operator caps expectations at 1200.
+    ok(
+        &sb,
+        &[
+            "env",
+            "bind",
+            "slow",
+            "--deployer",
+            "envpack.test.hostile@^0.1",
+            "--setting",
+            "mode=sleep",
+            "--max-deadline-ms",
+            "1200",
+        ],
+    );
+    let stderr = warm("W1");
+    assert!(stderr.contains("deadline of 1200 ms"), "capped expectation: {stderr}");
+    assert!(
+        stderr.contains("host: pack info: warm-revision in mode \"sleep\""),
+        "the pack's log line streamed: {stderr}"
+    );
+    // The operator's own deadline for the verb wins.
+    ok(
+        &sb,
+        &[
+            "env",
+            "bind",
+            "slow",
+            "--deployer",
+            "envpack.test.hostile@^0.1",
+            "--deadline",
+            "warm-revision=900",
+        ],
+    );
+    assert!(warm("W2").contains("deadline of 900 ms"));
+    let shown = json(&sb, &["env", "show", "slow", "--json"]);
+    assert_eq!(shown["binding"]["deadlines"]["verbs"]["warm-revision"], 900);
+    // Bad settings are refused by name.
+    let (code, stderr) = code_of(
+        &sb,
+        &[
+            "env",
+            "bind",
+            "slow",
+            "--deployer",
+            "envpack.test.hostile@^0.1",
+            "--deadline",
+            "warm=5",
+        ],
+    );
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("\"warm\" is not a verb"), "{stderr}");
+}

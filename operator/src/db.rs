@@ -109,6 +109,10 @@ CREATE TABLE call_kv (
     r#"
 ALTER TABLE bindings ADD COLUMN grants TEXT NOT NULL DEFAULT '{}';
 "#,
+    // 4: per-verb deadlines and the cap on a pack's own expectations, as JSON.
+    r#"
+ALTER TABLE bindings ADD COLUMN deadlines TEXT NOT NULL DEFAULT '{}';
+"#,
 ];
 
 /// The schema version this host writes.

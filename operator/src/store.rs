@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use envpack_host::capabilities::grants::Grants;
 use envpack_host::model::{Artifact, DeploymentDoc, EnvironmentDoc, Revision, SplitEntry, TrafficSplit};
+use envpack_host::sandbox::deadlines::DeadlinePolicy;
 use envpack_host::{Capability, Environment, Lifecycle};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
@@ -24,6 +25,9 @@ pub struct Binding {
     /// Scopes of `process`, `probe`, `http`, `secrets`.
     #[serde(default)]
     pub grants: Grants,
+    /// Per-verb deadlines and the cap on the pack's own expectations.
+    #[serde(default)]
+    pub deadlines: DeadlinePolicy,
 }
 
 /// One lifecycle event.
@@ -125,10 +129,10 @@ pub fn remove_env(conn: &Connection, env: &str) -> Result<(), StoreError> {
 
 pub fn set_binding(conn: &Connection, env: &str, binding: &Binding, at: i64) -> Result<(), StoreError> {
     conn.execute(
-        "INSERT INTO bindings (env_id, requirement, descriptor, pack_digest, settings, capabilities, bound_at, grants)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-         ON CONFLICT (env_id) DO UPDATE SET requirement = ?2, descriptor = ?3, pack_digest = ?4, settings = ?5, capabilities = ?6, bound_at = ?7, grants = ?8",
-        params![env, binding.requirement, binding.descriptor, binding.pack_digest, json(&binding.settings), json(&binding.capabilities), at, json(&binding.grants)],
+        "INSERT INTO bindings (env_id, requirement, descriptor, pack_digest, settings, capabilities, bound_at, grants, deadlines)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+         ON CONFLICT (env_id) DO UPDATE SET requirement = ?2, descriptor = ?3, pack_digest = ?4, settings = ?5, capabilities = ?6, bound_at = ?7, grants = ?8, deadlines = ?9",
+        params![env, binding.requirement, binding.descriptor, binding.pack_digest, json(&binding.settings), json(&binding.capabilities), at, json(&binding.grants), json(&binding.deadlines)],
     )?;
     Ok(())
 }
@@ -136,7 +140,7 @@ pub fn set_binding(conn: &Connection, env: &str, binding: &Binding, at: i64) -> 
 pub fn binding(conn: &Connection, env: &str) -> Result<Binding, StoreError> {
     require_env(conn, env)?;
     conn.query_row(
-        "SELECT requirement, descriptor, pack_digest, settings, capabilities, grants FROM bindings WHERE env_id = ?1",
+        "SELECT requirement, descriptor, pack_digest, settings, capabilities, grants, deadlines FROM bindings WHERE env_id = ?1",
         [env],
         |r| {
             Ok(Binding {
@@ -146,6 +150,7 @@ pub fn binding(conn: &Connection, env: &str) -> Result<Binding, StoreError> {
                 settings: json_column(r, 3, "binding settings")?,
                 capabilities: json_column(r, 4, "binding capabilities")?,
                 grants: json_column(r, 5, "binding grants")?,
+                deadlines: json_column(r, 6, "binding deadlines")?,
             })
         },
     )

@@ -1,4 +1,5 @@
-//! Capability `log`: lines are recorded with the call and forwarded to `tracing`.
+//! Capability `log`: lines are recorded with the call, forwarded to
+//! `tracing`, and sent as they happen to the call's live sink, if any.
 
 use crate::capabilities::gate::Capability;
 use crate::contract::bindings::envpack::deployer::log::{Host, Level};
@@ -33,6 +34,16 @@ impl Host for CallState {
         }
         let line = truncate(message);
         self.capability_call(Capability::Log, "log.log", line.clone())?;
+        if let Some(sink) = &self.services.log_sink {
+            let name = match level {
+                Level::Trace => "trace",
+                Level::Debug => "debug",
+                Level::Info => "info",
+                Level::Warn => "warn",
+                Level::Error => "error",
+            };
+            sink(name, &line);
+        }
         match level {
             Level::Trace => tracing::trace!(target: "pack", "{line}"),
             Level::Debug => tracing::debug!(target: "pack", "{line}"),

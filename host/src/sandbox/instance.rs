@@ -40,7 +40,7 @@ impl Runtime {
         env: &Arc<Environment>,
         body: impl AsyncFnOnce(&verbs::Guest, &mut Store<CallState>, Resource<EnvHandle>) -> wasmtime::Result<R>,
     ) -> (wasmtime::Result<R>, CallState) {
-        let deadline = self.config.deadline;
+        let deadline = state.deadline;
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.budget);
         store.set_epoch_deadline(1);

@@ -5,6 +5,7 @@
 pub mod cache;
 pub mod call_state;
 mod classify;
+pub mod deadlines;
 pub mod engine;
 mod instance;
 pub mod limits;

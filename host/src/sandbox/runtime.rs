@@ -198,11 +198,12 @@ impl Runtime {
             }
             let namespace = pack.kv_namespace(env.id());
             let kv = KvSession::new(services.kv.clone(), namespace);
+            let deadline = services.deadline.unwrap_or(self.config.deadline);
             let state = CallState::for_env(
                 gate,
                 kv,
                 self.config.memory_budget,
-                self.config.deadline,
+                deadline,
                 env.id().to_string(),
                 env.grants().clone(),
                 services,

@@ -18,7 +18,15 @@ pub struct Services {
     /// None: `process` calls fail with a clear error and no directory is visible.
     pub workspace: Option<Workspace>,
     pub secrets: Arc<dyn SecretStore>,
+    /// This call's deadline; `None`: the runtime's default.
+    pub deadline: Option<std::time::Duration>,
+    /// Where the pack's log lines go as they happen (level, line), besides
+    /// the recording and `tracing`.
+    pub log_sink: Option<LogSink>,
 }
+
+/// A live destination for a pack's log lines.
+pub type LogSink = Arc<dyn Fn(&str, &str) + Send + Sync>;
 
 impl Services {
     /// Pack state in `kv`, no workspace, no secrets.
@@ -27,6 +35,8 @@ impl Services {
             kv,
             workspace: None,
             secrets: Arc::new(NoSecrets),
+            deadline: None,
+            log_sink: None,
         }
     }
 }

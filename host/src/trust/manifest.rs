@@ -20,6 +20,10 @@ pub struct Manifest {
     pub author: String,
     #[serde(default)]
     pub description: String,
+    /// What the pack expects each verb to need, in milliseconds
+    /// (`warm-revision = 30000`); the operator caps it.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub deadlines: std::collections::BTreeMap<String, u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +38,8 @@ pub enum ManifestError {
     Contract(String),
     #[error("the manifest has no author")]
     NoAuthor,
+    #[error("the manifest's [deadlines]: {0}")]
+    Deadline(#[from] crate::sandbox::deadlines::DeadlineError),
     #[error("the pack carries {0} manifest sections; exactly one is allowed")]
     Several(usize),
     #[error(transparent)]
@@ -68,6 +74,7 @@ impl Manifest {
         if self.author.trim().is_empty() {
             return Err(ManifestError::NoAuthor);
         }
+        crate::sandbox::deadlines::validate(&self.deadlines)?;
         Ok(())
     }
 

@@ -27,7 +27,8 @@ use envpack_host::capabilities::grants::Grants;
 use envpack_host::capabilities::kv_store::Change;
 use envpack_host::capabilities::secrets::FileSecrets;
 use envpack_host::model::validate_id;
-use envpack_host::sandbox::services::{Services, Workspace};
+use envpack_host::sandbox::deadlines::DeadlinePolicy;
+use envpack_host::sandbox::services::{LogSink, Services, Workspace};
 use envpack_host::trust::TrustStore;
 use envpack_host::trust::descriptor::Requirement;
 use envpack_host::trust::registry::Registry;
@@ -56,6 +57,7 @@ pub struct BindRequest {
     pub requirement: String,
     pub capabilities: Option<Vec<Capability>>,
     pub grants: Option<Grants>,
+    pub deadlines: Option<DeadlinePolicy>,
     pub settings: Option<std::collections::BTreeMap<String, String>>,
 }
 
@@ -72,6 +74,7 @@ pub struct Operator<'a> {
     actor: String,
     runtime: Option<&'a Runtime>,
     pending: Option<PendingKv>,
+    log_sink: Option<LogSink>,
 }
 
 impl<'a> Operator<'a> {
@@ -90,7 +93,13 @@ impl<'a> Operator<'a> {
             actor,
             runtime: None,
             pending: None,
+            log_sink: None,
         })
+    }
+
+    /// Sends the packs' log lines to `sink` as they happen.
+    pub fn stream_logs(&mut self, sink: LogSink) {
+        self.log_sink = Some(sink);
     }
 
     fn runtime(&self) -> Result<&'a Runtime, StoreError> {
@@ -180,10 +189,15 @@ impl<'a> Operator<'a> {
             &name,
             pack.kv_namespace(&env_id),
         )?);
+        let runtime = self.runtime()?;
+        let policy = store::binding(&self.conn, &env_id)?.deadlines;
+        let expected = pack.manifest().map(|m| m.deadlines.clone()).unwrap_or_default();
         let services = Services {
             kv: kv.clone(),
             workspace: Some(self.workspace(&env_id)?),
             secrets: Arc::new(FileSecrets::open(&self.state_dir).map_err(|e| StoreError::Invalid(e.to_string()))?),
+            deadline: Some(policy.deadline(request.verb(), &expected, runtime.config().deadline)),
+            log_sink: self.log_sink.clone(),
         };
         let report = self
             .runtime()?
@@ -236,6 +250,7 @@ impl<'a> Operator<'a> {
             requirement,
             capabilities,
             grants,
+            deadlines,
             settings,
         } = request;
         let requirement = requirement.as_str();
@@ -250,6 +265,9 @@ impl<'a> Operator<'a> {
         let (pack, digest) = self.resolve(requirement).await?;
         let grants = grants
             .or_else(|| previous.as_ref().map(|b| b.grants.clone()))
+            .unwrap_or_default();
+        let deadlines = deadlines
+            .or_else(|| previous.as_ref().map(|b| b.deadlines.clone()))
             .unwrap_or_default();
         let mut capabilities = capabilities
             .or_else(|| previous.as_ref().map(|b| b.capabilities.clone()))
@@ -278,6 +296,7 @@ impl<'a> Operator<'a> {
             settings: settings.or_else(|| previous.map(|b| b.settings)).unwrap_or_default(),
             capabilities,
             grants,
+            deadlines,
         })
     }
 
