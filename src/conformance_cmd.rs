@@ -8,6 +8,7 @@ use envpack_host::fsutil;
 
 use crate::context::Context;
 use crate::error::{CliError, exit};
+use crate::grant_args::GrantArgs;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -29,6 +30,10 @@ pub struct Args {
     /// Write the report here instead of stdout.
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
+    /// Scopes for the bench's fixture environments (each run gets a
+    /// throwaway work directory; nothing it starts outlives it).
+    #[command(flatten)]
+    grants: GrantArgs,
 }
 
 pub async fn run(ctx: &mut Context, args: Args) -> Result<i32, CliError> {
@@ -38,6 +43,7 @@ pub async fn run(ctx: &mut Context, args: Args) -> Result<i32, CliError> {
     })?;
     let config = BenchConfig {
         profile,
+        grants: args.grants.grants()?.unwrap_or_default(),
         ..BenchConfig::default()
     };
     let trust = ctx.trust()?;

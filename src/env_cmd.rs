@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use envpack_host::Capability;
-use envpack_host::capabilities::grants::{Grants, resolve_command};
+use envpack_host::capabilities::grants::Grants;
 use envpack_host::sandbox::deadlines::DeadlinePolicy;
 use envpack_operator::ops::BindRequest;
 use envpack_operator::read::EnvironmentView;
@@ -12,6 +12,7 @@ use serde_json::json;
 
 use crate::context::Context;
 use crate::error::{CliError, exit};
+use crate::grant_args::GrantArgs;
 
 #[derive(clap::Subcommand)]
 pub enum EnvCommand {
@@ -49,19 +50,8 @@ pub struct BindArgs {
     /// Capability granted to the pack (repeatable): log, kv, clock, process, probe, http, secrets.
     #[arg(long = "capability", value_name = "CAP")]
     capabilities: Vec<String>,
-    /// Command the pack may spawn (repeatable; grants `process`): an absolute
-    /// path, or a name resolved on PATH now.
-    #[arg(long = "allow-run", value_name = "CMD")]
-    allow_run: Vec<String>,
-    /// Address the pack may probe (repeatable; grants `probe`): HOST:PORT.
-    #[arg(long = "allow-probe", value_name = "HOST:PORT")]
-    allow_probe: Vec<String>,
-    /// Origin the pack may call over HTTP (repeatable; grants `http`): SCHEME://HOST:PORT.
-    #[arg(long = "allow-http", value_name = "ORIGIN")]
-    allow_http: Vec<String>,
-    /// Secret the pack may read (repeatable; grants `secrets`).
-    #[arg(long = "allow-secret", value_name = "NAME")]
-    allow_secret: Vec<String>,
+    #[command(flatten)]
+    grants: GrantArgs,
     /// Deadline of one verb, VERB=MS (repeatable), used as given, e.g.
     /// `warm-revision=30000`; otherwise the pack's own expectation (its
     /// manifest's [deadlines]) capped by --max-deadline-ms, else --deadline-ms.
@@ -76,30 +66,6 @@ pub struct BindArgs {
     settings: Vec<String>,
     #[arg(long)]
     json: bool,
-}
-
-/// The scopes given on the command line, resolved now; `None` if none was given
-/// (`env bind` then keeps the previous ones).
-fn parse_grants(args: &BindArgs) -> Result<Option<Grants>, CliError> {
-    let given = !(args.allow_run.is_empty()
-        && args.allow_probe.is_empty()
-        && args.allow_http.is_empty()
-        && args.allow_secret.is_empty());
-    if !given {
-        return Ok(None);
-    }
-    let mut process = Vec::new();
-    for name in &args.allow_run {
-        process.push(resolve_command(name).map_err(|e| CliError::input(e.to_string()))?);
-    }
-    let grants = Grants {
-        process,
-        probe: args.allow_probe.clone(),
-        http: args.allow_http.clone(),
-        secrets: args.allow_secret.clone(),
-    };
-    grants.validate().map_err(|e| CliError::input(e.to_string()))?;
-    Ok(Some(grants))
 }
 
 /// The deadline settings given on the command line; `None` if none was given.
@@ -207,7 +173,7 @@ pub async fn run(ctx: &mut Context, command: EnvCommand) -> Result<i32, CliError
 
 async fn bind(ctx: &mut Context, args: BindArgs, create: bool) -> Result<i32, CliError> {
     let capabilities = parse_capabilities(&args.capabilities)?;
-    let grants = parse_grants(&args)?;
+    let grants = args.grants.grants()?;
     let settings = if args.settings.is_empty() {
         None
     } else {

@@ -8,6 +8,7 @@ mod conformance_cmd;
 mod context;
 mod env_cmd;
 mod error;
+mod grant_args;
 mod inspect;
 mod keys_cmd;
 mod pack_cmd;

@@ -331,7 +331,7 @@ fn artifacts_are_verified_by_the_host_before_the_pack_sees_them() {
     let sb = Sandbox::new();
     let content = b"pretend this is a tarball";
     let (path, digest) = artifact(sb.dir.path(), content);
-    let mut doc = env_doc(json!({}), json!({ "process": ["sleep"] }));
+    let mut doc = env_doc(json!({ "fetch": "1" }), json!({ "process": ["sleep"] }));
     doc["deployments"][0]["revisions"][0]["artifact"] =
         json!({ "digest": digest, "location": format!("file://{}", path.display()) });
     let (code, value) = call(&sb, "good", &doc, "stage-revision");
@@ -447,4 +447,66 @@ fn grants_are_part_of_the_binding_and_required_at_bind_time() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("expected host:port"));
+}
+
+/// Pids of live processes whose environment names `dir` (they were started
+/// by a host whose temp directory is `dir`).
+fn processes_under(dir: &Path) -> Vec<u32> {
+    let needle = format!("ENVPACK_WORK_DIR={}", dir.display());
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| String::from_utf8_lossy(&env).contains(&needle))
+        })
+        .filter(|pid| alive(*pid))
+        .collect()
+}
+
+#[test]
+fn the_bench_runs_process_packs_in_a_throwaway_directory_and_leaves_nothing_running() {
+    let sb = Sandbox::new();
+    let scratch = sb.dir.path().join("tmp");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let bench = |grants: &[&str]| {
+        let out = sb
+            .host()
+            .env("TMPDIR", &scratch)
+            .args(["conformance", CAPS, "--format", "json"])
+            .args(grants)
+            .output()
+            .unwrap();
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let check = |report: &Value, id: &str| {
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .cloned()
+            .unwrap()
+    };
+    // Without a grant the pack cannot spawn: its happy path fails, by name.
+    let refused = bench(&[]);
+    let happy = check(&refused, "verbs.happy-path");
+    assert_eq!(happy["status"], "fail", "{happy:#}");
+    assert!(happy["message"].to_string().contains("not granted"), "{happy:#}");
+    // With it, the pack's verbs run real processes, and none outlives the run.
+    let granted = bench(&[
+        "--allow-run",
+        "sleep",
+        "--allow-probe",
+        "127.0.0.1:9",
+        "--allow-http",
+        "http://127.0.0.1:9",
+        "--allow-secret",
+        "TOKEN",
+    ]);
+    let happy = check(&granted, "verbs.happy-path");
+    assert_eq!(happy["status"], "pass", "{happy:#}");
+    assert!(processes_under(&scratch).is_empty(), "the bench left processes running");
+    let left: Vec<_> = std::fs::read_dir(&scratch).unwrap().collect();
+    assert!(left.is_empty(), "the bench left its scratch directory behind: {left:?}");
 }

@@ -40,7 +40,8 @@ pub struct Admission {
 
 /// Admits the pack file at `path` into `registry`. `runtime` loads it (the
 /// operator's limits); `bench` runs the conformance profile (pack state in
-/// memory, so judging never touches an environment's state).
+/// memory, so judging never touches an environment's state) with `config`
+/// (its profile is forced to `core`).
 pub async fn admit(
     runtime: &Runtime,
     bench: &Runtime,
@@ -48,6 +49,7 @@ pub async fn admit(
     trust: &TrustStore,
     registry: &mut Registry,
     force: bool,
+    config: &BenchConfig,
 ) -> Result<Admission, AdmissionError> {
     let keyring = Keyring {
         trust,
@@ -71,7 +73,11 @@ pub async fn admit(
         .manifest()
         .cloned()
         .ok_or_else(|| AdmissionError::Unsealed(path.display().to_string()))?;
-    let report = judge_file(bench, path, trust, &BenchConfig::default()).await;
+    let config = BenchConfig {
+        profile: crate::catalog::Profile::Core,
+        ..config.clone()
+    };
+    let report = judge_file(bench, path, trust, &config).await;
     let forced = !report.passed();
     if forced && !force {
         return Err(AdmissionError::Failed {

@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use envpack_host::capabilities::grants::Grants;
 use envpack_host::{Pack, Runtime};
 
 use crate::catalog::{CATALOG, Check, CheckDef, Profile};
@@ -25,6 +26,11 @@ pub struct BenchConfig {
     pub repeat: usize,
     /// Archived revisions in `robustness.large-env`.
     pub history: u64,
+    /// Scopes given to every fixture environment (`host conformance
+    /// --allow-run ...`), e.g. to point a cloud pack at an emulator.
+    pub grants: Grants,
+    /// Where throwaway work directories go (default: the system's temp directory).
+    pub scratch: Option<std::path::PathBuf>,
 }
 
 impl Default for BenchConfig {
@@ -35,6 +41,8 @@ impl Default for BenchConfig {
             memory_budget: 32 << 20,
             repeat: 3,
             history: 5_000,
+            grants: Grants::default(),
+            scratch: None,
         }
     }
 }
@@ -62,6 +70,12 @@ pub async fn run(
     config: &BenchConfig,
 ) -> Report {
     let started = Instant::now();
+    let run_id = RUNS.fetch_add(1, Ordering::Relaxed);
+    let scratch = config
+        .scratch
+        .clone()
+        .unwrap_or_else(std::env::temp_dir)
+        .join(format!("envpack-bench-{}-{run_id}", std::process::id()));
     let ctx = Ctx {
         runtime,
         pack,
@@ -69,7 +83,9 @@ pub async fn run(
         signature,
         calls: Mutex::new(Vec::new()),
         envs: AtomicUsize::new(0),
-        run_id: RUNS.fetch_add(1, Ordering::Relaxed),
+        run_id,
+        scratch,
+        workspaces: Mutex::new(Vec::new()),
     };
     let mut results = Vec::new();
     for def in CATALOG.iter().filter(|c| config.profile.selects(c.profile)) {
@@ -79,6 +95,8 @@ pub async fn run(
         let verdict = checks::run(def.check, &ctx).await;
         results.push(result(def, verdict, check_started.elapsed()));
     }
+    // Nothing the run started outlives it: processes stopped, directories removed.
+    ctx.clean_up();
     let descriptor = pack.info().descriptor.clone();
     Report::new(
         source.to_string(),

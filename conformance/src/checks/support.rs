@@ -14,6 +14,10 @@ use envpack_host::{
     CallMode, CallReport, Environment, Outcome, Pack, Request, Runtime, RuntimeConfig, Verb, VerbError,
 };
 
+use envpack_host::capabilities::grants::Grants;
+use envpack_host::capabilities::process;
+use envpack_host::sandbox::services::{Services, Workspace};
+
 use crate::bench::{BenchConfig, SignatureStatus};
 use crate::fixture::Ids;
 use crate::report::Status;
@@ -38,6 +42,9 @@ pub(crate) struct Ctx<'a> {
     pub envs: AtomicUsize,
     /// Distinguishes this run's environments from earlier runs on the same runtime.
     pub run_id: usize,
+    /// This run's throwaway directory: each fixture environment's workspace.
+    pub scratch: std::path::PathBuf,
+    pub workspaces: Mutex<Vec<Workspace>>,
 }
 
 /// Runs started in this process, so each run gets fresh pack state.
@@ -78,8 +85,51 @@ impl<'a> Ctx<'a> {
         )
     }
 
+    /// The services of a fixture environment: the runtime's kv, a throwaway workspace.
+    fn services(&self, env: &Environment) -> Services {
+        let mut services = Services::with_kv(self.runtime.kv().clone());
+        if let Ok(workspace) = Workspace::for_env(&self.scratch, "bench", env.id()) {
+            let mut known = self
+                .workspaces
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !known.contains(&workspace) {
+                known.push(workspace.clone());
+            }
+            services.workspace = Some(workspace);
+        }
+        services
+    }
+
+    /// Stops every process the run's packs started and removes its directory.
+    pub fn clean_up(&self) {
+        let workspaces = std::mem::take(
+            &mut *self
+                .workspaces
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for workspace in &workspaces {
+            if let Err(e) = process::stop_all(workspace, Duration::from_secs(2)) {
+                tracing::warn!(error = %e, "could not stop a bench environment's processes");
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.scratch);
+    }
+
     pub async fn call(&self, env: &Arc<Environment>, request: Request) -> Step {
-        let report = self.runtime.call_with(self.pack, env, &request, CallMode::DIRECT).await;
+        let granted;
+        let env = if self.config.grants == Grants::default() {
+            env
+        } else {
+            granted = Arc::new(Environment::clone(env).with_grants(&self.config.grants));
+            &granted
+        };
+        let services = self.services(env);
+        let report = self
+            .runtime
+            .call_in(self.pack, env, &request, CallMode::DIRECT, services)
+            .await;
         let stat = CallStat {
             label: label(&request),
             elapsed: report.elapsed,

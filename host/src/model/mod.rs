@@ -260,6 +260,16 @@ impl Environment {
         &self.grants
     }
 
+    /// The same environment with `grants` added (the bench gives its
+    /// fixtures what the author granted on the command line).
+    pub fn with_grants(mut self, grants: &Grants) -> Self {
+        self.grants.merge(grants.clone());
+        self.capabilities.extend(grants.capabilities());
+        self.capabilities.sort();
+        self.capabilities.dedup();
+        self
+    }
+
     pub fn revision(&self, id: &str) -> Option<&Revision> {
         self.revisions.get(id)
     }

@@ -2,11 +2,12 @@
 //! from the environment's settings, so that tests can exercise each one (and
 //! each refusal) against real processes and a real HTTP server.
 //!
-//! - `stage-revision`: `fetch-artifact`, then reads the placed file through
-//!   `wasi:filesystem` and reports its size;
-//! - `warm-revision`: spawns `cmd` with `args` (space-separated) in `cwd`
-//!   (settings), `spawn-count` times (default 1), keeps the last id in kv;
-//!   with `wait-ms`, waits and reports the state;
+//! - `stage-revision`: with `fetch` set, `fetch-artifact`, then reads the
+//!   placed file through `wasi:filesystem` and reports its size;
+//! - `warm-revision`: spawns `cmd` with `args` (space-separated; default
+//!   `sleep 30`) in `cwd` (settings), `spawn-count` times (default 1), keeps
+//!   the last id in kv; a revision whose kept process still runs is warm
+//!   already (idempotent); with `wait-ms`, waits and reports the state;
 //! - `drain-revision`: TERM to the kept process (or to `signal-id`), then waits;
 //! - `archive-revision`: reads secret `secret` and reports only its length;
 //! - `probe-revision`: `probe-http` (host:port) with `probe-path`, or `probe-tcp`,
@@ -95,6 +96,9 @@ impl Guest for Capabilities {
     fn stage_revision(env: &Environment, revision: String) -> Result<RevisionOutcome, DeployError> {
         env.revision(&revision)
             .ok_or_else(|| DeployError::RevisionNotFound(revision.clone()))?;
+        if setting(env, "fetch").is_none() {
+            return outcome(env, &revision, "staged".into());
+        }
         let path = process::fetch_artifact(env, &revision).map_err(|e| provider("fetch-artifact", e))?;
         let bytes = std::fs::read(format!("/{path}")).map_err(|e| provider("read artifact", e.to_string()))?;
         outcome(env, &revision, format!("{path} ({} bytes)", bytes.len()))
@@ -103,11 +107,20 @@ impl Guest for Capabilities {
     fn warm_revision(env: &Environment, revision: String) -> Result<RevisionOutcome, DeployError> {
         env.revision(&revision)
             .ok_or_else(|| DeployError::RevisionNotFound(revision.clone()))?;
+        if setting(env, "spawn-count").is_none()
+            && let Some(id) = kv::get(&format!("proc/{revision}"))
+            && let Ok(info) = process::status(&String::from_utf8_lossy(&id))
+            && matches!(info.state, process::ProcessState::Running)
+        {
+            return outcome(env, &revision, format!("{} pid {} already running", info.id, info.pid));
+        }
         let request = process::SpawnRequest {
-            command: setting(env, "cmd").unwrap_or_default(),
+            command: setting(env, "cmd").unwrap_or_else(|| "sleep".into()),
             args: setting(env, "args")
-                .map(|a| a.split(' ').map(str::to_string).collect())
-                .unwrap_or_default(),
+                .unwrap_or_else(|| "30".into())
+                .split(' ')
+                .map(str::to_string)
+                .collect(),
             env: vec![("REVISION".to_string(), revision.clone())],
             cwd: setting(env, "cwd").unwrap_or_default(),
         };
@@ -136,9 +149,10 @@ impl Guest for Capabilities {
             .ok_or_else(|| DeployError::RevisionNotFound(revision.clone()))?;
         let id = match setting(env, "signal-id") {
             Some(id) => id,
-            None => kv::get(&format!("proc/{revision}"))
-                .map(|v| String::from_utf8_lossy(&v).into_owned())
-                .ok_or_else(|| provider("drain", "no process kept for this revision"))?,
+            None => match kv::get(&format!("proc/{revision}")) {
+                Some(v) => String::from_utf8_lossy(&v).into_owned(),
+                None => return outcome(env, &revision, "nothing running".into()),
+            },
         };
         process::send_signal(&id, process::Signal::Term).map_err(|e| provider("send-signal", e))?;
         let info = process::wait(&id, 2_000).map_err(|e| provider("wait", e))?;
