@@ -7,28 +7,12 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{Sandbox, TEST_HOSTILE, json, ok, operator, p, spawn};
+use common::{DIGEST, Sandbox, TEST_HOSTILE, json, ok, operator, p, spawn};
 use predicates::str::contains;
 use serde_json::Value;
 
-const DIGEST: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
-
 fn stage_ready(sb: &Sandbox, id: &str) {
-    ok(
-        sb,
-        &[
-            "revision",
-            "stage",
-            "dev",
-            "web",
-            "--digest",
-            DIGEST,
-            "--location",
-            &format!("file:///b/{id}"),
-            "--id",
-            id,
-        ],
-    );
+    common::stage(sb, "dev", id);
     ok(sb, &["revision", "warm", "dev", id]);
 }
 

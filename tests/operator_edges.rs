@@ -7,10 +7,8 @@ mod common;
 
 use std::process::Stdio;
 
-use common::{Sandbox, json, ok, operator};
+use common::{DIGEST, Sandbox, json, ok, operator};
 use serde_json::Value;
-
-const DIGEST: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 
 fn run(sb: &Sandbox, args: &[&str]) -> (Option<i32>, String) {
     let out = sb.host().args(args).output().unwrap();
@@ -18,21 +16,7 @@ fn run(sb: &Sandbox, args: &[&str]) -> (Option<i32>, String) {
 }
 
 fn stage(sb: &Sandbox, id: &str) {
-    ok(
-        sb,
-        &[
-            "revision",
-            "stage",
-            "dev",
-            "web",
-            "--digest",
-            DIGEST,
-            "--location",
-            "file:///b",
-            "--id",
-            id,
-        ],
-    );
+    common::stage(sb, "dev", id);
 }
 
 #[test]
@@ -188,36 +172,8 @@ fn a_pack_bound_by_an_environment_is_not_removed_from_under_it() {
 #[test]
 fn hints_name_the_environment_and_state_files_are_private() {
     let sb = operator();
-    common::install_signed(&sb, common::TEST_HOSTILE, "packs/test-hostile/pack.toml", "hostile");
-    ok(
-        &sb,
-        &[
-            "env",
-            "create",
-            "qa",
-            "--deployer",
-            "envpack.test.hostile@^0.1",
-            "--capability",
-            "log,kv",
-            "--setting",
-            "mode=normal",
-        ],
-    );
-    ok(
-        &sb,
-        &[
-            "revision",
-            "stage",
-            "qa",
-            "web",
-            "--digest",
-            DIGEST,
-            "--location",
-            "file:///b",
-            "--id",
-            "F1",
-        ],
-    );
+    common::hostile_env(&sb, "qa", "normal");
+    common::stage(&sb, "qa", "F1");
     ok(
         &sb,
         &[

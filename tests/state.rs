@@ -12,10 +12,9 @@ use std::collections::BTreeMap;
 use std::process::Child;
 use std::time::Duration;
 
-use common::{Sandbox, TEST_HOSTILE, install_signed, json, ok, operator, spawn};
+use common::{DIGEST, Sandbox, json, ok, operator, spawn};
 use serde_json::Value;
 
-const DIGEST: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const LEDGER_NAME: &str = "envpack.deployer.ledger";
 
 fn stage_args(env: &str, id: &str) -> Vec<String> {
@@ -331,21 +330,7 @@ fn sigkill_at_random_points_leaves_agreement_and_a_way_forward() {
 /// verbs holds the environment's lock until the deadline stops it.
 fn with_slow_environment() -> Sandbox {
     let sb = operator();
-    install_signed(&sb, TEST_HOSTILE, "packs/test-hostile/pack.toml", "hostile");
-    ok(
-        &sb,
-        &[
-            "env",
-            "create",
-            "slow",
-            "--deployer",
-            "envpack.test.hostile@^0.1",
-            "--capability",
-            "log,kv",
-            "--setting",
-            "mode=sleep",
-        ],
-    );
+    common::hostile_env(&sb, "slow", "sleep");
     sb
 }
 
@@ -615,21 +600,7 @@ fn deleting_the_newest_audit_rows_is_caught_against_a_recorded_head() {
 #[test]
 fn deadlines_come_from_the_operator_then_the_pack_capped_then_the_default() {
     let sb = operator();
-    install_signed(&sb, TEST_HOSTILE, "packs/test-hostile/pack.toml", "hostile");
-    ok(
-        &sb,
-        &[
-            "env",
-            "create",
-            "slow",
-            "--deployer",
-            "envpack.test.hostile@^0.1",
-            "--capability",
-            "log,kv",
-            "--setting",
-            "mode=normal",
-        ],
-    );
+    common::hostile_env(&sb, "slow", "normal");
     for id in ["W1", "W2"] {
         ok(
             &sb,

@@ -225,3 +225,46 @@ pub fn spawn<S: AsRef<std::ffi::OsStr>>(sb: &Sandbox, args: &[S]) -> std::proces
         .spawn()
         .unwrap()
 }
+
+/// The artifact digest the operator tests stage with.
+pub const DIGEST: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+/// `host revision stage ENV web --id ID`, asserting success.
+pub fn stage(sb: &Sandbox, env: &str, id: &str) {
+    let location = format!("file:///b/{id}");
+    ok(
+        sb,
+        &[
+            "revision",
+            "stage",
+            env,
+            "web",
+            "--digest",
+            DIGEST,
+            "--location",
+            &location,
+            "--id",
+            id,
+        ],
+    );
+}
+
+/// Installs the hostile test pack and creates `env` bound to it in `mode`.
+pub fn hostile_env(sb: &Sandbox, env: &str, mode: &str) {
+    install_signed(sb, TEST_HOSTILE, "packs/test-hostile/pack.toml", "hostile");
+    let setting = format!("mode={mode}");
+    ok(
+        sb,
+        &[
+            "env",
+            "create",
+            env,
+            "--deployer",
+            "envpack.test.hostile@^0.1",
+            "--capability",
+            "log,kv",
+            "--setting",
+            &setting,
+        ],
+    );
+}
