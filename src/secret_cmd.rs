@@ -38,7 +38,12 @@ fn secrets_error(e: envpack_host::capabilities::secrets::SecretsError) -> CliErr
 }
 
 pub fn run(ctx: &mut Context, command: Command) -> Result<i32, CliError> {
-    let mut secrets = FileSecrets::open(ctx.state_dir()?).map_err(secrets_error)?;
+    let dir = ctx.state_dir()?;
+    let mut secrets = match command {
+        Command::List { .. } => FileSecrets::open(dir),
+        _ => FileSecrets::open_for_update(dir),
+    }
+    .map_err(secrets_error)?;
     match command {
         Command::Set { name, from_env } => {
             let value = match from_env {

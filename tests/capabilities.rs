@@ -510,3 +510,67 @@ fn the_bench_runs_process_packs_in_a_throwaway_directory_and_leaves_nothing_runn
     let left: Vec<_> = std::fs::read_dir(&scratch).unwrap().collect();
     assert!(left.is_empty(), "the bench left its scratch directory behind: {left:?}");
 }
+
+#[test]
+fn concurrent_commands_spawn_into_one_process_table_without_losing_any() {
+    let sb = Sandbox::new();
+    let _reaper = Reaper(&sb);
+    let doc = env_doc(json!({ "cmd": "sleep", "args": "30" }), json!({ "process": ["sleep"] }));
+    let path = sb.env_file("warm", &doc);
+    // Four `host call`s at once on one environment, each warming another revision.
+    let revisions = [common::A1, common::A2, common::B1, common::A1];
+    let children: Vec<_> = revisions
+        .iter()
+        .map(|revision| {
+            // Two of them warm A1: a race the pack's own idempotency may or may not win.
+            let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_host"));
+            cmd.env("ENVPACK_STATE_DIR", sb.state_dir())
+                .args(["call", CAPS, "warm-revision", "--json", "--env"])
+                .arg(&path)
+                .args(["--revision", revision])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            cmd.spawn().unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let pids = table_pids(&sb);
+    let live: Vec<u32> = pids.iter().copied().filter(|p| alive(*p)).collect();
+    let bytes = std::fs::read(workspace(&sb).process_table).unwrap();
+    let records: Vec<Value> = serde_json::from_slice(&bytes).unwrap();
+    let mut ids: Vec<&str> = records.iter().filter_map(|r| r["id"].as_str()).collect();
+    ids.sort();
+    ids.dedup();
+    // Every spawned process is in the table once, with its own id, and running.
+    assert!(pids.len() >= 3, "{records:#?}");
+    assert_eq!(ids.len(), pids.len(), "ids are unique: {records:#?}");
+    assert_eq!(live.len(), pids.len(), "every recorded process runs");
+}
+
+#[test]
+fn concurrent_secret_sets_keep_every_value() {
+    let sb = Sandbox::new();
+    let names: Vec<String> = (0..6).map(|i| format!("S{i}")).collect();
+    let children: Vec<_> = names
+        .iter()
+        .map(|name| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_host"))
+                .env("ENVPACK_STATE_DIR", sb.state_dir())
+                .env("VALUE", format!("value-of-{name}"))
+                .args(["secret", "set", name, "--from-env", "VALUE"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let listed = sb.host().args(["secret", "list", "--json"]).output().unwrap();
+    assert_eq!(serde_json::from_slice::<Value>(&listed.stdout).unwrap(), json!(names));
+}

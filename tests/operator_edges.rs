@@ -188,6 +188,7 @@ fn hints_name_the_environment_and_state_files_are_private() {
     );
     let (code, stderr) = run(&sb, &["revision", "warm", "qa", "F1"]);
     assert_eq!(code, Some(1));
+    assert!(stderr.contains("revision F1 is now failed"), "{stderr}");
     assert!(stderr.contains("host revision retry qa F1"), "{stderr}");
     let mode = |path: &std::path::Path| {
         std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(path).unwrap().permissions()) & 0o777

@@ -13,7 +13,6 @@ use std::process::Child;
 use std::time::Duration;
 
 use common::{DIGEST, Sandbox, json, ok, operator, spawn};
-use serde_json::Value;
 
 const LEDGER_NAME: &str = "envpack.deployer.ledger";
 
@@ -523,45 +522,6 @@ fn an_interrupted_warm_or_drain_is_resumed_by_running_it_again() {
         .count();
     assert_eq!(resumed, 2, "{events:#}");
     assert_agree(&sb, "dev", "after resuming");
-}
-
-#[test]
-fn a_failed_warm_says_where_the_revision_is_and_what_to_do() {
-    let sb = with_slow_environment();
-    ok(
-        &sb,
-        &[
-            "env",
-            "bind",
-            "slow",
-            "--deployer",
-            "envpack.test.hostile@^0.1",
-            "--setting",
-            "mode=normal",
-        ],
-    );
-    ok(
-        &sb,
-        &stage_args("slow", "F1").iter().map(String::as_str).collect::<Vec<_>>(),
-    );
-    ok(
-        &sb,
-        &[
-            "env",
-            "bind",
-            "slow",
-            "--deployer",
-            "envpack.test.hostile@^0.1",
-            "--setting",
-            "mode=trap",
-        ],
-    );
-    let (code, stderr) = code_of(&sb, &["revision", "warm", "slow", "F1"]);
-    assert_eq!(code, Some(1), "{stderr}");
-    assert!(stderr.contains("revision F1 is now failed"), "{stderr}");
-    assert!(stderr.contains("host revision retry"), "{stderr}");
-    let shown: Value = json(&sb, &["revision", "show", "slow", "F1", "--json"]);
-    assert_eq!(shown["lifecycle"], "failed");
 }
 
 #[test]

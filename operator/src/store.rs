@@ -379,10 +379,10 @@ pub fn weight_holders(conn: &Connection, env: &str, revision: &Revision) -> Resu
 pub fn load_environment(
     conn: &Connection,
     env: &str,
+    binding: &Binding,
     extra: &[Revision],
     split_override: Option<(&str, &[SplitEntry])>,
 ) -> Result<Environment, StoreError> {
-    let binding = binding(conn, env)?;
     let mut by_deployment: BTreeMap<String, Vec<Revision>> = BTreeMap::new();
     let mut seen = std::collections::HashSet::new();
     for r in revisions(conn, env, false)?.into_iter().chain(extra.iter().cloned()) {
@@ -423,9 +423,9 @@ pub fn load_environment(
     }
     Environment::from_doc(EnvironmentDoc {
         id: env.to_string(),
-        capabilities: binding.capabilities,
-        grants: binding.grants,
-        settings: binding.settings,
+        capabilities: binding.capabilities.clone(),
+        grants: binding.grants.clone(),
+        settings: binding.settings.clone(),
         deployments: docs,
     })
     .map_err(|e| StoreError::Invalid(e.to_string()))

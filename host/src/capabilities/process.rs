@@ -9,7 +9,7 @@
 //! against pid reuse. Exit codes are known to the host command that spawned
 //! the process (it holds the child); later commands see `exited(none)`.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::unix::process::CommandExt;
 use std::path::{Component, Path, PathBuf};
@@ -50,9 +50,9 @@ pub struct Record {
 }
 
 /// Children spawned by this host process, by (table, id): their exit codes.
-static CHILDREN: Mutex<Option<HashMap<(PathBuf, String), Child>>> = Mutex::new(None);
+static CHILDREN: Mutex<BTreeMap<(PathBuf, String), Child>> = Mutex::new(BTreeMap::new());
 
-fn children() -> MutexGuard<'static, Option<HashMap<(PathBuf, String), Child>>> {
+fn children() -> MutexGuard<'static, BTreeMap<(PathBuf, String), Child>> {
     CHILDREN.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -135,15 +135,14 @@ impl Table {
 fn observe(table: &Path, record: &Record) -> Option<Option<i32>> {
     let key = (table.to_path_buf(), record.id.clone());
     let mut guard = children();
-    if let Some(child) = guard.get_or_insert_with(HashMap::new).get_mut(&key) {
-        return match child.try_wait() {
-            Ok(None) => None,
-            Ok(Some(status)) => {
-                guard.get_or_insert_with(HashMap::new).remove(&key);
-                Some(status.code())
-            }
+    if let Some(child) = guard.get_mut(&key) {
+        let exit = match child.try_wait() {
+            Ok(None) => return None,
+            Ok(Some(status)) => Some(status.code()),
             Err(_) => Some(None),
         };
+        guard.remove(&key);
+        return exit;
     }
     match proc_start(record.pid) {
         Some((start, zombie)) if start == record.start_ticks && !zombie => None,
@@ -265,9 +264,7 @@ fn spawn(workspace: &Workspace, program: &Path, request: &SpawnRequest) -> Resul
         stderr: format!("logs/{stderr}"),
         exit: None,
     };
-    children()
-        .get_or_insert_with(HashMap::new)
-        .insert((workspace.process_table.clone(), id), child);
+    children().insert((workspace.process_table.clone(), id), child);
     table.records.push(record.clone());
     table.save().map_err(ProcessError::Failed)?;
     Ok(info(&record))

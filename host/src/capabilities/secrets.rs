@@ -41,9 +41,35 @@ pub enum SecretsError {
 pub struct FileSecrets {
     path: PathBuf,
     values: BTreeMap<String, String>,
+    /// Held by [`FileSecrets::open_for_update`] until dropped, so that two
+    /// `host secret set` at once do not lose each other's value.
+    _lock: Option<std::fs::File>,
 }
 
 impl FileSecrets {
+    /// Opens the file to change it: an exclusive lock (`secrets.lock`) is
+    /// held from the read to the last write.
+    pub fn open_for_update(state_dir: &Path) -> Result<Self, SecretsError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let lock_path = state_dir.join("secrets.lock");
+        let fail = |e: std::io::Error| SecretsError::File {
+            path: lock_path.display().to_string(),
+            detail: e.to_string(),
+        };
+        let lock = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(fail)?;
+        lock.lock().map_err(fail)?;
+        let mut secrets = Self::open(state_dir)?;
+        secrets._lock = Some(lock);
+        Ok(secrets)
+    }
+
+    /// Opens the file to read it.
     pub fn open(state_dir: &Path) -> Result<Self, SecretsError> {
         let path = state_dir.join("secrets.json");
         let fail = |detail: String| SecretsError::File {
@@ -57,7 +83,11 @@ impl FileSecrets {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(e) => return Err(fail(e.to_string())),
         };
-        Ok(FileSecrets { path, values })
+        Ok(FileSecrets {
+            path,
+            values,
+            _lock: None,
+        })
     }
 
     /// Secret names, sorted; never values.

@@ -52,6 +52,12 @@ pub fn now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
+/// An environment's binding and the pack it resolves to.
+struct Bound {
+    binding: Binding,
+    pack: Pack,
+}
+
 /// What `env create|bind` asks for; `None` keeps what the binding had.
 pub struct BindRequest {
     pub requirement: String,
@@ -172,15 +178,18 @@ impl<'a> Operator<'a> {
         Ok((loaded.pack, installed.digest))
     }
 
-    async fn bound_pack(&self, env: &str) -> Result<Pack, StoreError> {
+    /// The environment's binding and its pack, read once per command.
+    async fn bound(&self, env: &str) -> Result<Bound, StoreError> {
         let binding = store::binding(&self.conn, env)?;
-        Ok(self.resolve(&binding.requirement).await?.0)
+        let pack = self.resolve(&binding.requirement).await?.0;
+        Ok(Bound { binding, pack })
     }
 
     /// Calls the pack with its state read from `state.db` under this
     /// command's lock; its accepted kv writes wait for the command's
     /// transaction.
-    async fn run_verb(&mut self, pack: &Pack, env: Environment, request: &Request) -> Result<Outcome, StoreError> {
+    async fn run_verb(&mut self, bound: &Bound, env: Environment, request: &Request) -> Result<Outcome, StoreError> {
+        let pack = &bound.pack;
         let env_id = env.id().to_string();
         let name = pack.info().name().to_string();
         let kv = Arc::new(PackKv::open(
@@ -190,7 +199,7 @@ impl<'a> Operator<'a> {
             pack.kv_namespace(&env_id),
         )?);
         let runtime = self.runtime()?;
-        let policy = store::binding(&self.conn, &env_id)?.deadlines;
+        let policy = &bound.binding.deadlines;
         let expected = pack.manifest().map(|m| m.deadlines.clone()).unwrap_or_default();
         let services = Services {
             kv: kv.clone(),

@@ -7,10 +7,10 @@
 use std::collections::BTreeMap;
 
 use envpack_host::model::{Artifact, Revision, validate_id};
-use envpack_host::{Lifecycle, Outcome, Pack, Request};
+use envpack_host::{Lifecycle, Outcome, Request};
 use serde_json::json;
 
-use super::{Operator, now};
+use super::{Bound, Operator, now};
 use crate::error::StoreError;
 use crate::store;
 
@@ -98,9 +98,10 @@ impl Operator<'_> {
             drain_seconds: new.drain_seconds,
             settings: new.settings,
         };
-        let pack = self.bound_pack(env).await?;
-        let environment = store::load_environment(&self.conn, env, std::slice::from_ref(&revision), None)?;
-        let outcome = self.run_verb(&pack, environment, &Request::Stage(id)).await?;
+        let bound = self.bound(env).await?;
+        let environment =
+            store::load_environment(&self.conn, env, &bound.binding, std::slice::from_ref(&revision), None)?;
+        let outcome = self.run_verb(&bound, environment, &Request::Stage(id)).await?;
         Ok((revision, detail(&outcome)))
     }
 
@@ -114,7 +115,7 @@ impl Operator<'_> {
         } = plan;
         let _lock = self.lock(env)?;
         let args = json!({ "env": env, "revision": id });
-        let (pack, resume) = match self.prepare_revision_verb(env, id, before, after).await {
+        let (bound, resume) = match self.prepare_revision_verb(env, id, before, after).await {
             Ok(prepared) => prepared,
             Err(e) => return self.failed(command, &args, e),
         };
@@ -128,9 +129,9 @@ impl Operator<'_> {
                 |tx| store::set_lifecycle(tx, env, id, step, &format!("{command} started"), &actor, now()),
             )?;
         }
-        let environment = store::load_environment(&self.conn, env, &[], None)?;
+        let environment = store::load_environment(&self.conn, env, &bound.binding, &[], None)?;
         let how = if resume { "resumed and succeeded" } else { "succeeded" };
-        match self.run_verb(&pack, environment, &request).await {
+        match self.run_verb(&bound, environment, &request).await {
             Ok(outcome) => {
                 let reason = format!("{command} {how}{}", detail(&outcome));
                 self.commit(command, &args, |tx| {
@@ -173,7 +174,7 @@ impl Operator<'_> {
         id: &str,
         before: Option<Lifecycle>,
         after: Lifecycle,
-    ) -> Result<(Pack, bool), StoreError> {
+    ) -> Result<(Bound, bool), StoreError> {
         store::require_env(&self.conn, env)?;
         let revision = store::revision(&self.conn, env, id)?;
         let resume = before.is_some_and(|b| b == revision.lifecycle);
@@ -188,7 +189,7 @@ impl Operator<'_> {
                 });
             }
         }
-        Ok((self.bound_pack(env).await?, resume))
+        Ok((self.bound(env).await?, resume))
     }
 
     /// staged → warming → ready (or failed); a revision left `warming` by an

@@ -132,9 +132,9 @@ impl Operator<'_> {
                 });
             }
         }
-        let pack = self.bound_pack(env).await?;
-        let environment = store::load_environment(&self.conn, env, &[], Some((deployment, entries)))?;
-        self.run_verb(&pack, environment, &Request::ApplyTrafficSplit(deployment.to_string()))
+        let bound = self.bound(env).await?;
+        let environment = store::load_environment(&self.conn, env, &bound.binding, &[], Some((deployment, entries)))?;
+        self.run_verb(&bound, environment, &Request::ApplyTrafficSplit(deployment.to_string()))
             .await?;
         Ok(())
     }
