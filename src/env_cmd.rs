@@ -98,7 +98,7 @@ pub fn grants_line(grants: &Grants) -> String {
             .process
             .iter()
             .map(|c| {
-                if c.name == c.path.display().to_string() {
+                if c.name == c.path.display().to_string() || c.path.as_os_str().is_empty() {
                     c.name.clone()
                 } else {
                     format!("{} ({})", c.name, c.path.display())

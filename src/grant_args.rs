@@ -10,10 +10,12 @@ use crate::error::CliError;
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct GrantArgs {
     /// Command the pack may spawn (repeatable; grants `process`): an absolute
-    /// path, or a name resolved on PATH now.
+    /// path, a name resolved on PATH now, or `@work-dir` for any program
+    /// inside the environment's work directory (as much trust as a shell).
     #[arg(long = "allow-run", value_name = "CMD")]
     pub allow_run: Vec<String>,
-    /// Address the pack may probe (repeatable; grants `probe`): HOST:PORT.
+    /// Address the pack may probe (repeatable; grants `probe`): HOST:PORT or
+    /// a port range HOST:FIRST-LAST.
     #[arg(long = "allow-probe", value_name = "HOST:PORT")]
     pub allow_probe: Vec<String>,
     /// Origin the pack may call over HTTP (repeatable; grants `http`): SCHEME://HOST:PORT.

@@ -86,6 +86,9 @@ pub fn fetch(env: &Environment, workspace: &Workspace, revision: &str) -> Result
     let placed = dir.join("artifact");
     let tmp = dir.join("artifact.tmp");
     std::fs::copy(&stored, &tmp).map_err(|e| ArtifactError::Unavailable(format!("work directory: {e}")))?;
+    // Executable, so that a single-executable artifact can be run as it is.
+    std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .map_err(|e| ArtifactError::Unavailable(format!("work directory: {e}")))?;
     std::fs::rename(&tmp, &placed).map_err(|e| ArtifactError::Unavailable(format!("work directory: {e}")))?;
     Ok(format!("revisions/{revision}/artifact"))
 }

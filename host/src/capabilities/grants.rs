@@ -7,12 +7,22 @@
 //! Commands are resolved when granted: an absolute path must name an
 //! executable file; a bare name is looked up on `PATH` then and stored with
 //! the path it resolved to, so a later change of `PATH` changes nothing.
+//! The special grant [`WORK_DIR`] lets a pack run programs inside the
+//! environment's own work directory (a revision's unpacked artifact), named
+//! `./path` relative to it — the work directory is the pack's to write, so
+//! this grant trusts the pack as much as granting a shell would.
+//!
+//! A probe scope is `host:port` or a port range `host:first-last` (a pack
+//! that starts processes on ports it picks needs a range).
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::capabilities::gate::Capability;
+
+/// The process grant for programs inside the environment's work directory.
+pub const WORK_DIR: &str = "@work-dir";
 
 /// One command `process` may spawn: what the operator wrote and where it is.
 /// In a document it may also be written as a bare string (a name or an
@@ -69,7 +79,9 @@ pub enum GrantError {
     CommandNotFound(String),
     #[error("cannot grant command {0:?}: it is not an executable file")]
     NotExecutable(String),
-    #[error("cannot grant probe address {0:?}: expected host:port (e.g. 127.0.0.1:8080)")]
+    #[error(
+        "cannot grant probe address {0:?}: expected host:port or host:first-last (e.g. 127.0.0.1:8080, 127.0.0.1:20000-20999)"
+    )]
     BadAddress(String),
     #[error(
         "cannot grant HTTP origin {0:?}: expected scheme://host:port with scheme http or https and nothing after the port"
@@ -114,7 +126,7 @@ impl Grants {
     /// Resolves commands written as bare strings; checks every scope's form.
     pub fn resolve(mut self) -> Result<Self, GrantError> {
         for command in &mut self.process {
-            if command.path.as_os_str().is_empty() {
+            if command.path.as_os_str().is_empty() && command.name != WORK_DIR {
                 *command = resolve_command(&command.name)?;
             }
         }
@@ -125,7 +137,7 @@ impl Grants {
     /// Checks every scope's form (commands are checked where they were resolved).
     pub fn validate(&self) -> Result<(), GrantError> {
         for address in &self.probe {
-            parse_address(address)?;
+            parse_probe_scope(address)?;
         }
         for origin in &self.http {
             parse_origin(origin)?;
@@ -140,12 +152,24 @@ impl Grants {
     pub fn command(&self, requested: &str) -> Option<&GrantedCommand> {
         self.process
             .iter()
+            .filter(|c| c.name != WORK_DIR)
             .find(|c| c.name == requested || c.path.as_os_str() == requested)
+    }
+
+    /// Whether programs inside the work directory (`./path`) may be spawned.
+    pub fn work_dir_allowed(&self) -> bool {
+        self.process.iter().any(|c| c.name == WORK_DIR)
     }
 
     /// Whether `host:port` may be probed.
     pub fn probe_allowed(&self, address: &str) -> bool {
-        self.probe.iter().any(|a| a.eq_ignore_ascii_case(address))
+        let Ok((host, port)) = parse_address(address) else {
+            return false;
+        };
+        self.probe.iter().any(|scope| {
+            parse_probe_scope(scope)
+                .is_ok_and(|(h, first, last)| h.eq_ignore_ascii_case(host) && (first..=last).contains(&port))
+        })
     }
 
     /// Whether `origin` (`scheme://host:port`) may be called.
@@ -161,6 +185,12 @@ impl Grants {
 /// Resolves a command to grant: an absolute path to an executable file, or
 /// a bare name found on `PATH`.
 pub fn resolve_command(name: &str) -> Result<GrantedCommand, GrantError> {
+    if name == WORK_DIR {
+        return Ok(GrantedCommand {
+            name: name.to_string(),
+            path: PathBuf::new(),
+        });
+    }
     let path = if Path::new(name).is_absolute() {
         let path = PathBuf::from(name);
         if !is_executable(&path) {
@@ -182,7 +212,7 @@ pub fn resolve_command(name: &str) -> Result<GrantedCommand, GrantError> {
     })
 }
 
-fn is_executable(path: &Path) -> bool {
+pub fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
@@ -197,6 +227,22 @@ pub fn parse_address(address: &str) -> Result<(&str, u16), GrantError> {
         return Err(bad());
     }
     Ok((host, port))
+}
+
+/// A probe scope: `host:port` or `host:first-last`; (host, first, last).
+pub fn parse_probe_scope(scope: &str) -> Result<(&str, u16, u16), GrantError> {
+    let bad = || GrantError::BadAddress(scope.to_string());
+    let (host, ports) = scope.rsplit_once(':').ok_or_else(bad)?;
+    let Some((first, last)) = ports.split_once('-') else {
+        let (host, port) = parse_address(scope)?;
+        return Ok((host, port, port));
+    };
+    let (host, first) = parse_address(&scope[..host.len() + 1 + first.len()]).map_err(|_| bad())?;
+    let last: u16 = last.parse().map_err(|_| bad())?;
+    if last < first {
+        return Err(bad());
+    }
+    Ok((host, first, last))
 }
 
 /// `scheme://host:port`, scheme http or https, nothing after the port.
@@ -248,6 +294,14 @@ mod tests {
         assert!(grants.command("sh").is_some());
         assert!(grants.command(sh.path.to_str().unwrap()).is_some());
         assert!(grants.command("bash").is_none());
+        let work_dir = Grants {
+            process: vec![resolve_command(WORK_DIR).unwrap()],
+            ..Grants::default()
+        }
+        .resolve()
+        .unwrap();
+        assert!(work_dir.work_dir_allowed() && work_dir.command(WORK_DIR).is_none());
+        assert!(!grants.work_dir_allowed());
     }
 
     #[test]
@@ -271,5 +325,26 @@ mod tests {
         assert_eq!(grants.capabilities(), vec![Capability::Probe, Capability::Secrets]);
         assert!(grants.probe_allowed("127.0.0.1:80"));
         assert!(!grants.probe_allowed("127.0.0.1:81"));
+        assert_eq!(
+            parse_probe_scope("127.0.0.1:20000-20009").unwrap(),
+            ("127.0.0.1", 20000, 20009)
+        );
+        for bad in [
+            "127.0.0.1:9-8",
+            "127.0.0.1:-8",
+            "127.0.0.1:1-",
+            "127.0.0.1:0-5",
+            "h:1-70000",
+        ] {
+            assert!(parse_probe_scope(bad).is_err(), "{bad}");
+        }
+        let ranged = Grants {
+            probe: vec!["127.0.0.1:20000-20009".into()],
+            ..Grants::default()
+        };
+        assert!(ranged.validate().is_ok());
+        assert!(ranged.probe_allowed("127.0.0.1:20000") && ranged.probe_allowed("127.0.0.1:20009"));
+        assert!(!ranged.probe_allowed("127.0.0.1:20010") && !ranged.probe_allowed("localhost:20001"));
+        assert!(!ranged.probe_allowed("127.0.0.1:20000-20009"));
     }
 }

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::capabilities::gate::Capability;
+use crate::capabilities::grants::{WORK_DIR, is_executable};
 use crate::contract::bindings::envpack::deployer::process::{
     Host, ProcessError, ProcessInfo, ProcessState, Signal, SpawnRequest,
 };
@@ -338,6 +339,32 @@ pub fn stop_all(workspace: &Workspace, grace: Duration) -> Result<usize, String>
 }
 
 impl CallState {
+    /// The program a spawn request names: a granted command, or with the
+    /// [`WORK_DIR`] grant an executable file `./path` inside the work directory.
+    fn program(&self, workspace: &Workspace, command: &str) -> Result<PathBuf, ProcessError> {
+        if let Some(granted) = self.grants.command(command) {
+            return Ok(granted.path.clone());
+        }
+        if let Some(relative) = command.strip_prefix("./")
+            && self.grants.work_dir_allowed()
+        {
+            let path = inside(&workspace.work_dir, relative).map_err(ProcessError::BadPath)?;
+            if !is_executable(&path) {
+                return Err(ProcessError::Failed(format!("{command:?} is not an executable file")));
+            }
+            return Ok(path);
+        }
+        let hint = if command.starts_with("./") {
+            format!("programs in the work directory need --allow-run {WORK_DIR}")
+        } else {
+            "grant it with --allow-run".to_string()
+        };
+        Err(ProcessError::NotAllowed(format!(
+            "command {command:?} is not granted to environment {:?} ({hint})",
+            self.env_id
+        )))
+    }
+
     fn workspace(&self) -> Result<Workspace, ProcessError> {
         self.services
             .workspace
@@ -350,14 +377,10 @@ impl Host for CallState {
     fn spawn(&mut self, request: SpawnRequest) -> wasmtime::Result<Result<ProcessInfo, ProcessError>> {
         let detail = format!("{} {}", request.command, request.args.join(" "));
         self.capability_call(Capability::Process, "process.spawn", detail.trim_end().to_string())?;
-        let Some(granted) = self.grants.command(&request.command).cloned() else {
-            self.refused("command not granted");
-            return Ok(Err(ProcessError::NotAllowed(format!(
-                "command {:?} is not granted to environment {:?} (grant it with --allow-run)",
-                request.command, self.env_id
-            ))));
-        };
-        let result = self.workspace().and_then(|w| spawn(&w, &granted.path, &request));
+        let result = self.workspace().and_then(|w| {
+            let program = self.program(&w, &request.command)?;
+            spawn(&w, &program, &request)
+        });
         if let Err(e) = &result {
             self.refused(&format!("{e:?}"));
         }

@@ -1,0 +1,87 @@
+//! The pack's settings. Environment (pack) settings:
+//!
+//! - `listen.<deployment>`: the `host:port` nginx serves the deployment on;
+//! - `nginx`, `tar`: the commands to run (as granted; default `nginx`, `tar`);
+//! - `ports`: the range revisions get ports from (default `20000-20999`;
+//!   grant it to `probe`, e.g. `--allow-probe 127.0.0.1:20000-20999`);
+//! - `health-timeout-ms` (default 20000), `drain-wait-ms` (default 10000):
+//!   how long warm waits for health and drain for an exit, keep both below
+//!   the verbs' deadlines.
+//!
+//! Revision settings: `run` (the start command line), `health-path`
+//! (default `/healthz`), `PORT` (a fixed port); every setting whose key is
+//! an environment variable name reaches the process as one.
+
+use crate::envpack::deployer::environment::Environment;
+use crate::envpack::deployer::types::Revision;
+
+pub struct Settings {
+    pub nginx: String,
+    pub tar: String,
+    pub ports: (u16, u16),
+    pub health_timeout_ms: u32,
+    pub drain_wait_ms: u32,
+    pub stage_timeout_ms: u32,
+}
+
+impl Settings {
+    pub fn read(env: &Environment) -> Result<Settings, String> {
+        let text = |key: &str, default: &str| env.setting(key).unwrap_or_else(|| default.to_string());
+        let number = |key: &str, default: u32| -> Result<u32, String> {
+            match env.setting(key) {
+                None => Ok(default),
+                Some(v) => v
+                    .parse()
+                    .map_err(|_| format!("pack setting {key}={v:?} is not a number of milliseconds")),
+            }
+        };
+        let ports = text("ports", "20000-20999");
+        let parsed = ports
+            .split_once('-')
+            .and_then(|(a, b)| Some((a.parse::<u16>().ok()?, b.parse::<u16>().ok()?)))
+            .filter(|(a, b)| *a > 0 && a <= b)
+            .ok_or_else(|| format!("pack setting ports={ports:?} is not a range like 20000-20999"))?;
+        Ok(Settings {
+            nginx: text("nginx", "nginx"),
+            tar: text("tar", "tar"),
+            ports: parsed,
+            health_timeout_ms: number("health-timeout-ms", 20_000)?,
+            drain_wait_ms: number("drain-wait-ms", 10_000)?,
+            stage_timeout_ms: 50_000,
+        })
+    }
+}
+
+/// The `listen.<deployment>` setting, checked to be a plain `host:port`
+/// (it goes into nginx's config, so nothing else may pass).
+pub fn listen(env: &Environment, deployment: &str) -> Result<String, String> {
+    let key = format!("listen.{deployment}");
+    let value = env
+        .setting(&key)
+        .ok_or_else(|| format!("pack setting {key} is not set (e.g. --setting {key}=127.0.0.1:8080)"))?;
+    let ok = value.rsplit_once(':').is_some_and(|(host, port)| {
+        !host.is_empty()
+            && port.parse::<u16>().is_ok_and(|p| p > 0)
+            && host.bytes().all(|b| b.is_ascii_alphanumeric() || b".-[]:".contains(&b))
+    });
+    if !ok {
+        return Err(format!("pack setting {key}={value:?} is not host:port"));
+    }
+    Ok(value)
+}
+
+pub fn revision_setting(revision: &Revision, key: &str) -> Option<String> {
+    revision
+        .settings
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.clone())
+        .filter(|v| !v.is_empty())
+}
+
+/// `[A-Za-z_][A-Za-z0-9_]*`.
+pub fn is_env_name(key: &str) -> bool {
+    let mut bytes = key.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}

@@ -1,0 +1,314 @@
+//! The local-process pack end to end, driven through the operator commands:
+//! two revisions of a real HTTP app (`tests/apps/revision_app.py`) behind a
+//! real nginx that the pack starts on loopback ports the test chose. Every
+//! effect is checked from outside: requests counted through nginx, and
+//! processes found by scanning `/proc` for anything whose working directory
+//! lies in the test's state directory (not by name, not by the pack's word).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{Sandbox, install_signed, json, ok, operator, p};
+use envpack_test_packs::LOCAL_PROCESS;
+use sha2::{Digest, Sha256};
+
+/// The app, as the two artifact forms the pack takes.
+struct Artifacts {
+    tarball: PathBuf,
+    executable: PathBuf,
+}
+
+fn artifacts(sb: &Sandbox) -> Artifacts {
+    let app = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/apps/revision_app.py");
+    let src = sb.dir.path().join("app-src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::copy(&app, src.join("app.py")).unwrap();
+    let tarball = sb.dir.path().join("app.tar.gz");
+    let status = std::process::Command::new("tar")
+        .args(["-czf", &p(&tarball), "-C", &p(&src), "app.py"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let executable = sb.dir.path().join("app-single");
+    std::fs::copy(&app, &executable).unwrap();
+    Artifacts { tarball, executable }
+}
+
+fn digest(path: &Path) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(std::fs::read(path).unwrap())))
+}
+
+/// A loopback port nothing listens on right now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `GET path` on `port` (HTTP/1.0, bounded by a timeout): (status, body).
+fn get(port: u16, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").trim().to_string();
+    (status, body)
+}
+
+/// How many of `n` requests through nginx each revision answered.
+fn distribution(port: u16, n: usize) -> std::collections::BTreeMap<String, usize> {
+    let mut seen = std::collections::BTreeMap::new();
+    for _ in 0..n {
+        let (status, body) = get(port, "/");
+        assert_eq!(status, 200, "a request through nginx failed: {body}");
+        *seen.entry(body).or_insert(0) += 1;
+    }
+    seen
+}
+
+/// Live processes whose working directory is inside `dir`, as (pid, cwd).
+fn processes_under(dir: &Path) -> Vec<(u32, PathBuf)> {
+    let dir = dir.canonicalize().unwrap();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        // A zombie has exited; only its parent has not reaped it yet.
+        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        });
+        if let Ok(cwd) = std::fs::read_link(format!("/proc/{pid}/cwd"))
+            && cwd.starts_with(&dir)
+            && !zombie
+        {
+            found.push((pid, cwd));
+        }
+    }
+    found
+}
+
+/// Kills whatever a test left under its state directory, even when it
+/// fails half-way (its assertions come before this runs).
+struct Reaper(PathBuf);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        if self.0.exists() {
+            for (pid, _) in processes_under(&self.0) {
+                // SAFETY: kill(2) on a pid whose cwd lies in this test's directory.
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
+fn nginx_installed() {
+    let found = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .chain([PathBuf::from("/usr/sbin")])
+        .any(|d| d.join("nginx").is_file());
+    assert!(
+        found,
+        "nginx is not installed: scripts/test installs it (apt-get install nginx-light)"
+    );
+}
+
+/// An operator state with the local-process pack installed and `dev` bound
+/// to it as `site`, granting what it needs; returns (sandbox, nginx's port
+/// for `web`, the last port of the range revisions get ports from).
+fn local_env(slot: u16) -> (Sandbox, u16, u16) {
+    nginx_installed();
+    let sb = operator();
+    install_signed(&sb, LOCAL_PROCESS, "packs/local-process/pack.toml", "local-process");
+    let listen = free_port();
+    // A range of its own per test run, so parallel tests rarely meet.
+    let first = 20000 + (std::process::id() % 200) as u16 * 200 + slot * 100;
+    let range = format!("{first}-{}", first + 99);
+    ok(
+        &sb,
+        &[
+            "env",
+            "create",
+            "site",
+            "--deployer",
+            "envpack.deployer.local-process@^1",
+            "--capability",
+            "log,clock",
+            "--allow-run",
+            "tar",
+            "--allow-run",
+            "nginx",
+            "--allow-run",
+            "/usr/bin/python3",
+            "--allow-run",
+            "@work-dir",
+            "--allow-probe",
+            &format!("127.0.0.1:{range}"),
+            "--setting",
+            &format!("listen.web=127.0.0.1:{listen}"),
+            "--setting",
+            &format!("ports={range}"),
+            "--setting",
+            "health-timeout-ms=5000",
+        ],
+    );
+    (sb, listen, first + 99)
+}
+
+fn stage(sb: &Sandbox, id: &str, artifact: &Path, settings: &[&str], drain_seconds: &str) {
+    let location = format!("file://{}", artifact.display());
+    let digest = digest(artifact);
+    let mut args = vec![
+        "revision",
+        "stage",
+        "site",
+        "web",
+        "--id",
+        id,
+        "--digest",
+        &digest,
+        "--location",
+        &location,
+        "--drain-seconds",
+        drain_seconds,
+    ];
+    for setting in settings {
+        args.extend(["--setting", setting]);
+    }
+    ok(sb, &args);
+}
+
+fn lifecycle(sb: &Sandbox, id: &str) -> String {
+    json(sb, &["revision", "show", "site", id, "--json"])["lifecycle"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Asserts a warm fails, leaves the revision `failed` with `expect` in the
+/// reason, and leaves none of the revision's processes running.
+fn warm_fails(sb: &Sandbox, id: &str, expect: &str) {
+    let out = sb.host().args(["revision", "warm", "site", id]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "warm {id} should fail");
+    assert!(stderr.contains(expect), "warm {id}: expected {expect:?} in: {stderr}");
+    assert_eq!(lifecycle(sb, id), "failed");
+    let left: Vec<_> = processes_under(&sb.state_dir())
+        .into_iter()
+        .filter(|(_, cwd)| cwd.to_string_lossy().contains(&format!("/revisions/{id}/")))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "a failed warm of {id} left processes running: {left:?}"
+    );
+}
+
+#[test]
+fn two_revisions_behind_nginx_follow_the_recorded_split() {
+    let (sb, listen, _) = local_env(0);
+    let _reaper = Reaper(sb.state_dir());
+    let art = artifacts(&sb);
+    stage(&sb, "R1", &art.tarball, &["run=/usr/bin/python3 app.py"], "30");
+    stage(&sb, "R2", &art.executable, &[], "30");
+    assert!(processes_under(&sb.state_dir()).is_empty(), "stage must start nothing");
+    ok(&sb, &["revision", "warm", "site", "R1"]);
+    ok(&sb, &["revision", "warm", "site", "R2"]);
+    assert_eq!(processes_under(&sb.state_dir()).len(), 2, "one process per revision");
+
+    // Smooth weighted round-robin in nginx's one worker answers exactly 9 of
+    // every 10 consecutive requests from R1 at 9:1; ±2 of 100 leaves room for
+    // a request nginx retried on the other upstream after a connect error.
+    ok(&sb, &["traffic", "set", "site", "web", "R1=9000", "R2=1000"]);
+    let seen = distribution(listen, 100);
+    let r1 = seen.get("R1").copied().unwrap_or(0);
+    assert!((88..=92).contains(&r1), "90/10 split served {seen:?}");
+    assert_eq!(r1 + seen.get("R2").copied().unwrap_or(0), 100, "{seen:?}");
+
+    // 0/100 exactly: a 0-weight revision is not routed at all.
+    ok(&sb, &["traffic", "set", "site", "web", "R1=0", "R2=10000"]);
+    assert_eq!(distribution(listen, 40), [("R2".to_string(), 40)].into());
+
+    // Rollback restores the previous split, in nginx too.
+    ok(&sb, &["traffic", "rollback", "site", "web"]);
+    let seen = distribution(listen, 100);
+    let r1 = seen.get("R1").copied().unwrap_or(0);
+    assert!((88..=92).contains(&r1), "rollback to 90/10 served {seen:?}");
+
+    // A slow request in flight on R1 completes through its drain.
+    ok(&sb, &["traffic", "set", "site", "web", "R1=10000", "R2=0"]);
+    let slow = std::thread::spawn(move || get(listen, "/slow?ms=1500"));
+    std::thread::sleep(Duration::from_millis(300));
+    ok(&sb, &["traffic", "set", "site", "web", "R1=0", "R2=10000"]);
+    ok(&sb, &["revision", "drain", "site", "R1"]);
+    assert_eq!(
+        slow.join().unwrap(),
+        (200, "R1".to_string()),
+        "the in-flight request finished"
+    );
+    assert_eq!(lifecycle(&sb, "R1"), "inactive");
+    let r1_left: Vec<_> = processes_under(&sb.state_dir())
+        .into_iter()
+        .filter(|(_, cwd)| cwd.to_string_lossy().contains("/revisions/R1/"))
+        .collect();
+    assert!(r1_left.is_empty(), "drain stopped R1: {r1_left:?}");
+    assert_eq!(distribution(listen, 20), [("R2".to_string(), 20)].into());
+
+    ok(&sb, &["revision", "archive", "site", "R1"]);
+    assert_eq!(lifecycle(&sb, "R1"), "archived");
+    let work = sb.state_dir().join("work");
+    assert!(!walk_has(&work, "R1"), "archive deleted R1's directory");
+
+    // What nginx routes, as the pack reads it back, agrees with the record.
+    let status = json(&sb, &["status", "site", "--json"]);
+    assert!(status.to_string().contains("R2"), "{status}");
+
+    ok(&sb, &["env", "remove", "site", "--force"]);
+    let left = processes_under(&sb.state_dir());
+    assert!(left.is_empty(), "env remove left processes: {left:?}");
+}
+
+fn walk_has(dir: &Path, name: &str) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| e.file_name() == name || (e.file_type().is_ok_and(|t| t.is_dir()) && walk_has(&e.path(), name)))
+    })
+}
+
+#[test]
+fn a_revision_that_cannot_serve_ends_failed_with_its_stderr_and_nothing_running() {
+    let (sb, _listen, last_port) = local_env(1);
+    let _reaper = Reaper(sb.state_dir());
+    let art = artifacts(&sb);
+    stage(
+        &sb,
+        "UNHEALTHY",
+        &art.tarball,
+        &["run=/usr/bin/python3 app.py", "FAIL_HEALTH=1"],
+        "5",
+    );
+    stage(&sb, "CRASH", &art.executable, &["CRASH=1"], "5");
+    let taken = TcpListener::bind(("127.0.0.1", last_port)).unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    stage(&sb, "TAKEN", &art.executable, &[&format!("PORT={port}")], "5");
+
+    warm_fails(&sb, "UNHEALTHY", "health check failing on purpose");
+    warm_fails(&sb, "CRASH", "crashing on start, as CRASH asks");
+    warm_fails(&sb, "TAKEN", &format!("cannot listen on 127.0.0.1:{port}"));
+    drop(taken);
+
+    for id in ["UNHEALTHY", "CRASH", "TAKEN"] {
+        ok(&sb, &["revision", "archive", "site", id]);
+    }
+    let left = processes_under(&sb.state_dir());
+    assert!(left.is_empty(), "processes left: {left:?}");
+}
