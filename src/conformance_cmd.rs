@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use envpack_conformance::{BenchConfig, Profile, judge_file, render};
 use envpack_host::fsutil;
 
+use crate::bench_args::BenchArgs;
 use crate::context::Context;
 use crate::error::{CliError, exit};
-use crate::grant_args::GrantArgs;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -30,10 +30,11 @@ pub struct Args {
     /// Write the report here instead of stdout.
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
-    /// Scopes for the bench's fixture environments (each run gets a
-    /// throwaway work directory; nothing it starts outlives it).
+    /// Scopes, settings and an artifact for the bench's fixture
+    /// environments (each run gets a throwaway work directory; nothing it
+    /// starts outlives it).
     #[command(flatten)]
-    grants: GrantArgs,
+    fixture: BenchArgs,
 }
 
 pub async fn run(ctx: &mut Context, args: Args) -> Result<i32, CliError> {
@@ -43,8 +44,7 @@ pub async fn run(ctx: &mut Context, args: Args) -> Result<i32, CliError> {
     })?;
     let config = BenchConfig {
         profile,
-        grants: args.grants.grants()?.unwrap_or_default(),
-        ..BenchConfig::default()
+        ..args.fixture.config()?
     };
     let trust = ctx.trust()?;
     let runtime = ctx.bench_runtime()?;

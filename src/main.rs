@@ -2,6 +2,7 @@
 //! arguments, builds the runtime, runs one command and maps every failure to
 //! a one-line message and a documented exit code.
 
+mod bench_args;
 mod bench_cmd;
 mod call;
 mod conformance_cmd;

@@ -9,12 +9,12 @@ use envpack_host::trust::manifest::Manifest;
 use envpack_host::trust::signature::{self, Keyring};
 use serde_json::json;
 
-use envpack_conformance::{AdmissionError, BenchConfig, admit, render};
+use envpack_conformance::{AdmissionError, admit, render};
 use envpack_host::SignaturePolicy;
 
+use crate::bench_args::BenchArgs;
 use crate::context::Context;
 use crate::error::{CliError, exit};
-use crate::grant_args::GrantArgs;
 use crate::keys_cmd::read_bytes;
 
 #[derive(clap::Subcommand)]
@@ -43,9 +43,9 @@ pub enum Command {
         /// Install even if conformance fails (recorded in the registry).
         #[arg(long)]
         force: bool,
-        /// Scopes for the admission bench's fixture environments.
+        /// Scopes, settings and an artifact for the admission bench's fixture environments.
         #[command(flatten)]
-        grants: GrantArgs,
+        fixture: BenchArgs,
     },
     /// List installed packs.
     List {
@@ -75,7 +75,7 @@ pub async fn run(ctx: &mut Context, command: Command) -> Result<i32, CliError> {
             out,
         } => seal(ctx, component, manifest, out).await,
         Command::Digest { pack, out } => digest(pack, out),
-        Command::Install { pack, force, grants } => install(ctx, pack, force, &grants).await,
+        Command::Install { pack, force, fixture } => install(ctx, pack, force, &fixture).await,
         Command::List { json } => list(ctx, json),
         Command::Remove { selector, force } => {
             let mut registry = ctx.registry()?;
@@ -143,11 +143,8 @@ fn hex_string(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-async fn install(ctx: &mut Context, path: PathBuf, force: bool, grants: &GrantArgs) -> Result<i32, CliError> {
-    let config = BenchConfig {
-        grants: grants.grants()?.unwrap_or_default(),
-        ..BenchConfig::default()
-    };
+async fn install(ctx: &mut Context, path: PathBuf, force: bool, fixture: &BenchArgs) -> Result<i32, CliError> {
+    let config = fixture.config()?;
     let trust = ctx.trust()?;
     let mut registry = ctx.registry()?;
     ctx.bench_runtime()?;

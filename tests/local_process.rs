@@ -112,6 +112,12 @@ impl Drop for Reaper {
     }
 }
 
+/// 400 ports of this test process's own (20000-59999), so that test runs
+/// in parallel rarely meet; the pack skips ports something answers on.
+fn port_base() -> u16 {
+    20000 + (std::process::id() % 100) as u16 * 400
+}
+
 fn nginx_installed() {
     let found = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
         .chain([PathBuf::from("/usr/sbin")])
@@ -131,7 +137,7 @@ fn local_env(slot: u16) -> (Sandbox, u16, u16) {
     install_signed(&sb, LOCAL_PROCESS, "packs/local-process/pack.toml", "local-process");
     let listen = free_port();
     // A range of its own per test run, so parallel tests rarely meet.
-    let first = 20000 + (std::process::id() % 200) as u16 * 200 + slot * 100;
+    let first = port_base() + slot * 100;
     let range = format!("{first}-{}", first + 99);
     ok(
         &sb,
@@ -311,4 +317,69 @@ fn a_revision_that_cannot_serve_ends_failed_with_its_stderr_and_nothing_running(
     }
     let left = processes_under(&sb.state_dir());
     assert!(left.is_empty(), "processes left: {left:?}");
+}
+
+#[test]
+fn the_pack_passes_the_extended_bench_and_leaves_nothing_running() {
+    nginx_installed();
+    let sb = Sandbox::new();
+    let _reaper = Reaper(sb.dir.path().to_path_buf());
+    let art = artifacts(&sb);
+    // The bench keeps every check's processes until the run ends: room for them.
+    let first = port_base() + 200;
+    let (ports, listens) = (
+        format!("{first}-{}", first + 99),
+        format!("{}-{}", first + 100, first + 199),
+    );
+    // The bench's scratch directories go under TMPDIR: inside this sandbox,
+    // so that the /proc scan below sees anything the run left.
+    let out = sb
+        .host()
+        .env("TMPDIR", sb.dir.path())
+        .args([
+            "conformance",
+            LOCAL_PROCESS,
+            "--profile",
+            "extended",
+            "--format",
+            "json",
+        ])
+        .args([
+            "--allow-run",
+            "tar",
+            "--allow-run",
+            "nginx",
+            "--allow-run",
+            "/usr/bin/python3",
+        ])
+        .args(["--allow-probe", &format!("127.0.0.1:{ports}")])
+        .args(["--allow-probe", &format!("127.0.0.1:{listens}")])
+        .args(["--setting", &format!("ports={ports}")])
+        .args(["--setting", &format!("listen-ports={listens}")])
+        .args(["--artifact", &p(&art.tarball)])
+        .args([
+            "--revision-setting",
+            "run=/usr/bin/python3 app.py",
+            "--revision-setting",
+            "PORT=",
+        ])
+        .timeout(Duration::from_secs(300))
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("no JSON report ({e}): {}", String::from_utf8_lossy(&out.stderr)));
+    let failed: Vec<String> = report["checks"]
+        .as_array()
+        .unwrap_or_else(|| panic!("a report with checks: {report}"))
+        .iter()
+        .filter(|c| c["status"] == "fail")
+        .map(|c| format!("{}: {}", c["id"], c["message"]))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "the local-process pack failed the bench: {failed:#?}"
+    );
+    assert!(out.status.success());
+    let left = processes_under(sb.dir.path());
+    assert!(left.is_empty(), "the bench left processes running: {left:?}");
 }

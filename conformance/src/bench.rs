@@ -18,8 +18,6 @@ use crate::report::{CheckResult, Report};
 #[derive(Clone, Debug)]
 pub struct BenchConfig {
     pub profile: Profile,
-    /// Time one verb call may take (`budgets.time`).
-    pub verb_budget: Duration,
     /// Linear memory one instance may hold (`budgets.memory`).
     pub memory_budget: usize,
     /// How many times `idempotency` repeats the whole sequence.
@@ -31,18 +29,20 @@ pub struct BenchConfig {
     pub grants: Grants,
     /// Where throwaway work directories go (default: the system's temp directory).
     pub scratch: Option<std::path::PathBuf>,
+    /// Settings and an artifact for every fixture environment.
+    pub inputs: crate::fixture::Inputs,
 }
 
 impl Default for BenchConfig {
     fn default() -> Self {
         BenchConfig {
             profile: Profile::Core,
-            verb_budget: Duration::from_millis(250),
             memory_budget: 32 << 20,
             repeat: 3,
             history: 5_000,
             grants: Grants::default(),
             scratch: None,
+            inputs: Default::default(),
         }
     }
 }

@@ -182,7 +182,7 @@ pub const CATALOG: &[CheckDef] = &[
         Check::BudgetsTime,
         "budgets.time",
         Profile::Extended,
-        "every verb call of the run finished within the time budget",
+        "every verb call took at most half the deadline production gives it (the pack's signed expectation, else the default)",
     ),
     check(
         Check::BudgetsMemory,

@@ -2,10 +2,59 @@
 //! with A1 at 90% and A2 at 10%, `api` with B1 at 100%) and three revisions,
 //! plus the variants checks need (bad splits, long ids, a long history).
 
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
 
 use envpack_host::model::{Artifact, DeploymentDoc, EnvironmentDoc, Lifecycle, Revision, SplitEntry, TrafficSplit};
 use envpack_host::{Capability, Environment};
+
+/// What a pack that deploys something real needs in every fixture
+/// environment (`host conformance --setting ... --artifact ...`): pack
+/// settings, one real artifact for every revision, revision settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Inputs {
+    /// Pack settings of every fixture environment.
+    pub settings: BTreeMap<String, String>,
+    /// The artifact every fixture revision names (its real digest).
+    pub artifact: Option<Artifact>,
+    /// Added to every fixture revision's settings; an empty value removes the key.
+    pub revision_settings: BTreeMap<String, String>,
+}
+
+impl Inputs {
+    /// `path` as the artifact of every fixture revision: `file://` and its sha256.
+    pub fn artifact_file(path: &Path) -> Result<Artifact, String> {
+        let path = path
+            .canonicalize()
+            .map_err(|e| format!("artifact {}: {e}", path.display()))?;
+        let bytes = std::fs::read(&path).map_err(|e| format!("artifact {}: {e}", path.display()))?;
+        Ok(Artifact {
+            digest: format!("sha256:{}", hex::encode(Sha256::digest(&bytes))),
+            location: format!("file://{}", path.display()),
+        })
+    }
+
+    fn apply(&self, doc: &mut EnvironmentDoc) {
+        doc.settings.extend(self.settings.clone());
+        for deployment in &mut doc.deployments {
+            for revision in &mut deployment.revisions {
+                if let Some(artifact) = &self.artifact {
+                    revision.artifact = artifact.clone();
+                }
+                for (key, value) in &self.revision_settings {
+                    if value.is_empty() {
+                        revision.settings.remove(key);
+                    } else {
+                        revision.settings.insert(key.clone(), value.clone());
+                    }
+                }
+            }
+        }
+    }
+}
 
 /// Revision and deployment ids of one fixture.
 #[derive(Clone, Debug)]
@@ -127,7 +176,9 @@ impl Fixture {
         self
     }
 
-    pub fn build(self) -> Arc<Environment> {
+    /// The environment, with the bench's `inputs` applied.
+    pub fn build(mut self, inputs: &Inputs) -> Arc<Environment> {
+        inputs.apply(&mut self.doc);
         Arc::new(Environment::from_doc(self.doc).expect("fixtures are valid environments"))
     }
 }

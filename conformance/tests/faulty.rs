@@ -11,7 +11,8 @@ use envpack_test_packs::{FAULTY, LEDGER};
 
 fn runtime() -> Runtime {
     let config = HostConfig {
-        deadline: Duration::from_secs(5),
+        // The host's default deadline: `budgets.time` judges by it.
+        deadline: Duration::from_secs(2),
         ..HostConfig::default()
     };
     Runtime::new(config, Arc::new(MemoryKv::default())).unwrap()
@@ -25,19 +26,31 @@ fn extended() -> BenchConfig {
     }
 }
 
-/// The one check each fault must fail.
-fn expected_check(fault: &str) -> &'static str {
+/// The checks each fault must fail: its own check, and only where the fault
+/// really shows there too, another.
+fn expected_checks(fault: &str) -> &'static [&'static str] {
     match fault {
-        "accepts-unknown-revision" => "spec.unknown-revision",
-        "spec-error-as-provider" => "spec.typed-errors",
-        "accepts-bad-sum" => "spec.invalid-split",
-        "not-idempotent" => "idempotency",
-        "echoes-wrong-deployment" => "verbs.echo",
-        "touches-sibling" => "split.isolation",
-        "writes-before-rejecting" => "spec.no-side-effect-before-error",
-        "undeclared-capability" => "capability.declared",
-        "drifting-runtime-config" => "runtime-config.drift",
-        "too-slow" => "budgets.time",
+        // Deleting api's state when web is applied (after api, as the happy
+        // path does when it moves traffic off A2) also makes the pack's
+        // report drift from the host's record.
+        "touches-sibling" => &["split.isolation", "runtime-config.drift"],
+        other => std::slice::from_ref(expected_check(other)),
+    }
+}
+
+/// The one check a fault is about.
+fn expected_check(fault: &str) -> &'static &'static str {
+    match fault {
+        "accepts-unknown-revision" => &"spec.unknown-revision",
+        "spec-error-as-provider" => &"spec.typed-errors",
+        "accepts-bad-sum" => &"spec.invalid-split",
+        "not-idempotent" => &"idempotency",
+        "echoes-wrong-deployment" => &"verbs.echo",
+        "touches-sibling" => &"split.isolation",
+        "writes-before-rejecting" => &"spec.no-side-effect-before-error",
+        "undeclared-capability" => &"capability.declared",
+        "drifting-runtime-config" => &"runtime-config.drift",
+        "too-slow" => &"budgets.time",
         other => panic!("no expected check for fault {other:?}: add it here"),
     }
 }
@@ -65,10 +78,10 @@ async fn each_faulty_pack_fails_exactly_its_own_check() {
     for (fault, path) in FAULTY {
         let pack = rt.load_pack_file(path.as_ref()).await.unwrap();
         let report = run(&rt, &pack, path, &SignatureStatus::Unsigned, &extended()).await;
-        let expected = expected_check(fault);
+        let expected = *expected_check(fault);
         assert_eq!(
             report.failed_ids(),
-            [expected],
+            expected_checks(fault),
             "faulty pack {fault}:\n{}",
             envpack_conformance::render::human(&report)
         );

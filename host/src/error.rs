@@ -108,6 +108,17 @@ impl VerbError {
     }
 
     /// Whether the host refused the call before any guest code ran.
+    /// Whether the call was stopped at its deadline.
+    pub fn is_deadline(&self) -> bool {
+        matches!(
+            self,
+            VerbError::Provider {
+                cause: ProviderCause::Deadline(_),
+                ..
+            }
+        )
+    }
+
     pub fn is_precondition(&self) -> bool {
         match self {
             VerbError::RevisionNotFound { origin, .. }

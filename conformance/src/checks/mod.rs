@@ -61,7 +61,9 @@ fn manifest_agrees(ctx: &Ctx<'_>) -> Verdict {
 }
 
 fn fixture_env(ctx: &Ctx<'_>, check: &str, ids: Ids, history: u64) -> Arc<Environment> {
-    Fixture::new(&ctx.env_id(check), ids).with_history(history).build()
+    Fixture::new(&ctx.env_id(check), ids)
+        .with_history(history)
+        .build(&ctx.config.inputs)
 }
 
 /// Every call of a sequence that did not succeed, as failure lines.
@@ -95,9 +97,10 @@ async fn happy_path(ctx: &Ctx<'_>, check: &str, ids: Ids, history: u64) -> Verdi
 }
 
 /// Echo problems of successful calls in `steps`.
-fn echo_problems(env: &Environment, steps: &[Step]) -> Vec<String> {
+fn echo_problems(steps: &[Step]) -> Vec<String> {
     let mut problems = Vec::new();
     for step in steps {
+        let env = &step.env;
         match (&step.request, &step.report.result) {
             (request, Ok(Outcome::Revision { revision, .. })) => {
                 let wanted = request.revision().unwrap_or_default();
@@ -134,7 +137,7 @@ fn echo_problems(env: &Environment, steps: &[Step]) -> Vec<String> {
 async fn echo(ctx: &Ctx<'_>, ids: Ids) -> Verdict {
     let env = fixture_env(ctx, "echo", ids.clone(), 0);
     let steps = ctx.happy_path(&env, &ids).await;
-    Verdict::from_problems(echo_problems(&env, &steps), "every outcome echoed its request")
+    Verdict::from_problems(echo_problems(&steps), "every outcome echoed its request")
 }
 
 async fn long_ids(ctx: &Ctx<'_>) -> Verdict {
@@ -144,7 +147,7 @@ async fn long_ids(ctx: &Ctx<'_>) -> Verdict {
     let mut problems = failures(&steps);
     // Mangled ids show in revision outcomes; split echoes are `verbs.echo`'s concern.
     let revision_steps: Vec<Step> = steps.into_iter().filter(|s| s.request.revision().is_some()).collect();
-    problems.extend(echo_problems(&env, &revision_steps));
+    problems.extend(echo_problems(&revision_steps));
     Verdict::from_problems(problems, "256-byte and unicode ids round-tripped")
 }
 
@@ -168,10 +171,12 @@ async fn idempotency(ctx: &Ctx<'_>) -> Verdict {
     let ids = Ids::standard();
     let twice = fixture_env(ctx, "twice", ids.clone(), 0);
     let mut problems = Vec::new();
-    for request in happy_requests(&ids) {
-        let first = ctx.call(&twice, request.clone()).await;
+    let twice_shifted = shifted(&twice, &ids);
+    for (request, later) in happy_plan(&ids) {
+        let env = if later { &twice_shifted } else { &twice };
+        let first = ctx.call(env, request.clone()).await;
         let after_one = ctx.kv_state(&twice);
-        let second = ctx.call(&twice, request.clone()).await;
+        let second = ctx.call(env, request.clone()).await;
         if ctx.kv_state(&twice) != after_one {
             problems.push(format!(
                 "calling {} a second time changed the pack's kv state",
@@ -193,8 +198,8 @@ async fn idempotency(ctx: &Ctx<'_>) -> Verdict {
     for _ in 0..ctx.config.repeat {
         ctx.happy_path(&many, &ids).await;
     }
-    let (once_kv, once_view) = observe(ctx, &once).await;
-    let (many_kv, many_view) = observe(ctx, &many).await;
+    let (once_kv, once_view) = observe(ctx, &shifted(&once, &ids)).await;
+    let (many_kv, many_view) = observe(ctx, &shifted(&many, &ids)).await;
     if !observable(ctx) && once_view.is_none() {
         return Verdict::skip("the pack declares no kv and does not report a runtime config: no state to compare");
     }
@@ -236,8 +241,8 @@ async fn view_of(ctx: &Ctx<'_>, env: &Arc<Environment>, deployment: &str) -> Opt
 async fn isolation(ctx: &Ctx<'_>) -> Verdict {
     let ids = Ids::standard();
     let env_id = ctx.env_id("isolation");
-    let env = Fixture::new(&env_id, ids.clone()).build();
-    for request in happy_requests(&ids).into_iter().take(6) {
+    let env = Fixture::new(&env_id, ids.clone()).build(&ctx.config.inputs);
+    for (request, _) in happy_plan(&ids).into_iter().take(6) {
         ctx.call(&env, request).await;
     }
     ctx.call(&env, Request::ApplyTrafficSplit(ids.api.clone())).await;
@@ -246,7 +251,7 @@ async fn isolation(ctx: &Ctx<'_>) -> Verdict {
     // A new split for web (generation + 1), then apply it.
     let changed = Fixture::new(&env_id, ids.clone())
         .with_web_split(&[(&ids.a1, 5000), (&ids.a2, 5000)])
-        .build();
+        .build(&ctx.config.inputs);
     let step = ctx.call(&changed, Request::ApplyTrafficSplit(ids.web.clone())).await;
     let mut problems = Vec::new();
     for call in step
@@ -295,7 +300,7 @@ async fn drift(ctx: &Ctx<'_>) -> Verdict {
     let ids = Ids::standard();
     let env = fixture_env(ctx, "drift", ids.clone(), 0);
     ctx.happy_path(&env, &ids).await;
-    let step = ctx.call(&env, Request::ReportRuntimeConfig).await;
+    let step = ctx.call(&shifted(&env, &ids), Request::ReportRuntimeConfig).await;
     match step.report.result {
         Ok(Outcome::RuntimeConfig { pack: None, .. }) => {
             Verdict::skip("the pack does not override report-runtime-config; the host's projection stands")

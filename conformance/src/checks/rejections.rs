@@ -29,7 +29,7 @@ struct Rejection {
 }
 
 async fn unknown_revisions(ctx: &Ctx<'_>) -> Vec<Rejection> {
-    let env = Fixture::new(&ctx.env_id("unknown-revision"), Ids::standard()).build();
+    let env = Fixture::new(&ctx.env_id("unknown-revision"), Ids::standard()).build(&ctx.config.inputs);
     let mut out = Vec::new();
     for request in [
         Request::Stage(UNKNOWN_REVISION.into()),
@@ -52,7 +52,7 @@ async fn unknown_revisions(ctx: &Ctx<'_>) -> Vec<Rejection> {
 async fn invalid_splits(ctx: &Ctx<'_>) -> Vec<Rejection> {
     let ids = Ids::standard();
     let env_id = ctx.env_id("invalid-split");
-    let good = Fixture::new(&env_id, ids.clone()).build();
+    let good = Fixture::new(&env_id, ids.clone()).build(&ctx.config.inputs);
     for request in [
         Request::Stage(ids.a1.clone()),
         Request::Stage(ids.a2.clone()),
@@ -73,7 +73,9 @@ async fn invalid_splits(ctx: &Ctx<'_>) -> Vec<Rejection> {
     let mut out = Vec::new();
     for entries in cases {
         let sum = entries.iter().map(|(_, w)| u64::from(*w)).sum();
-        let env = Fixture::new(&env_id, ids.clone()).with_web_split(entries).build();
+        let env = Fixture::new(&env_id, ids.clone())
+            .with_web_split(entries)
+            .build(&ctx.config.inputs);
         let step = ctx.call(&env, Request::ApplyTrafficSplit(ids.web.clone())).await;
         out.push(Rejection {
             expected: Expected::InvalidSplit(sum),
@@ -87,7 +89,7 @@ async fn missing_splits(ctx: &Ctx<'_>) -> Vec<Rejection> {
     let ids = Ids::standard();
     let env = Fixture::new(&ctx.env_id("split-not-found"), ids.clone())
         .without_api_split()
-        .build();
+        .build(&ctx.config.inputs);
     let mut out = Vec::new();
     for deployment in [ids.api.clone(), "ghost-deployment".to_string()] {
         let step = ctx.call(&env, Request::ApplyTrafficSplit(deployment.clone())).await;

@@ -16,6 +16,8 @@ use envpack_host::{
 
 use envpack_host::capabilities::grants::Grants;
 use envpack_host::capabilities::process;
+use envpack_host::model::{SplitEntry, TrafficSplit};
+use envpack_host::sandbox::deadlines::DeadlinePolicy;
 use envpack_host::sandbox::services::{Services, Workspace};
 
 use crate::bench::{BenchConfig, SignatureStatus};
@@ -27,6 +29,8 @@ use crate::report::Status;
 pub(crate) struct CallStat {
     pub label: String,
     pub elapsed: Duration,
+    /// The deadline the call ran under: the one production gives the verb.
+    pub deadline: Duration,
     pub peak_memory: usize,
     pub undeclared: Vec<CapabilityCall>,
     pub error: Option<VerbError>,
@@ -54,6 +58,8 @@ pub(crate) static RUNS: AtomicUsize = AtomicUsize::new(0);
 pub(crate) struct Step {
     pub request: Request,
     pub report: CallReport,
+    /// The environment the call was made in.
+    pub env: Arc<Environment>,
 }
 
 /// A short, readable name for a request, for failure messages.
@@ -125,7 +131,9 @@ impl<'a> Ctx<'a> {
             granted = Arc::new(Environment::clone(env).with_grants(&self.config.grants));
             &granted
         };
-        let services = self.services(env);
+        let mut services = self.services(env);
+        let deadline = self.deadline(&request);
+        services.deadline = Some(deadline);
         let report = self
             .runtime
             .call_in(self.pack, env, &request, CallMode::DIRECT, services)
@@ -133,6 +141,7 @@ impl<'a> Ctx<'a> {
         let stat = CallStat {
             label: label(&request),
             elapsed: report.elapsed,
+            deadline,
             peak_memory: report.peak_memory,
             undeclared: report.recording.calls.iter().filter(|c| !c.declared).cloned().collect(),
             error: report.result.as_ref().err().cloned(),
@@ -141,7 +150,19 @@ impl<'a> Ctx<'a> {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(stat);
-        Step { request, report }
+        Step {
+            request,
+            report,
+            env: env.clone(),
+        }
+    }
+
+    /// The deadline an operator's environment gives this verb by default:
+    /// the pack's signed expectation capped at the host's maximum, else the
+    /// runtime's default — so admission judges a pack by production's clock.
+    pub fn deadline(&self, request: &Request) -> Duration {
+        let expected = self.pack.manifest().map(|m| m.deadlines.clone()).unwrap_or_default();
+        DeadlinePolicy::default().deadline(request.verb(), &expected, self.runtime.config().deadline)
     }
 
     /// The pack's kv state in `env` (empty if it declares no kv).
@@ -159,11 +180,14 @@ impl<'a> Ctx<'a> {
     }
 
     /// The happy path over a fixture: stage and warm everything, apply both
-    /// splits (web, then api), report, probe, then drain and archive A2.
+    /// splits (web, then api), report, probe; then, as an operator must
+    /// before draining, move web's traffic off A2 (A1 at 100%, applied), and
+    /// drain and archive A2.
     pub async fn happy_path(&self, env: &Arc<Environment>, ids: &Ids) -> Vec<Step> {
+        let shifted = shifted(env, ids);
         let mut steps = Vec::new();
-        for request in happy_requests(ids) {
-            steps.push(self.call(env, request).await);
+        for (request, later) in happy_plan(ids) {
+            steps.push(self.call(if later { &shifted } else { env }, request).await);
         }
         steps
     }
@@ -181,17 +205,46 @@ impl<'a> Ctx<'a> {
     }
 }
 
-pub(crate) fn happy_requests(ids: &Ids) -> Vec<Request> {
+/// The happy path's requests; `true` marks those made after web's traffic
+/// moved off A2 (in [`shifted`]).
+pub(crate) fn happy_plan(ids: &Ids) -> Vec<(Request, bool)> {
     let revisions = [&ids.a1, &ids.a2, &ids.b1];
-    let mut requests: Vec<Request> = revisions.iter().map(|r| Request::Stage(r.to_string())).collect();
-    requests.extend(revisions.iter().map(|r| Request::Warm(r.to_string())));
-    requests.push(Request::ApplyTrafficSplit(ids.web.clone()));
-    requests.push(Request::ApplyTrafficSplit(ids.api.clone()));
-    requests.push(Request::ReportRuntimeConfig);
-    requests.push(Request::Probe(ids.a1.clone()));
-    requests.push(Request::Drain(ids.a2.clone()));
-    requests.push(Request::Archive(ids.a2.clone()));
-    requests
+    let mut plan: Vec<(Request, bool)> = revisions
+        .iter()
+        .map(|r| (Request::Stage(r.to_string()), false))
+        .collect();
+    plan.extend(revisions.iter().map(|r| (Request::Warm(r.to_string()), false)));
+    plan.push((Request::ApplyTrafficSplit(ids.web.clone()), false));
+    plan.push((Request::ApplyTrafficSplit(ids.api.clone()), false));
+    plan.push((Request::ReportRuntimeConfig, false));
+    plan.push((Request::Probe(ids.a1.clone()), false));
+    plan.push((Request::ApplyTrafficSplit(ids.web.clone()), true));
+    plan.push((Request::Drain(ids.a2.clone()), true));
+    plan.push((Request::Archive(ids.a2.clone()), true));
+    plan
+}
+
+/// `env` after the host moved web's traffic off A2: A1 at 100%, A2 at 0,
+/// the next generation (the host refuses to drain a revision with weight).
+pub(crate) fn shifted(env: &Arc<Environment>, ids: &Ids) -> Arc<Environment> {
+    let generation = env
+        .deployment(&ids.web)
+        .and_then(|d| d.split.as_ref())
+        .map_or(1, |s| s.generation + 1);
+    let split = TrafficSplit {
+        generation,
+        entries: vec![
+            SplitEntry {
+                revision: ids.a1.clone(),
+                weight_bps: 10_000,
+            },
+            SplitEntry {
+                revision: ids.a2.clone(),
+                weight_bps: 0,
+            },
+        ],
+    };
+    Arc::new(Environment::clone(env).with_split(&ids.web, split))
 }
 
 /// The outcome of one check.

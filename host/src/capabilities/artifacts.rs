@@ -81,7 +81,8 @@ pub fn fetch(env: &Environment, workspace: &Workspace, revision: &str) -> Result
         }
         std::fs::rename(&tmp_file, &stored).map_err(|e| ArtifactError::Unavailable(format!("store: {e}")))?;
     }
-    let dir = workspace.work_dir.join("revisions").join(revision);
+    let name = revision_dir_name(revision);
+    let dir = workspace.work_dir.join("revisions").join(&name);
     std::fs::create_dir_all(&dir).map_err(|e| ArtifactError::Unavailable(format!("work directory: {e}")))?;
     let placed = dir.join("artifact");
     let tmp = dir.join("artifact.tmp");
@@ -90,5 +91,45 @@ pub fn fetch(env: &Environment, workspace: &Workspace, revision: &str) -> Result
     std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o755))
         .map_err(|e| ArtifactError::Unavailable(format!("work directory: {e}")))?;
     std::fs::rename(&tmp, &placed).map_err(|e| ArtifactError::Unavailable(format!("work directory: {e}")))?;
-    Ok(format!("revisions/{revision}/artifact"))
+    Ok(format!("revisions/{name}/artifact"))
+}
+
+/// The directory name of a revision in the work directory, as the contract
+/// defines it: the id with every byte outside `A-Z a-z 0-9 - _` written as
+/// `%xx`; when that is longer than 128 bytes, its first 64 bytes, `~`, and
+/// the first 32 hex digits of the id's sha256. Any id gives one safe path
+/// component, and different ids give different names.
+pub fn revision_dir_name(id: &str) -> String {
+    let mut escaped = String::with_capacity(id.len());
+    for byte in id.bytes() {
+        if byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_' {
+            escaped.push(char::from(byte));
+        } else {
+            escaped.push_str(&format!("%{byte:02x}"));
+        }
+    }
+    if escaped.len() <= 128 {
+        return escaped;
+    }
+    let digest = hex::encode(Sha256::digest(id.as_bytes()));
+    format!("{}~{}", &escaped[..64], &digest[..32])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::revision_dir_name;
+
+    #[test]
+    fn revision_directories_are_one_safe_component() {
+        assert_eq!(
+            revision_dir_name("01JBW0000000000000000000A1"),
+            "01JBW0000000000000000000A1"
+        );
+        assert_eq!(revision_dir_name("../x"), "%2e%2e%2fx");
+        assert_eq!(revision_dir_name("ré"), "r%c3%a9");
+        let long = revision_dir_name(&"r".repeat(256));
+        assert_eq!(long.len(), 64 + 1 + 32);
+        assert!(long.starts_with(&"r".repeat(64)) && long.contains('~'));
+        assert_ne!(long, revision_dir_name(&"r".repeat(255)));
+    }
 }

@@ -270,6 +270,16 @@ impl Environment {
         self
     }
 
+    /// The environment with `deployment`'s recorded split replaced (for a
+    /// caller that plays the host's part, like the bench moving traffic
+    /// between verbs). An unknown deployment changes nothing.
+    pub fn with_split(mut self, deployment: &str, split: TrafficSplit) -> Self {
+        if let Some(found) = self.deployments.get_mut(deployment) {
+            found.split = Some(split);
+        }
+        self
+    }
+
     pub fn revision(&self, id: &str) -> Option<&Revision> {
         self.revisions.get(id)
     }

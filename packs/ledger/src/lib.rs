@@ -324,7 +324,8 @@ impl Guest for Ledger {
     fn probe_revision(env: &Environment, revision: String) -> Result<Health, DeployError> {
         find_revision(env, &revision).map_err(spec)?;
         if fault::is("too-slow") {
-            std::thread::sleep(std::time::Duration::from_millis(400));
+            // Over half the default 2 s deadline: `budgets.time` flags it.
+            std::thread::sleep(std::time::Duration::from_millis(1100));
         }
         Ok(match provider_state(&revision)? {
             Some(State::Warm) => Health::Healthy,

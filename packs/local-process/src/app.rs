@@ -19,6 +19,11 @@ pub fn stage(env: &Environment, revision: &Revision, settings: &Settings) -> Res
         return Ok(format!("already staged in {}", &app[1..]));
     }
     let artifact = process::fetch_artifact(env, &revision.id).map_err(|e| format!("fetch-artifact: {e:?}"))?;
+    if artifact != format!("{}/artifact", &dir[1..]) {
+        return Err(format!(
+            "the host placed the artifact at {artifact}, not in {dir} as the contract says"
+        ));
+    }
     let head = read_head(&format!("/{artifact}"))?;
     // Unpack beside, then rename: a crash mid-unpack leaves no half `app`.
     let partial = format!("{dir}/app.partial");

@@ -139,7 +139,18 @@ impl Guest for LocalProcess {
             return Err(DeployError::InvalidSplit(sum));
         }
         let settings = settings("apply-traffic-split", env)?;
-        let listen = settings::listen(env, &deployment).map_err(|e| provider("apply-traffic-split", e))?;
+        let mut routes = state::routes().map_err(|e| provider("apply-traffic-split", e))?;
+        let current = routes
+            .iter()
+            .find(|r| r.deployment == deployment)
+            .map(|r| r.listen.clone());
+        let taken: Vec<String> = routes
+            .iter()
+            .filter(|r| r.deployment != deployment)
+            .map(|r| r.listen.clone())
+            .collect();
+        let listen = settings::listen(env, &deployment, current.as_deref(), &taken)
+            .map_err(|e| provider("apply-traffic-split", e))?;
         let mut upstreams = Vec::new();
         for entry in &split.entries {
             let port = if entry.weight_bps == 0 {
@@ -171,7 +182,6 @@ impl Guest for LocalProcess {
             generation: split.generation,
             upstreams,
         };
-        let mut routes = state::routes().map_err(|e| provider("apply-traffic-split", e))?;
         routes.retain(|r| r.deployment != deployment);
         routes.push(route.clone());
         routes.sort_by(|a, b| a.deployment.cmp(&b.deployment));

@@ -1,6 +1,8 @@
 //! The pack's settings. Environment (pack) settings:
 //!
 //! - `listen.<deployment>`: the `host:port` nginx serves the deployment on;
+//!   a deployment without one gets a free `127.0.0.1` port from the range
+//!   `listen-ports` (say `18000-18099`) if set, kept for as long as it is routed;
 //! - `nginx`, `tar`: the commands to run (as granted; default `nginx`, `tar`);
 //! - `ports`: the range revisions get ports from (default `20000-20999`;
 //!   grant it to `probe`, e.g. `--allow-probe 127.0.0.1:20000-20999`);
@@ -53,12 +55,16 @@ impl Settings {
 }
 
 /// The `listen.<deployment>` setting, checked to be a plain `host:port`
-/// (it goes into nginx's config, so nothing else may pass).
-pub fn listen(env: &Environment, deployment: &str) -> Result<String, String> {
+/// (it goes into nginx's config, so nothing else may pass); without one,
+/// `current` (what the deployment's route listens on now) or a free port of
+/// `listen-ports`.
+pub fn listen(env: &Environment, deployment: &str, current: Option<&str>, taken: &[String]) -> Result<String, String> {
     let key = format!("listen.{deployment}");
-    let value = env
-        .setting(&key)
-        .ok_or_else(|| format!("pack setting {key} is not set (e.g. --setting {key}=127.0.0.1:8080)"))?;
+    let value = match (env.setting(&key), current) {
+        (Some(value), _) => value,
+        (None, Some(current)) => current.to_string(),
+        (None, None) => free_listen(env, &key, taken)?,
+    };
     let ok = value.rsplit_once(':').is_some_and(|(host, port)| {
         !host.is_empty()
             && port.parse::<u16>().is_ok_and(|p| p > 0)
@@ -68,6 +74,24 @@ pub fn listen(env: &Environment, deployment: &str) -> Result<String, String> {
         return Err(format!("pack setting {key}={value:?} is not host:port"));
     }
     Ok(value)
+}
+
+fn free_listen(env: &Environment, key: &str, taken: &[String]) -> Result<String, String> {
+    let missing = || {
+        format!(
+            "pack setting {key} is not set (e.g. --setting {key}=127.0.0.1:8080, or a range: listen-ports=18000-18099)"
+        )
+    };
+    let range = env.setting("listen-ports").ok_or_else(missing)?;
+    let (first, last) = range
+        .split_once('-')
+        .and_then(|(a, b)| Some((a.parse::<u16>().ok()?, b.parse::<u16>().ok()?)))
+        .filter(|(a, b)| *a > 0 && a <= b)
+        .ok_or_else(|| format!("pack setting listen-ports={range:?} is not a range like 18000-18099"))?;
+    (first..=last)
+        .map(|port| format!("127.0.0.1:{port}"))
+        .find(|address| !taken.contains(address) && crate::envpack::deployer::probe::tcp_connect(address, 200).is_err())
+        .ok_or_else(|| format!("no free port in listen-ports={range}"))
 }
 
 pub fn revision_setting(revision: &Revision, key: &str) -> Option<String> {

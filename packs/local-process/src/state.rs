@@ -70,9 +70,12 @@ pub fn intent_path(revision: &str) -> String {
     format!("{}/intent.json", revision_dir(revision))
 }
 
-/// A revision or deployment id as one safe file name: ids may hold any
-/// character, so anything outside `[A-Za-z0-9_-]` is hex-escaped.
+/// A revision or deployment id as one safe file name, by the contract's
+/// rule for revision directories (see `process.fetch-artifact`): bytes
+/// outside `[A-Za-z0-9_-]` as `%xx`; longer than 128 bytes, the first 64,
+/// `~`, and 32 hex digits of the id's sha256.
 pub fn file_name(id: &str) -> String {
+    use sha2::{Digest, Sha256};
     let mut out = String::new();
     for byte in id.bytes() {
         if byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_' {
@@ -81,7 +84,15 @@ pub fn file_name(id: &str) -> String {
             out.push_str(&format!("%{byte:02x}"));
         }
     }
-    out
+    if out.len() <= 128 {
+        return out;
+    }
+    let digest: String = Sha256::digest(id.as_bytes())
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{}~{digest}", &out[..64])
 }
 
 pub fn read<T: DeserializeOwned>(path: &str) -> Result<Option<T>, String> {

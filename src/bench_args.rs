@@ -1,0 +1,49 @@
+//! What the bench's fixture environments get from the command line, shared
+//! by `conformance` and `pack install` (admission): the grant flags, pack
+//! settings, and one real artifact (with revision settings) for packs that
+//! deploy something real — e.g. the local-process pack needs an app to run
+//! and the addresses nginx may listen on.
+
+use std::path::PathBuf;
+
+use envpack_conformance::BenchConfig;
+use envpack_conformance::fixture::Inputs;
+
+use crate::env_cmd::parse_pairs;
+use crate::error::CliError;
+use crate::grant_args::GrantArgs;
+
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub grants: GrantArgs,
+    /// Pack setting KEY=VALUE of every fixture environment (repeatable).
+    #[arg(long = "setting", value_name = "KEY=VALUE")]
+    pub settings: Vec<String>,
+    /// A real artifact every fixture revision names (its sha256 is computed now).
+    #[arg(long, value_name = "FILE")]
+    pub artifact: Option<PathBuf>,
+    /// Setting KEY=VALUE added to every fixture revision (repeatable; an
+    /// empty VALUE removes the fixture's own KEY).
+    #[arg(long = "revision-setting", value_name = "KEY=VALUE")]
+    pub revision_settings: Vec<String>,
+}
+
+impl BenchArgs {
+    /// The bench configuration these flags describe, over the defaults.
+    pub fn config(&self) -> Result<BenchConfig, CliError> {
+        let artifact = match &self.artifact {
+            Some(path) => Some(Inputs::artifact_file(path).map_err(CliError::input)?),
+            None => None,
+        };
+        Ok(BenchConfig {
+            grants: self.grants.grants()?.unwrap_or_default(),
+            inputs: Inputs {
+                settings: parse_pairs(&self.settings, "setting")?,
+                artifact,
+                revision_settings: parse_pairs(&self.revision_settings, "revision setting")?,
+            },
+            ..BenchConfig::default()
+        })
+    }
+}
