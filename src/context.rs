@@ -78,12 +78,14 @@ impl Context {
     }
 
     /// A runtime for the conformance bench: pack state in memory, so that
-    /// judging a pack never touches the operator's kv state.
+    /// judging a pack never touches the operator's kv state; the same
+    /// default deadline as the operator's, so admission judges by
+    /// production's clock.
     pub fn bench_runtime(&mut self) -> Result<&Runtime, CliError> {
         if self.bench_runtime.is_none() {
             let dir = self.state_dir()?.to_path_buf();
             let config = HostConfig {
-                deadline: self.deadline.max(Duration::from_secs(5)),
+                deadline: self.deadline,
                 memory_budget: self.memory_budget,
                 cache_dir: Some(dir.join("cache")),
                 ..HostConfig::default()

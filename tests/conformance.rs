@@ -24,7 +24,9 @@ fn reference_passes_and_every_faulty_pack_fails_in_json() {
     assert_eq!(reports[0]["descriptor"], "envpack.deployer.ledger@1.0.0");
     assert_eq!(reports[0]["summary"]["failed"], 0, "{:#}", reports[0]);
     for (report, (fault, _)) in reports[1..].iter().zip(FAULTY) {
-        assert_eq!(report["summary"]["failed"], 1, "{fault}: {report:#}");
+        // touches-sibling also makes the pack's report drift (conformance/tests/faulty.rs).
+        let expected = if *fault == "touches-sibling" { 2 } else { 1 };
+        assert_eq!(report["summary"]["failed"], expected, "{fault}: {report:#}");
         assert_eq!(report["descriptor"], format!("envpack.faulty.{fault}@1.0.0"));
         let failed: Vec<&Value> = report["checks"]
             .as_array()

@@ -12,7 +12,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{Sandbox, install_signed, json, ok, operator, p};
+use common::{Rng, Sandbox, install_signed, json, ok, operator, p, spawn};
 use envpack_test_packs::LOCAL_PROCESS;
 use sha2::{Digest, Sha256};
 
@@ -112,10 +112,10 @@ impl Drop for Reaper {
     }
 }
 
-/// 400 ports of this test process's own (20000-59999), so that test runs
+/// 500 ports of this test process's own (20000-59999), so that test runs
 /// in parallel rarely meet; the pack skips ports something answers on.
 fn port_base() -> u16 {
-    20000 + (std::process::id() % 100) as u16 * 400
+    20000 + (std::process::id() % 80) as u16 * 500
 }
 
 fn nginx_installed() {
@@ -326,7 +326,7 @@ fn the_pack_passes_the_extended_bench_and_leaves_nothing_running() {
     let _reaper = Reaper(sb.dir.path().to_path_buf());
     let art = artifacts(&sb);
     // The bench keeps every check's processes until the run ends: room for them.
-    let first = port_base() + 200;
+    let first = port_base() + 300;
     let (ports, listens) = (
         format!("{first}-{}", first + 99),
         format!("{}-{}", first + 100, first + 199),
@@ -382,4 +382,79 @@ fn the_pack_passes_the_extended_bench_and_leaves_nothing_running() {
     assert!(out.status.success());
     let left = processes_under(sb.dir.path());
     assert!(left.is_empty(), "the bench left processes running: {left:?}");
+}
+
+/// Processes under `dir` whose parent is not under it too: the app
+/// processes and nginx's master, not its workers.
+fn leaders_under(dir: &Path) -> Vec<(u32, PathBuf)> {
+    let all = processes_under(dir);
+    let pids: Vec<u32> = all.iter().map(|(pid, _)| *pid).collect();
+    all.into_iter()
+        .filter(|(pid, _)| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
+                .unwrap_or(0);
+            !pids.contains(&ppid)
+        })
+        .collect()
+}
+
+/// Runs `host ARGS` and SIGKILLs it after `ms` (if it is still running).
+fn kill_after(sb: &Sandbox, args: &[&str], ms: u64) {
+    let mut child = spawn(sb, args);
+    std::thread::sleep(Duration::from_millis(ms));
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn verbs_killed_at_random_points_are_finished_by_running_them_again() {
+    let (sb, listen, _) = local_env(2);
+    let _reaper = Reaper(sb.state_dir());
+    let art = artifacts(&sb);
+    let mut rng = Rng::new();
+    let revisions = ["K1", "K2", "K3"];
+    for (n, id) in revisions.iter().enumerate() {
+        stage(&sb, id, &art.tarball, &["run=/usr/bin/python3 app.py"], "5");
+        // Killed somewhere between the host starting and the app healthy.
+        kill_after(&sb, &["revision", "warm", "site", id], 50 + rng.below(900));
+        if lifecycle(&sb, id) != "ready" {
+            ok(&sb, &["revision", "warm", "site", id]);
+        }
+        let apps = leaders_under(&sb.state_dir())
+            .into_iter()
+            .filter(|(_, cwd)| cwd.to_string_lossy().contains(&format!("/revisions/{id}/")))
+            .count();
+        assert_eq!(
+            apps, 1,
+            "revision {id} (round {n}) runs exactly one process after the crash and re-run"
+        );
+    }
+    for weights in [["K1=5000", "K2=5000", "K3=0"], ["K1=0", "K2=2000", "K3=8000"]] {
+        let mut args = vec!["traffic", "set", "site", "web"];
+        args.extend(weights);
+        kill_after(&sb, &args, 20 + rng.below(600));
+        ok(&sb, &args);
+        let masters = leaders_under(&sb.state_dir())
+            .into_iter()
+            .filter(|(_, cwd)| cwd.ends_with("nginx"))
+            .count();
+        assert_eq!(masters, 1, "one nginx after a killed and re-run traffic set");
+        let seen = distribution(listen, 40);
+        let expected: std::collections::BTreeMap<String, usize> = weights
+            .iter()
+            .filter_map(|w| {
+                let (id, bps) = w.split_once('=')?;
+                let bps: usize = bps.parse().ok()?;
+                (bps > 0).then(|| (id.to_string(), 40 * bps / 10_000))
+            })
+            .collect();
+        // One worker's smooth weighted round-robin: exact over whole cycles (10 requests here).
+        assert_eq!(seen, expected, "nginx serves {weights:?} after the re-run");
+    }
+    ok(&sb, &["env", "remove", "site", "--force"]);
+    let left = processes_under(&sb.state_dir());
+    assert!(left.is_empty(), "processes left: {left:?}");
 }

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::process::Child;
 use std::time::Duration;
 
-use common::{DIGEST, Sandbox, json, ok, operator, spawn};
+use common::{DIGEST, Rng, Sandbox, json, ok, operator, spawn};
 
 const LEDGER_NAME: &str = "envpack.deployer.ledger";
 
@@ -197,36 +197,6 @@ fn concurrent_commands_on_one_and_several_environments_lose_nothing() {
     }
     let split = json(&sb, &["traffic", "show", "dev", "--json"]);
     assert_eq!(split[0]["current"]["generation"], 1, "{split:#}");
-}
-
-/// A tiny xorshift, seeded from the clock and printed, so a failure can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn new() -> Self {
-        let seed = std::env::var("ENVPACK_TEST_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .subsec_nanos() as u64
-            });
-        eprintln!("seed {seed} (set ENVPACK_TEST_SEED to replay)");
-        Rng(seed | 1)
-    }
-
-    fn below(&mut self, bound: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % bound
-    }
-
-    fn pick<'a>(&mut self, items: &'a [String]) -> &'a str {
-        &items[self.below(items.len() as u64) as usize]
-    }
 }
 
 /// One random mutating command on `env`, over the revisions it knows.

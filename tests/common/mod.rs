@@ -268,3 +268,33 @@ pub fn hostile_env(sb: &Sandbox, env: &str, mode: &str) {
         ],
     );
 }
+
+/// A tiny xorshift, seeded from the clock and printed, so a failure can be replayed.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new() -> Self {
+        let seed = std::env::var("ENVPACK_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .subsec_nanos() as u64
+            });
+        eprintln!("seed {seed} (set ENVPACK_TEST_SEED to replay)");
+        Rng(seed | 1)
+    }
+
+    pub fn below(&mut self, bound: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % bound
+    }
+
+    pub fn pick<'a>(&mut self, items: &'a [String]) -> &'a str {
+        &items[self.below(items.len() as u64) as usize]
+    }
+}
