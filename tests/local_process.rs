@@ -331,19 +331,28 @@ fn the_pack_passes_the_extended_bench_and_leaves_nothing_running() {
         format!("{first}-{}", first + 99),
         format!("{}-{}", first + 100, first + 199),
     );
+    // Sealed with its manifest, as it ships: its `[deadlines]` set the
+    // deadlines the bench judges it by, as production would.
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("packs/local-process/pack.toml");
+    let sealed = sb.dir.path().join("local-process.wasm");
+    ok(
+        &sb,
+        &[
+            "pack",
+            "seal",
+            LOCAL_PROCESS,
+            "--manifest",
+            &p(&manifest),
+            "-o",
+            &p(&sealed),
+        ],
+    );
     // The bench's scratch directories go under TMPDIR: inside this sandbox,
     // so that the /proc scan below sees anything the run left.
     let out = sb
         .host()
         .env("TMPDIR", sb.dir.path())
-        .args([
-            "conformance",
-            LOCAL_PROCESS,
-            "--profile",
-            "extended",
-            "--format",
-            "json",
-        ])
+        .args(["conformance", &p(&sealed), "--profile", "extended", "--format", "json"])
         .args([
             "--allow-run",
             "tar",

@@ -144,13 +144,14 @@ impl Guest for LocalProcess {
             .iter()
             .find(|r| r.deployment == deployment)
             .map(|r| r.listen.clone());
-        let taken: Vec<String> = routes
+        let mut taken: Vec<String> = routes
             .iter()
             .filter(|r| r.deployment != deployment)
             .map(|r| r.listen.clone())
             .collect();
-        let listen = settings::listen(env, &deployment, current.as_deref(), &taken)
-            .map_err(|e| provider("apply-traffic-split", e))?;
+        // A port the pack picks from `listen-ports` may be taken between
+        // the check and nginx's bind (another environment): pick again.
+        let picked = env.setting(&format!("listen.{deployment}")).is_none() && current.is_none();
         let mut upstreams = Vec::new();
         for entry in &split.entries {
             let port = if entry.weight_bps == 0 {
@@ -176,16 +177,27 @@ impl Guest for LocalProcess {
                 port,
             });
         }
-        let route = Route {
-            deployment: deployment.clone(),
-            listen,
-            generation: split.generation,
-            upstreams,
-        };
         routes.retain(|r| r.deployment != deployment);
-        routes.push(route.clone());
-        routes.sort_by(|a, b| a.deployment.cmp(&b.deployment));
-        let note = nginx::install(&env.id(), &routes, &settings).map_err(|e| provider("apply-traffic-split", e))?;
+        let mut attempts = 0;
+        let (route, note) = loop {
+            attempts += 1;
+            let listen = settings::listen(env, &deployment, current.as_deref(), &taken)
+                .map_err(|e| provider("apply-traffic-split", e))?;
+            let route = Route {
+                deployment: deployment.clone(),
+                listen: listen.clone(),
+                generation: split.generation,
+                upstreams: upstreams.clone(),
+            };
+            let mut all = routes.clone();
+            all.push(route.clone());
+            all.sort_by(|a, b| a.deployment.cmp(&b.deployment));
+            match nginx::install(&env.id(), &all, &settings) {
+                Ok(note) => break (route, note),
+                Err(e) if picked && attempts < 5 && e.contains("Address already in use") => taken.push(listen),
+                Err(e) => return Err(provider("apply-traffic-split", e)),
+            }
+        };
         state::write(&state::route_path(&deployment), &route).map_err(|e| provider("apply-traffic-split", e))?;
         log(Level::Info, &format!("apply-traffic-split {deployment}: {note}"));
         Ok(SplitOutcome {
