@@ -128,6 +128,16 @@ fn nginx_installed() {
     );
 }
 
+/// The commands the pack runs: tar to unpack, nginx, the app's interpreter.
+const RUN_GRANTS: [&str; 6] = [
+    "--allow-run",
+    "tar",
+    "--allow-run",
+    "nginx",
+    "--allow-run",
+    "/usr/bin/python3",
+];
+
 /// An operator state with the local-process pack installed and `dev` bound
 /// to it as `site`, granting what it needs; returns (sandbox, nginx's port
 /// for `web`, the last port of the range revisions get ports from).
@@ -139,34 +149,32 @@ fn local_env(slot: u16) -> (Sandbox, u16, u16) {
     // A range of its own per test run, so parallel tests rarely meet.
     let first = port_base() + slot * 100;
     let range = format!("{first}-{}", first + 99);
-    ok(
-        &sb,
-        &[
-            "env",
-            "create",
-            "site",
-            "--deployer",
-            "envpack.deployer.local-process@^1",
-            "--capability",
-            "log,clock",
-            "--allow-run",
-            "tar",
-            "--allow-run",
-            "nginx",
-            "--allow-run",
-            "/usr/bin/python3",
-            "--allow-run",
-            "@work-dir",
-            "--allow-probe",
-            &format!("127.0.0.1:{range}"),
-            "--setting",
-            &format!("listen.web=127.0.0.1:{listen}"),
-            "--setting",
-            &format!("ports={range}"),
-            "--setting",
-            "health-timeout-ms=5000",
-        ],
+    let (probe, listen_setting, ports_setting) = (
+        format!("127.0.0.1:{range}"),
+        format!("listen.web=127.0.0.1:{listen}"),
+        format!("ports={range}"),
     );
+    let mut args = vec![
+        "env",
+        "create",
+        "site",
+        "--deployer",
+        "envpack.deployer.local-process@^1",
+        "--capability",
+        "log,clock",
+        "--allow-run",
+        "@work-dir",
+        "--allow-probe",
+        &probe,
+        "--setting",
+        &listen_setting,
+        "--setting",
+        &ports_setting,
+        "--setting",
+        "health-timeout-ms=5000",
+    ];
+    args.extend(RUN_GRANTS);
+    ok(&sb, &args);
     (sb, listen, first + 99)
 }
 
@@ -353,14 +361,7 @@ fn the_pack_passes_the_extended_bench_and_leaves_nothing_running() {
         .host()
         .env("TMPDIR", sb.dir.path())
         .args(["conformance", &p(&sealed), "--profile", "extended", "--format", "json"])
-        .args([
-            "--allow-run",
-            "tar",
-            "--allow-run",
-            "nginx",
-            "--allow-run",
-            "/usr/bin/python3",
-        ])
+        .args(RUN_GRANTS)
         .args(["--allow-probe", &format!("127.0.0.1:{ports}")])
         .args(["--allow-probe", &format!("127.0.0.1:{listens}")])
         .args(["--setting", &format!("ports={ports}")])
