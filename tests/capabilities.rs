@@ -506,6 +506,29 @@ fn the_bench_runs_process_packs_in_a_throwaway_directory_and_leaves_nothing_runn
     ]);
     let happy = check(&granted, "verbs.happy-path");
     assert_eq!(happy["status"], "pass", "{happy:#}");
+    // Idempotency is judged by effects: this pack's warm adopts its running
+    // process, so a second warm spawns nothing...
+    let idempotent = check(&granted, "idempotency");
+    assert_eq!(idempotent["status"], "pass", "{idempotent:#}");
+    // ...but with `spawn-count` it spawns on every warm, and the bench sees it.
+    let spawning = bench(&[
+        "--allow-run",
+        "sleep",
+        "--allow-probe",
+        "127.0.0.1:9",
+        "--allow-http",
+        "http://127.0.0.1:9",
+        "--allow-secret",
+        "TOKEN",
+        "--setting",
+        "spawn-count=1",
+    ]);
+    let idempotent = check(&spawning, "idempotency");
+    assert_eq!(idempotent["status"], "fail", "{idempotent:#}");
+    assert!(
+        idempotent["message"].to_string().contains("processes running"),
+        "{idempotent:#}"
+    );
     assert!(processes_under(&scratch).is_empty(), "the bench left processes running");
     let left: Vec<_> = std::fs::read_dir(&scratch).unwrap().collect();
     assert!(left.is_empty(), "the bench left its scratch directory behind: {left:?}");

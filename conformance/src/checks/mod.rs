@@ -163,8 +163,10 @@ async fn observe(
     (ctx.kv_state(env), view)
 }
 
+/// Whether the pack has state the bench can see: kv, or processes.
 fn observable(ctx: &Ctx<'_>) -> bool {
-    ctx.pack.info().capabilities.contains(&Capability::Kv)
+    let declared = &ctx.pack.info().capabilities;
+    declared.contains(&Capability::Kv) || declared.contains(&Capability::Process)
 }
 
 async fn idempotency(ctx: &Ctx<'_>) -> Verdict {
@@ -176,10 +178,18 @@ async fn idempotency(ctx: &Ctx<'_>) -> Verdict {
         let env = if later { &twice_shifted } else { &twice };
         let first = ctx.call(env, request.clone()).await;
         let after_one = ctx.kv_state(&twice);
+        let live_after_one = ctx.live_processes(&twice);
         let second = ctx.call(env, request.clone()).await;
         if ctx.kv_state(&twice) != after_one {
             problems.push(format!(
                 "calling {} a second time changed the pack's kv state",
+                label(&request)
+            ));
+        }
+        let live = ctx.live_processes(&twice);
+        if live != live_after_one {
+            problems.push(format!(
+                "calling {} a second time left {live} processes running; once left {live_after_one}",
                 label(&request)
             ));
         }
@@ -200,11 +210,20 @@ async fn idempotency(ctx: &Ctx<'_>) -> Verdict {
     }
     let (once_kv, once_view) = observe(ctx, &shifted(&once, &ids)).await;
     let (many_kv, many_view) = observe(ctx, &shifted(&many, &ids)).await;
+    let (once_live, many_live) = (ctx.live_processes(&once), ctx.live_processes(&many));
+    if once_live != many_live {
+        problems.push(format!(
+            "after the sequence {} times {many_live} processes run; after once, {once_live}",
+            ctx.config.repeat
+        ));
+    }
     if !observable(ctx) && once_view.is_none() {
         return Verdict::skip("the pack declares no kv and does not report a runtime config: no state to compare");
     }
-    if once_kv != many_kv {
-        let keys = |m: &std::collections::BTreeMap<String, Vec<u8>>| m.keys().cloned().collect::<Vec<_>>();
+    // What the pack tracks must match; the values may not: a revision
+    // drained and warmed again holds a new provider id (a new process).
+    let keys = |m: &std::collections::BTreeMap<String, Vec<u8>>| m.keys().cloned().collect::<Vec<_>>();
+    if keys(&once_kv) != keys(&many_kv) {
         problems.push(format!(
             "after the sequence {} times the pack's kv keys are {:?}; after once they are {:?}",
             ctx.config.repeat,

@@ -165,6 +165,12 @@ impl<'a> Ctx<'a> {
         DeadlinePolicy::default().deadline(request.verb(), &expected, self.runtime.config().deadline)
     }
 
+    /// Processes the pack has running in `env` (its bench work directory):
+    /// an effect idempotency is judged on.
+    pub fn live_processes(&self, env: &Environment) -> usize {
+        Workspace::for_env(&self.scratch, "bench", env.id()).map_or(0, |w| process::live_count(&w))
+    }
+
     /// The pack's kv state in `env` (empty if it declares no kv).
     pub fn kv_state(&self, env: &Environment) -> BTreeMap<String, Vec<u8>> {
         let namespace = self.pack.kv_namespace(env.id());

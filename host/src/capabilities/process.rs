@@ -8,6 +8,10 @@
 //! the start time recorded at spawn (Linux `/proc/PID/stat`), which guards
 //! against pid reuse. Exit codes are known to the host command that spawned
 //! the process (it holds the child); later commands see `exited(none)`.
+//! A record is written before the fork, and every child writes its own pid
+//! to `<table>.<id>.pid` between fork and exec: a command killed before it
+//! saved the pid leaves a record the next command completes from that file,
+//! so no process goes untracked.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -116,6 +120,17 @@ impl Table {
     /// Brings every record's exit up to date; returns whether any changed.
     fn refresh(&mut self) -> bool {
         let mut changed = false;
+        for record in self.records.iter_mut().filter(|r| r.pid == 0 && r.exit.is_none()) {
+            // Written just before a spawn whose command died before it could
+            // record the pid: the child wrote its pid itself.
+            let file = pid_file(&self.path, &record.id);
+            match from_pid_file(&file) {
+                Some((pid, start)) => (record.pid, record.start_ticks) = (pid, start),
+                None => record.exit = Some(None),
+            }
+            let _ = std::fs::remove_file(file);
+            changed = true;
+        }
         for record in &mut self.records {
             if record.exit.is_none()
                 && let Some(exit) = observe(&self.path, record)
@@ -129,6 +144,40 @@ impl Table {
 
     fn find(&self, id: &str) -> Option<&Record> {
         self.records.iter().find(|r| r.id == id)
+    }
+}
+
+/// Where a child writes its own pid, from between the fork and the exec:
+/// if the spawning command dies before it saves the pid, the next command
+/// reads it here.
+fn pid_file(table: &Path, id: &str) -> PathBuf {
+    table.with_extension(format!("{id}.pid"))
+}
+
+/// The live process a pid file names: (pid, start time).
+fn from_pid_file(path: &Path) -> Option<(u32, u64)> {
+    let pid: u32 = std::fs::read_to_string(path).ok()?.trim().parse().ok()?;
+    let (start, zombie) = proc_start(pid)?;
+    (!zombie).then_some((pid, start))
+}
+
+/// Writes the calling process's pid to `fd`: async-signal-safe (no
+/// allocation, one write), for use between fork and exec.
+fn write_own_pid(fd: libc::c_int) {
+    // SAFETY: getpid and write are async-signal-safe; `buf` is a local array.
+    unsafe {
+        let mut value = libc::getpid() as u32;
+        let mut buf = [0u8; 10];
+        let mut at = buf.len();
+        loop {
+            at -= 1;
+            buf[at] = b'0' + (value % 10) as u8;
+            value /= 10;
+            if value == 0 {
+                break;
+            }
+        }
+        libc::write(fd, buf[at..].as_ptr().cast(), buf.len() - at);
     }
 }
 
@@ -221,6 +270,25 @@ fn spawn(workspace: &Workspace, program: &Path, request: &SpawnRequest) -> Resul
             .map_err(|e| ProcessError::Failed(format!("log file {name}: {e}")))
     };
     let (stdout, stderr) = (format!("{id}.stdout"), format!("{id}.stderr"));
+    // Recorded before it exists, without a pid: if this command dies
+    // between the fork and the save below, the next one finds the child by
+    // its marker instead of losing track of it.
+    let mut record = Record {
+        id: id.clone(),
+        pid: 0,
+        start_ticks: 0,
+        command: request.command.clone(),
+        args: request.args.clone(),
+        started_at_ms: now_ms(),
+        stdout: format!("logs/{stdout}"),
+        stderr: format!("logs/{stderr}"),
+        exit: None,
+    };
+    table.records.push(record.clone());
+    table.save().map_err(ProcessError::Failed)?;
+    let pid_path = pid_file(&workspace.process_table, &id);
+    let pid_out = File::create(&pid_path).map_err(|e| ProcessError::Failed(format!("pid file: {e}")))?;
+    let pid_fd = std::os::fd::AsRawFd::as_raw_fd(&pid_out);
     let mut command = Command::new(program);
     command
         .args(&request.args)
@@ -235,7 +303,8 @@ fn spawn(workspace: &Workspace, program: &Path, request: &SpawnRequest) -> Resul
         .stderr(Stdio::from(open_log(&stderr)?));
     // SAFETY: only async-signal-safe calls (setsid, setrlimit) between fork and exec.
     unsafe {
-        command.pre_exec(|| {
+        command.pre_exec(move || {
+            write_own_pid(pid_fd);
             if libc::setsid() < 0 {
                 return Err(std::io::Error::last_os_error());
             }
@@ -249,25 +318,24 @@ fn spawn(workspace: &Workspace, program: &Path, request: &SpawnRequest) -> Resul
             Ok(())
         });
     }
-    let child = command
-        .spawn()
-        .map_err(|e| ProcessError::Failed(format!("cannot start {}: {e}", program.display())))?;
-    let pid = child.id();
-    let start_ticks = proc_start(pid).map_or(0, |(start, _)| start);
-    let record = Record {
-        id: id.clone(),
-        pid,
-        start_ticks,
-        command: request.command.clone(),
-        args: request.args.clone(),
-        started_at_ms: now_ms(),
-        stdout: format!("logs/{stdout}"),
-        stderr: format!("logs/{stderr}"),
-        exit: None,
+    let child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            let _ = std::fs::remove_file(&pid_path);
+            table.records.retain(|r| r.id != id);
+            table.save().map_err(ProcessError::Failed)?;
+            return Err(ProcessError::Failed(format!("cannot start {}: {e}", program.display())));
+        }
     };
-    children().insert((workspace.process_table.clone(), id), child);
-    table.records.push(record.clone());
+    record.pid = child.id();
+    record.start_ticks = proc_start(record.pid).map_or(0, |(start, _)| start);
+    children().insert((workspace.process_table.clone(), id.clone()), child);
+    if let Some(slot) = table.records.iter_mut().find(|r| r.id == id) {
+        *slot = record.clone();
+    }
     table.save().map_err(ProcessError::Failed)?;
+    drop(pid_out);
+    let _ = std::fs::remove_file(&pid_path);
     Ok(info(&record))
 }
 
@@ -312,6 +380,13 @@ fn list(workspace: &Workspace) -> Result<Vec<ProcessInfo>, String> {
         table.save()?;
     }
     Ok(table.records.iter().map(info).collect())
+}
+
+/// How many processes of a workspace run now (0 if it has no table).
+pub fn live_count(workspace: &Workspace) -> usize {
+    list(workspace).map_or(0, |all| {
+        all.iter().filter(|p| matches!(p.state, ProcessState::Running)).count()
+    })
 }
 
 /// Stops every live process of a workspace (TERM, then KILL after `grace`);
@@ -463,6 +538,51 @@ mod tests {
         assert!(inside(&work, "/etc").is_err());
         let escaped = inside(&work, "out").unwrap_err();
         assert!(escaped.contains("leaves the work directory"), "{escaped}");
+    }
+
+    #[test]
+    fn a_spawn_recorded_without_its_pid_is_found_by_the_pid_its_child_wrote() {
+        let dir = tempfile::tempdir().unwrap();
+        let table_path = dir.path().join("table.json");
+        // The child writes its own pid between fork and exec, as spawn's children do.
+        let out = File::create(pid_file(&table_path, "p1")).unwrap();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&out);
+        let mut command = Command::new("sleep");
+        command.arg("30");
+        // SAFETY: write_own_pid is async-signal-safe.
+        unsafe {
+            command.pre_exec(move || {
+                write_own_pid(fd);
+                Ok(())
+            });
+        }
+        let mut child = command.spawn().unwrap();
+        drop(out);
+        // What a command killed between the fork and its save leaves: records without pids.
+        let record = |id: &str| Record {
+            id: id.into(),
+            pid: 0,
+            start_ticks: 0,
+            command: "sleep".into(),
+            args: vec!["30".into()],
+            started_at_ms: 0,
+            stdout: String::new(),
+            stderr: String::new(),
+            exit: None,
+        };
+        let mut table = Table::open(&table_path).unwrap();
+        table.records = vec![record("p1"), record("p2")];
+        assert!(table.refresh());
+        assert_eq!(
+            table.records[0].pid,
+            child.id(),
+            "p1 adopted from the pid its child wrote"
+        );
+        assert!(table.records[0].exit.is_none());
+        assert_eq!(table.records[1].exit, Some(None), "p2 never started: exited");
+        assert!(!pid_file(&table_path, "p1").exists(), "the pid file is gone once used");
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 
     #[test]
