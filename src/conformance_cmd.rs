@@ -46,6 +46,15 @@ pub async fn run(ctx: &mut Context, args: Args) -> Result<i32, CliError> {
         profile,
         ..args.fixture.config()?
     };
+    // A path that names no file is the user's mistake, not a failing pack.
+    for path in &args.packs {
+        if let Err(e) = std::fs::metadata(path) {
+            return Err(CliError::Input {
+                message: format!("cannot read pack {}: {e}", path.display()),
+                hint: Some("give the path of a pack's .wasm file".into()),
+            });
+        }
+    }
     let trust = ctx.trust()?;
     let runtime = ctx.bench_runtime()?;
     let mut reports = Vec::new();

@@ -88,6 +88,14 @@ fn a_file_that_is_not_a_pack_gets_a_failing_report() {
         .assert()
         .code(2)
         .stderr(contains("unknown profile"));
+    // A path that names no file is a usage error that names the path.
+    let missing = sb.dir.path().join("no-such-pack.wasm");
+    sb.host()
+        .arg("conformance")
+        .arg(&missing)
+        .assert()
+        .code(2)
+        .stderr(contains("no-such-pack.wasm"));
 }
 
 /// Seals and signs a pack with a manifest matching its describe.

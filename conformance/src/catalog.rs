@@ -140,7 +140,7 @@ pub const CATALOG: &[CheckDef] = &[
         Check::SpecNoSideEffectBeforeError,
         "spec.no-side-effect-before-error",
         Profile::Core,
-        "for every rejected input, no capability call other than log happened before the error",
+        "for every rejected input, no side effect (kv write, spawn, signal, artifact fetch, non-GET HTTP) happened before the error; reads and logging may",
     ),
     check(
         Check::SplitIsolation,

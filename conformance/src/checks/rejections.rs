@@ -203,8 +203,13 @@ pub(super) async fn typed_errors(ctx: &Ctx<'_>) -> Verdict {
 
 pub(super) async fn no_side_effect(ctx: &Ctx<'_>) -> Verdict {
     let declared = &ctx.pack.info().capabilities;
-    if declared.iter().all(|c| *c == Capability::Log) {
-        return Verdict::skip("the pack declares no capability besides log, so it can have no side effect to check");
+    if declared
+        .iter()
+        .all(|c| matches!(c, Capability::Log | Capability::Clock))
+    {
+        return Verdict::skip(
+            "the pack declares no capability with effects (only log and clock), so it can have no side effect to check",
+        );
     }
     let rejections = inputs(ctx, &ALL).await;
     let problems = rejections
@@ -228,5 +233,8 @@ pub(super) async fn no_side_effect(ctx: &Ctx<'_>) -> Verdict {
             })
         })
         .collect();
-    Verdict::from_problems(problems, "no capability call other than log preceded any rejection")
+    Verdict::from_problems(
+        problems,
+        "no side effect (kv write, spawn, signal, artifact, non-GET http) preceded any rejection",
+    )
 }

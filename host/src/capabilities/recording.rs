@@ -37,8 +37,58 @@ impl Recording {
         }
     }
 
-    /// Calls other than logging: the side effects a spec error must not follow.
+    /// The calls that change something — kv writes, spawns, signals, an
+    /// artifact placed, outbound HTTP other than GET/HEAD: the side effects
+    /// a spec error must not follow. Reads (kv.get, clock, status, probes,
+    /// secrets) and logging are not side effects.
     pub fn side_effects(&self) -> impl Iterator<Item = &CapabilityCall> {
-        self.calls.iter().filter(|c| c.capability != Capability::Log)
+        self.calls.iter().filter(|c| is_side_effect(c))
+    }
+}
+
+fn is_side_effect(call: &CapabilityCall) -> bool {
+    match call.operation {
+        "kv.set" | "kv.delete" | "process.spawn" | "process.send-signal" | "process.fetch-artifact" => true,
+        "http.request" => !(call.detail.starts_with("GET ") || call.detail.starts_with("HEAD ")),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(capability: Capability, operation: &'static str, detail: &str) -> CapabilityCall {
+        CapabilityCall {
+            capability,
+            operation,
+            detail: detail.into(),
+            allowed: true,
+            declared: true,
+        }
+    }
+
+    #[test]
+    fn only_calls_that_change_something_are_side_effects() {
+        let effects = [
+            call(Capability::Kv, "kv.set", "k"),
+            call(Capability::Kv, "kv.delete", "k"),
+            call(Capability::Process, "process.spawn", "sleep 1"),
+            call(Capability::Process, "process.send-signal", "p1 Term"),
+            call(Capability::Process, "process.fetch-artifact", "r1"),
+            call(Capability::Http, "http.request", "POST http://127.0.0.1:9/x -> 200"),
+        ];
+        let reads = [
+            call(Capability::Kv, "kv.get", "k"),
+            call(Capability::Kv, "kv.list-keys", ""),
+            call(Capability::Clock, "clock.now-ms", ""),
+            call(Capability::Process, "process.status", "p1"),
+            call(Capability::Probe, "probe.http-get", "127.0.0.1:9/"),
+            call(Capability::Secrets, "secrets.get", "TOKEN"),
+            call(Capability::Http, "http.request", "GET http://127.0.0.1:9/x -> 200"),
+            call(Capability::Log, "log", "hello"),
+        ];
+        assert!(effects.iter().all(is_side_effect));
+        assert!(!reads.iter().any(is_side_effect));
     }
 }
