@@ -356,6 +356,72 @@ fn artifacts_are_verified_by_the_host_before_the_pack_sees_them() {
     assert!(message(&value).contains("NotAllowed"), "{value:#}");
 }
 
+/// A loopback HTTP server answering every request with `body`, counting them.
+fn file_server(body: &'static [u8]) -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(20) {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 2048];
+            let _ = stream.read(&mut buf);
+            seen.fetch_add(1, Ordering::SeqCst);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(body);
+        }
+    });
+    (origin, count)
+}
+
+#[test]
+fn artifacts_over_http_come_from_granted_origins_only_and_are_verified() {
+    let sb = Sandbox::new();
+    let content: &'static [u8] = b"a tarball served over http";
+    let (_, digest) = artifact(sb.dir.path(), content);
+    let (origin, count) = file_server(content);
+    let url = format!("{origin}/builds/web.tar.gz");
+    let mut doc = env_doc(
+        json!({ "fetch": "1" }),
+        json!({ "process": ["sleep"], "http": [origin] }),
+    );
+    doc["deployments"][0]["revisions"][0]["artifact"] = json!({ "digest": digest, "location": url });
+    let (code, value) = call(&sb, "http", &doc, "stage-revision");
+    assert_eq!(code, Some(0), "{value:#}");
+    let placed = workspace(&sb).work_dir.join(format!("revisions/{A1}/artifact"));
+    assert_eq!(std::fs::read(&placed).unwrap(), content);
+    assert_eq!(count.load(Ordering::SeqCst), 1, "one download");
+    // Stored by digest: a second stage places it again without a download.
+    std::fs::remove_file(&placed).unwrap();
+    let (code, _) = call(&sb, "again", &doc, "stage-revision");
+    assert_eq!(code, Some(0));
+    assert!(placed.exists());
+    assert_eq!(count.load(Ordering::SeqCst), 1, "the store answered, not the server");
+    // A digest the bytes do not have: downloaded, refused, nothing placed.
+    std::fs::remove_file(&placed).unwrap();
+    doc["deployments"][0]["revisions"][0]["artifact"]["digest"] = json!(format!("sha256:{}", "1".repeat(64)));
+    let (_, value) = call(&sb, "mismatch", &doc, "stage-revision");
+    assert!(message(&value).contains("DigestMismatch"), "{value:#}");
+    assert!(!placed.exists());
+    // An origin the environment does not grant: refused before any connection.
+    let before = count.load(Ordering::SeqCst);
+    let mut ungranted = env_doc(json!({ "fetch": "1" }), json!({ "process": ["sleep"] }));
+    ungranted["deployments"][0]["revisions"][0]["artifact"] =
+        json!({ "digest": format!("sha256:{}", "2".repeat(64)), "location": url });
+    let (_, value) = call(&sb, "ungranted", &ungranted, "stage-revision");
+    assert!(message(&value).contains("--allow-http"), "{value:#}");
+    assert_eq!(
+        count.load(Ordering::SeqCst),
+        before,
+        "no request to an origin not granted"
+    );
+}
+
 #[test]
 fn a_pack_built_against_contract_1_0_0_still_loads_runs_and_conforms() {
     let sb = Sandbox::new();

@@ -2,15 +2,18 @@
 //! revision's artifact into the content-addressed store (`artifacts/<sha256>`
 //! in the state directory), checking its sha256 against the revision's
 //! `artifact-digest` *before* anything can use it, then places it at
-//! `revisions/<id>/artifact` in the environment's work directory. A mismatch
-//! is refused and nothing is placed. Only `file://` locations are fetched by
-//! this host; image references and other schemes are refused by name.
+//! `revisions/<dir>/artifact` in the environment's work directory. A mismatch
+//! is refused and nothing is placed. `file://` locations are copied;
+//! `http(s)://` ones are downloaded from origins the environment grants
+//! (`download`); image references and other schemes are refused by name.
 
 use std::io::{Read, Write};
 use std::path::Path;
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use crate::capabilities::grants::Grants;
 use crate::contract::bindings::envpack::deployer::process::ArtifactError;
 use crate::model::Environment;
 use crate::sandbox::services::Workspace;
@@ -18,14 +21,14 @@ use crate::sandbox::services::Workspace;
 /// Largest artifact the host fetches.
 pub const MAX_ARTIFACT_BYTES: u64 = 1 << 30;
 
-/// Copies `from` to `to` (a temp file renamed into place), returning the sha256.
+/// Copies `from` to the file `to`, returning the sha256 of what was written.
 fn copy_hashed(from: &Path, to: &Path) -> Result<String, ArtifactError> {
     let unavailable = |e: std::io::Error| ArtifactError::Unavailable(format!("{}: {e}", from.display()));
     let mut source = std::fs::File::open(from)
         .map_err(unavailable)?
         .take(MAX_ARTIFACT_BYTES + 1);
-    let tmp = to.with_extension(format!("tmp-{}", std::process::id()));
-    let mut out = std::fs::File::create(&tmp).map_err(|e| ArtifactError::Unavailable(format!("store: {e}")))?;
+    let tmp = to;
+    let mut out = std::fs::File::create(tmp).map_err(|e| ArtifactError::Unavailable(format!("store: {e}")))?;
     let mut hasher = Sha256::new();
     let mut total: u64 = 0;
     let mut buf = vec![0u8; 64 * 1024];
@@ -36,7 +39,7 @@ fn copy_hashed(from: &Path, to: &Path) -> Result<String, ArtifactError> {
         }
         total += n as u64;
         if total > MAX_ARTIFACT_BYTES {
-            let _ = std::fs::remove_file(&tmp);
+            let _ = std::fs::remove_file(tmp);
             return Err(ArtifactError::Unavailable(format!(
                 "{} is larger than {MAX_ARTIFACT_BYTES} bytes",
                 from.display()
@@ -51,8 +54,15 @@ fn copy_hashed(from: &Path, to: &Path) -> Result<String, ArtifactError> {
     Ok(hex::encode(hasher.finalize()))
 }
 
-/// Fetches and verifies `revision`'s artifact; returns its path relative to the work directory.
-pub fn fetch(env: &Environment, workspace: &Workspace, revision: &str) -> Result<String, ArtifactError> {
+/// Fetches and verifies `revision`'s artifact; returns its path relative
+/// to the work directory. `left` is what remains of the call's deadline.
+pub async fn fetch(
+    env: &Environment,
+    workspace: &Workspace,
+    grants: &Grants,
+    revision: &str,
+    left: Duration,
+) -> Result<String, ArtifactError> {
     let found = env
         .revision(revision)
         .ok_or_else(|| ArtifactError::RevisionNotFound(revision.to_string()))?;
@@ -63,23 +73,27 @@ pub fn fetch(env: &Environment, workspace: &Workspace, revision: &str) -> Result
         .unwrap_or(&found.artifact.digest)
         .to_string();
     let location = &found.artifact.location;
-    let Some(path) = location.strip_prefix("file://") else {
-        return Err(ArtifactError::NotAllowed(format!(
-            "{location:?} is not a file:// location; this host fetches only file:// artifacts"
-        )));
-    };
     let stored = workspace.artifact_store.join(&expected);
     if !stored.is_file() {
-        let tmp = workspace.artifact_store.join(format!("incoming-{expected}"));
-        let actual = copy_hashed(Path::new(path), &tmp)?;
-        let tmp_file = tmp.with_extension(format!("tmp-{}", std::process::id()));
+        let tmp = workspace
+            .artifact_store
+            .join(format!("incoming-{expected}.tmp-{}", std::process::id()));
+        let actual = if let Some(path) = location.strip_prefix("file://") {
+            copy_hashed(Path::new(path), &tmp)?
+        } else if location.starts_with("http://") || location.starts_with("https://") {
+            crate::capabilities::download::download(location, grants, &tmp, left).await?
+        } else {
+            return Err(ArtifactError::NotAllowed(format!(
+                "{location:?} is not a file:// or http(s):// location; image references are not fetched"
+            )));
+        };
         if actual != expected {
-            let _ = std::fs::remove_file(&tmp_file);
+            let _ = std::fs::remove_file(&tmp);
             return Err(ArtifactError::DigestMismatch(format!(
                 "{location} has sha256:{actual}, but revision {revision} names sha256:{expected}; nothing was placed"
             )));
         }
-        std::fs::rename(&tmp_file, &stored).map_err(|e| ArtifactError::Unavailable(format!("store: {e}")))?;
+        std::fs::rename(&tmp, &stored).map_err(|e| ArtifactError::Unavailable(format!("store: {e}")))?;
     }
     let name = revision_dir_name(revision);
     let dir = workspace.work_dir.join("revisions").join(&name);

@@ -6,6 +6,7 @@
 
 pub mod artifacts;
 pub mod clock;
+pub mod download;
 pub mod environment;
 pub mod gate;
 pub mod grants;

@@ -507,7 +507,10 @@ impl Host for CallState {
         self.capability_call(Capability::Process, "process.fetch-artifact", revision.clone())?;
         let environment = self.table.get(&env)?.0.clone();
         let result = match self.services.workspace.clone() {
-            Some(workspace) => crate::capabilities::artifacts::fetch(&environment, &workspace, &revision),
+            Some(workspace) => {
+                let left = self.remaining().saturating_sub(POLL * 5);
+                crate::capabilities::artifacts::fetch(&environment, &workspace, &self.grants, &revision, left).await
+            }
             None => Err(
                 crate::contract::bindings::envpack::deployer::process::ArtifactError::Unavailable(
                     "this host command gives the environment no work directory".into(),

@@ -1,0 +1,118 @@
+//! Artifacts over `http(s)://`: a GET to an origin the environment grants
+//! (`--allow-http`), through the same client `wasi:http` uses
+//! (wasmtime-wasi-http's hyper + rustls with the webpki roots), streamed to
+//! a file while its sha256 is computed, capped in size and bounded by the
+//! call's deadline.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use sha2::{Digest, Sha256};
+use wasmtime_wasi_http::RequestOptions;
+
+use crate::capabilities::artifacts::MAX_ARTIFACT_BYTES;
+use crate::capabilities::grants::Grants;
+use crate::contract::bindings::envpack::deployer::process::ArtifactError;
+
+/// `scheme://host:port` of an `http(s)` URL, default ports filled in.
+pub fn origin(url: &str) -> Option<String> {
+    let uri: http::Uri = url.parse().ok()?;
+    let scheme = uri.scheme_str()?;
+    let port = uri.port_u16().unwrap_or(if scheme == "https" { 443 } else { 80 });
+    Some(format!("{scheme}://{}:{port}", uri.host()?))
+}
+
+/// Downloads `url` into `to`, returning the sha256 of what was written.
+pub async fn download(url: &str, grants: &Grants, to: &Path, left: Duration) -> Result<String, ArtifactError> {
+    let Some(origin) = origin(url) else {
+        return Err(ArtifactError::NotAllowed(format!("{url:?} is not an http(s) URL")));
+    };
+    if !grants.origin_allowed(&origin) {
+        return Err(ArtifactError::NotAllowed(format!(
+            "{origin} is not granted to this environment (grant it with --allow-http {origin})"
+        )));
+    }
+    match tokio::time::timeout(left, get(url, to, left)).await {
+        Ok(result) => result,
+        Err(_) => {
+            let _ = std::fs::remove_file(to);
+            Err(ArtifactError::Unavailable(format!(
+                "{url}: not fetched within the call's deadline ({} ms left)",
+                left.as_millis()
+            )))
+        }
+    }
+}
+
+async fn get(url: &str, to: &Path, left: Duration) -> Result<String, ArtifactError> {
+    let unavailable = |what: String| ArtifactError::Unavailable(format!("{url}: {what}"));
+    let empty = http_body_util::Empty::<bytes::Bytes>::new().map_err(|never| match never {});
+    let request = http::Request::get(url)
+        .body(empty)
+        .map_err(|e| unavailable(e.to_string()))?;
+    let options = RequestOptions {
+        connect_timeout: Some(left),
+        first_byte_timeout: Some(left),
+        between_bytes_timeout: Some(left),
+    };
+    let (response, io) = wasmtime_wasi_http::default_send_request(request, Some(options))
+        .await
+        .map_err(|e| unavailable(format!("{e:?}")))?;
+    let connection = tokio::spawn(io);
+    let result = save(url, response, to).await;
+    connection.abort();
+    if result.is_err() {
+        let _ = std::fs::remove_file(to);
+    }
+    result
+}
+
+async fn save(
+    url: &str,
+    response: http::Response<impl http_body::Body<Data = bytes::Bytes, Error = wasmtime_wasi_http::Error> + Unpin>,
+    to: &Path,
+) -> Result<String, ArtifactError> {
+    let unavailable = |what: String| ArtifactError::Unavailable(format!("{url}: {what}"));
+    if !response.status().is_success() {
+        return Err(unavailable(format!("answered {}", response.status())));
+    }
+    let mut file = std::fs::File::create(to).map_err(|e| ArtifactError::Unavailable(format!("store: {e}")))?;
+    let mut body = response.into_body();
+    let mut hasher = Sha256::new();
+    let mut total: u64 = 0;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| unavailable(format!("{e:?}")))?;
+        let Ok(data) = frame.into_data() else { continue };
+        total += data.len() as u64;
+        if total > MAX_ARTIFACT_BYTES {
+            return Err(unavailable(format!("larger than {MAX_ARTIFACT_BYTES} bytes")));
+        }
+        hasher.update(&data);
+        file.write_all(&data)
+            .map_err(|e| ArtifactError::Unavailable(format!("store: {e}")))?;
+    }
+    file.sync_all()
+        .map_err(|e| ArtifactError::Unavailable(format!("store: {e}")))?;
+    Ok(hex::encode(hasher.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::origin;
+
+    #[test]
+    fn origins_get_their_default_ports() {
+        assert_eq!(
+            origin("http://127.0.0.1:8000/a.tgz").as_deref(),
+            Some("http://127.0.0.1:8000")
+        );
+        assert_eq!(
+            origin("https://example.com/x").as_deref(),
+            Some("https://example.com:443")
+        );
+        assert_eq!(origin("http://example.com/x").as_deref(), Some("http://example.com:80"));
+        assert_eq!(origin("file:///x"), None);
+    }
+}
