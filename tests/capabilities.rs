@@ -560,7 +560,7 @@ fn the_bench_runs_process_packs_in_a_throwaway_directory_and_leaves_nothing_runn
     assert_eq!(happy["status"], "fail", "{happy:#}");
     assert!(happy["message"].to_string().contains("not granted"), "{happy:#}");
     // With it, the pack's verbs run real processes, and none outlives the run.
-    let granted = bench(&[
+    let grants = [
         "--allow-run",
         "sleep",
         "--allow-probe",
@@ -569,7 +569,8 @@ fn the_bench_runs_process_packs_in_a_throwaway_directory_and_leaves_nothing_runn
         "http://127.0.0.1:9",
         "--allow-secret",
         "TOKEN",
-    ]);
+    ];
+    let granted = bench(&grants);
     let happy = check(&granted, "verbs.happy-path");
     assert_eq!(happy["status"], "pass", "{happy:#}");
     // Idempotency is judged by effects: this pack's warm adopts its running
@@ -577,18 +578,7 @@ fn the_bench_runs_process_packs_in_a_throwaway_directory_and_leaves_nothing_runn
     let idempotent = check(&granted, "idempotency");
     assert_eq!(idempotent["status"], "pass", "{idempotent:#}");
     // ...but with `spawn-count` it spawns on every warm, and the bench sees it.
-    let spawning = bench(&[
-        "--allow-run",
-        "sleep",
-        "--allow-probe",
-        "127.0.0.1:9",
-        "--allow-http",
-        "http://127.0.0.1:9",
-        "--allow-secret",
-        "TOKEN",
-        "--setting",
-        "spawn-count=1",
-    ]);
+    let spawning = bench(&[&grants[..], &["--setting", "spawn-count=1"]].concat());
     let idempotent = check(&spawning, "idempotency");
     assert_eq!(idempotent["status"], "fail", "{idempotent:#}");
     assert!(
