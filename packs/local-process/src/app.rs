@@ -11,6 +11,9 @@ use crate::procs::{self, live};
 use crate::settings::{self, Settings};
 use crate::state::{self, Intent, Run};
 
+/// How long unpacking may take: under the pack's 60 s stage deadline.
+const STAGE_TIMEOUT_MS: u32 = 50_000;
+
 /// Unpacks the revision's artifact into `revisions/<id>/app`; returns a note.
 pub fn stage(env: &Environment, revision: &Revision, settings: &Settings) -> Result<String, String> {
     let dir = state::revision_dir(&revision.id);
@@ -34,7 +37,7 @@ pub fn stage(env: &Environment, revision: &Revision, settings: &Settings) -> Res
             &settings.tar,
             &["-xzf", "artifact", "-C", "app.partial", "--no-same-owner"],
             &dir[1..],
-            settings.stage_timeout_ms,
+            STAGE_TIMEOUT_MS,
         )
         .map_err(|e| format!("unpacking {artifact}: {e}"))?;
         format!("unpacked {artifact} into {}", &app[1..])
@@ -105,7 +108,7 @@ pub fn warm(revision: &Revision, settings: &Settings) -> Result<String, String> 
             None => (free_port(&revision.id, settings, &tried)?, false),
         };
         tried.push(port);
-        let run = start(revision, &command, &args, port, fixed_port)?;
+        let run = start(revision, &command, &args, port)?;
         match wait_healthy(&run, &health, settings) {
             Ok(()) => {
                 state::remove(&state::intent_path(&revision.id))?;
@@ -157,14 +160,13 @@ fn adopt(revision: &Revision) -> Result<Option<Run>, String> {
         process: info.id,
         pid: info.pid,
         port: intent.port,
-        fixed_port: false,
         kill_at_ms: None,
     };
     state::write(&state::run_path(&revision.id), &run)?;
     Ok(Some(run))
 }
 
-fn start(revision: &Revision, command: &str, args: &[String], port: u16, fixed_port: bool) -> Result<Run, String> {
+fn start(revision: &Revision, command: &str, args: &[String], port: u16) -> Result<Run, String> {
     let dir = state::revision_dir(&revision.id);
     let intent = Intent {
         at_ms: procs::now_ms(),
@@ -193,7 +195,6 @@ fn start(revision: &Revision, command: &str, args: &[String], port: u16, fixed_p
         process: info.id,
         pid: info.pid,
         port,
-        fixed_port,
         kill_at_ms: None,
     };
     state::write(&state::run_path(&revision.id), &run)?;
@@ -307,19 +308,11 @@ pub fn drain(revision: &Revision, settings: &Settings) -> Result<String, String>
 
 /// Stops whatever is left and deletes the revision's directory.
 pub fn archive(revision: &Revision) -> Result<String, String> {
+    // Its process from run.json, or one a crashed warm spawned but never recorded.
     let mut note = String::from("nothing was running");
-    if let Some(run) = state::read::<Run>(&state::run_path(&revision.id))?
-        && live(&run.process).is_some()
-    {
+    if let Some(run) = adopt(revision)? {
         let graceful = procs::stop(&run.process, 2000)?;
         note = format!("{} {}", run.process, if graceful { "stopped" } else { "killed" });
-    }
-    if let Some(intent) = state::read::<Intent>(&state::intent_path(&revision.id))? {
-        // A warm that crashed before recording its process: adopt to stop it.
-        let _ = intent;
-        if let Some(run) = adopt(revision)? {
-            procs::kill(&run.process)?;
-        }
     }
     state::remove_dir(&state::revision_dir(&revision.id))?;
     Ok(format!("{note}; removed {}", &state::revision_dir(&revision.id)[1..]))

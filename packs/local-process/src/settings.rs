@@ -23,7 +23,6 @@ pub struct Settings {
     pub ports: (u16, u16),
     pub health_timeout_ms: u32,
     pub drain_wait_ms: u32,
-    pub stage_timeout_ms: u32,
 }
 
 impl Settings {
@@ -49,7 +48,6 @@ impl Settings {
             ports: parsed,
             health_timeout_ms: number("health-timeout-ms", 20_000)?,
             drain_wait_ms: number("drain-wait-ms", 10_000)?,
-            stage_timeout_ms: 50_000,
         })
     }
 }

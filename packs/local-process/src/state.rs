@@ -22,8 +22,6 @@ pub struct Run {
     pub process: String,
     pub pid: u32,
     pub port: u16,
-    /// Whether the port came from the `PORT` setting (else the pack chose it).
-    pub fixed_port: bool,
     /// Set by a drain that returned before the process exited: when a later
     /// verb of this revision (drain again, archive) must KILL it.
     #[serde(default)]
