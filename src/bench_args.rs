@@ -4,10 +4,12 @@
 //! deploy something real — e.g. the local-process pack needs an app to run
 //! and the addresses nginx may listen on.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use envpack_conformance::BenchConfig;
 use envpack_conformance::fixture::Inputs;
+use envpack_conformance::{BenchConfig, BenchSecrets};
+use envpack_host::capabilities::secrets::FileSecrets;
 
 use crate::env_cmd::parse_pairs;
 use crate::error::CliError;
@@ -31,13 +33,23 @@ pub struct BenchArgs {
 
 impl BenchArgs {
     /// The bench configuration these flags describe, over the defaults.
-    pub fn config(&self) -> Result<BenchConfig, CliError> {
+    /// Granted secrets are read from the operator's secrets file in
+    /// `state_dir`, as an environment's would be.
+    pub fn config(&self, state_dir: Option<&Path>) -> Result<BenchConfig, CliError> {
         let artifact = match &self.artifact {
             Some(path) => Some(Inputs::artifact_file(path).map_err(CliError::input)?),
             None => None,
         };
+        let grants = self.grants.grants()?.unwrap_or_default();
+        let secrets = match state_dir {
+            Some(dir) if !grants.secrets.is_empty() => BenchSecrets(Arc::new(
+                FileSecrets::open(dir).map_err(|e| CliError::State(e.to_string()))?,
+            )),
+            _ => BenchSecrets::default(),
+        };
         Ok(BenchConfig {
-            grants: self.grants.grants()?.unwrap_or_default(),
+            grants,
+            secrets,
             inputs: Inputs {
                 settings: parse_pairs(&self.settings, "setting")?,
                 artifact,

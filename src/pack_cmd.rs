@@ -144,7 +144,8 @@ fn hex_string(bytes: &[u8]) -> String {
 }
 
 async fn install(ctx: &mut Context, path: PathBuf, force: bool, fixture: &BenchArgs) -> Result<i32, CliError> {
-    let config = fixture.config()?;
+    let state_dir = ctx.state_dir()?.to_path_buf();
+    let config = fixture.config(Some(&state_dir))?;
     let trust = ctx.trust()?;
     let mut registry = ctx.registry()?;
     ctx.bench_runtime()?;

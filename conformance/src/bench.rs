@@ -3,11 +3,12 @@
 //! host preconditions or echo checks, capability calls audited rather than
 //! refused), and assembles the report.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use envpack_host::capabilities::grants::Grants;
+use envpack_host::capabilities::secrets::{NoSecrets, SecretStore};
 use envpack_host::{Pack, Runtime};
 
 use crate::catalog::{CATALOG, Check, CheckDef, Profile};
@@ -31,6 +32,25 @@ pub struct BenchConfig {
     pub scratch: Option<std::path::PathBuf>,
     /// Settings and an artifact for every fixture environment.
     pub inputs: crate::fixture::Inputs,
+    /// Where granted secrets come from (`host conformance` reads the
+    /// operator's secrets file; none by default).
+    pub secrets: BenchSecrets,
+}
+
+/// The secret store of a run; never printed.
+#[derive(Clone)]
+pub struct BenchSecrets(pub Arc<dyn SecretStore>);
+
+impl Default for BenchSecrets {
+    fn default() -> Self {
+        BenchSecrets(Arc::new(NoSecrets))
+    }
+}
+
+impl std::fmt::Debug for BenchSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BenchSecrets(..)")
+    }
 }
 
 impl Default for BenchConfig {
@@ -42,6 +62,7 @@ impl Default for BenchConfig {
             history: 5_000,
             grants: Grants::default(),
             scratch: None,
+            secrets: BenchSecrets::default(),
             inputs: Default::default(),
         }
     }

@@ -27,6 +27,6 @@ pub mod render;
 pub mod report;
 
 pub use admission::{Admission, AdmissionError, admit, judge_file, signature_status};
-pub use bench::{BenchConfig, SignatureStatus, run, unloadable};
+pub use bench::{BenchConfig, BenchSecrets, SignatureStatus, run, unloadable};
 pub use catalog::{CATALOG, Profile};
 pub use report::{CheckResult, Report, Status, Summary};

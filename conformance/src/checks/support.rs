@@ -94,6 +94,7 @@ impl<'a> Ctx<'a> {
     /// The services of a fixture environment: the runtime's kv, a throwaway workspace.
     fn services(&self, env: &Environment) -> Services {
         let mut services = Services::with_kv(self.runtime.kv().clone());
+        services.secrets = self.config.secrets.0.clone();
         if let Ok(workspace) = Workspace::for_env(&self.scratch, "bench", env.id()) {
             let mut known = self
                 .workspaces

@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""The AWS side of the aws-ecs pack's tests, through the AWS API (boto3,
+from the moto virtualenv), never through the pack:
+
+  aws_fixture.py create ENDPOINT NAME   make a VPC (DNS hostnames on), two
+                                        subnets, a security group, an ALB and
+                                        an ECS cluster; print their ids (JSON)
+  aws_fixture.py inspect ENDPOINT CLUSTER LOAD_BALANCER
+                                        print what exists (JSON): listeners
+                                        with their forward weights by target
+                                        group name, task sets, target groups,
+                                        ACTIVE task definitions, services
+"""
+import json
+import sys
+
+import boto3
+
+
+def clients(endpoint):
+    kw = dict(endpoint_url=endpoint, region_name="us-east-1",
+              aws_access_key_id="AKIDFIXTURE", aws_secret_access_key="fixture")
+    return boto3.client("ec2", **kw), boto3.client("elbv2", **kw), boto3.client("ecs", **kw)
+
+
+def create(endpoint, name):
+    ec2, elb, ecs = clients(endpoint)
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
+    subnets = [
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"us-east-1{az}")["Subnet"]["SubnetId"]
+        for i, az in ((1, "a"), (2, "b"))
+    ]
+    sg = ec2.create_security_group(GroupName=name, Description="envpack test", VpcId=vpc)["GroupId"]
+    lb = elb.create_load_balancer(Name=name, Subnets=subnets, SecurityGroups=[sg])["LoadBalancers"][0]
+    ecs.create_cluster(clusterName=name)
+    print(json.dumps({
+        "cluster": name,
+        "load_balancer": lb["LoadBalancerArn"],
+        "vpc": vpc,
+        "subnets": ",".join(subnets),
+        "security_groups": sg,
+    }))
+
+
+def inspect(endpoint, cluster, load_balancer):
+    _, elb, ecs = clients(endpoint)
+    groups = {g["TargetGroupArn"]: g["TargetGroupName"] for g in elb.describe_target_groups()["TargetGroups"]}
+    listeners = []
+    for listener in elb.describe_listeners(LoadBalancerArn=load_balancer)["Listeners"]:
+        forward = {}
+        for action in listener["DefaultActions"]:
+            if action["Type"] == "forward":
+                for group in action.get("ForwardConfig", {}).get("TargetGroups", []):
+                    forward[groups.get(group["TargetGroupArn"], group["TargetGroupArn"])] = group.get("Weight", 1)
+        listeners.append({"port": listener["Port"], "forward": forward,
+                          "types": [a["Type"] for a in listener["DefaultActions"]]})
+    services = ecs.list_services(cluster=cluster)["serviceArns"]
+    task_sets = []
+    for service in services:
+        for task_set in ecs.describe_task_sets(cluster=cluster, service=service)["taskSets"]:
+            task_sets.append({"service": service.rsplit("/", 1)[-1], "external_id": task_set["externalId"],
+                              "scale": task_set["scale"]["value"], "status": task_set["status"],
+                              "target_groups": [groups.get(lb["targetGroupArn"], lb["targetGroupArn"])
+                                                for lb in task_set.get("loadBalancers", [])]})
+    definitions = ecs.list_task_definitions(status="ACTIVE")["taskDefinitionArns"]
+    print(json.dumps({
+        "listeners": sorted(listeners, key=lambda l: l["port"]),
+        "task_sets": task_sets,
+        "target_groups": sorted(groups.values()),
+        "task_definitions": definitions,
+        "services": [s.rsplit("/", 1)[-1] for s in services],
+    }))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "create":
+        create(sys.argv[2], sys.argv[3])
+    elif len(sys.argv) == 5 and sys.argv[1] == "inspect":
+        inspect(sys.argv[2], sys.argv[3], sys.argv[4])
+    else:
+        sys.exit(__doc__)
