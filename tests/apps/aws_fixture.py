@@ -7,9 +7,11 @@ from the moto virtualenv), never through the pack:
                                         an ECS cluster; print their ids (JSON)
   aws_fixture.py inspect ENDPOINT CLUSTER LOAD_BALANCER
                                         print what exists (JSON): listeners
-                                        with their forward weights by target
-                                        group name, task sets, target groups,
-                                        ACTIVE task definitions, services
+                                        with their forward weights, task
+                                        sets, target groups, ACTIVE task
+                                        definitions, services; resources are
+                                        named by their `envpack:revision` tag
+                                        (else their name)
 """
 import json
 import sys
@@ -46,6 +48,12 @@ def create(endpoint, name):
 def inspect(endpoint, cluster, load_balancer):
     _, elb, ecs = clients(endpoint)
     groups = {g["TargetGroupArn"]: g["TargetGroupName"] for g in elb.describe_target_groups()["TargetGroups"]}
+    arns = list(groups)
+    for i in range(0, len(arns), 20):
+        for described in elb.describe_tags(ResourceArns=arns[i:i + 20])["TagDescriptions"]:
+            for tag in described["Tags"]:
+                if tag["Key"] == "envpack:revision":
+                    groups[described["ResourceArn"]] = tag["Value"]
     listeners = []
     for listener in elb.describe_listeners(LoadBalancerArn=load_balancer)["Listeners"]:
         forward = {}
@@ -55,15 +63,19 @@ def inspect(endpoint, cluster, load_balancer):
                     forward[groups.get(group["TargetGroupArn"], group["TargetGroupArn"])] = group.get("Weight", 1)
         listeners.append({"port": listener["Port"], "forward": forward,
                           "types": [a["Type"] for a in listener["DefaultActions"]]})
+    def revision_of(definition_arn):
+        described = ecs.describe_task_definition(taskDefinition=definition_arn, include=["TAGS"])
+        tags = {t["key"]: t["value"] for t in described.get("tags", [])}
+        return tags.get("envpack:revision", definition_arn)
+
     services = ecs.list_services(cluster=cluster)["serviceArns"]
     task_sets = []
     for service in services:
         for task_set in ecs.describe_task_sets(cluster=cluster, service=service)["taskSets"]:
-            task_sets.append({"service": service.rsplit("/", 1)[-1], "external_id": task_set["externalId"],
-                              "scale": task_set["scale"]["value"], "status": task_set["status"],
-                              "target_groups": [groups.get(lb["targetGroupArn"], lb["targetGroupArn"])
-                                                for lb in task_set.get("loadBalancers", [])]})
-    definitions = ecs.list_task_definitions(status="ACTIVE")["taskDefinitionArns"]
+            revisions = [groups.get(lb["targetGroupArn"], lb["targetGroupArn"]) for lb in task_set.get("loadBalancers", [])]
+            task_sets.append({"service": service.rsplit("/", 1)[-1], "revision": ",".join(revisions),
+                              "scale": task_set["scale"]["value"], "status": task_set["status"]})
+    definitions = sorted(revision_of(arn) for arn in ecs.list_task_definitions(status="ACTIVE")["taskDefinitionArns"])
     print(json.dumps({
         "listeners": sorted(listeners, key=lambda l: l["port"]),
         "task_sets": task_sets,
