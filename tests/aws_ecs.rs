@@ -42,7 +42,7 @@ fn bench_args(fx: &Fixture) -> Vec<String> {
 fn cloud_env(moto: &Moto, name: &str) -> (Sandbox, Fixture) {
     let fx = moto.create(name);
     let sb = operator();
-    set_credentials(&sb);
+    set_credentials(&sb, &fx);
     let pack = signed_pack(&sb);
     let mut install = vec!["pack".to_string(), "install".into(), pack];
     install.extend(bench_args(&fx));
@@ -227,6 +227,23 @@ fn aws_errors_name_the_action_and_the_code() {
         "AWS's code is named: {stderr}"
     );
 
+    // A wrong secret key: the signature does not match, and AWS says so.
+    // (This is also what proves moto checks the pack's signatures.)
+    let out = sb
+        .host()
+        .args(["secret", "set", "aws-secret-access-key"])
+        .write_stdin("not-the-key")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let out = sb.host().args(["revision", "retry", "wrong", "E1"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("ECS DescribeTaskDefinition failed: SignatureDoesNotMatch"),
+        "{stderr}"
+    );
+
     // Credentials not set: a clear message before any request.
     ok(&sb, &["secret", "remove", "aws-secret-access-key"]);
     let out = sb.host().args(["revision", "retry", "wrong", "E1"]).output().unwrap();
@@ -240,7 +257,7 @@ fn the_extended_bench_passes_against_moto() {
     let moto = Moto::start();
     let fx = moto.create("bench");
     let sb = operator();
-    set_credentials(&sb);
+    set_credentials(&sb, &fx);
     let pack = signed_pack(&sb);
     let out = sb
         .host()

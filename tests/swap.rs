@@ -149,7 +149,7 @@ fn one_script_two_packs_same_exit_codes_then_env_bind_moves_an_environment() {
     let moto = Moto::start();
     let fx = moto.create("swap");
     let sb = operator();
-    set_credentials(&sb);
+    set_credentials(&sb, &fx);
     install_signed(&sb, LOCAL_PROCESS, "packs/local-process/pack.toml", "local-process");
     install_signed(&sb, AWS_ECS, "packs/aws-ecs/pack.toml", "aws-ecs");
     let _cleanup = Cleanup(&sb, ["local", "cloud"]);

@@ -2,9 +2,15 @@
 """The AWS side of the aws-ecs pack's tests, through the AWS API (boto3,
 from the moto virtualenv), never through the pack:
 
-  aws_fixture.py create ENDPOINT NAME   make a VPC (DNS hostnames on), two
+  aws_fixture.py create ENDPOINT NAME [POLICY]
+                                        make a VPC (DNS hostnames on), two
                                         subnets, a security group, an ALB and
-                                        an ECS cluster; print their ids (JSON)
+                                        an ECS cluster; print their ids (JSON);
+                                        with POLICY (an IAM policy file), also
+                                        users "admin" (everything) and "pack"
+                                        (POLICY) and their keys: 13 requests
+                                        in all, for moto's
+                                        INITIAL_NO_AUTH_ACTION_COUNT
   aws_fixture.py inspect ENDPOINT CLUSTER LOAD_BALANCER
                                         print what exists (JSON): listeners
                                         with their forward weights, task
@@ -14,18 +20,28 @@ from the moto virtualenv), never through the pack:
                                         (else their name)
 """
 import json
+import os
 import sys
 
 import boto3
 
 
 def clients(endpoint):
+    # Inspecting a moto that enforces IAM: the admin keys `create` printed.
     kw = dict(endpoint_url=endpoint, region_name="us-east-1",
-              aws_access_key_id="AKIDFIXTURE", aws_secret_access_key="fixture")
+              aws_access_key_id=os.environ.get("FIXTURE_ACCESS_KEY_ID", "AKIDFIXTURE"),
+              aws_secret_access_key=os.environ.get("FIXTURE_SECRET_ACCESS_KEY", "fixture"))
     return boto3.client("ec2", **kw), boto3.client("elbv2", **kw), boto3.client("ecs", **kw)
 
 
-def create(endpoint, name):
+def user(iam, name, policy):
+    iam.create_user(UserName=name)
+    iam.put_user_policy(UserName=name, PolicyName=name, PolicyDocument=policy)
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    return [key["AccessKeyId"], key["SecretAccessKey"]]
+
+
+def create(endpoint, name, policy_file=None):
     ec2, elb, ecs = clients(endpoint)
     vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
     ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
@@ -36,7 +52,14 @@ def create(endpoint, name):
     sg = ec2.create_security_group(GroupName=name, Description="envpack test", VpcId=vpc)["GroupId"]
     lb = elb.create_load_balancer(Name=name, Subnets=subnets, SecurityGroups=[sg])["LoadBalancers"][0]
     ecs.create_cluster(clusterName=name)
-    print(json.dumps({
+    keys = {}
+    if policy_file:
+        iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1",
+                           aws_access_key_id="AKIDFIXTURE", aws_secret_access_key="fixture")
+        everything = json.dumps({"Version": "2012-10-17",
+                                 "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})
+        keys = {"admin": user(iam, "admin", everything), "pack": user(iam, "pack", open(policy_file).read())}
+    print(json.dumps({**keys,
         "cluster": name,
         "load_balancer": lb["LoadBalancerArn"],
         "vpc": vpc,
@@ -86,8 +109,8 @@ def inspect(endpoint, cluster, load_balancer):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "create":
-        create(sys.argv[2], sys.argv[3])
+    if len(sys.argv) in (4, 5) and sys.argv[1] == "create":
+        create(*sys.argv[2:])
     elif len(sys.argv) == 5 and sys.argv[1] == "inspect":
         inspect(sys.argv[2], sys.argv[3], sys.argv[4])
     else:

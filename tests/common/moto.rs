@@ -3,6 +3,11 @@
 //! on a free loopback port per test and killed when the test ends; and the
 //! AWS side of the fixture, made and inspected through the AWS API
 //! (`tests/apps/aws_fixture.py`, boto3), never through the pack.
+//!
+//! moto enforces IAM once the fixture is made (`INITIAL_NO_AUTH_ACTION_COUNT`
+//! is the fixture's request count): every request of the pack must carry a
+//! valid SigV4 signature of a known key, and the user the pack signs as
+//! holds exactly the README's policy (`packs/aws-ecs/iam-policy.json`).
 
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -23,6 +28,10 @@ fn venv() -> PathBuf {
     venv
 }
 
+/// How many requests `aws_fixture.py create` makes with a policy: moto
+/// checks none of them, and every later one.
+const FIXTURE_REQUESTS: u32 = 13;
+
 /// One moto server; killed on drop.
 pub struct Moto {
     child: Child,
@@ -34,6 +43,7 @@ impl Moto {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let child = Command::new(venv().join("bin/moto_server"))
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("INITIAL_NO_AUTH_ACTION_COUNT", FIXTURE_REQUESTS.to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -53,13 +63,16 @@ impl Moto {
         moto
     }
 
-    fn fixture(&self, args: &[&str]) -> Value {
+    fn fixture(&self, args: &[&str], admin: Option<&(String, String)>) -> Value {
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/apps/aws_fixture.py");
-        let out = Command::new(venv().join("bin/python"))
-            .arg(script)
-            .args(args)
-            .output()
-            .unwrap();
+        let mut command = Command::new(venv().join("bin/python"));
+        command.arg(script).args(args);
+        if let Some((key, secret)) = admin {
+            command
+                .env("FIXTURE_ACCESS_KEY_ID", key)
+                .env("FIXTURE_SECRET_ACCESS_KEY", secret);
+        }
+        let out = command.output().unwrap();
         assert!(
             out.status.success(),
             "aws_fixture.py {args:?}: {}",
@@ -70,9 +83,18 @@ impl Moto {
 
     /// A VPC, subnets, a security group, an ALB and an ECS cluster named `name`.
     pub fn create(&self, name: &str) -> Fixture {
-        let v = self.fixture(&["create", &self.endpoint, name]);
+        let policy = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("packs/aws-ecs/iam-policy.json");
+        let v = self.fixture(&["create", &self.endpoint, name, &policy.display().to_string()], None);
         let field = |k: &str| v[k].as_str().unwrap().to_string();
+        let keys = |user: &str| {
+            (
+                v[user][0].as_str().unwrap().to_string(),
+                v[user][1].as_str().unwrap().to_string(),
+            )
+        };
         Fixture {
+            admin: keys("admin"),
+            pack: keys("pack"),
             endpoint: self.endpoint.clone(),
             cluster: field("cluster"),
             load_balancer: field("load_balancer"),
@@ -84,7 +106,10 @@ impl Moto {
 
     /// What exists in AWS for `fixture`, as `aws_fixture.py inspect` prints it.
     pub fn inspect(&self, fixture: &Fixture) -> Value {
-        self.fixture(&["inspect", &self.endpoint, &fixture.cluster, &fixture.load_balancer])
+        self.fixture(
+            &["inspect", &self.endpoint, &fixture.cluster, &fixture.load_balancer],
+            Some(&fixture.admin),
+        )
     }
 }
 
@@ -97,6 +122,10 @@ impl Drop for Moto {
 
 /// The AWS resources an operator points the pack at.
 pub struct Fixture {
+    /// (access key id, secret) of a user allowed everything.
+    pub admin: (String, String),
+    /// (access key id, secret) of the user holding the README's policy.
+    pub pack: (String, String),
     pub endpoint: String,
     pub cluster: String,
     pub load_balancer: String,
@@ -136,16 +165,13 @@ impl Fixture {
     }
 }
 
-/// Sets the credentials the pack signs with (moto takes any).
-pub fn set_credentials(sb: &Sandbox) {
-    for (name, value) in [
-        ("aws-access-key-id", "AKIDENVPACKTEST"),
-        ("aws-secret-access-key", "test-secret"),
-    ] {
+/// Sets the credentials the pack signs with: the policy user's.
+pub fn set_credentials(sb: &Sandbox, fx: &Fixture) {
+    for (name, value) in [("aws-access-key-id", &fx.pack.0), ("aws-secret-access-key", &fx.pack.1)] {
         let out = sb
             .host()
             .args(["secret", "set", name])
-            .write_stdin(value)
+            .write_stdin(value.as_str())
             .output()
             .unwrap();
         assert!(

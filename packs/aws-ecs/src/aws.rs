@@ -120,21 +120,17 @@ impl Client {
             ("x-amz-target", target.as_str()),
         ];
         let (status, bytes) = self.send(Service::Ecs, action, &headers, body.as_bytes())?;
-        let doc: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
         if (200..300).contains(&status) {
-            return Ok(doc);
+            return serde_json::from_slice(&bytes).map_err(|e| {
+                error(
+                    Service::Ecs,
+                    action,
+                    "InvalidResponse".into(),
+                    format!("response is not JSON: {e}"),
+                )
+            });
         }
-        let code = doc
-            .get("__type")
-            .and_then(|t| t.as_str())
-            .map(|t| t.rsplit('#').next().unwrap_or(t).to_string())
-            .unwrap_or_else(|| format!("HTTP {status}"));
-        let message = doc
-            .get("message")
-            .or_else(|| doc.get("Message"))
-            .and_then(|m| m.as_str())
-            .map(str::to_string)
-            .unwrap_or_else(|| summary(&bytes));
+        let (code, message) = error_document(status, &bytes);
         Err(error(Service::Ecs, action, code, message))
     }
 
@@ -152,13 +148,7 @@ impl Client {
         if (200..300).contains(&status) {
             return Ok(text);
         }
-        let (code, message) = match roxmltree::Document::parse(&text) {
-            Ok(doc) => (
-                child_text(doc.root(), "Code").unwrap_or_else(|| format!("HTTP {status}")),
-                child_text(doc.root(), "Message").unwrap_or_default(),
-            ),
-            Err(_) => (format!("HTTP {status}"), summary(&bytes)),
-        };
+        let (code, message) = error_document(status, &bytes);
         Err(error(Service::Elb, action, code, message))
     }
 
@@ -249,6 +239,31 @@ impl Client {
     }
 }
 
+/// AWS's error code and message from an error response: JSON (`__type`,
+/// `message`) from JSON services, XML (`<Code>`, `<Message>`) from query
+/// services and from the authentication layer of both; else the HTTP
+/// status and a summary of the body.
+fn error_document(status: u16, bytes: &[u8]) -> (String, String) {
+    if let Ok(doc) = serde_json::from_slice::<serde_json::Value>(bytes)
+        && let Some(kind) = doc.get("__type").and_then(|t| t.as_str())
+    {
+        let code = kind.rsplit('#').next().unwrap_or(kind).to_string();
+        let message = ["message", "Message"]
+            .iter()
+            .find_map(|k| doc.get(*k).and_then(|m| m.as_str()))
+            .unwrap_or_default()
+            .to_string();
+        return (code, message);
+    }
+    if let Ok(text) = std::str::from_utf8(bytes)
+        && let Ok(doc) = roxmltree::Document::parse(text)
+        && let Some(code) = child_text(doc.root(), "Code")
+    {
+        return (code, child_text(doc.root(), "Message").unwrap_or_default());
+    }
+    (format!("HTTP {status}"), summary(bytes))
+}
+
 /// A body that is not AWS's error document, in one line: an HTML page's
 /// title, else its first 200 characters.
 fn summary(bytes: &[u8]) -> String {
@@ -322,4 +337,32 @@ pub fn child_text(node: roxmltree::Node, name: &str) -> Option<String> {
         .find(|n| n.is_element() && n.tag_name().name() == name)
         .and_then(|n| n.text())
         .map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_document;
+
+    #[test]
+    fn error_documents_of_every_shape_give_code_and_message() {
+        let json = br#"{"__type":"com.amazonaws.ecs#ClusterNotFoundException","message":"Cluster not found."}"#;
+        assert_eq!(
+            error_document(400, json),
+            ("ClusterNotFoundException".into(), "Cluster not found.".into())
+        );
+        let xml = br#"<?xml version="1.0"?><ErrorResponse xmlns="http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/"><Error><Type>Sender</Type><Code>TargetGroupNotFound</Code><Message>One or more target groups not found</Message></Error></ErrorResponse>"#;
+        assert_eq!(
+            error_document(400, xml),
+            (
+                "TargetGroupNotFound".into(),
+                "One or more target groups not found".into()
+            )
+        );
+        let html = b"<!doctype html><html><title>500 Internal Server Error</title><p>boom</p></html>";
+        assert_eq!(
+            error_document(500, html),
+            ("HTTP 500".into(), "500 Internal Server Error".into())
+        );
+        assert_eq!(error_document(502, b""), ("HTTP 502".into(), "(empty body)".into()));
+    }
 }
