@@ -270,6 +270,30 @@ fn the_extended_bench_passes_against_moto() {
     assert!(out.status.success(), "extended bench against moto:\n{stdout}");
     assert!(stdout.contains("PASS robustness.long-ids"), "{stdout}");
     assert!(stdout.contains("PASS idempotency"), "{stdout}");
+
+    // The bench called every verb twice and the sequence 3 times; AWS
+    // holds one ACTIVE registration per family, the first (an archived
+    // revision staged again registers anew: ECS never reactivates), and
+    // one task set per revision.
+    let state = moto.inspect(&fx);
+    let registrations = state["registrations"].as_array().unwrap();
+    assert!(
+        registrations.len() > 10,
+        "the bench registered task definitions: {state}"
+    );
+    for registration in registrations {
+        let registration = registration.as_str().unwrap();
+        assert!(
+            registration.ends_with(":1"),
+            "a live family registered twice: {registration}"
+        );
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for set in state["task_sets"].as_array().unwrap() {
+        let key = (set["service"].to_string(), set["revision"].to_string());
+        assert!(seen.insert(key), "two task sets for one revision: {set}");
+    }
+    assert!(seen.len() > 10, "the bench made task sets: {state}");
 }
 
 /// Runs `host ARGS` and SIGKILLs it after `ms` (if it is still running).

@@ -98,12 +98,19 @@ def inspect(endpoint, cluster, load_balancer):
             revisions = [groups.get(lb["targetGroupArn"], lb["targetGroupArn"]) for lb in task_set.get("loadBalancers", [])]
             task_sets.append({"service": service.rsplit("/", 1)[-1], "revision": ",".join(revisions),
                               "scale": task_set["scale"]["value"], "status": task_set["status"]})
-    definitions = sorted(revision_of(arn) for arn in ecs.list_task_definitions(status="ACTIVE")["taskDefinitionArns"])
+    arns = []
+    for status in ("ACTIVE", "INACTIVE"):
+        paginator = ecs.get_paginator("list_task_definitions")
+        for page in paginator.paginate(status=status):
+            arns.extend((status, arn) for arn in page["taskDefinitionArns"])
+    definitions = sorted(revision_of(arn) for status, arn in arns if status == "ACTIVE")
     print(json.dumps({
         "listeners": sorted(listeners, key=lambda l: l["port"]),
         "task_sets": task_sets,
         "target_groups": sorted(groups.values()),
         "task_definitions": definitions,
+        # The ACTIVE registrations: "family:revision".
+        "registrations": sorted(arn.rsplit("/", 1)[-1] for status, arn in arns if status == "ACTIVE"),
         "services": [s.rsplit("/", 1)[-1] for s in services],
     }))
 
