@@ -90,10 +90,8 @@ impl Client {
     pub fn new(region: String, endpoint: Option<String>) -> Result<Self, String> {
         let access_key = required_secret(ACCESS_KEY_SECRET)?;
         let secret_key = required_secret(SECRET_KEY_SECRET)?;
-        let token = match secret(SESSION_TOKEN_SECRET) {
-            Ok(token) => Some(token),
-            Err(SecretError::Missing(_) | SecretError::NotAllowed(_)) => None,
-        };
+        // Optional: absent or not granted means long-term keys.
+        let token = secret(SESSION_TOKEN_SECRET).ok();
         Ok(Client {
             region,
             endpoint,

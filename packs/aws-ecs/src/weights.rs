@@ -51,7 +51,7 @@ mod tests {
 
     /// Splits summing to 10000 bps, from a seeded generator (splitmix64).
     fn splits(count: usize) -> Vec<Vec<u32>> {
-        let mut state: u64 = 0x5eed_0f_a1b;
+        let mut state: u64 = 0x0005_eed0_fa1b;
         let mut next = move || {
             state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
             let mut z = state;
