@@ -10,7 +10,7 @@ mod common;
 use std::time::Duration;
 
 use common::moto::{Fixture, Moto, set_credentials};
-use common::{Rng, Sandbox, json, ok, operator, p, spawn};
+use common::{Rng, Sandbox, json, kill_after, ok, operator, p};
 use envpack_test_packs::AWS_ECS;
 use serde_json::{Value, json};
 
@@ -294,14 +294,6 @@ fn the_extended_bench_passes_against_moto() {
         assert!(seen.insert(key), "two task sets for one revision: {set}");
     }
     assert!(seen.len() > 10, "the bench made task sets: {state}");
-}
-
-/// Runs `host ARGS` and SIGKILLs it after `ms` (if it is still running).
-fn kill_after(sb: &Sandbox, args: &[&str], ms: u64) {
-    let mut child = spawn(sb, args);
-    std::thread::sleep(Duration::from_millis(ms));
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 fn lifecycle(sb: &Sandbox, id: &str) -> String {

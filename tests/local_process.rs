@@ -12,7 +12,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{Rng, Sandbox, install_signed, json, ok, operator, p, spawn};
+use common::{Rng, Sandbox, install_signed, json, kill_after, ok, operator, p, revision_app_tarball};
 use envpack_test_packs::LOCAL_PROCESS;
 use sha2::{Digest, Sha256};
 
@@ -23,16 +23,8 @@ struct Artifacts {
 }
 
 fn artifacts(sb: &Sandbox) -> Artifacts {
+    let tarball = revision_app_tarball(sb);
     let app = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/apps/revision_app.py");
-    let src = sb.dir.path().join("app-src");
-    std::fs::create_dir_all(&src).unwrap();
-    std::fs::copy(&app, src.join("app.py")).unwrap();
-    let tarball = sb.dir.path().join("app.tar.gz");
-    let status = std::process::Command::new("tar")
-        .args(["-czf", &p(&tarball), "-C", &p(&src), "app.py"])
-        .status()
-        .unwrap();
-    assert!(status.success());
     let executable = sb.dir.path().join("app-single");
     std::fs::copy(&app, &executable).unwrap();
     Artifacts { tarball, executable }
@@ -409,14 +401,6 @@ fn leaders_under(dir: &Path) -> Vec<(u32, PathBuf)> {
             !pids.contains(&ppid)
         })
         .collect()
-}
-
-/// Runs `host ARGS` and SIGKILLs it after `ms` (if it is still running).
-fn kill_after(sb: &Sandbox, args: &[&str], ms: u64) {
-    let mut child = spawn(sb, args);
-    std::thread::sleep(Duration::from_millis(ms));
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 #[test]

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::moto::{Fixture, Moto, set_credentials};
-use common::{Sandbox, install_signed, operator, p};
+use common::{Sandbox, install_signed, operator, revision_app_tarball};
 use envpack_test_packs::{AWS_ECS, LOCAL_PROCESS};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -154,16 +154,7 @@ fn one_script_two_packs_same_exit_codes_then_env_bind_moves_an_environment() {
     install_signed(&sb, AWS_ECS, "packs/aws-ecs/pack.toml", "aws-ecs");
     let _cleanup = Cleanup(&sb, ["local", "cloud"]);
 
-    let app = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/apps/revision_app.py");
-    let src = sb.dir.path().join("app-src");
-    std::fs::create_dir_all(&src).unwrap();
-    std::fs::copy(&app, src.join("app.py")).unwrap();
-    let tarball = sb.dir.path().join("app.tar.gz");
-    let status = std::process::Command::new("tar")
-        .args(["-czf", &p(&tarball), "-C", &p(&src), "app.py"])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let tarball = revision_app_tarball(&sb);
 
     let base = 20_000 + (std::process::id() % 80) as u16 * 500 + 400;
     let range = format!("{base}-{}", base + 99);

@@ -300,3 +300,27 @@ impl Rng {
         &items[self.below(items.len() as u64) as usize]
     }
 }
+
+/// The test app (`tests/apps/revision_app.py`) as `app.py` in a
+/// `.tar.gz`, in the sandbox; its path.
+pub fn revision_app_tarball(sb: &Sandbox) -> PathBuf {
+    let app = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/apps/revision_app.py");
+    let src = sb.dir.path().join("app-src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::copy(&app, src.join("app.py")).unwrap();
+    let tarball = sb.dir.path().join("app.tar.gz");
+    let status = std::process::Command::new("tar")
+        .args(["-czf", &p(&tarball), "-C", &p(&src), "app.py"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    tarball
+}
+
+/// Runs `host ARGS` and SIGKILLs it after `ms` (if it is still running).
+pub fn kill_after(sb: &Sandbox, args: &[&str], ms: u64) {
+    let mut child = spawn(sb, args);
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+    let _ = child.kill();
+    let _ = child.wait();
+}
