@@ -189,6 +189,29 @@ fn http_server(status: u16) -> (String, Arc<AtomicUsize>) {
     (address, count)
 }
 
+/// A loopback HTTP server answering one request with `bytes` of body and
+/// no `Content-Length` (the length is only known as it streams).
+fn streaming_server(bytes: usize) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let Ok((mut stream, _)) = listener.accept() else { return };
+        let mut buf = [0u8; 1024];
+        let _ = stream.read(&mut buf);
+        let _ = write!(stream, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
+        let chunk = vec![b'x'; 64 * 1024];
+        let mut sent = 0;
+        while sent < bytes {
+            let n = chunk.len().min(bytes - sent);
+            if stream.write_all(&chunk[..n]).is_err() {
+                break;
+            }
+            sent += n;
+        }
+    });
+    address
+}
+
 #[test]
 fn probes_reach_granted_addresses_only() {
     let sb = Sandbox::new();
@@ -242,6 +265,19 @@ fn outbound_http_goes_to_granted_origins_only() {
     );
     let recorded = value["recording"]["calls"].to_string();
     assert!(recorded.contains(&format!("GET {origin}/status -> 200")), "{recorded}");
+    // The request is recorded in its place: after the read before it,
+    // before the read after it.
+    let calls: Vec<String> = value["recording"]["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    let at = |needle: &str| calls.iter().position(|c| c.contains(needle)).unwrap_or(usize::MAX);
+    assert!(
+        at("order/before-http") < at("http.request") && at("http.request") < at("order/after-http"),
+        "recording out of order: {calls:#?}"
+    );
     // Another origin: denied in the host, nothing reaches the server.
     let (other, other_count) = http_server(200);
     let doc = env_doc(
@@ -262,6 +298,24 @@ fn outbound_http_goes_to_granted_origins_only() {
     assert_eq!(code, Some(1), "{value:#}");
     assert!(message(&value).contains("HttpRequestDenied"), "{value:#}");
     assert_eq!(up_count.load(Ordering::SeqCst), 1, "still only the first request");
+}
+
+#[test]
+fn a_response_streamed_past_the_cap_is_cut_off() {
+    let sb = Sandbox::new();
+    let cap = envpack_host::capabilities::http::MAX_RESPONSE_BYTES as usize;
+    // Under the cap, without a length: read to the end.
+    let small = format!("http://{}", streaming_server(1 << 20));
+    let doc = env_doc(json!({ "wasi-http": small }), json!({ "http": [small] }));
+    let (code, value) = call(&sb, "small", &doc, "probe-revision");
+    assert_eq!(code, Some(0), "{value:#}");
+    // Past it: the body read fails in the pack, and the recording says why.
+    let big = format!("http://{}", streaming_server(cap + (4 << 20)));
+    let doc = env_doc(json!({ "wasi-http": big }), json!({ "http": [big] }));
+    let (code, value) = call(&sb, "big", &doc, "probe-revision");
+    assert_eq!(code, Some(1), "{value:#}");
+    assert!(message(&value).contains("body read failed"), "{value:#}");
+    assert!(value["recording"]["calls"].to_string().contains("cut off"), "{value:#}");
 }
 
 #[test]
@@ -584,6 +638,17 @@ fn the_bench_runs_process_packs_in_a_throwaway_directory_and_leaves_nothing_runn
     assert!(
         idempotent["message"].to_string().contains("processes running"),
         "{idempotent:#}"
+    );
+    // Isolation is judged on processes too: routing web must not stop
+    // what runs (api's revision above all).
+    let isolated = check(&granted, "split.isolation");
+    assert_eq!(isolated["status"], "pass", "{isolated:#}");
+    let killing = bench(&[&grants[..], &["--setting", "apply-kills=1"]].concat());
+    let isolated = check(&killing, "split.isolation");
+    assert_eq!(isolated["status"], "fail", "{isolated:#}");
+    assert!(
+        isolated["message"].to_string().contains("stopped process"),
+        "{isolated:#}"
     );
     assert!(processes_under(&scratch).is_empty(), "the bench left processes running");
     let left: Vec<_> = std::fs::read_dir(&scratch).unwrap().collect();

@@ -146,7 +146,7 @@ pub const CATALOG: &[CheckDef] = &[
         Check::SplitIsolation,
         "split.isolation",
         Profile::Core,
-        "applying one deployment's split writes no kv key of, and leaves the reported runtime config of, the other deployment unchanged",
+        "applying one deployment's split writes no kv key of, and leaves the reported runtime config of, the other deployment unchanged, and stops no process that ran before it",
     ),
     check(
         Check::RuntimeConfigDrift,

@@ -264,9 +264,11 @@ async fn isolation(ctx: &Ctx<'_>) -> Verdict {
     for (request, _) in happy_plan(&ids).into_iter().take(6) {
         ctx.call(&env, request).await;
     }
+    let running_first = ctx.live_process_list(&env);
     ctx.call(&env, Request::ApplyTrafficSplit(ids.api.clone())).await;
     let api_before = view_of(ctx, &env, &ids.api).await;
     let kv_before = ctx.kv_state(&env);
+    let running_before = ctx.live_process_list(&env);
     // A new split for web (generation + 1), then apply it.
     let changed = Fixture::new(&env_id, ids.clone())
         .with_web_split(&[(&ids.a1, 5000), (&ids.a2, 5000)])
@@ -296,6 +298,19 @@ async fn isolation(ctx: &Ctx<'_>) -> Verdict {
             api_before.unwrap_or_default(),
             api_after.unwrap_or_default()
         ));
+    }
+    // Applying a split routes; it does not stop what runs (the other
+    // deployment's revisions above all).
+    let running_after = ctx.live_process_list(&changed);
+    for (deployment, before, after) in [
+        (&ids.api, &running_first, &running_before),
+        (&ids.web, &running_before, &running_after),
+    ] {
+        for (id, command) in before.iter().filter(|p| !after.contains(p)) {
+            problems.push(format!(
+                "applying {deployment}'s split stopped process {id} ({command}), which ran before it"
+            ));
+        }
     }
     let api_keys = |m: &std::collections::BTreeMap<String, Vec<u8>>| {
         m.iter()

@@ -5,7 +5,8 @@
 //! grant it, or an origin (`scheme://host:port`) outside the grant, gets
 //! `HTTP-request-denied` for every request. Requests declaring a body over
 //! [`MAX_REQUEST_BYTES`] and responses declaring one over
-//! [`MAX_RESPONSE_BYTES`] are refused; every timeout is clamped to what is
+//! [`MAX_RESPONSE_BYTES`] are refused, and a response body streamed past
+//! [`MAX_RESPONSE_BYTES`] is cut off with an error; every timeout is clamped to what is
 //! left of the call's deadline. Each request is recorded (method, URL,
 //! status or the refusal).
 
@@ -35,6 +36,10 @@ pub struct HttpRecord {
     pub status: Option<u16>,
     /// Why it was refused or failed.
     pub refused: Option<String>,
+    /// How many capability calls the call had recorded when this request
+    /// was made: where it goes in the recording.
+    #[serde(skip)]
+    pub after: usize,
 }
 
 /// The hooks of one call's `wasi:http`.
@@ -44,6 +49,9 @@ pub struct HttpPolicy {
     origins: Vec<String>,
     deadline_at: Instant,
     pub log: Arc<Mutex<Vec<HttpRecord>>>,
+    /// Capability calls recorded so far in the call (kept up to date by
+    /// the call state), so requests keep their place among them.
+    pub recorded: usize,
 }
 
 impl HttpPolicy {
@@ -63,6 +71,7 @@ impl HttpPolicy {
             origins: grants.http.clone(),
             deadline_at,
             log: Arc::new(Mutex::new(Vec::new())),
+            recorded: 0,
         }
     }
 
@@ -113,6 +122,29 @@ impl HttpPolicy {
     }
 }
 
+/// The response body, failing once more than [`MAX_RESPONSE_BYTES`] have
+/// streamed (a body without `Content-Length` is only known as it comes);
+/// the overrun is recorded against the request.
+fn capped<B>(body: B, log: Arc<Mutex<Vec<HttpRecord>>>, index: usize, status: u16) -> WasiBody
+where
+    B: http_body::Body<Data = bytes::Bytes, Error = HttpError> + Send + 'static,
+{
+    http_body_util::Limited::new(body, MAX_RESPONSE_BYTES as usize)
+        .map_err(move |e| match e.downcast::<HttpError>() {
+            Ok(inner) => *inner,
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                let mut log = log.lock().unwrap_or_else(PoisonError::into_inner);
+                if let Some(entry) = log.get_mut(index) {
+                    entry.status = Some(status);
+                    entry.refused = Some(format!("response body over {MAX_RESPONSE_BYTES} bytes, cut off"));
+                }
+                HttpError::HttpResponseBodySize(Some(MAX_RESPONSE_BYTES))
+            }
+            Err(e) => HttpError::InternalError(Some(e.to_string())),
+        })
+        .boxed_unsync()
+}
+
 type Sent = Result<
     (
         http::Response<WasiBody>,
@@ -136,6 +168,7 @@ impl WasiHttpHooks for HttpPolicy {
             allowed: verdict.is_ok(),
             status: None,
             refused: verdict.clone().err(),
+            after: self.recorded,
         });
         if verdict.is_err() {
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
@@ -168,9 +201,10 @@ impl WasiHttpHooks for HttpPolicy {
                 );
                 return Err(HttpError::HttpResponseBodySize(Some(n)));
             }
-            set(Some(response.status().as_u16()), None);
+            let status = response.status().as_u16();
+            set(Some(status), None);
             Ok((
-                response.map(BodyExt::boxed_unsync),
+                response.map(|body| capped(body, log, index, status)),
                 Box::new(io) as Box<dyn Future<Output = Result<(), HttpError>> + Send>,
             ))
         })

@@ -384,9 +384,20 @@ fn list(workspace: &Workspace) -> Result<Vec<ProcessInfo>, String> {
 
 /// How many processes of a workspace run now (0 if it has no table).
 pub fn live_count(workspace: &Workspace) -> usize {
-    list(workspace).map_or(0, |all| {
-        all.iter().filter(|p| matches!(p.state, ProcessState::Running)).count()
-    })
+    live(workspace).len()
+}
+
+/// The processes of a workspace that run now, as (id, command).
+pub fn live(workspace: &Workspace) -> Vec<(String, String)> {
+    list(workspace).map_or_else(
+        |_| Vec::new(),
+        |all| {
+            all.into_iter()
+                .filter(|p| matches!(p.state, ProcessState::Running))
+                .map(|p| (p.id, p.command))
+                .collect()
+        },
+    )
 }
 
 /// Stops every live process of a workspace (TERM, then KILL after `grace`);

@@ -37,6 +37,16 @@ impl Recording {
         }
     }
 
+    /// Records a call that happened after the first `at` calls recorded
+    /// (an HTTP request, recorded when the call ends).
+    pub fn insert(&mut self, at: usize, call: CapabilityCall) {
+        if self.calls.len() < MAX_RECORDED {
+            self.calls.insert(at.min(self.calls.len()), call);
+        } else {
+            self.dropped += 1;
+        }
+    }
+
     /// The calls that change something — kv writes, spawns, signals, an
     /// artifact placed, outbound HTTP other than GET/HEAD: the side effects
     /// a spec error must not follow. Reads (kv.get, clock, status, probes,

@@ -46,7 +46,8 @@ fn outcome(env: &Environment, revision: &str, detail: String) -> Result<Revision
     })
 }
 
-/// `GET <origin><path>` through `wasi:http`; the response status.
+/// `GET <origin><path>` through `wasi:http`, reading the whole body
+/// (counted, not kept); the response status.
 fn wasi_http_get(origin: &str, path: &str) -> Result<u16, String> {
     use wasip2::http::outgoing_handler::handle;
     use wasip2::http::types::{Fields, Method, OutgoingRequest, Scheme};
@@ -64,7 +65,24 @@ fn wasi_http_get(origin: &str, path: &str) -> Result<u16, String> {
         .ok_or("no response")?
         .map_err(|()| "response taken twice")?
         .map_err(|e| format!("{e:?}"))?;
-    Ok(response.status())
+    let status = response.status();
+    let body = response.consume().map_err(|()| "body taken")?;
+    let stream = body.stream().map_err(|()| "stream taken")?;
+    let mut read = 0usize;
+    loop {
+        match stream.blocking_read(1 << 16) {
+            Ok(chunk) => read += chunk.len(),
+            Err(wasip2::io::streams::StreamError::Closed) => break,
+            Err(wasip2::io::streams::StreamError::LastOperationFailed(e)) => {
+                let code = wasip2::http::types::http_error_code(&e);
+                return Err(format!(
+                    "body read failed after {read} bytes: {code:?} {}",
+                    e.to_debug_string()
+                ));
+            }
+        }
+    }
+    Ok(status)
 }
 
 fn state_name(state: &process::ProcessState) -> String {
@@ -181,6 +199,13 @@ impl Guest for Capabilities {
         let split = env
             .split(&deployment)
             .ok_or_else(|| DeployError::SplitNotFound(deployment.clone()))?;
+        // A fault on demand: routing one deployment stops every process,
+        // the other deployment's too.
+        if setting(env, "apply-kills").is_some() {
+            for info in process::processes() {
+                let _ = process::send_signal(&info.id, process::Signal::Kill);
+            }
+        }
         Ok(SplitOutcome {
             deployment,
             entries: split.entries,
@@ -205,7 +230,10 @@ impl Guest for Capabilities {
         }
         if let Some(origin) = setting(env, "wasi-http") {
             let path = setting(env, "probe-path").unwrap_or_else(|| "/".into());
+            // Reads around the request, to see it recorded in its place.
+            let _ = kv::get("order/before-http");
             let status = wasi_http_get(&origin, &path).map_err(|e| provider("wasi-http", e))?;
+            let _ = kv::get("order/after-http");
             return Ok(if status == 200 {
                 Health::Healthy
             } else {
