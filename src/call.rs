@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use envpack_host::capabilities::secrets::FileSecrets;
 use envpack_host::sandbox::services::{Services, Workspace};
+use envpack_host::text::printable;
 use envpack_host::{CallMode, CallReport, Environment, Health, Outcome, Pack, Request, SignaturePolicy, Verb};
 use envpack_operator::packstate::CallKv;
 use serde_json::json;
@@ -157,7 +158,7 @@ fn describe(pack: &Pack, as_json: bool) -> Result<i32, CliError> {
 
 fn print_outcome(outcome: &Outcome) {
     match outcome {
-        Outcome::Revision { revision, detail } => println!("  revision {revision}: {detail}"),
+        Outcome::Revision { revision, detail } => println!("  revision {}: {}", printable(revision), printable(detail)),
         Outcome::Split { deployment, entries } => {
             let list: Vec<String> = entries
                 .iter()
@@ -205,7 +206,7 @@ fn print_report(report: &CallReport) {
         println!("  capability calls:");
         for call in &report.recording.calls {
             let mark = if call.allowed { "" } else { "  (refused)" };
-            println!("    {} {}{mark}", call.operation, call.detail);
+            println!("    {} {}{mark}", call.operation, printable(&call.detail));
         }
     }
     if report.kv_committed {

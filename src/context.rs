@@ -120,7 +120,7 @@ impl Context {
         let mut operator = Operator::open(&dir, actor, runtime)?;
         // Long verbs show what the pack is doing as it does it.
         operator.stream_logs(Arc::new(|level: &str, line: &str| {
-            eprintln!("host: pack {level}: {line}")
+            eprintln!("host: pack {level}: {}", envpack_host::text::printable(line))
         }));
         Ok(operator)
     }

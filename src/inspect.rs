@@ -67,7 +67,7 @@ fn print_text(pack: &Pack) {
     println!("pack         {}", pack.source());
     println!("descriptor   {}", info.descriptor);
     println!("contract     envpack:deployer@{}", info.contract_version);
-    println!("description  {}", info.description);
+    println!("description  {}", envpack_host::text::printable(&info.description));
     println!(
         "capabilities {}",
         if caps.is_empty() {

@@ -56,10 +56,16 @@ fn read_text(path: &Path) -> Result<String, CliError> {
     std::fs::read_to_string(path).map_err(|e| CliError::input(format!("cannot read {}: {e}", path.display())))
 }
 
+/// Reads a pack (or a detached signature) for `sign`, `verify`, `pack
+/// seal` and `pack digest`: bounded like every other path that reads a
+/// pack, so no command reads a file of any size whole.
 pub fn read_bytes(path: &Path) -> Result<Vec<u8>, CliError> {
-    std::fs::read(path).map_err(|e| CliError::Input {
+    envpack_host::contract::pack::read_pack_file(path).map_err(|e| CliError::Input {
         message: format!("cannot read {}: {e}", path.display()),
-        hint: None,
+        hint: Some(format!(
+            "packs are at most {} MiB (MAX_PACK_BYTES); a bigger file is not a pack this host runs",
+            envpack_host::contract::pack::MAX_PACK_BYTES >> 20
+        )),
     })
 }
 

@@ -121,16 +121,22 @@ enum AuditCommand {
 }
 
 fn init_tracing(verbose: u8) {
+    // Packs' log lines reach the operator through the verb's own stream
+    // (`host: pack LEVEL: ...`) and the call's recording; repeating them
+    // here is for -v only.
     let default = match verbose {
-        0 => "warn",
+        0 => "warn,pack=off",
         1 => "info",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("ENVPACK_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colours for a terminal only: a pipe or a log file gets plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(true)
         .init();
 }
@@ -164,9 +170,11 @@ fn one_line(text: &str) -> String {
 }
 
 fn report(error: &CliError) {
-    eprintln!("host: error: {}", one_line(&error.to_string()));
+    // Errors carry pack text: written out, never acted on by the terminal.
+    let printable = |text: &str| envpack_host::text::printable(&one_line(text)).into_owned();
+    eprintln!("host: error: {}", printable(&error.to_string()));
     if let Some(hint) = error.hint() {
-        eprintln!("host: hint: {}", one_line(&hint));
+        eprintln!("host: hint: {}", printable(&hint));
     }
 }
 

@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use envpack_host::text::printable;
 use envpack_operator::read::{AuditHead, DeploymentView, Reader, RevisionView};
 use envpack_operator::store::Generation;
 
@@ -166,7 +167,12 @@ pub async fn events(ctx: &mut Context, env: &str, follow: bool, as_json: bool) -
                     .map_or_else(|_| event.at.clone(), |t| local_time(t.as_second()));
                 println!(
                     "{:>6}  {at}  {}  {} -> {}  by {}: {}",
-                    event.seq, event.revision, event.from, event.to, event.actor, event.reason
+                    event.seq,
+                    printable(&event.revision),
+                    event.from,
+                    event.to,
+                    printable(&event.actor),
+                    printable(&event.reason)
                 );
             }
         }

@@ -124,3 +124,146 @@ fn a_pack_echoing_another_revision_is_refused() {
     let (code, kind, message) = stage_in_mode(&sb, "wrong-revision", &[]);
     assert_eq!((code, kind.as_str()), (Some(1), "outcome-mismatch"), "{message}");
 }
+
+#[test]
+fn a_spinning_pack_fails_the_bench_fast_and_an_overrun_is_never_a_rejection() {
+    let sb = Sandbox::new();
+    let out = sb
+        .host()
+        .args([
+            "conformance",
+            TEST_HOSTILE,
+            "--format",
+            "json",
+            "--setting",
+            "mode=loop",
+        ])
+        // A bound, not a speed target: without the budget this run took
+        // minutes (every one of ~150 calls waited out its deadline).
+        .timeout(std::time::Duration::from_secs(300))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let status = |id: &str| {
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .map(|c| c["status"].as_str().unwrap_or_default().to_string())
+            .unwrap_or_default()
+    };
+    // A call stopped at its deadline rejected nothing.
+    for id in ["spec.unknown-revision", "spec.invalid-split", "spec.split-not-found"] {
+        assert_eq!(status(id), "fail", "{id}: {report:#}");
+    }
+    let text = report.to_string();
+    assert!(text.contains("the bench stopped calling it"), "{report:#}");
+}
+
+#[test]
+fn pack_text_reaches_the_terminal_written_out_never_as_escapes() {
+    let sb = common::operator();
+    common::hostile_env(&sb, "esc", "escape");
+    let raw = |text: &str| text.contains('\x1b') || text.contains('\u{202E}') || text.contains('\r');
+    let forged = |text: &str| text.lines().any(|l| l.starts_with("host: hint: run `curl"));
+    // Success: the detail and the log line.
+    let out = sb
+        .host()
+        .args([
+            "revision",
+            "stage",
+            "esc",
+            "web",
+            "--id",
+            "E1",
+            "--digest",
+            common::DIGEST,
+        ])
+        .args(["--location", "file:///b/E1"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for stream in [&out.stdout, &out.stderr] {
+        let text = String::from_utf8_lossy(stream);
+        assert!(!raw(&text) && !forged(&text), "pack text printed raw: {text:?}");
+    }
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("\\u{1b}[2K"),
+        "written out"
+    );
+    // Failure: the provider error.
+    let out = sb.host().args(["revision", "warm", "esc", "E1"]).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!raw(&stderr) && !forged(&stderr), "pack text printed raw: {stderr:?}");
+    assert!(stderr.contains("failed\\u{1b}[2K"), "{stderr}");
+    // Events quote the pack's reason, written out too.
+    let out = sb.host().args(["events", "esc"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!raw(&stdout) && !forged(&stdout), "{stdout:?}");
+    // JSON keeps the exact text.
+    let out = sb.host().args(["events", "esc", "--json"]).output().unwrap();
+    let events: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(events.to_string().contains("\\u001b[2K"), "{events}");
+}
+
+#[test]
+fn time_reaches_a_pack_only_through_the_clock_capability() {
+    let sb = Sandbox::new();
+    // The pack does not declare `clock`: WASI's clocks are stopped at the epoch.
+    let env = sb.env_file("time", &fixture(json!({ "mode": "wasi-time" })));
+    let (out, v) = sb.call(TEST_HOSTILE, "stage-revision", &env, &["--revision", A1]);
+    assert!(out.status.success(), "{v:#}");
+    assert_eq!(
+        v["result"]["ok"]["detail"], "wall 0 s, elapsed 0 ns",
+        "WASI time leaked: {v:#}"
+    );
+}
+
+#[test]
+fn every_command_that_reads_a_pack_refuses_a_huge_file_before_reading_it() {
+    let sb = Sandbox::new();
+    // Sparse: 1 GiB on disk costs nothing; reading it whole would.
+    let huge = sb.dir.path().join("huge.wasm");
+    let file = std::fs::File::create(&huge).unwrap();
+    file.set_len(1 << 30).unwrap();
+    let huge = huge.display().to_string();
+    let key = sb.dir.path().join("key");
+    let out = sb.host().args(["keygen", "--out"]).arg(&key).output().unwrap();
+    assert!(out.status.success());
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("packs/ledger/pack.toml");
+    let commands: Vec<Vec<String>> = vec![
+        vec!["inspect".into(), huge.clone()],
+        vec!["verify".into(), huge.clone()],
+        vec!["sign".into(), huge.clone(), "--key".into(), key.display().to_string()],
+        vec!["pack".into(), "digest".into(), huge.clone()],
+        vec![
+            "pack".into(),
+            "seal".into(),
+            huge.clone(),
+            "--manifest".into(),
+            manifest.display().to_string(),
+            "-o".into(),
+            "/dev/null".into(),
+        ],
+        vec!["pack".into(), "install".into(), huge.clone()],
+        vec!["conformance".into(), huge.clone()],
+    ];
+    for args in commands {
+        let out = sb
+            .host()
+            .args(&args)
+            .timeout(std::time::Duration::from_secs(60))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success(), "host {args:?} accepted a 1 GiB file");
+        assert!(
+            stderr.contains("larger than") || stdout.contains("larger than"),
+            "host {args:?} did not name the limit: {stderr} {stdout}"
+        );
+    }
+}

@@ -107,6 +107,7 @@ pub async fn run(
         run_id,
         scratch,
         workspaces: Mutex::new(Vec::new()),
+        overruns: AtomicUsize::new(0),
     };
     let mut results = Vec::new();
     for def in CATALOG.iter().filter(|c| config.profile.selects(c.profile)) {

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use envpack_host::text::printable;
 use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus, TestSuite};
 
 use crate::report::{Report, Status};
@@ -26,10 +27,11 @@ pub fn human(report: &Report) -> String {
             Status::Fail => "FAIL",
             Status::Skip => "SKIP",
         };
-        out.push_str(&format!("  {tag} {:<34} {}\n", check.id, first_line(check)));
+        // Messages quote pack text: written out, never acted on.
+        out.push_str(&format!("  {tag} {:<34} {}\n", check.id, printable(&first_line(check))));
         if check.status == Status::Fail {
             for line in check.message.lines() {
-                out.push_str(&format!("         {line}\n"));
+                out.push_str(&format!("         {}\n", printable(line)));
             }
         }
     }

@@ -90,6 +90,10 @@ pub enum ProviderCause {
     CapabilityLimit { what: &'static str, detail: String },
     #[error("the pack could not be instantiated: {0}")]
     Instantiate(String),
+    /// The conformance bench stopped calling a pack that kept overrunning
+    /// its deadline.
+    #[error("not called: {0}")]
+    NotCalled(String),
 }
 
 impl VerbError {
@@ -117,6 +121,18 @@ impl VerbError {
                 ..
             }
         )
+    }
+
+    /// Whether the pack itself answered with this error (a typed error, or
+    /// a provider error it returned), as opposed to being stopped or not run
+    /// (a trap, a deadline, a budget, a refused capability...).
+    pub fn is_pack_answer(&self) -> bool {
+        match self {
+            VerbError::Provider { cause, .. } => {
+                matches!(cause, ProviderCause::Reported(_) | ProviderCause::EmptyMessage)
+            }
+            _ => true,
+        }
     }
 
     pub fn is_precondition(&self) -> bool {

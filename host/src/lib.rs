@@ -21,6 +21,7 @@ pub mod error;
 pub mod fsutil;
 pub mod model;
 pub mod sandbox;
+pub mod text;
 pub mod trust;
 
 pub use capabilities::gate::Capability;

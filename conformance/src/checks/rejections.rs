@@ -130,11 +130,12 @@ fn describe_input(r: &Rejection) -> String {
     }
 }
 
-/// Inputs the pack accepted, as failure lines.
+/// Inputs the pack did not reject, as failure lines: accepted, or never
+/// answered (a trap, a deadline overrun, a budget stop is no rejection).
 fn accepted(rejections: &[Rejection]) -> Vec<String> {
     rejections
         .iter()
-        .filter(|r| r.step.report.result.is_ok())
+        .filter(|r| r.step.report.result.as_ref().err().is_none_or(|e| !e.is_pack_answer()))
         .map(|r| {
             format!(
                 "{} returned {}; expected {}",

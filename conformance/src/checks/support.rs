@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use envpack_host::capabilities::recording::CapabilityCall;
 use envpack_host::{
-    CallMode, CallReport, Environment, Outcome, Pack, Request, Runtime, RuntimeConfig, Verb, VerbError,
+    CallMode, CallReport, Environment, Outcome, Pack, ProviderCause, Request, Runtime, RuntimeConfig, Verb, VerbError,
 };
 
 use envpack_host::capabilities::grants::Grants;
@@ -36,6 +36,9 @@ pub(crate) struct CallStat {
     pub error: Option<VerbError>,
 }
 
+/// Deadline overruns after which a run stops calling the pack.
+pub(crate) const MAX_OVERRUNS: usize = 3;
+
 /// What a check may use.
 pub(crate) struct Ctx<'a> {
     pub runtime: &'a Runtime,
@@ -49,6 +52,8 @@ pub(crate) struct Ctx<'a> {
     /// This run's throwaway directory: each fixture environment's workspace.
     pub scratch: std::path::PathBuf,
     pub workspaces: Mutex<Vec<Workspace>>,
+    /// Calls that overran their deadline so far in this run.
+    pub overruns: AtomicUsize,
 }
 
 /// Runs started in this process, so each run gets fresh pack state.
@@ -125,6 +130,10 @@ impl<'a> Ctx<'a> {
     }
 
     pub async fn call(&self, env: &Arc<Environment>, request: Request) -> Step {
+        let overruns = self.overruns.load(Ordering::Relaxed);
+        if overruns >= MAX_OVERRUNS {
+            return self.not_called(env, request, overruns);
+        }
         let granted;
         let env = if self.config.grants == Grants::default() {
             env
@@ -139,8 +148,48 @@ impl<'a> Ctx<'a> {
             .runtime
             .call_in(self.pack, env, &request, CallMode::DIRECT, services)
             .await;
+        if report.result.as_ref().err().is_some_and(VerbError::is_deadline) {
+            self.overruns.fetch_add(1, Ordering::Relaxed);
+        }
+        self.record(&request, &report, deadline);
+        Step {
+            request,
+            report,
+            env: env.clone(),
+        }
+    }
+
+    /// A call the bench does not make: the pack overran its deadline
+    /// [`MAX_OVERRUNS`] times in this run, and every further call would
+    /// cost a whole deadline too (a spinning pack would hold admission for
+    /// minutes). It fails like a call that did not answer.
+    fn not_called(&self, env: &Arc<Environment>, request: Request, overruns: usize) -> Step {
+        let verb = request.verb();
+        let report = CallReport {
+            verb,
+            result: Err(VerbError::Provider {
+                verb,
+                cause: ProviderCause::NotCalled(format!(
+                    "the pack overran its deadline {overruns} times in this run; the bench stopped calling it"
+                )),
+            }),
+            guest_entered: false,
+            recording: Default::default(),
+            kv_committed: false,
+            peak_memory: 0,
+            elapsed: Duration::ZERO,
+        };
+        self.record(&request, &report, self.deadline(&request));
+        Step {
+            request,
+            report,
+            env: env.clone(),
+        }
+    }
+
+    fn record(&self, request: &Request, report: &CallReport, deadline: Duration) {
         let stat = CallStat {
-            label: label(&request),
+            label: label(request),
             elapsed: report.elapsed,
             deadline,
             peak_memory: report.peak_memory,
@@ -151,11 +200,6 @@ impl<'a> Ctx<'a> {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(stat);
-        Step {
-            request,
-            report,
-            env: env.clone(),
-        }
     }
 
     /// The deadline an operator's environment gives this verb by default:
@@ -170,6 +214,11 @@ impl<'a> Ctx<'a> {
     /// an effect idempotency is judged on.
     pub fn live_processes(&self, env: &Environment) -> usize {
         Workspace::for_env(&self.scratch, "bench", env.id()).map_or(0, |w| process::live_count(&w))
+    }
+
+    /// The processes the pack has running in `env`, as (id, command).
+    pub fn live_process_list(&self, env: &Environment) -> Vec<(String, String)> {
+        Workspace::for_env(&self.scratch, "bench", env.id()).map_or_else(|_| Vec::new(), |w| process::live(&w))
     }
 
     /// The pack's kv state in `env` (empty if it declares no kv).

@@ -31,3 +31,28 @@ impl Host for CallState {
         Ok(())
     }
 }
+
+/// WASI's clocks for a pack without the `clock` capability: stopped at the
+/// epoch, so time reaches a pack only through the contract's `clock`
+/// (granted and recorded), never as a side channel through WASI.
+pub struct StoppedClock;
+
+impl wasmtime_wasi::HostWallClock for StoppedClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl wasmtime_wasi::HostMonotonicClock for StoppedClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+
+    fn now(&self) -> u64 {
+        0
+    }
+}

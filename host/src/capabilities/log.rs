@@ -44,6 +44,7 @@ impl Host for CallState {
             };
             sink(name, &line);
         }
+        let line = crate::text::printable(&line);
         match level {
             Level::Trace => tracing::trace!(target: "pack", "{line}"),
             Level::Debug => tracing::debug!(target: "pack", "{line}"),

@@ -121,8 +121,13 @@ pub enum ModelError {
 /// The longest id the host accepts, in bytes.
 pub const MAX_ID_BYTES: usize = 256;
 
-/// Checks the grammar shared by every id: 1..=256 bytes, no whitespace or
-/// control characters. Unicode is allowed.
+/// How much of a bad id an error quotes, in characters.
+const QUOTED_CHARS: usize = 64;
+
+/// Checks the grammar shared by every id: 1..=256 bytes, no whitespace,
+/// no control characters, and none of the characters that make text read
+/// other than it is (bidirectional overrides and isolates, zero-width
+/// characters: the "Trojan Source" class). Other Unicode is allowed.
 pub fn validate_id(what: &'static str, value: &str) -> Result<(), ModelError> {
     let reason = if value.is_empty() {
         Some("it is empty")
@@ -130,16 +135,31 @@ pub fn validate_id(what: &'static str, value: &str) -> Result<(), ModelError> {
         Some("it is longer than 256 bytes")
     } else if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
         Some("it contains whitespace or a control character")
+    } else if value.chars().any(crate::text::is_deceptive) {
+        Some("it contains a bidirectional control or zero-width character")
     } else {
         None
     };
     match reason {
         Some(reason) => Err(ModelError::InvalidId {
             what,
-            value: value.to_string(),
+            value: quoted(value),
             reason,
         }),
         None => Ok(()),
+    }
+}
+
+/// A bad input as an error quotes it: its first [`QUOTED_CHARS`]
+/// characters, written out (the whole of a 10 KB id helps no one).
+pub fn quoted(value: &str) -> String {
+    let count = value.chars().count();
+    let head: String = value.chars().take(QUOTED_CHARS).collect();
+    let head = crate::text::printable(&head).into_owned();
+    if count > QUOTED_CHARS {
+        format!("{head}… ({count} characters)")
+    } else {
+        head
     }
 }
 
@@ -349,6 +369,17 @@ mod tests {
         assert!(validate_id("x", "a b").is_err());
         assert!(validate_id("x", &"a".repeat(257)).is_err());
         assert!(validate_id("x", "ünïcødé-✓").is_ok());
+        assert!(validate_id("x", "deploy\u{202E}gnp").is_err(), "bidi override");
+        assert!(validate_id("x", "a\u{200B}b").is_err(), "zero-width space");
+        assert!(validate_id("x", "a\u{2066}b").is_err(), "bidi isolate");
+        let long = "é".repeat(10_000);
+        let message = validate_id("revision id", &long).unwrap_err().to_string();
+        assert!(
+            message.len() < 300,
+            "a bad id is quoted, not echoed whole: {} bytes",
+            message.len()
+        );
+        assert!(message.contains("(10000 characters)"), "{message}");
     }
 
     #[test]

@@ -13,6 +13,7 @@ use crate::capabilities::grants::Grants;
 use crate::capabilities::http::HttpPolicy;
 use crate::sandbox::services::Services;
 
+use crate::capabilities::clock::StoppedClock;
 use crate::capabilities::gate::{Capability, Gate};
 use crate::capabilities::kv::KvSession;
 use crate::capabilities::recording::{CapabilityCall, Recording};
@@ -72,6 +73,9 @@ impl CallState {
         let stderr = MemoryOutputPipe::new(STDERR_BYTES);
         let mut builder = WasiCtx::builder();
         builder.stderr(stderr.clone());
+        if gate.check(Capability::Clock, "wasi:clocks").is_err() {
+            builder.wall_clock(StoppedClock).monotonic_clock(StoppedClock);
+        }
         if gate.check(Capability::Process, "wasi:filesystem").is_ok()
             && let Some(workspace) = &services.workspace
         {
@@ -100,22 +104,24 @@ impl CallState {
         }
     }
 
-    /// Adds the call's outbound HTTP requests to its recording.
+    /// Adds the call's outbound HTTP requests to its recording, each in
+    /// its place among the other capability calls.
     pub(crate) fn record_http(&mut self) {
         let log = std::mem::take(&mut *self.http.log.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
-        for entry in log {
+        for (inserted, entry) in log.into_iter().enumerate() {
             let outcome = match (entry.status, &entry.refused) {
                 (_, Some(reason)) => format!(" (refused: {reason})"),
                 (Some(status), None) => format!(" -> {status}"),
                 (None, None) => String::new(),
             };
-            self.recording.push(CapabilityCall {
+            let call = CapabilityCall {
                 capability: Capability::Http,
                 operation: "http.request",
                 detail: format!("{} {}{outcome}", entry.method, entry.url),
                 allowed: entry.allowed,
                 declared: self.gate.declared(Capability::Http),
-            });
+            };
+            self.recording.insert(entry.after + inserted, call);
         }
     }
 
@@ -148,6 +154,7 @@ impl CallState {
             allowed: verdict.is_ok(),
             declared: self.gate.declared(capability),
         });
+        self.http.recorded = self.recording.calls.len();
         verdict.map_err(wasmtime::Error::new)
     }
 

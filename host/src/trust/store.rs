@@ -56,7 +56,7 @@ pub enum TrustError {
     Ambiguous { prefix: String, matches: Vec<String> },
     #[error("key {0} is already revoked")]
     AlreadyRevoked(String),
-    #[error("a key name must be 1 to 64 characters without control characters")]
+    #[error("a key name must be 1 to 64 characters without control, bidirectional or zero-width characters")]
     BadName,
 }
 
@@ -101,7 +101,7 @@ impl TrustStore {
     }
 
     pub fn add(&mut self, key: &PublicKey, name: &str) -> Result<TrustedKey, TrustError> {
-        if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+        if name.is_empty() || name.chars().count() > 64 || name.chars().any(crate::text::is_deceptive) {
             return Err(TrustError::BadName);
         }
         let key_id = key.key_id();

