@@ -267,3 +267,8 @@ fn every_command_that_reads_a_pack_refuses_a_huge_file_before_reading_it() {
         );
     }
 }
+
+#[test]
+fn a_huge_kv_key_is_refused_on_a_read_too() {
+    assert_provider_error("huge-key", &[], "kv key of 1048576 bytes is over the 512-byte limit");
+}

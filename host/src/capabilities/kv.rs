@@ -121,12 +121,26 @@ pub(crate) fn settle(result: &Result<Outcome, VerbError>, kv: KvSession) -> Resu
     kv.commit().map(|()| true)
 }
 
+/// A key (or prefix) no stored key can match is refused on every kv call,
+/// not only on writes: a pack looping huge keys through `get` makes the
+/// host copy and record them.
+fn check_key(what: &str, key: &str) -> wasmtime::Result<()> {
+    if key.len() > MAX_KEY_BYTES {
+        return Err(wasmtime::Error::new(KvLimit(format!(
+            "kv {what} of {} bytes is over the {MAX_KEY_BYTES}-byte limit",
+            key.len()
+        ))));
+    }
+    Ok(())
+}
+
 fn store_error(e: KvError) -> wasmtime::Error {
     wasmtime::Error::new(KvLimit(format!("the host's kv store failed: {e}")))
 }
 
 impl Host for CallState {
     fn get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
+        check_key("key", &key)?;
         self.capability_call(Capability::Kv, "kv.get", key.clone())?;
         self.kv.get(&key).map_err(store_error)
     }
@@ -142,6 +156,7 @@ impl Host for CallState {
     }
 
     fn list_keys(&mut self, prefix: String) -> wasmtime::Result<Vec<String>> {
+        check_key("prefix", &prefix)?;
         self.capability_call(Capability::Kv, "kv.list-keys", prefix.clone())?;
         self.kv.keys(&prefix).map_err(store_error)
     }

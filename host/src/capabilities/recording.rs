@@ -6,6 +6,12 @@ use crate::capabilities::gate::Capability;
 
 /// Calls beyond this many are counted, not stored.
 pub const MAX_RECORDED: usize = 10_000;
+/// The longest detail stored for one call; longer ones are cut (a key or
+/// line a pack made huge must not make the host hold it).
+pub const MAX_DETAIL_BYTES: usize = 1024;
+/// Details stored for one verb call in all; past it, calls are counted,
+/// not stored.
+pub const MAX_RECORDED_BYTES: usize = 1 << 20;
 
 /// One capability call, allowed or refused.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -20,31 +26,47 @@ pub struct CapabilityCall {
     pub declared: bool,
 }
 
+/// `detail` cut to [`MAX_DETAIL_BYTES`] (on a character boundary), saying
+/// how long it was.
+fn bounded(detail: String) -> String {
+    if detail.len() <= MAX_DETAIL_BYTES {
+        return detail;
+    }
+    let mut end = MAX_DETAIL_BYTES;
+    while !detail.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &detail[..end], detail.len())
+}
+
 /// Every capability call of one verb call, in order.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Recording {
     pub calls: Vec<CapabilityCall>,
-    /// Calls that happened but were not stored because of [`MAX_RECORDED`].
+    /// Calls that happened but were not stored because of [`MAX_RECORDED`]
+    /// or [`MAX_RECORDED_BYTES`].
     pub dropped: usize,
+    /// Bytes of detail stored.
+    #[serde(skip)]
+    bytes: usize,
 }
 
 impl Recording {
     pub fn push(&mut self, call: CapabilityCall) {
-        if self.calls.len() < MAX_RECORDED {
-            self.calls.push(call);
-        } else {
-            self.dropped += 1;
-        }
+        let at = self.calls.len();
+        self.insert(at, call);
     }
 
     /// Records a call that happened after the first `at` calls recorded
     /// (an HTTP request, recorded when the call ends).
-    pub fn insert(&mut self, at: usize, call: CapabilityCall) {
-        if self.calls.len() < MAX_RECORDED {
-            self.calls.insert(at.min(self.calls.len()), call);
-        } else {
+    pub fn insert(&mut self, at: usize, mut call: CapabilityCall) {
+        call.detail = bounded(call.detail);
+        if self.calls.len() >= MAX_RECORDED || self.bytes + call.detail.len() > MAX_RECORDED_BYTES {
             self.dropped += 1;
+            return;
         }
+        self.bytes += call.detail.len();
+        self.calls.insert(at.min(self.calls.len()), call);
     }
 
     /// The calls that change something — kv writes, spawns, signals, an
@@ -100,5 +122,31 @@ mod tests {
         ];
         assert!(effects.iter().all(is_side_effect));
         assert!(!reads.iter().any(is_side_effect));
+    }
+
+    #[test]
+    fn recordings_are_bounded_in_count_and_bytes_and_keep_order() {
+        let mut recording = Recording::default();
+        let huge = "é".repeat(1 << 20);
+        recording.push(call(Capability::Kv, "kv.get", &huge));
+        let kept = &recording.calls[0].detail;
+        assert!(kept.len() < MAX_DETAIL_BYTES + 32, "{} bytes kept", kept.len());
+        assert!(kept.ends_with("(2097152 bytes)"), "{}", &kept[kept.len() - 20..]);
+        // Details are budgeted in bytes as well as in count.
+        let line = "x".repeat(MAX_DETAIL_BYTES);
+        for _ in 0..2 * (MAX_RECORDED_BYTES / MAX_DETAIL_BYTES) {
+            recording.push(call(Capability::Log, "log", &line));
+        }
+        let stored: usize = recording.calls.iter().map(|c| c.detail.len()).sum();
+        assert!(stored <= MAX_RECORDED_BYTES);
+        assert!(recording.dropped >= MAX_RECORDED_BYTES / MAX_DETAIL_BYTES - 2, "{}", recording.dropped);
+        // An insertion goes where it is asked, within bounds.
+        let mut recording = Recording::default();
+        recording.push(call(Capability::Kv, "kv.get", "a"));
+        recording.push(call(Capability::Kv, "kv.get", "c"));
+        recording.insert(1, call(Capability::Http, "http.request", "b"));
+        recording.insert(99, call(Capability::Http, "http.request", "d"));
+        let order: Vec<&str> = recording.calls.iter().map(|c| c.detail.as_str()).collect();
+        assert_eq!(order, ["a", "b", "c", "d"]);
     }
 }

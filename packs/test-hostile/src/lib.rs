@@ -9,7 +9,8 @@
 //! which it does not declare), `write-then-trap` (writes kv, then panics),
 //! `count` (reports how many calls this instance has served), `escape`
 //! (puts terminal escapes, newlines and a bidi override in its log lines,
-//! details and errors), `wasi-time` (reads WASI's clocks and reports them).
+//! details and errors), `wasi-time` (reads WASI's clocks and reports them), `huge-key` (reads a
+//! 1 MiB kv key in a loop).
 
 wit_bindgen::generate!({
     path: "../../wit",
@@ -58,6 +59,13 @@ fn misbehave(env: &Environment, verb: &str) {
         "sleep" => std::thread::sleep(std::time::Duration::from_secs(60)),
         "undeclared" => {
             clock::now_ms();
+        }
+        "huge-key" => {
+            // 10,000 reads of a 1 MiB key: 10 GB of keys if the host kept them.
+            let key = "k".repeat(1 << 20);
+            for _ in 0..10_000 {
+                std::hint::black_box(kv::get(&key));
+            }
         }
         "write-then-trap" => {
             kv::set("half-done", b"should never be saved");
