@@ -139,7 +139,11 @@ mod tests {
         }
         let stored: usize = recording.calls.iter().map(|c| c.detail.len()).sum();
         assert!(stored <= MAX_RECORDED_BYTES);
-        assert!(recording.dropped >= MAX_RECORDED_BYTES / MAX_DETAIL_BYTES - 2, "{}", recording.dropped);
+        assert!(
+            recording.dropped >= MAX_RECORDED_BYTES / MAX_DETAIL_BYTES - 2,
+            "{}",
+            recording.dropped
+        );
         // An insertion goes where it is asked, within bounds.
         let mut recording = Recording::default();
         recording.push(call(Capability::Kv, "kv.get", "a"));

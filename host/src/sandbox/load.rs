@@ -188,10 +188,42 @@ impl Runtime {
                 guest.call_describe(store).await
             })
             .await;
-        result
-            .map(PackInfo::from)
-            .map_err(|e| classify(Verb::Describe, &e, &state))
+        let info = result.map_err(|e| classify(Verb::Describe, &e, &state))?;
+        describe_within_caps(&info)?;
+        Ok(PackInfo::from(info))
     }
+}
+
+/// The most `describe` may return, field by field: what it says is shown
+/// by `inspect` and kept with every installed pack.
+const DESCRIBE_CAPS: [(&str, usize); 3] = [("descriptor", 256), ("contract version", 64), ("description", 4096)];
+
+fn describe_within_caps(info: &bindings::envpack::deployer::types::PackInfo) -> Result<(), VerbError> {
+    let sizes = [
+        info.descriptor.len(),
+        info.contract_version.len(),
+        info.description.len(),
+    ];
+    for ((what, cap), size) in DESCRIBE_CAPS.into_iter().zip(sizes) {
+        if size > cap {
+            return Err(VerbError::Provider {
+                verb: Verb::Describe,
+                cause: ProviderCause::ResultTooLarge { what, size, cap },
+            });
+        }
+    }
+    // Seven capabilities exist; a longer list is padding.
+    if info.capabilities.len() > 64 {
+        return Err(VerbError::Provider {
+            verb: Verb::Describe,
+            cause: ProviderCause::ResultTooLarge {
+                what: "capability list",
+                size: info.capabilities.len(),
+                cap: 64,
+            },
+        });
+    }
+    Ok(())
 }
 
 /// Why compiling failed: a pack whose memories cannot fit the memory budget
@@ -210,5 +242,35 @@ fn compile_error(source: &str, error: &wasmtime::Error, budget: usize) -> LoadEr
             path: source.to_string(),
             detail,
         }
+    }
+}
+
+#[cfg(test)]
+mod describe_tests {
+    use super::describe_within_caps;
+    use crate::contract::bindings::envpack::deployer::types::PackInfo;
+
+    fn info(description: String) -> PackInfo {
+        PackInfo {
+            descriptor: "acme.deployer.x@1.0.0".into(),
+            contract_version: "1.1.0".into(),
+            capabilities: Vec::new(),
+            description,
+        }
+    }
+
+    #[test]
+    fn describe_is_capped_field_by_field() {
+        assert!(describe_within_caps(&info("one line".into())).is_ok());
+        let error = describe_within_caps(&info("x".repeat(48 << 20)))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("description of 50331648 bytes, over the cap of 4096 bytes"),
+            "{error}"
+        );
+        let mut long = info(String::new());
+        long.descriptor = "a".repeat(257);
+        assert!(describe_within_caps(&long).is_err());
     }
 }
