@@ -15,6 +15,11 @@ pub enum Command {
         /// A name for the key, unique in the store.
         #[arg(long)]
         name: String,
+        /// Pack names the key may sign (repeatable): `acme.*`,
+        /// `acme.deployer.web`; without any, every pack. A pack signed by
+        /// this key under another name is refused.
+        #[arg(long = "scope", value_name = "PATTERN")]
+        scopes: Vec<String>,
     },
     /// List trusted and revoked keys.
     List {
@@ -31,10 +36,15 @@ pub enum Command {
 pub fn run(ctx: &mut Context, command: Command) -> Result<i32, CliError> {
     let mut trust = ctx.trust()?;
     match command {
-        Command::Add { key, name } => {
+        Command::Add { key, name, scopes } => {
             let public = read_public(&key)?;
-            let added = trust.add(&public, &name)?;
-            println!("trusted {} as {:?}", added.key_id, added.name);
+            let added = trust.add_scoped(&public, &name, &scopes)?;
+            println!(
+                "trusted {} as {:?} for {}",
+                added.key_id,
+                added.name,
+                scope_text(&added.scopes)
+            );
         }
         Command::List { json } => {
             if json {
@@ -45,7 +55,12 @@ pub fn run(ctx: &mut Context, command: Command) -> Result<i32, CliError> {
             } else {
                 for key in trust.keys() {
                     let status = if key.revoked_at.is_some() { "revoked" } else { "trusted" };
-                    println!("{}  {status:<7}  {}", key.key_id, key.name);
+                    println!(
+                        "{}  {status:<7}  {}  signs {}",
+                        key.key_id,
+                        key.name,
+                        scope_text(&key.scopes)
+                    );
                 }
             }
         }
@@ -58,4 +73,12 @@ pub fn run(ctx: &mut Context, command: Command) -> Result<i32, CliError> {
         }
     }
     Ok(exit::OK)
+}
+
+fn scope_text(scopes: &[String]) -> String {
+    if scopes.is_empty() {
+        "any pack".to_string()
+    } else {
+        scopes.join(", ")
+    }
 }

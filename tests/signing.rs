@@ -466,3 +466,82 @@ fn unsigned_or_untrusted_packs_are_not_installed() {
     let list = s.ok(&["pack", "list", "--json"]);
     assert_eq!(list.trim(), "[]");
 }
+
+/// Seals `component` with its manifest (relative to the workspace root)
+/// and signs it with `key`; its path.
+fn sealed_with(sb: &Sandbox, component: &str, manifest: &str, key: &Path) -> String {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join(manifest);
+    let name = manifest
+        .parent()
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let pack = sb.dir.path().join(format!("{name}.wasm"));
+    let run = |args: &[&str]| {
+        let out = sb.host().args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "host {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "pack",
+        "seal",
+        component,
+        "--manifest",
+        &manifest.display().to_string(),
+        "-o",
+        &pack.display().to_string(),
+    ]);
+    run(&["sign", &pack.display().to_string(), "--key", &key.display().to_string()]);
+    pack.display().to_string()
+}
+
+#[test]
+fn a_scoped_key_signs_only_packs_named_within_its_scope() {
+    let sb = Sandbox::new();
+    let key = sb.dir.path().join("deployers");
+    let out = sb.host().args(["keygen", "--out"]).arg(&key).output().unwrap();
+    assert!(out.status.success());
+    let public = format!("{}.pub", key.display());
+    // A scope that is not a pattern is refused, naming the syntax.
+    sb.host()
+        .args(["trust", "add", &public, "--name", "deployers", "--scope", "Envpack/*"])
+        .assert()
+        .failure()
+        .stderr(contains("is not a pack name pattern"));
+    sb.host()
+        .args([
+            "trust",
+            "add",
+            &public,
+            "--name",
+            "deployers",
+            "--scope",
+            "envpack.deployer.*",
+        ])
+        .assert()
+        .success();
+    sb.host()
+        .args(["trust", "list"])
+        .assert()
+        .success()
+        .stdout(contains("signs envpack.deployer.*"));
+    // Within the scope: trusted.
+    let own = sealed_with(&sb, LEDGER, "packs/ledger/pack.toml", &key);
+    sb.host().args(["verify", &own]).assert().success();
+    // Another name, signed by this key: refused everywhere, so it never
+    // runs as a trusted pack nor reaches that name's state.
+    let other = sealed_with(&sb, common::TEST_HOSTILE, "packs/test-hostile/pack.toml", &key);
+    sb.host().args(["verify", &other]).assert().failure().stderr(contains(
+        "may sign only envpack.deployer.*, and this pack is envpack.test.hostile",
+    ));
+    sb.host()
+        .args(["pack", "install", "--force", &other])
+        .assert()
+        .failure()
+        .stderr(contains("may sign only envpack.deployer.*"));
+}

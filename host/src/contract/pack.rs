@@ -129,8 +129,15 @@ impl Pack {
 
     /// The pack's private kv namespace in environment `env_id`: one per
     /// (pack name, environment), so upgrades keep their state.
+    /// The pack's state namespace in `env_id`: named by its sealed
+    /// manifest (what its signature covers and a scoped key vouches for),
+    /// not by what the code says of itself in `describe`.
     pub fn kv_namespace(&self, env_id: &str) -> String {
-        format!("{}/{}", self.info.name(), env_id)
+        let name = match &self.manifest {
+            Some(manifest) => manifest.descriptor.split('@').next().unwrap_or_default(),
+            None => self.info.name(),
+        };
+        format!("{name}/{env_id}")
     }
 
     /// Where the pack was loaded from.

@@ -40,6 +40,49 @@ pub enum VerifyError {
     Revoked { key_id: String, name: String },
     #[error("the detached signature matches no trusted key: the pack was tampered with, or the signer is unknown")]
     DetachedNoMatch,
+    #[error("{0}")]
+    OutOfScope(Box<OutOfScope>),
+}
+
+/// A valid signature by a trusted key whose scope does not cover the pack.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "key {key_id} ({name}) may sign only {}, and this pack is {descriptor}; sign it with a key trusted for it",
+    scopes.join(", ")
+)]
+pub struct OutOfScope {
+    pub key_id: String,
+    pub name: String,
+    pub scopes: Vec<String>,
+    pub descriptor: String,
+}
+
+/// The pack name (`namespace.name`) a scope is checked against: its sealed
+/// manifest's, which the signature covers.
+fn sealed_name(pack: &[u8]) -> String {
+    match crate::trust::manifest::Manifest::read(pack) {
+        Ok(Some(manifest)) => manifest.descriptor.split('@').next().unwrap_or_default().to_string(),
+        _ => "unsealed (it has no manifest naming it)".to_string(),
+    }
+}
+
+/// The first trusted key whose scope covers `name`, else the error
+/// naming the first that does not.
+fn in_scope(keys: Vec<TrustedKey>, name: &str) -> Result<TrustedKey, VerifyError> {
+    let mut outside = None;
+    for key in keys {
+        if key.covers(name) {
+            return Ok(key);
+        }
+        outside.get_or_insert(key);
+    }
+    let key = outside.ok_or(VerifyError::DetachedNoMatch)?;
+    Err(VerifyError::OutOfScope(Box::new(OutOfScope {
+        key_id: key.key_id,
+        name: key.name,
+        scopes: key.scopes,
+        descriptor: name.to_string(),
+    })))
 }
 
 /// The key a pack was verified by.
@@ -127,13 +170,16 @@ impl Keyring<'_> {
 pub fn verify(pack: &[u8], keyring: &Keyring<'_>, detached: Option<&[u8; 64]>) -> Result<Verified, VerifyError> {
     let digest = signable_digest(pack)?;
     if let Some(signature) = detached {
-        return verify_detached(&digest, keyring, signature);
+        let verified = verify_detached(&digest, keyring, signature)?;
+        let key = keyring.find(&verified.key_id).ok_or(VerifyError::DetachedNoMatch)?;
+        in_scope(vec![key], &sealed_name(pack))?;
+        return Ok(verified);
     }
     let records = records(pack)?;
     if records.is_empty() {
         return Err(VerifyError::Unsigned);
     }
-    let mut trusted = None;
+    let mut trusted = Vec::new();
     let mut revoked = None;
     let mut signers = Vec::new();
     let mut unknown = Vec::new();
@@ -153,20 +199,23 @@ pub fn verify(pack: &[u8], keyring: &Keyring<'_>, detached: Option<&[u8; 64]>) -
         if key.revoked_at.is_some() {
             revoked.get_or_insert(key);
         } else {
-            trusted.get_or_insert(key);
+            trusted.push(key);
         }
     }
-    match (trusted, revoked) {
-        (Some(key), _) => Ok(Verified {
+    match (trusted.is_empty(), revoked) {
+        (false, _) => {
+            let key = in_scope(trusted, &sealed_name(pack))?;
+            Ok(Verified {
+                key_id: key.key_id,
+                name: key.name,
+                signers,
+            })
+        }
+        (true, Some(key)) => Err(VerifyError::Revoked {
             key_id: key.key_id,
             name: key.name,
-            signers,
         }),
-        (None, Some(key)) => Err(VerifyError::Revoked {
-            key_id: key.key_id,
-            name: key.name,
-        }),
-        (None, None) => Err(VerifyError::UnknownKey { key_ids: unknown }),
+        (true, None) => Err(VerifyError::UnknownKey { key_ids: unknown }),
     }
 }
 

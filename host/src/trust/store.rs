@@ -20,6 +20,10 @@ pub struct TrustedKey {
     /// Unix seconds.
     pub added_at: u64,
     pub revoked_at: Option<u64>,
+    /// The pack names this key may sign (`acme.*`, `acme.deployer.web`,
+    /// `*`); empty means any. A signature outside them does not count.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
 }
 
 impl TrustedKey {
@@ -31,7 +35,17 @@ impl TrustedKey {
             public_key: key.to_pem().unwrap_or_default(),
             added_at: 0,
             revoked_at: None,
+            scopes: Vec::new(),
         }
+    }
+
+    /// Whether this key may sign packs named `name` (`namespace.name`).
+    pub fn covers(&self, name: &str) -> bool {
+        self.scopes.is_empty()
+            || self.scopes.iter().any(|scope| match scope.strip_suffix('*') {
+                Some(prefix) => name.starts_with(prefix),
+                None => name == scope,
+            })
     }
 
     pub fn public(&self) -> Result<PublicKey, VerifyError> {
@@ -58,6 +72,10 @@ pub enum TrustError {
     AlreadyRevoked(String),
     #[error("a key name must be 1 to 64 characters without control, bidirectional or zero-width characters")]
     BadName,
+    #[error(
+        "scope {0:?} is not a pack name pattern: `*`, `NAMESPACE.*` or `NAMESPACE.NAME` (lowercase letters, digits, `-`, `.`)"
+    )]
+    BadScope(String),
 }
 
 /// The keys, loaded from and saved to one file.
@@ -101,6 +119,15 @@ impl TrustStore {
     }
 
     pub fn add(&mut self, key: &PublicKey, name: &str) -> Result<TrustedKey, TrustError> {
+        self.add_scoped(key, name, &[])
+    }
+
+    /// Trusts `key` as `name` to sign only packs named within `scopes`
+    /// (none: any pack).
+    pub fn add_scoped(&mut self, key: &PublicKey, name: &str, scopes: &[String]) -> Result<TrustedKey, TrustError> {
+        for scope in scopes {
+            validate_scope(scope)?;
+        }
         if name.is_empty() || name.chars().count() > 64 || name.chars().any(crate::text::is_deceptive) {
             return Err(TrustError::BadName);
         }
@@ -126,6 +153,7 @@ impl TrustStore {
             public_key: key.to_pem().map_err(|e| TrustError::Io(e.to_string()))?,
             added_at: now(),
             revoked_at: None,
+            scopes: scopes.to_vec(),
         };
         self.keys.push(entry.clone());
         self.save()?;
@@ -157,5 +185,23 @@ impl TrustStore {
         self.keys[index].revoked_at = Some(now());
         self.save()?;
         Ok(self.keys[index].clone())
+    }
+}
+
+/// `*`, `acme.*`, `acme.deployer.*` or an exact `acme.deployer.web`.
+fn validate_scope(scope: &str) -> Result<(), TrustError> {
+    let body = scope.strip_suffix(".*").unwrap_or(scope);
+    let ok = scope == "*"
+        || (!body.is_empty()
+            && body.split('.').all(|part| {
+                !part.is_empty()
+                    && part
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            }));
+    if ok {
+        Ok(())
+    } else {
+        Err(TrustError::BadScope(scope.to_string()))
     }
 }
