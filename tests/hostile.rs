@@ -272,3 +272,13 @@ fn every_command_that_reads_a_pack_refuses_a_huge_file_before_reading_it() {
 fn a_huge_kv_key_is_refused_on_a_read_too() {
     assert_provider_error("huge-key", &[], "kv key of 1048576 bytes is over the 512-byte limit");
 }
+
+#[test]
+fn a_kv_flood_stops_at_the_namespace_quota_and_nothing_is_saved() {
+    // A generous deadline: 100,000 writes take a while in a debug build.
+    assert_provider_error(
+        "kv-flood",
+        &["--deadline-ms", "60000"],
+        "kv holds at most 100000 keys per pack and environment",
+    );
+}

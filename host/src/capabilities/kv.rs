@@ -17,6 +17,11 @@ pub const MAX_VALUE_BYTES: usize = 1 << 20;
 /// Bytes one call may stage across all its writes.
 pub const MAX_STAGED_BYTES: usize = 16 << 20;
 
+/// Keys one (pack, environment) namespace may hold.
+pub const MAX_KEYS: u64 = 100_000;
+/// Bytes (keys and values) one (pack, environment) namespace may hold.
+pub const MAX_NAMESPACE_BYTES: u64 = 256 << 20;
+
 /// A limit of the kv capability was crossed; the call traps with this.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -28,6 +33,9 @@ pub struct KvSession {
     namespace: String,
     pending: BTreeMap<String, Option<Vec<u8>>>,
     staged_bytes: usize,
+    /// (keys, bytes) of the namespace with the pending writes, once the
+    /// call first writes.
+    usage: Option<(u64, u64)>,
 }
 
 impl KvSession {
@@ -37,6 +45,7 @@ impl KvSession {
             namespace,
             pending: BTreeMap::new(),
             staged_bytes: 0,
+            usage: None,
         }
     }
 
@@ -82,7 +91,34 @@ impl KvSession {
                 "one call wrote more than {MAX_STAGED_BYTES} bytes to kv"
             )));
         }
+        self.check_quota(&key, value.as_deref())?;
         self.pending.insert(key, value);
+        Ok(())
+    }
+
+    /// Keeps the namespace within [`MAX_KEYS`] and [`MAX_NAMESPACE_BYTES`]
+    /// with this write; a delete is always allowed.
+    fn check_quota(&mut self, key: &str, value: Option<&[u8]>) -> Result<(), KvLimit> {
+        let store_failed = |e: KvError| KvLimit(format!("the host's kv store failed: {e}"));
+        let (keys, bytes) = match self.usage {
+            Some(usage) => usage,
+            None => self.store.usage(&self.namespace).map_err(store_failed)?,
+        };
+        let old = self.get(key).map_err(store_failed)?;
+        let size = |v: Option<usize>| v.map_or(0, |n| (key.len() + n) as u64);
+        let keys = (keys + u64::from(value.is_some())).saturating_sub(u64::from(old.is_some()));
+        let bytes = (bytes + size(value.map(<[u8]>::len))).saturating_sub(size(old.as_ref().map(Vec::len)));
+        if value.is_some() && keys > MAX_KEYS {
+            return Err(KvLimit(format!(
+                "kv holds at most {MAX_KEYS} keys per pack and environment; this write would make {keys}"
+            )));
+        }
+        if value.is_some() && bytes > MAX_NAMESPACE_BYTES {
+            return Err(KvLimit(format!(
+                "kv holds at most {MAX_NAMESPACE_BYTES} bytes per pack and environment; this write would make {bytes}"
+            )));
+        }
+        self.usage = Some((keys, bytes));
         Ok(())
     }
 
@@ -159,5 +195,32 @@ impl Host for CallState {
         check_key("prefix", &prefix)?;
         self.capability_call(Capability::Kv, "kv.list-keys", prefix.clone())?;
         self.kv.keys(&prefix).map_err(store_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capabilities::kv_store::MemoryKv;
+
+    #[test]
+    fn a_namespace_holds_at_most_max_keys_and_deletes_always_pass() {
+        let store: Arc<dyn KvStore> = Arc::new(MemoryKv::default());
+        let mut first = KvSession::new(store.clone(), "p/env".into());
+        for i in 0..MAX_KEYS {
+            first.stage(format!("k{i}"), Some(vec![1])).unwrap();
+        }
+        // Overwriting a key adds none.
+        first.stage("k0".into(), Some(vec![2])).unwrap();
+        first.commit().unwrap();
+        // A later call sees the stored usage.
+        let mut second = KvSession::new(store.clone(), "p/env".into());
+        let refused = second.stage("one-more".into(), Some(vec![1])).unwrap_err();
+        assert!(refused.0.contains("at most 100000 keys"), "{refused}");
+        second.stage("k1".into(), None).unwrap();
+        second.stage("one-more".into(), Some(vec![1])).unwrap();
+        // Another namespace is not affected.
+        let mut other = KvSession::new(store, "p/other".into());
+        other.stage("k".into(), Some(vec![1])).unwrap();
     }
 }

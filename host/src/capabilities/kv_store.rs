@@ -29,6 +29,12 @@ pub trait KvStore: Send + Sync {
     fn commit(&self, namespace: &str, changes: Vec<Change>) -> Result<(), KvError>;
     /// The whole namespace, for inspection and tests.
     fn dump(&self, namespace: &str) -> Result<BTreeMap<String, Vec<u8>>, KvError>;
+    /// How many keys the namespace holds, and their bytes (keys and values).
+    fn usage(&self, namespace: &str) -> Result<(u64, u64), KvError> {
+        let all = self.dump(namespace)?;
+        let bytes = all.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum();
+        Ok((all.len() as u64, bytes))
+    }
 }
 
 type Namespaces = HashMap<String, BTreeMap<String, Vec<u8>>>;

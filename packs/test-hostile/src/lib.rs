@@ -10,7 +10,7 @@
 //! `count` (reports how many calls this instance has served), `escape`
 //! (puts terminal escapes, newlines and a bidi override in its log lines,
 //! details and errors), `wasi-time` (reads WASI's clocks and reports them), `huge-key` (reads a
-//! 1 MiB kv key in a loop).
+//! 1 MiB kv key in a loop), `kv-flood` (writes 150,000 kv keys in one call).
 
 wit_bindgen::generate!({
     path: "../../wit",
@@ -59,6 +59,11 @@ fn misbehave(env: &Environment, verb: &str) {
         "sleep" => std::thread::sleep(std::time::Duration::from_secs(60)),
         "undeclared" => {
             clock::now_ms();
+        }
+        "kv-flood" => {
+            for i in 0..150_000u32 {
+                kv::set(&format!("f{i}"), b"1");
+            }
         }
         "huge-key" => {
             // 10,000 reads of a 1 MiB key: 10 GB of keys if the host kept them.
