@@ -355,3 +355,74 @@ fn verbs_killed_between_api_calls_make_nothing_twice_when_run_again() {
     assert_eq!(count(&state, "target_groups", "K1"), 0, "{state}");
     assert_eq!(count(&state, "task_definitions", "K1"), 0, "{state}");
 }
+
+#[test]
+fn operators_routing_at_once_on_one_load_balancer_get_a_listener_each() {
+    let moto = Moto::start();
+    let fx = moto.create("race");
+    // Three operators (state directories of their own) share one account
+    // and one load balancer; nothing in envpack orders their commands.
+    let envs = ["e0", "e1", "e2"];
+    let operators: Vec<Sandbox> = envs
+        .iter()
+        .map(|env| {
+            let sb = operator();
+            set_credentials(&sb, &fx);
+            common::install_signed(&sb, AWS_ECS, "packs/aws-ecs/pack.toml", "aws-ecs");
+            let mut create: Vec<String> = ["env", "create", env, "--deployer", "envpack.deployer.aws-ecs@^1"]
+                .map(String::from)
+                .to_vec();
+            create.extend(["--capability".into(), "log,kv,clock".into()]);
+            create.extend(fx.grants());
+            create.extend(fx.settings());
+            // No listen.web: each picks the first free port of one shared range.
+            create.extend(["--setting".into(), "listen-ports=9100-9110".into()]);
+            ok(&sb, &create.iter().map(String::as_str).collect::<Vec<_>>());
+            let id = format!("{env}-R");
+            ok(
+                &sb,
+                &[
+                    "revision",
+                    "stage",
+                    env,
+                    "web",
+                    "--id",
+                    &id,
+                    "--digest",
+                    DIGEST,
+                    "--location",
+                    "registry.example/app:1",
+                ],
+            );
+            ok(&sb, &["revision", "warm", env, &id]);
+            sb
+        })
+        .collect();
+    // All three pick a port of the same range at once.
+    let children: Vec<_> = operators
+        .iter()
+        .zip(envs)
+        .map(|(sb, env)| common::spawn(sb, &["traffic", "set", env, "web", &format!("{env}-R=10000")]))
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let state = moto.inspect(&fx);
+    let routed: Vec<String> = state["listeners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| (9100..=9110).contains(&l["port"].as_u64().unwrap()))
+        .map(|l| l["forward"].to_string())
+        .collect();
+    assert_eq!(routed.len(), 3, "one listener per environment: {state}");
+    for env in envs {
+        let forward = json!({ format!("{env}-R"): 1 }).to_string();
+        assert_eq!(
+            routed.iter().filter(|f| **f == forward).count(),
+            1,
+            "{env} routed by exactly one listener: {routed:?}"
+        );
+    }
+}

@@ -27,8 +27,9 @@ pub struct Target {
     pub reason: String,
 }
 
-fn parse(xml: &str, action: &str) -> Result<String, AwsError> {
-    Document::parse(xml).map(|_| xml.to_string()).map_err(|e| AwsError {
+/// The response of `action` as an XML document.
+fn doc<'x>(xml: &'x str, action: &str) -> Result<Document<'x>, AwsError> {
+    Document::parse(xml).map_err(|e| AwsError {
         action: format!("ELBv2 {action}"),
         code: "InvalidResponse".into(),
         message: format!("response is not XML: {e}"),
@@ -58,14 +59,8 @@ fn members<'a, 'i>(doc: &'a Document<'i>, list: &'a str) -> Vec<Node<'a, 'i>> {
         .collect()
 }
 
-fn doc(xml: &str) -> Document<'_> {
-    // `parse` checked it already.
-    Document::parse(xml).unwrap_or_else(|_| Document::parse("<empty/>").expect("constant XML"))
-}
-
 fn elb(aws: &Client, action: &str, params: Vec<(String, String)>) -> Result<String, AwsError> {
-    let xml = aws.elb(action, &params)?;
-    parse(&xml, action)
+    aws.elb(action, &params)
 }
 
 fn p(key: impl Into<String>, value: impl Into<String>) -> (String, String) {
@@ -77,7 +72,7 @@ pub fn find_target_group(aws: &Client, env: &str, revision: &str) -> Result<Opti
     let name = names::target_group(env, revision);
     match elb(aws, "DescribeTargetGroups", vec![p("Names.member.1", name)]) {
         Ok(xml) => {
-            let doc = doc(&xml);
+            let doc = doc(&xml, "DescribeTargetGroups")?;
             Ok(members(&doc, "TargetGroups")
                 .first()
                 .map(|tg| text(*tg, "TargetGroupArn"))
@@ -117,7 +112,7 @@ pub fn ensure_target_group(
                 ],
             )
             .map_err(|e| e.to_string())?;
-            let doc = doc(&xml);
+            let doc = doc(&xml, "CreateTargetGroup").map_err(|e| e.to_string())?;
             members(&doc, "TargetGroups")
                 .first()
                 .map(|tg| text(*tg, "TargetGroupArn"))
@@ -162,7 +157,7 @@ fn listeners(aws: &Client, settings: &Settings) -> Result<Vec<Listener>, String>
             params.push(p("Marker", m.clone()));
         }
         let xml = elb(aws, "DescribeListeners", params).map_err(|e| e.to_string())?;
-        let doc = doc(&xml);
+        let doc = doc(&xml, "DescribeListeners").map_err(|e| e.to_string())?;
         for member in members(&doc, "Listeners") {
             found.push(Listener {
                 arn: text(member, "ListenerArn"),
@@ -207,28 +202,37 @@ pub fn find_listener(
     deployment: &str,
     settings: &Settings,
 ) -> Result<Option<Listener>, String> {
-    let owner = names::key(env, "deployment", deployment);
-    let mut all = listeners(aws, settings)?;
+    let all = listeners(aws, settings)?;
+    Ok(owned(aws, all, &names::key(env, "deployment", deployment))?.0)
+}
+
+/// The listener of `all` tagged as `owner`'s, and the ports of all.
+fn owned(aws: &Client, mut all: Vec<Listener>, owner: &str) -> Result<(Option<Listener>, Vec<u16>), String> {
+    let ports = all.iter().map(|l| l.port).collect();
     for chunk in all.chunks(20) {
         let mut params = Vec::new();
         for (i, listener) in chunk.iter().enumerate() {
             params.push(p(format!("ResourceArns.member.{}", i + 1), listener.arn.clone()));
         }
         let xml = elb(aws, "DescribeTags", params).map_err(|e| e.to_string())?;
-        let doc = doc(&xml);
-        let owned = members(&doc, "TagDescriptions").into_iter().find(|d| {
+        let doc = doc(&xml, "DescribeTags").map_err(|e| e.to_string())?;
+        let tagged = members(&doc, "TagDescriptions").into_iter().find(|d| {
             child(*d, "Tags").is_some_and(|tags| {
                 children(tags, "member").any(|t| text(t, "Key") == OWNER_TAG && text(t, "Value") == owner)
             })
         });
-        if let Some(owned) = owned {
-            let arn = text(owned, "ResourceArn");
+        if let Some(tagged) = tagged {
+            let arn = text(tagged, "ResourceArn");
             let index = all.iter().position(|l| l.arn == arn);
-            return Ok(index.map(|i| all.swap_remove(i)));
+            return Ok((index.map(|i| all.swap_remove(i)), ports));
         }
     }
-    Ok(None)
+    Ok((None, ports))
 }
+
+/// How many times a port picked from `listen-ports` is picked again when
+/// another environment took it between the look and the create.
+const PICK_ATTEMPTS: usize = 5;
 
 /// The deployment's listener, created (answering 503 until a split is
 /// applied) on its `listen.<deployment>` port or the first free port of
@@ -240,34 +244,55 @@ pub fn ensure_listener(
     port: Option<u16>,
     settings: &Settings,
 ) -> Result<Listener, String> {
-    if let Some(listener) = find_listener(aws, env, deployment, settings)? {
-        if let Some(port) = port
-            && port != listener.port
-        {
-            return Err(format!(
-                "deployment {deployment:?} is served on port {} of the load balancer, not {port} as listen.{deployment} says; delete that listener to move it",
-                listener.port
-            ));
+    let owner = names::key(env, "deployment", deployment);
+    for _ in 0..PICK_ATTEMPTS {
+        let (found, taken) = owned(aws, listeners(aws, settings)?, &owner)?;
+        if let Some(listener) = found {
+            if let Some(port) = port
+                && port != listener.port
+            {
+                return Err(format!(
+                    "deployment {deployment:?} is served on port {} of the load balancer, not {port} as listen.{deployment} says; delete that listener to move it",
+                    listener.port
+                ));
+            }
+            return Ok(listener);
         }
-        return Ok(listener);
+        let chosen = choose_port(deployment, port, &taken, settings)?;
+        match create_listener(aws, env, deployment, chosen, settings) {
+            Ok(listener) => return Ok(listener),
+            Err(e) if port.is_none() && e.is("DuplicateListener") => continue,
+            Err(e) => return Err(e.to_string()),
+        }
     }
-    let taken: Vec<u16> = listeners(aws, settings)?.iter().map(|l| l.port).collect();
-    let port = match (port, settings.listen_ports) {
-        (Some(port), _) if taken.contains(&port) => {
-            return Err(format!(
-                "port {port} of the load balancer already has a listener that is not deployment {deployment:?}'s"
-            ));
-        }
-        (Some(port), _) => port,
+    Err(format!(
+        "the ports of listen-ports were taken by others {PICK_ATTEMPTS} times while creating deployment {deployment:?}'s listener"
+    ))
+}
+
+/// The port a new listener for `deployment` takes.
+fn choose_port(deployment: &str, port: Option<u16>, taken: &[u16], settings: &Settings) -> Result<u16, String> {
+    match (port, settings.listen_ports) {
+        (Some(port), _) if taken.contains(&port) => Err(format!(
+            "port {port} of the load balancer already has a listener that is not deployment {deployment:?}'s"
+        )),
+        (Some(port), _) => Ok(port),
         (None, Some((first, last))) => (first..=last)
             .find(|p| !taken.contains(p))
-            .ok_or_else(|| format!("every port of listen-ports {first}-{last} has a listener"))?,
-        (None, None) => {
-            return Err(format!(
-                "pack setting listen.{deployment} is not set (the ALB port for this deployment), nor listen-ports (a range to pick from, e.g. 8000-8099)"
-            ));
-        }
-    };
+            .ok_or_else(|| format!("every port of listen-ports {first}-{last} has a listener")),
+        (None, None) => Err(format!(
+            "pack setting listen.{deployment} is not set (the ALB port for this deployment), nor listen-ports (a range to pick from, e.g. 8000-8099)"
+        )),
+    }
+}
+
+fn create_listener(
+    aws: &Client,
+    env: &str,
+    deployment: &str,
+    port: u16,
+    settings: &Settings,
+) -> Result<Listener, AwsError> {
     let xml = elb(
         aws,
         "CreateListener",
@@ -287,14 +312,17 @@ pub fn ensure_listener(
             p("Tags.member.2.Key", "envpack:deployment"),
             p("Tags.member.2.Value", names::tag_value(deployment)),
         ],
-    )
-    .map_err(|e| e.to_string())?;
-    let doc = doc(&xml);
+    )?;
+    let doc = doc(&xml, "CreateListener")?;
     let arn = members(&doc, "Listeners")
         .first()
         .map(|l| text(*l, "ListenerArn"))
         .filter(|arn| !arn.is_empty())
-        .ok_or("ELBv2 CreateListener returned no ListenerArn")?;
+        .ok_or_else(|| AwsError {
+            action: "ELBv2 CreateListener".into(),
+            code: "InvalidResponse".into(),
+            message: "no ListenerArn in the response".into(),
+        })?;
     Ok(Listener {
         arn,
         port,
@@ -354,7 +382,7 @@ pub fn unroute(
 /// The targets of a target group and their health.
 pub fn target_health(aws: &Client, target_group: &str) -> Result<Vec<Target>, String> {
     let xml = elb(aws, "DescribeTargetHealth", vec![p("TargetGroupArn", target_group)]).map_err(|e| e.to_string())?;
-    let doc = doc(&xml);
+    let doc = doc(&xml, "DescribeTargetHealth").map_err(|e| e.to_string())?;
     Ok(members(&doc, "TargetHealthDescriptions")
         .into_iter()
         .map(|d| {

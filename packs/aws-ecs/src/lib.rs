@@ -193,7 +193,7 @@ fn apply(
     let port = Settings::listen_port(env, deployment)?;
     let listener = elb::ensure_listener(aws, &env_id, deployment, port, settings)?;
     remember(format!("listener/{deployment}"), &listener.arn);
-    let mut current = listener.forward.clone();
+    let mut current = listener.forward;
     current.sort();
     let mut wanted = groups.clone();
     wanted.sort();
