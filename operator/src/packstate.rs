@@ -111,7 +111,22 @@ impl KvStore for PackKv {
         self.scope(namespace)?;
         dump(&guard(&self.conn), &self.env, &self.pack).map_err(kv_error)
     }
+
+    /// One indexed aggregate, not a dump: this runs on every call that writes.
+    fn usage(&self, namespace: &str) -> Result<(u64, u64), KvError> {
+        self.scope(namespace)?;
+        guard(&self.conn)
+            .query_row(
+                &format!("SELECT {USAGE} FROM pack_kv WHERE env_id = ?1 AND pack = ?2"),
+                params![self.env, self.pack],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(kv_error)
+    }
 }
+
+/// Keys and their bytes (keys and values, as stored) of a namespace.
+const USAGE: &str = "COUNT(*), COALESCE(SUM(length(CAST(key AS BLOB)) + length(value)), 0)";
 
 /// Applies a call's kv writes; call inside the command's transaction.
 pub fn apply(conn: &Connection, env: &str, pack: &str, changes: &[Change]) -> Result<(), StoreError> {
@@ -198,6 +213,16 @@ impl KvStore for CallKv {
         tx.commit().map_err(kv_error)
     }
 
+    fn usage(&self, namespace: &str) -> Result<(u64, u64), KvError> {
+        guard(&self.conn)
+            .query_row(
+                &format!("SELECT {USAGE} FROM call_kv WHERE namespace = ?1"),
+                params![namespace],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(kv_error)
+    }
+
     fn dump(&self, namespace: &str) -> Result<std::collections::BTreeMap<String, Vec<u8>>, KvError> {
         let conn = guard(&self.conn);
         let mut stmt = conn
@@ -273,5 +298,26 @@ mod tests {
             None,
             "host call state is not operator state"
         );
+    }
+
+    #[test]
+    fn usage_counts_keys_and_bytes_like_a_dump_would() {
+        let (_dir, path) = store();
+        let conn = db::open(&path).unwrap();
+        let changes: Vec<Change> = vec![
+            ("é-unicode".into(), Some(vec![0u8; 300])),
+            ("a".into(), Some(vec![1, 2, 3])),
+            ("empty".into(), Some(Vec::new())),
+        ];
+        apply(&conn, "dev", "p", &changes).unwrap();
+        let pack = PackKv::open(&path, "dev", "p", "p/dev".into()).unwrap();
+        let call = CallKv::open(&path).unwrap();
+        call.commit("p/dev", changes).unwrap();
+        for store in [&pack as &dyn KvStore, &call] {
+            let all = store.dump("p/dev").unwrap();
+            let bytes: u64 = all.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum();
+            assert_eq!(store.usage("p/dev").unwrap(), (3, bytes));
+        }
+        assert_eq!(call.usage("p/empty").unwrap(), (0, 0));
     }
 }

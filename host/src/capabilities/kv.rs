@@ -9,7 +9,7 @@ use crate::capabilities::gate::Capability;
 use crate::capabilities::kv_store::{Change, KvError, KvStore};
 use crate::contract::bindings::envpack::deployer::kv::Host;
 use crate::contract::verb::Outcome;
-use crate::error::{ProviderCause, VerbError};
+use crate::error::VerbError;
 use crate::sandbox::call_state::CallState;
 
 pub const MAX_KEY_BYTES: usize = 512;
@@ -140,11 +140,9 @@ impl KvSession {
 pub(crate) fn settle(result: &Result<Outcome, VerbError>, kv: KvSession) -> Result<bool, KvError> {
     let accepted = match result {
         Ok(_) => true,
-        Err(VerbError::Provider { cause, .. }) => {
-            matches!(cause, ProviderCause::Reported(_) | ProviderCause::EmptyMessage)
-        }
         Err(e) => {
-            !e.is_precondition()
+            e.is_pack_answer()
+                && !e.is_precondition()
                 && !matches!(
                     e,
                     VerbError::CrossDeploymentInterference { .. } | VerbError::OutcomeMismatch { .. }
