@@ -35,17 +35,18 @@ impl BenchArgs {
     /// The bench configuration these flags describe, over the defaults.
     /// Granted secrets are read from the operator's secrets file in
     /// `state_dir`, as an environment's would be.
-    pub fn config(&self, state_dir: Option<&Path>) -> Result<BenchConfig, CliError> {
+    pub fn config(&self, state_dir: &Path) -> Result<BenchConfig, CliError> {
         let artifact = match &self.artifact {
             Some(path) => Some(Inputs::artifact_file(path).map_err(CliError::input)?),
             None => None,
         };
         let grants = self.grants.grants()?.unwrap_or_default();
-        let secrets = match state_dir {
-            Some(dir) if !grants.secrets.is_empty() => BenchSecrets(Arc::new(
-                FileSecrets::open(dir).map_err(|e| CliError::State(e.to_string()))?,
-            )),
-            _ => BenchSecrets::default(),
+        let secrets = if grants.secrets.is_empty() {
+            BenchSecrets::default()
+        } else {
+            BenchSecrets(Arc::new(
+                FileSecrets::open(state_dir).map_err(|e| CliError::State(e.to_string()))?,
+            ))
         };
         Ok(BenchConfig {
             grants,

@@ -45,7 +45,7 @@ pub async fn run(ctx: &mut Context, args: Args) -> Result<i32, CliError> {
     let state_dir = ctx.state_dir()?.to_path_buf();
     let config = BenchConfig {
         profile,
-        ..args.fixture.config(Some(&state_dir))?
+        ..args.fixture.config(&state_dir)?
     };
     // A path that names no file is the user's mistake, not a failing pack.
     for path in &args.packs {

@@ -145,7 +145,7 @@ fn hex_string(bytes: &[u8]) -> String {
 
 async fn install(ctx: &mut Context, path: PathBuf, force: bool, fixture: &BenchArgs) -> Result<i32, CliError> {
     let state_dir = ctx.state_dir()?.to_path_buf();
-    let config = fixture.config(Some(&state_dir))?;
+    let config = fixture.config(&state_dir)?;
     let trust = ctx.trust()?;
     let mut registry = ctx.registry()?;
     ctx.bench_runtime()?;

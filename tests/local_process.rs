@@ -12,7 +12,10 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{Rng, Sandbox, install_signed, json, kill_after, ok, operator, p, revision_app_tarball};
+use common::{
+    LOCAL_PROCESS_RUN_GRANTS, Rng, Sandbox, free_port, install_signed, json, kill_after, ok, operator, p,
+    revision_app_tarball,
+};
 use envpack_test_packs::LOCAL_PROCESS;
 use sha2::{Digest, Sha256};
 
@@ -32,11 +35,6 @@ fn artifacts(sb: &Sandbox) -> Artifacts {
 
 fn digest(path: &Path) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(std::fs::read(path).unwrap())))
-}
-
-/// A loopback port nothing listens on right now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// `GET path` on `port` (HTTP/1.0, bounded by a timeout): (status, body).
@@ -120,16 +118,6 @@ fn nginx_installed() {
     );
 }
 
-/// The commands the pack runs: tar to unpack, nginx, the app's interpreter.
-const RUN_GRANTS: [&str; 6] = [
-    "--allow-run",
-    "tar",
-    "--allow-run",
-    "nginx",
-    "--allow-run",
-    "/usr/bin/python3",
-];
-
 /// An operator state with the local-process pack installed and `dev` bound
 /// to it as `site`, granting what it needs; returns (sandbox, nginx's port
 /// for `web`, the last port of the range revisions get ports from).
@@ -165,7 +153,7 @@ fn local_env(slot: u16) -> (Sandbox, u16, u16) {
         "--setting",
         "health-timeout-ms=5000",
     ];
-    args.extend(RUN_GRANTS);
+    args.extend(LOCAL_PROCESS_RUN_GRANTS);
     ok(&sb, &args);
     (sb, listen, first + 99)
 }
@@ -353,7 +341,7 @@ fn the_pack_passes_the_extended_bench_and_leaves_nothing_running() {
         .host()
         .env("TMPDIR", sb.dir.path())
         .args(["conformance", &p(&sealed), "--profile", "extended", "--format", "json"])
-        .args(RUN_GRANTS)
+        .args(LOCAL_PROCESS_RUN_GRANTS)
         .args(["--allow-probe", &format!("127.0.0.1:{ports}")])
         .args(["--allow-probe", &format!("127.0.0.1:{listens}")])
         .args(["--setting", &format!("ports={ports}")])

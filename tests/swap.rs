@@ -8,29 +8,15 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::time::Duration;
 
 use common::moto::{Fixture, Moto, set_credentials};
-use common::{Sandbox, install_signed, operator, revision_app_tarball};
+use common::{LOCAL_PROCESS_RUN_GRANTS, Sandbox, free_port, install_signed, operator, revision_app_tarball};
 use envpack_test_packs::{AWS_ECS, LOCAL_PROCESS};
 use serde_json::json;
 use sha2::{Digest, Sha256};
-
-/// The commands the local-process pack runs.
-const RUN_GRANTS: [&str; 6] = [
-    "--allow-run",
-    "tar",
-    "--allow-run",
-    "nginx",
-    "--allow-run",
-    "/usr/bin/python3",
-];
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// The body of `GET /` through nginx on `port`.
 fn get(port: u16) -> String {
@@ -62,7 +48,7 @@ fn local_binding(listen: u16, range: &str) -> Vec<String> {
     ]
     .map(String::from)
     .to_vec();
-    args.extend(RUN_GRANTS.map(String::from));
+    args.extend(LOCAL_PROCESS_RUN_GRANTS.map(String::from));
     args
 }
 

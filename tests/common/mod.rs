@@ -324,3 +324,23 @@ pub fn kill_after(sb: &Sandbox, args: &[&str], ms: u64) {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// The commands the local-process pack runs: tar to unpack, nginx, the
+/// test app's interpreter.
+pub const LOCAL_PROCESS_RUN_GRANTS: [&str; 6] = [
+    "--allow-run",
+    "tar",
+    "--allow-run",
+    "nginx",
+    "--allow-run",
+    "/usr/bin/python3",
+];
+
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

@@ -213,7 +213,7 @@ impl<'a> Ctx<'a> {
     /// Processes the pack has running in `env` (its bench work directory):
     /// an effect idempotency is judged on.
     pub fn live_processes(&self, env: &Environment) -> usize {
-        Workspace::for_env(&self.scratch, "bench", env.id()).map_or(0, |w| process::live_count(&w))
+        self.live_process_list(env).len()
     }
 
     /// The processes the pack has running in `env`, as (id, command).

@@ -382,11 +382,6 @@ fn list(workspace: &Workspace) -> Result<Vec<ProcessInfo>, String> {
     Ok(table.records.iter().map(info).collect())
 }
 
-/// How many processes of a workspace run now (0 if it has no table).
-pub fn live_count(workspace: &Workspace) -> usize {
-    live(workspace).len()
-}
-
 /// The processes of a workspace that run now, as (id, command).
 pub fn live(workspace: &Workspace) -> Vec<(String, String)> {
     list(workspace).map_or_else(

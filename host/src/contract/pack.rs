@@ -184,12 +184,16 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 pub fn read_pack_file(path: &Path) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     let file = std::fs::File::open(path)?;
+    let too_large = || std::io::Error::other(format!("the file is larger than {MAX_PACK_BYTES} bytes"));
+    // Refused from its size before a byte is read; the bounded read below
+    // still holds for a file that grows, or a pipe.
+    if file.metadata()?.len() > MAX_PACK_BYTES {
+        return Err(too_large());
+    }
     let mut bytes = Vec::new();
     file.take(MAX_PACK_BYTES + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > MAX_PACK_BYTES {
-        return Err(std::io::Error::other(format!(
-            "the file is larger than {MAX_PACK_BYTES} bytes"
-        )));
+        return Err(too_large());
     }
     Ok(bytes)
 }
