@@ -52,6 +52,20 @@ pub fn top_level(bytes: &[u8]) -> Result<Vec<TopSection>, Malformed> {
         };
         let start = pos;
         pos = match &payload {
+            // A nested module's declared size is not checked against the
+            // bytes there are (found by the property tests).
+            Payload::ModuleSection { unchecked_range, .. } | Payload::ComponentSection { unchecked_range, .. }
+                if unchecked_range.end > bytes.len() =>
+            {
+                return Err(Malformed {
+                    offset: start,
+                    message: format!(
+                        "a nested section claims to end at byte {}, past the end of the file ({} bytes)",
+                        unchecked_range.end,
+                        bytes.len()
+                    ),
+                });
+            }
             Payload::ModuleSection { unchecked_range, .. } | Payload::ComponentSection { unchecked_range, .. } => {
                 unchecked_range.end
             }
@@ -136,5 +150,22 @@ mod tests {
         append(&mut bytes, MANIFEST, b"{\"descriptor\":1}");
         bytes.truncate(bytes.len() - 3);
         assert!(top_level(&bytes).is_err());
+    }
+}
+
+#[cfg(test)]
+mod regression {
+    use super::top_level;
+
+    /// A component whose nested module claims more bytes than the file has
+    /// (found by `host/tests/untrusted_bytes.rs`): malformed, not a panic.
+    #[test]
+    fn a_nested_module_longer_than_the_file_is_malformed() {
+        // Component header, then a module section (id 1) claiming 50 bytes.
+        let mut bytes = b"\0asm\x0d\0\x01\0".to_vec();
+        bytes.extend_from_slice(&[1, 50]);
+        bytes.extend_from_slice(b"\0asm\x01\0\0\0");
+        let error = top_level(&bytes).unwrap_err();
+        assert!(error.message.contains("past the end of the file"), "{error:?}");
     }
 }
