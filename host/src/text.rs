@@ -38,9 +38,36 @@ pub fn printable(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// Bytes [`printable`] makes of `text`, without building it: what the
+/// host will print for it, which is what a cap on pack text must count.
+pub fn printed_len(text: &str) -> usize {
+    text.chars()
+        .map(|c| match c {
+            '\n' | '\r' | '\t' => 2,
+            // `\u{` + at most 6 hex digits + `}`.
+            c if is_deceptive(c) => 4 + format!("{:x}", c as u32).len(),
+            c => c.len_utf8(),
+        })
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn printed_len_is_the_length_printed() {
+        for text in [
+            "plain",
+            "ok\x1b[2K\rhost: hint",
+            "a\nb\tc",
+            "admin\u{202E}txt",
+            "部署",
+            "\u{9b}\0",
+        ] {
+            assert_eq!(printed_len(text), printable(text).len(), "{text:?}");
+        }
+    }
 
     #[test]
     fn ordinary_text_and_unicode_pass_unchanged() {

@@ -20,48 +20,58 @@ pub(crate) enum Raw {
     Health(Result<wit::Health, wit::DeployError>),
 }
 
+/// Bytes the host prints for one list element beyond its strings (field
+/// names, quotes, a weight): an empty entry is not free to show.
+const ELEMENT_BYTES: usize = 128;
+
+/// A string as the host will print it (escapes written out).
+fn text(s: &str) -> usize {
+    crate::text::printed_len(s)
+}
+
 fn pairs_size(pairs: &[(String, String)]) -> usize {
-    pairs.iter().map(|(k, v)| k.len() + v.len()).sum()
+    pairs.iter().map(|(k, v)| text(k) + text(v) + ELEMENT_BYTES / 4).sum()
 }
 
 fn entries_size(entries: &[wit::SplitEntry]) -> usize {
-    entries.iter().map(|e| e.revision.len() + 4).sum()
+    entries.iter().map(|e| text(&e.revision) + ELEMENT_BYTES).sum()
 }
 
 fn error_size(e: &wit::DeployError) -> usize {
     match e {
         wit::DeployError::RevisionNotFound(s) | wit::DeployError::SplitNotFound(s) | wit::DeployError::Provider(s) => {
-            s.len()
+            text(s)
         }
         wit::DeployError::InvalidSplit(_) => 8,
     }
 }
 
-/// Approximate bytes the result occupies: its strings and list elements.
+/// Bytes the host will hold or print for the result: its strings as printed
+/// (escapes written out) and a fixed cost per list element.
 fn raw_size(raw: &Raw) -> (&'static str, usize) {
     fn either<T>(r: &Result<T, wit::DeployError>, ok: impl Fn(&T) -> usize) -> usize {
         r.as_ref().map_or_else(error_size, ok)
     }
     match raw {
-        Raw::Revision(r) => ("a revision outcome", either(r, |o| o.revision.len() + o.detail.len())),
+        Raw::Revision(r) => ("a revision outcome", either(r, |o| text(&o.revision) + text(&o.detail))),
         Raw::Split(_, r) => (
             "a split outcome",
-            either(r, |o| o.deployment.len() + entries_size(&o.entries)),
+            either(r, |o| text(&o.deployment) + entries_size(&o.entries)),
         ),
         Raw::Config(r) => (
             "a runtime config",
             either(r, |c| {
                 c.as_ref().map_or(0, |c| {
-                    c.env.len()
+                    text(&c.env)
                         + c.entries
                             .iter()
                             .map(|e| {
-                                e.deployment.len()
-                                    + e.revision.len()
-                                    + e.bundle_digest.len()
-                                    + e.bundle_location.len()
+                                text(&e.deployment)
+                                    + text(&e.revision)
+                                    + text(&e.bundle_digest)
+                                    + text(&e.bundle_location)
                                     + pairs_size(&e.refs)
-                                    + 4
+                                    + ELEMENT_BYTES
                             })
                             .sum::<usize>()
                 })
@@ -70,7 +80,7 @@ fn raw_size(raw: &Raw) -> (&'static str, usize) {
         Raw::Health(r) => (
             "a health report",
             either(r, |h| match h {
-                wit::Health::Unhealthy(m) => m.len(),
+                wit::Health::Unhealthy(m) => text(m),
                 _ => 0,
             }),
         ),
@@ -226,5 +236,49 @@ pub(crate) fn verdict(
             revision: requested.to_string(),
             health: health_from_wit(r.map_err(|e| pack_error(env, verb, e))?),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn empty_entry() -> wit::RuntimeEntry {
+        wit::RuntimeEntry {
+            deployment: String::new(),
+            revision: String::new(),
+            bundle_digest: String::new(),
+            bundle_location: String::new(),
+            refs: Vec::new(),
+            weight_bps: 0,
+        }
+    }
+
+    #[test]
+    fn empty_entries_count_what_printing_them_costs() {
+        // 200,000 empty entries are 42 MB printed: over the 1 MiB cap.
+        let config = wit::RuntimeConfig {
+            env: String::new(),
+            entries: vec![empty_entry(); 200_000],
+        };
+        let (_, size) = raw_size(&Raw::Config(Ok(Some(config))));
+        assert!(size > ResultCaps::default().bytes, "{size}");
+        // A realistic config stays far below it.
+        let config = wit::RuntimeConfig {
+            env: "prod".into(),
+            entries: vec![empty_entry(); 20],
+        };
+        let (_, size) = raw_size(&Raw::Config(Ok(Some(config))));
+        assert!(size < 8 << 10, "{size}");
+    }
+
+    #[test]
+    fn escaped_text_counts_as_printed() {
+        let outcome = wit::RevisionOutcome {
+            revision: "r".into(),
+            detail: "\u{1b}".repeat(1000),
+        };
+        let (_, size) = raw_size(&Raw::Revision(Ok(outcome)));
+        assert_eq!(size, 1 + 6 * 1000);
     }
 }
