@@ -58,6 +58,11 @@ fn a_pack_allocating_without_bound_is_stopped_at_the_budget() {
 }
 
 #[test]
+fn unbounded_recursion_is_reported_as_a_stack_overflow() {
+    assert_provider_error("recurse", &[], "stack overflow");
+}
+
+#[test]
 fn a_trapping_pack_reports_its_panic() {
     assert_provider_error("trap", &[], "deliberate trap in stage-revision");
 }

