@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use envpack_host::sandbox::compile::{Compiler, WorkerLimits};
+use envpack_host::sandbox::shape::PackLimits;
 use envpack_host::trust::TrustStore;
 use envpack_host::trust::registry::Registry;
 use envpack_host::{HostConfig, MemoryKv, Runtime};
@@ -22,6 +24,8 @@ pub struct Context {
     runtime: Option<Runtime>,
     bench_runtime: Option<Runtime>,
     actor: Option<String>,
+    pack_limits: PackLimits,
+    compiler: Compiler,
 }
 
 impl Context {
@@ -47,7 +51,51 @@ impl Context {
             runtime: None,
             bench_runtime: None,
             actor,
+            pack_limits: PackLimits::default(),
+            compiler: Compiler::InProcess,
         })
+    }
+
+    /// Every compile this command does runs in a worker (this very binary)
+    /// under these limits, after the shape walk with `pack_limits`.
+    pub fn bound_compiles(
+        &mut self,
+        cpu_seconds: u64,
+        memory_mib: u64,
+        pack_limits: &[String],
+    ) -> Result<(), CliError> {
+        if cpu_seconds == 0 || memory_mib == 0 {
+            return Err(CliError::input(
+                "--compile-seconds and --compile-memory-mib must be greater than zero",
+            ));
+        }
+        for assignment in pack_limits {
+            self.pack_limits.set(assignment).map_err(CliError::input)?;
+        }
+        let program = std::env::current_exe()
+            .map_err(|e| CliError::State(format!("cannot find the host binary to run its compile worker: {e}")))?;
+        self.compiler = Compiler::Worker(WorkerLimits {
+            program,
+            cpu_seconds,
+            memory_bytes: memory_mib.saturating_mul(1 << 20),
+        });
+        Ok(())
+    }
+
+    /// The shape limits this command loads packs under.
+    pub fn pack_limits(&self) -> &PackLimits {
+        &self.pack_limits
+    }
+
+    fn host_config(&self, dir: &Path) -> HostConfig {
+        HostConfig {
+            deadline: self.deadline,
+            memory_budget: self.memory_budget,
+            cache_dir: Some(dir.join("cache")),
+            pack_limits: self.pack_limits,
+            compiler: self.compiler.clone(),
+            ..HostConfig::default()
+        }
     }
 
     /// The state directory, created on first use.
@@ -66,12 +114,7 @@ impl Context {
             // Calls that keep pack state pass their own store (`Runtime::call_in`):
             // the operator's is its transaction, `host call`'s is `call_kv`.
             let kv = MemoryKv::default();
-            let config = HostConfig {
-                deadline: self.deadline,
-                memory_budget: self.memory_budget,
-                cache_dir: Some(dir.join("cache")),
-                ..HostConfig::default()
-            };
+            let config = self.host_config(&dir);
             self.runtime = Some(Runtime::new(config, Arc::new(kv))?);
         }
         Ok(self.runtime.as_ref().expect("just set"))
@@ -84,12 +127,7 @@ impl Context {
     pub fn bench_runtime(&mut self) -> Result<&Runtime, CliError> {
         if self.bench_runtime.is_none() {
             let dir = self.state_dir()?.to_path_buf();
-            let config = HostConfig {
-                deadline: self.deadline,
-                memory_budget: self.memory_budget,
-                cache_dir: Some(dir.join("cache")),
-                ..HostConfig::default()
-            };
+            let config = self.host_config(&dir);
             self.bench_runtime = Some(Runtime::new(config, Arc::new(MemoryKv::default()))?);
         }
         Ok(self.bench_runtime.as_ref().expect("just set"))

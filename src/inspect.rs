@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use envpack_host::sandbox::shape;
 use envpack_host::trust::signature::Keyring;
 use envpack_host::{Pack, Signature, SignaturePolicy};
 use serde_json::json;
@@ -29,6 +30,15 @@ pub async fn run(ctx: &mut Context, args: Args) -> Result<i32, CliError> {
         .load_file(&args.pack, SignaturePolicy::Report(&keyring))
         .await?;
     let pack = loaded.pack;
+    // The load walked the same bytes within the limits; read them again for the figures.
+    let bytes = envpack_host::contract::pack::read_pack_file(&args.pack).map_err(|e| {
+        CliError::Load(envpack_host::LoadError::Read {
+            path: args.pack.display().to_string(),
+            source: e,
+        })
+    })?;
+    let shape = shape::check(&bytes, ctx.pack_limits())
+        .map_err(|e| CliError::State(format!("the pack changed while it was inspected: {e}")))?;
     let trusted = match &loaded.signature {
         Signature::Trusted(v) => format!("trusted: signed by {} ({})", v.name, v.key_id),
         Signature::Refused(e) => format!("not trusted: {e}"),
@@ -37,10 +47,21 @@ pub async fn run(ctx: &mut Context, args: Args) -> Result<i32, CliError> {
     if args.json {
         let mut value = describe_json(&pack);
         value["signature"] = json!(trusted);
+        value["shape"] = json!(shape);
         println!("{value:#}");
     } else {
         print_text(&pack);
         println!("signature    {trusted}");
+        println!(
+            "shape        {} core modules, at most {} functions in one, {} locals and {} bytes in one function, \
+             blocks nested {} deep, {} bytes of code",
+            shape.core_modules,
+            shape.functions,
+            shape.locals_per_function,
+            shape.function_body_bytes,
+            shape.nesting_depth,
+            shape.code_bytes
+        );
     }
     Ok(exit::OK)
 }

@@ -43,6 +43,22 @@ struct Cli {
     memory_mib: usize,
 
     /// Who is acting, for lifecycle events and the audit log.
+    /// CPU seconds a pack's compile may take (in a worker process).
+    #[arg(long, global = true, env = "ENVPACK_COMPILE_SECONDS", value_name = "SECONDS",
+          default_value_t = envpack_host::sandbox::compile::WorkerLimits::DEFAULT_CPU_SECONDS)]
+    compile_seconds: u64,
+
+    /// Memory a pack's compile may take (the worker's address space).
+    #[arg(long, global = true, env = "ENVPACK_COMPILE_MEMORY_MIB", value_name = "MIB",
+          default_value_t = envpack_host::sandbox::compile::WorkerLimits::DEFAULT_MEMORY_MIB)]
+    compile_memory_mib: u64,
+
+    /// Raise (or lower) one limit on a pack's shape, checked before compiling:
+    /// core-modules, functions, locals-per-function, function-body-bytes,
+    /// nesting-depth, code-bytes. Repeatable.
+    #[arg(long, global = true, value_name = "NAME=N")]
+    pack_limit: Vec<String>,
+
     #[arg(long, global = true, env = "ENVPACK_ACTOR", value_name = "NAME")]
     actor: Option<String>,
 
@@ -143,6 +159,7 @@ fn init_tracing(verbose: u8) {
 
 async fn run(cli: Cli) -> Result<i32, CliError> {
     let mut ctx = Context::new(cli.state_dir, cli.deadline_ms, cli.memory_mib, cli.actor)?;
+    ctx.bound_compiles(cli.compile_seconds, cli.compile_memory_mib, &cli.pack_limit)?;
     match cli.command {
         Command::Inspect(args) => inspect::run(&mut ctx, args).await,
         Command::Call(args) => call::run(&mut ctx, args).await,
@@ -184,6 +201,13 @@ fn main() {
     // SAFETY: called first, before any thread exists.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    // The host run again to compile one pack under limits (see `Context::bound_compiles`).
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|arg| arg == envpack_host::sandbox::compile::WORKER_ARG)
+    {
+        std::process::exit(envpack_host::sandbox::compile::worker_main());
     }
     let cli = Cli::parse();
     init_tracing(cli.verbose);

@@ -168,6 +168,12 @@ pub enum LoadError {
         budget: usize,
         detail: String,
     },
+    /// Past a shape limit or the compile worker's limits: nothing ran.
+    #[error("pack {path} was not compiled: {source}")]
+    Compile {
+        path: String,
+        source: crate::sandbox::compile::CompileError,
+    },
     #[error("pack {path} does not fit the envpack:deployer@1 contract: {detail}")]
     Contract { path: String, detail: String },
     #[error("pack {path} failed in describe: {source}")]

@@ -105,8 +105,14 @@ impl CompileCache {
         Ok(bytes)
     }
 
-    /// The compiled component for `pack`, from the cache or freshly compiled.
-    pub fn load(&self, engine: &Engine, pack_digest: &str, pack: &[u8]) -> wasmtime::Result<(Component, CacheEvent)> {
+    /// The compiled component for a pack, from the cache or freshly compiled.
+    /// `compile` runs only when no verified entry exists.
+    pub fn load<E>(
+        &self,
+        engine: &Engine,
+        pack_digest: &str,
+        compile: impl FnOnce() -> Result<Component, E>,
+    ) -> Result<(Component, CacheEvent), E> {
         let (name, path) = self.entry(engine, pack_digest);
         let reason = match self.read_verified(&name, &path) {
             Ok(bytes) => {
@@ -120,7 +126,7 @@ impl CompileCache {
             }
             Err(reason) => reason,
         };
-        let component = Component::new(engine, pack)?;
+        let component = compile()?;
         let event = match reason {
             Some(reason) => {
                 tracing::warn!(entry = %path.display(), %reason, "rebuilding compiled-code cache entry");

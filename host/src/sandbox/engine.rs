@@ -15,7 +15,9 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 use crate::error::SetupError;
 use crate::sandbox::call_state::CallState;
+use crate::sandbox::compile::Compiler;
 use crate::sandbox::limits::ResultCaps;
+use crate::sandbox::shape::PackLimits;
 
 /// Bytes of each memory, table and stack slot reset in place (not decommitted) after a call.
 const KEEP_RESIDENT: usize = 64 * 1024;
@@ -54,6 +56,10 @@ pub struct HostConfig {
     pub allocator: AllocatorChoice,
     /// Where compiled components are cached; `None` compiles every load.
     pub cache_dir: Option<std::path::PathBuf>,
+    /// The shape a pack may have before it is compiled.
+    pub pack_limits: PackLimits,
+    /// Where compiles run (in this process, or a worker under limits).
+    pub compiler: Compiler,
 }
 
 impl Default for HostConfig {
@@ -65,6 +71,8 @@ impl Default for HostConfig {
             max_instances: 256,
             allocator: AllocatorChoice::Auto,
             cache_dir: None,
+            pack_limits: PackLimits::default(),
+            compiler: Compiler::InProcess,
         }
     }
 }

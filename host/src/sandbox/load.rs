@@ -23,6 +23,8 @@ use crate::model::{Environment, EnvironmentDoc};
 use crate::sandbox::cache::{CacheEvent, CompileCache};
 use crate::sandbox::call_state::CallState;
 use crate::sandbox::classify::classify;
+use crate::sandbox::compile::{self, CompileError};
+use crate::sandbox::engine::HostConfig;
 use crate::sandbox::runtime::Runtime;
 use crate::trust::manifest::Manifest;
 use crate::trust::signature::{self, Keyring, Verified, VerifyError};
@@ -57,11 +59,18 @@ pub struct Loaded {
     pub signature: Signature,
 }
 
-/// Compiles `bytes`, through the cache when there is one.
-fn compile(engine: &Engine, cache: Option<&CompileCache>, bytes: &[u8]) -> wasmtime::Result<(Component, CacheEvent)> {
+/// Compiles `bytes` (shape first, then where the config says), through
+/// the cache when there is one.
+fn compile(
+    engine: &Engine,
+    cache: Option<&CompileCache>,
+    config: &HostConfig,
+    bytes: &[u8],
+) -> Result<(Component, CacheEvent), CompileError> {
+    let fresh = || compile::compile(engine, &config.compiler, &config.pack_limits, bytes);
     match cache {
-        Some(cache) => cache.load(engine, &sha256_hex(bytes), bytes),
-        None => Ok((Component::new(engine, bytes)?, CacheEvent::Disabled)),
+        Some(cache) => cache.load(engine, &sha256_hex(bytes), fresh),
+        None => Ok((fresh()?, CacheEvent::Disabled)),
     }
 }
 
@@ -121,8 +130,9 @@ impl Runtime {
             })?;
             let engine = self.engine.clone();
             let cache = self.cache.clone();
+            let config = self.config.clone();
             let compiled = tokio::task::spawn_blocking(move || {
-                let component = compile(&engine, cache.as_deref(), &bytes);
+                let component = compile(&engine, cache.as_deref(), &config, &bytes);
                 (component, bytes)
             })
             .await
@@ -132,7 +142,7 @@ impl Runtime {
             })?;
             let (component, bytes) = compiled;
             let (component, cache_event) =
-                component.map_err(|e| compile_error(&source, &e, self.config.memory_budget))?;
+                component.map_err(|e| compile_error(&source, e, self.config.memory_budget))?;
             let contract = |e: wasmtime::Error| LoadError::Contract {
                 path: source.clone(),
                 detail: format!("{e:#}"),
@@ -226,11 +236,20 @@ fn describe_within_caps(info: &bindings::envpack::deployer::types::PackInfo) -> 
     Ok(())
 }
 
-/// Why compiling failed: a pack whose memories cannot fit the memory budget
-/// says so (the engine refuses it at compile time), anything else is not a
+/// Why compiling failed: past a limit of the shape walk or the compile
+/// worker says which; a pack whose memories cannot fit the memory budget
+/// says so (the engine refuses it at compile time); anything else is not a
 /// component this host can run.
-fn compile_error(source: &str, error: &wasmtime::Error, budget: usize) -> LoadError {
-    let detail = format!("{error:#}");
+fn compile_error(source: &str, error: CompileError, budget: usize) -> LoadError {
+    let detail = match error {
+        CompileError::Refused(detail) => detail,
+        bounded => {
+            return LoadError::Compile {
+                path: source.to_string(),
+                source: bounded,
+            };
+        }
+    };
     if detail.contains("pooling allocator") || detail.contains("exceeds the limit") {
         LoadError::OverBudget {
             path: source.to_string(),

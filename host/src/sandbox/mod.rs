@@ -5,6 +5,7 @@
 pub mod cache;
 pub mod call_state;
 mod classify;
+pub mod compile;
 pub mod deadlines;
 pub mod engine;
 mod instance;
@@ -12,5 +13,6 @@ pub mod limits;
 pub mod load;
 pub mod runtime;
 pub mod services;
+pub mod shape;
 
 pub use instance::LiveInstance;
