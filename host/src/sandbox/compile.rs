@@ -17,7 +17,7 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 
 use crate::sandbox::engine::{AllocatorChoice, HostConfig, build_engine};
-use crate::sandbox::shape::{self, PackLimits, ShapeError};
+use crate::sandbox::shape::{self, Over, PackLimits, ShapeError};
 
 /// The argument that turns the `host` binary into a compile worker.
 pub const WORKER_ARG: &str = "__compile-worker";
@@ -56,8 +56,8 @@ impl WorkerLimits {
 #[derive(Debug, thiserror::Error)]
 pub enum CompileError {
     /// Past a shape limit; nothing was compiled.
-    #[error("{0}; raise it with --pack-limit {limit}=N", limit = over_limit(.0))]
-    Shape(ShapeError),
+    #[error("{0}; raise it with --pack-limit {limit}=N", limit = .0.limit)]
+    Shape(Over),
     /// The compiler itself refused the pack (invalid WebAssembly and the like).
     #[error("{0}")]
     Refused(String),
@@ -72,13 +72,6 @@ pub enum CompileError {
     Worker(String),
 }
 
-fn over_limit(error: &ShapeError) -> &'static str {
-    match error {
-        ShapeError::Over(over) => over.limit,
-        ShapeError::Malformed { .. } => "(none)",
-    }
-}
-
 impl From<ShapeError> for CompileError {
     fn from(error: ShapeError) -> Self {
         match error {
@@ -86,7 +79,7 @@ impl From<ShapeError> for CompileError {
             ShapeError::Malformed { offset, message } => {
                 CompileError::Refused(format!("malformed WebAssembly at byte {offset}: {message}"))
             }
-            over => CompileError::Shape(over),
+            ShapeError::Over(over) => CompileError::Shape(over),
         }
     }
 }
