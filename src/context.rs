@@ -10,11 +10,18 @@ use envpack_host::sandbox::compile::{Compiler, WorkerLimits};
 use envpack_host::sandbox::shape::PackLimits;
 use envpack_host::trust::TrustStore;
 use envpack_host::trust::registry::Registry;
-use envpack_host::{HostConfig, MemoryKv, Runtime};
+use envpack_host::{AllocatorChoice, HostConfig, MemoryKv, Runtime};
 use envpack_operator::Operator;
 
 use crate::error::CliError;
 use crate::state_dir;
+
+/// The `--allocator` choices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AllocatorArg {
+    OnDemand,
+    Pooling,
+}
 
 pub struct Context {
     state_dir_flag: Option<PathBuf>,
@@ -26,6 +33,7 @@ pub struct Context {
     actor: Option<String>,
     pack_limits: PackLimits,
     compiler: Compiler,
+    allocator: AllocatorChoice,
 }
 
 impl Context {
@@ -53,6 +61,7 @@ impl Context {
             actor,
             pack_limits: PackLimits::default(),
             compiler: Compiler::InProcess,
+            allocator: AllocatorChoice::OnDemand,
         })
     }
 
@@ -82,6 +91,15 @@ impl Context {
         Ok(())
     }
 
+    /// The instance allocator of this command's runtimes (pooling falls
+    /// back to on-demand where the pool cannot be reserved).
+    pub fn allocator(&mut self, choice: AllocatorArg) {
+        self.allocator = match choice {
+            AllocatorArg::OnDemand => AllocatorChoice::OnDemand,
+            AllocatorArg::Pooling => AllocatorChoice::Auto,
+        };
+    }
+
     /// The shape limits this command loads packs under.
     pub fn pack_limits(&self) -> &PackLimits {
         &self.pack_limits
@@ -94,6 +112,7 @@ impl Context {
             cache_dir: Some(dir.join("cache")),
             pack_limits: self.pack_limits,
             compiler: self.compiler.clone(),
+            allocator: self.allocator,
             ..HostConfig::default()
         }
     }
@@ -116,6 +135,7 @@ impl Context {
             let kv = MemoryKv::default();
             let config = self.host_config(&dir);
             self.runtime = Some(Runtime::new(config, Arc::new(kv))?);
+            envpack_host::timing::mark("engine");
         }
         Ok(self.runtime.as_ref().expect("just set"))
     }

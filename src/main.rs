@@ -22,6 +22,7 @@ mod trust_cmd;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use envpack_host::timing::mark;
 
 use crate::context::Context;
 use crate::error::{CliError, exit};
@@ -61,6 +62,12 @@ struct Cli {
 
     #[arg(long, global = true, env = "ENVPACK_ACTOR", value_name = "NAME")]
     actor: Option<String>,
+
+    /// How pack instances get their memory: `on-demand` (mmap per instance: what a command
+    /// that runs a few verbs wants) or `pooling` (a pool reserved up front: cheaper
+    /// instances, a costlier start; what long-running embeddings use).
+    #[arg(long, global = true, env = "ENVPACK_ALLOCATOR", value_enum, default_value_t = context::AllocatorArg::OnDemand)]
+    allocator: context::AllocatorArg,
 
     /// Log the host's own spans and the packs' log lines to stderr (-v info, -vv debug).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -159,24 +166,31 @@ fn init_tracing(verbose: u8) {
 
 async fn run(cli: Cli) -> Result<i32, CliError> {
     let mut ctx = Context::new(cli.state_dir, cli.deadline_ms, cli.memory_mib, cli.actor)?;
+    ctx.allocator(cli.allocator);
     ctx.bound_compiles(cli.compile_seconds, cli.compile_memory_mib, &cli.pack_limit)?;
-    match cli.command {
-        Command::Inspect(args) => inspect::run(&mut ctx, args).await,
-        Command::Call(args) => call::run(&mut ctx, args).await,
+    let result = command(&mut ctx, cli.command).await;
+    mark("command");
+    result
+}
+
+async fn command(ctx: &mut Context, command: Command) -> Result<i32, CliError> {
+    match command {
+        Command::Inspect(args) => inspect::run(ctx, args).await,
+        Command::Call(args) => call::run(ctx, args).await,
         Command::Bench(args) => bench_cmd::run(args).await,
-        Command::Conformance(args) => conformance_cmd::run(&mut ctx, args).await,
+        Command::Conformance(args) => conformance_cmd::run(ctx, args).await,
         Command::Keygen(args) => keys_cmd::keygen(args),
         Command::Sign(args) => keys_cmd::sign(args),
-        Command::Verify(args) => keys_cmd::verify(&mut ctx, args).await,
-        Command::Trust(command) => trust_cmd::run(&mut ctx, command),
-        Command::Pack(command) => pack_cmd::run(&mut ctx, command).await,
-        Command::Env(command) => env_cmd::run(&mut ctx, command).await,
-        Command::Revision(command) => revision_cmd::revision(&mut ctx, command).await,
-        Command::Traffic(command) => revision_cmd::traffic(&mut ctx, command).await,
-        Command::Status { env, json } => show::status(&mut ctx, &env, json),
-        Command::Events { env, follow, json } => show::events(&mut ctx, &env, follow, json).await,
-        Command::Secret(command) => secret_cmd::run(&mut ctx, command),
-        Command::Audit(AuditCommand::Verify { head, json }) => show::audit_verify(&mut ctx, head.as_deref(), json),
+        Command::Verify(args) => keys_cmd::verify(ctx, args).await,
+        Command::Trust(command) => trust_cmd::run(ctx, command),
+        Command::Pack(command) => pack_cmd::run(ctx, command).await,
+        Command::Env(command) => env_cmd::run(ctx, command).await,
+        Command::Revision(command) => revision_cmd::revision(ctx, command).await,
+        Command::Traffic(command) => revision_cmd::traffic(ctx, command).await,
+        Command::Status { env, json } => show::status(ctx, &env, json),
+        Command::Events { env, follow, json } => show::events(ctx, &env, follow, json).await,
+        Command::Secret(command) => secret_cmd::run(ctx, command),
+        Command::Audit(AuditCommand::Verify { head, json }) => show::audit_verify(ctx, head.as_deref(), json),
     }
 }
 
@@ -209,8 +223,13 @@ fn main() {
     {
         std::process::exit(envpack_host::sandbox::compile::worker_main());
     }
+    let timings = std::env::var_os(envpack_host::timing::TIMINGS_ENV);
+    if timings.is_some() {
+        envpack_host::timing::start();
+    }
     let cli = Cli::parse();
     init_tracing(cli.verbose);
+    mark("args");
     let code = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => match rt.block_on(run(cli)) {
             Ok(code) => code,
@@ -224,5 +243,11 @@ fn main() {
             exit::HOST
         }
     };
+    mark("teardown");
+    if let Some(path) = timings
+        && let Err(e) = envpack_host::timing::append_to(path.as_ref())
+    {
+        eprintln!("host: warning: cannot write timings to {}: {e}", path.to_string_lossy());
+    }
     std::process::exit(code);
 }

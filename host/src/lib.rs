@@ -22,6 +22,7 @@ pub mod fsutil;
 pub mod model;
 pub mod sandbox;
 pub mod text;
+pub mod timing;
 pub mod trust;
 
 pub use capabilities::gate::Capability;

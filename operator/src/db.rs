@@ -133,18 +133,42 @@ pub fn open(path: &Path) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    migrate(conn, path)
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
+    let conn = migrate(conn, path)?;
+    envpack_host::timing::mark("state-open");
+    Ok(conn)
 }
 
-/// Whether the database at `path` is older than this host's schema.
-pub fn needs_migration(path: &Path) -> Result<bool, StoreError> {
-    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    Ok(version < SCHEMA_VERSION)
+/// A read-only connection, for readers (`status`, `events`, ...) and the
+/// pack's kv reads during a verb: one open, no pragma to set. A missing or
+/// older database is created or migrated first (the only write a reader
+/// ever causes); a newer one is refused.
+pub fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
+    if path.exists() {
+        let conn = read_only(path)?;
+        if schema_version(&conn)? == SCHEMA_VERSION {
+            envpack_host::timing::mark("state-open");
+            return Ok(conn);
+        }
+    }
+    drop(open(path)?);
+    let conn = read_only(path)?;
+    check_version(&conn)?;
+    Ok(conn)
 }
 
-/// Refuses a database this host does not understand.
-pub fn check_version(conn: &Connection) -> Result<(), StoreError> {
+fn read_only(path: &Path) -> Result<Connection, StoreError> {
+    use rusqlite::OpenFlags;
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+    )?;
+    conn.busy_timeout(Duration::from_secs(30))?;
+    Ok(conn)
+}
+
+/// The schema version of `conn`'s database; a newer one than this host's is refused.
+fn schema_version(conn: &Connection) -> Result<i64, StoreError> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version > SCHEMA_VERSION {
         return Err(StoreError::NewerSchema {
@@ -152,7 +176,12 @@ pub fn check_version(conn: &Connection) -> Result<(), StoreError> {
             supported: SCHEMA_VERSION,
         });
     }
-    Ok(())
+    Ok(version)
+}
+
+/// Refuses a database this host does not understand.
+pub fn check_version(conn: &Connection) -> Result<(), StoreError> {
+    schema_version(conn).map(drop)
 }
 
 fn migrate(mut conn: Connection, path: &Path) -> Result<Connection, StoreError> {

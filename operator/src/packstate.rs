@@ -43,9 +43,11 @@ pub struct PackKv {
 impl PackKv {
     /// A store over `state.db` for `pack` (its name, no version) in `env`;
     /// `namespace` is what the runtime will ask for (`Pack::kv_namespace`).
+    /// Reads go through a read-only connection: writes wait, in
+    /// [`Self::take_pending`], for the command's own transaction.
     pub fn open(state_db: &Path, env: &str, pack: &str, namespace: String) -> Result<Self, StoreError> {
         Ok(PackKv {
-            conn: Mutex::new(db::open(state_db)?),
+            conn: Mutex::new(db::open_read_only(state_db)?),
             env: env.to_string(),
             pack: pack.to_string(),
             namespace,

@@ -19,7 +19,7 @@ use std::path::Path;
 
 use envpack_host::Lifecycle;
 use envpack_host::model::{Artifact, Revision};
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::Connection;
 use serde::Serialize;
 
 use crate::audit;
@@ -122,17 +122,9 @@ impl Reader {
     /// Opens the database read-only; a missing or older one is created or
     /// migrated first (the only write a reader ever causes).
     pub fn open(state_dir: &Path) -> Result<Self, StoreError> {
-        let path = state_dir.join("state.db");
-        if !path.exists() || db::needs_migration(&path)? {
-            drop(db::open(&path)?);
-        }
-        let conn = Connection::open_with_flags(
-            &path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
-        )?;
-        conn.busy_timeout(std::time::Duration::from_secs(30))?;
-        db::check_version(&conn)?;
-        Ok(Reader { conn })
+        Ok(Reader {
+            conn: db::open_read_only(&state_dir.join("state.db"))?,
+        })
     }
 
     pub fn environments(&self) -> Result<Vec<EnvironmentView>, StoreError> {

@@ -178,6 +178,7 @@ impl<'a> Ctx<'a> {
             kv_committed: false,
             peak_memory: 0,
             elapsed: Duration::ZERO,
+            phases: Default::default(),
         };
         self.record(&request, &report, self.deadline(&request));
         Step {

@@ -18,6 +18,7 @@ use crate::capabilities::gate::{Capability, Gate};
 use crate::capabilities::kv::KvSession;
 use crate::capabilities::recording::{CapabilityCall, Recording};
 use crate::sandbox::limits::MemoryBudget;
+use crate::sandbox::phases::Laps;
 
 /// How much of the pack's stderr is kept to explain a trap.
 pub const STDERR_BYTES: usize = 16 * 1024;
@@ -41,6 +42,8 @@ pub struct CallState {
     pub(crate) services: Services,
     pub(crate) http_ctx: WasiHttpCtx,
     pub(crate) http: HttpPolicy,
+    /// Where the call's time went, phase by phase.
+    pub(crate) laps: Laps,
 }
 
 impl CallState {
@@ -83,7 +86,8 @@ impl CallState {
             let _ = builder.preopened_dir(&workspace.work_dir, "/", FsPerms::ReadWrite);
         }
         let wasi = builder.build();
-        let http = HttpPolicy::new(&gate, &grants, Instant::now() + deadline);
+        let now = Instant::now();
+        let http = HttpPolicy::new(&gate, &grants, now + deadline);
         CallState {
             table: ResourceTable::new(),
             wasi,
@@ -94,13 +98,14 @@ impl CallState {
             kv,
             log_lines: 0,
             log_dropped: 0,
-            started: Instant::now(),
+            started: now,
             deadline,
             env_id,
             grants,
             services,
             http_ctx: WasiHttpCtx::new(),
             http,
+            laps: Laps::start(now),
         }
     }
 

@@ -129,7 +129,9 @@ pub fn build_linker(engine: &Engine) -> Result<Linker<CallState>, SetupError> {
     Ok(linker)
 }
 
-/// Advances the engine's epoch every [`TICK`] until dropped.
+/// Advances the engine's epoch every [`TICK`] until dropped. The thread
+/// parks between ticks, so dropping the ticker wakes it at once instead of
+/// waiting out a tick (up to 2 ms of every command's exit, measured).
 pub struct Ticker {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -143,9 +145,16 @@ impl Ticker {
         let thread = std::thread::Builder::new()
             .name("envpack-epoch".into())
             .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(TICK);
+                let mut next = std::time::Instant::now() + TICK;
+                while !flag.load(Ordering::Acquire) {
+                    let now = std::time::Instant::now();
+                    if now < next {
+                        // Wakes early on `unpark` (drop) or spuriously; the loop rechecks.
+                        std::thread::park_timeout(next - now);
+                        continue;
+                    }
                     engine.increment_epoch();
+                    next = now + TICK;
                 }
             })
             .map_err(|e| SetupError::Engine(format!("cannot start the epoch ticker thread: {e}")))?;
@@ -158,8 +167,9 @@ impl Ticker {
 
 impl Drop for Ticker {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.store(true, Ordering::Release);
         if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
             let _ = thread.join();
         }
     }

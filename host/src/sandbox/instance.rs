@@ -13,13 +13,15 @@ use wasmtime::{Store, UpdateDeadline};
 use crate::capabilities::environment::EnvHandle;
 use crate::capabilities::gate::Gate;
 use crate::contract::bindings::{self, verbs};
+use crate::contract::dispatch::call_export;
 use crate::contract::pack::Pack;
-use crate::contract::verb::Verb;
+use crate::contract::verb::{Request, Verb};
 use crate::error::VerbError;
 use crate::model::Environment;
 use crate::sandbox::call_state::CallState;
 use crate::sandbox::classify::classify;
 use crate::sandbox::limits::DeadlineExceeded;
+use crate::sandbox::phases::Phase;
 use crate::sandbox::runtime::Runtime;
 
 /// Extra wall-clock time past the deadline before the host abandons a call
@@ -51,10 +53,15 @@ impl Runtime {
                 Ok(UpdateDeadline::Yield(1))
             }
         });
+        store.data_mut().laps.lap(Phase::State);
         let run = async {
             let pack = pre.instantiate_async(&mut store).await?;
+            store.data_mut().laps.lap(Phase::Instantiate);
             let handle = store.data_mut().table.push(EnvHandle(env.clone()))?;
-            body(pack.envpack_deployer_deployer(), &mut store, handle).await
+            store.data_mut().laps.lap(Phase::Lend);
+            let result = body(pack.envpack_deployer_deployer(), &mut store, handle).await;
+            store.data_mut().laps.lap(Phase::Guest);
+            result
         };
         let result = match tokio::time::timeout(deadline + GRACE, run).await {
             Ok(result) => result,
@@ -75,5 +82,21 @@ impl Runtime {
             Ok(_) => Ok(LiveInstance { _store: store }),
             Err(e) => Err(classify(Verb::Describe, &e, store.data())),
         }
+    }
+
+    /// The floor a verb's host path is measured against (`host bench`):
+    /// the same export on a fresh instance in a fresh store, with the
+    /// capabilities the pack calls served as usual, but no preconditions,
+    /// deadline, memory limiter, verdict or kv commit. What any wasmtime
+    /// embedding with WASI pays for one call of this pack.
+    pub async fn call_bare(&self, pack: &Pack, env: &Arc<Environment>, request: &Request) -> wasmtime::Result<()> {
+        let gate = Gate::new(&pack.info.capabilities, env.granted());
+        let state = self.new_state(gate, self.kv.clone(), pack.kv_namespace(env.id()));
+        let mut store = Store::new(&self.engine, state);
+        store.set_epoch_deadline(u64::MAX / 2);
+        let guest = pack.pre.instantiate_async(&mut store).await?;
+        let handle = store.data_mut().table.push(EnvHandle(env.clone()))?;
+        call_export(guest.envpack_deployer_deployer(), &mut store, handle, request).await?;
+        Ok(())
     }
 }

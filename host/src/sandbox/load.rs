@@ -66,10 +66,11 @@ fn compile(
     cache: Option<&CompileCache>,
     config: &HostConfig,
     bytes: &[u8],
+    digest: &str,
 ) -> Result<(Component, CacheEvent), CompileError> {
     let fresh = || compile::compile(engine, &config.compiler, &config.pack_limits, bytes);
     match cache {
-        Some(cache) => cache.load(engine, &sha256_hex(bytes), fresh),
+        Some(cache) => cache.load(engine, digest, fresh),
         None => Ok((fresh()?, CacheEvent::Disabled)),
     }
 }
@@ -132,15 +133,18 @@ impl Runtime {
             let cache = self.cache.clone();
             let config = self.config.clone();
             let compiled = tokio::task::spawn_blocking(move || {
-                let component = compile(&engine, cache.as_deref(), &config, &bytes);
-                (component, bytes)
+                // The pack's digest, computed once: the cache key and `Pack::digest`.
+                let digest = sha256_hex(&bytes);
+                let component = compile(&engine, cache.as_deref(), &config, &bytes, &digest);
+                (component, (digest, bytes.len()))
             })
             .await
             .map_err(|e| LoadError::NotAComponent {
                 path: source.clone(),
                 detail: format!("the compiler thread failed: {e}"),
             })?;
-            let (component, bytes) = compiled;
+            crate::timing::mark("cache");
+            let (component, identity) = compiled;
             let (component, cache_event) =
                 component.map_err(|e| compile_error(&source, e, self.config.memory_budget))?;
             let contract = |e: wasmtime::Error| LoadError::Contract {
@@ -149,10 +153,12 @@ impl Runtime {
             };
             let instance_pre = self.linker.instantiate_pre(&component).map_err(contract)?;
             let pre = bindings::PackPre::new(instance_pre).map_err(contract)?;
+            crate::timing::mark("link");
             let info = self.describe(&pre).await.map_err(|e| LoadError::Describe {
                 path: source.clone(),
                 source: e,
             })?;
+            crate::timing::mark("describe");
             if !accepts_contract(&info.contract_version) {
                 return Err(LoadError::ContractVersion {
                     path: source,
@@ -166,7 +172,7 @@ impl Runtime {
                     source: e,
                 })?;
             }
-            let mut pack = Pack::new(pre, info, source, &bytes, &self.engine, &component);
+            let mut pack = Pack::new(pre, info, source, identity, &self.engine, &component);
             pack.manifest = manifest;
             pack.cache_event = cache_event;
             Ok(pack)

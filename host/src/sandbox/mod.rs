@@ -11,6 +11,7 @@ pub mod engine;
 mod instance;
 pub mod limits;
 pub mod load;
+pub mod phases;
 pub mod runtime;
 pub mod services;
 pub mod shape;

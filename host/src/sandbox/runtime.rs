@@ -28,6 +28,7 @@ use crate::sandbox::cache::CompileCache;
 use crate::sandbox::call_state::CallState;
 use crate::sandbox::classify::classify;
 use crate::sandbox::engine::{Allocator, HostConfig, Ticker, build_engine, build_linker};
+use crate::sandbox::phases::{Laps, Phase, VerbPhases};
 use crate::sandbox::services::Services;
 
 /// How much of the host path a call goes through.
@@ -73,6 +74,8 @@ pub struct CallReport {
     pub peak_memory: usize,
     #[serde(serialize_with = "serialize_micros")]
     pub elapsed: Duration,
+    /// Where the call's time went.
+    pub phases: VerbPhases,
 }
 
 fn serialize_result<S: serde::Serializer>(r: &Result<Outcome, VerbError>, s: S) -> Result<S::Ok, S::Error> {
@@ -175,11 +178,13 @@ impl Runtime {
         let span = tracing::info_span!("verb", verb = %verb, env = %env.id(), pack = %pack.info.descriptor);
         async move {
             let started = Instant::now();
+            let mut laps = Laps::start(started);
             let checked = if mode.preconditions {
                 preconditions::check(env, request)
             } else {
                 Ok(())
             };
+            laps.lap(Phase::Preconditions);
             if let Err(error) = checked {
                 tracing::info!(%error, "refused before the pack ran");
                 return CallReport {
@@ -190,6 +195,7 @@ impl Runtime {
                     kv_committed: false,
                     peak_memory: 0,
                     elapsed: started.elapsed(),
+                    phases: laps.phases,
                 };
             }
             let mut gate = Gate::new(&pack.info.capabilities, env.granted());
@@ -199,7 +205,7 @@ impl Runtime {
             let namespace = pack.kv_namespace(env.id());
             let kv = KvSession::new(services.kv.clone(), namespace);
             let deadline = services.deadline.unwrap_or(self.config.deadline);
-            let state = CallState::for_env(
+            let mut state = CallState::for_env(
                 gate,
                 kv,
                 self.config.memory_budget,
@@ -208,17 +214,21 @@ impl Runtime {
                 env.grants().clone(),
                 services,
             );
+            state.laps = laps;
             let (raw, mut state) = self
                 .in_instance(&pack.pre, state, env, async |guest, store, handle| {
                     call_export(guest, store, handle, request).await
                 })
                 .await;
             state.record_http();
+            state.laps.lap(Phase::Recording);
             let result = match raw {
                 Ok(raw) => verdict(env, request, raw, self.config.result_caps, mode.verify_outcome),
                 Err(e) => Err(classify(verb, &e, &state)),
             };
+            state.laps.lap(Phase::Outcome);
             let peak_memory = state.budget.peak();
+            let mut laps = state.laps;
             let (result, kv_committed) = match settle(&result, state.kv) {
                 Ok(committed) => (result, committed),
                 Err(e) => (
@@ -229,6 +239,7 @@ impl Runtime {
                     false,
                 ),
             };
+            laps.lap(Phase::Settle);
             if let Err(error) = &result {
                 tracing::info!(%error, "verb failed");
             }
@@ -240,6 +251,7 @@ impl Runtime {
                 kv_committed,
                 peak_memory,
                 elapsed: started.elapsed(),
+                phases: laps.phases,
             }
         }
         .instrument(span)

@@ -29,6 +29,7 @@ use envpack_host::capabilities::secrets::FileSecrets;
 use envpack_host::model::validate_id;
 use envpack_host::sandbox::deadlines::DeadlinePolicy;
 use envpack_host::sandbox::services::{LogSink, Services, Workspace};
+use envpack_host::timing;
 use envpack_host::trust::TrustStore;
 use envpack_host::trust::descriptor::Requirement;
 use envpack_host::trust::registry::Registry;
@@ -150,6 +151,7 @@ impl<'a> Operator<'a> {
         let value = change(&tx)?;
         audit::append(&tx, now(), &self.actor, command, &args.to_string(), outcome)?;
         tx.commit()?;
+        timing::mark("commit");
         Ok(value)
     }
 
@@ -170,11 +172,13 @@ impl<'a> Operator<'a> {
             extra: Vec::new(),
         };
         let (installed, verified, bytes) = registry.resolve(&req, &keyring)?;
+        timing::mark("verify");
         let policy = SignaturePolicy::Verified(verified);
         let loaded = self
             .runtime()?
             .load(installed.descriptor.clone(), bytes, policy)
             .await?;
+        timing::mark("load");
         Ok((loaded.pack, installed.digest))
     }
 
@@ -212,6 +216,7 @@ impl<'a> Operator<'a> {
             .runtime()?
             .call_in(pack, &Arc::new(env), request, CallMode::HOST, services)
             .await;
+        timing::mark("verb");
         let changes = kv.take_pending();
         if !changes.is_empty() {
             self.pending = Some(PendingKv {
