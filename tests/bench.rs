@@ -22,6 +22,7 @@ fn quick_bench_reports_every_figure() {
         "load.cold".to_string(),
         "load.warm".to_string(),
         "instantiate".to_string(),
+        "instantiate.on-demand".to_string(),
         "throughput.verbs_per_second".to_string(),
         "conformance.extended".to_string(),
         "memory.per_live_instance_rss".to_string(),
@@ -57,7 +58,88 @@ fn quick_bench_reports_every_figure() {
     }
     assert_eq!(figures.len(), expected.len(), "unexpected figures");
     assert_eq!(report["ratios"].as_array().unwrap().len(), 21);
-    assert_eq!(report["targets"].as_array().unwrap().len(), 6);
+    assert_eq!(report["targets"].as_array().unwrap().len(), 9);
+
+    // Each verb's phases, against a bare wasmtime call of the same export.
+    let breakdown = report["breakdown"].as_array().unwrap();
+    assert_eq!(breakdown.len(), verbs.len());
+    for row in breakdown {
+        let phases: Vec<&str> = row["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["phase"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            phases,
+            [
+                "preconditions",
+                "state",
+                "instantiate",
+                "lend",
+                "guest",
+                "teardown",
+                "recording",
+                "outcome",
+                "settle"
+            ]
+        );
+        for stat in ["full_us", "bare_us"] {
+            assert!(row[stat].as_f64().unwrap() > 0.0, "{row}");
+        }
+        let guest = row["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["phase"] == "guest")
+            .unwrap();
+        assert!(guest["median_us"].as_f64().unwrap() > 0.0, "{row}");
+    }
+
+    // Whole commands through the real binary, with the phases each one marked.
+    let commands = report["commands"].as_array().unwrap();
+    let command = |name: &str| {
+        commands
+            .iter()
+            .find(|c| c["command"] == name && c["build"] == "this")
+            .unwrap_or_else(|| panic!("command {name} missing: {commands:?}"))
+    };
+    let names = |c: &Value| -> Vec<String> {
+        c["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["phase"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(command("version")["total_median_us"].as_f64().unwrap() > 0.0);
+    assert_eq!(
+        names(command("status")),
+        ["exec", "args", "state-open", "command", "teardown", "exit"]
+    );
+    for name in ["traffic-set", "traffic-set-pooling"] {
+        assert_eq!(
+            names(command(name)),
+            [
+                "exec",
+                "args",
+                "engine",
+                "state-open",
+                "verify",
+                "cache",
+                "link",
+                "describe",
+                "load",
+                "verb",
+                "commit",
+                "command",
+                "teardown",
+                "exit"
+            ],
+            "{name}"
+        );
+        assert!(command(name)["total_median_us"].as_f64().unwrap() > 0.0);
+    }
 }
 
 #[test]

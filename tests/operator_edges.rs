@@ -200,3 +200,91 @@ fn hints_name_the_environment_and_state_files_are_private() {
     let status: Value = json(&sb, &["status", "qa", "--json"]);
     assert_eq!(status["revisions"][0]["lifecycle"], "failed");
 }
+
+#[test]
+fn either_allocator_runs_the_same_commands_and_a_bad_one_is_named() {
+    let sb = operator();
+    stage(&sb, "R1");
+    stage(&sb, "R2");
+    ok(&sb, &["--allocator", "pooling", "revision", "warm", "dev", "R1"]);
+    ok(&sb, &["--allocator", "on-demand", "revision", "warm", "dev", "R2"]);
+    ok(
+        &sb,
+        &[
+            "--allocator",
+            "pooling",
+            "traffic",
+            "set",
+            "dev",
+            "web",
+            "R1=9000",
+            "R2=1000",
+        ],
+    );
+    let out = sb
+        .host()
+        .env("ENVPACK_ALLOCATOR", "pooling")
+        .args(["traffic", "set", "dev", "web", "R1=10000", "R2=0"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let split = json(&sb, &["traffic", "show", "dev", "--json"]);
+    assert_eq!(split.to_string().matches("10000").count(), 1, "{split}");
+    let (code, stderr) = run(&sb, &["--allocator", "huge", "status", "dev"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("huge") && stderr.contains("on-demand") && stderr.contains("pooling"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn timings_name_each_phase_of_a_command_in_order() {
+    let sb = operator();
+    stage(&sb, "R1");
+    let file = sb.dir.path().join("timings.jsonl");
+    for args in [&["revision", "warm", "dev", "R1"][..], &["status", "dev"]] {
+        let out = sb.host().env("ENVPACK_TIMINGS", &file).args(args).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let text = std::fs::read_to_string(&file).unwrap();
+    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    let names = |line: &Value| -> Vec<String> {
+        line["marks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m[0].as_str().unwrap().to_string())
+            .collect()
+    };
+    let warm = names(&lines[0]);
+    for phase in [
+        "args",
+        "engine",
+        "state-open",
+        "verify",
+        "cache",
+        "describe",
+        "load",
+        "verb",
+        "commit",
+        "command",
+        "teardown",
+    ] {
+        assert!(warm.iter().any(|n| n == phase), "{phase} missing from {warm:?}");
+    }
+    let at = |line: &Value| -> Vec<u64> {
+        line["marks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m[1].as_u64().unwrap())
+            .collect()
+    };
+    assert!(at(&lines[0]).windows(2).all(|w| w[0] <= w[1]), "{text}");
+    assert_eq!(names(&lines[1]), ["args", "state-open", "command", "teardown"]);
+    // Off unless asked for: a command without the variable adds nothing.
+    ok(&sb, &["status", "dev"]);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), text);
+}

@@ -4,23 +4,29 @@
 //! environments on all cores, a full `extended` conformance run, and memory.
 //! Measured and compared in one run; reported with median and p99.
 
+pub mod breakdown;
+pub mod cli;
 pub mod native;
 pub mod render;
 pub mod scenario;
 pub mod stats;
+mod targets;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use envpack_conformance::{BenchConfig, Profile, SignatureStatus};
+use envpack_host::sandbox::phases::VerbPhases;
 use envpack_host::trust::TrustStore;
 use envpack_host::trust::keys::PrivateKey;
 use envpack_host::trust::manifest::Manifest;
 use envpack_host::trust::signature::{self, Keyring};
-use envpack_host::{Environment, HostConfig, MemoryKv, Pack, Request, Runtime, SignaturePolicy};
+use envpack_host::{AllocatorChoice, Environment, HostConfig, MemoryKv, Pack, Request, Runtime, SignaturePolicy};
 use serde::Serialize;
 
+use crate::breakdown::VerbBreakdown;
+use crate::cli::{CommandFigure, Programs};
 use crate::native::NativeLedger;
 use crate::stats::{Figure, latency, value};
 
@@ -41,6 +47,8 @@ pub struct Options {
     pub quick: bool,
     /// The reference pack (unsealed build).
     pub pack: PathBuf,
+    /// The `host` binaries whose command path is measured; none skips it.
+    pub programs: Option<Programs>,
 }
 
 /// Why the bench could not produce figures.
@@ -55,7 +63,7 @@ impl std::fmt::Display for BenchError {
 
 impl std::error::Error for BenchError {}
 
-fn fail(what: &str) -> impl Fn(String) -> BenchError + '_ {
+pub(crate) fn fail(what: &str) -> impl Fn(String) -> BenchError + '_ {
     move |e| BenchError(format!("{what}: {e}"))
 }
 
@@ -93,6 +101,10 @@ pub struct BenchReport {
     pub quick: bool,
     pub figures: Vec<Figure>,
     pub ratios: Vec<Ratio>,
+    /// Each verb's host path phase by phase, against a bare wasmtime call.
+    pub breakdown: Vec<VerbBreakdown>,
+    /// Whole commands through the real binary, phase by phase.
+    pub commands: Vec<CommandFigure>,
     pub targets: Vec<Target>,
 }
 
@@ -109,6 +121,7 @@ struct Iterations {
     throughput: Duration,
     conformance: usize,
     live: usize,
+    commands: usize,
 }
 
 impl Iterations {
@@ -121,6 +134,7 @@ impl Iterations {
                 throughput: Duration::from_millis(500),
                 conformance: 1,
                 live: 50,
+                commands: 3,
             }
         } else {
             Iterations {
@@ -130,6 +144,7 @@ impl Iterations {
                 throughput: Duration::from_secs(3),
                 conformance: 5,
                 live: 200,
+                commands: 30,
             }
         }
     }
@@ -146,9 +161,14 @@ fn signed_pack(path: &Path) -> Result<(Vec<u8>, PrivateKey), BenchError> {
 }
 
 fn runtime(cache: Option<&Path>) -> Result<Runtime, BenchError> {
+    runtime_with(cache, AllocatorChoice::Auto)
+}
+
+fn runtime_with(cache: Option<&Path>, allocator: AllocatorChoice) -> Result<Runtime, BenchError> {
     let config = HostConfig {
         deadline: Duration::from_secs(10),
         cache_dir: cache.map(Path::to_path_buf),
+        allocator,
         ..HostConfig::default()
     };
     Runtime::new(config, Arc::new(MemoryKv::default())).map_err(|e| fail("runtime")(e.to_string()))
@@ -181,9 +201,19 @@ async fn call_ok(
     env: &Arc<Environment>,
     request: &Request,
 ) -> Result<Duration, BenchError> {
+    Ok(call_timed(runtime, pack, env, request).await?.0)
+}
+
+/// One call through the full host path: its time and its phases.
+async fn call_timed(
+    runtime: &Runtime,
+    pack: &Pack,
+    env: &Arc<Environment>,
+    request: &Request,
+) -> Result<(Duration, VerbPhases), BenchError> {
     let report = runtime.call(pack, env, request).await;
     match report.result {
-        Ok(_) => Ok(report.elapsed),
+        Ok(_) => Ok((report.elapsed, report.phases)),
         Err(e) => Err(BenchError(format!("{} failed during the bench: {e}", request.verb()))),
     }
 }
@@ -215,11 +245,25 @@ pub async fn run(options: &Options) -> Result<BenchReport, BenchError> {
     }
     figures.push(latency("load.warm", samples));
 
-    figures.push(instantiate(&host, &pack, n.instances).await?);
-    let ratios = verbs(&host, &pack, n.verbs, &mut figures).await?;
+    figures.push(instantiate(&host, &pack, n.instances, "instantiate").await?);
+    // The same, on the allocator a one-shot command uses.
+    let on_demand = runtime_with(None, AllocatorChoice::OnDemand)?;
+    let pack_on_demand = load(&on_demand, &file, &key).await?.0;
+    figures.push(instantiate(&on_demand, &pack_on_demand, n.instances, "instantiate.on-demand").await?);
+    drop((pack_on_demand, on_demand));
+    let (ratios, breakdown) = verbs(&host, &pack, n.verbs, &mut figures).await?;
     figures.push(throughput(&host, &pack, n.throughput).await?);
     figures.push(conformance(&host, &pack, n.conformance).await?);
     figures.extend(memory(&host, &pack, n.live).await?);
+    let commands = match &options.programs {
+        Some(programs) => {
+            let public_key = scratch.path().join("bench.pub");
+            let pem = key.public().to_pem().map_err(|e| fail("public key")(e.to_string()))?;
+            std::fs::write(&public_key, pem).map_err(|e| fail("write")(e.to_string()))?;
+            cli::measure(programs, scratch.path(), &file, &public_key, n.commands)?
+        }
+        None => Vec::new(),
+    };
 
     let mut report = BenchReport {
         machine: Machine {
@@ -230,13 +274,15 @@ pub async fn run(options: &Options) -> Result<BenchReport, BenchError> {
         quick: options.quick,
         figures,
         ratios,
+        breakdown,
+        commands,
         targets: Vec::new(),
     };
-    report.targets = targets(&report);
+    report.targets = targets::evaluate(&report);
     Ok(report)
 }
 
-async fn instantiate(host: &Runtime, pack: &Pack, count: usize) -> Result<Figure, BenchError> {
+async fn instantiate(host: &Runtime, pack: &Pack, count: usize, name: &str) -> Result<Figure, BenchError> {
     let mut samples = Vec::with_capacity(count);
     for _ in 0..count {
         let started = Instant::now();
@@ -247,12 +293,19 @@ async fn instantiate(host: &Runtime, pack: &Pack, count: usize) -> Result<Figure
         samples.push(started.elapsed());
         drop(live);
     }
-    Ok(latency("instantiate", samples))
+    Ok(latency(name, samples))
 }
 
-/// Every verb at every size, WASM then native, and their ratios.
-async fn verbs(host: &Runtime, pack: &Pack, count: usize, figures: &mut Vec<Figure>) -> Result<Vec<Ratio>, BenchError> {
+/// Every verb at every size, WASM then native, and their ratios; at the
+/// smallest size, each verb's phases and its bare wasmtime call too.
+async fn verbs(
+    host: &Runtime,
+    pack: &Pack,
+    count: usize,
+    figures: &mut Vec<Figure>,
+) -> Result<(Vec<Ratio>, Vec<VerbBreakdown>), BenchError> {
     let mut ratios = Vec::new();
+    let mut rows = Vec::new();
     for size in SIZES {
         let env = scenario::environment(&format!("bench-{size}"), size);
         let mut native = NativeLedger::default();
@@ -261,11 +314,24 @@ async fn verbs(host: &Runtime, pack: &Pack, count: usize, figures: &mut Vec<Figu
             native.call(&env, &request).map_err(fail("native setup"))?;
         }
         for (verb, request) in scenario::measured() {
+            // At the smallest size, a bare call follows each full one, so
+            // that both see the same machine (it is shared and noisy).
+            let with_bare = size == SIZES[0];
             let mut samples = Vec::with_capacity(count);
+            let mut phases = Vec::with_capacity(count);
+            let mut bare = Vec::with_capacity(count);
             for _ in 0..count {
-                samples.push(call_ok(host, pack, &env, &request).await?);
+                let (elapsed, phase) = call_timed(host, pack, &env, &request).await?;
+                samples.push(elapsed);
+                phases.push(phase);
+                if with_bare {
+                    bare.push(breakdown::bare(host, pack, &env, &request).await?);
+                }
             }
             let wasm = latency(format!("verb.{verb}.{size}"), samples);
+            if with_bare {
+                rows.push(breakdown::row(verb, &phases, wasm.median, latency("", bare).median));
+            }
             let mut samples = Vec::with_capacity(count);
             for _ in 0..count {
                 let started = Instant::now();
@@ -284,7 +350,7 @@ async fn verbs(host: &Runtime, pack: &Pack, count: usize, figures: &mut Vec<Figu
             figures.push(baseline);
         }
     }
-    Ok(ratios)
+    Ok((ratios, rows))
 }
 
 /// Verbs per second with many environments served at once on all cores.
@@ -375,60 +441,4 @@ async fn memory(host: &Runtime, pack: &Pack, live: usize) -> Result<Vec<Figure>,
         value("memory.linear_per_instance", "KiB", linear),
         value("memory.peak_rss", "KiB", proc_kib("VmHWM:").unwrap_or(0.0)),
     ])
-}
-
-fn targets(report: &BenchReport) -> Vec<Target> {
-    let warm = report.median("load.warm");
-    let cold = report.median("load.cold");
-    let overhead_10 = report
-        .ratios
-        .iter()
-        .filter(|r| r.name.ends_with(".10"))
-        .map(|r| r.overhead_us)
-        .fold(0.0, f64::max);
-    let growth = scenario::measured()
-        .iter()
-        .map(|(verb, _)| {
-            report.median(&format!("verb.{verb}.10000")) / report.median(&format!("verb.{verb}.10")).max(0.001)
-        })
-        .fold(0.0, f64::max);
-    let target = |name, goal: &str, measured: f64, met: bool| Target {
-        name,
-        goal: goal.to_string(),
-        measured,
-        met,
-    };
-    vec![
-        target("load.warm", "median <= 1000 us", warm, warm <= 1000.0),
-        target(
-            "cache.speedup",
-            "cold / warm load >= 10x",
-            cold / warm.max(0.001),
-            cold >= 10.0 * warm,
-        ),
-        target(
-            "instantiate",
-            "median <= 10 us",
-            report.median("instantiate"),
-            report.median("instantiate") <= 10.0,
-        ),
-        target(
-            "verb.overhead.10",
-            "max over verbs of (wasm - native) median <= 25 us",
-            overhead_10,
-            overhead_10 <= 25.0,
-        ),
-        target(
-            "verb.growth.10000",
-            "max over verbs of median(10000) / median(10) < 2",
-            growth,
-            growth < 2.0,
-        ),
-        target(
-            "conformance.extended",
-            "median < 1000000 us",
-            report.median("conformance.extended"),
-            report.median("conformance.extended") < 1_000_000.0,
-        ),
-    ]
 }

@@ -35,6 +35,8 @@ pub fn table(report: &BenchReport) -> String {
             r.name, r.wasm_median_us, r.native_median_us, r.ratio, r.overhead_us
         ));
     }
+    out.push_str(&breakdown(report));
+    out.push_str(&commands(report));
     out.push_str("\ntargets\n");
     for t in &report.targets {
         let mark = if t.met { "met   " } else { "NOT met" };
@@ -42,6 +44,54 @@ pub fn table(report: &BenchReport) -> String {
             "  {mark} {:<22} {:<52} measured {:.2}\n",
             t.name, t.goal, t.measured
         ));
+    }
+    out
+}
+
+/// Each verb's host path, phase by phase (µs, medians), against the bare call.
+fn breakdown(report: &BenchReport) -> String {
+    let Some(first) = report.breakdown.first() else {
+        return String::new();
+    };
+    let mut out = format!("\n{:<24}", "phases (us, size 10)");
+    for p in &first.phases {
+        out.push_str(&format!(" {:>9}", short(&p.phase)));
+    }
+    out.push_str(&format!(" {:>9} {:>9} {:>9}\n", "full", "bare", "host"));
+    for row in &report.breakdown {
+        out.push_str(&format!("{:<24}", row.verb));
+        for p in &row.phases {
+            out.push_str(&format!(" {:>9.2}", p.median_us));
+        }
+        out.push_str(&format!(
+            " {:>9.2} {:>9.2} {:>9.2}\n",
+            row.full_us, row.bare_us, row.host_overhead_us
+        ));
+    }
+    out
+}
+
+fn short(phase: &str) -> &str {
+    match phase {
+        "preconditions" => "precond",
+        "instantiate" => "instant",
+        "recording" => "record",
+        "teardown" => "drop",
+        other => other,
+    }
+}
+
+/// Whole commands through the real binary: each phase's median (µs).
+fn commands(report: &BenchReport) -> String {
+    let mut out = String::new();
+    for c in &report.commands {
+        out.push_str(&format!(
+            "\ncommand {} ({} build, {} runs): median {:.0} us, p99 {:.0} us\n",
+            c.command, c.build, c.runs, c.total_median_us, c.total_p99_us
+        ));
+        for p in &c.phases {
+            out.push_str(&format!("  {:<14} {:>9.0}\n", p.phase, p.median_us));
+        }
     }
     out
 }

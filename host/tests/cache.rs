@@ -45,7 +45,7 @@ async fn second_load_hits_and_corruption_is_rebuilt() {
     assert!(matches!(event(&rt, LEDGER).await, CacheEvent::Rebuilt(r) if r.contains("does not match")));
     assert_eq!(event(&rt, LEDGER).await, CacheEvent::Hit);
 
-    std::fs::remove_file(entry.with_extension("cwasm.mac")).unwrap();
+    std::fs::remove_file(entry.with_extension("cwasm.tag")).unwrap();
     assert!(matches!(event(&rt, LEDGER).await, CacheEvent::Rebuilt(r) if r.contains("no record")));
 }
 
@@ -56,7 +56,7 @@ async fn an_entry_swapped_for_another_packs_code_is_refused() {
     event(&rt, LEDGER).await;
     event(&rt, TEST_HOSTILE).await;
     let cwasm = entries(dir.path(), ".cwasm");
-    let macs = entries(dir.path(), ".cwasm.mac");
+    let macs = entries(dir.path(), ".cwasm.tag");
     // Both entries and their records are genuine, but swapped between names.
     std::fs::copy(&cwasm[1], &cwasm[0]).unwrap();
     std::fs::copy(&macs[1], &macs[0]).unwrap();

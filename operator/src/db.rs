@@ -133,7 +133,6 @@ pub fn open(path: &Path) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
     let conn = migrate(conn, path)?;
     envpack_host::timing::mark("state-open");
     Ok(conn)
@@ -271,6 +270,38 @@ mod tests {
         conn.execute("INSERT INTO environments (id, created_at) VALUES ('dev', 0)", [])
             .unwrap();
         path
+    }
+
+    #[test]
+    fn a_reader_creates_migrates_or_refuses_but_never_writes_a_current_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        // Missing: created and migrated, then opened read-only.
+        let conn = open_read_only(&path).unwrap();
+        assert_eq!(schema_version(&conn).unwrap(), SCHEMA_VERSION);
+        assert!(
+            conn.execute("INSERT INTO environments (id, created_at) VALUES ('x', 0)", [])
+                .is_err()
+        );
+        drop(conn);
+        // Older: migrated first.
+        let old = tempfile::tempdir().unwrap();
+        let old_path = version_one(old.path());
+        let conn = open_read_only(&old_path).unwrap();
+        assert_eq!(schema_version(&conn).unwrap(), SCHEMA_VERSION);
+        assert!(
+            conn.query_row("SELECT 1 FROM environments WHERE id = 'dev'", [], |_| Ok(()))
+                .is_ok()
+        );
+        drop(conn);
+        // Newer: refused, and left as it was.
+        let rw = Connection::open(&path).unwrap();
+        rw.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
+        drop(rw);
+        assert!(matches!(open_read_only(&path), Err(StoreError::NewerSchema { .. })));
+        let rw = Connection::open(&path).unwrap();
+        let version: i64 = rw.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        assert_eq!(version, SCHEMA_VERSION + 1);
     }
 
     #[test]

@@ -67,7 +67,9 @@ impl Runtime {
             Ok(result) => result,
             Err(_) => Err(wasmtime::Error::new(DeadlineExceeded(deadline))),
         };
-        (result, store.into_data())
+        let mut state = store.into_data();
+        state.laps.lap(Phase::Teardown);
+        (result, state)
     }
 
     /// Instantiates the pack in a fresh store and keeps it alive, without

@@ -20,6 +20,8 @@ pub enum Phase {
     Lend,
     /// The export itself: the guest's own work and its capability calls.
     Guest,
+    /// The store dropped: the instance's memories and stack given back.
+    Teardown,
     /// Outbound HTTP requests folded into the call's recording.
     Recording,
     /// The host's verdict on what the pack returned.
@@ -29,12 +31,13 @@ pub enum Phase {
 }
 
 impl Phase {
-    pub const ALL: [Phase; 8] = [
+    pub const ALL: [Phase; 9] = [
         Phase::Preconditions,
         Phase::State,
         Phase::Instantiate,
         Phase::Lend,
         Phase::Guest,
+        Phase::Teardown,
         Phase::Recording,
         Phase::Outcome,
         Phase::Settle,
@@ -47,6 +50,7 @@ impl Phase {
             Phase::Instantiate => "instantiate",
             Phase::Lend => "lend",
             Phase::Guest => "guest",
+            Phase::Teardown => "teardown",
             Phase::Recording => "recording",
             Phase::Outcome => "outcome",
             Phase::Settle => "settle",
@@ -68,6 +72,8 @@ pub struct VerbPhases {
     #[serde(serialize_with = "nanos")]
     pub guest: Duration,
     #[serde(serialize_with = "nanos")]
+    pub teardown: Duration,
+    #[serde(serialize_with = "nanos")]
     pub recording: Duration,
     #[serde(serialize_with = "nanos")]
     pub outcome: Duration,
@@ -87,6 +93,7 @@ impl VerbPhases {
             Phase::Instantiate => self.instantiate,
             Phase::Lend => self.lend,
             Phase::Guest => self.guest,
+            Phase::Teardown => self.teardown,
             Phase::Recording => self.recording,
             Phase::Outcome => self.outcome,
             Phase::Settle => self.settle,
@@ -100,6 +107,7 @@ impl VerbPhases {
             Phase::Instantiate => &mut self.instantiate,
             Phase::Lend => &mut self.lend,
             Phase::Guest => &mut self.guest,
+            Phase::Teardown => &mut self.teardown,
             Phase::Recording => &mut self.recording,
             Phase::Outcome => &mut self.outcome,
             Phase::Settle => &mut self.settle,

@@ -1,0 +1,357 @@
+//! The command path: the real `host` binary run as an operator runs it,
+//! one process per command, against a state directory the bench sets up
+//! with the same binary (trusted key, installed pack, an environment with
+//! two ready revisions). Each run writes its phase marks
+//! (`ENVPACK_TIMINGS`, see `envpack_host::timing`); the bench adds the
+//! process's start (spawn to `main`) and exit (last mark to reaped), and
+//! reports the median of each phase and of the whole command. With a
+//! baseline binary, both builds run interleaved on copies of one state
+//! directory: a before/after measured side by side in one run.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use envpack_host::timing::{CommandTimings, TIMINGS_ENV};
+use serde::Serialize;
+
+use crate::breakdown::PhaseFigure;
+use crate::stats::latency;
+use crate::{BenchError, fail};
+
+const R1: &str = "01JBWCLI000000000000000R1";
+const R2: &str = "01JBWCLI000000000000000R2";
+
+/// The binaries to measure.
+#[derive(Clone, Debug)]
+pub struct Programs {
+    /// This build's `host`.
+    pub program: PathBuf,
+    /// Another build of `host` to run side by side (the "before" of a cut).
+    pub baseline: Option<PathBuf>,
+}
+
+/// One command of one build: its median wall time and its phases.
+#[derive(Clone, Debug, Serialize)]
+pub struct CommandFigure {
+    pub command: &'static str,
+    /// `this` or `baseline`.
+    pub build: &'static str,
+    pub runs: usize,
+    pub total_median_us: f64,
+    pub total_p99_us: f64,
+    /// Empty for a build that writes no marks (an older one, or `--version`).
+    pub phases: Vec<PhaseFigure>,
+}
+
+/// A measured command: what it is called in the report and its arguments
+/// (the n-th run's, so that runs can alternate what they ask for).
+struct Measured {
+    name: &'static str,
+    args: fn(usize) -> Vec<String>,
+    /// Uses a flag older builds may not have: not run on the baseline.
+    this_build_only: bool,
+}
+
+fn measured() -> Vec<Measured> {
+    vec![
+        Measured {
+            name: "version",
+            args: |_| vec!["--version".into()],
+            this_build_only: false,
+        },
+        Measured {
+            name: "status",
+            args: |_| vec!["status".into(), "bench".into()],
+            this_build_only: false,
+        },
+        Measured {
+            name: "traffic-set",
+            args: |n| traffic_set(n, false),
+            this_build_only: false,
+        },
+        // The same on the pooling allocator: the allocator cut, side by side.
+        Measured {
+            name: "traffic-set-pooling",
+            args: |n| traffic_set(n, true),
+            this_build_only: true,
+        },
+    ]
+}
+
+/// `traffic set` with alternating splits: every run changes what the pack applies.
+fn traffic_set(n: usize, pooling: bool) -> Vec<String> {
+    let (a, b) = if n.is_multiple_of(2) { (9000, 1000) } else { (10_000, 0) };
+    let mut args: Vec<String> = if pooling {
+        vec!["--allocator".into(), "pooling".into()]
+    } else {
+        Vec::new()
+    };
+    args.extend(["traffic", "set", "bench", "web"].map(String::from));
+    args.extend([format!("{R1}={a}"), format!("{R2}={b}")]);
+    args
+}
+
+/// Runs `program` with `args` on `state`; its stderr on failure.
+fn run(program: &Path, state: &Path, args: &[&str]) -> Result<(), BenchError> {
+    let out = Command::new(program)
+        .args(args)
+        .env("ENVPACK_STATE_DIR", state)
+        .env_remove(TIMINGS_ENV)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| fail("cannot run the host binary")(format!("{}: {e}", program.display())))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(BenchError(format!(
+            "`host {}` failed during the command bench: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+/// A state directory with the signed pack installed and an environment
+/// `bench` whose deployment `web` has two ready revisions and a split.
+pub fn set_up(program: &Path, state: &Path, signed_pack: &Path, public_key: &Path) -> Result<(), BenchError> {
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    let pack = signed_pack.display().to_string();
+    let key = public_key.display().to_string();
+    let (all_r1, none_r2) = (format!("{R1}=10000"), format!("{R2}=0"));
+    let steps: Vec<Vec<&str>> = vec![
+        vec!["trust", "add", &key, "--name", "bench"],
+        vec!["pack", "install", &pack],
+        vec![
+            "env",
+            "create",
+            "bench",
+            "--deployer",
+            "envpack.deployer.ledger@^1",
+            "--capability",
+            "log,kv",
+        ],
+        vec![
+            "revision",
+            "stage",
+            "bench",
+            "web",
+            "--id",
+            R1,
+            "--digest",
+            &digest,
+            "--location",
+            "file:///builds/1.tar.gz",
+        ],
+        vec![
+            "revision",
+            "stage",
+            "bench",
+            "web",
+            "--id",
+            R2,
+            "--digest",
+            &digest,
+            "--location",
+            "file:///builds/2.tar.gz",
+        ],
+        vec!["revision", "warm", "bench", R1],
+        vec!["revision", "warm", "bench", R2],
+        vec!["traffic", "set", "bench", "web", &all_r1, &none_r2],
+    ];
+    for step in steps {
+        run(program, state, &step)?;
+    }
+    Ok(())
+}
+
+/// One run's wall time and phases (exec, the marks, exit), in µs.
+struct Sample {
+    total_us: f64,
+    phases: Vec<(String, f64)>,
+}
+
+fn unix_ns() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+}
+
+fn sample(program: &Path, state: &Path, args: &[String], marks: &Path) -> Result<Sample, BenchError> {
+    let _ = std::fs::remove_file(marks);
+    let spawned_unix = unix_ns();
+    let started = Instant::now();
+    let status = Command::new(program)
+        .args(args)
+        .env("ENVPACK_STATE_DIR", state)
+        .env(TIMINGS_ENV, marks)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map_err(|e| fail("cannot run the host binary")(format!("{}: {e}", program.display())))?;
+    let total = started.elapsed();
+    if !status.success() {
+        return Err(BenchError(format!(
+            "`host {}` exited with {status} during the command bench",
+            args.join(" ")
+        )));
+    }
+    let total_us = total.as_secs_f64() * 1e6;
+    let timings = std::fs::read_to_string(marks)
+        .ok()
+        .and_then(|text| serde_json::from_str::<CommandTimings>(text.trim()).ok());
+    let Some(timings) = timings else {
+        return Ok(Sample {
+            total_us,
+            phases: Vec::new(),
+        });
+    };
+    Ok(Sample {
+        total_us,
+        phases: phases_of(&timings, spawned_unix, total_us),
+    })
+}
+
+/// A run's phases: `exec` (spawn to `main`), the time to each mark from the
+/// one before (phases marked more than once are summed, in the order they
+/// first ended), and `exit` (last mark to reaped).
+fn phases_of(timings: &CommandTimings, spawned_unix_ns: u128, total_us: f64) -> Vec<(String, f64)> {
+    let exec_us = timings.start_unix_ns.saturating_sub(spawned_unix_ns) as f64 / 1e3;
+    let mut phases: Vec<(String, f64)> = vec![("exec".into(), exec_us)];
+    let mut previous = 0u64;
+    for (name, at) in &timings.marks {
+        let us = at.saturating_sub(previous) as f64 / 1e3;
+        previous = *at;
+        match phases.iter_mut().find(|(n, _)| n == name) {
+            Some((_, sum)) => *sum += us,
+            None => phases.push((name.clone(), us)),
+        }
+    }
+    let last_us = previous as f64 / 1e3;
+    phases.push(("exit".into(), (total_us - exec_us - last_us).max(0.0)));
+    phases
+}
+
+fn figure(command: &'static str, build: &'static str, samples: &[Sample]) -> CommandFigure {
+    let totals = latency(
+        "",
+        samples
+            .iter()
+            .map(|s| std::time::Duration::from_secs_f64(s.total_us / 1e6))
+            .collect(),
+    );
+    // Phases in the order of the first run that has them all.
+    let order: Vec<String> = samples
+        .iter()
+        .max_by_key(|s| s.phases.len())
+        .map(|s| s.phases.iter().map(|(n, _)| n.clone()).collect())
+        .unwrap_or_default();
+    let mut by_name: BTreeMap<&str, Vec<std::time::Duration>> = BTreeMap::new();
+    for s in samples {
+        for (name, us) in &s.phases {
+            by_name
+                .entry(name.as_str())
+                .or_default()
+                .push(std::time::Duration::from_secs_f64(us / 1e6));
+        }
+    }
+    let phases = order
+        .iter()
+        .map(|name| PhaseFigure {
+            phase: name.clone(),
+            median_us: latency("", by_name.remove(name.as_str()).unwrap_or_default()).median,
+        })
+        .collect();
+    CommandFigure {
+        command,
+        build,
+        runs: samples.len(),
+        total_median_us: totals.median,
+        total_p99_us: totals.p99,
+        phases,
+    }
+}
+
+/// Sets up, then runs every measured command `runs` times (interleaved
+/// with the baseline's, when there is one).
+pub fn measure(
+    programs: &Programs,
+    scratch: &Path,
+    signed_pack: &Path,
+    public_key: &Path,
+    runs: usize,
+) -> Result<Vec<CommandFigure>, BenchError> {
+    let this_state = scratch.join("cli-state");
+    set_up(&programs.program, &this_state, signed_pack, public_key)?;
+    let mut builds: Vec<(&'static str, &Path, PathBuf)> = vec![("this", &programs.program, this_state.clone())];
+    if let Some(baseline) = &programs.baseline {
+        let base_state = scratch.join("cli-state-baseline");
+        copy_dir(&this_state, &base_state)?;
+        builds.push(("baseline", baseline, base_state));
+    }
+    let marks = scratch.join("marks.json");
+    let mut figures = Vec::new();
+    for command in measured() {
+        let builds = if command.this_build_only {
+            &builds[..1]
+        } else {
+            &builds[..]
+        };
+        let mut samples: Vec<Vec<Sample>> = builds.iter().map(|_| Vec::with_capacity(runs)).collect();
+        for n in 0..runs {
+            let args = (command.args)(n);
+            for (i, (_, program, state)) in builds.iter().enumerate() {
+                samples[i].push(sample(program, state, &args, &marks)?);
+            }
+        }
+        for (i, (build, _, _)) in builds.iter().enumerate() {
+            figures.push(figure(command.name, build, &samples[i]));
+        }
+    }
+    Ok(figures)
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<(), BenchError> {
+    std::fs::create_dir_all(to).map_err(|e| fail("copy state")(e.to_string()))?;
+    let entries = std::fs::read_dir(from).map_err(|e| fail("copy state")(e.to_string()))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| fail("copy state")(e.to_string()))?;
+        let target = to.join(entry.file_name());
+        let kind = entry.file_type().map_err(|e| fail("copy state")(e.to_string()))?;
+        if kind.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else if kind.is_file() {
+            std::fs::copy(entry.path(), &target).map_err(|e| fail("copy state")(e.to_string()))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phases_add_exec_and_exit_and_sum_repeated_marks() {
+        let timings = CommandTimings {
+            start_unix_ns: 1_000_000 + 2_000_000,
+            marks: vec![
+                ("args".into(), 1_000_000),
+                ("state-open".into(), 1_500_000),
+                ("load".into(), 3_500_000),
+                ("state-open".into(), 4_000_000),
+            ],
+        };
+        let phases = phases_of(&timings, 1_000_000, 10_000.0);
+        let names: Vec<&str> = phases.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["exec", "args", "state-open", "load", "exit"]);
+        let of = |name: &str| phases.iter().find(|(n, _)| n == name).unwrap().1;
+        assert_eq!(of("exec"), 2000.0);
+        assert_eq!(of("args"), 1000.0);
+        assert_eq!(of("state-open"), 1000.0);
+        assert_eq!(of("load"), 2000.0);
+        assert_eq!(of("exit"), 10_000.0 - 2000.0 - 4000.0);
+        let sum: f64 = phases.iter().map(|(_, us)| us).sum();
+        assert!((sum - 10_000.0).abs() < 1e-6);
+    }
+}
