@@ -25,6 +25,9 @@ pub struct PhaseFigure {
 pub struct VerbBreakdown {
     pub verb: String,
     pub phases: Vec<PhaseFigure>,
+    /// Capability calls the pack makes in this verb (kv, log, ...): their
+    /// cost is in `guest`, for the full path and the bare call alike.
+    pub capability_calls: usize,
     /// Median of the whole host path.
     pub full_us: f64,
     /// Median of the bare wasmtime call: store, instantiate, export.
@@ -63,10 +66,11 @@ pub async fn bare(
 }
 
 /// One verb's row.
-pub fn row(verb: &str, phases: &[VerbPhases], full_us: f64, bare_us: f64) -> VerbBreakdown {
+pub fn row(verb: &str, phases: &[VerbPhases], capability_calls: usize, full_us: f64, bare_us: f64) -> VerbBreakdown {
     VerbBreakdown {
         verb: verb.to_string(),
         phases: phase_medians(phases),
+        capability_calls,
         full_us,
         bare_us,
         host_overhead_us: full_us - bare_us,
@@ -93,7 +97,7 @@ mod tests {
         assert_eq!(of("guest"), 3.0);
         assert_eq!(of("settle"), 30.0);
         assert_eq!(of("instantiate"), 0.0);
-        let r = row("warm-revision", &samples, 40.0, 25.0);
+        let r = row("warm-revision", &samples, 3, 40.0, 25.0);
         assert_eq!(r.host_overhead_us, 15.0);
     }
 }

@@ -1,10 +1,11 @@
 //! The command path: the real `host` binary run as an operator runs it,
 //! one process per command, against a state directory the bench sets up
 //! with the same binary (trusted key, installed pack, an environment with
-//! two ready revisions). Each run writes its phase marks
-//! (`ENVPACK_TIMINGS`, see `envpack_host::timing`); the bench adds the
-//! process's start (spawn to `main`) and exit (last mark to reaped), and
-//! reports the median of each phase and of the whole command. With a
+//! two ready revisions). A command's wall time comes from runs as an
+//! operator makes them; its phases from a run right after each of those
+//! with `ENVPACK_TIMINGS` set (so that writing the marks is not counted in
+//! the totals), to which the bench adds the process's start (spawn to
+//! `main`) and exit (last mark to reaped). Medians of each. With a
 //! baseline binary, both builds run interleaved on copies of one state
 //! directory: a before/after measured side by side in one run.
 
@@ -176,14 +177,19 @@ fn unix_ns() -> u128 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos())
 }
 
-fn sample(program: &Path, state: &Path, args: &[String], marks: &Path) -> Result<Sample, BenchError> {
-    let _ = std::fs::remove_file(marks);
+/// One run; with `marks`, one that writes its phase marks there.
+fn sample(program: &Path, state: &Path, args: &[String], marks: Option<&Path>) -> Result<Sample, BenchError> {
+    let mut command = Command::new(program);
+    command.env_remove(TIMINGS_ENV);
+    if let Some(marks) = marks {
+        let _ = std::fs::remove_file(marks);
+        command.env(TIMINGS_ENV, marks);
+    }
     let spawned_unix = unix_ns();
     let started = Instant::now();
-    let status = Command::new(program)
+    let status = command
         .args(args)
         .env("ENVPACK_STATE_DIR", state)
-        .env(TIMINGS_ENV, marks)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -197,8 +203,8 @@ fn sample(program: &Path, state: &Path, args: &[String], marks: &Path) -> Result
         )));
     }
     let total_us = total.as_secs_f64() * 1e6;
-    let timings = std::fs::read_to_string(marks)
-        .ok()
+    let timings = marks
+        .and_then(|marks| std::fs::read_to_string(marks).ok())
         .and_then(|text| serde_json::from_str::<CommandTimings>(text.trim()).ok());
     let Some(timings) = timings else {
         return Ok(Sample {
@@ -301,7 +307,11 @@ pub fn measure(
         for n in 0..runs {
             let args = (command.args)(n);
             for (i, (_, program, state)) in builds.iter().enumerate() {
-                samples[i].push(sample(program, state, &args, &marks)?);
+                let mut run = sample(program, state, &args, None)?;
+                if i == 0 {
+                    run.phases = sample(program, state, &args, Some(&marks))?.phases;
+                }
+                samples[i].push(run);
             }
         }
         for (i, (build, _, _)) in builds.iter().enumerate() {

@@ -210,10 +210,10 @@ async fn call_timed(
     pack: &Pack,
     env: &Arc<Environment>,
     request: &Request,
-) -> Result<(Duration, VerbPhases), BenchError> {
+) -> Result<(Duration, VerbPhases, usize), BenchError> {
     let report = runtime.call(pack, env, request).await;
     match report.result {
-        Ok(_) => Ok((report.elapsed, report.phases)),
+        Ok(_) => Ok((report.elapsed, report.phases, report.recording.calls.len())),
         Err(e) => Err(BenchError(format!("{} failed during the bench: {e}", request.verb()))),
     }
 }
@@ -320,8 +320,10 @@ async fn verbs(
             let mut samples = Vec::with_capacity(count);
             let mut phases = Vec::with_capacity(count);
             let mut bare = Vec::with_capacity(count);
+            let mut calls = 0;
             for _ in 0..count {
-                let (elapsed, phase) = call_timed(host, pack, &env, &request).await?;
+                let (elapsed, phase, made) = call_timed(host, pack, &env, &request).await?;
+                calls = made;
                 samples.push(elapsed);
                 phases.push(phase);
                 if with_bare {
@@ -330,7 +332,13 @@ async fn verbs(
             }
             let wasm = latency(format!("verb.{verb}.{size}"), samples);
             if with_bare {
-                rows.push(breakdown::row(verb, &phases, wasm.median, latency("", bare).median));
+                rows.push(breakdown::row(
+                    verb,
+                    &phases,
+                    calls,
+                    wasm.median,
+                    latency("", bare).median,
+                ));
             }
             let mut samples = Vec::with_capacity(count);
             for _ in 0..count {

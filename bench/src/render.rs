@@ -57,15 +57,15 @@ fn breakdown(report: &BenchReport) -> String {
     for p in &first.phases {
         out.push_str(&format!(" {:>9}", short(&p.phase)));
     }
-    out.push_str(&format!(" {:>9} {:>9} {:>9}\n", "full", "bare", "host"));
+    out.push_str(&format!(" {:>6} {:>9} {:>9} {:>9}\n", "calls", "full", "bare", "host"));
     for row in &report.breakdown {
         out.push_str(&format!("{:<24}", row.verb));
         for p in &row.phases {
             out.push_str(&format!(" {:>9.2}", p.median_us));
         }
         out.push_str(&format!(
-            " {:>9.2} {:>9.2} {:>9.2}\n",
-            row.full_us, row.bare_us, row.host_overhead_us
+            " {:>6} {:>9.2} {:>9.2} {:>9.2}\n",
+            row.capability_calls, row.full_us, row.bare_us, row.host_overhead_us
         ));
     }
     out
