@@ -118,51 +118,30 @@ fn run(program: &Path, state: &Path, args: &[&str]) -> Result<(), BenchError> {
 /// `bench` whose deployment `web` has two ready revisions and a split.
 pub fn set_up(program: &Path, state: &Path, signed_pack: &Path, public_key: &Path) -> Result<(), BenchError> {
     let digest = format!("sha256:{}", "ab".repeat(32));
-    let pack = signed_pack.display().to_string();
-    let key = public_key.display().to_string();
-    let (all_r1, none_r2) = (format!("{R1}=10000"), format!("{R2}=0"));
-    let steps: Vec<Vec<&str>> = vec![
-        vec!["trust", "add", &key, "--name", "bench"],
-        vec!["pack", "install", &pack],
+    let words = |line: &str| line.split_whitespace().map(String::from).collect::<Vec<_>>();
+    // Paths are arguments of their own: they may hold spaces.
+    let path = |p: &Path| p.display().to_string();
+    let mut steps = vec![
         vec![
-            "env",
-            "create",
-            "bench",
-            "--deployer",
-            "envpack.deployer.ledger@^1",
-            "--capability",
-            "log,kv",
+            "trust".into(),
+            "add".into(),
+            path(public_key),
+            "--name".into(),
+            "bench".into(),
         ],
-        vec![
-            "revision",
-            "stage",
-            "bench",
-            "web",
-            "--id",
-            R1,
-            "--digest",
-            &digest,
-            "--location",
-            "file:///builds/1.tar.gz",
-        ],
-        vec![
-            "revision",
-            "stage",
-            "bench",
-            "web",
-            "--id",
-            R2,
-            "--digest",
-            &digest,
-            "--location",
-            "file:///builds/2.tar.gz",
-        ],
-        vec!["revision", "warm", "bench", R1],
-        vec!["revision", "warm", "bench", R2],
-        vec!["traffic", "set", "bench", "web", &all_r1, &none_r2],
+        vec!["pack".into(), "install".into(), path(signed_pack)],
+        words("env create bench --deployer envpack.deployer.ledger@^1 --capability log,kv"),
     ];
+    for (n, id) in [R1, R2].iter().enumerate() {
+        steps.push(words(&format!(
+            "revision stage bench web --id {id} --digest {digest} --location file:///builds/{n}.tar.gz"
+        )));
+        steps.push(words(&format!("revision warm bench {id}")));
+    }
+    steps.push(words(&format!("traffic set bench web {R1}=10000 {R2}=0")));
     for step in steps {
-        run(program, state, &step)?;
+        let args: Vec<&str> = step.iter().map(String::as_str).collect();
+        run(program, state, &args)?;
     }
     Ok(())
 }
