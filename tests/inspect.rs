@@ -89,3 +89,16 @@ fn a_memory_budget_too_small_for_the_pack_says_so() {
         .stderr(contains("raise --memory-mib"))
         .stderr(contains("not a WebAssembly component").not());
 }
+
+#[test]
+fn a_budget_too_small_is_named_the_same_on_either_allocator() {
+    let sb = Sandbox::new();
+    for allocator in ["on-demand", "pooling"] {
+        sb.host()
+            .args(["--allocator", allocator, "--memory-mib", "1", "inspect", LEDGER])
+            .assert()
+            .code(3)
+            .stderr(contains("needs more memory than the budget of 1048576 bytes"))
+            .stderr(contains("raise --memory-mib"));
+    }
+}

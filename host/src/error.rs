@@ -74,10 +74,13 @@ pub enum ProviderCause {
     Trap(String),
     #[error("the pack ran past its deadline of {} ms and was stopped", .0.as_millis())]
     Deadline(Duration),
-    #[error(
-        "the pack tried to grow its memories to {requested} bytes, over the budget of {budget} bytes, and was stopped"
-    )]
-    MemoryBudget { requested: usize, budget: usize },
+    #[error("{}, over the budget of {budget} bytes, and was stopped", memory_request(*requested, *at_start))]
+    MemoryBudget {
+        requested: usize,
+        budget: usize,
+        /// The memories' declared initial size, before any of the pack's code ran.
+        at_start: bool,
+    },
     #[error("the pack returned {what} of {size} bytes, over the cap of {cap} bytes")]
     ResultTooLarge {
         what: &'static str,
@@ -152,6 +155,15 @@ impl VerbError {
             detail: error.to_string(),
             origin,
         }
+    }
+}
+
+/// What a pack asked of its memory budget, in words.
+fn memory_request(requested: usize, at_start: bool) -> String {
+    if at_start {
+        format!("the pack needs {requested} bytes of memory to start")
+    } else {
+        format!("the pack tried to grow its memories to {requested} bytes")
     }
 }
 

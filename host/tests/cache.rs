@@ -79,3 +79,18 @@ async fn a_new_secret_invalidates_every_entry() {
         CacheEvent::Rebuilt(_)
     ));
 }
+
+#[tokio::test]
+async fn an_entry_an_older_host_tagged_is_compiled_anew_without_a_warning_and_retagged() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(dir.path());
+    assert_eq!(event(&rt, LEDGER).await, CacheEvent::Miss);
+    let [entry] = entries(dir.path(), ".cwasm").try_into().unwrap();
+    // What a host before the BLAKE3 tag left: the entry and its HMAC record.
+    std::fs::remove_file(entry.with_extension("cwasm.tag")).unwrap();
+    std::fs::write(entry.with_extension("cwasm.mac"), "00".repeat(32)).unwrap();
+    assert_eq!(event(&rt, LEDGER).await, CacheEvent::Miss);
+    assert!(!entry.with_extension("cwasm.mac").exists());
+    assert!(entry.with_extension("cwasm.tag").exists());
+    assert_eq!(event(&rt, LEDGER).await, CacheEvent::Hit);
+}

@@ -101,8 +101,11 @@ impl CompileCache {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(None),
             Err(e) => return Err(Some(format!("unreadable entry: {e}"))),
         };
-        let tag = std::fs::read_to_string(path.with_extension(TAG))
-            .map_err(|_| Some("the entry has no record of being written by this host".to_string()))?;
+        let tag = std::fs::read_to_string(path.with_extension(TAG)).map_err(|_| {
+            // An older host's entry (HMAC-tagged) is simply compiled anew.
+            let older = path.with_extension("cwasm.mac").exists();
+            (!older).then(|| "the entry has no record of being written by this host".to_string())
+        })?;
         let tag = blake3::Hash::from_hex(tag.trim()).map_err(|_| Some("the entry's record is corrupt".to_string()))?;
         // `blake3::Hash` compares in constant time.
         if self.tag(name, &bytes) != tag {

@@ -24,6 +24,7 @@ fn cause_of(error: &wasmtime::Error, state: &CallState) -> ProviderCause {
             return ProviderCause::MemoryBudget {
                 requested: b.requested,
                 budget: b.budget,
+                at_start: b.at_start,
             };
         }
         if let Some(d) = e.downcast_ref::<Denied>() {

@@ -18,6 +18,9 @@ pub struct DeadlineExceeded(pub Duration);
 pub struct BudgetExceeded {
     pub requested: usize,
     pub budget: usize,
+    /// A memory being created at its declared initial size (instantiation),
+    /// not grown by the pack's code.
+    pub at_start: bool,
 }
 
 /// Limits one instance: the sum of all its linear memories stays within
@@ -57,6 +60,7 @@ impl ResourceLimiter for MemoryBudget {
             return Err(wasmtime::Error::new(BudgetExceeded {
                 requested,
                 budget: self.budget,
+                at_start: current == 0,
             }));
         }
         self.in_use = requested;

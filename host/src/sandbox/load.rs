@@ -154,9 +154,26 @@ impl Runtime {
             let instance_pre = self.linker.instantiate_pre(&component).map_err(contract)?;
             let pre = bindings::PackPre::new(instance_pre).map_err(contract)?;
             crate::timing::mark("link");
-            let info = self.describe(&pre).await.map_err(|e| LoadError::Describe {
-                path: source.clone(),
-                source: e,
+            let info = self.describe(&pre).await.map_err(|e| match e {
+                // With on-demand allocation nothing refuses an oversized
+                // initial memory before the first instance does.
+                VerbError::Provider {
+                    cause:
+                        ProviderCause::MemoryBudget {
+                            requested,
+                            budget,
+                            at_start: true,
+                        },
+                    ..
+                } => LoadError::OverBudget {
+                    path: source.clone(),
+                    budget,
+                    detail: format!("its memories need {requested} bytes when an instance starts"),
+                },
+                e => LoadError::Describe {
+                    path: source.clone(),
+                    source: e,
+                },
             })?;
             crate::timing::mark("describe");
             if !accepts_contract(&info.contract_version) {
