@@ -14,9 +14,11 @@ use std::str::FromStr;
 use serde::Serialize;
 use wasmtime::wasmparser::{Operator, Parser, Payload};
 
-/// The limits, by the names `--pack-limit NAME=N` uses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct PackLimits {
+/// The six figures of a pack's shape, by the names `--pack-limit NAME=N`
+/// uses: what the walk counted (the largest of each kind), and, inside
+/// [`PackLimits`], what it may count.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Shape {
     /// Core modules in the component (nested ones included).
     pub core_modules: u64,
     /// Functions defined by one core module.
@@ -31,16 +33,40 @@ pub struct PackLimits {
     pub code_bytes: u64,
 }
 
+impl Shape {
+    /// The figure called `name`: the one place names meet fields.
+    fn slot(&mut self, name: &str) -> Option<&mut u64> {
+        Some(match name {
+            "core-modules" => &mut self.core_modules,
+            "functions" => &mut self.functions,
+            "locals-per-function" => &mut self.locals_per_function,
+            "function-body-bytes" => &mut self.function_body_bytes,
+            "nesting-depth" => &mut self.nesting_depth,
+            "code-bytes" => &mut self.code_bytes,
+            _ => return None,
+        })
+    }
+
+    fn get(mut self, name: &str) -> Option<u64> {
+        self.slot(name).map(|v| *v)
+    }
+}
+
+/// The largest shape a pack may have before it is compiled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct PackLimits(pub Shape);
+
 impl Default for PackLimits {
     fn default() -> Self {
-        PackLimits {
+        PackLimits(Shape {
             core_modules: 64,
             functions: 100_000,
             locals_per_function: 4_096,
             function_body_bytes: 1 << 20,
             nesting_depth: 1_024,
             code_bytes: 32 << 20,
-        }
+        })
     }
 }
 
@@ -55,18 +81,6 @@ pub const LIMIT_NAMES: [&str; 6] = [
 ];
 
 impl PackLimits {
-    fn slot(&mut self, name: &str) -> Option<&mut u64> {
-        Some(match name {
-            "core-modules" => &mut self.core_modules,
-            "functions" => &mut self.functions,
-            "locals-per-function" => &mut self.locals_per_function,
-            "function-body-bytes" => &mut self.function_body_bytes,
-            "nesting-depth" => &mut self.nesting_depth,
-            "code-bytes" => &mut self.code_bytes,
-            _ => return None,
-        })
-    }
-
     /// Sets one limit from `NAME=N`.
     pub fn set(&mut self, assignment: &str) -> Result<(), String> {
         let (name, value) = assignment
@@ -76,7 +90,7 @@ impl PackLimits {
             .ok()
             .filter(|v| *v > 0)
             .ok_or_else(|| format!("pack limit {name}: {value:?} is not a positive whole number"))?;
-        let slot = self.slot(name.trim()).ok_or_else(|| {
+        let slot = self.0.slot(name.trim()).ok_or_else(|| {
             format!(
                 "there is no pack limit named {name:?} (names: {})",
                 LIMIT_NAMES.join(", ")
@@ -85,17 +99,6 @@ impl PackLimits {
         *slot = value;
         Ok(())
     }
-}
-
-/// What the walk counted, the largest figure of each kind.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Shape {
-    pub core_modules: u64,
-    pub functions: u64,
-    pub locals_per_function: u64,
-    pub function_body_bytes: u64,
-    pub nesting_depth: u64,
-    pub code_bytes: u64,
 }
 
 /// A pack past a limit, or bytes the walk cannot read.
@@ -142,13 +145,8 @@ struct Walk {
 
 impl Walk {
     fn check(&mut self, limit: &'static str, found: u64, at: impl FnOnce() -> String) -> Result<(), ShapeError> {
-        let (cap, largest) = match limit {
-            "core-modules" => (self.limits.core_modules, &mut self.shape.core_modules),
-            "functions" => (self.limits.functions, &mut self.shape.functions),
-            "locals-per-function" => (self.limits.locals_per_function, &mut self.shape.locals_per_function),
-            "function-body-bytes" => (self.limits.function_body_bytes, &mut self.shape.function_body_bytes),
-            "nesting-depth" => (self.limits.nesting_depth, &mut self.shape.nesting_depth),
-            _ => (self.limits.code_bytes, &mut self.shape.code_bytes),
+        let (Some(cap), Some(largest)) = (self.limits.0.get(limit), self.shape.slot(limit)) else {
+            unreachable!("the walk checks limits by their own names, {limit:?} is not one")
         };
         *largest = (*largest).max(found);
         if found > cap {
@@ -309,11 +307,11 @@ mod tests {
     fn limits_are_set_by_name() {
         let mut limits = PackLimits::default();
         limits.set("nesting-depth=9").unwrap();
-        assert_eq!(limits.nesting_depth, 9);
+        assert_eq!(limits.0.nesting_depth, 9);
         for name in LIMIT_NAMES {
             limits.set(&format!("{name}=1")).unwrap();
         }
-        assert_eq!(limits.code_bytes, 1);
+        assert_eq!(limits.0.code_bytes, 1);
         assert!(
             limits
                 .set("stack=1")
