@@ -102,10 +102,12 @@ impl Drop for Reaper {
     }
 }
 
-/// 500 ports of this test process's own (20000-59999), so that test runs
+/// 600 ports of this test process's own (20000-31999), so that test runs
 /// in parallel rarely meet; the pack skips ports something answers on.
+/// Below the kernel's ephemeral range (32768-60999): a client connection's
+/// local port there answers nothing, yet nginx cannot bind it.
 fn port_base() -> u16 {
-    20000 + (std::process::id() % 80) as u16 * 500
+    20000 + (std::process::id() % 20) as u16 * 600
 }
 
 fn nginx_installed() {
@@ -122,18 +124,21 @@ fn nginx_installed() {
 /// to it as `site`, granting what it needs; returns (sandbox, nginx's port
 /// for `web`, the last port of the range revisions get ports from).
 fn local_env(slot: u16) -> (Sandbox, u16, u16) {
+    let listen = free_port();
+    let (sb, last) = local_env_listening(slot, &format!("listen.web=127.0.0.1:{listen}"));
+    (sb, listen, last)
+}
+
+/// `local_env` with `listen` (a `listen.web=` or `listen-ports=` setting)
+/// for where nginx serves; returns the sandbox and the last revision port.
+fn local_env_listening(slot: u16, listen_setting: &str) -> (Sandbox, u16) {
     nginx_installed();
     let sb = operator();
     install_signed(&sb, LOCAL_PROCESS, "packs/local-process/pack.toml", "local-process");
-    let listen = free_port();
     // A range of its own per test run, so parallel tests rarely meet.
     let first = port_base() + slot * 100;
     let range = format!("{first}-{}", first + 99);
-    let (probe, listen_setting, ports_setting) = (
-        format!("127.0.0.1:{range}"),
-        format!("listen.web=127.0.0.1:{listen}"),
-        format!("ports={range}"),
-    );
+    let (probe, ports_setting) = (format!("127.0.0.1:{range}"), format!("ports={range}"));
     let mut args = vec![
         "env",
         "create",
@@ -147,7 +152,7 @@ fn local_env(slot: u16) -> (Sandbox, u16, u16) {
         "--allow-probe",
         &probe,
         "--setting",
-        &listen_setting,
+        listen_setting,
         "--setting",
         &ports_setting,
         "--setting",
@@ -155,17 +160,21 @@ fn local_env(slot: u16) -> (Sandbox, u16, u16) {
     ];
     args.extend(LOCAL_PROCESS_RUN_GRANTS);
     ok(&sb, &args);
-    (sb, listen, first + 99)
+    (sb, first + 99)
 }
 
 fn stage(sb: &Sandbox, id: &str, artifact: &Path, settings: &[&str], drain_seconds: &str) {
+    stage_for(sb, "web", id, artifact, settings, drain_seconds);
+}
+
+fn stage_for(sb: &Sandbox, deployment: &str, id: &str, artifact: &Path, settings: &[&str], drain_seconds: &str) {
     let location = format!("file://{}", artifact.display());
     let digest = digest(artifact);
     let mut args = vec![
         "revision",
         "stage",
         "site",
-        "web",
+        deployment,
         "--id",
         id,
         "--digest",
@@ -264,6 +273,53 @@ fn two_revisions_behind_nginx_follow_the_recorded_split() {
     // What nginx routes, as the pack reads it back, agrees with the record.
     let status = json(&sb, &["status", "site", "--json"]);
     assert!(status.to_string().contains("R2"), "{status}");
+
+    ok(&sb, &["env", "remove", "site", "--force"]);
+    let left = processes_under(&sb.state_dir());
+    assert!(left.is_empty(), "env remove left processes: {left:?}");
+}
+
+/// A port held by a client connection answers no probe, yet nginx cannot
+/// bind it: the pack, picking from `listen-ports`, learns it from nginx
+/// (on start, and on reload once nginx runs), waits out nginx's own
+/// retries and serves on the next port.
+#[test]
+fn a_listen_port_a_client_connection_holds_is_passed_over_for_the_next() {
+    let first = port_base() + 500;
+    let listens = format!("listen-ports={first}-{}", first + 9);
+    let (sb, _) = local_env_listening(2, &listens);
+    let _reaper = Reaper(sb.state_dir());
+    let art = artifacts(&sb);
+    let server = TcpListener::bind(("127.0.0.1", 0)).unwrap();
+    let hold = |port: u16| {
+        let client = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        let held: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+        client.bind(&held.into()).unwrap();
+        client.connect(&server.local_addr().unwrap().into()).unwrap();
+        (client, server.accept().unwrap())
+    };
+
+    let _first_held = hold(first);
+    stage(&sb, "W1", &art.executable, &[], "5");
+    ok(&sb, &["revision", "warm", "site", "W1"]);
+    ok(&sb, &["traffic", "set", "site", "web", "W1=10000"]);
+    let web = [("W1".to_string(), 5)].into();
+    assert_eq!(
+        distribution(first + 1, 5),
+        web,
+        "web: started on the port after the held one"
+    );
+
+    let _third_held = hold(first + 2);
+    stage_for(&sb, "api", "A1", &art.executable, &[], "5");
+    ok(&sb, &["revision", "warm", "site", "A1"]);
+    ok(&sb, &["traffic", "set", "site", "api", "A1=10000"]);
+    assert_eq!(
+        distribution(first + 3, 5),
+        [("A1".to_string(), 5)].into(),
+        "api: reloaded onto the port after the held one"
+    );
+    assert_eq!(distribution(first + 1, 5), web, "web still served where it was");
 
     ok(&sb, &["env", "remove", "site", "--force"]);
     let left = processes_under(&sb.state_dir());

@@ -172,7 +172,16 @@ fn confirm(info: &ProcessInfo, log: &str, offset: u64, done: &[&str]) -> Result<
     loop {
         let text = state::read_from(log, offset);
         if let Some(line) = text.lines().find(|l| l.contains("[emerg]") || l.contains("[alert]")) {
-            return Err(format!("nginx refused the config, the previous routing stays: {line}"));
+            // A bind failure is retried by nginx itself (five times, half a
+            // second apart) before it gives up on the new config: wait for
+            // that, so that a retry with another port is not answered by
+            // this attempt's late lines.
+            let settled = !line.contains("bind()") || text.contains("still could not bind()");
+            if settled || live(&info.id).is_none() || procs::now_ms() >= until {
+                return Err(format!("nginx refused the config, the previous routing stays: {line}"));
+            }
+            procs::sleep_ms(20);
+            continue;
         }
         let mut rest = text.as_str();
         let all = done.iter().all(|marker| match rest.find(marker) {

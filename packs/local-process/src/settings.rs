@@ -2,7 +2,10 @@
 //!
 //! - `listen.<deployment>`: the `host:port` nginx serves the deployment on;
 //!   a deployment without one gets a free `127.0.0.1` port from the range
-//!   `listen-ports` (say `18000-18099`) if set, kept for as long as it is routed;
+//!   `listen-ports` (say `18000-18099`) if set, kept for as long as it is routed.
+//!   Keep both ranges below the kernel's ephemeral ports
+//!   (`/proc/sys/net/ipv4/ip_local_port_range`, usually from 32768): a client
+//!   connection's port there answers no probe, yet nginx cannot bind it;
 //! - `nginx`, `tar`: the commands to run (as granted; default `nginx`, `tar`);
 //! - `ports`: the range revisions get ports from (default `20000-20999`;
 //!   grant it to `probe`, e.g. `--allow-probe 127.0.0.1:20000-20999`);
