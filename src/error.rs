@@ -221,6 +221,8 @@ fn store_exit(error: &envpack_operator::StoreError) -> i32 {
         | E::Requirement(_)
         | E::Unbound(_)
         | E::Ungranted { .. }
-        | E::Invalid(_) => exit::BAD_INPUT,
+        | E::Invalid(_)
+        | E::RolloutActive { .. } => exit::BAD_INPUT,
+        E::RolloutStopped { .. } => exit::VERB_FAILED,
     }
 }

@@ -14,6 +14,7 @@ mod inspect;
 mod keys_cmd;
 mod pack_cmd;
 mod revision_cmd;
+mod rollout_cmd;
 mod secret_cmd;
 mod show;
 mod state_dir;
@@ -43,7 +44,6 @@ struct Cli {
     #[arg(long, global = true, default_value_t = 64, value_name = "MIB")]
     memory_mib: usize,
 
-    /// Who is acting, for lifecycle events and the audit log.
     /// CPU seconds a pack's compile may take (in a worker process).
     #[arg(long, global = true, env = "ENVPACK_COMPILE_SECONDS", value_name = "SECONDS",
           default_value_t = envpack_host::sandbox::compile::WorkerLimits::DEFAULT_CPU_SECONDS)]
@@ -60,6 +60,7 @@ struct Cli {
     #[arg(long, global = true, value_name = "NAME=N")]
     pack_limit: Vec<String>,
 
+    /// Who is acting, for lifecycle events and the audit log.
     #[arg(long, global = true, env = "ENVPACK_ACTOR", value_name = "NAME")]
     actor: Option<String>,
 
@@ -108,6 +109,9 @@ enum Command {
     /// Set, show and roll back traffic splits.
     #[command(subcommand)]
     Traffic(revision_cmd::TrafficCommand),
+    /// Move a deployment to a new revision in steps, under analysis gates, with automatic rollback.
+    #[command(subcommand)]
+    Rollout(rollout_cmd::Command),
     /// Show an environment: binding, splits, live revisions.
     Status {
         env: String,
@@ -187,6 +191,7 @@ async fn command(ctx: &mut Context, command: Command) -> Result<i32, CliError> {
         Command::Env(command) => env_cmd::run(ctx, command).await,
         Command::Revision(command) => revision_cmd::revision(ctx, command).await,
         Command::Traffic(command) => revision_cmd::traffic(ctx, command).await,
+        Command::Rollout(command) => rollout_cmd::run(ctx, command).await,
         Command::Status { env, json } => show::status(ctx, &env, json),
         Command::Events { env, follow, json } => show::events(ctx, &env, follow, json).await,
         Command::Secret(command) => secret_cmd::run(ctx, command),

@@ -70,6 +70,9 @@ pub enum TrafficCommand {
         /// Makes a retried command a no-op; the same key with other entries is refused.
         #[arg(long)]
         idempotency_key: Option<String>,
+        /// Set it even while a rollout moves the deployment (the audit log names the rollout).
+        #[arg(long)]
+        force: bool,
         #[arg(long)]
         json: bool,
     },
@@ -83,6 +86,9 @@ pub enum TrafficCommand {
     Rollback {
         env: String,
         deployment: String,
+        /// Roll back even while a rollout moves the deployment (the audit log names the rollout).
+        #[arg(long)]
+        force: bool,
         #[arg(long)]
         json: bool,
     },
@@ -212,17 +218,23 @@ pub async fn traffic(ctx: &mut Context, command: TrafficCommand) -> Result<i32, 
             deployment,
             entries,
             idempotency_key,
+            force,
             json,
         } => {
             let entries = parse_entries(&entries)?;
             let applied = ctx
                 .operator(actor)?
-                .set_traffic(&env, &deployment, entries, idempotency_key)
+                .set_traffic(&env, &deployment, entries, idempotency_key, force)
                 .await?;
             print_generation(&env, &deployment, &applied, "set", json);
         }
-        TrafficCommand::Rollback { env, deployment, json } => {
-            let applied = ctx.operator(actor)?.rollback(&env, &deployment).await?;
+        TrafficCommand::Rollback {
+            env,
+            deployment,
+            force,
+            json,
+        } => {
+            let applied = ctx.operator(actor)?.rollback(&env, &deployment, force).await?;
             print_generation(&env, &deployment, &applied, "rolled back", json);
         }
         TrafficCommand::Show { env, json } => return crate::show::traffic(ctx, &env, json),

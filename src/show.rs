@@ -13,7 +13,7 @@ use envpack_operator::store::Generation;
 use crate::context::Context;
 use crate::error::{CliError, exit};
 
-fn reader(ctx: &mut Context) -> Result<Reader, CliError> {
+pub(crate) fn reader(ctx: &mut Context) -> Result<Reader, CliError> {
     Ok(Reader::open(ctx.state_dir()?)?)
 }
 

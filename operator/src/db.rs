@@ -113,6 +113,39 @@ ALTER TABLE bindings ADD COLUMN grants TEXT NOT NULL DEFAULT '{}';
     r#"
 ALTER TABLE bindings ADD COLUMN deadlines TEXT NOT NULL DEFAULT '{}';
 "#,
+    // 5: rollouts, as sagas: one row per rollout, one row per step, written
+    // before the step acts and marked after; at most one rollout per
+    // deployment is unfinished.
+    r#"
+CREATE TABLE rollouts (
+    id TEXT PRIMARY KEY,
+    env_id TEXT NOT NULL REFERENCES environments(id) ON DELETE CASCADE,
+    deployment TEXT NOT NULL,
+    revision TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    previous TEXT NOT NULL,
+    state TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    stopped TEXT NOT NULL DEFAULT '',
+    actor TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX one_unfinished_rollout ON rollouts (env_id, deployment)
+    WHERE state IN ('running', 'paused', 'rolling-back');
+CREATE TABLE rollout_steps (
+    rollout_id TEXT NOT NULL REFERENCES rollouts(id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    phase TEXT NOT NULL,
+    action TEXT NOT NULL,
+    state TEXT NOT NULL,
+    note TEXT NOT NULL DEFAULT '',
+    soaked_ms INTEGER NOT NULL DEFAULT 0,
+    started_at INTEGER,
+    done_at INTEGER,
+    PRIMARY KEY (rollout_id, seq)
+);
+"#,
 ];
 
 /// The schema version this host writes.

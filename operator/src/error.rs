@@ -84,6 +84,16 @@ pub enum StoreError {
     Io { path: String, source: std::io::Error },
     #[error("cannot import the pack state of an older host (kv.json): {0}; move the file aside to start without it")]
     Import(String),
+    #[error(
+        "deployment {deployment} has rollout {id} in progress ({state}); move its traffic with `host rollout promote|abort`, or pass --force to override the rollout (recorded in the audit log)"
+    )]
+    RolloutActive {
+        deployment: String,
+        id: String,
+        state: String,
+    },
+    #[error("rollout {id} stopped at {reason}; `host rollout resume` retries from there")]
+    RolloutStopped { id: String, reason: String },
     #[error("cannot lock environment {env:?}: {detail}")]
     Lock { env: String, detail: String },
 }

@@ -16,3 +16,4 @@ pub mod store;
 
 pub use error::StoreError;
 pub use ops::Operator;
+pub use ops::rollout;

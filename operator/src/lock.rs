@@ -17,21 +17,25 @@ pub struct EnvLock {
     _file: File,
 }
 
+/// `locks/<sha256 of name>.lock`, created if missing.
+fn open_lock_file(state_dir: &Path, name: &str) -> std::io::Result<File> {
+    let dir = state_dir.join("locks");
+    envpack_host::fsutil::create_private_dir(&dir)?;
+    let hashed = hex::encode(Sha256::digest(name.as_bytes()));
+    File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(dir.join(format!("{hashed}.lock")))
+}
+
 pub fn lock(state_dir: &Path, env: &str) -> Result<EnvLock, StoreError> {
     let fail = |detail: String| StoreError::Lock {
         env: env.to_string(),
         detail,
     };
-    let dir = state_dir.join("locks");
-    envpack_host::fsutil::create_private_dir(&dir).map_err(|e| fail(e.to_string()))?;
-    let name = hex::encode(Sha256::digest(env.as_bytes()));
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(dir.join(format!("{name}.lock")))
-        .map_err(|e| fail(e.to_string()))?;
+    let file = open_lock_file(state_dir, env).map_err(|e| fail(e.to_string()))?;
     match file.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
@@ -42,4 +46,19 @@ pub fn lock(state_dir: &Path, env: &str) -> Result<EnvLock, StoreError> {
         Err(std::fs::TryLockError::Error(e)) => return Err(fail(e.to_string())),
     }
     Ok(EnvLock { _file: file })
+}
+
+/// Takes the lock called `name` if no one holds it; `None` if someone does.
+/// A rollout's driver holds one for as long as it drives.
+pub fn try_lock_named(state_dir: &Path, name: &str) -> Result<Option<EnvLock>, StoreError> {
+    let fail = |detail: String| StoreError::Lock {
+        env: name.to_string(),
+        detail,
+    };
+    let file = open_lock_file(state_dir, name).map_err(|e| fail(e.to_string()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(EnvLock { _file: file })),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(fail(e.to_string())),
+    }
 }

@@ -113,6 +113,14 @@ pub fn rfc3339(at: i64) -> String {
     jiff::Timestamp::from_second(at).map_or_else(|_| at.to_string(), |t| t.to_string())
 }
 
+/// A rollout and its steps, as `rollout status` shows them.
+#[derive(Clone, Debug, Serialize)]
+pub struct RolloutView {
+    #[serde(flatten)]
+    pub rollout: crate::rollout::Rollout,
+    pub steps: Vec<crate::rollout::Step>,
+}
+
 /// A read-only view of `state.db`.
 pub struct Reader {
     conn: Connection,
@@ -174,6 +182,19 @@ impl Reader {
             deployments: self.deployments(env)?,
             revisions: self.revisions(env, false)?,
         })
+    }
+
+    /// The environment's rollouts (one deployment's, if given) with their
+    /// steps: every unfinished one and the last of each deployment.
+    pub fn rollouts(&self, env: &str, deployment: Option<&str>) -> Result<Vec<RolloutView>, StoreError> {
+        store::require_env(&self.conn, env)?;
+        crate::rollout::record::latest(&self.conn, env, deployment)?
+            .into_iter()
+            .map(|rollout| {
+                let steps = crate::rollout::record::steps(&self.conn, &rollout.id)?;
+                Ok(RolloutView { rollout, steps })
+            })
+            .collect()
     }
 
     /// Events of `env` after sequence number `after`, oldest first.

@@ -278,6 +278,25 @@ pub fn set_lifecycle(
     Ok(())
 }
 
+/// An event about a revision that does not change its lifecycle (a
+/// rollout turning around on it, say).
+pub fn note_event(
+    conn: &Connection,
+    env: &str,
+    id: &str,
+    lifecycle: Lifecycle,
+    reason: &str,
+    actor: &str,
+    at: i64,
+) -> Result<(), StoreError> {
+    let state = lifecycle::name(lifecycle);
+    conn.execute(
+        "INSERT INTO lifecycle_events (env_id, revision_id, from_state, to_state, reason, actor, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![env, id, state, state, reason, actor, at],
+    )?;
+    Ok(())
+}
+
 pub fn events(conn: &Connection, env: &str, after: i64) -> Result<Vec<Event>, StoreError> {
     let mut stmt = conn.prepare(
         "SELECT seq, revision_id, from_state, to_state, reason, actor, at FROM lifecycle_events WHERE env_id = ?1 AND seq > ?2 ORDER BY seq",

@@ -46,12 +46,20 @@ pub async fn download(url: &str, grants: &Grants, to: &Path, left: Duration) -> 
     }
 }
 
-async fn get(url: &str, to: &Path, left: Duration) -> Result<String, ArtifactError> {
-    let unavailable = |what: String| ArtifactError::Unavailable(format!("{url}: {what}"));
+/// A GET of `url`, sent with the same client as artifacts: the response
+/// and the task driving its connection (abort it when done).
+async fn send_get(
+    url: &str,
+    left: Duration,
+) -> Result<
+    (
+        http::Response<impl http_body::Body<Data = bytes::Bytes, Error = wasmtime_wasi_http::Error> + Unpin>,
+        tokio::task::JoinHandle<()>,
+    ),
+    String,
+> {
     let empty = http_body_util::Empty::<bytes::Bytes>::new().map_err(|never| match never {});
-    let request = http::Request::get(url)
-        .body(empty)
-        .map_err(|e| unavailable(e.to_string()))?;
+    let request = http::Request::get(url).body(empty).map_err(|e| e.to_string())?;
     let options = RequestOptions {
         connect_timeout: Some(left),
         first_byte_timeout: Some(left),
@@ -59,14 +67,42 @@ async fn get(url: &str, to: &Path, left: Duration) -> Result<String, ArtifactErr
     };
     let (response, io) = wasmtime_wasi_http::default_send_request(request, Some(options))
         .await
-        .map_err(|e| unavailable(format!("{e:?}")))?;
-    let connection = tokio::spawn(io);
+        .map_err(|e| format!("{e:?}"))?;
+    let connection = tokio::spawn(async move {
+        let _ = io.await;
+    });
+    Ok((response, connection))
+}
+
+async fn get(url: &str, to: &Path, left: Duration) -> Result<String, ArtifactError> {
+    let (response, connection) = send_get(url, left)
+        .await
+        .map_err(|e| ArtifactError::Unavailable(format!("{url}: {e}")))?;
     let result = save(url, response, to).await;
     connection.abort();
     if result.is_err() {
         let _ = std::fs::remove_file(to);
     }
     result
+}
+
+/// The status `url` answers a GET with (its body read and dropped), within
+/// `left`: what a rollout's HTTP gate asks.
+pub async fn status(url: &str, left: Duration) -> Result<u16, String> {
+    let ask = async {
+        let (response, connection) = send_get(url, left).await?;
+        let status = response.status().as_u16();
+        let mut body = response.into_body();
+        while let Some(frame) = body.frame().await {
+            frame.map_err(|e| format!("{e:?}"))?;
+        }
+        connection.abort();
+        Ok(status)
+    };
+    match tokio::time::timeout(left, ask).await {
+        Ok(result) => result,
+        Err(_) => Err(format!("no answer within {} ms", left.as_millis())),
+    }
 }
 
 async fn save(

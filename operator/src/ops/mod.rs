@@ -17,6 +17,7 @@
 //! commands on other environments never wait for it.
 
 mod revision;
+pub mod rollout;
 mod traffic;
 
 use std::path::{Path, PathBuf};

@@ -24,16 +24,65 @@ pub struct Applied {
 }
 
 impl Operator<'_> {
-    /// Sets a deployment's split: validated, applied by the pack, then recorded as a new generation.
+    /// Sets a deployment's split: validated, applied by the pack, then
+    /// recorded as a new generation. Refused while a rollout moves the
+    /// deployment, unless `force` (the audit row names the rollout).
     pub async fn set_traffic(
         &mut self,
         env: &str,
         deployment: &str,
         entries: Vec<SplitEntry>,
         key: Option<String>,
+        force: bool,
+    ) -> Result<Applied, StoreError> {
+        let _lock = self.lock(env)?;
+        let mut args = json!({ "env": env, "deployment": deployment, "entries": entries, "idempotency_key": key });
+        match self.rollout_guard(env, deployment, force) {
+            Ok(Some(id)) => args["forced_during_rollout"] = json!(id),
+            Ok(None) => {}
+            Err(e) => return self.failed("traffic set", &args, e),
+        }
+        self.record_split("traffic set", &args, env, deployment, &entries, key)
+            .await
+    }
+
+    /// A rollout's own split: applied and recorded like `traffic set`.
+    pub(crate) async fn apply_recorded_split(
+        &mut self,
+        command: &str,
+        env: &str,
+        deployment: &str,
+        entries: &[SplitEntry],
+        key: Option<String>,
     ) -> Result<Applied, StoreError> {
         let _lock = self.lock(env)?;
         let args = json!({ "env": env, "deployment": deployment, "entries": entries, "idempotency_key": key });
+        self.record_split(command, &args, env, deployment, entries, key).await
+    }
+
+    /// Refuses to move a deployment's traffic by hand while a rollout moves
+    /// it, unless forced: then the rollout's id, for the audit row.
+    fn rollout_guard(&self, env: &str, deployment: &str, force: bool) -> Result<Option<String>, StoreError> {
+        match super::rollout::record::unfinished(&self.conn, env, deployment)? {
+            None => Ok(None),
+            Some(rollout) if force => Ok(Some(rollout.id)),
+            Some(rollout) => Err(StoreError::RolloutActive {
+                deployment: deployment.to_string(),
+                id: rollout.id,
+                state: rollout.state.to_string(),
+            }),
+        }
+    }
+
+    async fn record_split(
+        &mut self,
+        command: &str,
+        args: &serde_json::Value,
+        env: &str,
+        deployment: &str,
+        entries: &[SplitEntry],
+        key: Option<String>,
+    ) -> Result<Applied, StoreError> {
         if let Some(key) = &key
             && let Some(previous) = store::generation_by_key(&self.conn, env, deployment, key)?
         {
@@ -49,13 +98,13 @@ impl Operator<'_> {
                 key: key.clone(),
                 deployment: deployment.to_string(),
             };
-            return self.failed("traffic set", &args, error);
+            return self.failed(command, args, error);
         }
-        match self.apply_split(env, deployment, &entries).await {
+        match self.apply_split(env, deployment, entries).await {
             Ok(()) => {
                 let actor = self.actor.clone();
-                let generation = self.commit("traffic set", &args, |tx| {
-                    store::insert_generation(tx, env, deployment, &entries, key.as_deref(), &actor, now())
+                let generation = self.commit(command, args, |tx| {
+                    store::insert_generation(tx, env, deployment, entries, key.as_deref(), &actor, now())
                 })?;
                 Ok(Applied {
                     generation,
@@ -63,16 +112,22 @@ impl Operator<'_> {
                     replayed: false,
                 })
             }
-            Err(e) => self.failed("traffic set", &args, e),
+            Err(e) => self.failed(command, args, e),
         }
     }
 
     /// Goes back to the previous generation's entries, as a new generation.
-    pub async fn rollback(&mut self, env: &str, deployment: &str) -> Result<Applied, StoreError> {
+    /// Refused while a rollout moves the deployment, unless `force`.
+    pub async fn rollback(&mut self, env: &str, deployment: &str, force: bool) -> Result<Applied, StoreError> {
         let _lock = self.lock(env)?;
-        let args = json!({ "env": env, "deployment": deployment });
+        let mut args = json!({ "env": env, "deployment": deployment });
         if let Err(e) = self.require_deployment(env, deployment) {
             return self.failed("traffic rollback", &args, e);
+        }
+        match self.rollout_guard(env, deployment, force) {
+            Ok(Some(id)) => args["forced_during_rollout"] = json!(id),
+            Ok(None) => {}
+            Err(e) => return self.failed("traffic rollback", &args, e),
         }
         let generations = store::generations(&self.conn, env, deployment, 2)?;
         let Some(previous) = generations.get(1) else {
@@ -99,7 +154,7 @@ impl Operator<'_> {
         }
     }
 
-    fn require_deployment(&self, env: &str, deployment: &str) -> Result<(), StoreError> {
+    pub(crate) fn require_deployment(&self, env: &str, deployment: &str) -> Result<(), StoreError> {
         store::require_env(&self.conn, env)?;
         if !store::deployments(&self.conn, env)?.iter().any(|d| d == deployment) {
             return Err(StoreError::UnknownDeployment {

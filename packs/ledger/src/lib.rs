@@ -6,7 +6,9 @@
 //! real provider must get right observable from outside: idempotency (the same
 //! keys after one call or two), sibling isolation (applying A never writes
 //! `split/B`), and "no side effect before a spec error" (no kv write on a
-//! rejected call).
+//! rejected call). Its probe answers healthy for a warm revision, unless the
+//! environment's `unhealthy` setting names it (a provider's failing health
+//! check, for rollouts to react to).
 
 // The current contract; with `contract-1-0-0`, the frozen 1.0.0 one (a test
 // fixture proving a pack built against an older minor version still runs).
@@ -327,7 +329,16 @@ impl Guest for Ledger {
             // Over half the default 2 s deadline: `budgets.time` flags it.
             std::thread::sleep(std::time::Duration::from_millis(1100));
         }
+        // The environment's `unhealthy` setting (revision ids, comma
+        // separated) stands for a provider whose health checks fail.
+        let marked = env
+            .settings()
+            .into_iter()
+            .any(|(key, ids)| key == "unhealthy" && ids.split(',').any(|id| id.trim() == revision));
         Ok(match provider_state(&revision)? {
+            Some(State::Warm) if marked => {
+                Health::Unhealthy("marked unhealthy by the environment's `unhealthy` setting".to_string())
+            }
             Some(State::Warm) => Health::Healthy,
             Some(state) => Health::Unhealthy(format!("revision is {}, not running", state.as_str())),
             None => Health::Unhealthy("revision is not staged on this provider".to_string()),

@@ -1,0 +1,499 @@
+//! The rollout commands on the operator: `start` writes the plan, `drive`
+//! runs its steps until the rollout finishes, pauses or stops, and the
+//! intents (`promote`, `abort`, `pause`, `resume`) change the rows a driver
+//! follows. A step is marked `started` before it acts and `done` after; a
+//! step found `started` was interrupted and runs again (every step is
+//! idempotent), a soak with only the time it had left.
+
+use std::time::{Duration, Instant};
+
+use envpack_host::model::validate_id;
+use envpack_host::{Health, Lifecycle, Outcome, Request};
+use rusqlite::{Connection, TransactionBehavior};
+use serde_json::json;
+
+use super::gates::{self, Gate, Tally};
+use super::plan::{self, Action, Phase, Spec};
+use super::record::{self, Rollout, State, Step};
+use crate::error::StoreError;
+use crate::ops::{Operator, now};
+use crate::{lock, store};
+
+/// What a driver shows while it works; the command layer renders it.
+pub trait Progress {
+    /// A step begins.
+    fn step(&mut self, rollout: &Rollout, step: &Step);
+    /// A soak ticks: what is left of it and what each gate saw.
+    fn soak(&mut self, label: &str, left: Duration, tallies: &[Tally]);
+    /// Something worth a line of its own (a step's result, a rollback).
+    fn note(&mut self, text: &str);
+}
+
+/// What an operator asks of a running rollout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Intent {
+    /// Skip the remaining soaks and steps to full weight.
+    Promote,
+    /// Back to the previous split, the new revision drained.
+    Abort,
+    /// Stop at the next gate evaluation, keeping the soak's remaining time.
+    Pause,
+    /// Go on (after a pause, or after a driver stopped on an error).
+    Resume,
+}
+
+impl Intent {
+    fn command(self) -> &'static str {
+        match self {
+            Intent::Promote => "rollout promote",
+            Intent::Abort => "rollout abort",
+            Intent::Pause => "rollout pause",
+            Intent::Resume => "rollout resume",
+        }
+    }
+}
+
+/// How a step ended, short of an error.
+enum Acted {
+    Done(String),
+    /// A soak that promote or abort skipped while it ran.
+    Skipped,
+    /// A soak interrupted by `pause`: left `started` with its soaked time.
+    Paused,
+}
+
+/// A step that failed, and whether it was a gate (the revision
+/// misbehaving) or the step itself.
+struct Failed(String);
+
+impl From<StoreError> for Failed {
+    fn from(e: StoreError) -> Self {
+        Failed(e.to_string())
+    }
+}
+
+/// Runs `change` in one immediate transaction (bookkeeping: no audit row).
+fn write<T>(conn: &mut Connection, change: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let value = change(&tx)?;
+    tx.commit()?;
+    Ok(value)
+}
+
+fn driver_lock_name(id: &str) -> String {
+    // Not a valid environment id, so never an environment's lock.
+    format!("rollout {id}")
+}
+
+impl Operator<'_> {
+    /// Checks and records a rollout of `revision` to `deployment`: its
+    /// forward steps written, all pending. [`Self::drive_rollout`] runs them.
+    pub async fn start_rollout(
+        &mut self,
+        env: &str,
+        deployment: &str,
+        revision: &str,
+        spec: Spec,
+    ) -> Result<Rollout, StoreError> {
+        let args = json!({ "env": env, "deployment": deployment, "revision": revision, "spec": spec });
+        match self.plan_rollout(env, deployment, revision, spec) {
+            Ok((rollout, steps)) => {
+                let r = rollout.clone();
+                self.commit("rollout start", &args, |tx| {
+                    if let Some(other) = record::unfinished(tx, env, deployment)? {
+                        return Err(busy(&other));
+                    }
+                    record::insert(tx, &r, &steps)
+                })?;
+                Ok(rollout)
+            }
+            Err(e) => self.failed("rollout start", &args, e),
+        }
+    }
+
+    fn plan_rollout(
+        &self,
+        env: &str,
+        deployment: &str,
+        revision: &str,
+        spec: Spec,
+    ) -> Result<(Rollout, Vec<Action>), StoreError> {
+        self.require_deployment(env, deployment)?;
+        validate_id("revision id", revision).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        spec.check().map_err(StoreError::Invalid)?;
+        let binding = store::binding(&self.conn, env)?;
+        let gates = spec
+            .gates
+            .iter()
+            .cloned()
+            .map(|g| g.allowed(&binding.grants))
+            .collect::<Result<Vec<Gate>, String>>()
+            .map_err(StoreError::Invalid)?;
+        let target = store::revision(&self.conn, env, revision)?;
+        if target.deployment != deployment {
+            return Err(StoreError::ForeignRevision {
+                revision: revision.to_string(),
+                deployment: deployment.to_string(),
+                owner: target.deployment,
+            });
+        }
+        if !matches!(
+            target.lifecycle,
+            Lifecycle::Staged | Lifecycle::Warming | Lifecycle::Ready
+        ) {
+            return Err(StoreError::Invalid(format!(
+                "revision {revision} is {}; a rollout needs a staged or ready revision",
+                target.lifecycle
+            )));
+        }
+        let previous = store::current_split(&self.conn, env, deployment)?
+            .ok_or_else(|| StoreError::NoSplit(deployment.to_string()))?
+            .entries;
+        if plan::old_revisions(&previous, revision).is_empty() {
+            return Err(StoreError::Invalid(format!(
+                "revision {revision} already has all of {deployment}'s traffic: there is nothing to roll out"
+            )));
+        }
+        if let Some(other) = record::unfinished(&self.conn, env, deployment)? {
+            return Err(busy(&other));
+        }
+        let spec = Spec { gates, ..spec };
+        let steps = plan::forward(&spec, &previous, revision);
+        let rollout = Rollout {
+            id: ulid::Ulid::new().to_string(),
+            env: env.to_string(),
+            deployment: deployment.to_string(),
+            revision: revision.to_string(),
+            spec,
+            previous,
+            state: State::Running,
+            reason: String::new(),
+            stopped: String::new(),
+            actor: self.actor.clone(),
+            created_at: now(),
+            updated_at: now(),
+        };
+        Ok((rollout, steps))
+    }
+
+    /// The deployment's unfinished rollout, or an error saying there is none.
+    pub fn unfinished_rollout(&self, env: &str, deployment: &str) -> Result<Rollout, StoreError> {
+        self.require_deployment(env, deployment)?;
+        record::unfinished(&self.conn, env, deployment)?
+            .ok_or_else(|| StoreError::Invalid(format!("deployment {deployment} has no rollout in progress")))
+    }
+
+    /// Records an operator's intent for the deployment's rollout; the
+    /// driving process (or the caller's own `drive_rollout`) acts on it.
+    pub fn rollout_intent(&mut self, env: &str, deployment: &str, intent: Intent) -> Result<Rollout, StoreError> {
+        let args = json!({ "env": env, "deployment": deployment });
+        let rollout = match self.unfinished_rollout(env, deployment) {
+            Ok(rollout) => rollout,
+            Err(e) => return self.failed(intent.command(), &args, e),
+        };
+        let id = rollout.id.clone();
+        let actor = self.actor.clone();
+        let changed = self.commit(
+            intent.command(),
+            &json!({ "env": env, "deployment": deployment, "rollout": id }),
+            |tx| {
+                let r = record::get(tx, &id)?;
+                apply_intent(tx, &r, intent, &actor)
+            },
+        );
+        match changed {
+            Ok(()) => record::get(&self.conn, &id),
+            Err(e) => self.failed(intent.command(), &args, e),
+        }
+    }
+
+    /// Runs the rollout's steps until it finishes, pauses, or a step it
+    /// cannot get past stops it (recorded; `rollout resume` retries). Returns
+    /// `None` when another process is driving it.
+    pub async fn drive_rollout(
+        &mut self,
+        id: &str,
+        progress: &mut dyn Progress,
+    ) -> Result<Option<Rollout>, StoreError> {
+        let Some(_driver) = lock::try_lock_named(&self.state_dir, &driver_lock_name(id))? else {
+            return Ok(None);
+        };
+        write(&mut self.conn, |tx| record::set_stopped(tx, id, "", now()))?;
+        loop {
+            let rollout = record::get(&self.conn, id)?;
+            if rollout.state.is_finished() || rollout.state == State::Paused {
+                return Ok(Some(rollout));
+            }
+            let Some(step) = record::next_step(&self.conn, id)? else {
+                self.finish_rollout(&rollout)?;
+                continue;
+            };
+            write(&mut self.conn, |tx| record::start_step(tx, id, step.seq, now()))?;
+            progress.step(&rollout, &step);
+            match self.act(&rollout, &step, progress).await {
+                Ok(Acted::Done(note)) => {
+                    progress.note(&format!("{}: {note}", step.action.describe()));
+                    write(&mut self.conn, |tx| record::finish_step(tx, id, step.seq, &note, now()))?;
+                }
+                Ok(Acted::Skipped | Acted::Paused) => {}
+                Err(Failed(reason)) => self.step_failed(&rollout, &step, reason, progress)?,
+            }
+        }
+    }
+
+    fn finish_rollout(&mut self, rollout: &Rollout) -> Result<(), StoreError> {
+        let (state, command) = match rollout.state {
+            State::RollingBack => (State::RolledBack, "rollout rolled back"),
+            _ => (State::Succeeded, "rollout succeeded"),
+        };
+        let args = json!({ "env": rollout.env, "deployment": rollout.deployment, "rollout": rollout.id,
+                           "revision": rollout.revision, "reason": rollout.reason });
+        self.commit(command, &args, |tx| {
+            record::set_state(tx, &rollout.id, state, &rollout.reason, now())
+        })
+    }
+
+    /// A forward step before the point of no return turns the rollout
+    /// around; any other failure stops the driver, recorded, for `resume`.
+    fn step_failed(
+        &mut self,
+        rollout: &Rollout,
+        step: &Step,
+        reason: String,
+        progress: &mut dyn Progress,
+    ) -> Result<(), StoreError> {
+        let reversible = step.phase == Phase::Forward
+            && rollout.state == State::Running
+            && !past_no_return(&self.conn, &rollout.id)?;
+        if !reversible {
+            let stopped = format!("{}: {reason}", step.action.describe());
+            write(&mut self.conn, |tx| {
+                record::set_stopped(tx, &rollout.id, &stopped, now())
+            })?;
+            return Err(StoreError::RolloutStopped {
+                id: rollout.id.clone(),
+                reason: stopped,
+            });
+        }
+        let why = format!("{} failed: {reason}", step.action.describe());
+        progress.note(&format!("rolling back: {why}"));
+        let compensation = plan::compensation(&rollout.previous, &rollout.revision);
+        let args =
+            json!({ "env": rollout.env, "deployment": rollout.deployment, "rollout": rollout.id, "reason": why });
+        let actor = self.actor.clone();
+        self.commit("rollout rollback", &args, |tx| {
+            record::roll_back(tx, &rollout.id, Some(step.seq), &why, &compensation, now())?;
+            note_on_revision(
+                tx,
+                rollout,
+                &format!("rollout {} rolling back: {why}", rollout.id),
+                &actor,
+            )
+        })
+    }
+
+    async fn act(&mut self, rollout: &Rollout, step: &Step, progress: &mut dyn Progress) -> Result<Acted, Failed> {
+        let env = rollout.env.as_str();
+        match &step.action {
+            Action::Warm { revision } => {
+                if store::revision(&self.conn, env, revision)?.lifecycle == Lifecycle::Ready {
+                    return Ok(Acted::Done("already ready".into()));
+                }
+                self.warm(env, revision).await?;
+                Ok(Acted::Done("ready".into()))
+            }
+            Action::Split { entries } => {
+                let current = store::current_split(&self.conn, env, &rollout.deployment)?;
+                if current.is_some_and(|c| &c.entries == entries) {
+                    return Ok(Acted::Done("already the split".into()));
+                }
+                let key = format!("rollout:{}:{}", rollout.id, step.seq);
+                let applied = self
+                    .apply_recorded_split("rollout step", env, &rollout.deployment, entries, Some(key))
+                    .await?;
+                Ok(Acted::Done(format!("generation {}", applied.generation)))
+            }
+            Action::Soak { ms, label } => self.soak(rollout, step, *ms, label, progress).await,
+            Action::Drain { revision } => {
+                let lifecycle = store::revision(&self.conn, env, revision)?.lifecycle;
+                let weighted = rollout
+                    .previous
+                    .iter()
+                    .any(|e| &e.revision == revision && e.weight_bps > 0);
+                if step.phase == Phase::Compensate && weighted {
+                    return Ok(Acted::Done("serves the previous split: kept".into()));
+                }
+                if !matches!(lifecycle, Lifecycle::Ready | Lifecycle::Draining) {
+                    return Ok(Acted::Done(format!("nothing to drain: {lifecycle}")));
+                }
+                self.drain(env, revision).await?;
+                Ok(Acted::Done("inactive".into()))
+            }
+            Action::Archive { revision } => {
+                if store::revision(&self.conn, env, revision)?.lifecycle == Lifecycle::Archived {
+                    return Ok(Acted::Done("already archived".into()));
+                }
+                self.archive(env, revision).await?;
+                Ok(Acted::Done("archived".into()))
+            }
+        }
+    }
+
+    /// Waits out what is left of the soak, evaluating every gate each
+    /// interval and keeping the time soaked in the step's row.
+    async fn soak(
+        &mut self,
+        rollout: &Rollout,
+        step: &Step,
+        ms: u64,
+        label: &str,
+        progress: &mut dyn Progress,
+    ) -> Result<Acted, Failed> {
+        let mut tallies: Vec<Tally> = rollout.spec.gates.iter().map(Tally::new).collect();
+        let mut soaked = step.soaked_ms;
+        let mut last = Instant::now();
+        loop {
+            if record::get(&self.conn, &rollout.id)?.state == State::Paused {
+                return Ok(Acted::Paused);
+            }
+            if record::step_state(&self.conn, &rollout.id, step.seq)? != "started" {
+                return Ok(Acted::Skipped);
+            }
+            for (gate, tally) in rollout.spec.gates.iter().zip(tallies.iter_mut()) {
+                if let Some(failure) = self.evaluate(rollout, gate, tally).await? {
+                    return Err(Failed(failure));
+                }
+            }
+            soaked += last.elapsed().as_millis() as u64;
+            last = Instant::now();
+            write(&mut self.conn, |tx| {
+                record::soaked(tx, &rollout.id, step.seq, soaked.min(ms))
+            })?;
+            let left = ms.saturating_sub(soaked);
+            progress.soak(label, Duration::from_millis(left), &tallies);
+            if left == 0 {
+                let seen: Vec<String> = tallies.iter().map(Tally::summary).collect();
+                return Ok(Acted::Done(if seen.is_empty() {
+                    "soaked".into()
+                } else {
+                    seen.join("; ")
+                }));
+            }
+            tokio::time::sleep(Duration::from_millis(left.min(rollout.spec.interval_ms))).await;
+        }
+    }
+
+    /// One evaluation of one gate: `Some(reason)` when it fails.
+    async fn evaluate(&mut self, rollout: &Rollout, gate: &Gate, tally: &mut Tally) -> Result<Option<String>, Failed> {
+        Ok(match gate {
+            Gate::Probe { unhealthy } => {
+                let answer = match self.probe(&rollout.env, &rollout.revision).await? {
+                    Health::Healthy => None,
+                    Health::Unhealthy(why) => Some(why),
+                    Health::Unsupported => {
+                        return Err(Failed(
+                            "probe: the pack cannot probe revisions; drop the probe gate".into(),
+                        ));
+                    }
+                };
+                tally.probe(answer, *unhealthy)
+            }
+            Gate::Http {
+                url,
+                status,
+                max_error_ratio,
+                requests,
+            } => {
+                if tally.sent >= *requests {
+                    return Ok(None);
+                }
+                let answer = gates::http_once(url, *status).await;
+                tally.http(answer, *max_error_ratio, *requests)
+            }
+            Gate::Command { command, args } => match gates::command_once(command, args).await {
+                Ok(()) => {
+                    tally.last = "exit 0".into();
+                    None
+                }
+                Err(why) => Some(format!("command: {why}")),
+            },
+        })
+    }
+
+    /// `probe-revision` under the environment's lock; what the pack writes
+    /// to its kv while probing is not kept (a probe reports, it does not change).
+    async fn probe(&mut self, env: &str, revision: &str) -> Result<Health, StoreError> {
+        let _lock = self.lock(env)?;
+        let bound = self.bound(env).await?;
+        let environment = store::load_environment(&self.conn, env, &bound.binding, &[], None)?;
+        let outcome = self
+            .run_verb(&bound, environment, &Request::Probe(revision.to_string()))
+            .await;
+        self.pending = None;
+        match outcome? {
+            Outcome::Health { health, .. } => Ok(health),
+            other => Err(StoreError::Invalid(format!("probe-revision answered {other:?}"))),
+        }
+    }
+}
+
+fn busy(other: &Rollout) -> StoreError {
+    StoreError::Invalid(format!(
+        "deployment {} already has rollout {} ({}, to {}); promote, abort or resume it first",
+        other.deployment, other.id, other.state, other.revision
+    ))
+}
+
+/// Whether a drain or archive of the forward plan has begun: from there
+/// the previous split cannot come back.
+fn past_no_return(conn: &Connection, id: &str) -> Result<bool, StoreError> {
+    Ok(record::steps(conn, id)?.iter().any(|s| {
+        s.phase == Phase::Forward && s.action.is_point_of_no_return() && s.state != "pending" && s.state != "skipped"
+    }))
+}
+
+fn note_on_revision(conn: &Connection, rollout: &Rollout, reason: &str, actor: &str) -> Result<(), StoreError> {
+    let lifecycle = store::revision(conn, &rollout.env, &rollout.revision)?.lifecycle;
+    store::note_event(conn, &rollout.env, &rollout.revision, lifecycle, reason, actor, now())
+}
+
+fn apply_intent(tx: &Connection, r: &Rollout, intent: Intent, actor: &str) -> Result<(), StoreError> {
+    let refuse = |what: &str| Err(StoreError::Invalid(format!("rollout {} is {}: {what}", r.id, r.state)));
+    match intent {
+        Intent::Promote => {
+            if r.state == State::RollingBack {
+                return refuse("it cannot be promoted");
+            }
+            record::promote(tx, &r.id, now())?;
+            record::set_state(tx, &r.id, State::Running, &format!("promoted by {actor}"), now())
+        }
+        Intent::Abort => {
+            if r.state == State::RollingBack {
+                return refuse("it is already rolling back");
+            }
+            if past_no_return(tx, &r.id)? {
+                return refuse("it is draining the old revisions; there is nothing left to go back to");
+            }
+            let reason = format!("aborted by {actor}");
+            record::roll_back(
+                tx,
+                &r.id,
+                None,
+                &reason,
+                &plan::compensation(&r.previous, &r.revision),
+                now(),
+            )?;
+            note_on_revision(tx, r, &format!("rollout {} rolling back: {reason}", r.id), actor)
+        }
+        Intent::Pause => {
+            if r.state != State::Running {
+                return refuse("only a running rollout can be paused");
+            }
+            record::set_state(tx, &r.id, State::Paused, &format!("paused by {actor}"), now())
+        }
+        Intent::Resume => match r.state {
+            State::Paused => record::set_state(tx, &r.id, State::Running, &format!("resumed by {actor}"), now()),
+            _ => Ok(()),
+        },
+    }
+}

@@ -1,0 +1,23 @@
+//! Rollouts: a deployment moved to a new revision by a saga of steps
+//! (warm, shift weight, soak under analysis gates, drain the old), persisted
+//! row by row so that any `host` process can take over where a killed one
+//! stopped, and turned around (previous split restored, new revision
+//! drained) when a gate fails or an operator aborts.
+//!
+//! Who acts, exactly: one process at a time **drives** a rollout (it holds
+//! the rollout's driver lock, a kernel lock released when it dies); the
+//! others (`promote`, `abort`, `pause` from a second terminal) record their
+//! intent in the rollout's rows, which the driver reads at every gate
+//! evaluation, and drive it themselves when no one else does. Each step
+//! takes the environment's lock only while its verb runs, so a soak never
+//! blocks other commands.
+
+mod drive;
+pub mod gates;
+pub mod plan;
+pub mod record;
+
+pub use drive::{Intent, Progress};
+pub use gates::{Gate, Tally};
+pub use plan::{Action, Spec, Strategy};
+pub use record::{Rollout, State, Step};

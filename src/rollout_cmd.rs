@@ -1,0 +1,347 @@
+//! `host rollout`: start a canary or blue-green rollout and drive it in the
+//! foreground; show it; promote, abort, pause or resume it from any
+//! terminal. A driver that dies (a closed terminal, SIGKILL) leaves the
+//! rollout in its rows: `host rollout resume` (by hand, or from cron or a
+//! systemd timer) continues it from its last completed step.
+
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use envpack_host::text::printable;
+use envpack_operator::read::RolloutView;
+use envpack_operator::rollout::{Gate, Intent, Progress, Rollout, Spec, State, Step, Strategy, Tally};
+
+use crate::context::Context;
+use crate::error::{CliError, exit};
+
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// Start a rollout of a revision and drive it to its end in the foreground.
+    Start(StartArgs),
+    /// Show rollouts: each unfinished one and each deployment's last, with their steps.
+    Status {
+        env: String,
+        deployment: Option<String>,
+        /// Keep showing it as it changes, until every rollout shown has finished.
+        #[arg(long)]
+        watch: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Skip the remaining soaks and steps: the new revision gets all traffic now.
+    Promote(Target),
+    /// Go back to the split the rollout started from; the new revision is drained.
+    Abort(Target),
+    /// Stop at the next gate evaluation; the soak keeps its remaining time.
+    Pause(Target),
+    /// Continue a paused rollout, or one whose driver died or stopped on an error.
+    Resume(Target),
+}
+
+#[derive(clap::Args)]
+pub struct StartArgs {
+    env: String,
+    deployment: String,
+    /// The revision to roll out (staged or ready).
+    #[arg(long, value_name = "REVISION")]
+    to: String,
+    /// canary (weight in steps) or blue-green (checked at 0%, switched at once).
+    #[arg(long, default_value = "canary", value_parser = Strategy::parse)]
+    strategy: Strategy,
+    /// Canary: the new revision's weight at each step, in percent, ending at 100.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "10,25,50,100",
+        value_name = "PERCENT,..."
+    )]
+    steps: Vec<u32>,
+    /// How long each soak lasts, gates evaluated throughout (e.g. 30s, 5m).
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    soak: Duration,
+    /// Blue-green: how long the old revisions stay warm after the switch.
+    #[arg(long, default_value = "5m", value_parser = parse_duration, value_name = "DURATION")]
+    keep_old: Duration,
+    /// How often the gates are evaluated during a soak.
+    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
+    interval: Duration,
+    /// A gate (repeatable): probe[=N unhealthy in a row, default 3];
+    /// http=URL[,status=200][,max-error-ratio=0.05][,requests=20]; command=NAME [ARG...].
+    #[arg(long, value_parser = Gate::parse, value_name = "GATE")]
+    analysis: Vec<Gate>,
+    /// Record the rollout and return without driving it (`rollout resume` drives it).
+    #[arg(long)]
+    no_drive: bool,
+    /// Print the rollout as JSON when the command ends.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct Target {
+    env: String,
+    deployment: String,
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let parsed: jiff::SignedDuration = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (e.g. 30s, 500ms, 5m, 1h)"))?;
+    Duration::try_from(parsed).map_err(|_| format!("{text:?} is negative"))
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+pub async fn run(ctx: &mut Context, command: Command) -> Result<i32, CliError> {
+    let actor = ctx.actor();
+    match command {
+        Command::Start(args) => {
+            let spec = Spec {
+                strategy: args.strategy,
+                steps: args.steps,
+                soak_ms: millis(args.soak),
+                keep_old_ms: millis(args.keep_old),
+                interval_ms: millis(args.interval),
+                gates: args.analysis,
+            };
+            let mut operator = ctx.operator(actor)?;
+            let rollout = operator
+                .start_rollout(&args.env, &args.deployment, &args.to, spec)
+                .await?;
+            eprintln!(
+                "host: rollout {} of {} to {}/{} started",
+                rollout.id, rollout.revision, rollout.env, rollout.deployment
+            );
+            if args.no_drive {
+                return finish(&rollout, args.json);
+            }
+            let driven = operator.drive_rollout(&rollout.id, &mut Display::new()).await?;
+            finish(&driven.unwrap_or(rollout), args.json)
+        }
+        Command::Status {
+            env,
+            deployment,
+            watch,
+            json,
+        } => status(ctx, &env, deployment.as_deref(), watch, json).await,
+        Command::Promote(t) => intent(ctx, actor, t, Intent::Promote).await,
+        Command::Abort(t) => intent(ctx, actor, t, Intent::Abort).await,
+        Command::Pause(t) => intent(ctx, actor, t, Intent::Pause).await,
+        Command::Resume(t) => intent(ctx, actor, t, Intent::Resume).await,
+    }
+}
+
+/// Records the intent, then drives the rollout unless another process
+/// does (or the intent is a pause).
+async fn intent(ctx: &mut Context, actor: String, t: Target, intent: Intent) -> Result<i32, CliError> {
+    let mut operator = ctx.operator(actor)?;
+    let rollout = operator.rollout_intent(&t.env, &t.deployment, intent)?;
+    if intent == Intent::Pause {
+        eprintln!(
+            "host: rollout {} paused; `host rollout resume {} {}` continues it",
+            rollout.id, t.env, t.deployment
+        );
+        return finish(&rollout, t.json);
+    }
+    match operator.drive_rollout(&rollout.id, &mut Display::new()).await? {
+        Some(driven) => finish(&driven, t.json),
+        None => {
+            eprintln!(
+                "host: recorded; the process driving rollout {} acts on it at its next gate evaluation",
+                rollout.id
+            );
+            finish(&rollout, t.json)
+        }
+    }
+}
+
+/// Says how the rollout stands; exit 1 if it rolled back.
+fn finish(rollout: &Rollout, as_json: bool) -> Result<i32, CliError> {
+    if as_json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(rollout).map_err(|e| CliError::State(e.to_string()))?
+        );
+    } else {
+        let reason = if rollout.reason.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", printable(&rollout.reason))
+        };
+        println!(
+            "rollout {} of {} to {}/{}: {}{reason}",
+            rollout.id, rollout.revision, rollout.env, rollout.deployment, rollout.state
+        );
+    }
+    Ok(match rollout.state {
+        State::RolledBack => exit::VERB_FAILED,
+        _ => exit::OK,
+    })
+}
+
+async fn status(
+    ctx: &mut Context,
+    env: &str,
+    deployment: Option<&str>,
+    watch: bool,
+    as_json: bool,
+) -> Result<i32, CliError> {
+    let reader = crate::show::reader(ctx)?;
+    let mut shown = String::new();
+    loop {
+        let rollouts = reader.rollouts(env, deployment)?;
+        let text = if as_json {
+            serde_json::to_string_pretty(&rollouts).map_err(|e| CliError::State(e.to_string()))?
+        } else {
+            render(&rollouts)
+        };
+        if text != shown {
+            println!("{text}");
+            shown = text;
+        }
+        if !watch || rollouts.iter().all(|r| r.rollout.state.is_finished()) {
+            return Ok(exit::OK);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn render(rollouts: &[RolloutView]) -> String {
+    if rollouts.is_empty() {
+        return "no rollouts".into();
+    }
+    let mut out = String::new();
+    for view in rollouts {
+        let r = &view.rollout;
+        out.push_str(&format!(
+            "rollout {}  {} -> {}/{}  {:?}  {}",
+            r.id, r.revision, r.env, r.deployment, r.spec.strategy, r.state
+        ));
+        if !r.reason.is_empty() {
+            out.push_str(&format!(": {}", printable(&r.reason)));
+        }
+        out.push('\n');
+        if !r.stopped.is_empty() {
+            out.push_str(&format!(
+                "  stopped: {} (`host rollout resume` retries)\n",
+                printable(&r.stopped)
+            ));
+        }
+        for step in &view.steps {
+            out.push_str(&format!(
+                "  {:>3} {:<8} {}",
+                step.seq,
+                step.state,
+                step.action.describe()
+            ));
+            if let envpack_operator::rollout::Action::Soak { ms, .. } = step.action
+                && step.state == "started"
+            {
+                out.push_str(&format!(
+                    ", {} left",
+                    left_text(Duration::from_millis(ms.saturating_sub(step.soaked_ms)))
+                ));
+            }
+            if !step.note.is_empty() {
+                out.push_str(&format!(": {}", printable(&step.note)));
+            }
+            out.push('\n');
+        }
+    }
+    out.trim_end().to_string()
+}
+
+fn left_text(left: Duration) -> String {
+    let s = left.as_secs();
+    if s >= 60 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{:.1}s", left.as_secs_f64())
+    }
+}
+
+/// The driver's progress on stderr: on a terminal, a soak redraws one line
+/// in place; otherwise plain lines, a soak's at most every 10 seconds or
+/// when what the gates saw changes.
+struct Display {
+    terminal: bool,
+    /// A soak line is on screen without its newline.
+    open: bool,
+    last_plain: Option<(Instant, String)>,
+}
+
+impl Display {
+    fn new() -> Display {
+        Display {
+            terminal: std::io::stderr().is_terminal(),
+            open: false,
+            last_plain: None,
+        }
+    }
+
+    fn line(&mut self, text: &str) {
+        if self.open {
+            eprintln!();
+            self.open = false;
+        }
+        eprintln!("host: {}", printable(text));
+    }
+}
+
+impl Progress for Display {
+    fn step(&mut self, rollout: &Rollout, step: &Step) {
+        let again = if step.state == "started" {
+            " (again: it was interrupted)"
+        } else {
+            ""
+        };
+        self.line(&format!("rollout {}: {}{again}", rollout.id, step.action.describe()));
+    }
+
+    fn soak(&mut self, label: &str, left: Duration, tallies: &[Tally]) {
+        let gates: Vec<String> = tallies.iter().map(Tally::summary).collect();
+        let seen = if gates.is_empty() {
+            "no gates".to_string()
+        } else {
+            gates.join("; ")
+        };
+        let text = format!("soak ({label}): {} left; {}", left_text(left), printable(&seen));
+        if self.terminal {
+            eprint!("\r\x1b[2Khost: {text}");
+            let _ = std::io::stderr().flush();
+            self.open = true;
+            return;
+        }
+        let due = self
+            .last_plain
+            .as_ref()
+            .is_none_or(|(at, gates)| at.elapsed() >= Duration::from_secs(10) || *gates != seen);
+        if due {
+            eprintln!("host: {text}");
+            self.last_plain = Some((Instant::now(), seen));
+        }
+    }
+
+    fn note(&mut self, text: &str) {
+        self.line(text);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_read_like_people_write_them() {
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert!(parse_duration("soon").unwrap_err().contains("not a duration"));
+        assert!(parse_duration("-5s").is_err());
+    }
+}
