@@ -102,12 +102,12 @@ impl Drop for Reaper {
     }
 }
 
-/// 600 ports of this test process's own (20000-31999), so that test runs
+/// 700 ports of this test process's own (20000-31899), so that test runs
 /// in parallel rarely meet; the pack skips ports something answers on.
 /// Below the kernel's ephemeral range (32768-60999): a client connection's
 /// local port there answers nothing, yet nginx cannot bind it.
 fn port_base() -> u16 {
-    20000 + (std::process::id() % 20) as u16 * 600
+    20000 + (std::process::id() % 17) as u16 * 700
 }
 
 fn nginx_installed() {
@@ -324,6 +324,75 @@ fn a_listen_port_a_client_connection_holds_is_passed_over_for_the_next() {
     ok(&sb, &["env", "remove", "site", "--force"]);
     let left = processes_under(&sb.state_dir());
     assert!(left.is_empty(), "env remove left processes: {left:?}");
+}
+
+/// A canary whose new revision passes its health check but answers users
+/// with 500s: the HTTP gate's requests through nginx see them, the
+/// rollout rolls back on its own, and nginx sends everything to R1 again.
+#[test]
+fn an_http_gate_through_nginx_rolls_back_a_canary_that_answers_500() {
+    let (sb, listen, _) = local_env(6);
+    let _reaper = Reaper(sb.state_dir());
+    let art = artifacts(&sb);
+    stage(&sb, "R1", &art.executable, &[], "5");
+    ok(&sb, &["revision", "warm", "site", "R1"]);
+    ok(&sb, &["traffic", "set", "site", "web", "R1=10000"]);
+    stage(&sb, "R2", &art.executable, &["FAIL_REQUESTS=1"], "5");
+    let gate = format!("http=http://127.0.0.1:{listen}/,status=200,max-error-ratio=0.25,requests=20");
+    let mut rollout = common::spawn(
+        &sb,
+        &[
+            "rollout",
+            "start",
+            "site",
+            "web",
+            "--to",
+            "R2",
+            "--steps",
+            "50,100",
+            "--soak",
+            "60s",
+            "--interval",
+            "400ms",
+            "--analysis",
+            &gate,
+        ],
+    );
+    // While it soaks at 50%, nginx sends users to both revisions.
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    while !json(&sb, &["rollout", "status", "site", "web", "--json"])[0]["steps"]
+        .as_array()
+        .is_some_and(|steps| {
+            steps
+                .iter()
+                .any(|s| s["action"]["kind"] == "soak" && s["state"] == "started")
+        })
+    {
+        assert!(std::time::Instant::now() < until, "the rollout never soaked");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut during = std::collections::BTreeMap::new();
+    for _ in 0..6 {
+        *during.entry(get(listen, "/")).or_insert(0) += 1;
+    }
+    assert!(
+        during.contains_key(&(500, "R2".to_string())) && during.contains_key(&(200, "R1".to_string())),
+        "at 50% nginx serves both: {during:?}"
+    );
+    let status = rollout.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "the rollout rolled back");
+    let r = json(&sb, &["rollout", "status", "site", "web", "--json"])[0].clone();
+    assert_eq!(r["state"], "rolled-back");
+    assert!(r["reason"].as_str().unwrap().contains("answered 500"), "{r:#}");
+    // Everything goes to R1 again, and R2's process is gone.
+    assert_eq!(distribution(listen, 20), [("R1".to_string(), 20)].into());
+    assert_eq!(lifecycle(&sb, "R2"), "inactive");
+    let r2_left: Vec<_> = processes_under(&sb.state_dir())
+        .into_iter()
+        .filter(|(_, cwd)| cwd.to_string_lossy().contains("/revisions/R2/"))
+        .collect();
+    assert!(r2_left.is_empty(), "R2 was drained: {r2_left:?}");
+    ok(&sb, &["env", "remove", "site", "--force"]);
 }
 
 fn walk_has(dir: &Path, name: &str) -> bool {

@@ -3,7 +3,8 @@
 
 It answers `GET /` with its revision id (ENVPACK_REVISION, or REVISION),
 `GET /healthz` with 200 (500 when FAIL_HEALTH is set), and `GET /slow?ms=N`
-after N milliseconds. On SIGTERM it stops accepting and exits once the
+after N milliseconds. FAIL_REQUESTS=1 makes every request but the health
+check answer 500 (a revision that passes its health check yet fails users). On SIGTERM it stops accepting and exits once the
 requests in flight are answered. CRASH=1 makes it fail on start.
 """
 
@@ -26,6 +27,8 @@ class Handler(BaseHTTPRequestHandler):
                 print(f"health check failing on purpose (revision {REVISION})", file=sys.stderr, flush=True)
                 return self.answer(500, "unhealthy\n")
             return self.answer(200, "ok\n")
+        if os.environ.get("FAIL_REQUESTS"):
+            return self.answer(500, REVISION + "\n")
         if url.path == "/slow":
             ms = int(parse_qs(url.query).get("ms", ["1000"])[0])
             time.sleep(ms / 1000)

@@ -59,7 +59,14 @@ async fn send_get(
     String,
 > {
     let empty = http_body_util::Empty::<bytes::Bytes>::new().map_err(|never| match never {});
-    let request = http::Request::get(url).body(empty).map_err(|e| e.to_string())?;
+    let uri: http::Uri = url.parse().map_err(|e: http::uri::InvalidUri| e.to_string())?;
+    // The client sends the path alone: the authority goes in `Host`, which
+    // HTTP/1.1 servers (nginx) require.
+    let host = uri.authority().map(|a| a.as_str().to_string()).unwrap_or_default();
+    let request = http::Request::get(uri)
+        .header(http::header::HOST, host)
+        .body(empty)
+        .map_err(|e| e.to_string())?;
     let options = RequestOptions {
         connect_timeout: Some(left),
         first_byte_timeout: Some(left),
