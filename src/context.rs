@@ -34,6 +34,7 @@ pub struct Context {
     pack_limits: PackLimits,
     compiler: Compiler,
     allocator: AllocatorChoice,
+    deploy_key: Option<PathBuf>,
 }
 
 impl Context {
@@ -62,6 +63,7 @@ impl Context {
             pack_limits: PackLimits::default(),
             compiler: Compiler::InProcess,
             allocator: AllocatorChoice::OnDemand,
+            deploy_key: None,
         })
     }
 
@@ -171,11 +173,23 @@ impl Context {
             .unwrap_or_else(|| "unknown".into())
     }
 
+    /// The key `--deploy-key` names, to sign traffic changes with.
+    pub fn deploy_key(&mut self, path: Option<PathBuf>) {
+        self.deploy_key = path;
+    }
+
     /// The operator over the state database, with the runtime.
     pub fn operator(&mut self, actor: String) -> Result<Operator<'_>, CliError> {
         let dir = self.state_dir()?.to_path_buf();
+        let signer = match &self.deploy_key {
+            Some(path) => Some(crate::keys_cmd::read_private_key(path)?),
+            None => None,
+        };
         let runtime = self.runtime()?;
         let mut operator = Operator::open(&dir, actor, runtime)?;
+        if let Some(key) = signer {
+            operator.sign_with(key);
+        }
         // Long verbs show what the pack is doing as it does it.
         operator.stream_logs(Arc::new(|level: &str, line: &str| {
             eprintln!("host: pack {level}: {}", envpack_host::text::printable(line))

@@ -64,8 +64,29 @@ pub struct BindArgs {
     /// replaced as a whole; left out, `env bind` keeps the previous ones.
     #[arg(long = "setting", value_name = "KEY=VALUE")]
     settings: Vec<String>,
+    /// A public key (SPKI PEM, as `host keygen` writes KEY.pub) whose holder may move this
+    /// environment's traffic (repeatable). Given at all, only these keys' holders may: traffic
+    /// set/rollback, rollout start/promote/abort and env bind then need --deploy-key.
+    #[arg(long = "trust-deploy-key", value_name = "NAME=KEY.pub")]
+    deploy_keys: Vec<String>,
     #[arg(long)]
     json: bool,
+}
+
+/// The deploy keys given on the command line; `None` if none was given.
+fn parse_deploy_keys(args: &BindArgs) -> Result<Option<Vec<envpack_operator::authz::DeployKey>>, CliError> {
+    if args.deploy_keys.is_empty() {
+        return Ok(None);
+    }
+    parse_pairs(&args.deploy_keys, "--trust-deploy-key")?
+        .into_iter()
+        .map(|(name, path)| {
+            let pem = std::fs::read_to_string(&path)
+                .map_err(|e| CliError::input(format!("--trust-deploy-key {name}={path}: {e}")))?;
+            Ok(envpack_operator::authz::DeployKey::from_pem(&name, &pem)?)
+        })
+        .collect::<Result<Vec<_>, CliError>>()
+        .map(Some)
 }
 
 /// The deadline settings given on the command line; `None` if none was given.
@@ -187,6 +208,7 @@ async fn bind(ctx: &mut Context, args: BindArgs, create: bool) -> Result<i32, Cl
         grants,
         deadlines: parse_deadlines(&args)?,
         settings,
+        deploy_keys: parse_deploy_keys(&args)?,
     };
     let binding = op.bind(&args.env, request, create).await?;
     if args.json {

@@ -224,5 +224,6 @@ fn store_exit(error: &envpack_operator::StoreError) -> i32 {
         | E::Invalid(_)
         | E::RolloutActive { .. } => exit::BAD_INPUT,
         E::RolloutStopped { .. } => exit::VERB_FAILED,
+        E::Unauthorized { .. } => exit::UNTRUSTED,
     }
 }

@@ -112,8 +112,13 @@ pub fn keygen(args: KeygenArgs) -> Result<i32, CliError> {
     Ok(exit::OK)
 }
 
+/// A private key from a PKCS#8 PEM file, errors naming the file.
+pub fn read_private_key(path: &Path) -> Result<PrivateKey, CliError> {
+    PrivateKey::from_pem(&read_text(path)?).map_err(key_error(path))
+}
+
 pub fn sign(args: SignArgs) -> Result<i32, CliError> {
-    let key = PrivateKey::from_pem(&read_text(&args.key)?).map_err(key_error(&args.key))?;
+    let key = read_private_key(&args.key)?;
     let pack = read_bytes(&args.pack)?;
     let manifest = Manifest::read(&pack).map_err(|source| CliError::Manifest {
         path: args.pack.display().to_string(),

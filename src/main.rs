@@ -60,6 +60,11 @@ struct Cli {
     #[arg(long, global = true, value_name = "NAME=N")]
     pack_limit: Vec<String>,
 
+    /// Private key (PKCS#8 PEM) to sign traffic changes with, for environments that trust
+    /// deploy keys (`env create --trust-deploy-key`); the audit log names the key.
+    #[arg(long, global = true, env = "ENVPACK_DEPLOY_KEY", value_name = "KEY")]
+    deploy_key: Option<PathBuf>,
+
     /// Who is acting, for lifecycle events and the audit log.
     #[arg(long, global = true, env = "ENVPACK_ACTOR", value_name = "NAME")]
     actor: Option<String>,
@@ -171,6 +176,7 @@ fn init_tracing(verbose: u8) {
 async fn run(cli: Cli) -> Result<i32, CliError> {
     let mut ctx = Context::new(cli.state_dir, cli.deadline_ms, cli.memory_mib, cli.actor)?;
     ctx.allocator(cli.allocator);
+    ctx.deploy_key(cli.deploy_key);
     ctx.bound_compiles(cli.compile_seconds, cli.compile_memory_mib, &cli.pack_limit)?;
     let result = command(&mut ctx, cli.command).await;
     mark("command");

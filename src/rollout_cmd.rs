@@ -148,6 +148,8 @@ async fn intent(ctx: &mut Context, actor: String, t: Target, intent: Intent) -> 
         return finish(&rollout, t.json);
     }
     match operator.drive_rollout(&rollout.id, &mut Display::new()).await? {
+        // Rolled back is what an abort asks for.
+        Some(driven) if intent == Intent::Abort => finish(&driven, t.json).map(|_| exit::OK),
         Some(driven) => finish(&driven, t.json),
         None => {
             eprintln!(

@@ -538,3 +538,113 @@ fn sigkill_at_random_points_then_resume_ends_where_the_plan_allows() {
     }
     ok(&sb, &["audit", "verify"]);
 }
+
+/// An environment that trusts a deploy key: only commands signed with it
+/// move its traffic or rebind it, and the audit log names the key.
+#[test]
+fn a_prod_environment_moves_traffic_only_for_its_deploy_key_holders() {
+    let sb = operator();
+    let deploy = sb.dir.path().join("deploy");
+    ok(&sb, &["keygen", "--out", &common::p(&deploy)]);
+    let trusted = format!("ops={}", common::p(&deploy.with_extension("pub")));
+    ok(
+        &sb,
+        &[
+            "env",
+            "create",
+            "prod",
+            "--deployer",
+            "envpack.deployer.ledger@^1",
+            "--capability",
+            "log,kv",
+            "--trust-deploy-key",
+            &trusted,
+        ],
+    );
+    for id in ["P1", "P2"] {
+        common::stage(&sb, "prod", id);
+        ok(&sb, &["revision", "warm", "prod", id]);
+    }
+    let refused = |args: &[&str], message: &str| {
+        sb.host().args(args).assert().code(6).stderr(contains(message));
+    };
+    refused(
+        &["traffic", "set", "prod", "web", "P1=10000"],
+        "it trusts deploy keys [ops]",
+    );
+    let stranger = common::p(&sb.dir.path().join("key"));
+    refused(
+        &["traffic", "set", "prod", "web", "P1=10000", "--deploy-key", &stranger],
+        "is not one of its deploy keys [ops]",
+    );
+    let key = common::p(&deploy);
+    ok(
+        &sb,
+        &["traffic", "set", "prod", "web", "P1=10000", "--deploy-key", &key],
+    );
+    ok(
+        &sb,
+        &[
+            "rollout",
+            "start",
+            "prod",
+            "web",
+            "--to",
+            "P2",
+            "--no-drive",
+            "--deploy-key",
+            &key,
+        ],
+    );
+    refused(
+        &["rollout", "abort", "prod", "web"],
+        "rollout abort on environment \"prod\" is refused",
+    );
+    refused(&["rollout", "promote", "prod", "web"], "deploy keys [ops]");
+    // Pausing and resuming carry out what a key holder started.
+    ok(&sb, &["rollout", "pause", "prod", "web"]);
+    ok(
+        &sb,
+        &[
+            "rollout",
+            "abort",
+            "prod",
+            "web",
+            "--deploy-key",
+            &key,
+            "--actor",
+            "carol",
+        ],
+    );
+    // The protection cannot be taken off without the key either.
+    refused(
+        &["env", "bind", "prod", "--deployer", "envpack.deployer.ledger@^1"],
+        "env bind on environment \"prod\" is refused",
+    );
+    // Unprotected `dev` needs no key.
+    common::stage(&sb, "dev", "D1");
+    ok(&sb, &["revision", "warm", "dev", "D1"]);
+    ok(&sb, &["traffic", "set", "dev", "web", "D1=10000"]);
+    let audit = audit_commands(&sb);
+    let signed: Vec<(String, Value)> = audit
+        .iter()
+        .filter_map(|(c, a, o)| {
+            let args: Value = serde_json::from_str(a).unwrap();
+            (o == "ok" && args["env"] == "prod" && !args["authorized_by"].is_null())
+                .then(|| (c.clone(), args["authorized_by"].clone()))
+        })
+        .collect();
+    let commands: Vec<&str> = signed.iter().map(|(c, _)| c.as_str()).collect();
+    assert_eq!(
+        commands,
+        ["traffic set", "rollout start", "rollout abort"],
+        "{audit:#?}"
+    );
+    assert!(
+        signed
+            .iter()
+            .all(|(_, by)| by["key"] == "ops" && by["signature"].as_str().unwrap().len() == 128)
+    );
+    let refusals = audit.iter().filter(|(_, _, o)| o.contains("is refused")).count();
+    assert_eq!(refusals, 5, "every refusal is audited too");
+}

@@ -115,7 +115,7 @@ ALTER TABLE bindings ADD COLUMN deadlines TEXT NOT NULL DEFAULT '{}';
 "#,
     // 5: rollouts, as sagas: one row per rollout, one row per step, written
     // before the step acts and marked after; at most one rollout per
-    // deployment is unfinished.
+    // deployment is unfinished. And the deploy keys an environment trusts.
     r#"
 CREATE TABLE rollouts (
     id TEXT PRIMARY KEY,
@@ -133,6 +133,7 @@ CREATE TABLE rollouts (
 );
 CREATE UNIQUE INDEX one_unfinished_rollout ON rollouts (env_id, deployment)
     WHERE state IN ('running', 'paused', 'rolling-back');
+ALTER TABLE bindings ADD COLUMN deploy_keys TEXT NOT NULL DEFAULT '[]';
 CREATE TABLE rollout_steps (
     rollout_id TEXT NOT NULL REFERENCES rollouts(id) ON DELETE CASCADE,
     seq INTEGER NOT NULL,

@@ -92,6 +92,12 @@ pub enum StoreError {
         id: String,
         state: String,
     },
+    #[error("{command} on environment {env:?} is refused: {detail}")]
+    Unauthorized {
+        env: String,
+        command: String,
+        detail: String,
+    },
     #[error("rollout {id} stopped at {reason}; `host rollout resume` retries from there")]
     RolloutStopped { id: String, reason: String },
     #[error("cannot lock environment {env:?}: {detail}")]

@@ -5,6 +5,7 @@
 //! and its transition is applied only after the pack succeeds.
 
 pub mod audit;
+pub mod authz;
 pub mod db;
 pub mod error;
 pub mod lifecycle;

@@ -28,6 +28,10 @@ pub struct Binding {
     /// Per-verb deadlines and the cap on the pack's own expectations.
     #[serde(default)]
     pub deadlines: DeadlinePolicy,
+    /// The keys whose holders alone may move this environment's traffic
+    /// (see [`crate::authz`]); none: anyone with the state directory may.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deploy_keys: Vec<crate::authz::DeployKey>,
 }
 
 /// One lifecycle event.
@@ -129,10 +133,10 @@ pub fn remove_env(conn: &Connection, env: &str) -> Result<(), StoreError> {
 
 pub fn set_binding(conn: &Connection, env: &str, binding: &Binding, at: i64) -> Result<(), StoreError> {
     conn.execute(
-        "INSERT INTO bindings (env_id, requirement, descriptor, pack_digest, settings, capabilities, bound_at, grants, deadlines)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-         ON CONFLICT (env_id) DO UPDATE SET requirement = ?2, descriptor = ?3, pack_digest = ?4, settings = ?5, capabilities = ?6, bound_at = ?7, grants = ?8, deadlines = ?9",
-        params![env, binding.requirement, binding.descriptor, binding.pack_digest, json(&binding.settings), json(&binding.capabilities), at, json(&binding.grants), json(&binding.deadlines)],
+        "INSERT INTO bindings (env_id, requirement, descriptor, pack_digest, settings, capabilities, bound_at, grants, deadlines, deploy_keys)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+         ON CONFLICT (env_id) DO UPDATE SET requirement = ?2, descriptor = ?3, pack_digest = ?4, settings = ?5, capabilities = ?6, bound_at = ?7, grants = ?8, deadlines = ?9, deploy_keys = ?10",
+        params![env, binding.requirement, binding.descriptor, binding.pack_digest, json(&binding.settings), json(&binding.capabilities), at, json(&binding.grants), json(&binding.deadlines), json(&binding.deploy_keys)],
     )?;
     Ok(())
 }
@@ -140,7 +144,7 @@ pub fn set_binding(conn: &Connection, env: &str, binding: &Binding, at: i64) -> 
 pub fn binding(conn: &Connection, env: &str) -> Result<Binding, StoreError> {
     require_env(conn, env)?;
     conn.query_row(
-        "SELECT requirement, descriptor, pack_digest, settings, capabilities, grants, deadlines FROM bindings WHERE env_id = ?1",
+        "SELECT requirement, descriptor, pack_digest, settings, capabilities, grants, deadlines, deploy_keys FROM bindings WHERE env_id = ?1",
         [env],
         |r| {
             Ok(Binding {
@@ -151,6 +155,7 @@ pub fn binding(conn: &Connection, env: &str) -> Result<Binding, StoreError> {
                 capabilities: json_column(r, 4, "binding capabilities")?,
                 grants: json_column(r, 5, "binding grants")?,
                 deadlines: json_column(r, 6, "binding deadlines")?,
+                deploy_keys: json_column(r, 7, "binding deploy keys")?,
             })
         },
     )

@@ -67,6 +67,8 @@ pub struct BindRequest {
     pub grants: Option<Grants>,
     pub deadlines: Option<DeadlinePolicy>,
     pub settings: Option<std::collections::BTreeMap<String, String>>,
+    /// The keys whose holders alone may move traffic; `None` keeps them.
+    pub deploy_keys: Option<Vec<crate::authz::DeployKey>>,
 }
 
 /// The kv writes of this command's pack call, waiting for its transaction.
@@ -83,6 +85,8 @@ pub struct Operator<'a> {
     runtime: Option<&'a Runtime>,
     pending: Option<PendingKv>,
     log_sink: Option<LogSink>,
+    /// The deploy key this command is signed with, if any.
+    signer: Option<envpack_host::trust::keys::PrivateKey>,
 }
 
 impl<'a> Operator<'a> {
@@ -102,12 +106,29 @@ impl<'a> Operator<'a> {
             runtime: None,
             pending: None,
             log_sink: None,
+            signer: None,
         })
     }
 
     /// Sends the packs' log lines to `sink` as they happen.
     pub fn stream_logs(&mut self, sink: LogSink) {
         self.log_sink = Some(sink);
+    }
+
+    /// Signs this command's traffic changes with `key` (see [`crate::authz`]).
+    pub fn sign_with(&mut self, key: envpack_host::trust::keys::PrivateKey) {
+        self.signer = Some(key);
+    }
+
+    /// Adds the signature of `command` to `args` (as `authorized_by`) if
+    /// the environment trusts deploy keys; refuses the command if this one
+    /// is not signed by one of them.
+    fn authorize(&self, env: &str, command: &str, args: &mut serde_json::Value) -> Result<(), StoreError> {
+        let keys = store::binding(&self.conn, env)?.deploy_keys;
+        if let Some(signed) = crate::authz::authorize(&keys, self.signer.as_ref(), env, command, args)? {
+            args["authorized_by"] = signed;
+        }
+        Ok(())
     }
 
     fn runtime(&self) -> Result<&'a Runtime, StoreError> {
@@ -242,8 +263,16 @@ impl<'a> Operator<'a> {
         validate_id("environment id", env).map_err(|e| StoreError::Invalid(e.to_string()))?;
         let _lock = self.lock(env)?;
         let command = if create { "env create" } else { "env bind" };
-        let args = json!({ "env": env, "deployer": request.requirement, "capabilities": request.capabilities,
-                           "grants": request.grants, "settings": request.settings });
+        let mut args = json!({ "env": env, "deployer": request.requirement, "capabilities": request.capabilities,
+                           "grants": request.grants, "settings": request.settings,
+                           "deploy_keys": request.deploy_keys.as_ref().map(|keys| keys.iter().map(|k| &k.name).collect::<Vec<_>>()) });
+        // Rebinding an environment that trusts deploy keys takes one of them.
+        if !create
+            && store::env_exists(&self.conn, env)?
+            && let Err(e) = self.authorize(env, command, &mut args)
+        {
+            return self.failed(command, &args, e);
+        }
         let result = self.bind_inner(env, request, create).await;
         match result {
             Ok(binding) => {
@@ -267,6 +296,7 @@ impl<'a> Operator<'a> {
             grants,
             deadlines,
             settings,
+            deploy_keys,
         } = request;
         let requirement = requirement.as_str();
         let previous = if create {
@@ -308,10 +338,15 @@ impl<'a> Operator<'a> {
             requirement: requirement.to_string(),
             descriptor: pack.info().descriptor.clone(),
             pack_digest: digest,
-            settings: settings.or_else(|| previous.map(|b| b.settings)).unwrap_or_default(),
+            settings: settings
+                .or_else(|| previous.as_ref().map(|b| b.settings.clone()))
+                .unwrap_or_default(),
             capabilities,
             grants,
             deadlines,
+            deploy_keys: deploy_keys
+                .or_else(|| previous.map(|b| b.deploy_keys))
+                .unwrap_or_default(),
         })
     }
 

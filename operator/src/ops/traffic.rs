@@ -42,6 +42,9 @@ impl Operator<'_> {
             Ok(None) => {}
             Err(e) => return self.failed("traffic set", &args, e),
         }
+        if let Err(e) = self.authorize(env, "traffic set", &mut args) {
+            return self.failed("traffic set", &args, e);
+        }
         self.record_split("traffic set", &args, env, deployment, &entries, key)
             .await
     }
@@ -128,6 +131,9 @@ impl Operator<'_> {
             Ok(Some(id)) => args["forced_during_rollout"] = json!(id),
             Ok(None) => {}
             Err(e) => return self.failed("traffic rollback", &args, e),
+        }
+        if let Err(e) = self.authorize(env, "traffic rollback", &mut args) {
+            return self.failed("traffic rollback", &args, e);
         }
         let generations = store::generations(&self.conn, env, deployment, 2)?;
         let Some(previous) = generations.get(1) else {

@@ -95,8 +95,11 @@ impl Operator<'_> {
         revision: &str,
         spec: Spec,
     ) -> Result<Rollout, StoreError> {
-        let args = json!({ "env": env, "deployment": deployment, "revision": revision, "spec": spec });
-        match self.plan_rollout(env, deployment, revision, spec) {
+        let mut args = json!({ "env": env, "deployment": deployment, "revision": revision, "spec": spec });
+        let planned = self
+            .authorize(env, "rollout start", &mut args)
+            .and_then(|()| self.plan_rollout(env, deployment, revision, spec));
+        match planned {
             Ok((rollout, steps)) => {
                 let r = rollout.clone();
                 self.commit("rollout start", &args, |tx| {
@@ -193,14 +196,16 @@ impl Operator<'_> {
         };
         let id = rollout.id.clone();
         let actor = self.actor.clone();
-        let changed = self.commit(
-            intent.command(),
-            &json!({ "env": env, "deployment": deployment, "rollout": id }),
-            |tx| {
-                let r = record::get(tx, &id)?;
-                apply_intent(tx, &r, intent, &actor)
-            },
-        );
+        let mut args = json!({ "env": env, "deployment": deployment, "rollout": id });
+        if matches!(intent, Intent::Promote | Intent::Abort)
+            && let Err(e) = self.authorize(env, intent.command(), &mut args)
+        {
+            return self.failed(intent.command(), &args, e);
+        }
+        let changed = self.commit(intent.command(), &args, |tx| {
+            let r = record::get(tx, &id)?;
+            apply_intent(tx, &r, intent, &actor)
+        });
         match changed {
             Ok(()) => record::get(&self.conn, &id),
             Err(e) => self.failed(intent.command(), &args, e),
