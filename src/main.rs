@@ -19,6 +19,7 @@ mod secret_cmd;
 mod show;
 mod state_dir;
 mod trust_cmd;
+mod watch;
 
 use std::path::PathBuf;
 
@@ -117,9 +118,12 @@ enum Command {
     /// Move a deployment to a new revision in steps, under analysis gates, with automatic rollback.
     #[command(subcommand)]
     Rollout(rollout_cmd::Command),
-    /// Show an environment: binding, splits, live revisions.
+    /// Show an environment: binding, splits, live revisions. --watch keeps going and prints
+    /// only what changed (deployments, revisions, rollouts) as other commands commit it.
     Status {
         env: String,
+        #[arg(long)]
+        watch: bool,
         #[arg(long)]
         json: bool,
     },
@@ -198,7 +202,12 @@ async fn command(ctx: &mut Context, command: Command) -> Result<i32, CliError> {
         Command::Revision(command) => revision_cmd::revision(ctx, command).await,
         Command::Traffic(command) => revision_cmd::traffic(ctx, command).await,
         Command::Rollout(command) => rollout_cmd::run(ctx, command).await,
-        Command::Status { env, json } => show::status(ctx, &env, json),
+        Command::Status { env, watch: true, json } => watch::status(ctx, &env, json).await,
+        Command::Status {
+            env,
+            watch: false,
+            json,
+        } => show::status(ctx, &env, json),
         Command::Events { env, follow, json } => show::events(ctx, &env, follow, json).await,
         Command::Secret(command) => secret_cmd::run(ctx, command),
         Command::Audit(AuditCommand::Verify { head, json }) => show::audit_verify(ctx, head.as_deref(), json),

@@ -220,8 +220,13 @@ fn render(rollouts: &[RolloutView]) -> String {
     for view in rollouts {
         let r = &view.rollout;
         out.push_str(&format!(
-            "rollout {}  {} -> {}/{}  {:?}  {}",
-            r.id, r.revision, r.env, r.deployment, r.spec.strategy, r.state
+            "rollout {}  {} -> {}/{}  {}  {}",
+            r.id,
+            r.revision,
+            r.env,
+            r.deployment,
+            r.spec.strategy.name(),
+            r.state
         ));
         if !r.reason.is_empty() {
             out.push_str(&format!(": {}", printable(&r.reason)));

@@ -43,7 +43,7 @@ fn split_line(split: &Generation) -> String {
     format!("generation {}  {}", split.generation, entries.join(" "))
 }
 
-fn deployment_line(d: &DeploymentView) -> String {
+pub(crate) fn deployment_line(d: &DeploymentView) -> String {
     match (&d.current, &d.previous) {
         (None, _) => format!("{}  no split yet", d.id),
         (Some(current), None) => format!("{}  {}", d.id, split_line(current)),

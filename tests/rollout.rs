@@ -1,113 +1,16 @@
 //! Rollouts through the real binary with the reference pack: a canary
 //! through every step, a failing gate rolling back on its own, promote and
-//! abort from a second process, blue-green's keep-old window, manual
-//! traffic refused during a rollout, and SIGKILL at random points followed
-//! by `rollout resume`.
+//! abort from a second process, blue-green's keep-old window, a command
+//! gate, and SIGKILL at random points followed by `rollout resume`.
 
 mod common;
 
-use std::process::Child;
 use std::time::{Duration, Instant};
 
+use common::rollout::*;
 use common::{Rng, Sandbox, json, ok, operator, spawn};
-use predicates::prelude::PredicateBooleanExt;
 use predicates::str::contains;
-use serde_json::{Value, json as j};
-
-fn stage_ready(sb: &Sandbox, id: &str) {
-    common::stage(sb, "dev", id);
-    ok(sb, &["revision", "warm", "dev", id]);
-}
-
-/// `dev` with R1 ready and serving all of `web`, R2 staged.
-fn serving_r1() -> Sandbox {
-    let sb = operator();
-    stage_ready(&sb, "R1");
-    ok(&sb, &["traffic", "set", "dev", "web", "R1=10000"]);
-    common::stage(&sb, "dev", "R2");
-    sb
-}
-
-fn lifecycle(sb: &Sandbox, id: &str) -> String {
-    json(sb, &["revision", "show", "dev", id, "--json"])["lifecycle"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
-/// Every generation of web's split, oldest first, as `R2=2500 R1=7500`.
-fn generations(sb: &Sandbox) -> Vec<String> {
-    let conn = rusqlite::Connection::open(sb.state_dir().join("state.db")).unwrap();
-    let mut stmt = conn
-        .prepare(
-            "SELECT entries FROM split_generations WHERE env_id = 'dev' AND deployment = 'web' ORDER BY generation",
-        )
-        .unwrap();
-    stmt.query_map([], |r| r.get::<_, String>(0))
-        .unwrap()
-        .map(|e| split_text(&serde_json::from_str(&e.unwrap()).unwrap()))
-        .collect()
-}
-
-fn split_text(entries: &Value) -> String {
-    entries
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| format!("{}={}", e["revision"].as_str().unwrap(), e["weight_bps"]))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn rollout(sb: &Sandbox) -> Value {
-    json(sb, &["rollout", "status", "dev", "web", "--json"])[0].clone()
-}
-
-/// Waits (bounded) until `web`'s rollout has a step matching `pred`.
-fn wait_for_step(sb: &Sandbox, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let until = Instant::now() + Duration::from_secs(30);
-    loop {
-        let r = rollout(sb);
-        if let Some(step) = r["steps"].as_array().and_then(|s| s.iter().find(|s| pred(s))) {
-            return step.clone();
-        }
-        assert!(Instant::now() < until, "no step {what} within 30 s: {r:#}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn soaking(step: &Value, label: &str) -> bool {
-    step["action"]["kind"] == "soak"
-        && step["state"] == "started"
-        && step["action"]["label"].as_str().unwrap().contains(label)
-}
-
-fn finished(mut child: Child) -> (i32, String) {
-    let until = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut stderr = String::new();
-            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
-            return (status.code().unwrap_or(-1), stderr);
-        }
-        if Instant::now() > until {
-            let _ = child.kill();
-            panic!("the rollout did not end within 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn audit_commands(sb: &Sandbox) -> Vec<(String, String, String)> {
-    let conn = rusqlite::Connection::open(sb.state_dir().join("state.db")).unwrap();
-    let mut stmt = conn
-        .prepare("SELECT command, arguments, outcome FROM audit ORDER BY seq")
-        .unwrap();
-    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
-}
+use serde_json::Value;
 
 #[test]
 fn a_canary_goes_through_every_step_and_drains_the_old_revision() {
@@ -362,66 +265,6 @@ fn blue_green_keeps_the_old_revision_warm_for_its_window_then_archives_it() {
     assert_eq!(lifecycle(&sb, "R2"), "ready");
 }
 
-#[test]
-fn manual_traffic_is_refused_during_a_rollout_unless_forced_and_recorded() {
-    let sb = serving_r1();
-    ok(&sb, &["rollout", "start", "dev", "web", "--to", "R2", "--no-drive"]);
-    sb.host()
-        .args(["traffic", "set", "dev", "web", "R1=10000"])
-        .assert()
-        .code(2)
-        .stderr(contains("has rollout").and(contains("--force")));
-    sb.host()
-        .args(["traffic", "rollback", "dev", "web"])
-        .assert()
-        .code(2)
-        .stderr(contains("has rollout"));
-    // A second rollout of the same deployment is refused too.
-    sb.host()
-        .args(["rollout", "start", "dev", "web", "--to", "R2"])
-        .assert()
-        .code(2)
-        .stderr(contains("already has rollout"));
-    let id = rollout(&sb)["id"].as_str().unwrap().to_string();
-    ok(&sb, &["traffic", "set", "dev", "web", "R1=10000", "--force"]);
-    let audit = audit_commands(&sb);
-    let forced = audit.iter().rev().find(|(c, _, _)| c == "traffic set").unwrap();
-    let args: Value = serde_json::from_str(&forced.1).unwrap();
-    assert_eq!(args["forced_during_rollout"], j!(id));
-    // Pause, then resume: the rollout is driven to its end by `resume`.
-    ok(&sb, &["rollout", "pause", "dev", "web"]);
-    assert_eq!(rollout(&sb)["state"], "paused");
-    let out = ok(&sb, &["rollout", "promote", "dev", "web"]);
-    assert!(
-        out.contains("succeeded"),
-        "promote drives a rollout no one drives: {out}"
-    );
-    assert_eq!(generations(&sb).last().unwrap(), "R2=10000");
-}
-
-#[test]
-fn bad_rollouts_are_refused_before_anything_is_recorded() {
-    let sb = serving_r1();
-    let refused = |args: &[&str], message: &str| {
-        let mut all = vec!["rollout", "start", "dev", "web"];
-        all.extend(args);
-        sb.host().args(&all).assert().code(2).stderr(contains(message));
-    };
-    refused(&["--to", "R2", "--steps", "10,50"], "must end at 100");
-    refused(&["--to", "R2", "--steps", "50,10,100"], "rise strictly");
-    refused(&["--to", "R2", "--soak", "soon"], "not a duration");
-    refused(&["--to", "R2", "--analysis", "latency=5"], "unknown gate");
-    refused(
-        &["--to", "R2", "--analysis", "http=http://example.com/"],
-        "--allow-http http://example.com:80",
-    );
-    refused(&["--to", "R2", "--analysis", "command=true"], "--allow-run true");
-    refused(&["--to", "R1"], "already has all of web's traffic");
-    refused(&["--to", "NOPE"], "no revision \"NOPE\"");
-    assert_eq!(json(&sb, &["rollout", "status", "dev", "--json"]), j!([]));
-    assert_eq!(generations(&sb), ["R1=10000"]);
-}
-
 /// Kills a rollout's driver at random points, resumes it, and checks that
 /// it ended as its plan allows: every split it recorded is one the plan
 /// intended, the last is the new revision alone (or, rolled back, the
@@ -539,112 +382,84 @@ fn sigkill_at_random_points_then_resume_ends_where_the_plan_allows() {
     ok(&sb, &["audit", "verify"]);
 }
 
-/// An environment that trusts a deploy key: only commands signed with it
-/// move its traffic or rebind it, and the audit log names the key.
+/// A command gate (a command the environment grants) fails the rollout when
+/// its command exits non-zero; a second process asked to resume a rollout
+/// that is being driven stands aside instead of driving it twice.
 #[test]
-fn a_prod_environment_moves_traffic_only_for_its_deploy_key_holders() {
+fn a_command_gate_rolls_back_and_a_second_driver_stands_aside() {
     let sb = operator();
-    let deploy = sb.dir.path().join("deploy");
-    ok(&sb, &["keygen", "--out", &common::p(&deploy)]);
-    let trusted = format!("ops={}", common::p(&deploy.with_extension("pub")));
     ok(
         &sb,
         &[
             "env",
             "create",
-            "prod",
+            "gated",
             "--deployer",
             "envpack.deployer.ledger@^1",
             "--capability",
             "log,kv",
-            "--trust-deploy-key",
-            &trusted,
+            "--allow-run",
+            "test",
         ],
     );
-    for id in ["P1", "P2"] {
-        common::stage(&sb, "prod", id);
-        ok(&sb, &["revision", "warm", "prod", id]);
+    for id in ["G1", "G2"] {
+        common::stage(&sb, "gated", id);
     }
-    let refused = |args: &[&str], message: &str| {
-        sb.host().args(args).assert().code(6).stderr(contains(message));
-    };
-    refused(
-        &["traffic", "set", "prod", "web", "P1=10000"],
-        "it trusts deploy keys [ops]",
-    );
-    let stranger = common::p(&sb.dir.path().join("key"));
-    refused(
-        &["traffic", "set", "prod", "web", "P1=10000", "--deploy-key", &stranger],
-        "is not one of its deploy keys [ops]",
-    );
-    let key = common::p(&deploy);
-    ok(
-        &sb,
-        &["traffic", "set", "prod", "web", "P1=10000", "--deploy-key", &key],
-    );
-    ok(
+    ok(&sb, &["revision", "warm", "gated", "G1"]);
+    ok(&sb, &["traffic", "set", "gated", "web", "G1=10000"]);
+    let flag = sb.dir.path().join("broken");
+    let gate = format!("command=test ! -e {}", common::p(&flag));
+    let child = spawn(
         &sb,
         &[
             "rollout",
             "start",
-            "prod",
+            "gated",
             "web",
             "--to",
-            "P2",
-            "--no-drive",
-            "--deploy-key",
-            &key,
+            "G2",
+            "--steps",
+            "50,100",
+            "--soak",
+            "60s",
+            "--interval",
+            "100ms",
+            "--analysis",
+            &gate,
         ],
     );
-    refused(
-        &["rollout", "abort", "prod", "web"],
-        "rollout abort on environment \"prod\" is refused",
-    );
-    refused(&["rollout", "promote", "prod", "web"], "deploy keys [ops]");
-    // Pausing and resuming carry out what a key holder started.
-    ok(&sb, &["rollout", "pause", "prod", "web"]);
-    ok(
-        &sb,
-        &[
-            "rollout",
-            "abort",
-            "prod",
-            "web",
-            "--deploy-key",
-            &key,
-            "--actor",
-            "carol",
-        ],
-    );
-    // The protection cannot be taken off without the key either.
-    refused(
-        &["env", "bind", "prod", "--deployer", "envpack.deployer.ledger@^1"],
-        "env bind on environment \"prod\" is refused",
-    );
-    // Unprotected `dev` needs no key.
-    common::stage(&sb, "dev", "D1");
-    ok(&sb, &["revision", "warm", "dev", "D1"]);
-    ok(&sb, &["traffic", "set", "dev", "web", "D1=10000"]);
-    let audit = audit_commands(&sb);
-    let signed: Vec<(String, Value)> = audit
-        .iter()
-        .filter_map(|(c, a, o)| {
-            let args: Value = serde_json::from_str(a).unwrap();
-            (o == "ok" && args["env"] == "prod" && !args["authorized_by"].is_null())
-                .then(|| (c.clone(), args["authorized_by"].clone()))
-        })
-        .collect();
-    let commands: Vec<&str> = signed.iter().map(|(c, _)| c.as_str()).collect();
-    assert_eq!(
-        commands,
-        ["traffic set", "rollout start", "rollout abort"],
-        "{audit:#?}"
-    );
+    let status = |sb: &Sandbox| json(sb, &["rollout", "status", "gated", "web", "--json"])[0].clone();
+    let until = Instant::now() + Duration::from_secs(30);
+    while !status(&sb)["steps"]
+        .as_array()
+        .is_some_and(|s| s.iter().any(|s| soaking(s, "step 1")))
+    {
+        assert!(Instant::now() < until, "never soaked: {:#}", status(&sb));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let second = sb.host().args(["rollout", "resume", "gated", "web"]).output().unwrap();
+    assert!(second.status.success());
     assert!(
-        signed
-            .iter()
-            .all(|(_, by)| by["key"] == "ops" && by["signature"].as_str().unwrap().len() == 128)
+        String::from_utf8_lossy(&second.stderr).contains("the process driving rollout"),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
     );
-    let refusals = audit.iter().filter(|(_, _, o)| o.contains("is refused")).count();
-    assert_eq!(refusals, 5, "every refusal is audited too");
+    std::fs::write(&flag, "").unwrap();
+    let (code, stderr) = finished(child);
+    assert_eq!(code, 1, "{stderr}");
+    let r = status(&sb);
+    assert_eq!(r["state"], "rolled-back");
+    assert!(
+        r["reason"].as_str().unwrap().contains("command: /usr/bin/test exited"),
+        "{r:#}"
+    );
+    let conn = rusqlite::Connection::open(sb.state_dir().join("state.db")).unwrap();
+    let splits: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM split_generations WHERE env_id = 'gated'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(splits, 3, "G1, 50/50, G1 again: each applied once, by one driver");
 }

@@ -197,6 +197,12 @@ impl Reader {
             .collect()
     }
 
+    /// A number that changes whenever another connection commits to the
+    /// database: one cheap query to learn whether anything is new.
+    pub fn data_version(&self) -> Result<i64, StoreError> {
+        Ok(self.conn.pragma_query_value(None, "data_version", |r| r.get(0))?)
+    }
+
     /// Events of `env` after sequence number `after`, oldest first.
     pub fn events(&self, env: &str, after: i64) -> Result<Vec<EventView>, StoreError> {
         store::require_env(&self.conn, env)?;

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod rollout;
+
 pub mod moto;
 
 use std::path::{Path, PathBuf};

@@ -19,6 +19,13 @@ pub enum Strategy {
 }
 
 impl Strategy {
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::Canary => "canary",
+            Strategy::BlueGreen => "blue-green",
+        }
+    }
+
     pub fn parse(text: &str) -> Result<Strategy, String> {
         match text {
             "canary" => Ok(Strategy::Canary),
