@@ -139,6 +139,14 @@ pub async fn run(ctx: &mut Context, command: Command) -> Result<i32, CliError> {
 /// does (or the intent is a pause).
 async fn intent(ctx: &mut Context, actor: String, t: Target, intent: Intent) -> Result<i32, CliError> {
     let mut operator = ctx.operator(actor)?;
+    // `resume` is safe to run from a timer: with nothing to resume it says so and exits 0.
+    if intent == Intent::Resume && operator.unfinished_rollout(&t.env, &t.deployment)?.is_none() {
+        eprintln!(
+            "host: {}/{} has no rollout in progress; nothing to resume",
+            t.env, t.deployment
+        );
+        return Ok(exit::OK);
+    }
     let rollout = operator.rollout_intent(&t.env, &t.deployment, intent)?;
     if intent == Intent::Pause {
         eprintln!(

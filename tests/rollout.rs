@@ -226,6 +226,14 @@ fn abort_from_a_second_process_restores_the_split_and_drains_the_new_revision() 
         .assert()
         .code(2)
         .stderr(contains("web has no rollout in progress"));
+    // `resume` from a timer: nothing to do, exit 0, nothing written.
+    let rows = audit_commands(&sb).len();
+    sb.host()
+        .args(["rollout", "resume", "dev", "web"])
+        .assert()
+        .success()
+        .stderr(contains("nothing to resume"));
+    assert_eq!(audit_commands(&sb).len(), rows);
 }
 
 #[test]

@@ -179,21 +179,29 @@ impl Operator<'_> {
         Ok((rollout, steps))
     }
 
-    /// The deployment's unfinished rollout, or an error saying there is none.
-    pub fn unfinished_rollout(&self, env: &str, deployment: &str) -> Result<Rollout, StoreError> {
+    /// The deployment's unfinished rollout, if it has one.
+    pub fn unfinished_rollout(&self, env: &str, deployment: &str) -> Result<Option<Rollout>, StoreError> {
         self.require_deployment(env, deployment)?;
-        record::unfinished(&self.conn, env, deployment)?
-            .ok_or_else(|| StoreError::Invalid(format!("deployment {deployment} has no rollout in progress")))
+        record::unfinished(&self.conn, env, deployment)
     }
 
     /// Records an operator's intent for the deployment's rollout; the
     /// driving process (or the caller's own `drive_rollout`) acts on it.
     pub fn rollout_intent(&mut self, env: &str, deployment: &str, intent: Intent) -> Result<Rollout, StoreError> {
         let args = json!({ "env": env, "deployment": deployment });
-        let rollout = match self.unfinished_rollout(env, deployment) {
+        let none = || StoreError::Invalid(format!("deployment {deployment} has no rollout in progress"));
+        let rollout = match self
+            .unfinished_rollout(env, deployment)
+            .and_then(|r| r.ok_or_else(none))
+        {
             Ok(rollout) => rollout,
             Err(e) => return self.failed(intent.command(), &args, e),
         };
+        // Resuming a rollout that is not paused changes nothing: no audit
+        // row for each run of a cron job that resumes it.
+        if intent == Intent::Resume && rollout.state != State::Paused {
+            return Ok(rollout);
+        }
         let id = rollout.id.clone();
         let actor = self.actor.clone();
         let mut args = json!({ "env": env, "deployment": deployment, "rollout": id });
