@@ -471,3 +471,64 @@ fn a_command_gate_rolls_back_and_a_second_driver_stands_aside() {
         .unwrap();
     assert_eq!(splits, 3, "G1, 50/50, G1 again: each applied once, by one driver");
 }
+
+/// A driver killed during a soak leaves the time soaked in the step's row;
+/// `resume` runs the same soak again, for what was left of it.
+#[test]
+fn a_soak_killed_midway_keeps_its_soaked_time_for_resume() {
+    let sb = serving_r1();
+    let mut child = spawn(
+        &sb,
+        &[
+            "rollout",
+            "start",
+            "dev",
+            "web",
+            "--to",
+            "R2",
+            "--steps",
+            "50,100",
+            "--soak",
+            "4s",
+            "--interval",
+            "100ms",
+        ],
+    );
+    let step = wait_for_step(&sb, "a second of soak", |s| {
+        soaking(s, "step 1") && s["soaked_ms"].as_u64().unwrap() >= 1000
+    });
+    child.kill().unwrap();
+    let _ = child.wait();
+    let after_kill = rollout(&sb)["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["seq"] == step["seq"])
+        .unwrap()
+        .clone();
+    assert_eq!(after_kill["state"], "started", "{after_kill}");
+    let kept = after_kill["soaked_ms"].as_u64().unwrap();
+    assert!((1000..4000).contains(&kept), "{after_kill}");
+    let out = sb.host().args(["rollout", "resume", "dev", "web"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("again: it was interrupted"), "{stderr}");
+    let done = rollout(&sb);
+    assert_eq!(done["state"], "succeeded");
+    let soak = done["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["seq"] == step["seq"])
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (soak["state"].as_str(), soak["soaked_ms"].as_u64()),
+        (Some("done"), Some(4000))
+    );
+    assert_eq!(
+        generations(&sb),
+        ["R1=10000", "R2=5000 R1=5000", "R2=10000"],
+        "no step ran twice"
+    );
+}
