@@ -15,24 +15,9 @@ use serde_json::Value;
 #[test]
 fn a_canary_goes_through_every_step_and_drains_the_old_revision() {
     let sb = serving_r1();
-    let out = ok(
+    let out = run_rollout(
         &sb,
-        &[
-            "rollout",
-            "start",
-            "dev",
-            "web",
-            "--to",
-            "R2",
-            "--steps",
-            "25,50,100",
-            "--soak",
-            "300ms",
-            "--interval",
-            "100ms",
-            "--analysis",
-            "probe=2",
-        ],
+        "dev web --to R2 --steps 25,50,100 --soak 300ms --interval 100ms --analysis probe=2",
     );
     assert!(out.contains("succeeded"), "{out}");
     assert_eq!(
@@ -70,39 +55,13 @@ fn a_canary_goes_through_every_step_and_drains_the_old_revision() {
 #[test]
 fn a_failing_probe_gate_rolls_back_on_its_own() {
     let sb = serving_r1();
-    let child = spawn(
+    let child = start_rollout(
         &sb,
-        &[
-            "rollout",
-            "start",
-            "dev",
-            "web",
-            "--to",
-            "R2",
-            "--steps",
-            "10,50,100",
-            "--soak",
-            "20s",
-            "--interval",
-            "100ms",
-            "--analysis",
-            "probe=2",
-        ],
+        "dev web --to R2 --steps 10,50,100 --soak 20s --interval 100ms --analysis probe=2",
     );
     wait_for_step(&sb, "soaking step 2", |s| soaking(s, "step 2"));
     // The provider's health check starts failing for R2 at step 2.
-    ok(
-        &sb,
-        &[
-            "env",
-            "bind",
-            "dev",
-            "--deployer",
-            "envpack.deployer.ledger@^1",
-            "--setting",
-            "unhealthy=R2",
-        ],
-    );
+    mark_unhealthy(&sb, "R2");
     let (code, stderr) = finished(child);
     assert_eq!(code, 1, "a rolled-back rollout exits 1: {stderr}");
     assert!(stderr.contains("rolling back"), "{stderr}");
@@ -151,23 +110,7 @@ fn a_failing_probe_gate_rolls_back_on_its_own() {
 #[test]
 fn promote_from_a_second_process_skips_the_remaining_soaks() {
     let sb = serving_r1();
-    let child = spawn(
-        &sb,
-        &[
-            "rollout",
-            "start",
-            "dev",
-            "web",
-            "--to",
-            "R2",
-            "--steps",
-            "10,50,100",
-            "--soak",
-            "60s",
-            "--interval",
-            "100ms",
-        ],
-    );
+    let child = start_rollout(&sb, "dev web --to R2 --steps 10,50,100 --soak 60s --interval 100ms");
     wait_for_step(&sb, "soaking step 1", |s| soaking(s, "step 1"));
     let out = sb.host().args(["rollout", "promote", "dev", "web"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -194,23 +137,7 @@ fn promote_from_a_second_process_skips_the_remaining_soaks() {
 #[test]
 fn abort_from_a_second_process_restores_the_split_and_drains_the_new_revision() {
     let sb = serving_r1();
-    let child = spawn(
-        &sb,
-        &[
-            "rollout",
-            "start",
-            "dev",
-            "web",
-            "--to",
-            "R2",
-            "--steps",
-            "30,100",
-            "--soak",
-            "60s",
-            "--interval",
-            "100ms",
-        ],
-    );
+    let child = start_rollout(&sb, "dev web --to R2 --steps 30,100 --soak 60s --interval 100ms");
     wait_for_step(&sb, "soaking step 1", |s| soaking(s, "step 1"));
     ok(&sb, &["rollout", "abort", "dev", "web", "--actor", "alice"]);
     let (code, stderr) = finished(child);
@@ -239,26 +166,9 @@ fn abort_from_a_second_process_restores_the_split_and_drains_the_new_revision() 
 #[test]
 fn blue_green_keeps_the_old_revision_warm_for_its_window_then_archives_it() {
     let sb = serving_r1();
-    let child = spawn(
+    let child = start_rollout(
         &sb,
-        &[
-            "rollout",
-            "start",
-            "dev",
-            "web",
-            "--to",
-            "R2",
-            "--strategy",
-            "blue-green",
-            "--soak",
-            "200ms",
-            "--keep-old",
-            "2s",
-            "--interval",
-            "100ms",
-            "--analysis",
-            "probe",
-        ],
+        "dev web --to R2 --strategy blue-green --soak 200ms --keep-old 2s --interval 100ms --analysis probe",
     );
     wait_for_step(&sb, "the keep-old window", |s| soaking(s, "kept warm"));
     assert_eq!(generations(&sb), ["R1=10000", "R2=10000"], "switched in one step");
@@ -288,19 +198,7 @@ fn sigkill_at_random_points_then_resume_ends_where_the_plan_allows() {
         let before = generations(&sb).len();
         // Half the rounds roll back: the new revision's probe fails from the start.
         let failing = rng.below(2) == 0;
-        let unhealthy = format!("unhealthy={}", if failing { to.as_str() } else { "" });
-        ok(
-            &sb,
-            &[
-                "env",
-                "bind",
-                "dev",
-                "--deployer",
-                "envpack.deployer.ledger@^1",
-                "--setting",
-                &unhealthy,
-            ],
-        );
+        mark_unhealthy(&sb, if failing { to.as_str() } else { "" });
         let args = [
             "rollout",
             "start",
@@ -477,23 +375,7 @@ fn a_command_gate_rolls_back_and_a_second_driver_stands_aside() {
 #[test]
 fn a_soak_killed_midway_keeps_its_soaked_time_for_resume() {
     let sb = serving_r1();
-    let mut child = spawn(
-        &sb,
-        &[
-            "rollout",
-            "start",
-            "dev",
-            "web",
-            "--to",
-            "R2",
-            "--steps",
-            "50,100",
-            "--soak",
-            "4s",
-            "--interval",
-            "100ms",
-        ],
-    );
+    let mut child = start_rollout(&sb, "dev web --to R2 --steps 50,100 --soak 4s --interval 100ms");
     let step = wait_for_step(&sb, "a second of soak", |s| {
         soaking(s, "step 1") && s["soaked_ms"].as_u64().unwrap() >= 1000
     });

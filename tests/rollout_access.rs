@@ -16,7 +16,7 @@ use serde_json::{Value, json as j};
 #[test]
 fn manual_traffic_is_refused_during_a_rollout_unless_forced_and_recorded() {
     let sb = serving_r1();
-    ok(&sb, &["rollout", "start", "dev", "web", "--to", "R2", "--no-drive"]);
+    run_rollout(&sb, "dev web --to R2 --no-drive");
     sb.host()
         .args(["traffic", "set", "dev", "web", "R1=10000"])
         .assert()

@@ -102,3 +102,35 @@ pub fn audit_commands(sb: &Sandbox) -> Vec<(String, String, String)> {
         .map(Result::unwrap)
         .collect()
 }
+
+/// `host rollout start ARGS` (split at spaces) in the background.
+pub fn start_rollout(sb: &Sandbox, args: &str) -> Child {
+    let mut all = vec!["rollout", "start"];
+    all.extend(args.split(' '));
+    super::spawn(sb, &all)
+}
+
+/// `host rollout start ARGS` (split at spaces), asserting success: stdout.
+pub fn run_rollout(sb: &Sandbox, args: &str) -> String {
+    let mut all = vec!["rollout", "start"];
+    all.extend(args.split(' '));
+    ok(sb, &all)
+}
+
+/// Makes the ledger's probe answer unhealthy for `ids` (comma separated;
+/// empty: none) in `dev`, as a provider's failing health check would.
+pub fn mark_unhealthy(sb: &Sandbox, ids: &str) {
+    let setting = format!("unhealthy={ids}");
+    ok(
+        sb,
+        &[
+            "env",
+            "bind",
+            "dev",
+            "--deployer",
+            "envpack.deployer.ledger@^1",
+            "--setting",
+            &setting,
+        ],
+    );
+}

@@ -62,8 +62,8 @@ enum Acted {
     Paused,
 }
 
-/// A step that failed, and whether it was a gate (the revision
-/// misbehaving) or the step itself.
+/// Why a step failed: a gate (the revision misbehaving) or the step's own
+/// verb; either way a reason for the rollout's record.
 struct Failed(String);
 
 impl From<StoreError> for Failed {
