@@ -62,6 +62,8 @@ pub enum Denied {
         capability: Capability,
         operation: &'static str,
     },
+    #[error("the pack called `{operation}` during describe, which the contract makes pure: no capability calls")]
+    InDescribe { operation: &'static str },
 }
 
 /// The capabilities one call may use: declared by the pack and granted by the operator.
@@ -72,6 +74,8 @@ pub struct Gate {
     /// Record-only for undeclared capabilities (the conformance bench): the
     /// call goes through if granted, and is recorded as undeclared.
     audit: bool,
+    /// The gate of `describe`, which may call nothing at all.
+    describing: bool,
 }
 
 impl Gate {
@@ -80,6 +84,15 @@ impl Gate {
             declared: declared.to_vec(),
             granted: granted.to_vec(),
             audit: false,
+            describing: false,
+        }
+    }
+
+    /// The gate of `describe`: every call is refused as such.
+    pub fn describing() -> Self {
+        Gate {
+            describing: true,
+            ..Gate::default()
         }
     }
 
@@ -97,7 +110,9 @@ impl Gate {
     /// Allows or refuses one call to `operation` of `capability`.
     pub fn check(&self, capability: Capability, operation: &'static str) -> Result<(), Denied> {
         let audited = self.audit && self.granted.contains(&capability);
-        if !(self.declared.contains(&capability) || audited) {
+        if self.describing {
+            Err(Denied::InDescribe { operation })
+        } else if !(self.declared.contains(&capability) || audited) {
             Err(Denied::NotDeclared { capability, operation })
         } else if !self.granted.contains(&capability) {
             Err(Denied::NotGranted { capability, operation })
@@ -127,5 +142,7 @@ mod tests {
             Err(Denied::NotDeclared { .. })
         ));
         assert!(Gate::default().check(Capability::Log, "log.log").is_err());
+        let describing = Gate::describing().check(Capability::Log, "log.log").unwrap_err();
+        assert!(describing.to_string().contains("during describe"), "{describing}");
     }
 }

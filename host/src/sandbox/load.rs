@@ -212,8 +212,8 @@ impl Runtime {
                 cause: ProviderCause::Instantiate(e.to_string()),
             })?,
         );
-        // describe must be pure: nothing is declared, so every capability call is refused.
-        let state = self.new_state(Gate::default(), self.kv.clone(), String::new());
+        // describe must be pure: every capability call is refused as such.
+        let state = self.new_state(Gate::describing(), self.kv.clone(), String::new());
         let (result, state) = self
             .in_instance(pre, state, &empty, async |guest, store, handle| {
                 // describe takes no environment; the handle is lent and dropped unused.
