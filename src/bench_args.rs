@@ -29,6 +29,13 @@ pub struct BenchArgs {
     /// empty VALUE removes the fixture's own KEY).
     #[arg(long = "revision-setting", value_name = "KEY=VALUE")]
     pub revision_settings: Vec<String>,
+    /// Seed of the generated environments and sequences (the report prints
+    /// the one it used; give it again to replay a failure).
+    #[arg(long, value_name = "SEED")]
+    pub seed: Option<u64>,
+    /// Generated cases the model-based checks run [default: 24].
+    #[arg(long, value_name = "N")]
+    pub cases: Option<usize>,
 }
 
 impl BenchArgs {
@@ -55,6 +62,12 @@ impl BenchArgs {
                 settings: parse_pairs(&self.settings, "setting")?,
                 artifact,
                 revision_settings: parse_pairs(&self.revision_settings, "revision setting")?,
+            },
+            seed: self.seed,
+            cases: match self.cases {
+                Some(0) => return Err(CliError::input("--cases must be at least 1")),
+                Some(n) => n,
+                None => BenchConfig::default().cases,
             },
             ..BenchConfig::default()
         })

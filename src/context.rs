@@ -89,6 +89,7 @@ impl Context {
             program,
             cpu_seconds,
             memory_bytes: memory_mib.saturating_mul(1 << 20),
+            metered: false,
         });
         Ok(())
     }
@@ -144,12 +145,17 @@ impl Context {
 
     /// A runtime for the conformance bench: pack state in memory, so that
     /// judging a pack never touches the operator's kv state; the same
-    /// default deadline as the operator's, so admission judges by
-    /// production's clock.
+    /// default deadline and memory budget as the operator's, so admission
+    /// judges by production's limits.
     pub fn bench_runtime(&mut self) -> Result<&Runtime, CliError> {
         if self.bench_runtime.is_none() {
             let dir = self.state_dir()?.to_path_buf();
-            let config = self.host_config(&dir);
+            // Metered: the bench judges a pack's speed in fuel, the same on
+            // a busy machine and an idle one.
+            let config = HostConfig {
+                meter_fuel: true,
+                ..self.host_config(&dir)
+            };
             self.bench_runtime = Some(Runtime::new(config, Arc::new(MemoryKv::default()))?);
         }
         Ok(self.bench_runtime.as_ref().expect("just set"))

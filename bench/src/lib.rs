@@ -253,7 +253,7 @@ pub async fn run(options: &Options) -> Result<BenchReport, BenchError> {
     drop((pack_on_demand, on_demand));
     let (ratios, breakdown) = verbs(&host, &pack, n.verbs, &mut figures).await?;
     figures.push(throughput(&host, &pack, n.throughput).await?);
-    figures.push(conformance(&host, &pack, n.conformance).await?);
+    figures.push(conformance(&host, &file, n.conformance).await?);
     figures.extend(memory(&host, &pack, n.live).await?);
     let commands = match &options.programs {
         Some(programs) => {
@@ -399,9 +399,19 @@ async fn throughput(host: &Arc<Runtime>, pack: &Arc<Pack>, duration: Duration) -
     ))
 }
 
-async fn conformance(host: &Runtime, pack: &Pack, runs: usize) -> Result<Figure, BenchError> {
+async fn conformance(host: &Runtime, file: &Path, runs: usize) -> Result<Figure, BenchError> {
+    // As `host conformance` runs it: metered, on the default number of
+    // generated cases (one seed, so that every run does the same work).
+    let metered = HostConfig {
+        meter_fuel: true,
+        cache_dir: None,
+        ..host.config().clone()
+    };
+    let host = &Runtime::new(metered, Arc::new(MemoryKv::default())).map_err(|e| BenchError(e.to_string()))?;
+    let pack = &host.load_pack_file(file).await.map_err(|e| BenchError(e.to_string()))?;
     let config = BenchConfig {
         profile: Profile::Extended,
+        seed: Some(1),
         ..BenchConfig::default()
     };
     let mut samples = Vec::new();

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use envpack_host::capabilities::grants::Grants;
 use envpack_host::capabilities::secrets::{NoSecrets, SecretStore};
-use envpack_host::{Pack, Runtime};
+use envpack_host::{MemoryKv, Pack, Runtime};
 
 use crate::catalog::{CATALOG, Check, CheckDef, Profile};
 use crate::checks::{self, Ctx, RUNS, Verdict};
@@ -35,6 +35,13 @@ pub struct BenchConfig {
     /// Where granted secrets come from (`host conformance` reads the
     /// operator's secrets file; none by default).
     pub secrets: BenchSecrets,
+    /// The seed of the generated cases (`host conformance --seed`); a
+    /// fresh one when `None`. The report always says which was used.
+    pub seed: Option<u64>,
+    /// Generated cases the model-based checks run.
+    pub cases: usize,
+    /// Attempts to shrink a failing case, at most.
+    pub shrinks: usize,
 }
 
 /// The secret store of a run; never printed.
@@ -64,6 +71,9 @@ impl Default for BenchConfig {
             scratch: None,
             secrets: BenchSecrets::default(),
             inputs: Default::default(),
+            seed: None,
+            cases: 24,
+            shrinks: 256,
         }
     }
 }
@@ -97,7 +107,11 @@ pub async fn run(
         .clone()
         .unwrap_or_else(std::env::temp_dir)
         .join(format!("envpack-bench-{}-{run_id}", std::process::id()));
+    let seed = config.seed.unwrap_or_else(fresh_seed);
     let ctx = Ctx {
+        seed,
+        twin_kv: Arc::new(MemoryKv::default()),
+        generated: tokio::sync::OnceCell::new(),
         runtime,
         pack,
         config,
@@ -120,13 +134,28 @@ pub async fn run(
     // Nothing the run started outlives it: processes stopped, directories removed.
     ctx.clean_up();
     let descriptor = pack.info().descriptor.clone();
-    Report::new(
+    let mut report = Report::new(
         source.to_string(),
         descriptor,
         config.profile,
         results,
         ms(started.elapsed()),
-    )
+    );
+    report.seed = Some(seed);
+    report
+}
+
+/// A seed for a run that was not given one.
+fn fresh_seed() -> u64 {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        return u64::try_from(nanos % u128::from(u64::MAX)).unwrap_or(0) ^ u64::from(std::process::id());
+    }
+    u64::from_le_bytes(bytes)
 }
 
 /// The report of a pack that could not even be loaded: every selected
@@ -154,6 +183,7 @@ fn result(def: &CheckDef, verdict: Verdict, elapsed: Duration) -> CheckResult {
         status: verdict.status,
         message: verdict.message,
         statement: def.statement.to_string(),
+        wit: def.wit.to_string(),
         elapsed_ms: ms(elapsed),
     }
 }

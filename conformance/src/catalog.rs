@@ -48,6 +48,10 @@ pub enum Check {
     SpecTypedErrors,
     SpecNoSideEffectBeforeError,
     SplitIsolation,
+    RevisionIsolation,
+    ModelSequences,
+    ProbeTruthful,
+    ArchiveReleases,
     RuntimeConfigDrift,
     ProviderMessage,
     CapabilityDeclared,
@@ -68,16 +72,31 @@ pub struct CheckDef {
     pub profile: Profile,
     /// What the check calls and what must hold, in one line.
     pub statement: &'static str,
+    /// The sentence of `wit/deployer.wit` the check enforces, as written there.
+    pub wit: &'static str,
 }
 
-const fn check(check: Check, id: &'static str, profile: Profile, statement: &'static str) -> CheckDef {
+const fn check(
+    check: Check,
+    id: &'static str,
+    profile: Profile,
+    statement: &'static str,
+    wit: &'static str,
+) -> CheckDef {
     CheckDef {
         check,
         id,
         profile,
         statement,
+        wit,
     }
 }
+
+const IDEMPOTENT: &str = "Every verb must be idempotent: calling it twice leaves the provider as calling it once.";
+const SPEC_FIRST: &str = "The first three are spec errors: a pack must return them (never `provider`) and must return them before performing any side effect other than logging.";
+const SIBLING: &str = "A verb acts on the named revision or deployment only, never a sibling: what it changes does not depend on which siblings exist.";
+const ECHO: &str = "`revision` must echo the id the verb was called with; the host refuses the outcome otherwise.";
+const BUDGET: &str = "Every call runs under the deadline and memory budget the operator's environment gives it, and must finish within them with room to spare.";
 
 /// Every check, in the order they run. Checks over the whole run's calls
 /// (capabilities, provider messages, budgets) come last.
@@ -87,118 +106,189 @@ pub const CATALOG: &[CheckDef] = &[
         "describe.valid",
         Profile::Core,
         "describe returns a valid namespace.name@semver descriptor and a contract version this host runs (1.x up to 1.1)",
+        "`namespace.name@semver`, for example `envpack.deployer.ledger@1.0.0`.",
     ),
     check(
         Check::ManifestAgrees,
         "manifest.agrees",
         Profile::Core,
         "the embedded manifest agrees with describe (descriptor, contract, capabilities)",
+        "What a pack says about itself. Must agree with the pack's manifest.",
     ),
     check(
         Check::VerbsHappyPath,
         "verbs.happy-path",
         Profile::Core,
         "stage, warm, apply-traffic-split, report-runtime-config, probe, drain and archive succeed on the fixture (2 deployments, 3 revisions)",
+        "it checks every precondition before a verb reaches the pack",
     ),
     check(
         Check::VerbsEcho,
         "verbs.echo",
         Profile::Core,
         "revision outcomes echo the requested revision; split outcomes echo the target deployment and exactly its recorded entries",
+        "Must echo the target deployment and exactly the entries applied, in the recorded order",
     ),
     check(
         Check::Idempotency,
         "idempotency",
         Profile::Core,
-        "every verb called twice, and the whole sequence run 3 times, leave the pack's kv and reported runtime config as once",
+        "every verb called twice, the whole sequence run 3 times, and every effectful call of the generated sequences repeated, leave the pack's kv, processes and reported runtime config as once",
+        IDEMPOTENT,
     ),
     check(
         Check::SpecUnknownRevision,
         "spec.unknown-revision",
         Profile::Core,
         "every revision verb rejects an unknown revision",
+        "The revision id named by the call is not in the environment.",
     ),
     check(
         Check::SpecInvalidSplit,
         "spec.invalid-split",
         Profile::Core,
         "apply-traffic-split rejects sums of 9000 and 10001, an entry over 10000, no entries, and weights whose u32 sum wraps to 10000; invalid-split carries the u64 sum",
+        "The recorded split does not sum to 10000 bps (or an entry exceeds 10000); carries the sum computed in u64.",
     ),
     check(
         Check::SpecSplitNotFound,
         "spec.split-not-found",
         Profile::Core,
         "apply-traffic-split rejects a deployment without a split and an unknown deployment",
+        "Returns `split-not-found` if the deployment has no split",
     ),
     check(
         Check::SpecTypedErrors,
         "spec.typed-errors",
         Profile::Core,
         "every rejection above is its typed variant (revision-not-found, invalid-split, split-not-found) naming the input, never provider",
+        SPEC_FIRST,
     ),
     check(
         Check::SpecNoSideEffectBeforeError,
         "spec.no-side-effect-before-error",
         Profile::Core,
         "for every rejected input, no side effect (kv write, spawn, signal, artifact fetch, non-GET HTTP) happened before the error; reads and logging may",
+        SPEC_FIRST,
     ),
     check(
         Check::SplitIsolation,
         "split.isolation",
         Profile::Core,
-        "applying one deployment's split writes no kv key of, and leaves the reported runtime config of, the other deployment unchanged, and stops no process that ran before it",
+        "applying web's new split changes the same kv keys whether the other deployment is `api` or renamed, and leaves api's reported runtime config, probe and processes as they were",
+        SIBLING,
+    ),
+    check(
+        Check::RevisionIsolation,
+        "revision.isolation",
+        Profile::Core,
+        "stage, warm, probe, drain and archive of one revision change the same kv keys whether its siblings have their ids or others, and leave the siblings' probes and processes as they were",
+        SIBLING,
+    ),
+    check(
+        Check::ModelSequences,
+        "model.sequences",
+        Profile::Core,
+        "in seeded, generated environments (ids of every shape, odd and zero weights, several settings), every call of random operator sequences succeeds and echoes, and the reported runtime config follows the splits applied; failures shrink to a minimal case",
+        "When returned, it must be the splits the pack has applied; once every recorded split has been applied it equals the host's projection.",
+    ),
+    check(
+        Check::ProbeTruthful,
+        "probe.truthful",
+        Profile::Core,
+        "in the generated sequences, probe never calls a revision healthy that was never warmed or is archived, nor unhealthy right after warm succeeded",
+        "A revision the pack never warmed, or archived, is never `healthy`; one whose `warm-revision` just succeeded is not `unhealthy`.",
+    ),
+    check(
+        Check::ArchiveReleases,
+        "archive.releases",
+        Profile::Core,
+        "in the generated sequences, after archive no kv key or value names the revision, its artifact directory is gone and no process started for it runs",
+        "Release every provider resource the revision holds: afterwards nothing the pack keeps (kv, files, processes) names the revision.",
     ),
     check(
         Check::RuntimeConfigDrift,
         "runtime-config.drift",
         Profile::Core,
         "report-runtime-config, where the pack overrides it, equals the host's projection after the happy path",
+        "When returned, it must be the splits the pack has applied; once every recorded split has been applied it equals the host's projection.",
     ),
     check(
         Check::ProviderMessage,
         "provider.message",
         Profile::Core,
         "every provider error the pack returned carries a non-empty message",
+        "The provider failed. The message must be non-empty and say what failed.",
     ),
     check(
         Check::CapabilityDeclared,
         "capability.declared",
         Profile::Core,
-        "the pack called only capabilities it declared in describe",
+        "the pack called only capabilities it declared in describe, and read time or randomness through WASI only with `clock`",
+        "The host grants them per environment, denies by default, and refuses any call to one not both declared and granted.",
     ),
     check(
         Check::RobustnessLongIds,
         "robustness.long-ids",
         Profile::Extended,
         "the happy path works with 256-byte and unicode ids, and revision outcomes name them exactly",
+        ECHO,
     ),
     check(
         Check::RobustnessLargeEnv,
         "robustness.large-env",
         Profile::Extended,
         "the happy path works in an environment with thousands of archived revisions",
+        "Lookups are by id, so a call costs what the pack reads, not the size of the environment's history.",
     ),
     check(
         Check::BudgetsTime,
         "budgets.time",
         Profile::Extended,
-        "every verb call took at most half the deadline production gives it (the pack's signed expectation, else the default)",
+        "every verb call's work (fuel burned at 100 M wasm operators a second, plus sleeps asked for) is at most half the deadline production gives it (the pack's signed expectation, else the default)",
+        BUDGET,
     ),
     check(
         Check::BudgetsMemory,
         "budgets.memory",
         Profile::Extended,
         "every verb call of the run stayed within the memory budget",
+        BUDGET,
     ),
     check(
         Check::SignatureTrusted,
         "signature.trusted",
         Profile::Extended,
         "the pack is signed by a trusted key (reported, not required: unsigned developer builds are skipped)",
+        "A pack is signed by its author; the host verifies the signature against its trust store before it compiles the pack.",
     ),
 ];
 
 /// The catalog entry for `id`.
 pub fn find(id: &str) -> Option<&'static CheckDef> {
     CATALOG.iter().find(|c| c.id == id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CATALOG;
+
+    /// Every check quotes a sentence that really is in the contract.
+    #[test]
+    fn every_check_quotes_the_wit() {
+        let wit = include_str!("../../wit/deployer.wit");
+        let prose: String = wit
+            .lines()
+            .map(|l| l.trim().trim_start_matches("///").trim())
+            .collect::<Vec<_>>()
+            .join(" ");
+        for def in CATALOG {
+            assert!(
+                prose.contains(def.wit),
+                "{}: {:?} is not in wit/deployer.wit",
+                def.id,
+                def.wit
+            );
+        }
+    }
 }

@@ -37,7 +37,7 @@ impl Inputs {
         })
     }
 
-    fn apply(&self, doc: &mut EnvironmentDoc) {
+    pub(crate) fn apply(&self, doc: &mut EnvironmentDoc) {
         doc.settings.extend(self.settings.clone());
         for deployment in &mut doc.deployments {
             for revision in &mut deployment.revisions {
@@ -92,7 +92,7 @@ impl Ids {
 /// An id for a revision no fixture contains.
 pub const UNKNOWN_REVISION: &str = "01JBW00000000000000UNKNOWN";
 
-fn revision(id: &str, sequence: u64, lifecycle: Lifecycle) -> Revision {
+pub(crate) fn revision(id: &str, sequence: u64, lifecycle: Lifecycle) -> Revision {
     Revision {
         id: id.to_string(),
         deployment: String::new(),
@@ -157,6 +157,18 @@ impl Fixture {
         if let Some(split) = self.doc.deployments[0].split.as_mut() {
             split.generation += 1;
             split.entries = entries.iter().map(|(r, w)| entry(r, *w)).collect();
+        }
+        self
+    }
+
+    /// Adds revision `id` (staged) to api and records api's next split with
+    /// it listed at weight 0 beside B1 at 100%.
+    pub fn with_api_successor(mut self, id: &str) -> Self {
+        let api = &mut self.doc.deployments[1];
+        api.revisions.push(revision(id, 4, Lifecycle::Staged));
+        if let Some(split) = api.split.as_mut() {
+            split.generation += 1;
+            split.entries = vec![entry(&self.ids.b1, 10_000), entry(id, 0)];
         }
         self
     }

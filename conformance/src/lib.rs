@@ -23,6 +23,7 @@ pub mod bench;
 pub mod catalog;
 mod checks;
 pub mod fixture;
+pub mod generate;
 pub mod render;
 pub mod report;
 

@@ -33,13 +33,18 @@ pub fn human(report: &Report) -> String {
             for line in check.message.lines() {
                 out.push_str(&format!("         {}\n", printable(line)));
             }
+            out.push_str(&format!("         the contract: {}\n", check.wit));
         }
     }
     let s = &report.summary;
     out.push_str(&format!(
-        "  {} passed, {} failed, {} skipped in {:.0} ms\n",
+        "  {} passed, {} failed, {} skipped in {:.0} ms",
         s.passed, s.failed, s.skipped, report.elapsed_ms
     ));
+    if let Some(seed) = report.seed {
+        out.push_str(&format!(" (generated cases: seed {seed})"));
+    }
+    out.push('\n');
     out
 }
 
@@ -78,7 +83,7 @@ pub fn junit(reports: &[Report]) -> Result<String, quick_junit::SerializeError> 
             };
             if check.status != Status::Pass {
                 status.set_message(check.message.lines().next().unwrap_or_default().to_string());
-                status.set_description(check.message.clone());
+                status.set_description(format!("{}\nthe contract: {}", check.message, check.wit));
             }
             let mut case = TestCase::new(check.id.clone(), status);
             case.set_classname(format!(

@@ -24,6 +24,8 @@ pub struct CheckResult {
     /// On skip: why. On pass: a short note.
     pub message: String,
     pub statement: String,
+    /// The sentence of the contract the check enforces.
+    pub wit: String,
     pub elapsed_ms: f64,
 }
 
@@ -44,6 +46,9 @@ pub struct Report {
     pub summary: Summary,
     pub checks: Vec<CheckResult>,
     pub elapsed_ms: f64,
+    /// The seed of the generated cases; `host conformance --seed` replays them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
 }
 
 impl Report {
@@ -67,6 +72,7 @@ impl Report {
             summary,
             checks,
             elapsed_ms,
+            seed: None,
         }
     }
 

@@ -2,7 +2,10 @@
 //! environments (fresh pack state) and returns a verdict whose failure
 //! message says what was called, what came back and what was expected.
 
+mod isolation;
+mod model;
 mod rejections;
+pub(crate) mod sequences;
 mod support;
 mod whole_run;
 
@@ -15,6 +18,7 @@ use envpack_host::{Capability, Environment, Outcome, Request};
 
 use crate::catalog::Check;
 use crate::fixture::{Fixture, Ids};
+use sequences::Class;
 
 pub(crate) async fn run(check: Check, ctx: &Ctx<'_>) -> Verdict {
     match check {
@@ -28,7 +32,11 @@ pub(crate) async fn run(check: Check, ctx: &Ctx<'_>) -> Verdict {
         Check::SpecSplitNotFound => rejections::split_not_found(ctx).await,
         Check::SpecTypedErrors => rejections::typed_errors(ctx).await,
         Check::SpecNoSideEffectBeforeError => rejections::no_side_effect(ctx).await,
-        Check::SplitIsolation => isolation(ctx).await,
+        Check::SplitIsolation => isolation::split_isolation(ctx).await,
+        Check::RevisionIsolation => isolation::revision_isolation(ctx).await,
+        Check::ModelSequences => generated(ctx, Class::Sequences, "every call the host would send succeeded and echoed, and the pack's runtime config followed the splits it applied").await,
+        Check::ProbeTruthful => generated(ctx, Class::Probe, "probe said ready revisions were not unhealthy, and never-warmed or archived ones were not healthy").await,
+        Check::ArchiveReleases => generated(ctx, Class::Archive, "after every archive, nothing in kv named the revision, its directory was gone and its processes stopped").await,
         Check::RuntimeConfigDrift => drift(ctx).await,
         Check::RobustnessLongIds => long_ids(ctx).await,
         Check::RobustnessLargeEnv => happy_path(ctx, "large", Ids::standard(), ctx.config.history).await,
@@ -97,7 +105,7 @@ async fn happy_path(ctx: &Ctx<'_>, check: &str, ids: Ids, history: u64) -> Verdi
 }
 
 /// Echo problems of successful calls in `steps`.
-fn echo_problems(steps: &[Step]) -> Vec<String> {
+pub(crate) fn echo_problems(steps: &[Step]) -> Vec<String> {
     let mut problems = Vec::new();
     for step in steps {
         let env = &step.env;
@@ -218,6 +226,10 @@ async fn idempotency(ctx: &Ctx<'_>) -> Verdict {
         ));
     }
     if !observable(ctx) && once_view.is_none() {
+        let findings = sequences::findings(ctx).await;
+        if let Some(failure) = findings.failure(Class::Idempotency) {
+            return Verdict::fail(failure.text.clone());
+        }
         return Verdict::skip("the pack declares no kv and does not report a runtime config: no state to compare");
     }
     // What the pack tracks must match; the values may not: a revision
@@ -237,17 +249,33 @@ async fn idempotency(ctx: &Ctx<'_>) -> Verdict {
             ctx.config.repeat
         ));
     }
+    let findings = sequences::findings(ctx).await;
+    if let Some(failure) = findings.failure(Class::Idempotency) {
+        problems.push(failure.text.clone());
+    }
     Verdict::from_problems(
         problems,
         format!(
-            "each verb twice and the sequence {} times left the state of once",
-            ctx.config.repeat
+            "each verb twice and the sequence {} times left the state of once; so did every effectful call repeated in {} generated cases (seed {})",
+            ctx.config.repeat, findings.cases, findings.seed
         ),
     )
 }
 
+/// A check judged on the generated cases' findings of one class.
+async fn generated(ctx: &Ctx<'_>, class: Class, note: &str) -> Verdict {
+    let findings = sequences::findings(ctx).await;
+    match findings.failure(class) {
+        Some(failure) => Verdict::fail(failure.text.clone()),
+        None => Verdict::pass(format!(
+            "{note} ({} generated cases, {} calls, seed {})",
+            findings.cases, findings.calls, findings.seed
+        )),
+    }
+}
+
 /// Blocks of `deployment` in the pack's runtime config view.
-async fn view_of(ctx: &Ctx<'_>, env: &Arc<Environment>, deployment: &str) -> Option<String> {
+pub(crate) async fn view_of(ctx: &Ctx<'_>, env: &Arc<Environment>, deployment: &str) -> Option<String> {
     let view = ctx.pack_view(env).await?;
     let blocks: Vec<_> = view
         .entries
@@ -255,79 +283,6 @@ async fn view_of(ctx: &Ctx<'_>, env: &Arc<Environment>, deployment: &str) -> Opt
         .filter(|e| e.deployment == deployment)
         .collect();
     serde_json::to_string(&blocks).ok()
-}
-
-async fn isolation(ctx: &Ctx<'_>) -> Verdict {
-    let ids = Ids::standard();
-    let env_id = ctx.env_id("isolation");
-    let env = Fixture::new(&env_id, ids.clone()).build(&ctx.config.inputs);
-    for (request, _) in happy_plan(&ids).into_iter().take(6) {
-        ctx.call(&env, request).await;
-    }
-    let running_first = ctx.live_process_list(&env);
-    ctx.call(&env, Request::ApplyTrafficSplit(ids.api.clone())).await;
-    let api_before = view_of(ctx, &env, &ids.api).await;
-    let kv_before = ctx.kv_state(&env);
-    let running_before = ctx.live_process_list(&env);
-    // A new split for web (generation + 1), then apply it.
-    let changed = Fixture::new(&env_id, ids.clone())
-        .with_web_split(&[(&ids.a1, 5000), (&ids.a2, 5000)])
-        .build(&ctx.config.inputs);
-    let step = ctx.call(&changed, Request::ApplyTrafficSplit(ids.web.clone())).await;
-    let mut problems = Vec::new();
-    for call in step
-        .report
-        .recording
-        .calls
-        .iter()
-        .filter(|c| c.operation == "kv.set" || c.operation == "kv.delete")
-    {
-        if call.detail.contains(&ids.api) {
-            problems.push(format!(
-                "apply-traffic-split {} called {} {:?}, a key of deployment {}",
-                ids.web, call.operation, call.detail, ids.api
-            ));
-        }
-    }
-    let api_after = view_of(ctx, &changed, &ids.api).await;
-    if api_before != api_after {
-        problems.push(format!(
-            "applying {}'s split changed the runtime config the pack reports for {}: before {}, after {}",
-            ids.web,
-            ids.api,
-            api_before.unwrap_or_default(),
-            api_after.unwrap_or_default()
-        ));
-    }
-    // Applying a split routes; it does not stop what runs (the other
-    // deployment's revisions above all).
-    let running_after = ctx.live_process_list(&changed);
-    for (deployment, before, after) in [
-        (&ids.api, &running_first, &running_before),
-        (&ids.web, &running_before, &running_after),
-    ] {
-        for (id, command) in before.iter().filter(|p| !after.contains(p)) {
-            problems.push(format!(
-                "applying {deployment}'s split stopped process {id} ({command}), which ran before it"
-            ));
-        }
-    }
-    let api_keys = |m: &std::collections::BTreeMap<String, Vec<u8>>| {
-        m.iter()
-            .filter(|(k, _)| k.contains(&ids.api))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect::<Vec<_>>()
-    };
-    if api_keys(&kv_before) != api_keys(&ctx.kv_state(&changed)) {
-        problems.push(format!(
-            "applying {}'s split changed kv keys of deployment {}",
-            ids.web, ids.api
-        ));
-    }
-    Verdict::from_problems(
-        problems,
-        format!("applying {} left {} byte-identical", ids.web, ids.api),
-    )
 }
 
 async fn drift(ctx: &Ctx<'_>) -> Verdict {

@@ -11,12 +11,13 @@ use std::time::Duration;
 
 use envpack_host::capabilities::recording::CapabilityCall;
 use envpack_host::{
-    CallMode, CallReport, Environment, Outcome, Pack, ProviderCause, Request, Runtime, RuntimeConfig, Verb, VerbError,
+    CallMode, CallReport, Environment, KvStore, Outcome, Pack, ProviderCause, Request, Runtime, RuntimeConfig, Verb,
+    VerbError,
 };
 
 use envpack_host::capabilities::grants::Grants;
 use envpack_host::capabilities::process;
-use envpack_host::model::{SplitEntry, TrafficSplit};
+use envpack_host::model::{SplitEntry, TrafficSplit, quoted};
 use envpack_host::sandbox::deadlines::DeadlinePolicy;
 use envpack_host::sandbox::services::{Services, Workspace};
 
@@ -28,10 +29,13 @@ use crate::report::Status;
 #[derive(Clone, Debug)]
 pub(crate) struct CallStat {
     pub label: String,
-    pub elapsed: Duration,
     /// The deadline the call ran under: the one production gives the verb.
     pub deadline: Duration,
     pub peak_memory: usize,
+    /// Fuel burned (a metered runtime) and time asked to sleep: the call's
+    /// work, measured the same on a busy machine and an idle one.
+    pub fuel: Option<u64>,
+    pub slept: Duration,
     pub undeclared: Vec<CapabilityCall>,
     pub error: Option<VerbError>,
 }
@@ -54,6 +58,30 @@ pub(crate) struct Ctx<'a> {
     pub workspaces: Mutex<Vec<Workspace>>,
     /// Calls that overran their deadline so far in this run.
     pub overruns: AtomicUsize,
+    /// The seed of this run's generated cases.
+    pub seed: u64,
+    /// The pack state of [`Lane::Twin`] environments, apart from the main lane's.
+    pub twin_kv: Arc<dyn KvStore>,
+    /// The generated scenarios' findings, computed by the first check that needs them.
+    pub generated: tokio::sync::OnceCell<crate::checks::sequences::Findings>,
+}
+
+/// Where a fixture environment lives. A twin environment has the same id
+/// as a main one but its own pack state and work directory: the two run
+/// side by side so that a check can compare what one step did in each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Lane {
+    Main,
+    Twin,
+}
+
+impl Lane {
+    fn scope(self) -> &'static str {
+        match self {
+            Lane::Main => "bench",
+            Lane::Twin => "twin",
+        }
+    }
 }
 
 /// Runs started in this process, so each run gets fresh pack state.
@@ -67,12 +95,13 @@ pub(crate) struct Step {
     pub env: Arc<Environment>,
 }
 
-/// A short, readable name for a request, for failure messages.
+/// A short, readable name for a request, for failure messages (a long id
+/// shortened).
 pub(crate) fn label(request: &Request) -> String {
     match request {
-        Request::ApplyTrafficSplit(d) => format!("apply-traffic-split {d}"),
+        Request::ApplyTrafficSplit(d) => format!("apply-traffic-split {}", quoted(d)),
         Request::ReportRuntimeConfig => "report-runtime-config".into(),
-        other => format!("{} {}", other.verb(), other.revision().unwrap_or_default()),
+        other => format!("{} {}", other.verb(), quoted(other.revision().unwrap_or_default())),
     }
 }
 
@@ -96,11 +125,18 @@ impl<'a> Ctx<'a> {
         )
     }
 
-    /// The services of a fixture environment: the runtime's kv, a throwaway workspace.
-    fn services(&self, env: &Environment) -> Services {
-        let mut services = Services::with_kv(self.runtime.kv().clone());
+    fn kv(&self, lane: Lane) -> &Arc<dyn KvStore> {
+        match lane {
+            Lane::Main => self.runtime.kv(),
+            Lane::Twin => &self.twin_kv,
+        }
+    }
+
+    /// The services of a fixture environment: its lane's kv, a throwaway workspace.
+    fn services(&self, env: &Environment, lane: Lane) -> Services {
+        let mut services = Services::with_kv(self.kv(lane).clone());
         services.secrets = self.config.secrets.0.clone();
-        if let Ok(workspace) = Workspace::for_env(&self.scratch, "bench", env.id()) {
+        if let Ok(workspace) = Workspace::for_env(&self.scratch, lane.scope(), env.id()) {
             let mut known = self
                 .workspaces
                 .lock()
@@ -130,6 +166,11 @@ impl<'a> Ctx<'a> {
     }
 
     pub async fn call(&self, env: &Arc<Environment>, request: Request) -> Step {
+        self.call_in(env, request, Lane::Main).await
+    }
+
+    /// [`Self::call`] in `lane`.
+    pub async fn call_in(&self, env: &Arc<Environment>, request: Request, lane: Lane) -> Step {
         let overruns = self.overruns.load(Ordering::Relaxed);
         if overruns >= MAX_OVERRUNS {
             return self.not_called(env, request, overruns);
@@ -141,7 +182,7 @@ impl<'a> Ctx<'a> {
             granted = Arc::new(Environment::clone(env).with_grants(&self.config.grants));
             &granted
         };
-        let mut services = self.services(env);
+        let mut services = self.services(env, lane);
         let deadline = self.deadline(&request);
         services.deadline = Some(deadline);
         let report = self
@@ -179,6 +220,8 @@ impl<'a> Ctx<'a> {
             peak_memory: 0,
             elapsed: Duration::ZERO,
             phases: Default::default(),
+            fuel: None,
+            slept: Duration::ZERO,
         };
         self.record(&request, &report, self.deadline(&request));
         Step {
@@ -191,9 +234,10 @@ impl<'a> Ctx<'a> {
     fn record(&self, request: &Request, report: &CallReport, deadline: Duration) {
         let stat = CallStat {
             label: label(request),
-            elapsed: report.elapsed,
             deadline,
             peak_memory: report.peak_memory,
+            fuel: report.fuel,
+            slept: report.slept,
             undeclared: report.recording.calls.iter().filter(|c| !c.declared).cloned().collect(),
             error: report.result.as_ref().err().cloned(),
         };
@@ -219,13 +263,43 @@ impl<'a> Ctx<'a> {
 
     /// The processes the pack has running in `env`, as (id, command).
     pub fn live_process_list(&self, env: &Environment) -> Vec<(String, String)> {
-        Workspace::for_env(&self.scratch, "bench", env.id()).map_or_else(|_| Vec::new(), |w| process::live(&w))
+        self.live_process_list_in(env, Lane::Main)
+    }
+
+    /// [`Self::live_process_list`] in `lane`.
+    pub fn live_process_list_in(&self, env: &Environment, lane: Lane) -> Vec<(String, String)> {
+        Workspace::for_env(&self.scratch, lane.scope(), env.id()).map_or_else(|_| Vec::new(), |w| process::live(&w))
+    }
+
+    /// The work directory of `env` in `lane` (what the pack sees as `/`).
+    pub fn work_dir(&self, env: &Environment, lane: Lane) -> Option<std::path::PathBuf> {
+        Workspace::for_env(&self.scratch, lane.scope(), env.id())
+            .ok()
+            .map(|w| w.work_dir)
+    }
+
+    /// Ends an environment the run is done with: stops its processes and
+    /// removes its work directory, so that many generated environments do
+    /// not pile up processes.
+    pub fn retire(&self, env: &Environment, lane: Lane) {
+        let Ok(workspace) = Workspace::for_env(&self.scratch, lane.scope(), env.id()) else {
+            return;
+        };
+        if let Err(e) = process::stop_all(&workspace, Duration::from_secs(2)) {
+            tracing::warn!(error = %e, "could not stop a bench environment's processes");
+        }
+        let _ = std::fs::remove_dir_all(&workspace.work_dir);
     }
 
     /// The pack's kv state in `env` (empty if it declares no kv).
     pub fn kv_state(&self, env: &Environment) -> BTreeMap<String, Vec<u8>> {
+        self.kv_state_in(env, Lane::Main)
+    }
+
+    /// [`Self::kv_state`] in `lane`.
+    pub fn kv_state_in(&self, env: &Environment, lane: Lane) -> BTreeMap<String, Vec<u8>> {
         let namespace = self.pack.kv_namespace(env.id());
-        self.runtime.kv().dump(&namespace).unwrap_or_default()
+        self.kv(lane).dump(&namespace).unwrap_or_default()
     }
 
     /// The pack's own runtime config, `None` if it does not override it or fails.

@@ -3,7 +3,11 @@
 
 use envpack_host::{ProviderCause, Request, VerbError};
 
-use super::{Ctx, Verdict, verb_of};
+use std::time::Duration;
+
+use envpack_host::sandbox::engine::FUEL_PER_MS;
+
+use super::{CallStat, Ctx, Verdict, verb_of};
 use crate::bench::SignatureStatus;
 use crate::fixture::{Fixture, Ids};
 
@@ -52,28 +56,53 @@ pub(super) fn capability_declared(ctx: &Ctx<'_>) -> Verdict {
     )
 }
 
+/// A call's work as time: fuel at [`FUEL_PER_MS`] per millisecond, plus
+/// the sleeps it asked for. `None` on a runtime that does not meter fuel.
+fn work(call: &CallStat) -> Option<Duration> {
+    let fuel = call.fuel?;
+    Some(Duration::from_micros(fuel.saturating_mul(1000) / FUEL_PER_MS) + call.slept)
+}
+
 pub(super) fn budgets_time(ctx: &Ctx<'_>) -> Verdict {
-    let calls = ctx.all_calls();
-    let slowest = calls.iter().max_by_key(|c| c.elapsed);
+    let calls: Vec<CallStat> = ctx.all_calls().into_iter().filter(|c| verb_of(c).is_some()).collect();
+    if !calls.is_empty() && calls.iter().all(|c| c.fuel.is_none()) {
+        return Verdict::skip(
+            "the bench's runtime does not meter fuel (HostConfig::meter_fuel), so there is no deterministic measure of work",
+        );
+    }
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let problems = calls
         .iter()
-        .filter(|c| verb_of(c).is_some())
-        .filter(|c| c.elapsed * 2 > c.deadline || matches!(&c.error, Some(e) if e.is_deadline()))
-        .map(|c| {
-            format!(
-                "{} took {:.1} ms, over half its deadline of {} ms (the deadline an operator's environment gives it; a busy machine would time it out)",
-                c.label,
-                c.elapsed.as_secs_f64() * 1000.0,
-                c.deadline.as_millis()
-            )
+        .filter_map(|c| {
+            let work = work(c);
+            if matches!(&c.error, Some(e) if e.is_deadline()) {
+                return Some(format!(
+                    "{} did not finish within its deadline of {} ms ({})",
+                    c.label,
+                    c.deadline.as_millis(),
+                    work.map_or("no fuel measure".to_string(), |w| format!("{:.1} ms of work", ms(w)))
+                ));
+            }
+            let work = work?;
+            (work * 2 > c.deadline).then(|| {
+                format!(
+                    "{} did {:.1} ms of work ({} fuel at {FUEL_PER_MS} a millisecond, plus {} ms asked to sleep), over half its deadline of {} ms (the deadline an operator's environment gives it)",
+                    c.label,
+                    ms(work),
+                    c.fuel.unwrap_or(0),
+                    c.slept.as_millis(),
+                    c.deadline.as_millis()
+                )
+            })
         })
         .collect();
-    let note = slowest.map_or("no calls".to_string(), |c| {
+    let heaviest = calls.iter().filter_map(|c| Some((work(c)?, c))).max_by_key(|(w, _)| *w);
+    let note = heaviest.map_or("no metered calls".to_string(), |(w, c)| {
         format!(
-            "slowest of {} calls: {} in {:.2} ms of its {} ms deadline",
+            "heaviest of {} calls: {} with {:.2} ms of work of its {} ms deadline",
             calls.len(),
             c.label,
-            c.elapsed.as_secs_f64() * 1000.0,
+            ms(w),
             c.deadline.as_millis()
         )
     });

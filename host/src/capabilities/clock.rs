@@ -1,7 +1,9 @@
 //! Capability `clock`: wall clock, monotonic clock and a sleep that counts
 //! against the call's deadline.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::capabilities::gate::Capability;
 use crate::contract::bindings::envpack::deployer::clock::Host;
@@ -24,6 +26,7 @@ impl Host for CallState {
         self.capability_call(Capability::Clock, "clock.sleep-ms", format!("{ms} ms"))?;
         let remaining = self.deadline.saturating_sub(self.started.elapsed());
         let wanted = Duration::from_millis(u64::from(ms));
+        self.slept += wanted;
         tokio::time::sleep(wanted.min(remaining)).await;
         if wanted > remaining {
             return Err(wasmtime::Error::new(DeadlineExceeded(self.deadline)));
@@ -32,27 +35,131 @@ impl Host for CallState {
     }
 }
 
-/// WASI's clocks for a pack without the `clock` capability: stopped at the
-/// epoch, so time reaches a pack only through the contract's `clock`
-/// (granted and recorded), never as a side channel through WASI.
-pub struct StoppedClock;
+/// What one call read through WASI's clocks and random interfaces. With
+/// `clock` declared and granted the reads are served for real; without it
+/// the clocks stand still at the epoch and "randomness" is a fixed byte
+/// pattern, so time and chance reach a pack only through a granted,
+/// recorded capability, never as a side channel. Either way every read is
+/// counted and recorded (`CallState::record_wasi_reads`). `insecure-seed`
+/// (what Rust's `HashMap` reads at start) is a constant and not counted.
+#[derive(Debug, Default)]
+pub struct WasiReads {
+    wall: AtomicUsize,
+    monotonic: AtomicUsize,
+    random: AtomicUsize,
+}
 
-impl wasmtime_wasi::HostWallClock for StoppedClock {
-    fn resolution(&self) -> Duration {
-        Duration::from_secs(1)
+/// The fixed seed of `wasi:random/insecure-seed`.
+const SEED: u128 = 0x656e_7670_6163_6b00_656e_7670_6163_6b00;
+
+impl WasiReads {
+    /// Serves `builder`'s clocks and randomness through counters, live when `live`.
+    pub fn attach(self: &Arc<Self>, builder: &mut wasmtime_wasi::WasiCtxBuilder, live: bool) {
+        builder
+            .wall_clock(WallTap {
+                reads: self.clone(),
+                live,
+            })
+            .monotonic_clock(MonotonicTap {
+                reads: self.clone(),
+                start: live.then(Instant::now),
+            })
+            .secure_random(RandomTap::new(self.clone(), live))
+            .insecure_random(RandomTap::new(self.clone(), live))
+            .insecure_random_seed(SEED);
     }
 
-    fn now(&self) -> Duration {
-        Duration::ZERO
+    /// `(operation, reads)` for every interface read at least once.
+    pub fn counts(&self) -> Vec<(&'static str, usize)> {
+        [
+            ("wasi:clocks/wall-clock", &self.wall),
+            ("wasi:clocks/monotonic-clock", &self.monotonic),
+            ("wasi:random", &self.random),
+        ]
+        .into_iter()
+        .map(|(op, n)| (op, n.load(Ordering::Relaxed)))
+        .filter(|(_, n)| *n > 0)
+        .collect()
     }
 }
 
-impl wasmtime_wasi::HostMonotonicClock for StoppedClock {
+struct WallTap {
+    reads: Arc<WasiReads>,
+    live: bool,
+}
+
+impl wasmtime_wasi::HostWallClock for WallTap {
+    fn resolution(&self) -> Duration {
+        if self.live {
+            Duration::from_nanos(1)
+        } else {
+            Duration::from_secs(1)
+        }
+    }
+
+    fn now(&self) -> Duration {
+        self.reads.wall.fetch_add(1, Ordering::Relaxed);
+        if self.live {
+            SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
+        } else {
+            Duration::ZERO
+        }
+    }
+}
+
+struct MonotonicTap {
+    reads: Arc<WasiReads>,
+    /// `None`: stopped.
+    start: Option<Instant>,
+}
+
+impl wasmtime_wasi::HostMonotonicClock for MonotonicTap {
     fn resolution(&self) -> u64 {
-        1_000_000_000
+        if self.start.is_some() { 1 } else { 1_000_000_000 }
     }
 
     fn now(&self) -> u64 {
-        0
+        self.reads.monotonic.fetch_add(1, Ordering::Relaxed);
+        self.start
+            .map_or(0, |start| u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX))
+    }
+}
+
+/// Random bytes, counted: the OS's when live, else a fixed pattern.
+struct RandomTap {
+    reads: Arc<WasiReads>,
+    source: Box<dyn rand::Rng + Send>,
+}
+
+impl RandomTap {
+    fn new(reads: Arc<WasiReads>, live: bool) -> Self {
+        let source: Box<dyn rand::Rng + Send> = if live {
+            wasmtime_wasi::thread_rng()
+        } else {
+            Box::new(wasmtime_wasi::Deterministic::new(
+                b"envpack: no clock, no chance".to_vec(),
+            ))
+        };
+        RandomTap { reads, source }
+    }
+}
+
+impl rand::TryRng for RandomTap {
+    type Error = std::convert::Infallible;
+
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        self.reads.random.fetch_add(1, Ordering::Relaxed);
+        Ok(self.source.next_u32())
+    }
+
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        self.reads.random.fetch_add(1, Ordering::Relaxed);
+        Ok(self.source.next_u64())
+    }
+
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), Self::Error> {
+        self.reads.random.fetch_add(1, Ordering::Relaxed);
+        self.source.fill_bytes(dest);
+        Ok(())
     }
 }

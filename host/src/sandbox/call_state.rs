@@ -1,6 +1,7 @@
 //! `CallState`: everything one verb call's `Store` holds. A fresh one is made
 //! for every call and dropped after it, so nothing leaks between calls.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
@@ -13,7 +14,7 @@ use crate::capabilities::grants::Grants;
 use crate::capabilities::http::HttpPolicy;
 use crate::sandbox::services::Services;
 
-use crate::capabilities::clock::StoppedClock;
+use crate::capabilities::clock::WasiReads;
 use crate::capabilities::gate::{Capability, Gate};
 use crate::capabilities::kv::KvSession;
 use crate::capabilities::recording::{CapabilityCall, Recording};
@@ -44,6 +45,15 @@ pub struct CallState {
     pub(crate) http: HttpPolicy,
     /// Where the call's time went, phase by phase.
     pub(crate) laps: Laps,
+    /// What the pack read through WASI's clocks and randomness.
+    pub(crate) wasi_reads: Arc<WasiReads>,
+    /// On a metered runtime, the deadline the call's fuel stands for (its
+    /// wall-clock `deadline` is then only a backstop).
+    pub(crate) fuel_deadline: Option<Duration>,
+    /// Fuel burned, on a metered runtime.
+    pub(crate) fuel_used: Option<u64>,
+    /// Time asked for through `clock.sleep-ms`.
+    pub(crate) slept: Duration,
 }
 
 impl CallState {
@@ -76,9 +86,8 @@ impl CallState {
         let stderr = MemoryOutputPipe::new(STDERR_BYTES);
         let mut builder = WasiCtx::builder();
         builder.stderr(stderr.clone());
-        if gate.check(Capability::Clock, "wasi:clocks").is_err() {
-            builder.wall_clock(StoppedClock).monotonic_clock(StoppedClock);
-        }
+        let wasi_reads = Arc::new(WasiReads::default());
+        wasi_reads.attach(&mut builder, gate.check(Capability::Clock, "wasi:clocks").is_ok());
         if gate.check(Capability::Process, "wasi:filesystem").is_ok()
             && let Some(workspace) = &services.workspace
         {
@@ -106,6 +115,26 @@ impl CallState {
             http_ctx: WasiHttpCtx::new(),
             http,
             laps: Laps::start(now),
+            wasi_reads,
+            fuel_deadline: None,
+            fuel_used: None,
+            slept: Duration::ZERO,
+        }
+    }
+
+    /// Adds what the pack read through WASI's clocks and randomness to its
+    /// recording, as calls of capability `clock`: one line per interface
+    /// with the count, so that `capability.declared` sees a pack that
+    /// reads time or randomness without declaring `clock`.
+    pub(crate) fn record_wasi_reads(&mut self) {
+        for (operation, count) in self.wasi_reads.counts() {
+            self.recording.push(CapabilityCall {
+                capability: Capability::Clock,
+                operation,
+                detail: format!("{count} reads"),
+                allowed: self.gate.check(Capability::Clock, operation).is_ok(),
+                declared: self.gate.declared(Capability::Clock),
+            });
         }
     }
 

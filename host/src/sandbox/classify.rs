@@ -37,6 +37,10 @@ fn cause_of(error: &wasmtime::Error, state: &CallState) -> ProviderCause {
             };
         }
     }
+    // A metered call's fuel is its deadline counted in work done.
+    if error.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::OutOfFuel) {
+        return ProviderCause::Deadline(state.fuel_deadline.unwrap_or(state.deadline));
+    }
     let stderr = state.panic_message();
     let trap = match error.downcast_ref::<wasmtime::Trap>() {
         Some(wasmtime::Trap::StackOverflow) => {

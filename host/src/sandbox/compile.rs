@@ -21,6 +21,8 @@ use crate::sandbox::shape::{self, Over, PackLimits, ShapeError};
 
 /// The argument that turns the `host` binary into a compile worker.
 pub const WORKER_ARG: &str = "__compile-worker";
+/// Given after [`WORKER_ARG`]: compile for a fuel-metered engine.
+const METERED_ARG: &str = "--metered";
 
 /// The most a worker may write back (a serialized component is a few times
 /// the pack's size; packs are capped at 64 MiB).
@@ -45,6 +47,8 @@ pub struct WorkerLimits {
     pub cpu_seconds: u64,
     /// Bytes of address space.
     pub memory_bytes: u64,
+    /// Compile for a fuel-metered engine (see `HostConfig::meter_fuel`).
+    pub metered: bool,
 }
 
 impl WorkerLimits {
@@ -120,6 +124,7 @@ fn run_worker(worker: &WorkerLimits, bytes: &[u8]) -> Result<Vec<u8>, CompileErr
     let mut command = Command::new(&worker.program);
     command
         .arg(WORKER_ARG)
+        .args(worker.metered.then_some(METERED_ARG))
         .stdin(Stdio::from(pack_file(bytes)?))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -228,6 +233,7 @@ pub fn worker_main() -> i32 {
     // Compile settings do not depend on the allocator; on-demand reserves no pool.
     let config = HostConfig {
         allocator: AllocatorChoice::OnDemand,
+        meter_fuel: std::env::args().any(|arg| arg == METERED_ARG),
         ..HostConfig::default()
     };
     let engine = match build_engine(&config) {

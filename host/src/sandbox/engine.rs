@@ -27,6 +27,13 @@ const DECOMMIT_BATCH: usize = 16;
 /// How often the ticker advances the engine's epoch; the deadline's resolution.
 pub const TICK: Duration = Duration::from_millis(2);
 
+/// Fuel (wasmtime's count of executed wasm operators) a metered call may
+/// burn per millisecond of its deadline: a slow machine's pace, 100 million
+/// operators a second. A metered engine turns a deadline into this much
+/// fuel, so that judging a pack's speed never depends on how busy the
+/// machine is.
+pub const FUEL_PER_MS: u64 = 100_000;
+
 /// Which instance allocator the engine ended up with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -60,6 +67,10 @@ pub struct HostConfig {
     pub pack_limits: PackLimits,
     /// Where compiles run (in this process, or a worker under limits).
     pub compiler: Compiler,
+    /// Meter guest work in fuel ([`FUEL_PER_MS`] per millisecond of the
+    /// deadline): the conformance bench's deterministic clock. Off in
+    /// production, where the wall-clock deadline alone applies.
+    pub meter_fuel: bool,
 }
 
 impl Default for HostConfig {
@@ -73,14 +84,16 @@ impl Default for HostConfig {
             cache_dir: None,
             pack_limits: PackLimits::default(),
             compiler: Compiler::InProcess,
+            meter_fuel: false,
         }
     }
 }
 
-fn base_config() -> Config {
+fn base_config(meter_fuel: bool) -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.epoch_interruption(true);
+    config.consume_fuel(meter_fuel);
     config.max_wasm_stack(1 << 20);
     config
 }
@@ -107,14 +120,14 @@ fn pooling_config(host: &HostConfig) -> PoolingAllocationConfig {
 /// Builds the engine, preferring the pooling allocator.
 pub fn build_engine(host: &HostConfig) -> Result<(Engine, Allocator), SetupError> {
     if host.allocator == AllocatorChoice::Auto {
-        let mut config = base_config();
+        let mut config = base_config(host.meter_fuel);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(host)));
         match Engine::new(&config) {
             Ok(engine) => return Ok((engine, Allocator::Pooling)),
             Err(e) => tracing::warn!(error = %e, "pooling allocator unavailable; using on-demand allocation"),
         }
     }
-    let engine = Engine::new(&base_config()).map_err(|e| SetupError::Engine(e.to_string()))?;
+    let engine = Engine::new(&base_config(host.meter_fuel)).map_err(|e| SetupError::Engine(e.to_string()))?;
     Ok((engine, Allocator::OnDemand))
 }
 

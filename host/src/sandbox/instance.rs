@@ -45,6 +45,21 @@ impl Runtime {
         let deadline = state.deadline;
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.budget);
+        // Metered: the deadline as fuel, so that a pack that computes too
+        // long fails the same way on a busy machine and an idle one.
+        // (A metered call without a fuel deadline, such as describe at load,
+        // may burn all it wants: its wall-clock deadline still applies.)
+        let fuel = self.config.meter_fuel.then(|| {
+            store.data().fuel_deadline.map_or(u64::MAX, |d| {
+                let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+                ms.saturating_mul(crate::sandbox::engine::FUEL_PER_MS)
+            })
+        });
+        if let Some(fuel) = fuel
+            && let Err(e) = store.set_fuel(fuel)
+        {
+            return (Err(e), store.into_data());
+        }
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |store| {
             if store.data().started.elapsed() >= deadline {
@@ -67,6 +82,10 @@ impl Runtime {
             Ok(result) => result,
             Err(_) => Err(wasmtime::Error::new(DeadlineExceeded(deadline))),
         };
+        if let Some(fuel) = fuel {
+            let left = store.get_fuel().unwrap_or(0);
+            store.data_mut().fuel_used = Some(fuel.saturating_sub(left));
+        }
         let mut state = store.into_data();
         state.laps.lap(Phase::Teardown);
         (result, state)
@@ -80,6 +99,11 @@ impl Runtime {
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.budget);
         store.set_epoch_deadline(u64::MAX / 2);
+        if self.config.meter_fuel
+            && let Err(e) = store.set_fuel(u64::MAX)
+        {
+            return Err(classify(Verb::Describe, &e, store.data()));
+        }
         match pack.pre.instantiate_async(&mut store).await {
             Ok(_) => Ok(LiveInstance { _store: store }),
             Err(e) => Err(classify(Verb::Describe, &e, store.data())),
@@ -96,6 +120,9 @@ impl Runtime {
         let state = self.new_state(gate, self.kv.clone(), pack.kv_namespace(env.id()));
         let mut store = Store::new(&self.engine, state);
         store.set_epoch_deadline(u64::MAX / 2);
+        if self.config.meter_fuel {
+            store.set_fuel(u64::MAX)?;
+        }
         let guest = pack.pre.instantiate_async(&mut store).await?;
         let handle = store.data_mut().table.push(EnvHandle(env.clone()))?;
         call_export(guest.envpack_deployer_deployer(), &mut store, handle, request).await?;

@@ -58,6 +58,10 @@ impl CallMode {
     };
 }
 
+/// On a metered runtime, how many deadlines of wall-clock time a call may
+/// take before it is stopped anyway (its work is judged in fuel).
+const METERED_BACKSTOP: u32 = 4;
+
 /// The result of one verb call, with the evidence of what the pack did.
 #[derive(Debug, Serialize)]
 pub struct CallReport {
@@ -76,6 +80,11 @@ pub struct CallReport {
     pub elapsed: Duration,
     /// Where the call's time went.
     pub phases: VerbPhases,
+    /// Fuel the guest burned, on a metered runtime (`HostConfig::meter_fuel`).
+    pub fuel: Option<u64>,
+    /// Time the pack asked to sleep through `clock.sleep-ms`.
+    #[serde(serialize_with = "serialize_micros")]
+    pub slept: Duration,
 }
 
 fn serialize_result<S: serde::Serializer>(r: &Result<Outcome, VerbError>, s: S) -> Result<S::Ok, S::Error> {
@@ -102,7 +111,12 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    pub fn new(config: HostConfig, kv: Arc<dyn KvStore>) -> Result<Self, SetupError> {
+    pub fn new(mut config: HostConfig, kv: Arc<dyn KvStore>) -> Result<Self, SetupError> {
+        // A worker compiles for the engine it serves.
+        let metered = config.meter_fuel;
+        if let crate::sandbox::compile::Compiler::Worker(worker) = &mut config.compiler {
+            worker.metered = metered;
+        }
         let (engine, allocator) = build_engine(&config)?;
         let linker = build_linker(&engine)?;
         let ticker = Ticker::start(&engine)?;
@@ -196,6 +210,8 @@ impl Runtime {
                     peak_memory: 0,
                     elapsed: started.elapsed(),
                     phases: laps.phases,
+                    fuel: None,
+                    slept: Duration::ZERO,
                 };
             }
             let mut gate = Gate::new(&pack.info.capabilities, env.granted());
@@ -205,22 +221,31 @@ impl Runtime {
             let namespace = pack.kv_namespace(env.id());
             let kv = KvSession::new(services.kv.clone(), namespace);
             let deadline = services.deadline.unwrap_or(self.config.deadline);
+            // Metered, the deadline is fuel and the clock only a backstop
+            // against a pack blocked in the host.
+            let (wall, fuel_deadline) = if self.config.meter_fuel {
+                (deadline.saturating_mul(METERED_BACKSTOP), Some(deadline))
+            } else {
+                (deadline, None)
+            };
             let mut state = CallState::for_env(
                 gate,
                 kv,
                 self.config.memory_budget,
-                deadline,
+                wall,
                 env.id().to_string(),
                 env.grants().clone(),
                 services,
             );
             state.laps = laps;
+            state.fuel_deadline = fuel_deadline;
             let (raw, mut state) = self
                 .in_instance(&pack.pre, state, env, async |guest, store, handle| {
                     call_export(guest, store, handle, request).await
                 })
                 .await;
             state.record_http();
+            state.record_wasi_reads();
             state.laps.lap(Phase::Recording);
             let result = match raw {
                 Ok(raw) => verdict(env, request, raw, self.config.result_caps, mode.verify_outcome),
@@ -228,6 +253,7 @@ impl Runtime {
             };
             state.laps.lap(Phase::Outcome);
             let peak_memory = state.budget.peak();
+            let (fuel, slept) = (state.fuel_used, state.slept);
             let mut laps = state.laps;
             let (result, kv_committed) = match settle(&result, state.kv) {
                 Ok(committed) => (result, committed),
@@ -252,6 +278,8 @@ impl Runtime {
                 peak_memory,
                 elapsed: started.elapsed(),
                 phases: laps.phases,
+                fuel,
+                slept,
             }
         }
         .instrument(span)

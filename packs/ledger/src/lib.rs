@@ -68,7 +68,10 @@ impl State {
 }
 
 fn rev_key(id: &str) -> String {
-    format!("rev/{id}")
+    if fault::is("long-keys") {
+        return format!("rev/{id}/{id}");
+    }
+    format!("rev/{}", fault::key_id(id))
 }
 
 fn split_key(deployment: &str) -> String {
@@ -81,6 +84,9 @@ fn info(message: &str) {
 
 /// The revision named by a verb, or the spec error for an unknown id.
 fn find_revision(env: &Environment, id: &str) -> Result<Revision, DeployError> {
+    if fault::is("ascii-only") && !id.is_ascii() {
+        return Err(DeployError::Provider(format!("revision id {id:?} is not ASCII")));
+    }
     match env.revision(id) {
         Some(revision) => Ok(revision),
         None if fault::is("accepts-unknown-revision") => Ok(Revision {
@@ -134,7 +140,7 @@ fn record_state(id: &str, state: State) {
 
 fn outcome(revision: &Revision, detail: String) -> Result<RevisionOutcome, DeployError> {
     Ok(RevisionOutcome {
-        revision: revision.id.clone(),
+        revision: fault::echo_id(&revision.id),
         detail,
     })
 }
@@ -158,22 +164,45 @@ fn transition(
         kv::set(&format!("{verb}-count/{id}"), &vec![b'x'; count + 1]);
     }
     let current = provider_state(id)?;
+    if let Some(refusal) = fault::refuses(verb, current == Some(State::Drained)) {
+        return Err(DeployError::Provider(refusal));
+    }
     if current == Some(to) {
         return outcome(&revision, format!("already {}", to.as_str()));
     }
     if !from.contains(&current) {
         let now = current.map_or("absent", State::as_str);
-        return Err(DeployError::Provider(format!(
-            "cannot {verb} revision {id}: it is {now} on this provider"
-        )));
+        return Err(DeployError::Provider(if fault::is("empty-provider-message") {
+            String::new()
+        } else {
+            format!("cannot {verb} revision {id}: it is {now} on this provider")
+        }));
     }
+    fault::on_transition(verb, &revision);
     record_state(id, to);
+    if fault::is("drain-drains-deployment") && to == State::Drained {
+        for key in kv::list_keys("rev/") {
+            let sibling = env.revision(&key["rev/".len()..]);
+            if sibling.is_some_and(|s| s.deployment == revision.deployment) {
+                kv::set(&key, State::Drained.as_str().as_bytes());
+            }
+        }
+    }
+    if fault::is("stage-touches-other-deployments") && verb == "stage" {
+        for deployment in env.deployments() {
+            kv::set(&format!("touched/{deployment}"), b"1");
+        }
+    }
     outcome(&revision, format!("{} at {}", to.as_str(), revision.artifact_location))
 }
 
 /// Checks a recorded split the way the contract says, before any side effect.
 fn validate_split(env: &Environment, split: &TrafficSplit) -> Result<(), DeployError> {
-    let sum: u64 = split.entries.iter().map(|e| u64::from(e.weight_bps)).sum();
+    let sum: u64 = if fault::is("u32-sum") {
+        u64::from(split.entries.iter().fold(0u32, |sum, e| sum.wrapping_add(e.weight_bps)))
+    } else {
+        split.entries.iter().map(|e| u64::from(e.weight_bps)).sum()
+    };
     let bad = split.entries.is_empty() || sum != 10_000 || split.entries.iter().any(|e| e.weight_bps > 10_000);
     if bad && !fault::is("accepts-bad-sum") {
         return Err(spec(DeployError::InvalidSplit(sum)));
@@ -187,7 +216,7 @@ fn validate_split(env: &Environment, split: &TrafficSplit) -> Result<(), DeployE
 fn encode_entries(entries: &[SplitEntry]) -> Vec<u8> {
     entries
         .iter()
-        .map(|e| format!("{}={}", e.revision, e.weight_bps))
+        .map(|e| format!("{}={}", e.revision, fault::stored_weight(e.weight_bps)))
         .collect::<Vec<_>>()
         .join("\n")
         .into_bytes()
@@ -222,7 +251,7 @@ fn runtime_entries(env: &Environment, deployment: &str) -> Result<Vec<RuntimeEnt
                 revision: entry.revision,
                 bundle_digest: revision.artifact_digest,
                 bundle_location: revision.artifact_location,
-                refs: revision.settings,
+                refs: fault::refs(revision.settings),
                 weight_bps: entry.weight_bps,
             })
         })
@@ -239,7 +268,11 @@ impl Guest for Ledger {
                 None => "envpack.deployer.ledger@1.0.0".to_string(),
             },
             contract_version: CONTRACT.to_string(),
-            capabilities: vec![Capability::Log, Capability::Kv],
+            capabilities: if fault::is("sleeps-too-long") {
+                vec![Capability::Log, Capability::Kv, Capability::Clock]
+            } else {
+                vec![Capability::Log, Capability::Kv]
+            },
             description: "Reference pack: records deployments in the host's kv".to_string(),
         }
     }
@@ -271,12 +304,21 @@ impl Guest for Ledger {
     fn archive_revision(env: &Environment, revision: String) -> Result<RevisionOutcome, DeployError> {
         enter("archive", &revision);
         let found = find_revision(env, &revision).map_err(spec)?;
-        if provider_state(&revision)? == Some(State::Warm) {
+        // Archive releases whatever the revision holds, warm or not: the
+        // host archives ready revisions that carry no traffic.
+        let state = provider_state(&revision)?;
+        if state.is_none() && fault::is("archive-refuses-unstaged") {
             return Err(DeployError::Provider(format!(
-                "cannot archive revision {revision}: it is still warm; drain it first"
+                "revision {revision} was never staged here"
             )));
         }
-        kv::delete(&rev_key(&revision));
+        if fault::is("archive-by-prefix") {
+            for key in kv::list_keys(&rev_key(&revision)) {
+                kv::delete(&key);
+            }
+        } else if !fault::is("archive-keeps-state") {
+            kv::delete(&rev_key(&revision));
+        }
         outcome(&found, "released".to_string())
     }
 
@@ -284,8 +326,14 @@ impl Guest for Ledger {
         enter("apply-traffic-split", &deployment);
         let split = env
             .split(&deployment)
-            .ok_or_else(|| spec(DeployError::SplitNotFound(deployment.clone())))?;
+            .ok_or_else(|| spec(fault::split_not_found(env, &deployment)))?;
+        if fault::is("validates-after-write") {
+            kv::set(&split_key(&deployment), &encode_entries(&split.entries));
+        }
         validate_split(env, &split)?;
+        if fault::is("rejects-zero-weight") && split.entries.iter().any(|e| e.weight_bps == 0) {
+            return Err(DeployError::Provider("entries of weight 0 are not supported".into()));
+        }
         for entry in split.entries.iter().filter(|e| e.weight_bps > 0) {
             if provider_state(&entry.revision)? != Some(State::Warm) {
                 return Err(DeployError::Provider(format!(
@@ -294,7 +342,16 @@ impl Guest for Ledger {
                 )));
             }
         }
-        kv::set(&split_key(&deployment), &encode_entries(&split.entries));
+        if !(fault::is("first-split-wins") && kv::get(&split_key(&deployment)).is_some()) {
+            kv::set(&split_key(&deployment), &encode_entries(&split.entries));
+        }
+        if fault::is("apply-applies-all") {
+            for other in env.deployments() {
+                if let Some(recorded) = env.split(&other) {
+                    kv::set(&split_key(&other), &encode_entries(&recorded.entries));
+                }
+            }
+        }
         if fault::is("touches-sibling") {
             for sibling in env.deployments().into_iter().filter(|d| *d < deployment) {
                 kv::delete(&split_key(&sibling));
@@ -306,7 +363,7 @@ impl Guest for Ledger {
         };
         Ok(SplitOutcome {
             deployment: echoed,
-            entries: split.entries,
+            entries: fault::echo_entries(split.entries),
         })
     }
 
@@ -325,9 +382,8 @@ impl Guest for Ledger {
 
     fn probe_revision(env: &Environment, revision: String) -> Result<Health, DeployError> {
         find_revision(env, &revision).map_err(spec)?;
-        if fault::is("too-slow") {
-            // Over half the default 2 s deadline: `budgets.time` flags it.
-            std::thread::sleep(std::time::Duration::from_millis(1100));
+        if fault::is("probe-always-healthy") {
+            return Ok(Health::Healthy);
         }
         // The environment's `unhealthy` setting (revision ids, comma
         // separated) stands for a provider whose health checks fail.
@@ -339,6 +395,7 @@ impl Guest for Ledger {
             Some(State::Warm) if marked => {
                 Health::Unhealthy("marked unhealthy by the environment's `unhealthy` setting".to_string())
             }
+            Some(State::Warm) if fault::is("probe-unhealthy-when-warm") => Health::Unhealthy("warming up".into()),
             Some(State::Warm) => Health::Healthy,
             Some(state) => Health::Unhealthy(format!("revision is {}, not running", state.as_str())),
             None => Health::Unhealthy("revision is not staged on this provider".to_string()),

@@ -1,0 +1,244 @@
+//! The bench proved on a corpus: every faulty pack (the reference pack with
+//! one property broken) fails the checks conformance/README.md's table names
+//! for it, and every correct pack (the reference, and packs written by others
+//! from the WIT alone) passes `extended` whatever the seed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use envpack_conformance::{BenchConfig, Profile, Report, SignatureStatus, Status, run};
+use envpack_host::{HostConfig, MemoryKv, Runtime};
+use envpack_test_packs::{ALL, FAULTY, LEDGER, LEDGER_1_0_0};
+
+fn runtime() -> Runtime {
+    let config = HostConfig {
+        // The host's default deadline: `budgets.time` judges by it.
+        deadline: Duration::from_secs(2),
+        meter_fuel: true,
+        ..HostConfig::default()
+    };
+    Runtime::new(config, Arc::new(MemoryKv::default())).unwrap()
+}
+
+fn extended(seed: u64) -> BenchConfig {
+    BenchConfig {
+        profile: Profile::Extended,
+        history: 2_000,
+        seed: Some(seed),
+        ..BenchConfig::default()
+    }
+}
+
+/// `(fault, checks it must fail)` from conformance/README.md's table: the
+/// documentation and the test cannot drift apart.
+fn readme_table() -> Vec<(String, Vec<String>)> {
+    let readme = include_str!("../README.md");
+    let table = readme
+        .split("| faulty pack | what it does wrong | must fail |")
+        .nth(1)
+        .expect("the README has the faulty-pack table");
+    table
+        .lines()
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|row| {
+            let cells: Vec<&str> = row.split(" | ").collect();
+            let unquote = |c: &str| c.trim_matches(|ch| ch == '|' || ch == '`' || ch == ' ').to_string();
+            let checks = cells[2].split(", ").map(unquote).collect();
+            (unquote(cells[0]), checks)
+        })
+        .collect()
+}
+
+async fn judge(rt: &Runtime, path: &str, config: BenchConfig) -> Report {
+    let pack = rt.load_pack_file(path.as_ref()).await.unwrap();
+    run(rt, &pack, path, &SignatureStatus::Unsigned, &config).await
+}
+
+/// Judges every `(path, config)`, a few at once: each on a thread of its own
+/// with its own tokio runtime (a bench run holds proptest's shrinking state,
+/// which is not `Send`), all on one engine.
+fn judge_all<T: Send>(jobs: Vec<(T, &'static str, BenchConfig)>) -> Vec<(T, Report)> {
+    let rt = runtime();
+    let queue = std::sync::Mutex::new(jobs);
+    let done = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                let tokio = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                while let Some((tag, path, config)) = queue.lock().unwrap().pop() {
+                    let report = tokio.block_on(judge(&rt, path, config));
+                    done.lock().unwrap().push((tag, report));
+                }
+            });
+        }
+    });
+    done.into_inner().unwrap()
+}
+
+#[test]
+fn every_faulty_pack_fails_the_checks_its_readme_row_names() {
+    let table = readme_table();
+    let mut documented: Vec<&str> = table.iter().map(|(f, _)| f.as_str()).collect();
+    let mut built: Vec<&str> = FAULTY.iter().map(|(f, _)| *f).collect();
+    documented.sort_unstable();
+    built.sort_unstable();
+    assert_eq!(
+        documented, built,
+        "the README's table and the faulty packs built differ"
+    );
+    assert!(built.len() >= 40, "{} faulty packs", built.len());
+    let jobs = table
+        .iter()
+        .map(|(fault, checks)| {
+            let path = FAULTY.iter().find(|(f, _)| f == fault).unwrap().1;
+            let config = BenchConfig {
+                shrinks: 16,
+                ..extended(1)
+            };
+            ((fault.clone(), checks.clone()), path, config)
+        })
+        .collect();
+    let mut problems = Vec::new();
+    for ((fault, checks), report) in judge_all(jobs) {
+        let failed = report.failed_ids();
+        for check in &checks {
+            match report.checks.iter().find(|c| &c.id == check) {
+                None => problems.push(format!(
+                    "{fault}: the README names check {check}, which is not in the catalog"
+                )),
+                Some(c) if c.status != Status::Fail => problems.push(format!(
+                    "{fault}: {check} did not fail (failed: {failed:?}):\n{}",
+                    envpack_conformance::render::human(&report)
+                )),
+                Some(c) => assert!(
+                    !c.message.trim().is_empty(),
+                    "{fault}: a failure must say what happened"
+                ),
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// The correct packs: the reference pack, its build against contract
+/// 1.0.0, and the packs written by others from the WIT alone.
+fn correct_packs() -> Vec<&'static str> {
+    let mut packs = vec![LEDGER, LEDGER_1_0_0];
+    packs.extend(
+        ALL.iter()
+            .filter(|(name, _)| name.starts_with("indie"))
+            .map(|(_, path)| *path),
+    );
+    packs
+}
+
+#[test]
+fn the_correct_packs_pass_extended_whatever_the_seed() {
+    let jobs = correct_packs()
+        .into_iter()
+        .flat_map(|path| [1, 2, 3].map(|seed| ((path, seed), path, extended(seed))))
+        .collect();
+    for ((path, seed), report) in judge_all(jobs) {
+        assert!(
+            report.passed(),
+            "{path} with seed {seed}:\n{}",
+            envpack_conformance::render::human(&report)
+        );
+        let skipped: Vec<&str> = report
+            .checks
+            .iter()
+            .filter(|c| c.status == Status::Skip)
+            .map(|c| c.id.as_str())
+            .collect();
+        // The reference pack has state of every kind the bench looks at.
+        if path == LEDGER {
+            assert_eq!(skipped, ["manifest.agrees", "signature.trusted"], "{path}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_generated_failure_shrinks_and_its_seed_replays_it() {
+    let rt = runtime();
+    let path = FAULTY.iter().find(|(f, _)| *f == "sorts-echo").unwrap().1;
+    let config = BenchConfig {
+        profile: Profile::Core,
+        seed: Some(5),
+        ..BenchConfig::default()
+    };
+    let first = judge(&rt, path, config.clone()).await;
+    let again = judge(&rt, path, config).await;
+    let message = |r: &Report| {
+        r.checks
+            .iter()
+            .find(|c| c.id == "model.sequences")
+            .unwrap()
+            .message
+            .clone()
+    };
+    let text = message(&first);
+    assert!(
+        text.contains("seed 5,") && text.contains("host conformance --seed 5"),
+        "{text}"
+    );
+    assert_eq!(text, message(&again), "the same seed must find the same minimal case");
+    assert_eq!(first.seed, Some(5));
+    // Shrunk: a handful of steps, not the dozens a case starts with.
+    let steps = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit()))
+        .count();
+    assert!((1..=12).contains(&steps), "{steps} steps after shrinking:\n{text}");
+}
+
+#[tokio::test]
+async fn two_runs_on_one_runtime_do_not_share_pack_state() {
+    let rt = runtime();
+    let pack = rt.load_pack_file(LEDGER.as_ref()).await.unwrap();
+    for _ in 0..2 {
+        let report = run(&rt, &pack, LEDGER, &SignatureStatus::Unsigned, &BenchConfig::default()).await;
+        assert!(report.passed(), "{}", envpack_conformance::render::human(&report));
+    }
+}
+
+#[tokio::test]
+async fn the_core_profile_selects_only_core_checks() {
+    let rt = runtime();
+    let pack = rt.load_pack_file(LEDGER.as_ref()).await.unwrap();
+    let report = run(&rt, &pack, LEDGER, &SignatureStatus::Unsigned, &BenchConfig::default()).await;
+    assert!(report.checks.iter().all(|c| c.profile == Profile::Core));
+    assert!(report.checks.iter().any(|c| c.id == "spec.typed-errors"));
+    assert!(!report.checks.iter().any(|c| c.id == "budgets.time"));
+}
+
+#[test]
+fn json_and_junit_carry_every_check() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let report = rt.block_on(async {
+        let host = runtime();
+        let pack = host.load_pack_file(FAULTY[0].1.as_ref()).await.unwrap();
+        run(
+            &host,
+            &pack,
+            FAULTY[0].1,
+            &SignatureStatus::Unsigned,
+            &BenchConfig::default(),
+        )
+        .await
+    });
+    let json: serde_json::Value =
+        serde_json::from_str(&envpack_conformance::render::json(std::slice::from_ref(&report))).unwrap();
+    assert_eq!(json["summary"]["failed"], 1);
+    assert_eq!(json["checks"].as_array().unwrap().len(), report.checks.len());
+    for key in ["pack", "descriptor", "profile", "summary", "checks"] {
+        assert!(json.get(key).is_some(), "missing {key}");
+    }
+    let xml = envpack_conformance::render::junit(std::slice::from_ref(&report)).unwrap();
+    assert!(xml.contains("<testsuites"), "{xml}");
+    assert_eq!(xml.matches("<testcase").count(), report.checks.len());
+    assert_eq!(xml.matches("<failure").count(), 1, "{xml}");
+}
