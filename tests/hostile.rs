@@ -225,6 +225,14 @@ fn time_reaches_a_pack_only_through_the_clock_capability() {
         v["result"]["ok"]["detail"], "wall 0 s, elapsed 0 ns",
         "WASI time leaked: {v:#}"
     );
+    // And every read is recorded as a use of `clock`, which the pack does not declare.
+    let calls = v["recording"]["calls"].as_array().cloned().unwrap_or_default();
+    for operation in ["wasi:clocks/wall-clock", "wasi:clocks/monotonic-clock"] {
+        let read = calls.iter().find(|c| c["operation"] == operation);
+        let read = read.unwrap_or_else(|| panic!("{operation} not recorded: {v:#}"));
+        assert_eq!(read["capability"], "clock", "{read}");
+        assert_eq!(read["declared"], false, "{read}");
+    }
 }
 
 #[test]

@@ -140,3 +140,38 @@ async fn precondition_failures_never_instantiate() {
     assert!(report.recording.calls.is_empty());
     assert!(matches!(report.result, Err(VerbError::RevisionNotFound { .. })));
 }
+
+#[tokio::test]
+async fn a_metered_runtime_stops_a_spinning_pack_by_fuel_and_reports_the_fuel_of_every_call() {
+    let config = HostConfig {
+        deadline: Duration::from_millis(300),
+        meter_fuel: true,
+        ..HostConfig::default()
+    };
+    let rt = Runtime::new(config, Arc::new(MemoryKv::default())).unwrap();
+    let pack = rt.load_pack_file(TEST_HOSTILE.as_ref()).await.unwrap();
+    let spin = rt.call(&pack, &env("spin", "loop"), &stage()).await;
+    let Err(VerbError::Provider {
+        cause: ProviderCause::Deadline(deadline),
+        ..
+    }) = &spin.result
+    else {
+        panic!("expected the deadline, got {:?}", spin.result);
+    };
+    assert_eq!(*deadline, Duration::from_millis(300));
+    // All of the deadline's fuel was burned (300 ms at FUEL_PER_MS).
+    let budget = 300 * envpack_host::sandbox::engine::FUEL_PER_MS;
+    assert!(spin.fuel.is_some_and(|f| f >= budget), "{:?} of {budget}", spin.fuel);
+    // A normal call burns a little, and reports it.
+    let normal = rt.call(&pack, &env("normal", ""), &stage()).await;
+    assert!(normal.result.is_ok(), "{:?}", normal.result);
+    assert!(
+        normal.fuel.is_some_and(|f| f > 0 && f < budget / 10),
+        "{:?}",
+        normal.fuel
+    );
+    // Unmetered, no fuel is reported.
+    let plain = runtime(300);
+    let pack = plain.load_pack_file(TEST_HOSTILE.as_ref()).await.unwrap();
+    assert_eq!(plain.call(&pack, &env("normal", ""), &stage()).await.fuel, None);
+}
