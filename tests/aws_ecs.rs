@@ -34,6 +34,9 @@ fn bench_args(fx: &Fixture) -> Vec<String> {
     args.extend(fx.settings());
     args.extend(["--setting".into(), "listen-ports=9000-9999".into()]);
     args.extend(["--revision-setting".into(), "image=registry.example/app:1".into()]);
+    // Each generated call is several requests to the emulator: six cases
+    // keep admission and the bench bounded in time.
+    args.extend(["--cases".into(), "6".into()]);
     args
 }
 

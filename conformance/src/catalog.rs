@@ -196,8 +196,8 @@ pub const CATALOG: &[CheckDef] = &[
         Check::ProbeTruthful,
         "probe.truthful",
         Profile::Core,
-        "in the generated sequences, probe never calls a revision healthy that was never warmed or is archived, nor unhealthy right after warm succeeded",
-        "A revision the pack never warmed, or archived, is never `healthy`; one whose `warm-revision` just succeeded is not `unhealthy`.",
+        "in the generated sequences, probe never calls a revision healthy that was never warmed or is archived",
+        "A revision the pack never warmed, or archived, is never `healthy`.",
     ),
     check(
         Check::ArchiveReleases,

@@ -35,7 +35,7 @@ pub(crate) async fn run(check: Check, ctx: &Ctx<'_>) -> Verdict {
         Check::SplitIsolation => isolation::split_isolation(ctx).await,
         Check::RevisionIsolation => isolation::revision_isolation(ctx).await,
         Check::ModelSequences => generated(ctx, Class::Sequences, "every call the host would send succeeded and echoed, and the pack's runtime config followed the splits it applied").await,
-        Check::ProbeTruthful => generated(ctx, Class::Probe, "probe said ready revisions were not unhealthy, and never-warmed or archived ones were not healthy").await,
+        Check::ProbeTruthful => generated(ctx, Class::Probe, "probe never said a never-warmed or archived revision was healthy").await,
         Check::ArchiveReleases => generated(ctx, Class::Archive, "after every archive, nothing in kv named the revision, its directory was gone and its processes stopped").await,
         Check::RuntimeConfigDrift => drift(ctx).await,
         Check::RobustnessLongIds => long_ids(ctx).await,

@@ -2,7 +2,7 @@
 //! packs (one cargo feature each). The reference build has none.
 
 /// Every fault and whether this build carries it.
-const FAULTS: [(&str, bool); 41] = [
+const FAULTS: [(&str, bool); 40] = [
     (
         "accepts-unknown-revision",
         cfg!(feature = "fault-accepts-unknown-revision"),
@@ -27,10 +27,6 @@ const FAULTS: [(&str, bool); 41] = [
     ("too-slow", cfg!(feature = "fault-too-slow")),
     ("archive-keeps-state", cfg!(feature = "fault-archive-keeps-state")),
     ("probe-always-healthy", cfg!(feature = "fault-probe-always-healthy")),
-    (
-        "probe-unhealthy-when-warm",
-        cfg!(feature = "fault-probe-unhealthy-when-warm"),
-    ),
     ("archive-by-prefix", cfg!(feature = "fault-archive-by-prefix")),
     ("case-insensitive-keys", cfg!(feature = "fault-case-insensitive-keys")),
     ("weights-rounded", cfg!(feature = "fault-weights-rounded")),

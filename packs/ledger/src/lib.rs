@@ -395,7 +395,6 @@ impl Guest for Ledger {
             Some(State::Warm) if marked => {
                 Health::Unhealthy("marked unhealthy by the environment's `unhealthy` setting".to_string())
             }
-            Some(State::Warm) if fault::is("probe-unhealthy-when-warm") => Health::Unhealthy("warming up".into()),
             Some(State::Warm) => Health::Healthy,
             Some(state) => Health::Unhealthy(format!("revision is {}, not running", state.as_str())),
             None => Health::Unhealthy("revision is not staged on this provider".to_string()),
