@@ -130,12 +130,13 @@ pub(super) async fn split_isolation(ctx: &Ctx<'_>) -> super::Verdict {
             pair.both(ctx, |ids| request(pick(ids))).await;
         }
     }
+    // Applying a split routes; it stops nothing that runs.
+    let running = ctx.live_process_list(&pair.main.0);
     pair.both(ctx, |ids| Request::ApplyTrafficSplit(ids.web.clone())).await;
     pair.both(ctx, |ids| Request::ApplyTrafficSplit(ids.api.clone())).await;
     let (env, ids) = &pair.main;
     let api_view = view_of(ctx, env, &ids.api).await;
     let api_health = health(ctx, env, &[&ids.b1]).await;
-    let running = ctx.live_process_list(env);
     // New splits for both deployments in both lanes; apply web's only.
     let changed_pair = Pair {
         main: with_new_splits(ctx, &pair.main.0, &pair.main.1),
@@ -164,8 +165,7 @@ pub(super) async fn split_isolation(ctx: &Ctx<'_>) -> super::Verdict {
     }
     for process in stopped(ctx, env, &running) {
         problems.push(format!(
-            "applying {}'s split stopped process {process}, which ran before it",
-            ids.web
+            "applying the splits stopped process {process}, which ran before them"
         ));
     }
     super::Verdict::from_problems(
