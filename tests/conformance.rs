@@ -48,15 +48,7 @@ fn reference_passes_and_faulty_packs_fail_in_json_one_report_each() {
 
 #[test]
 fn admission_judges_a_packs_work_by_the_operators_deadline() {
-    let sb = Sandbox::new();
-    let key = sb.dir.path().join("key");
-    sb.host().arg("keygen").arg("--out").arg(&key).assert().success();
-    sb.host()
-        .args(["trust", "add"])
-        .arg(key.with_extension("pub"))
-        .args(["--name", "author"])
-        .assert()
-        .success();
+    let sb = author_trusted();
     // This pack does 1.4 s of work (in fuel: the same on a busy machine)
     // draining a revision with a long drain time.
     let (_, slow) = FAULTY.iter().find(|(f, _)| *f == "too-slow").unwrap();
@@ -139,6 +131,20 @@ fn a_file_that_is_not_a_pack_gets_a_failing_report() {
         .stderr(contains("no-such-pack.wasm"));
 }
 
+/// A sandbox with a key of its own, trusted as `author`.
+fn author_trusted() -> Sandbox {
+    let sb = Sandbox::new();
+    let key = sb.dir.path().join("key");
+    sb.host().arg("keygen").arg("--out").arg(&key).assert().success();
+    sb.host()
+        .args(["trust", "add"])
+        .arg(key.with_extension("pub"))
+        .args(["--name", "author"])
+        .assert()
+        .success();
+    sb
+}
+
 /// Seals and signs a pack with a manifest matching its describe.
 fn sealed(sb: &Sandbox, path: &str, descriptor: &str, name: &str) -> String {
     let toml = sb.dir.path().join(format!("{name}.toml"));
@@ -167,15 +173,7 @@ fn sealed(sb: &Sandbox, path: &str, descriptor: &str, name: &str) -> String {
 
 #[test]
 fn install_admits_conformant_packs_and_refuses_others_unless_forced() {
-    let sb = Sandbox::new();
-    let key = sb.dir.path().join("key");
-    sb.host().arg("keygen").arg("--out").arg(&key).assert().success();
-    sb.host()
-        .args(["trust", "add"])
-        .arg(key.with_extension("pub"))
-        .args(["--name", "author"])
-        .assert()
-        .success();
+    let sb = author_trusted();
 
     let good = sealed(&sb, LEDGER, "envpack.deployer.ledger@1.0.0", "good");
     sb.host()
