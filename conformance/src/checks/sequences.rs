@@ -14,7 +14,7 @@ use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
 use envpack_host::capabilities::artifacts::revision_dir_name;
 use envpack_host::model::quoted;
-use envpack_host::model::runtime_config::project;
+use envpack_host::model::runtime_config::{RuntimeEntry, project};
 use envpack_host::{Health, Outcome, Request};
 
 use super::model::{Model, Planned, lifecycle_name};
@@ -423,13 +423,26 @@ async fn agrees(ctx: &Ctx<'_>, model: &Model, after: &Request) -> Result<(), Vio
     } else {
         "some recorded splits not applied yet"
     };
+    let show = |e: &RuntimeEntry| {
+        format!(
+            "{}/{} at {} bps ({} refs, bundle {})",
+            quoted(&e.deployment),
+            quoted(&e.revision),
+            e.weight_bps,
+            e.refs.len(),
+            quoted(&e.bundle.location)
+        )
+    };
+    let only = |a: &[RuntimeEntry], b: &[RuntimeEntry]| -> Vec<String> {
+        a.iter().filter(|e| !b.contains(e)).map(show).collect()
+    };
     fail(
         Class::Sequences,
         format!(
-            "after {} ({synced}) report-runtime-config returned {}; the splits applied project to {}",
+            "after {} ({synced}) report-runtime-config disagrees with the splits applied: it has [{}], which they do not; they have [{}], which it does not",
             label(after),
-            serde_json::to_string(&got.entries).unwrap_or_default(),
-            serde_json::to_string(&expected.entries).unwrap_or_default()
+            only(&got.entries, &expected.entries).join("; "),
+            only(&expected.entries, &got.entries).join("; ")
         ),
     )
 }
