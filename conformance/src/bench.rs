@@ -110,6 +110,7 @@ pub async fn run(
     let seed = config.seed.unwrap_or_else(fresh_seed);
     let ctx = Ctx {
         seed,
+        source: source.to_string(),
         twin_kv: Arc::new(MemoryKv::default()),
         generated: tokio::sync::OnceCell::new(),
         runtime,

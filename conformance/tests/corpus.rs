@@ -136,11 +136,17 @@ fn correct_packs() -> Vec<&'static str> {
     packs
 }
 
+/// Seeds every correct pack is judged with: three plain ones, then seeds
+/// that once made the bench fail a correct pack (kept so the false positive
+/// stays fixed): 17988530405801882339 gives a deployment the very id of a
+/// revision it archives, whose split key then rightly names it.
+const SEEDS: [u64; 4] = [1, 2, 3, 17_988_530_405_801_882_339];
+
 #[test]
 fn the_correct_packs_pass_extended_whatever_the_seed() {
     let jobs = correct_packs()
         .into_iter()
-        .flat_map(|path| [1, 2, 3].map(|seed| ((path, seed), path, extended(seed))))
+        .flat_map(|path| SEEDS.map(|seed| ((path, seed), path, extended(seed))))
         .collect();
     for ((path, seed), report) in judge_all(jobs) {
         assert!(
@@ -182,7 +188,7 @@ async fn a_generated_failure_shrinks_and_its_seed_replays_it() {
     };
     let text = message(&first);
     assert!(
-        text.contains("seed 5,") && text.contains("host conformance --seed 5"),
+        text.contains("seed 5,") && text.contains(&format!("replay with `host conformance {path} --seed 5`")),
         "{text}"
     );
     assert_eq!(text, message(&again), "the same seed must find the same minimal case");

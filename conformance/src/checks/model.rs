@@ -179,7 +179,11 @@ impl Model {
             ids.push(d.id.clone());
             ids.extend(d.revisions.iter().chain(&d.history).map(|r| r.id.clone()));
         }
-        ids.retain(|id| id != except);
+        // Only the revision itself is left out: a deployment or environment
+        // that happens to share its id stays, so callers can see the clash.
+        if let Some(at) = ids.iter().rposition(|id| id == except) {
+            ids.remove(at);
+        }
         ids
     }
 

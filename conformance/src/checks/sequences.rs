@@ -19,6 +19,7 @@ use envpack_host::{Health, Outcome, Request};
 
 use super::model::{Model, Planned, lifecycle_name};
 use super::{Ctx, Lane, Step, describe_result, echo_problems, label};
+use crate::bench::BenchConfig;
 use crate::generate::{Op, Scenario, scenario};
 
 /// Steps of one generated scenario at most.
@@ -111,7 +112,7 @@ async fn generate(ctx: &Ctx<'_>) -> Findings {
         let (minimal, shrinks) = shrink(ctx, &mut tree, class, first).await;
         failures.push(Failure {
             class,
-            text: explain(&minimal, seed, case, cases, shrinks),
+            text: explain(&minimal, seed, &replay(ctx, seed), (case, cases), shrinks),
         });
     }
     Findings {
@@ -150,10 +151,19 @@ async fn shrink(
     (best, shrinks)
 }
 
-fn explain(run: &CaseRun, seed: u64, case: usize, cases: usize, shrinks: usize) -> String {
+/// The command that runs the same generated cases again.
+fn replay(ctx: &Ctx<'_>, seed: u64) -> String {
+    let mut command = format!("host conformance {} --seed {seed}", ctx.source);
+    if ctx.config.cases != BenchConfig::default().cases {
+        command.push_str(&format!(" --cases {}", ctx.config.cases));
+    }
+    command
+}
+
+fn explain(run: &CaseRun, seed: u64, replay: &str, (case, cases): (usize, usize), shrinks: usize) -> String {
     let violation = run.violation.as_ref().map_or("", |v| v.message.as_str());
     let mut text = format!(
-        "{violation}\n  seed {seed}, case {case} of {cases}, shrunk {shrinks} times; replay with `host conformance --seed {seed}`\n  environment:"
+        "{violation}\n  seed {seed}, case {case} of {cases}, shrunk {shrinks} times; replay with `{replay}`\n  environment:"
     );
     for d in &run.scenario.deployments {
         let revisions: Vec<String> = d.revisions.iter().map(|r| quoted(&r.id)).collect();
@@ -340,7 +350,10 @@ async fn probe_truth(ctx: &Ctx<'_>, model: &Model, step: &Step) -> Result<(), Vi
 fn released(ctx: &Ctx<'_>, model: &Model, revision: &str, spawned: Option<&BTreeSet<String>>) -> Result<(), Violation> {
     let env = model.env();
     let others = model.other_ids(revision);
-    if revision.chars().count() >= DISTINCTIVE_CHARS {
+    // A deployment (or the environment) with the very same id makes every
+    // mention ambiguous: the pack may rightly keep the other one's name.
+    let shared = others.iter().any(|other| other == revision);
+    if revision.chars().count() >= DISTINCTIVE_CHARS && !shared {
         for (key, value) in ctx.kv_state(&env) {
             let text = format!("{key}\n{}", String::from_utf8_lossy(&value));
             if names(&text, revision, &others) {

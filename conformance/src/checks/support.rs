@@ -60,6 +60,8 @@ pub(crate) struct Ctx<'a> {
     pub overruns: AtomicUsize,
     /// The seed of this run's generated cases.
     pub seed: u64,
+    /// Where the pack came from (a path, or a label), for replay hints.
+    pub source: String,
     /// The pack state of [`Lane::Twin`] environments, apart from the main lane's.
     pub twin_kv: Arc<dyn KvStore>,
     /// The generated scenarios' findings, computed by the first check that needs them.
