@@ -75,6 +75,7 @@ pub async fn admit(
         .ok_or_else(|| AdmissionError::Unsealed(path.display().to_string()))?;
     let config = BenchConfig {
         profile: crate::catalog::Profile::Core,
+        seed: Some(config.seed.unwrap_or_else(|| seed_of(&bytes))),
         ..config.clone()
     };
     let report = judge_file(bench, path, trust, &config).await;
@@ -93,6 +94,17 @@ pub async fn admit(
         report,
         forced,
     })
+}
+
+/// The seed admission judges a pack with when the operator gives none: drawn
+/// from the pack's own bytes, so installing the same pack twice runs the
+/// same generated cases and gets the same verdict.
+fn seed_of(bytes: &[u8]) -> u64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(bytes);
+    let mut head = [0u8; 8];
+    head.copy_from_slice(&digest[..8]);
+    u64::from_le_bytes(head)
 }
 
 /// The bench's view of a signature verdict.
