@@ -105,8 +105,8 @@ pub const CATALOG: &[CheckDef] = &[
         Check::DescribeValid,
         "describe.valid",
         Profile::Core,
-        "describe returns a valid namespace.name@semver descriptor and a contract version this host runs (1.x up to 1.1)",
-        "`namespace.name@semver`, for example `envpack.deployer.ledger@1.0.0`.",
+        "describe returns a valid namespace.name@semver descriptor and the contract version the component was built against, one this host runs (1.x up to 1.1)",
+        "The contract version the pack was built against",
     ),
     check(
         Check::ManifestAgrees,
@@ -203,8 +203,8 @@ pub const CATALOG: &[CheckDef] = &[
         Check::ArchiveReleases,
         "archive.releases",
         Profile::Core,
-        "in the generated sequences, after archive no kv key or value names the revision, its artifact directory is gone and no process started for it runs",
-        "Release every provider resource the revision holds: afterwards nothing the pack keeps (kv, files, processes) names the revision.",
+        "in the generated sequences (which archive only revisions no split lists), after archive no kv key or value names the revision, its artifact directory is gone and no process started for it runs",
+        "Release every provider resource the revision holds: afterwards nothing the pack keeps (kv, files, processes) names the revision, except the entries of an applied split that still list it at weight 0",
     ),
     check(
         Check::RuntimeConfigDrift,

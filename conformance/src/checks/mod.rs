@@ -57,7 +57,13 @@ fn describe_valid(ctx: &Ctx<'_>) -> Verdict {
             info.contract_version,
             envpack_host::contract::pack::CONTRACT_VERSION
         )),
-        Ok(_) => Verdict::pass(format!("{} (contract {})", info.descriptor, info.contract_version)),
+        Ok(_) => match ctx.pack.built_against() {
+            Some(built) if built != info.contract_version => Verdict::fail(format!(
+                "describe returned contract {:?}, but the component was built against {built} (it exports envpack:deployer/deployer@{built})",
+                info.contract_version
+            )),
+            _ => Verdict::pass(format!("{} (contract {})", info.descriptor, info.contract_version)),
+        },
     }
 }
 

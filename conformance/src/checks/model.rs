@@ -305,7 +305,10 @@ impl Model {
             return false;
         }
         // The host refuses to drain or archive a revision that holds
-        // traffic; archive also waits until it is out of the split applied.
+        // traffic. It would archive one listed at weight 0, but the contract
+        // lets the applied split keep naming such a revision, so the model
+        // archives only revisions no split lists: then every mention left
+        // is a fault (the happy path covers the listed-at-0 case).
         let leaving = matches!(to, Lifecycle::Inactive | Lifecycle::Archived);
         if leaving && (self.weight(di, &r.id).unwrap_or(0) > 0 || !self.synced(di)) {
             return false;

@@ -163,6 +163,15 @@ impl Pack {
         &self.exports
     }
 
+    /// The contract version the component was built against, read from the
+    /// version of the `envpack:deployer/deployer` interface it exports
+    /// (what `describe`'s `contract-version` must say).
+    pub fn built_against(&self) -> Option<&str> {
+        self.exports
+            .iter()
+            .find_map(|name| name.strip_prefix("envpack:deployer/deployer@"))
+    }
+
     /// The embedded manifest, if the pack is sealed (it then agrees with `describe`).
     pub fn manifest(&self) -> Option<&Manifest> {
         self.manifest.as_ref()

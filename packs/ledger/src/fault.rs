@@ -2,7 +2,7 @@
 //! packs (one cargo feature each). The reference build has none.
 
 /// Every fault and whether this build carries it.
-const FAULTS: [(&str, bool); 40] = [
+const FAULTS: [(&str, bool); 41] = [
     (
         "accepts-unknown-revision",
         cfg!(feature = "fault-accepts-unknown-revision"),
@@ -48,6 +48,7 @@ const FAULTS: [(&str, bool); 40] = [
     ("wasi-wall-clock", cfg!(feature = "fault-wasi-wall-clock")),
     ("wasi-monotonic-clock", cfg!(feature = "fault-wasi-monotonic-clock")),
     ("sleeps-too-long", cfg!(feature = "fault-sleeps-too-long")),
+    ("claims-old-contract", cfg!(feature = "fault-claims-old-contract")),
     ("memory-hog", cfg!(feature = "fault-memory-hog")),
     (
         "panics-without-settings",

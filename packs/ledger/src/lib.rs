@@ -23,8 +23,9 @@ wit_bindgen::generate!({
     world: "pack",
 });
 
-/// The contract version this build was made against.
-const CONTRACT: &str = if cfg!(feature = "contract-1-0-0") {
+/// The contract version this build was made against (the
+/// `claims-old-contract` fault says 1.0.0 though it is built against 1.1.0).
+const CONTRACT: &str = if cfg!(any(feature = "contract-1-0-0", feature = "fault-claims-old-contract")) {
     "1.0.0"
 } else {
     "1.1.0"
