@@ -106,7 +106,7 @@ pub const CATALOG: &[CheckDef] = &[
         "describe.valid",
         Profile::Core,
         "describe returns a valid namespace.name@semver descriptor and the contract version the component was built against, one this host runs (1.x up to 1.1)",
-        "The contract version the pack was built against",
+        "The contract version the pack was built against: the version of this package in the WIT it was built with",
     ),
     check(
         Check::ManifestAgrees,

@@ -33,7 +33,9 @@ pub fn human(report: &Report) -> String {
             for line in check.message.lines() {
                 out.push_str(&format!("         {}\n", printable(line)));
             }
-            out.push_str(&format!("         the contract: {}\n", check.wit));
+            if !check.wit.is_empty() {
+                out.push_str(&format!("         the contract: {}\n", check.wit));
+            }
         }
     }
     let s = &report.summary;
@@ -83,7 +85,12 @@ pub fn junit(reports: &[Report]) -> Result<String, quick_junit::SerializeError> 
             };
             if check.status != Status::Pass {
                 status.set_message(check.message.lines().next().unwrap_or_default().to_string());
-                status.set_description(format!("{}\nthe contract: {}", check.message, check.wit));
+                let description = if check.wit.is_empty() {
+                    check.message.clone()
+                } else {
+                    format!("{}\nthe contract: {}", check.message, check.wit)
+                };
+                status.set_description(description);
             }
             let mut case = TestCase::new(check.id.clone(), status);
             case.set_classname(format!(
