@@ -75,7 +75,7 @@ pub async fn admit(
         .ok_or_else(|| AdmissionError::Unsealed(path.display().to_string()))?;
     let config = BenchConfig {
         profile: crate::catalog::Profile::Core,
-        seed: Some(config.seed.unwrap_or_else(|| seed_of(&bytes))),
+        seed: Some(config.seed.unwrap_or_else(|| seed_of(loaded.pack.digest()))),
         ..config.clone()
     };
     let report = judge_file(bench, path, trust, &config).await;
@@ -96,15 +96,15 @@ pub async fn admit(
     })
 }
 
-/// The seed admission judges a pack with when the operator gives none: drawn
-/// from the pack's own bytes, so installing the same pack twice runs the
-/// same generated cases and gets the same verdict.
-fn seed_of(bytes: &[u8]) -> u64 {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(bytes);
-    let mut head = [0u8; 8];
-    head.copy_from_slice(&digest[..8]);
-    u64::from_le_bytes(head)
+/// The seed admission judges a pack with when the operator gives none: the
+/// first 64 bits of the pack's sha256 (hex, as the loader computed it), so
+/// installing the same pack twice runs the same generated cases and gets
+/// the same verdict.
+fn seed_of(digest: &str) -> u64 {
+    digest
+        .get(..16)
+        .and_then(|head| u64::from_str_radix(head, 16).ok())
+        .unwrap_or_default()
 }
 
 /// The bench's view of a signature verdict.
