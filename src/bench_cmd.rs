@@ -2,8 +2,7 @@
 
 use std::path::PathBuf;
 
-use envpack_bench::cli::Programs;
-use envpack_bench::{Options, render};
+use envpack_bench::{Options, Programs, render};
 
 use crate::error::{CliError, exit};
 

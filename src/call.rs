@@ -3,13 +3,9 @@
 //! as JSON, with the exit code saying how it ended.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use envpack_host::capabilities::secrets::FileSecrets;
-use envpack_host::sandbox::services::{Services, Workspace};
-use envpack_host::text::printable;
-use envpack_host::{CallMode, CallReport, Environment, Health, Outcome, Pack, Request, SignaturePolicy, Verb};
-use envpack_operator::packstate::CallKv;
+use envpack_host::{CallReport, Pack, SignaturePolicy};
+use envpack_model::{Environment, Health, Outcome, Request, Verb, text::printable};
 use serde_json::json;
 
 use crate::context::Context;
@@ -90,8 +86,7 @@ fn request(verb: Verb, revision: Option<String>, deployment: Option<String>) -> 
 pub async fn run(ctx: &mut Context, args: Args) -> Result<i32, CliError> {
     let verb = parse_verb(&args.verb)?;
     let request = request(verb, args.revision, args.deployment)?;
-    let state_dir = ctx.state_dir()?.to_path_buf();
-    let state_db = state_dir.join("state.db");
+    let state_dir = ctx.state_dir()?.clone();
     let runtime = ctx.runtime()?;
     // The author's own build: signatures are not this command's business.
     let pack = runtime.load_file(&args.pack, SignaturePolicy::Skip).await?.pack;
@@ -105,21 +100,7 @@ pub async fn run(ctx: &mut Context, args: Args) -> Result<i32, CliError> {
         message: format!("{}: {e}", env_path.display()),
         hint: Some("the environment format is described in the README; examples/dev.json is a complete example".into()),
     })?;
-    // The author's path keeps pack state, work directory and processes apart
-    // from every operator environment; it reads the operator's secrets file.
-    let services = Services {
-        kv: Arc::new(CallKv::open(&state_db)?),
-        workspace: Some(
-            Workspace::for_env(&state_dir, "call", env.id())
-                .map_err(|e| CliError::State(format!("work directory: {e}")))?,
-        ),
-        secrets: Arc::new(FileSecrets::open(&state_dir).map_err(|e| CliError::State(e.to_string()))?),
-        deadline: None,
-        log_sink: None,
-    };
-    let report = runtime
-        .call_in(&pack, &Arc::new(env), &request, CallMode::HOST, services)
-        .await;
+    let report = envpack_operator::call(runtime, &state_dir, &pack, env, &request).await?;
     if args.json {
         let mut value = serde_json::to_value(&report).map_err(|e| CliError::State(e.to_string()))?;
         value["pack"] = json!(pack.info().descriptor);

@@ -3,12 +3,12 @@
 
 use std::path::PathBuf;
 
-use envpack_conformance::{BenchConfig, Profile, judge_file, render};
-use envpack_host::fsutil;
+use envpack_conformance::{Profile, RunConfig, judge_file, render};
+use envpack_model::files;
 
-use crate::bench_args::BenchArgs;
 use crate::context::Context;
 use crate::error::{CliError, exit};
+use crate::fixture_args::FixtureArgs;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -34,7 +34,7 @@ pub struct Args {
     /// environments (each run gets a throwaway work directory; nothing it
     /// starts outlives it).
     #[command(flatten)]
-    fixture: BenchArgs,
+    fixture: FixtureArgs,
 }
 
 pub async fn run(ctx: &mut Context, args: Args) -> Result<i32, CliError> {
@@ -42,8 +42,8 @@ pub async fn run(ctx: &mut Context, args: Args) -> Result<i32, CliError> {
         message: format!("unknown profile {:?}", args.profile),
         hint: Some("profiles are: core, extended".into()),
     })?;
-    let state_dir = ctx.state_dir()?.to_path_buf();
-    let config = BenchConfig {
+    let state_dir = ctx.state_dir()?.clone();
+    let config = RunConfig {
         profile,
         ..args.fixture.config(&state_dir)?
     };
@@ -57,7 +57,7 @@ pub async fn run(ctx: &mut Context, args: Args) -> Result<i32, CliError> {
         }
     }
     let trust = ctx.trust()?;
-    let runtime = ctx.bench_runtime()?;
+    let runtime = ctx.conformance_runtime()?;
     let mut reports = Vec::new();
     for path in &args.packs {
         reports.push(judge_file(runtime, path, &trust, &config).await);
@@ -70,7 +70,7 @@ pub async fn run(ctx: &mut Context, args: Args) -> Result<i32, CliError> {
         }
     };
     match &args.out {
-        Some(path) => fsutil::write_atomic(path, text.as_bytes(), 0o644)
+        Some(path) => files::write_atomic(path, text.as_bytes(), 0o644)
             .map_err(|e| CliError::State(format!("cannot write {}: {e}", path.display())))?,
         None => println!("{}", text.trim_end()),
     }

@@ -2,19 +2,16 @@
 //! directory (created 0700) and the runtime (with the compiled-code cache in
 //! the state directory).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use envpack_host::sandbox::compile::{Compiler, WorkerLimits};
-use envpack_host::sandbox::shape::PackLimits;
-use envpack_host::trust::TrustStore;
-use envpack_host::trust::registry::Registry;
-use envpack_host::{AllocatorChoice, HostConfig, MemoryKv, Runtime};
+use envpack_host::{AllocatorChoice, Compiler, HostConfig, MemoryKv, Runtime, StateDir, WorkerLimits};
+use envpack_model::PackLimits;
 use envpack_operator::Operator;
+use envpack_trust::{Registry, TrustStore};
 
 use crate::error::CliError;
-use crate::state_dir;
 
 /// The `--allocator` choices.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -25,11 +22,11 @@ pub enum AllocatorArg {
 
 pub struct Context {
     state_dir_flag: Option<PathBuf>,
-    state_dir: Option<PathBuf>,
+    state_dir: Option<StateDir>,
     deadline: Duration,
     memory_budget: usize,
     runtime: Option<Runtime>,
-    bench_runtime: Option<Runtime>,
+    conformance_runtime: Option<Runtime>,
     actor: Option<String>,
     pack_limits: PackLimits,
     compiler: Compiler,
@@ -58,7 +55,7 @@ impl Context {
             deadline: Duration::from_millis(deadline_ms),
             memory_budget,
             runtime: None,
-            bench_runtime: None,
+            conformance_runtime: None,
             actor,
             pack_limits: PackLimits::default(),
             compiler: Compiler::InProcess,
@@ -108,11 +105,11 @@ impl Context {
         &self.pack_limits
     }
 
-    fn host_config(&self, dir: &Path) -> HostConfig {
+    fn host_config(&self, dir: &StateDir) -> HostConfig {
         HostConfig {
             deadline: self.deadline,
             memory_budget: self.memory_budget,
-            cache_dir: Some(dir.join("cache")),
+            cache_dir: Some(dir.cache()),
             pack_limits: self.pack_limits,
             compiler: self.compiler.clone(),
             allocator: self.allocator,
@@ -121,18 +118,22 @@ impl Context {
     }
 
     /// The state directory, created on first use.
-    pub fn state_dir(&mut self) -> Result<&Path, CliError> {
+    pub fn state_dir(&mut self) -> Result<&StateDir, CliError> {
         if self.state_dir.is_none() {
-            let dir = state_dir::resolve(self.state_dir_flag.clone())?;
-            state_dir::ensure(&dir)?;
+            let dir = StateDir::resolve(self.state_dir_flag.clone()).map_err(|message| CliError::Input {
+                message,
+                hint: Some("pass --state-dir DIR or set ENVPACK_STATE_DIR".into()),
+            })?;
+            dir.ensure()
+                .map_err(|e| CliError::State(format!("cannot create state directory {}: {e}", dir.root().display())))?;
             self.state_dir = Some(dir);
         }
-        Ok(self.state_dir.as_deref().expect("just set"))
+        Ok(self.state_dir.as_ref().expect("just set"))
     }
 
     pub fn runtime(&mut self) -> Result<&Runtime, CliError> {
         if self.runtime.is_none() {
-            let dir = self.state_dir()?.to_path_buf();
+            let dir = self.state_dir()?.clone();
             // Calls that keep pack state pass their own store (`Runtime::call_in`):
             // the operator's is its transaction, `host call`'s is `call_kv`.
             let kv = MemoryKv::default();
@@ -147,25 +148,25 @@ impl Context {
     /// judging a pack never touches the operator's kv state; the same
     /// default deadline and memory budget as the operator's, so admission
     /// judges by production's limits.
-    pub fn bench_runtime(&mut self) -> Result<&Runtime, CliError> {
-        if self.bench_runtime.is_none() {
-            let dir = self.state_dir()?.to_path_buf();
+    pub fn conformance_runtime(&mut self) -> Result<&Runtime, CliError> {
+        if self.conformance_runtime.is_none() {
+            let dir = self.state_dir()?.clone();
             // Metered: the bench judges a pack's speed in fuel, the same on
             // a busy machine and an idle one.
             let config = HostConfig {
                 meter_fuel: true,
                 ..self.host_config(&dir)
             };
-            self.bench_runtime = Some(Runtime::new(config, Arc::new(MemoryKv::default()))?);
+            self.conformance_runtime = Some(Runtime::new(config, Arc::new(MemoryKv::default()))?);
         }
-        Ok(self.bench_runtime.as_ref().expect("just set"))
+        Ok(self.conformance_runtime.as_ref().expect("just set"))
     }
 
     /// The operator's runtime and the bench's, both built.
     pub fn runtimes(&mut self) -> Result<(&Runtime, &Runtime), CliError> {
         self.runtime()?;
-        self.bench_runtime()?;
-        match (&self.runtime, &self.bench_runtime) {
+        self.conformance_runtime()?;
+        match (&self.runtime, &self.conformance_runtime) {
             (Some(runtime), Some(bench)) => Ok((runtime, bench)),
             _ => Err(CliError::State("the runtimes could not be built".into())),
         }
@@ -186,7 +187,7 @@ impl Context {
 
     /// The operator over the state database, with the runtime.
     pub fn operator(&mut self, actor: String) -> Result<Operator<'_>, CliError> {
-        let dir = self.state_dir()?.to_path_buf();
+        let dir = self.state_dir()?.clone();
         let signer = match &self.deploy_key {
             Some(path) => Some(crate::keys_cmd::read_private_key(path)?),
             None => None,
@@ -198,22 +199,22 @@ impl Context {
         }
         // Long verbs show what the pack is doing as it does it.
         operator.stream_logs(Arc::new(|level: &str, line: &str| {
-            eprintln!("host: pack {level}: {}", envpack_host::text::printable(line))
+            eprintln!("host: pack {level}: {}", envpack_model::text::printable(line))
         }));
         Ok(operator)
     }
 
     /// The operator for commands that run no pack: no engine is built.
     pub fn operator_without_runtime(&mut self, actor: String) -> Result<Operator<'static>, CliError> {
-        let dir = self.state_dir()?.to_path_buf();
+        let dir = self.state_dir()?.clone();
         Ok(Operator::without_runtime(&dir, actor)?)
     }
 
     pub fn trust(&mut self) -> Result<TrustStore, CliError> {
-        Ok(TrustStore::open(self.state_dir()?)?)
+        Ok(TrustStore::open(&self.state_dir()?.trust_store())?)
     }
 
     pub fn registry(&mut self) -> Result<Registry, CliError> {
-        Ok(Registry::open(self.state_dir()?)?)
+        Ok(Registry::open(&self.state_dir()?.packs())?)
     }
 }

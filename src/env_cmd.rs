@@ -3,11 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use envpack_host::Capability;
-use envpack_host::capabilities::grants::Grants;
-use envpack_host::sandbox::deadlines::DeadlinePolicy;
-use envpack_operator::ops::BindRequest;
-use envpack_operator::read::EnvironmentView;
+use envpack_model::{Capability, DeadlinePolicy, Grants};
+use envpack_operator::{BindRequest, EnvironmentView};
 use serde_json::json;
 
 use crate::context::Context;
@@ -74,7 +71,7 @@ pub struct BindArgs {
 }
 
 /// The deploy keys given on the command line; `None` if none was given.
-fn parse_deploy_keys(args: &BindArgs) -> Result<Option<Vec<envpack_operator::authz::DeployKey>>, CliError> {
+fn parse_deploy_keys(args: &BindArgs) -> Result<Option<Vec<envpack_operator::DeployKey>>, CliError> {
     if args.deploy_keys.is_empty() {
         return Ok(None);
     }
@@ -83,7 +80,7 @@ fn parse_deploy_keys(args: &BindArgs) -> Result<Option<Vec<envpack_operator::aut
         .map(|(name, path)| {
             let pem = std::fs::read_to_string(&path)
                 .map_err(|e| CliError::input(format!("--trust-deploy-key {name}={path}: {e}")))?;
-            Ok(envpack_operator::authz::DeployKey::from_pem(&name, &pem)?)
+            Ok(envpack_operator::DeployKey::from_pem(&name, &pem)?)
         })
         .collect::<Result<Vec<_>, CliError>>()
         .map(Some)

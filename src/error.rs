@@ -1,12 +1,9 @@
 //! Errors of the command layer and the exit code each maps to. Every message
 //! names the problem; where there is an obvious next step, a hint says it.
 
-use envpack_host::trust::TrustError;
-use envpack_host::trust::keys::KeyError;
-use envpack_host::trust::manifest::ManifestError;
-use envpack_host::trust::registry::RegistryError;
-use envpack_host::trust::signature::VerifyError;
-use envpack_host::{LoadError, SetupError, VerbError};
+use envpack_host::{LoadError, SetupError};
+use envpack_model::VerbError;
+use envpack_trust::{KeyError, ManifestError, RegistryError, TrustError, VerifyError};
 
 /// Exit codes, as documented in the README.
 pub mod exit {
@@ -56,7 +53,7 @@ pub enum CliError {
     #[error("{0}")]
     Tampered(String),
     #[error(transparent)]
-    Admit(#[from] envpack_conformance::AdmissionError),
+    Admit(#[from] envpack_operator::AdmissionError),
     #[error("{descriptor} was not installed: conformance failed ({})", failed.join(", "))]
     Admission { descriptor: String, failed: Vec<String> },
 }
@@ -91,7 +88,7 @@ impl CliError {
     pub fn hint(&self) -> Option<String> {
         match self {
             CliError::Input { hint, .. } => hint.clone(),
-            CliError::Admit(envpack_conformance::AdmissionError::Unsealed(_)) => {
+            CliError::Admit(envpack_operator::AdmissionError::Unsealed(_)) => {
                 Some("seal it with `host pack seal`, then sign it".into())
             }
             CliError::Load(LoadError::Read { .. }) => {
@@ -115,13 +112,14 @@ impl CliError {
     }
 }
 
-fn admission_exit(error: &envpack_conformance::AdmissionError) -> i32 {
-    use envpack_conformance::AdmissionError as A;
+fn admission_exit(error: &envpack_operator::AdmissionError) -> i32 {
+    use envpack_operator::AdmissionError as A;
     match error {
         A::Load(e) => load_exit(e),
         A::Unsealed(_) => exit::BAD_INPUT,
         A::Failed { .. } => exit::VERB_FAILED,
         A::Registry(e) => registry_exit(e),
+        A::Trust(e) => trust_exit(e),
     }
 }
 
@@ -159,7 +157,7 @@ pub fn verb_exit(error: &VerbError) -> i32 {
 }
 
 fn store_hint(error: &envpack_operator::StoreError) -> Option<String> {
-    use envpack_host::Lifecycle;
+    use envpack_model::Lifecycle;
     use envpack_operator::StoreError as E;
     match error {
         E::PackLeft {
@@ -183,6 +181,7 @@ fn store_hint(error: &envpack_operator::StoreError) -> Option<String> {
             Some("`host trust list` shows the trusted keys; install a pack signed by one of them".into())
         }
         E::Corrupt(_) => Some("the state database was changed outside the host; restore it from a backup".into()),
+        E::PackInUse { .. } => Some("rebind them with `host env bind ENV --deployer REQ`, or pass --force".into()),
         _ => None,
     }
 }
@@ -211,10 +210,7 @@ fn store_exit(error: &envpack_operator::StoreError) -> i32 {
         | E::DuplicateRevision(_)
         | E::Transition(_)
         | E::HasWeight { .. }
-        | E::NotReady { .. }
-        | E::ArchivedInSplit(_)
-        | E::ForeignRevision { .. }
-        | E::Weights(_)
+        | E::Split(_)
         | E::KeyReused { .. }
         | E::NoPrevious(_)
         | E::NoSplit(_)
@@ -222,7 +218,8 @@ fn store_exit(error: &envpack_operator::StoreError) -> i32 {
         | E::Unbound(_)
         | E::Ungranted { .. }
         | E::Invalid(_)
-        | E::RolloutActive { .. } => exit::BAD_INPUT,
+        | E::RolloutActive { .. }
+        | E::PackInUse { .. } => exit::BAD_INPUT,
         E::RolloutStopped { .. } => exit::VERB_FAILED,
         E::Unauthorized { .. } => exit::UNTRUSTED,
     }

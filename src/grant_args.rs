@@ -3,7 +3,7 @@
 //! grants) and `conformance` / `pack install` (what the bench's fixture
 //! environments grant, e.g. to point a cloud pack's bench at an emulator).
 
-use envpack_host::capabilities::grants::{Grants, resolve_command};
+use envpack_model::{Grants, resolve_command};
 
 use crate::error::CliError;
 

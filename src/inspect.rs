@@ -2,8 +2,6 @@
 
 use std::path::PathBuf;
 
-use envpack_host::sandbox::shape;
-use envpack_host::trust::signature::Keyring;
 use envpack_host::{Pack, Signature, SignaturePolicy};
 use serde_json::json;
 
@@ -21,23 +19,20 @@ pub struct Args {
 
 pub async fn run(ctx: &mut Context, args: Args) -> Result<i32, CliError> {
     let trust = ctx.trust()?;
-    let keyring = Keyring {
-        trust: &trust,
-        extra: Vec::new(),
-    };
+    let keyring = trust.keyring();
     let loaded = ctx
         .runtime()?
         .load_file(&args.pack, SignaturePolicy::Report(&keyring))
         .await?;
     let pack = loaded.pack;
     // The load walked the same bytes within the limits; read them again for the figures.
-    let bytes = envpack_host::contract::pack::read_pack_file(&args.pack).map_err(|e| {
+    let bytes = envpack_host::read_pack_file(&args.pack).map_err(|e| {
         CliError::Load(envpack_host::LoadError::Read {
             path: args.pack.display().to_string(),
             source: e,
         })
     })?;
-    let shape = shape::check(&bytes, ctx.pack_limits())
+    let shape = envpack_host::check_shape(&bytes, ctx.pack_limits())
         .map_err(|e| CliError::State(format!("the pack changed while it was inspected: {e}")))?;
     let trusted = match &loaded.signature {
         Signature::Trusted(v) => format!("trusted: signed by {} ({})", v.name, v.key_id),
@@ -88,7 +83,7 @@ fn print_text(pack: &Pack) {
     println!("pack         {}", pack.source());
     println!("descriptor   {}", info.descriptor);
     println!("contract     envpack:deployer@{}", info.contract_version);
-    println!("description  {}", envpack_host::text::printable(&info.description));
+    println!("description  {}", envpack_model::text::printable(&info.description));
     println!(
         "capabilities {}",
         if caps.is_empty() {

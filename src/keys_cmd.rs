@@ -2,11 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use envpack_host::trust::TrustStore;
-use envpack_host::trust::keys::{PrivateKey, PublicKey};
-use envpack_host::trust::manifest::Manifest;
-use envpack_host::trust::signature::{self, Keyring};
-use envpack_host::{SignaturePolicy, fsutil};
+use envpack_host::SignaturePolicy;
+use envpack_model::files;
+use envpack_trust::{Keyring, Manifest, PrivateKey, PublicKey, TrustStore};
 use serde_json::json;
 
 use crate::context::Context;
@@ -60,16 +58,16 @@ fn read_text(path: &Path) -> Result<String, CliError> {
 /// seal` and `pack digest`: bounded like every other path that reads a
 /// pack, so no command reads a file of any size whole.
 pub fn read_bytes(path: &Path) -> Result<Vec<u8>, CliError> {
-    envpack_host::contract::pack::read_pack_file(path).map_err(|e| CliError::Input {
+    envpack_host::read_pack_file(path).map_err(|e| CliError::Input {
         message: format!("cannot read {}: {e}", path.display()),
         hint: Some(format!(
             "packs are at most {} MiB (MAX_PACK_BYTES); a bigger file is not a pack this host runs",
-            envpack_host::contract::pack::MAX_PACK_BYTES >> 20
+            envpack_host::MAX_PACK_BYTES >> 20
         )),
     })
 }
 
-fn key_error(path: &Path) -> impl Fn(envpack_host::trust::keys::KeyError) -> CliError + '_ {
+fn key_error(path: &Path) -> impl Fn(envpack_trust::KeyError) -> CliError + '_ {
     move |source| CliError::Key {
         path: path.display().to_string(),
         source,
@@ -81,8 +79,7 @@ pub fn read_public(path: &Path) -> Result<PublicKey, CliError> {
 }
 
 fn write(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CliError> {
-    fsutil::write_atomic(path, bytes, mode)
-        .map_err(|e| CliError::State(format!("cannot write {}: {e}", path.display())))
+    files::write_atomic(path, bytes, mode).map_err(|e| CliError::State(format!("cannot write {}: {e}", path.display())))
 }
 
 pub fn keygen(args: KeygenArgs) -> Result<i32, CliError> {
@@ -135,12 +132,12 @@ pub fn sign(args: SignArgs) -> Result<i32, CliError> {
     }
     let key_id = key.public().key_id();
     if let Some(sig_path) = &args.detached {
-        let sig = signature::sign_detached(&pack, &key).map_err(signature::VerifyError::from)?;
+        let sig = envpack_trust::sign_detached(&pack, &key).map_err(envpack_trust::VerifyError::from)?;
         write(sig_path, &sig, 0o644)?;
         println!("wrote detached signature {} by key {key_id}", sig_path.display());
         return Ok(exit::OK);
     }
-    let signed = signature::sign(&pack, &key).map_err(signature::VerifyError::from)?;
+    let signed = envpack_trust::sign(&pack, &key).map_err(envpack_trust::VerifyError::from)?;
     let out = args.out.unwrap_or(args.pack);
     write(&out, &signed, 0o644)?;
     println!("signed {} with key {key_id}", out.display());
@@ -166,7 +163,7 @@ pub async fn verify(ctx: &mut Context, args: VerifyArgs) -> Result<i32, CliError
     let pack = read_bytes(&args.pack)?;
     let keyring = Keyring { trust: &trust, extra };
     // Checked first on its own so that a refusal keeps its precise error.
-    let verified = signature::verify(&pack, &keyring, detached.as_ref())?;
+    let verified = envpack_trust::verify(&pack, &keyring, detached.as_ref())?;
     // A valid signature over a manifest that lies about the code is still refused.
     let policy = SignaturePolicy::Verified(verified.clone());
     let loaded = ctx

@@ -2,13 +2,13 @@
 //! arguments, builds the runtime, runs one command and maps every failure to
 //! a one-line message and a documented exit code.
 
-mod bench_args;
 mod bench_cmd;
 mod call;
 mod conformance_cmd;
 mod context;
 mod env_cmd;
 mod error;
+mod fixture_args;
 mod grant_args;
 mod inspect;
 mod keys_cmd;
@@ -17,7 +17,6 @@ mod revision_cmd;
 mod rollout_cmd;
 mod secret_cmd;
 mod show;
-mod state_dir;
 mod trust_cmd;
 mod watch;
 
@@ -47,12 +46,12 @@ struct Cli {
 
     /// CPU seconds a pack's compile may take (in a worker process).
     #[arg(long, global = true, env = "ENVPACK_COMPILE_SECONDS", value_name = "SECONDS",
-          default_value_t = envpack_host::sandbox::compile::WorkerLimits::DEFAULT_CPU_SECONDS)]
+          default_value_t = envpack_host::WorkerLimits::DEFAULT_CPU_SECONDS)]
     compile_seconds: u64,
 
     /// Memory a pack's compile may take (the worker's address space).
     #[arg(long, global = true, env = "ENVPACK_COMPILE_MEMORY_MIB", value_name = "MIB",
-          default_value_t = envpack_host::sandbox::compile::WorkerLimits::DEFAULT_MEMORY_MIB)]
+          default_value_t = envpack_host::WorkerLimits::DEFAULT_MEMORY_MIB)]
     compile_memory_mib: u64,
 
     /// Raise (or lower) one limit on a pack's shape, checked before compiling:
@@ -222,7 +221,7 @@ fn one_line(text: &str) -> String {
 
 fn report(error: &CliError) {
     // Errors carry pack text: written out, never acted on by the terminal.
-    let printable = |text: &str| envpack_host::text::printable(&one_line(text)).into_owned();
+    let printable = |text: &str| envpack_model::text::printable(&one_line(text)).into_owned();
     eprintln!("host: error: {}", printable(&error.to_string()));
     if let Some(hint) = error.hint() {
         eprintln!("host: hint: {}", printable(&hint));
@@ -239,9 +238,9 @@ fn main() {
     // The host run again to compile one pack under limits (see `Context::bound_compiles`).
     if std::env::args_os()
         .nth(1)
-        .is_some_and(|arg| arg == envpack_host::sandbox::compile::WORKER_ARG)
+        .is_some_and(|arg| arg == envpack_host::WORKER_ARG)
     {
-        std::process::exit(envpack_host::sandbox::compile::worker_main());
+        std::process::exit(envpack_host::worker_main());
     }
     let timings = std::env::var_os(envpack_host::timing::TIMINGS_ENV);
     if timings.is_some() {

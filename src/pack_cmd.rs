@@ -3,18 +3,17 @@
 
 use std::path::PathBuf;
 
-use envpack_host::fsutil;
-use envpack_host::trust::descriptor::Requirement;
-use envpack_host::trust::manifest::Manifest;
-use envpack_host::trust::signature::{self, Keyring};
+use envpack_model::files;
+use envpack_trust::{Manifest, Requirement};
 use serde_json::json;
 
-use envpack_conformance::{AdmissionError, admit, render};
+use envpack_conformance::render;
 use envpack_host::SignaturePolicy;
+use envpack_operator::AdmissionError;
 
-use crate::bench_args::BenchArgs;
 use crate::context::Context;
 use crate::error::{CliError, exit};
+use crate::fixture_args::FixtureArgs;
 use crate::keys_cmd::read_bytes;
 
 #[derive(clap::Subcommand)]
@@ -45,7 +44,7 @@ pub enum Command {
         force: bool,
         /// Scopes, settings and an artifact for the admission bench's fixture environments.
         #[command(flatten)]
-        fixture: BenchArgs,
+        fixture: FixtureArgs,
     },
     /// List installed packs.
     List {
@@ -78,25 +77,7 @@ pub async fn run(ctx: &mut Context, command: Command) -> Result<i32, CliError> {
         Command::Install { pack, force, fixture } => install(ctx, pack, force, &fixture).await,
         Command::List { json } => list(ctx, json),
         Command::Remove { selector, force } => {
-            let mut registry = ctx.registry()?;
-            let pack = registry.lookup(&selector)?.clone();
-            let bound: Vec<String> = envpack_operator::read::Reader::open(ctx.state_dir()?)?
-                .environments()?
-                .into_iter()
-                .filter(|e| e.binding.pack_digest == pack.digest || e.binding.descriptor == pack.descriptor)
-                .map(|e| e.id)
-                .collect();
-            if !bound.is_empty() && !force {
-                return Err(CliError::Input {
-                    message: format!(
-                        "{} is bound by environment(s) {}; removing it would stop their commands",
-                        pack.descriptor,
-                        bound.join(", ")
-                    ),
-                    hint: Some("rebind them with `host env bind ENV --deployer REQ`, or pass --force".into()),
-                });
-            }
-            let removed = registry.remove(&selector)?;
+            let removed = envpack_operator::remove_pack(ctx.state_dir()?, &selector, force)?;
             println!("removed {} ({})", removed.descriptor, removed.digest);
             Ok(exit::OK)
         }
@@ -118,21 +99,21 @@ async fn seal(ctx: &mut Context, component: PathBuf, manifest_path: PathBuf, out
     runtime
         .load(out.display().to_string(), sealed.clone(), SignaturePolicy::Skip)
         .await?;
-    fsutil::write_atomic(&out, &sealed, 0o644)
+    files::write_atomic(&out, &sealed, 0o644)
         .map_err(|e| CliError::State(format!("cannot write {}: {e}", out.display())))?;
     println!(
         "sealed {} as {} ({})",
         out.display(),
         manifest.descriptor,
-        envpack_host::contract::pack::sha256_hex(&sealed)
+        envpack_model::sha256_hex(&sealed)
     );
     Ok(exit::OK)
 }
 
 fn digest(pack: PathBuf, out: Option<PathBuf>) -> Result<i32, CliError> {
-    let digest = signature::signable_digest(&read_bytes(&pack)?).map_err(signature::VerifyError::from)?;
+    let digest = envpack_trust::signable_digest(&read_bytes(&pack)?).map_err(envpack_trust::VerifyError::from)?;
     match out {
-        Some(path) => fsutil::write_atomic(&path, &digest, 0o644)
+        Some(path) => files::write_atomic(&path, &digest, 0o644)
             .map_err(|e| CliError::State(format!("cannot write {}: {e}", path.display())))?,
         None => println!("{}", hex_string(&digest)),
     }
@@ -143,14 +124,11 @@ fn hex_string(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-async fn install(ctx: &mut Context, path: PathBuf, force: bool, fixture: &BenchArgs) -> Result<i32, CliError> {
-    let state_dir = ctx.state_dir()?.to_path_buf();
+async fn install(ctx: &mut Context, path: PathBuf, force: bool, fixture: &FixtureArgs) -> Result<i32, CliError> {
+    let state_dir = ctx.state_dir()?.clone();
     let config = fixture.config(&state_dir)?;
-    let trust = ctx.trust()?;
-    let mut registry = ctx.registry()?;
-    ctx.bench_runtime()?;
-    let (runtime, bench) = ctx.runtimes()?;
-    let admission = match admit(runtime, bench, &path, &trust, &mut registry, force, &config).await {
+    let (runtime, judge) = ctx.runtimes()?;
+    let admission = match envpack_operator::install(runtime, judge, &state_dir, &path, force, &config).await {
         Ok(admission) => admission,
         Err(AdmissionError::Failed { descriptor, report }) => {
             eprint!("{}", render::human(&report));
@@ -227,13 +205,10 @@ fn list(ctx: &mut Context, as_json: bool) -> Result<i32, CliError> {
 fn resolve(ctx: &mut Context, requirement: &str, as_json: bool) -> Result<i32, CliError> {
     let req: Requirement = requirement
         .parse()
-        .map_err(|e: envpack_host::trust::descriptor::DescriptorError| CliError::input(e.to_string()))?;
+        .map_err(|e: envpack_trust::DescriptorError| CliError::input(e.to_string()))?;
     let trust = ctx.trust()?;
     let registry = ctx.registry()?;
-    let keyring = Keyring {
-        trust: &trust,
-        extra: Vec::new(),
-    };
+    let keyring = trust.keyring();
     let (pack, verified, _) = registry.resolve(&req, &keyring)?;
     if as_json {
         println!(

@@ -1,9 +1,8 @@
 //! `host revision ...` and `host traffic ...`: lifecycle verbs and traffic
 //! splits, each run through the environment's pack before it is recorded.
 
-use envpack_host::SplitEntry;
-use envpack_operator::ops::{Applied, NewRevision};
-use envpack_operator::read::RevisionView;
+use envpack_model::SplitEntry;
+use envpack_operator::{Applied, NewRevision, RevisionView};
 
 use crate::context::Context;
 use crate::env_cmd::parse_pairs;
@@ -114,7 +113,7 @@ fn parse_entries(raw: &[String]) -> Result<Vec<SplitEntry>, CliError> {
         .collect()
 }
 
-fn print_revision(env: &str, r: &envpack_host::Revision, as_json: bool) {
+fn print_revision(env: &str, r: &envpack_model::Revision, as_json: bool) {
     let view = RevisionView::new(env, r.clone());
     if as_json {
         println!("{}", serde_json::to_string_pretty(&view).unwrap_or_default());

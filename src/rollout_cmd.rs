@@ -7,8 +7,8 @@
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
-use envpack_host::text::printable;
-use envpack_operator::read::RolloutView;
+use envpack_model::text::printable;
+use envpack_operator::RolloutView;
 use envpack_operator::rollout::{Gate, Intent, Progress, Rollout, Spec, State, Step, Strategy, Tally};
 
 use crate::context::Context;

@@ -5,7 +5,7 @@
 
 use std::io::Read;
 
-use envpack_host::capabilities::secrets::FileSecrets;
+use envpack_host::FileSecrets;
 use serde_json::json;
 
 use crate::context::Context;
@@ -29,8 +29,8 @@ pub enum Command {
     Remove { name: String },
 }
 
-fn secrets_error(e: envpack_host::capabilities::secrets::SecretsError) -> CliError {
-    use envpack_host::capabilities::secrets::SecretsError as E;
+fn secrets_error(e: envpack_host::SecretsError) -> CliError {
+    use envpack_host::SecretsError as E;
     match e {
         E::File { .. } => CliError::State(e.to_string()),
         E::Name(_) | E::Unknown(_) => CliError::input(e.to_string()),

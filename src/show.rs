@@ -6,9 +6,8 @@
 
 use std::time::Duration;
 
-use envpack_host::text::printable;
-use envpack_operator::read::{AuditHead, DeploymentView, Reader, RevisionView};
-use envpack_operator::store::Generation;
+use envpack_model::text::printable;
+use envpack_operator::{AuditHead, DeploymentView, Generation, Reader, RevisionView};
 
 use crate::context::Context;
 use crate::error::{CliError, exit};

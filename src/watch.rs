@@ -8,8 +8,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use envpack_host::text::printable;
-use envpack_operator::read::{Reader, RolloutView};
+use envpack_model::text::printable;
+use envpack_operator::{Reader, RolloutView};
 use serde_json::json;
 
 use crate::context::Context;

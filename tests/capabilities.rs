@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{A1, Sandbox, fixture};
-use envpack_host::sandbox::services::Workspace;
+use envpack_host::Workspace;
 use serde_json::{Value, json};
 
 const CAPS: &str = envpack_test_packs::TEST_CAPABILITIES;
@@ -47,7 +47,9 @@ fn message(value: &Value) -> String {
 }
 
 fn workspace(sb: &Sandbox) -> Workspace {
-    Workspace::for_env(&sb.state_dir(), "call", "dev").unwrap()
+    envpack_host::StateDir::at(&sb.state_dir())
+        .workspace("call", "dev")
+        .unwrap()
 }
 
 /// Pids of the process table, for checks and for cleanup.
@@ -156,7 +158,7 @@ fn process_refusals_are_clear_and_recorded() {
     assert_eq!(code, Some(1));
     assert!(message(&value).contains("Limit"), "{value:#}");
     let live = table_pids(&sb).into_iter().filter(|p| alive(*p)).count();
-    assert_eq!(live, envpack_host::capabilities::process::MAX_LIVE);
+    assert_eq!(live, envpack_host::MAX_LIVE);
     // Without any `process` grant the capability is refused outright.
     let doc = env_doc(json!({ "cmd": "sleep", "args": "1" }), json!({}));
     let (code, value) = call(&sb, "ungranted", &doc, "warm-revision");
@@ -303,7 +305,7 @@ fn outbound_http_goes_to_granted_origins_only() {
 #[test]
 fn a_response_streamed_past_the_cap_is_cut_off() {
     let sb = Sandbox::new();
-    let cap = envpack_host::capabilities::http::MAX_RESPONSE_BYTES as usize;
+    let cap = envpack_host::MAX_RESPONSE_BYTES as usize;
     // Under the cap, without a length: read to the end.
     let small = format!("http://{}", streaming_server(1 << 20));
     let doc = env_doc(json!({ "wasi-http": small }), json!({ "http": [small] }));

@@ -215,7 +215,7 @@ fn rules_are_enforced_and_refusals_change_nothing() {
 #[test]
 fn a_newer_schema_is_refused() {
     let sb = operator();
-    let conn = envpack_operator::db::open(&sb.state_dir().join("state.db")).unwrap();
+    let conn = rusqlite::Connection::open(sb.state_dir().join("state.db")).unwrap();
     conn.pragma_update(None, "user_version", 99).unwrap();
     drop(conn);
     sb.host()
@@ -382,10 +382,10 @@ fn assert_invariants(sb: &Sandbox, round: usize) {
             event["from"].as_str().unwrap().to_string(),
             event["to"].as_str().unwrap().to_string(),
         );
-        let from = envpack_operator::lifecycle::parse(&pair.0).unwrap();
-        let to = envpack_operator::lifecycle::parse(&pair.1).unwrap();
+        let from = envpack_model::lifecycle::parse(&pair.0).unwrap();
+        let to = envpack_model::lifecycle::parse(&pair.1).unwrap();
         assert!(
-            envpack_operator::lifecycle::allowed(from, to),
+            envpack_model::lifecycle::allowed(from, to),
             "round {round}: invalid event {pair:?}"
         );
     }

@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{LEDGER, Sandbox};
-use envpack_host::trust::sections::{self, MANIFEST, SIGNATURE};
+use envpack_trust::{
+    sections,
+    sections::{MANIFEST, SIGNATURE},
+};
 use predicates::str::contains;
 
 /// A sandbox with one key (`k1`), trusted as "author", and the ledger sealed
@@ -202,7 +205,7 @@ fn a_manifest_that_disagrees_with_describe_is_refused() {
         .stderr(contains("the manifest and describe disagree on capabilities"));
 
     // Forge it without `seal` (which refuses), sign it, and verify.
-    let manifest = envpack_host::trust::manifest::Manifest::from_toml(&lying).unwrap();
+    let manifest = envpack_trust::Manifest::from_toml(&lying).unwrap();
     let forged = manifest.seal(&std::fs::read(LEDGER).unwrap()).unwrap();
     let forged_path = s.write("forged.wasm", &forged);
     s.ok(&["sign", &forged_path, "--key", &s.path("k1")]);
@@ -395,7 +398,7 @@ fn host_keys_and_signatures_work_with_openssl() {
         .unwrap()
         .stdout;
     let raw = &der[der.len() - 32..];
-    let expected = envpack_host::contract::pack::sha256_hex(raw);
+    let expected = envpack_model::sha256_hex(raw);
     let list = s.ok(&["trust", "list", "--json"]);
     assert!(list.contains(&expected), "key id {expected} not in {list}");
 }

@@ -91,9 +91,9 @@ fn assert_agree(sb: &Sandbox, env: &str, context: &str) {
     let mut last: BTreeMap<String, String> = BTreeMap::new();
     for event in events.as_array().unwrap() {
         let (from, to) = (event["from"].as_str().unwrap(), event["to"].as_str().unwrap());
-        let allowed = envpack_operator::lifecycle::allowed(
-            envpack_operator::lifecycle::parse(from).unwrap(),
-            envpack_operator::lifecycle::parse(to).unwrap(),
+        let allowed = envpack_model::lifecycle::allowed(
+            envpack_model::lifecycle::parse(from).unwrap(),
+            envpack_model::lifecycle::parse(to).unwrap(),
         );
         assert!(allowed, "{context}: event {from} -> {to} is not in the table");
         let id = event["revision"].as_str().unwrap().to_string();

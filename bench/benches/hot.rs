@@ -7,9 +7,8 @@ use std::sync::{Arc, LazyLock};
 
 use divan::Bencher;
 use envpack_bench::scenario;
-use envpack_host::model::preconditions;
-use envpack_host::model::split::validate_weights;
-use envpack_host::{Environment, HostConfig, MemoryKv, Pack, Request, Runtime, SignaturePolicy, SplitEntry};
+use envpack_host::{HostConfig, MemoryKv, Pack, Runtime, SignaturePolicy};
+use envpack_model::{Environment, Request, SplitEntry, preconditions, validate_weights};
 
 fn main() {
     divan::main();

@@ -6,8 +6,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use envpack_host::sandbox::phases::{Phase, VerbPhases};
-use envpack_host::{Environment, Pack, Request, Runtime};
+use envpack_host::{Pack, Phase, Runtime, VerbPhases};
+use envpack_model::{Environment, Request};
 use serde::Serialize;
 
 use crate::stats::latency;

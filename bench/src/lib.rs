@@ -4,29 +4,28 @@
 //! environments on all cores, a full `extended` conformance run, and memory.
 //! Measured and compared in one run; reported with median and p99.
 
-pub mod breakdown;
-pub mod cli;
-pub mod native;
+mod breakdown;
+mod cli;
+mod native;
 pub mod render;
 pub mod scenario;
-pub mod stats;
+mod stats;
 mod targets;
+
+pub use cli::Programs;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use envpack_conformance::{BenchConfig, Profile, SignatureStatus};
-use envpack_host::sandbox::phases::VerbPhases;
-use envpack_host::trust::TrustStore;
-use envpack_host::trust::keys::PrivateKey;
-use envpack_host::trust::manifest::Manifest;
-use envpack_host::trust::signature::{self, Keyring};
-use envpack_host::{AllocatorChoice, Environment, HostConfig, MemoryKv, Pack, Request, Runtime, SignaturePolicy};
+use envpack_conformance::{Profile, RunConfig, SignatureStatus};
+use envpack_host::{AllocatorChoice, HostConfig, MemoryKv, Pack, Runtime, SignaturePolicy, VerbPhases};
+use envpack_model::{Environment, Request};
+use envpack_trust::{Keyring, Manifest, PrivateKey, TrustStore};
 use serde::Serialize;
 
 use crate::breakdown::VerbBreakdown;
-use crate::cli::{CommandFigure, Programs};
+use crate::cli::CommandFigure;
 use crate::native::NativeLedger;
 use crate::stats::{Figure, latency, value};
 
@@ -156,7 +155,7 @@ fn signed_pack(path: &Path) -> Result<(Vec<u8>, PrivateKey), BenchError> {
     let manifest = Manifest::from_toml(LEDGER_MANIFEST).map_err(|e| fail("manifest")(e.to_string()))?;
     let sealed = manifest.seal(&bytes).map_err(|e| fail("seal")(e.to_string()))?;
     let key = PrivateKey::generate().map_err(|e| fail("keygen")(e.to_string()))?;
-    let signed = signature::sign(&sealed, &key).map_err(|e| fail("sign")(e.to_string()))?;
+    let signed = envpack_trust::sign(&sealed, &key).map_err(|e| fail("sign")(e.to_string()))?;
     Ok((signed, key))
 }
 
@@ -409,10 +408,10 @@ async fn conformance(host: &Runtime, file: &Path, runs: usize) -> Result<Figure,
     };
     let host = &Runtime::new(metered, Arc::new(MemoryKv::default())).map_err(|e| BenchError(e.to_string()))?;
     let pack = &host.load_pack_file(file).await.map_err(|e| BenchError(e.to_string()))?;
-    let config = BenchConfig {
+    let config = RunConfig {
         profile: Profile::Extended,
         seed: Some(1),
-        ..BenchConfig::default()
+        ..RunConfig::default()
     };
     let mut samples = Vec::new();
     for _ in 0..runs {

@@ -5,10 +5,11 @@
 
 use std::collections::BTreeMap;
 
-use envpack_host::model::preconditions;
-use envpack_host::model::runtime_config::{self, Bundle, RuntimeConfig, RuntimeEntry};
-use envpack_host::model::split::validate_weights;
-use envpack_host::{Environment, Request, SplitEntry};
+use envpack_model::{
+    Environment, Request, SplitEntry, preconditions, runtime_config,
+    runtime_config::{Bundle, RuntimeConfig, RuntimeEntry},
+    validate_weights,
+};
 
 /// The ledger, natively: `rev/<id>` and `split/<deployment>` keys, as the pack keeps them.
 #[derive(Default)]

@@ -4,8 +4,10 @@
 
 use std::sync::Arc;
 
-use envpack_host::model::{Artifact, DeploymentDoc, EnvironmentDoc, Lifecycle, Revision, SplitEntry, TrafficSplit};
-use envpack_host::{Capability, Environment, Request};
+use envpack_model::{
+    Artifact, Capability, DeploymentDoc, Environment, EnvironmentDoc, Lifecycle, Request, Revision, SplitEntry,
+    TrafficSplit,
+};
 
 const A1: &str = "01JBWBENCH0000000000000A1";
 const A2: &str = "01JBWBENCH0000000000000A2";

@@ -264,11 +264,6 @@ pub const CATALOG: &[CheckDef] = &[
     ),
 ];
 
-/// The catalog entry for `id`.
-pub fn find(id: &str) -> Option<&'static CheckDef> {
-    CATALOG.iter().find(|c| c.id == id)
-}
-
 #[cfg(test)]
 mod tests {
     use super::CATALOG;

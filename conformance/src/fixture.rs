@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use envpack_host::model::{Artifact, DeploymentDoc, EnvironmentDoc, Lifecycle, Revision, SplitEntry, TrafficSplit};
-use envpack_host::{Capability, Environment};
+use envpack_model::{
+    Artifact, Capability, DeploymentDoc, Environment, EnvironmentDoc, Lifecycle, Revision, SplitEntry, TrafficSplit,
+};
 
 /// What a pack that deploys something real needs in every fixture
 /// environment (`host conformance --setting ... --artifact ...`): pack

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use proptest::prelude::*;
 use proptest::sample::select;
 
-use envpack_host::model::MAX_ID_BYTES;
+use envpack_model::MAX_ID_BYTES;
 
 /// One revision of a generated deployment.
 #[derive(Clone, Debug)]
@@ -233,10 +233,10 @@ mod tests {
             let mut revisions = BTreeSet::new();
             let mut deployments = BTreeSet::new();
             for d in &scenario.deployments {
-                envpack_host::model::validate_id("deployment", &d.id).unwrap();
+                envpack_model::validate_id("deployment", &d.id).unwrap();
                 assert!(deployments.insert(d.id.clone()), "duplicate deployment {:?}", d.id);
                 for id in d.revisions.iter().map(|r| &r.id).chain(&d.history) {
-                    envpack_host::model::validate_id("revision", id).unwrap();
+                    envpack_model::validate_id("revision", id).unwrap();
                     assert!(revisions.insert(id.clone()), "duplicate revision {id:?}");
                 }
             }

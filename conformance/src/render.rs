@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use envpack_host::text::printable;
+use envpack_model::text::printable;
 use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus, TestSuite};
 
 use crate::report::{Report, Status};

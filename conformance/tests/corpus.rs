@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use envpack_conformance::{BenchConfig, Profile, Report, SignatureStatus, Status, run};
+use envpack_conformance::{Profile, Report, RunConfig, SignatureStatus, Status, run};
 use envpack_host::{HostConfig, MemoryKv, Runtime};
 use envpack_test_packs::{ALL, FAULTY, LEDGER, LEDGER_1_0_0};
 
@@ -20,12 +20,12 @@ fn runtime() -> Runtime {
     Runtime::new(config, Arc::new(MemoryKv::default())).unwrap()
 }
 
-fn extended(seed: u64) -> BenchConfig {
-    BenchConfig {
+fn extended(seed: u64) -> RunConfig {
+    RunConfig {
         profile: Profile::Extended,
         history: 2_000,
         seed: Some(seed),
-        ..BenchConfig::default()
+        ..RunConfig::default()
     }
 }
 
@@ -50,7 +50,7 @@ fn readme_table() -> Vec<(String, Vec<String>)> {
         .collect()
 }
 
-async fn judge(rt: &Runtime, path: &str, config: BenchConfig) -> Report {
+async fn judge(rt: &Runtime, path: &str, config: RunConfig) -> Report {
     let pack = rt.load_pack_file(path.as_ref()).await.unwrap();
     run(rt, &pack, path, &SignatureStatus::Unsigned, &config).await
 }
@@ -58,7 +58,7 @@ async fn judge(rt: &Runtime, path: &str, config: BenchConfig) -> Report {
 /// Judges every `(path, config)`, a few at once: each on a thread of its own
 /// with its own tokio runtime (a bench run holds proptest's shrinking state,
 /// which is not `Send`), all on one engine.
-fn judge_all<T: Send>(jobs: Vec<(T, &'static str, BenchConfig)>) -> Vec<(T, Report)> {
+fn judge_all<T: Send>(jobs: Vec<(T, &'static str, RunConfig)>) -> Vec<(T, Report)> {
     let rt = runtime();
     let queue = std::sync::Mutex::new(jobs);
     let done = std::sync::Mutex::new(Vec::new());
@@ -95,7 +95,7 @@ fn every_faulty_pack_fails_the_checks_its_readme_row_names() {
         .iter()
         .map(|(fault, checks)| {
             let path = FAULTY.iter().find(|(f, _)| f == fault).unwrap().1;
-            let config = BenchConfig {
+            let config = RunConfig {
                 shrinks: 16,
                 ..extended(1)
             };
@@ -171,10 +171,10 @@ fn the_correct_packs_pass_extended_whatever_the_seed() {
 async fn a_generated_failure_shrinks_and_its_seed_replays_it() {
     let rt = runtime();
     let path = FAULTY.iter().find(|(f, _)| *f == "sorts-echo").unwrap().1;
-    let config = BenchConfig {
+    let config = RunConfig {
         profile: Profile::Core,
         seed: Some(5),
-        ..BenchConfig::default()
+        ..RunConfig::default()
     };
     let first = judge(&rt, path, config.clone()).await;
     let again = judge(&rt, path, config).await;
@@ -206,7 +206,7 @@ async fn two_runs_on_one_runtime_do_not_share_pack_state() {
     let rt = runtime();
     let pack = rt.load_pack_file(LEDGER.as_ref()).await.unwrap();
     for _ in 0..2 {
-        let report = run(&rt, &pack, LEDGER, &SignatureStatus::Unsigned, &BenchConfig::default()).await;
+        let report = run(&rt, &pack, LEDGER, &SignatureStatus::Unsigned, &RunConfig::default()).await;
         assert!(report.passed(), "{}", envpack_conformance::render::human(&report));
     }
 }
@@ -215,7 +215,7 @@ async fn two_runs_on_one_runtime_do_not_share_pack_state() {
 async fn the_core_profile_selects_only_core_checks() {
     let rt = runtime();
     let pack = rt.load_pack_file(LEDGER.as_ref()).await.unwrap();
-    let report = run(&rt, &pack, LEDGER, &SignatureStatus::Unsigned, &BenchConfig::default()).await;
+    let report = run(&rt, &pack, LEDGER, &SignatureStatus::Unsigned, &RunConfig::default()).await;
     assert!(report.checks.iter().all(|c| c.profile == Profile::Core));
     assert!(report.checks.iter().any(|c| c.id == "spec.typed-errors"));
     assert!(!report.checks.iter().any(|c| c.id == "budgets.time"));
@@ -232,7 +232,7 @@ fn json_and_junit_carry_every_check() {
             &pack,
             FAULTY[0].1,
             &SignatureStatus::Unsigned,
-            &BenchConfig::default(),
+            &RunConfig::default(),
         )
         .await
     });

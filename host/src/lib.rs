@@ -2,10 +2,15 @@
 //! `wit/deployer.wit`) sandboxed, checks every precondition before a pack
 //! runs, and verifies what the pack claims afterwards.
 //!
+//! The vocabulary (environments, verbs, outcomes, grants, limits) is
+//! `envpack-model`'s; who vouches for a pack is `envpack-trust`'s. This
+//! crate owns the runtime: the bindings, the capabilities and the sandbox.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
-//! use envpack_host::{Environment, HostConfig, MemoryKv, Request, Runtime};
+//! use envpack_host::{HostConfig, MemoryKv, Runtime};
+//! use envpack_model::{Environment, Request};
 //!
 //! let runtime = Runtime::new(HostConfig::default(), Arc::new(MemoryKv::default()))?;
 //! let pack = runtime.load_pack_file("target/packs/ledger.wasm".as_ref()).await?;
@@ -15,24 +20,28 @@
 //! # Ok(()) }
 //! ```
 
-pub mod capabilities;
-pub mod contract;
-pub mod error;
-pub mod fsutil;
-pub mod model;
-pub mod sandbox;
-pub mod text;
+mod capabilities;
+mod contract;
+mod error;
+mod sandbox;
+mod state_dir;
 pub mod timing;
-pub mod trust;
 
-pub use capabilities::gate::Capability;
-pub use capabilities::kv_store::{FileKv, KvStore, MemoryKv};
-pub use contract::pack::{Pack, PackInfo};
-pub use contract::verb::{Health, Outcome, Request, Verb};
-pub use error::{LoadError, Origin, ProviderCause, SetupError, VerbError};
-pub use model::runtime_config::RuntimeConfig;
-pub use model::{Environment, Lifecycle, Revision, SplitEntry, TrafficSplit};
+pub use capabilities::artifacts::{MAX_ARTIFACT_BYTES, revision_dir_name};
+pub use capabilities::download::{origin as http_origin, status as http_status};
+pub use capabilities::http::{MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES};
+pub use capabilities::kv_store::{Change, FileKv, KvError, KvStore, MemoryKv};
+pub use capabilities::process::{MAX_LIVE, live as live_processes, stop_all as stop_processes};
+pub use capabilities::secrets::{FileSecrets, NoSecrets, SecretStore, SecretsError};
+pub use contract::pack::{MAX_PACK_BYTES, Pack, check_magic, read_pack_file};
+pub use error::{LoadError, SetupError};
 pub use sandbox::LiveInstance;
-pub use sandbox::engine::{Allocator, AllocatorChoice, HostConfig};
+pub use sandbox::cache::CacheEvent;
+pub use sandbox::compile::{CompileError, Compiler, WORKER_ARG, WorkerLimits, worker_main};
+pub use sandbox::engine::{Allocator, AllocatorChoice, FUEL_PER_MS, HostConfig};
 pub use sandbox::load::{Loaded, Signature, SignaturePolicy};
+pub use sandbox::phases::{Phase, VerbPhases};
 pub use sandbox::runtime::{CallMode, CallReport, Runtime};
+pub use sandbox::services::{LogSink, Services, Workspace};
+pub use sandbox::shape::check as check_shape;
+pub use state_dir::StateDir;

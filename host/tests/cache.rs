@@ -4,8 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use envpack_host::sandbox::cache::CacheEvent;
-use envpack_host::{HostConfig, MemoryKv, Runtime};
+use envpack_host::{CacheEvent, HostConfig, MemoryKv, Runtime};
 use envpack_test_packs::{LEDGER, TEST_HOSTILE};
 
 fn runtime(cache: &Path) -> Runtime {

@@ -1,13 +1,8 @@
 //! Resolution of descriptor requirements: the highest installed version that
 //! matches, is intact on disk, and is signed by a trusted, unrevoked key.
 
-use envpack_host::trust::TrustStore;
-use envpack_host::trust::descriptor::Requirement;
-use envpack_host::trust::keys::PrivateKey;
-use envpack_host::trust::manifest::Manifest;
-use envpack_host::trust::registry::{Registry, RegistryError};
-use envpack_host::trust::signature::{self, Keyring, VerifyError};
 use envpack_test_packs::LEDGER;
+use envpack_trust::{Keyring, Manifest, PrivateKey, Registry, RegistryError, Requirement, TrustStore, VerifyError};
 
 fn manifest(version: &str) -> Manifest {
     Manifest::from_toml(&format!(
@@ -19,9 +14,9 @@ fn manifest(version: &str) -> Manifest {
 fn install(registry: &mut Registry, trust: &TrustStore, version: &str, key: &PrivateKey) {
     let m = manifest(version);
     let sealed = m.seal(&std::fs::read(LEDGER).unwrap()).unwrap();
-    let signed = signature::sign(&sealed, key).unwrap();
+    let signed = envpack_trust::sign(&sealed, key).unwrap();
     let keyring = Keyring { trust, extra: vec![] };
-    let verified = signature::verify(&signed, &keyring, None).unwrap();
+    let verified = envpack_trust::verify(&signed, &keyring, None).unwrap();
     registry.install(&signed, &m, &verified, false).unwrap();
 }
 
@@ -102,7 +97,7 @@ fn same_descriptor_with_other_content_conflicts() {
     let mut registry = Registry::open(state.path()).unwrap();
     install(&mut registry, &trust, "1.0.0", &key);
     let m = manifest("1.0.0");
-    let other = signature::sign(
+    let other = envpack_trust::sign(
         &m.seal(&std::fs::read(LEDGER).unwrap()).unwrap(),
         &PrivateKey::generate().unwrap(),
     )
@@ -111,7 +106,7 @@ fn same_descriptor_with_other_content_conflicts() {
         trust: &trust,
         extra: vec![],
     };
-    let verified = signature::verify(&signature::sign(&other, &key).unwrap(), &keyring, None).unwrap();
+    let verified = envpack_trust::verify(&envpack_trust::sign(&other, &key).unwrap(), &keyring, None).unwrap();
     let err = registry.install(&other, &m, &verified, false).unwrap_err();
     assert!(matches!(err, RegistryError::Conflict { .. }), "{err}");
 }

@@ -5,7 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use envpack_host::{Environment, HostConfig, MemoryKv, Outcome, ProviderCause, Request, Runtime, VerbError};
+use envpack_host::{HostConfig, MemoryKv, Runtime};
+use envpack_model::{Environment, Outcome, ProviderCause, Request, VerbError};
 use envpack_test_packs::{LEDGER, TEST_HOSTILE};
 use serde_json::json;
 
@@ -160,7 +161,7 @@ async fn a_metered_runtime_stops_a_spinning_pack_by_fuel_and_reports_the_fuel_of
     };
     assert_eq!(*deadline, Duration::from_millis(300));
     // All of the deadline's fuel was burned (300 ms at FUEL_PER_MS).
-    let budget = 300 * envpack_host::sandbox::engine::FUEL_PER_MS;
+    let budget = 300 * envpack_host::FUEL_PER_MS;
     assert!(spin.fuel.is_some_and(|f| f >= budget), "{:?} of {budget}", spin.fuel);
     // A normal call burns a little, and reports it.
     let normal = rt.call(&pack, &env("normal", ""), &stage()).await;

@@ -3,15 +3,8 @@
 //! documents, pack.toml, descriptors) never panic on any input, and a
 //! signed pack with any one byte changed, anywhere, is refused.
 
-use envpack_host::model::EnvironmentDoc;
-use envpack_host::sandbox::shape::{self, PackLimits};
-use envpack_host::trust::TrustStore;
-use envpack_host::trust::descriptor::Descriptor;
-use envpack_host::trust::keys::PrivateKey;
-use envpack_host::trust::manifest::Manifest;
-use envpack_host::trust::sections;
-use envpack_host::trust::signature::{self, Keyring};
-use envpack_host::{Capability, Environment};
+use envpack_model::{Capability, Environment, EnvironmentDoc, PackLimits};
+use envpack_trust::{Descriptor, Keyring, Manifest, PrivateKey, TrustStore, sections};
 use proptest::prelude::*;
 
 /// A small component (one core module, a few functions), sealed with a
@@ -46,7 +39,7 @@ fn signed_pack(key: &PrivateKey) -> Vec<u8> {
         deadlines: Default::default(),
     };
     let sealed = manifest.seal(&component.finish()).expect("seal");
-    signature::sign(&sealed, key).expect("sign")
+    envpack_trust::sign(&sealed, key).expect("sign")
 }
 
 #[test]
@@ -59,13 +52,13 @@ fn every_single_byte_change_of_a_signed_pack_is_refused() {
         extra: vec![key.public()],
     };
     let good = signed_pack(&key);
-    signature::verify(&good, &keyring, None).expect("the untouched pack verifies");
+    envpack_trust::verify(&good, &keyring, None).expect("the untouched pack verifies");
     let mut bad = good.clone();
     let mut accepted = Vec::new();
     for offset in 0..good.len() {
         for flip in [0x01u8, 0x80] {
             bad[offset] ^= flip;
-            if signature::verify(&bad, &keyring, None).is_ok() {
+            if envpack_trust::verify(&bad, &keyring, None).is_ok() {
                 accepted.push((offset, flip));
             }
             bad[offset] ^= flip;
@@ -84,9 +77,9 @@ fn parse_pack_bytes(bytes: &[u8]) {
     let _ = sections::top_level(bytes);
     let _ = sections::custom(bytes, sections::MANIFEST);
     let _ = Manifest::read(bytes);
-    let _ = signature::records(bytes);
-    let _ = signature::signable_digest(bytes);
-    let _ = shape::check(bytes, &PackLimits::default());
+    let _ = envpack_trust::records(bytes);
+    let _ = envpack_trust::signable_digest(bytes);
+    let _ = envpack_host::check_shape(bytes, &PackLimits::default());
 }
 
 /// One signed pack for the whole run (the key is generated once).

@@ -7,7 +7,7 @@
 //! later. A rollout's own steps, and `rollout pause|resume`, carry out what
 //! an authorized command started and need no key.
 
-use envpack_host::trust::keys::{PrivateKey, PublicKey};
+use envpack_trust::{PrivateKey, PublicKey};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use envpack_host::capabilities::kv_store::{FileKv, KvError};
+use envpack_host::{FileKv, KvError};
 use rusqlite::Connection;
 
 use crate::error::StoreError;

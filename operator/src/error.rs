@@ -1,12 +1,11 @@
 //! Errors of the operator layer. Each names the problem in one line; the
 //! command layer maps them to exit codes.
 
-use envpack_host::trust::TrustError;
-use envpack_host::trust::descriptor::DescriptorError;
-use envpack_host::trust::registry::RegistryError;
-use envpack_host::{LoadError, VerbError};
+use envpack_host::LoadError;
+use envpack_model::VerbError;
+use envpack_trust::{DescriptorError, RegistryError, TrustError};
 
-use crate::lifecycle::Refused;
+use envpack_model::lifecycle::Refused;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -30,18 +29,8 @@ pub enum StoreError {
     Transition(#[from] Refused),
     #[error("revision {revision} still has traffic ({}); move it away first", holders.join(", "))]
     HasWeight { revision: String, holders: Vec<String> },
-    #[error("revision {revision} is {lifecycle}; only ready revisions may get weight > 0")]
-    NotReady { revision: String, lifecycle: String },
-    #[error("revision {0} is archived; an archived revision cannot be in a split, even at 0 bps")]
-    ArchivedInSplit(String),
-    #[error("revision {revision} belongs to deployment {owner}, not {deployment}")]
-    ForeignRevision {
-        revision: String,
-        deployment: String,
-        owner: String,
-    },
-    #[error("invalid split: {0}")]
-    Weights(String),
+    #[error(transparent)]
+    Split(#[from] envpack_model::SplitError),
     #[error("idempotency key {key:?} was already used for deployment {deployment} with different entries")]
     KeyReused { key: String, deployment: String },
     #[error("deployment {0} has no previous split generation to roll back to")]
@@ -55,7 +44,7 @@ pub enum StoreError {
         error: Box<VerbError>,
         env: String,
         revision: String,
-        lifecycle: envpack_host::Lifecycle,
+        lifecycle: envpack_model::Lifecycle,
     },
     #[error("invalid deployer requirement: {0}")]
     Requirement(#[from] DescriptorError),
@@ -100,6 +89,11 @@ pub enum StoreError {
     },
     #[error("rollout {id} stopped at {reason}; `host rollout resume` retries from there")]
     RolloutStopped { id: String, reason: String },
+    #[error("{descriptor} is bound by environment(s) {}; removing it would stop their commands", environments.join(", "))]
+    PackInUse {
+        descriptor: String,
+        environments: Vec<String>,
+    },
     #[error("cannot lock environment {env:?}: {detail}")]
     Lock { env: String, detail: String },
 }

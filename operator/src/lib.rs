@@ -4,17 +4,19 @@
 //! Every verb goes through the host (preconditions, sandbox, outcome check)
 //! and its transition is applied only after the pack succeeds.
 
-pub mod audit;
-pub mod authz;
-pub mod db;
-pub mod error;
-pub mod lifecycle;
-pub mod lock;
-pub mod ops;
-pub mod packstate;
-pub mod read;
-pub mod store;
+mod audit;
+mod authz;
+mod db;
+mod error;
+mod lock;
+mod ops;
+mod packstate;
+mod read;
+mod store;
 
+pub use authz::DeployKey;
 pub use error::StoreError;
-pub use ops::Operator;
 pub use ops::rollout;
+pub use ops::{Admission, AdmissionError, Applied, BindRequest, NewRevision, Operator, call, install, remove_pack};
+pub use read::{AuditHead, DeploymentView, EnvironmentView, Reader, RevisionView, RolloutView};
+pub use store::{Binding, Generation};

@@ -18,9 +18,8 @@ pub struct EnvLock {
 }
 
 /// `locks/<sha256 of name>.lock`, created if missing.
-fn open_lock_file(state_dir: &Path, name: &str) -> std::io::Result<File> {
-    let dir = state_dir.join("locks");
-    envpack_host::fsutil::create_private_dir(&dir)?;
+fn open_lock_file(dir: &Path, name: &str) -> std::io::Result<File> {
+    envpack_model::files::create_private_dir(dir)?;
     let hashed = hex::encode(Sha256::digest(name.as_bytes()));
     File::options()
         .create(true)
@@ -30,12 +29,12 @@ fn open_lock_file(state_dir: &Path, name: &str) -> std::io::Result<File> {
         .open(dir.join(format!("{hashed}.lock")))
 }
 
-pub fn lock(state_dir: &Path, env: &str) -> Result<EnvLock, StoreError> {
+pub fn lock(locks: &Path, env: &str) -> Result<EnvLock, StoreError> {
     let fail = |detail: String| StoreError::Lock {
         env: env.to_string(),
         detail,
     };
-    let file = open_lock_file(state_dir, env).map_err(|e| fail(e.to_string()))?;
+    let file = open_lock_file(locks, env).map_err(|e| fail(e.to_string()))?;
     match file.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
@@ -50,12 +49,12 @@ pub fn lock(state_dir: &Path, env: &str) -> Result<EnvLock, StoreError> {
 
 /// Takes the lock called `name` if no one holds it; `None` if someone does.
 /// A rollout's driver holds one for as long as it drives.
-pub fn try_lock_named(state_dir: &Path, name: &str) -> Result<Option<EnvLock>, StoreError> {
+pub fn try_lock_named(locks: &Path, name: &str) -> Result<Option<EnvLock>, StoreError> {
     let fail = |detail: String| StoreError::Lock {
         env: name.to_string(),
         detail,
     };
-    let file = open_lock_file(state_dir, name).map_err(|e| fail(e.to_string()))?;
+    let file = open_lock_file(locks, name).map_err(|e| fail(e.to_string()))?;
     match file.try_lock() {
         Ok(()) => Ok(Some(EnvLock { _file: file })),
         Err(std::fs::TryLockError::WouldBlock) => Ok(None),

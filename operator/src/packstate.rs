@@ -14,7 +14,7 @@
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use envpack_host::capabilities::kv_store::{Change, KvError, KvStore};
+use envpack_host::{Change, KvError, KvStore};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::db;

@@ -15,10 +15,9 @@
 //! - status: `{env, binding, deployments: [deployment], revisions: [revision]}`
 //! - audit: `{intact, rows, head: {seq, hash}|null, broken: {seq, problem}|null}`
 
-use std::path::Path;
+use envpack_host::StateDir;
 
-use envpack_host::Lifecycle;
-use envpack_host::model::{Artifact, Revision};
+use envpack_model::{Artifact, Lifecycle, Revision};
 use rusqlite::Connection;
 use serde::Serialize;
 
@@ -129,9 +128,9 @@ pub struct Reader {
 impl Reader {
     /// Opens the database read-only; a missing or older one is created or
     /// migrated first (the only write a reader ever causes).
-    pub fn open(state_dir: &Path) -> Result<Self, StoreError> {
+    pub fn open(state_dir: &StateDir) -> Result<Self, StoreError> {
         Ok(Reader {
-            conn: db::open_read_only(&state_dir.join("state.db"))?,
+            conn: db::open_read_only(&state_dir.database())?,
         })
     }
 

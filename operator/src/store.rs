@@ -4,15 +4,15 @@
 
 use std::collections::BTreeMap;
 
-use envpack_host::capabilities::grants::Grants;
-use envpack_host::model::{Artifact, DeploymentDoc, EnvironmentDoc, Revision, SplitEntry, TrafficSplit};
-use envpack_host::sandbox::deadlines::DeadlinePolicy;
-use envpack_host::{Capability, Environment, Lifecycle};
+use envpack_model::{
+    Artifact, Capability, DeadlinePolicy, DeploymentDoc, Environment, EnvironmentDoc, Grants, Lifecycle, Revision,
+    SplitEntry, TrafficSplit,
+};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use crate::error::StoreError;
-use crate::lifecycle;
+use envpack_model::lifecycle;
 
 /// An environment's binding to a pack.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use envpack_host::{Environment, Health, Outcome, Request};
+use envpack_model::{Environment, Health, Outcome, Request};
 
 use super::{Ctx, Lane, Step, label, shifted, view_of};
 use crate::fixture::{Fixture, Ids};

@@ -13,8 +13,8 @@ pub(crate) use support::*;
 
 use std::sync::Arc;
 
-use envpack_host::trust::descriptor::Descriptor;
-use envpack_host::{Capability, Environment, Outcome, Request};
+use envpack_model::{Capability, Environment, Outcome, Request};
+use envpack_trust::Descriptor;
 
 use crate::catalog::Check;
 use crate::fixture::{Fixture, Ids};
@@ -52,10 +52,10 @@ fn describe_valid(ctx: &Ctx<'_>) -> Verdict {
     let info = ctx.pack.info();
     match info.descriptor.parse::<Descriptor>() {
         Err(e) => Verdict::fail(format!("describe returned {e}")),
-        Ok(_) if !envpack_host::contract::pack::accepts_contract(&info.contract_version) => Verdict::fail(format!(
+        Ok(_) if !envpack_model::accepts_contract(&info.contract_version) => Verdict::fail(format!(
             "describe returned contract {:?}; this host speaks {} (same major, minor at most its own)",
             info.contract_version,
-            envpack_host::contract::pack::CONTRACT_VERSION
+            envpack_model::CONTRACT_VERSION
         )),
         Ok(_) => match ctx.pack.built_against() {
             Some(built) if built != info.contract_version => Verdict::fail(format!(

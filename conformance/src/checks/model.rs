@@ -7,8 +7,10 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use envpack_host::model::{DeploymentDoc, EnvironmentDoc, SplitEntry, TrafficSplit, quoted};
-use envpack_host::{Capability, Environment, Lifecycle, Request, Revision};
+use envpack_model::{
+    Capability, DeploymentDoc, Environment, EnvironmentDoc, Lifecycle, Request, Revision, SplitEntry, TrafficSplit,
+    quoted,
+};
 
 use crate::fixture::{Inputs, revision};
 use crate::generate::{Op, Scenario};

@@ -3,7 +3,7 @@
 //! about the answers: that the input was rejected, that the rejection is
 //! its typed variant, and that nothing but logging happened before it.
 
-use envpack_host::{Capability, Request, VerbError};
+use envpack_model::{Capability, Request, VerbError};
 
 use super::{Ctx, Step, Verdict, describe_result, label};
 use crate::fixture::{Fixture, Ids, UNKNOWN_REVISION};

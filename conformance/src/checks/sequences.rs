@@ -12,15 +12,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
-use envpack_host::capabilities::artifacts::revision_dir_name;
-use envpack_host::model::quoted;
-use envpack_host::model::runtime_config::{RuntimeEntry, project};
-use envpack_host::{Health, Outcome, Request};
+use envpack_host::revision_dir_name;
+use envpack_model::{
+    Health, Outcome, Request, quoted,
+    runtime_config::{RuntimeEntry, project},
+};
 
 use super::model::{Model, Planned, lifecycle_name};
 use super::{Ctx, Lane, Step, describe_result, echo_problems, label};
-use crate::bench::BenchConfig;
 use crate::generate::{Op, Scenario, scenario};
+use crate::runner::RunConfig;
 
 /// Steps of one generated scenario at most.
 const MAX_OPS: usize = 48;
@@ -154,7 +155,7 @@ async fn shrink(
 /// The command that runs the same generated cases again.
 fn replay(ctx: &Ctx<'_>, seed: u64) -> String {
     let mut command = format!("host conformance {} --seed {seed}", ctx.source);
-    if ctx.config.cases != BenchConfig::default().cases {
+    if ctx.config.cases != RunConfig::default().cases {
         command.push_str(&format!(" --cases {}", ctx.config.cases));
     }
     command
@@ -328,7 +329,9 @@ async fn probe_truth(ctx: &Ctx<'_>, model: &Model, step: &Step) -> Result<(), Vi
     };
     let never_warmed = !model.warmed.contains(&revision);
     let lie: Option<String> = match (&health, lifecycle) {
-        (Health::Healthy, envpack_host::Lifecycle::Archived) => Some("healthy after archive-revision succeeded".into()),
+        (Health::Healthy, envpack_model::Lifecycle::Archived) => {
+            Some("healthy after archive-revision succeeded".into())
+        }
         (Health::Healthy, _) if never_warmed => Some("healthy, but it was never warmed".into()),
         _ => None,
     };

@@ -9,21 +9,15 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use envpack_host::capabilities::recording::CapabilityCall;
-use envpack_host::{
-    CallMode, CallReport, Environment, KvStore, Outcome, Pack, ProviderCause, Request, Runtime, RuntimeConfig, Verb,
-    VerbError,
-};
+use envpack_host::{CallMode, CallReport, KvStore, Pack, Runtime};
+use envpack_model::{CapabilityCall, Environment, Outcome, ProviderCause, Request, RuntimeConfig, Verb, VerbError};
 
-use envpack_host::capabilities::grants::Grants;
-use envpack_host::capabilities::process;
-use envpack_host::model::{SplitEntry, TrafficSplit, quoted};
-use envpack_host::sandbox::deadlines::DeadlinePolicy;
-use envpack_host::sandbox::services::{Services, Workspace};
+use envpack_host::{Services, Workspace};
+use envpack_model::{DeadlinePolicy, Grants, SplitEntry, TrafficSplit, quoted};
 
-use crate::bench::{BenchConfig, SignatureStatus};
 use crate::fixture::Ids;
 use crate::report::Status;
+use crate::runner::{RunConfig, SignatureStatus};
 
 /// One call the run made, kept for the whole-run checks.
 #[derive(Clone, Debug)]
@@ -47,7 +41,7 @@ pub(crate) const MAX_OVERRUNS: usize = 3;
 pub(crate) struct Ctx<'a> {
     pub runtime: &'a Runtime,
     pub pack: &'a Pack,
-    pub config: &'a BenchConfig,
+    pub config: &'a RunConfig,
     pub signature: &'a SignatureStatus,
     pub calls: Mutex<Vec<CallStat>>,
     pub envs: AtomicUsize,
@@ -138,7 +132,7 @@ impl<'a> Ctx<'a> {
     fn services(&self, env: &Environment, lane: Lane) -> Services {
         let mut services = Services::with_kv(self.kv(lane).clone());
         services.secrets = self.config.secrets.0.clone();
-        if let Ok(workspace) = Workspace::for_env(&self.scratch, lane.scope(), env.id()) {
+        if let Ok(workspace) = envpack_host::StateDir::at(&self.scratch).workspace(lane.scope(), env.id()) {
             let mut known = self
                 .workspaces
                 .lock()
@@ -160,7 +154,7 @@ impl<'a> Ctx<'a> {
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
         for workspace in &workspaces {
-            if let Err(e) = process::stop_all(workspace, Duration::from_secs(2)) {
+            if let Err(e) = envpack_host::stop_processes(workspace, Duration::from_secs(2)) {
                 tracing::warn!(error = %e, "could not stop a bench environment's processes");
             }
         }
@@ -270,12 +264,15 @@ impl<'a> Ctx<'a> {
 
     /// [`Self::live_process_list`] in `lane`.
     pub fn live_process_list_in(&self, env: &Environment, lane: Lane) -> Vec<(String, String)> {
-        Workspace::for_env(&self.scratch, lane.scope(), env.id()).map_or_else(|_| Vec::new(), |w| process::live(&w))
+        envpack_host::StateDir::at(&self.scratch)
+            .workspace(lane.scope(), env.id())
+            .map_or_else(|_| Vec::new(), |w| envpack_host::live_processes(&w))
     }
 
     /// The work directory of `env` in `lane` (what the pack sees as `/`).
     pub fn work_dir(&self, env: &Environment, lane: Lane) -> Option<std::path::PathBuf> {
-        Workspace::for_env(&self.scratch, lane.scope(), env.id())
+        envpack_host::StateDir::at(&self.scratch)
+            .workspace(lane.scope(), env.id())
             .ok()
             .map(|w| w.work_dir)
     }
@@ -284,10 +281,10 @@ impl<'a> Ctx<'a> {
     /// removes its work directory, so that many generated environments do
     /// not pile up processes.
     pub fn retire(&self, env: &Environment, lane: Lane) {
-        let Ok(workspace) = Workspace::for_env(&self.scratch, lane.scope(), env.id()) else {
+        let Ok(workspace) = envpack_host::StateDir::at(&self.scratch).workspace(lane.scope(), env.id()) else {
             return;
         };
-        if let Err(e) = process::stop_all(&workspace, Duration::from_secs(2)) {
+        if let Err(e) = envpack_host::stop_processes(&workspace, Duration::from_secs(2)) {
             tracing::warn!(error = %e, "could not stop a bench environment's processes");
         }
         let _ = std::fs::remove_dir_all(&workspace.work_dir);

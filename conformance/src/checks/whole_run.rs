@@ -1,15 +1,15 @@
 //! Checks over every call the run made: provider messages, capability
 //! honesty, time and memory budgets; and the signature status.
 
-use envpack_host::{ProviderCause, Request, VerbError};
+use envpack_model::{ProviderCause, Request, VerbError};
 
 use std::time::Duration;
 
-use envpack_host::sandbox::engine::FUEL_PER_MS;
+use envpack_host::FUEL_PER_MS;
 
 use super::{CallStat, Ctx, Verdict, verb_of};
-use crate::bench::SignatureStatus;
 use crate::fixture::{Fixture, Ids};
+use crate::runner::SignatureStatus;
 
 pub(super) async fn provider_message(ctx: &Ctx<'_>) -> Verdict {
     // Warming a revision the provider never staged is a natural provider error.

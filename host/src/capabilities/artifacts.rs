@@ -13,10 +13,9 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use crate::capabilities::grants::Grants;
 use crate::contract::bindings::envpack::deployer::process::ArtifactError;
-use crate::model::Environment;
 use crate::sandbox::services::Workspace;
+use envpack_model::{Environment, Grants};
 
 /// Largest artifact the host fetches.
 pub const MAX_ARTIFACT_BYTES: u64 = 1 << 30;

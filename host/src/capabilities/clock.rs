@@ -5,31 +5,47 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::capabilities::gate::Capability;
+use envpack_model::Capability;
+
+use crate::capabilities::ledger::Ledger;
 use crate::contract::bindings::envpack::deployer::clock::Host;
-use crate::sandbox::call_state::CallState;
 use crate::sandbox::limits::DeadlineExceeded;
 
-impl Host for CallState {
+/// The `clock` capability's part of one call.
+#[derive(Debug, Default)]
+pub struct ClockState {
+    /// Time asked for through `clock.sleep-ms`.
+    pub slept: Duration,
+}
+
+/// What `clock` is linked with: its state and the call's ledger.
+pub struct ClockView<'a> {
+    pub(crate) state: &'a mut ClockState,
+    pub(crate) ledger: &'a mut Ledger,
+}
+
+impl Host for ClockView<'_> {
     fn now_ms(&mut self) -> wasmtime::Result<u64> {
-        self.capability_call(Capability::Clock, "clock.now-ms", String::new())?;
+        self.ledger.call(Capability::Clock, "clock.now-ms", String::new())?;
         let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         Ok(u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
     }
 
     fn monotonic_ns(&mut self) -> wasmtime::Result<u64> {
-        self.capability_call(Capability::Clock, "clock.monotonic-ns", String::new())?;
-        Ok(u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX))
+        self.ledger
+            .call(Capability::Clock, "clock.monotonic-ns", String::new())?;
+        Ok(u64::try_from(self.ledger.started().elapsed().as_nanos()).unwrap_or(u64::MAX))
     }
 
     async fn sleep_ms(&mut self, ms: u32) -> wasmtime::Result<()> {
-        self.capability_call(Capability::Clock, "clock.sleep-ms", format!("{ms} ms"))?;
-        let remaining = self.deadline.saturating_sub(self.started.elapsed());
+        self.ledger
+            .call(Capability::Clock, "clock.sleep-ms", format!("{ms} ms"))?;
+        let remaining = self.ledger.remaining();
         let wanted = Duration::from_millis(u64::from(ms));
-        self.slept += wanted;
+        self.state.slept += wanted;
         tokio::time::sleep(wanted.min(remaining)).await;
         if wanted > remaining {
-            return Err(wasmtime::Error::new(DeadlineExceeded(self.deadline)));
+            return Err(wasmtime::Error::new(DeadlineExceeded(self.ledger.deadline())));
         }
         Ok(())
     }
@@ -40,7 +56,7 @@ impl Host for CallState {
 /// the clocks stand still at the epoch and "randomness" is a fixed byte
 /// pattern, so time and chance reach a pack only through a granted,
 /// recorded capability, never as a side channel. Either way every read is
-/// counted and recorded (`CallState::record_wasi_reads`). `insecure-seed`
+/// counted and recorded (`CallState::finish_recording`). `insecure-seed`
 /// (what Rust's `HashMap` reads at start) is a constant and not counted.
 #[derive(Debug, Default)]
 pub struct WasiReads {

@@ -13,8 +13,8 @@ use sha2::{Digest, Sha256};
 use wasmtime_wasi_http::RequestOptions;
 
 use crate::capabilities::artifacts::MAX_ARTIFACT_BYTES;
-use crate::capabilities::grants::Grants;
 use crate::contract::bindings::envpack::deployer::process::ArtifactError;
+use envpack_model::Grants;
 
 /// `scheme://host:port` of an `http(s)` URL, default ports filled in.
 pub fn origin(url: &str) -> Option<String> {

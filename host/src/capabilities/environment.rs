@@ -6,66 +6,29 @@ use std::sync::Arc;
 
 use wasmtime::component::Resource;
 
+use envpack_model::Environment;
+use wasmtime::component::ResourceTable;
+
 use crate::contract::bindings::envpack::deployer::environment::HostEnvironment;
 use crate::contract::bindings::wit;
-use crate::model::{Environment, Lifecycle, Revision, TrafficSplit};
-use crate::sandbox::call_state::CallState;
+use crate::contract::convert::{pairs, revision_to_wit, split_to_wit};
 
 /// The host value behind an `environment` handle.
 pub struct EnvHandle(pub Arc<Environment>);
 
-fn env_of(state: &CallState, handle: &Resource<EnvHandle>) -> wasmtime::Result<Arc<Environment>> {
-    Ok(state.table.get(handle)?.0.clone())
+/// What `environment` is linked with: the call's resource table, where
+/// the lent environment is.
+pub struct EnvView<'a> {
+    pub(crate) table: &'a mut ResourceTable,
 }
 
-fn pairs(map: &std::collections::BTreeMap<String, String>) -> Vec<(String, String)> {
-    map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+fn env_of(view: &EnvView<'_>, handle: &Resource<EnvHandle>) -> wasmtime::Result<Arc<Environment>> {
+    Ok(view.table.get(handle)?.0.clone())
 }
 
-pub(crate) fn lifecycle_to_wit(l: Lifecycle) -> wit::Lifecycle {
-    match l {
-        Lifecycle::Inactive => wit::Lifecycle::Inactive,
-        Lifecycle::Staged => wit::Lifecycle::Staged,
-        Lifecycle::Warming => wit::Lifecycle::Warming,
-        Lifecycle::Ready => wit::Lifecycle::Ready,
-        Lifecycle::Draining => wit::Lifecycle::Draining,
-        Lifecycle::Failed => wit::Lifecycle::Failed,
-        Lifecycle::Archived => wit::Lifecycle::Archived,
-    }
-}
+impl crate::contract::bindings::envpack::deployer::environment::Host for EnvView<'_> {}
 
-pub(crate) fn revision_to_wit(r: &Revision) -> wit::Revision {
-    wit::Revision {
-        id: r.id.clone(),
-        deployment: r.deployment.clone(),
-        sequence: r.sequence,
-        lifecycle: lifecycle_to_wit(r.lifecycle),
-        artifact_digest: r.artifact.digest.clone(),
-        artifact_location: r.artifact.location.clone(),
-        drain_seconds: r.drain_seconds,
-        settings: pairs(&r.settings),
-    }
-}
-
-pub(crate) fn split_to_wit(deployment: &str, s: &TrafficSplit) -> wit::TrafficSplit {
-    wit::TrafficSplit {
-        deployment: deployment.to_string(),
-        generation: s.generation,
-        entries: s
-            .entries
-            .iter()
-            .map(|e| wit::SplitEntry {
-                revision: e.revision.clone(),
-                weight_bps: e.weight_bps,
-            })
-            .collect(),
-    }
-}
-
-impl crate::contract::bindings::envpack::deployer::environment::Host for CallState {}
-impl crate::contract::bindings::envpack::deployer::types::Host for CallState {}
-
-impl HostEnvironment for CallState {
+impl HostEnvironment for EnvView<'_> {
     fn id(&mut self, handle: Resource<EnvHandle>) -> wasmtime::Result<String> {
         Ok(env_of(self, &handle)?.id().to_string())
     }

@@ -11,15 +11,16 @@
 //! status or the refusal).
 
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use envpack_model::{Capability, CapabilityCall, Grants};
 use http_body_util::BodyExt;
 use serde::Serialize;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
-use crate::capabilities::gate::{Capability, Gate};
-use crate::capabilities::grants::Grants;
+use crate::capabilities::ledger::Ledger;
 
 /// Largest request body a pack may declare.
 pub const MAX_REQUEST_BYTES: u64 = 8 << 20;
@@ -48,15 +49,16 @@ pub struct HttpPolicy {
     capability: Result<(), String>,
     origins: Vec<String>,
     deadline_at: Instant,
-    pub log: Arc<Mutex<Vec<HttpRecord>>>,
-    /// Capability calls recorded so far in the call (kept up to date by
-    /// the call state), so requests keep their place among them.
-    pub recorded: usize,
+    log: Arc<Mutex<Vec<HttpRecord>>>,
+    /// Capability calls the call's ledger has recorded so far, so requests
+    /// keep their place among them.
+    recorded: Arc<AtomicUsize>,
+    declared: bool,
 }
 
 impl HttpPolicy {
-    pub fn new(gate: &Gate, grants: &Grants, deadline_at: Instant) -> Self {
-        let capability = gate
+    pub fn new(ledger: &Ledger, grants: &Grants, deadline_at: Instant) -> Self {
+        let capability = ledger
             .check(Capability::Http, "wasi:http/outgoing-handler.handle")
             .map_err(|e| e.to_string())
             .and_then(|()| {
@@ -71,8 +73,32 @@ impl HttpPolicy {
             origins: grants.http.clone(),
             deadline_at,
             log: Arc::new(Mutex::new(Vec::new())),
-            recorded: 0,
+            recorded: ledger.counter(),
+            declared: ledger.declared(Capability::Http),
         }
+    }
+
+    /// The call's requests as capability calls, each with the number of
+    /// calls recorded before it; the log is emptied.
+    pub fn take_calls(&mut self) -> Vec<(usize, CapabilityCall)> {
+        let log = std::mem::take(&mut *self.log.lock().unwrap_or_else(PoisonError::into_inner));
+        log.into_iter()
+            .map(|entry| {
+                let outcome = match (entry.status, &entry.refused) {
+                    (_, Some(reason)) => format!(" (refused: {reason})"),
+                    (Some(status), None) => format!(" -> {status}"),
+                    (None, None) => String::new(),
+                };
+                let call = CapabilityCall {
+                    capability: Capability::Http,
+                    operation: "http.request",
+                    detail: format!("{} {}{outcome}", entry.method, entry.url),
+                    allowed: entry.allowed,
+                    declared: self.declared,
+                };
+                (entry.after, call)
+            })
+            .collect()
     }
 
     fn record(&self, record: HttpRecord) -> usize {
@@ -168,7 +194,7 @@ impl WasiHttpHooks for HttpPolicy {
             allowed: verdict.is_ok(),
             status: None,
             refused: verdict.clone().err(),
-            after: self.recorded,
+            after: self.recorded.load(Ordering::Relaxed),
         });
         if verdict.is_err() {
             return Box::new(async { Err(HttpError::HttpRequestDenied) });

@@ -5,12 +5,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::capabilities::gate::Capability;
+use envpack_model::{Capability, Outcome, VerbError};
+
 use crate::capabilities::kv_store::{Change, KvError, KvStore};
+use crate::capabilities::ledger::Ledger;
 use crate::contract::bindings::envpack::deployer::kv::Host;
-use crate::contract::verb::Outcome;
-use crate::error::VerbError;
-use crate::sandbox::call_state::CallState;
 
 pub const MAX_KEY_BYTES: usize = 512;
 pub const MAX_VALUE_BYTES: usize = 1 << 20;
@@ -172,26 +171,32 @@ fn store_error(e: KvError) -> wasmtime::Error {
     wasmtime::Error::new(KvLimit(format!("the host's kv store failed: {e}")))
 }
 
-impl Host for CallState {
+/// What `kv` is linked with: the call's session and its ledger.
+pub struct KvView<'a> {
+    pub(crate) kv: &'a mut KvSession,
+    pub(crate) ledger: &'a mut Ledger,
+}
+
+impl Host for KvView<'_> {
     fn get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
         check_key("key", &key)?;
-        self.capability_call(Capability::Kv, "kv.get", key.clone())?;
+        self.ledger.call(Capability::Kv, "kv.get", key.clone())?;
         self.kv.get(&key).map_err(store_error)
     }
 
     fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<()> {
-        self.capability_call(Capability::Kv, "kv.set", key.clone())?;
+        self.ledger.call(Capability::Kv, "kv.set", key.clone())?;
         self.kv.stage(key, Some(value)).map_err(wasmtime::Error::new)
     }
 
     fn delete(&mut self, key: String) -> wasmtime::Result<()> {
-        self.capability_call(Capability::Kv, "kv.delete", key.clone())?;
+        self.ledger.call(Capability::Kv, "kv.delete", key.clone())?;
         self.kv.stage(key, None).map_err(wasmtime::Error::new)
     }
 
     fn list_keys(&mut self, prefix: String) -> wasmtime::Result<Vec<String>> {
         check_key("prefix", &prefix)?;
-        self.capability_call(Capability::Kv, "kv.list-keys", prefix.clone())?;
+        self.ledger.call(Capability::Kv, "kv.list-keys", prefix.clone())?;
         self.kv.keys(&prefix).map_err(store_error)
     }
 }

@@ -168,7 +168,7 @@ impl FileKv {
             })
             .collect();
         let bytes = serde_json::to_vec_pretty(&raw).map_err(|e| io(std::io::Error::other(e)))?;
-        crate::fsutil::write_atomic(&self.path, &bytes, 0o600).map_err(io)
+        envpack_model::files::write_atomic(&self.path, &bytes, 0o600).map_err(io)
     }
 }
 

@@ -1,9 +1,11 @@
 //! Capability `log`: lines are recorded with the call, forwarded to
 //! `tracing`, and sent as they happen to the call's live sink, if any.
 
-use crate::capabilities::gate::Capability;
+use envpack_model::Capability;
+
+use crate::capabilities::ledger::Ledger;
 use crate::contract::bindings::envpack::deployer::log::{Host, Level};
-use crate::sandbox::call_state::CallState;
+use crate::sandbox::services::LogSink;
 
 /// Longest line kept, in bytes; longer lines are cut at a char boundary.
 pub const MAX_LINE_BYTES: usize = 4096;
@@ -22,19 +24,43 @@ fn truncate(mut line: String) -> String {
     line
 }
 
-impl Host for CallState {
+/// The `log` capability's part of one call: lines counted against the
+/// per-call cap, and where they go as they happen.
+pub struct LogState {
+    lines: usize,
+    dropped: usize,
+    sink: Option<LogSink>,
+}
+
+impl LogState {
+    pub fn new(sink: Option<LogSink>) -> Self {
+        LogState {
+            lines: 0,
+            dropped: 0,
+            sink,
+        }
+    }
+}
+
+/// What `log` is linked with: its state and the call's ledger.
+pub struct LogView<'a> {
+    pub(crate) state: &'a mut LogState,
+    pub(crate) ledger: &'a mut Ledger,
+}
+
+impl Host for LogView<'_> {
     fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
-        self.log_lines += 1;
-        if self.log_lines > MAX_LINES {
-            self.log_dropped += 1;
+        self.state.lines += 1;
+        if self.state.lines > MAX_LINES {
+            self.state.dropped += 1;
             return self
-                .gate
+                .ledger
                 .check(Capability::Log, "log.log")
                 .map_err(wasmtime::Error::new);
         }
         let line = truncate(message);
-        self.capability_call(Capability::Log, "log.log", line.clone())?;
-        if let Some(sink) = &self.services.log_sink {
+        self.ledger.call(Capability::Log, "log.log", line.clone())?;
+        if let Some(sink) = &self.state.sink {
             let name = match level {
                 Level::Trace => "trace",
                 Level::Debug => "debug",
@@ -44,7 +70,7 @@ impl Host for CallState {
             };
             sink(name, &line);
         }
-        let line = crate::text::printable(&line);
+        let line = envpack_model::text::printable(&line);
         match level {
             Level::Trace => tracing::trace!(target: "pack", "{line}"),
             Level::Debug => tracing::debug!(target: "pack", "{line}"),

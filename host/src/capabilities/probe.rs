@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::capabilities::gate::Capability;
-use crate::capabilities::grants::parse_address;
+use envpack_model::{Capability, Grants, parse_address};
+
+use crate::capabilities::ledger::Ledger;
 use crate::contract::bindings::envpack::deployer::probe::{Host, HttpResponse, ProbeError};
-use crate::sandbox::call_state::CallState;
+use crate::sandbox::call_state::CallEnv;
 
 /// Most bytes read while looking for the status line.
 const MAX_HEAD: usize = 8 * 1024;
@@ -20,21 +21,43 @@ fn millis(d: Duration) -> u32 {
     u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
 }
 
-impl CallState {
+/// The `probe` capability's part of one call: which addresses the
+/// environment grants.
+pub struct ProbeState {
+    env_id: String,
+    grants: Grants,
+}
+
+impl ProbeState {
+    pub fn new(env: &CallEnv) -> Self {
+        ProbeState {
+            env_id: env.id.clone(),
+            grants: env.grants.only(Capability::Probe),
+        }
+    }
+}
+
+/// What `probe` is linked with: its state and the call's ledger.
+pub struct ProbeView<'a> {
+    pub(crate) state: &'a mut ProbeState,
+    pub(crate) ledger: &'a mut Ledger,
+}
+
+impl ProbeView<'_> {
     /// The checked address and the time the probe may take.
     fn probe_target(&mut self, address: &str, timeout_ms: u32) -> Result<Duration, ProbeError> {
         if let Err(e) = parse_address(address) {
-            self.refused("malformed address");
+            self.ledger.refused("malformed address");
             return Err(ProbeError::NotAllowed(e.to_string()));
         }
-        if !self.grants.probe_allowed(address) {
-            self.refused("address not granted");
+        if !self.state.grants.probe_allowed(address) {
+            self.ledger.refused("address not granted");
             return Err(ProbeError::NotAllowed(format!(
                 "{address} is not granted to environment {:?} (grant it with --allow-probe)",
-                self.env_id
+                self.state.env_id
             )));
         }
-        Ok(Duration::from_millis(u64::from(timeout_ms)).min(self.remaining()))
+        Ok(Duration::from_millis(u64::from(timeout_ms)).min(self.ledger.remaining()))
     }
 }
 
@@ -75,14 +98,15 @@ async fn get_status(stream: &mut TcpStream, address: &str, path: &str) -> Result
     }
 }
 
-impl Host for CallState {
+impl Host for ProbeView<'_> {
     async fn http_get(
         &mut self,
         host_port: String,
         path: String,
         timeout_ms: u32,
     ) -> wasmtime::Result<Result<HttpResponse, ProbeError>> {
-        self.capability_call(Capability::Probe, "probe.http-get", format!("{host_port}{path}"))?;
+        self.ledger
+            .call(Capability::Probe, "probe.http-get", format!("{host_port}{path}"))?;
         let limit = match self.probe_target(&host_port, timeout_ms) {
             Ok(limit) => limit,
             Err(e) => return Ok(Err(e)),
@@ -109,7 +133,8 @@ impl Host for CallState {
     }
 
     async fn tcp_connect(&mut self, host_port: String, timeout_ms: u32) -> wasmtime::Result<Result<u32, ProbeError>> {
-        self.capability_call(Capability::Probe, "probe.tcp-connect", host_port.clone())?;
+        self.ledger
+            .call(Capability::Probe, "probe.tcp-connect", host_port.clone())?;
         let limit = match self.probe_target(&host_port, timeout_ms) {
             Ok(limit) => limit,
             Err(e) => return Ok(Err(e)),

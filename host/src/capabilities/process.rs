@@ -21,14 +21,16 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use envpack_model::{Capability, Grants, WORK_DIR, is_executable};
 use serde::{Deserialize, Serialize};
+use wasmtime::component::{Resource, ResourceTable};
 
-use crate::capabilities::gate::Capability;
-use crate::capabilities::grants::{WORK_DIR, is_executable};
+use crate::capabilities::environment::EnvHandle;
+use crate::capabilities::ledger::Ledger;
 use crate::contract::bindings::envpack::deployer::process::{
-    Host, ProcessError, ProcessInfo, ProcessState, Signal, SpawnRequest,
+    ArtifactError, Host, ProcessError, ProcessInfo, ProcessState as RunState, Signal, SpawnRequest,
 };
-use crate::sandbox::call_state::CallState;
+use crate::sandbox::call_state::CallEnv;
 use crate::sandbox::services::Workspace;
 
 /// Live processes one environment may have at once.
@@ -104,7 +106,7 @@ impl Table {
 
     fn save(&self) -> Result<(), String> {
         let bytes = serde_json::to_vec_pretty(&self.records).map_err(|e| e.to_string())?;
-        crate::fsutil::write_atomic(&self.path, &bytes, 0o600).map_err(|e| format!("process table: {e}"))
+        envpack_model::files::write_atomic(&self.path, &bytes, 0o600).map_err(|e| format!("process table: {e}"))
     }
 
     fn next_id(&self) -> String {
@@ -208,8 +210,8 @@ fn info(record: &Record) -> ProcessInfo {
         args: record.args.clone(),
         started_at_ms: record.started_at_ms,
         state: match record.exit {
-            None => ProcessState::Running,
-            Some(code) => ProcessState::Exited(code),
+            None => RunState::Running,
+            Some(code) => RunState::Exited(code),
         },
         stdout_path: record.stdout.clone(),
         stderr_path: record.stderr.clone(),
@@ -353,7 +355,7 @@ fn status(workspace: &Workspace, id: &str) -> Result<ProcessInfo, ProcessError> 
 
 fn send_signal(workspace: &Workspace, id: &str, signal: Signal) -> Result<(), ProcessError> {
     let current = status(workspace, id)?;
-    if !matches!(current.state, ProcessState::Running) {
+    if !matches!(current.state, RunState::Running) {
         return Ok(()); // Already gone: signalling it again changes nothing.
     }
     let number = match signal {
@@ -388,7 +390,7 @@ pub fn live(workspace: &Workspace) -> Vec<(String, String)> {
         |_| Vec::new(),
         |all| {
             all.into_iter()
-                .filter(|p| matches!(p.state, ProcessState::Running))
+                .filter(|p| matches!(p.state, RunState::Running))
                 .map(|p| (p.id, p.command))
                 .collect()
         },
@@ -400,17 +402,13 @@ pub fn live(workspace: &Workspace) -> Vec<(String, String)> {
 pub fn stop_all(workspace: &Workspace, grace: Duration) -> Result<usize, String> {
     let live: Vec<ProcessInfo> = list(workspace)?
         .into_iter()
-        .filter(|p| matches!(p.state, ProcessState::Running))
+        .filter(|p| matches!(p.state, RunState::Running))
         .collect();
     for p in &live {
         let _ = send_signal(workspace, &p.id, Signal::Term);
     }
     let until = Instant::now() + grace;
-    while Instant::now() < until
-        && list(workspace)?
-            .iter()
-            .any(|p| matches!(p.state, ProcessState::Running))
-    {
+    while Instant::now() < until && list(workspace)?.iter().any(|p| matches!(p.state, RunState::Running)) {
         std::thread::sleep(POLL);
     }
     for p in &live {
@@ -419,7 +417,26 @@ pub fn stop_all(workspace: &Workspace, grace: Duration) -> Result<usize, String>
     Ok(live.len())
 }
 
-impl CallState {
+/// The `process` capability's part of one call: the environment's
+/// workspace and what it grants (commands to spawn; origins artifacts may
+/// be downloaded from).
+pub struct ProcessState {
+    env_id: String,
+    grants: Grants,
+    workspace: Option<Workspace>,
+}
+
+impl ProcessState {
+    pub fn new(env: &CallEnv, workspace: Option<Workspace>) -> Self {
+        let mut grants = env.grants.only(Capability::Process);
+        grants.merge(env.grants.only(Capability::Http));
+        ProcessState {
+            env_id: env.id.clone(),
+            grants,
+            workspace,
+        }
+    }
+
     /// The program a spawn request names: a granted command, or with the
     /// [`WORK_DIR`] grant an executable file `./path` inside the work directory.
     fn program(&self, workspace: &Workspace, command: &str) -> Result<PathBuf, ProcessError> {
@@ -447,45 +464,55 @@ impl CallState {
     }
 
     fn workspace(&self) -> Result<Workspace, ProcessError> {
-        self.services
-            .workspace
+        self.workspace
             .clone()
             .ok_or_else(|| ProcessError::Failed("this host command gives the environment no work directory".into()))
     }
 }
 
-impl Host for CallState {
+/// What `process` is linked with: its state, the call's ledger, and the
+/// resource table (where the environment `fetch-artifact` names is lent).
+pub struct ProcessView<'a> {
+    pub(crate) state: &'a mut ProcessState,
+    pub(crate) ledger: &'a mut Ledger,
+    pub(crate) table: &'a mut ResourceTable,
+}
+
+impl Host for ProcessView<'_> {
     fn spawn(&mut self, request: SpawnRequest) -> wasmtime::Result<Result<ProcessInfo, ProcessError>> {
         let detail = format!("{} {}", request.command, request.args.join(" "));
-        self.capability_call(Capability::Process, "process.spawn", detail.trim_end().to_string())?;
-        let result = self.workspace().and_then(|w| {
-            let program = self.program(&w, &request.command)?;
+        self.ledger
+            .call(Capability::Process, "process.spawn", detail.trim_end().to_string())?;
+        let result = self.state.workspace().and_then(|w| {
+            let program = self.state.program(&w, &request.command)?;
             spawn(&w, &program, &request)
         });
         if let Err(e) = &result {
-            self.refused(&format!("{e:?}"));
+            self.ledger.refused(&format!("{e:?}"));
         }
         Ok(result)
     }
 
     fn send_signal(&mut self, id: String, signal: Signal) -> wasmtime::Result<Result<(), ProcessError>> {
-        self.capability_call(Capability::Process, "process.send-signal", format!("{id} {signal:?}"))?;
-        Ok(self.workspace().and_then(|w| send_signal(&w, &id, signal)))
+        self.ledger
+            .call(Capability::Process, "process.send-signal", format!("{id} {signal:?}"))?;
+        Ok(self.state.workspace().and_then(|w| send_signal(&w, &id, signal)))
     }
 
     async fn wait(&mut self, id: String, timeout_ms: u32) -> wasmtime::Result<Result<ProcessInfo, ProcessError>> {
-        self.capability_call(Capability::Process, "process.wait", format!("{id} {timeout_ms} ms"))?;
-        let workspace = match self.workspace() {
+        self.ledger
+            .call(Capability::Process, "process.wait", format!("{id} {timeout_ms} ms"))?;
+        let workspace = match self.state.workspace() {
             Ok(w) => w,
             Err(e) => return Ok(Err(e)),
         };
         // Leave the pack a little time to act on the answer before its deadline.
-        let budget = Duration::from_millis(u64::from(timeout_ms)).min(self.remaining().saturating_sub(POLL * 5));
+        let budget = Duration::from_millis(u64::from(timeout_ms)).min(self.ledger.remaining().saturating_sub(POLL * 5));
         let until = Instant::now() + budget;
         loop {
             let current = status(&workspace, &id);
             match &current {
-                Ok(info) if matches!(info.state, ProcessState::Running) && Instant::now() < until => {}
+                Ok(info) if matches!(info.state, RunState::Running) && Instant::now() < until => {}
                 _ => return Ok(current),
             }
             tokio::time::sleep(POLL).await;
@@ -493,13 +520,14 @@ impl Host for CallState {
     }
 
     fn status(&mut self, id: String) -> wasmtime::Result<Result<ProcessInfo, ProcessError>> {
-        self.capability_call(Capability::Process, "process.status", id.clone())?;
-        Ok(self.workspace().and_then(|w| status(&w, &id)))
+        self.ledger.call(Capability::Process, "process.status", id.clone())?;
+        Ok(self.state.workspace().and_then(|w| status(&w, &id)))
     }
 
     fn processes(&mut self) -> wasmtime::Result<Vec<ProcessInfo>> {
-        self.capability_call(Capability::Process, "process.processes", String::new())?;
-        match self.workspace() {
+        self.ledger
+            .call(Capability::Process, "process.processes", String::new())?;
+        match self.state.workspace() {
             Ok(w) => list(&w).map_err(|e| wasmtime::Error::msg(format!("the process table failed: {e}"))),
             Err(_) => Ok(Vec::new()),
         }
@@ -507,24 +535,24 @@ impl Host for CallState {
 
     async fn fetch_artifact(
         &mut self,
-        env: wasmtime::component::Resource<crate::capabilities::environment::EnvHandle>,
+        env: Resource<EnvHandle>,
         revision: String,
-    ) -> wasmtime::Result<Result<String, crate::contract::bindings::envpack::deployer::process::ArtifactError>> {
-        self.capability_call(Capability::Process, "process.fetch-artifact", revision.clone())?;
+    ) -> wasmtime::Result<Result<String, ArtifactError>> {
+        self.ledger
+            .call(Capability::Process, "process.fetch-artifact", revision.clone())?;
         let environment = self.table.get(&env)?.0.clone();
-        let result = match self.services.workspace.clone() {
+        let result = match self.state.workspace.clone() {
             Some(workspace) => {
-                let left = self.remaining().saturating_sub(POLL * 5);
-                crate::capabilities::artifacts::fetch(&environment, &workspace, &self.grants, &revision, left).await
+                let left = self.ledger.remaining().saturating_sub(POLL * 5);
+                crate::capabilities::artifacts::fetch(&environment, &workspace, &self.state.grants, &revision, left)
+                    .await
             }
-            None => Err(
-                crate::contract::bindings::envpack::deployer::process::ArtifactError::Unavailable(
-                    "this host command gives the environment no work directory".into(),
-                ),
-            ),
+            None => Err(ArtifactError::Unavailable(
+                "this host command gives the environment no work directory".into(),
+            )),
         };
         if let Err(e) = &result {
-            self.refused(&format!("{e:?}"));
+            self.ledger.refused(&format!("{e:?}"));
         }
         Ok(result)
     }

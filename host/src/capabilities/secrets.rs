@@ -5,12 +5,15 @@
 //! message carries a value.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::Arc;
 
-use crate::capabilities::gate::Capability;
-use crate::capabilities::grants::validate_secret_name;
+use envpack_model::{Capability, GrantError, Grants, validate_secret_name};
+
+use crate::capabilities::ledger::Ledger;
 use crate::contract::bindings::envpack::deployer::secrets::{Host, SecretError};
-use crate::sandbox::call_state::CallState;
+use crate::sandbox::call_state::CallEnv;
+use crate::state_dir::StateDir;
 
 /// Where secret values come from.
 pub trait SecretStore: Send + Sync {
@@ -32,7 +35,7 @@ pub enum SecretsError {
     #[error("secrets file {path}: {detail}")]
     File { path: String, detail: String },
     #[error(transparent)]
-    Name(#[from] crate::capabilities::grants::GrantError),
+    Name(#[from] GrantError),
     #[error("no secret named {0:?}")]
     Unknown(String),
 }
@@ -49,9 +52,9 @@ pub struct FileSecrets {
 impl FileSecrets {
     /// Opens the file to change it: an exclusive lock (`secrets.lock`) is
     /// held from the read to the last write.
-    pub fn open_for_update(state_dir: &Path) -> Result<Self, SecretsError> {
+    pub fn open_for_update(state: &StateDir) -> Result<Self, SecretsError> {
         use std::os::unix::fs::OpenOptionsExt;
-        let lock_path = state_dir.join("secrets.lock");
+        let lock_path = state.secrets_lock();
         let fail = |e: std::io::Error| SecretsError::File {
             path: lock_path.display().to_string(),
             detail: e.to_string(),
@@ -64,14 +67,14 @@ impl FileSecrets {
             .open(&lock_path)
             .map_err(fail)?;
         lock.lock().map_err(fail)?;
-        let mut secrets = Self::open(state_dir)?;
+        let mut secrets = Self::open(state)?;
         secrets._lock = Some(lock);
         Ok(secrets)
     }
 
     /// Opens the file to read it.
-    pub fn open(state_dir: &Path) -> Result<Self, SecretsError> {
-        let path = state_dir.join("secrets.json");
+    pub fn open(state: &StateDir) -> Result<Self, SecretsError> {
+        let path = state.secrets();
         let fail = |detail: String| SecretsError::File {
             path: path.display().to_string(),
             detail,
@@ -113,7 +116,7 @@ impl FileSecrets {
             path: self.path.display().to_string(),
             detail: e.to_string(),
         })?;
-        crate::fsutil::write_atomic(&self.path, &bytes, 0o600).map_err(|e| SecretsError::File {
+        envpack_model::files::write_atomic(&self.path, &bytes, 0o600).map_err(|e| SecretsError::File {
             path: self.path.display().to_string(),
             detail: e.to_string(),
         })
@@ -126,17 +129,41 @@ impl SecretStore for FileSecrets {
     }
 }
 
-impl Host for CallState {
+/// The `secrets` capability's part of one call: which names the
+/// environment grants, and where the values are.
+pub struct SecretsState {
+    env_id: String,
+    grants: Grants,
+    store: Arc<dyn SecretStore>,
+}
+
+impl SecretsState {
+    pub fn new(env: &CallEnv, store: Arc<dyn SecretStore>) -> Self {
+        SecretsState {
+            env_id: env.id.clone(),
+            grants: env.grants.only(Capability::Secrets),
+            store,
+        }
+    }
+}
+
+/// What `secrets` is linked with: its state and the call's ledger.
+pub struct SecretsView<'a> {
+    pub(crate) state: &'a mut SecretsState,
+    pub(crate) ledger: &'a mut Ledger,
+}
+
+impl Host for SecretsView<'_> {
     fn get(&mut self, name: String) -> wasmtime::Result<Result<String, SecretError>> {
-        self.capability_call(Capability::Secrets, "secrets.get", name.clone())?;
-        if !self.grants.secret_allowed(&name) {
-            self.refused(&format!("secret {name:?} is not granted"));
+        self.ledger.call(Capability::Secrets, "secrets.get", name.clone())?;
+        if !self.state.grants.secret_allowed(&name) {
+            self.ledger.refused(&format!("secret {name:?} is not granted"));
             return Ok(Err(SecretError::NotAllowed(format!(
                 "secret {name:?} is not granted to environment {:?}",
-                self.env_id
+                self.state.env_id
             ))));
         }
-        Ok(self.services.secrets.get(&name).ok_or_else(|| {
+        Ok(self.state.store.get(&name).ok_or_else(|| {
             SecretError::Missing(format!(
                 "secret {name:?} is granted but not set (`host secret set {name}`)"
             ))

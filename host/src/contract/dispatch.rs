@@ -6,9 +6,9 @@ use wasmtime::component::Resource;
 
 use crate::capabilities::environment::EnvHandle;
 use crate::contract::bindings::verbs;
-use crate::contract::verb::Request;
-use crate::model::outcome::Raw;
+use crate::contract::convert::Raw;
 use crate::sandbox::call_state::CallState;
+use envpack_model::Request;
 
 pub(crate) async fn call_export(
     guest: &verbs::Guest,

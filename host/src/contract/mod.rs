@@ -1,8 +1,9 @@
-//! The contract: the bindings generated from `wit/` (`bindgen!`), the verbs
-//! and their outcomes as the host sees them, and the loaded [`pack::Pack`]
-//! with its `describe` info and the one contract-version check.
+//! The contract as the runtime sees it: the bindings generated from `wit/`
+//! (`bindgen!`), every conversion between WIT types and the model's
+//! ([`convert`]), the dispatch of a request to the pack's export, and the
+//! loaded [`pack::Pack`].
 
-pub mod bindings;
+pub(crate) mod bindings;
+pub(crate) mod convert;
 pub(crate) mod dispatch;
-pub mod pack;
-pub mod verb;
+pub(crate) mod pack;

@@ -4,86 +4,27 @@
 
 use std::path::Path;
 
-use serde::Serialize;
-use sha2::{Digest, Sha256};
+use envpack_model::PackInfo;
+use envpack_trust::Manifest;
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-use crate::capabilities::gate::Capability;
-use crate::contract::bindings::{self, wit};
+use crate::contract::bindings;
 use crate::sandbox::cache::CacheEvent;
 use crate::sandbox::call_state::CallState;
-use crate::trust::manifest::Manifest;
 
 /// Largest pack file the host reads.
 pub const MAX_PACK_BYTES: u64 = 64 << 20;
-/// The contract version this host speaks (`wit/deployer.wit`).
-pub const CONTRACT_VERSION: &str = "1.1.0";
-
 /// Refuses bytes that are not WebAssembly at all, before any signature or
 /// compiler gets to say something less plain about them.
-pub fn check_magic(source: &str, bytes: &[u8]) -> Result<(), crate::error::LoadError> {
+pub fn check_magic(source: &str, bytes: &[u8]) -> Result<(), crate::LoadError> {
     if bytes.starts_with(b"\0asm") {
         Ok(())
     } else {
-        Err(crate::error::LoadError::NotAComponent {
+        Err(crate::LoadError::NotAComponent {
             path: source.to_string(),
             detail: "the file does not start with the WebAssembly magic bytes (\\0asm)".into(),
         })
-    }
-}
-
-/// Whether this host runs packs built against contract `version`: the same
-/// major version, at or below this host's minor (see `wit/README.md`).
-pub fn accepts_contract(version: &str) -> bool {
-    let (Ok(found), Ok(ours)) = (
-        semver::Version::parse(version),
-        semver::Version::parse(CONTRACT_VERSION),
-    ) else {
-        return false;
-    };
-    found.major == ours.major && found.minor <= ours.minor && found.pre.is_empty()
-}
-
-/// What a pack says about itself in `describe`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct PackInfo {
-    pub descriptor: String,
-    pub contract_version: String,
-    pub capabilities: Vec<Capability>,
-    pub description: String,
-}
-
-impl PackInfo {
-    /// The descriptor without its version: `envpack.deployer.ledger`.
-    pub fn name(&self) -> &str {
-        self.descriptor.split('@').next().unwrap_or(&self.descriptor)
-    }
-}
-
-pub(crate) fn capability_from_wit(c: wit::Capability) -> Capability {
-    match c {
-        wit::Capability::Log => Capability::Log,
-        wit::Capability::Kv => Capability::Kv,
-        wit::Capability::Clock => Capability::Clock,
-        wit::Capability::Process => Capability::Process,
-        wit::Capability::Probe => Capability::Probe,
-        wit::Capability::Http => Capability::Http,
-        wit::Capability::Secrets => Capability::Secrets,
-    }
-}
-
-impl From<wit::PackInfo> for PackInfo {
-    fn from(info: wit::PackInfo) -> Self {
-        let mut capabilities: Vec<Capability> = info.capabilities.into_iter().map(capability_from_wit).collect();
-        capabilities.sort();
-        capabilities.dedup();
-        PackInfo {
-            descriptor: info.descriptor,
-            contract_version: info.contract_version,
-            capabilities,
-            description: info.description,
-        }
     }
 }
 
@@ -183,12 +124,6 @@ impl Pack {
     }
 }
 
-/// Hex sha256 of `bytes`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    digest.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Reads a pack file, refusing anything over [`MAX_PACK_BYTES`].
 pub fn read_pack_file(path: &Path) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
@@ -205,24 +140,4 @@ pub fn read_pack_file(path: &Path) -> std::io::Result<Vec<u8>> {
         return Err(too_large());
     }
     Ok(bytes)
-}
-
-#[cfg(test)]
-mod contract_tests {
-    use super::accepts_contract;
-
-    #[test]
-    fn same_major_at_or_below_our_minor() {
-        assert!(accepts_contract("1.0.0"));
-        assert!(accepts_contract("1.1.0"));
-        assert!(accepts_contract("1.0.7"));
-        assert!(
-            !accepts_contract("1.2.0"),
-            "a newer minor may call what this host lacks"
-        );
-        assert!(!accepts_contract("2.0.0"));
-        assert!(!accepts_contract("0.9.0"));
-        assert!(!accepts_contract("1.1.0-rc.1"));
-        assert!(!accepts_contract("one"));
-    }
 }

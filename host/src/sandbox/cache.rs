@@ -14,7 +14,7 @@ use serde::Serialize;
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-use crate::fsutil;
+use envpack_model::files as fsutil;
 
 /// The extension of an entry's tag file (entries tagged by older hosts,
 /// `.cwasm.mac`, have none and are rebuilt once).

@@ -1,25 +1,33 @@
 //! `CallState`: everything one verb call's `Store` holds. A fresh one is made
 //! for every call and dropped after it, so nothing leaks between calls.
+//!
+//! Like wasmtime-wasi with its views, each capability owns its slice of the
+//! call's state (`kv`, `log`, `clock`, `process`, `probe`, `http`,
+//! `secrets`) and is linked with a getter that lends it that slice plus the
+//! call's [`Ledger`] (gate, recording, deadline) — never another
+//! capability's state. The call state only holds them together.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasmtime::component::ResourceTable;
+use envpack_model::{Capability, CapabilityCall, Gate, Grants, Recording};
+use wasmtime::component::{HasData, ResourceTable};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
-
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use crate::capabilities::grants::Grants;
+use crate::capabilities::clock::{ClockState, ClockView, WasiReads};
+use crate::capabilities::environment::EnvView;
 use crate::capabilities::http::HttpPolicy;
-use crate::sandbox::services::Services;
-
-use crate::capabilities::clock::WasiReads;
-use crate::capabilities::gate::{Capability, Gate};
-use crate::capabilities::kv::KvSession;
-use crate::capabilities::recording::{CapabilityCall, Recording};
+use crate::capabilities::kv::{KvSession, KvView};
+use crate::capabilities::ledger::Ledger;
+use crate::capabilities::log::{LogState, LogView};
+use crate::capabilities::probe::{ProbeState, ProbeView};
+use crate::capabilities::process::{ProcessState, ProcessView};
+use crate::capabilities::secrets::{SecretsState, SecretsView};
 use crate::sandbox::limits::MemoryBudget;
 use crate::sandbox::phases::Laps;
+use crate::sandbox::services::Services;
 
 /// How much of the pack's stderr is kept to explain a trap.
 pub const STDERR_BYTES: usize = 16 * 1024;
@@ -27,50 +35,45 @@ pub const STDERR_BYTES: usize = 16 * 1024;
 /// The data of one call's `Store`.
 pub struct CallState {
     pub(crate) table: ResourceTable,
-    pub(crate) wasi: WasiCtx,
-    pub(crate) stderr: MemoryOutputPipe,
+    pub(crate) ledger: Ledger,
     pub(crate) budget: MemoryBudget,
-    pub(crate) gate: Gate,
-    pub(crate) recording: Recording,
-    pub(crate) kv: KvSession,
-    pub(crate) log_lines: usize,
-    pub(crate) log_dropped: usize,
-    pub(crate) started: Instant,
-    pub(crate) deadline: Duration,
-    /// The environment's id and scopes, for the capabilities that check them.
-    pub(crate) env_id: String,
-    pub(crate) grants: Grants,
-    pub(crate) services: Services,
-    pub(crate) http_ctx: WasiHttpCtx,
-    pub(crate) http: HttpPolicy,
     /// Where the call's time went, phase by phase.
     pub(crate) laps: Laps,
-    /// What the pack read through WASI's clocks and randomness.
-    pub(crate) wasi_reads: Arc<WasiReads>,
     /// On a metered runtime, the deadline the call's fuel stands for (its
-    /// wall-clock `deadline` is then only a backstop).
+    /// wall-clock deadline is then only a backstop), and the fuel burned.
     pub(crate) fuel_deadline: Option<Duration>,
-    /// Fuel burned, on a metered runtime.
     pub(crate) fuel_used: Option<u64>,
-    /// Time asked for through `clock.sleep-ms`.
-    pub(crate) slept: Duration,
+    wasi: WasiCtx,
+    stderr: MemoryOutputPipe,
+    /// What the pack read through WASI's clocks and randomness.
+    wasi_reads: Arc<WasiReads>,
+    log: LogState,
+    pub(crate) kv: KvSession,
+    pub(crate) clock: ClockState,
+    process: ProcessState,
+    probe: ProbeState,
+    http_ctx: WasiHttpCtx,
+    http: HttpPolicy,
+    secrets: SecretsState,
+}
+
+/// The environment a call acts for, as its capabilities see it.
+pub struct CallEnv {
+    pub id: String,
+    pub grants: Grants,
 }
 
 impl CallState {
     /// A state with no ambient authority: no environment variables, no
-    /// network, stdout discarded and stderr captured for error messages, and
-    /// no files but the environment's work directory (as `/`, read-write)
-    /// when `process` is both declared and granted.
+    /// network, stdout discarded and stderr captured for error messages,
+    /// and no files but the environment's work directory (as `/`,
+    /// read-write) when `process` is both declared and granted.
     pub fn new(gate: Gate, kv: KvSession, memory_budget: usize, deadline: Duration) -> Self {
-        Self::for_env(
-            gate,
-            kv,
-            memory_budget,
-            deadline,
-            String::new(),
-            Grants::default(),
-            Services::default(),
-        )
+        let env = CallEnv {
+            id: String::new(),
+            grants: Grants::default(),
+        };
+        Self::for_env(gate, kv, memory_budget, deadline, env, Services::default())
     }
 
     /// [`Self::new`] for one environment's call.
@@ -79,8 +82,7 @@ impl CallState {
         kv: KvSession,
         memory_budget: usize,
         deadline: Duration,
-        env_id: String,
-        grants: Grants,
+        env: CallEnv,
         services: Services,
     ) -> Self {
         let stderr = MemoryOutputPipe::new(STDERR_BYTES);
@@ -96,100 +98,59 @@ impl CallState {
         }
         let wasi = builder.build();
         let now = Instant::now();
-        let http = HttpPolicy::new(&gate, &grants, now + deadline);
+        let ledger = Ledger::new(gate, now, deadline);
+        let http = HttpPolicy::new(&ledger, &env.grants, now + deadline);
         CallState {
             table: ResourceTable::new(),
-            wasi,
-            stderr,
             budget: MemoryBudget::new(memory_budget),
-            gate,
-            recording: Recording::default(),
-            kv,
-            log_lines: 0,
-            log_dropped: 0,
-            started: now,
-            deadline,
-            env_id,
-            grants,
-            services,
-            http_ctx: WasiHttpCtx::new(),
-            http,
             laps: Laps::start(now),
-            wasi_reads,
             fuel_deadline: None,
             fuel_used: None,
-            slept: Duration::ZERO,
+            wasi,
+            stderr,
+            wasi_reads,
+            log: LogState::new(services.log_sink.clone()),
+            kv,
+            clock: ClockState::default(),
+            process: ProcessState::new(&env, services.workspace.clone()),
+            probe: ProbeState::new(&env),
+            http_ctx: WasiHttpCtx::new(),
+            http,
+            secrets: SecretsState::new(&env, services.secrets.clone()),
+            ledger,
         }
     }
 
-    /// Adds what the pack read through WASI's clocks and randomness to its
-    /// recording, as calls of capability `clock`: one line per interface
-    /// with the count, so that `capability.declared` sees a pack that
-    /// reads time or randomness without declaring `clock`.
-    pub(crate) fn record_wasi_reads(&mut self) {
+    /// Ends the call's recording: what the pack read through WASI's clocks
+    /// and randomness is recorded as calls of capability `clock` (one line
+    /// per interface with the count, so that `capability.declared` sees a
+    /// pack that reads time or randomness without declaring `clock`), and
+    /// its outbound HTTP requests each in its place among the other calls.
+    pub(crate) fn finish_recording(&mut self) {
+        for (inserted, (at, call)) in self.http.take_calls().into_iter().enumerate() {
+            self.ledger.insert(at + inserted, call);
+        }
         for (operation, count) in self.wasi_reads.counts() {
-            self.recording.push(CapabilityCall {
+            let call = CapabilityCall {
                 capability: Capability::Clock,
                 operation,
                 detail: format!("{count} reads"),
-                allowed: self.gate.check(Capability::Clock, operation).is_ok(),
-                declared: self.gate.declared(Capability::Clock),
-            });
-        }
-    }
-
-    /// Adds the call's outbound HTTP requests to its recording, each in
-    /// its place among the other capability calls.
-    pub(crate) fn record_http(&mut self) {
-        let log = std::mem::take(&mut *self.http.log.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
-        for (inserted, entry) in log.into_iter().enumerate() {
-            let outcome = match (entry.status, &entry.refused) {
-                (_, Some(reason)) => format!(" (refused: {reason})"),
-                (Some(status), None) => format!(" -> {status}"),
-                (None, None) => String::new(),
+                allowed: self.ledger.check(Capability::Clock, operation).is_ok(),
+                declared: self.ledger.declared(Capability::Clock),
             };
-            let call = CapabilityCall {
-                capability: Capability::Http,
-                operation: "http.request",
-                detail: format!("{} {}{outcome}", entry.method, entry.url),
-                allowed: entry.allowed,
-                declared: self.gate.declared(Capability::Http),
-            };
-            self.recording.insert(entry.after + inserted, call);
+            self.ledger.push(call);
         }
     }
 
-    /// Marks the call just recorded as refused by its scope, with the reason.
-    pub(crate) fn refused(&mut self, reason: &str) {
-        if let Some(last) = self.recording.calls.last_mut() {
-            last.allowed = false;
-            last.detail = format!("{} (refused: {reason})", last.detail);
-        }
+    /// The recording and the kv session, once the call is over.
+    pub(crate) fn into_parts(self) -> (Recording, KvSession) {
+        (self.ledger.into_recording(), self.kv)
     }
 
-    /// Time left before the call's deadline.
-    pub(crate) fn remaining(&self) -> Duration {
-        self.deadline.saturating_sub(self.started.elapsed())
-    }
-
-    /// Checks one capability call against the gate and records it, allowed
-    /// or refused; a refusal is the trap that ends the call.
-    pub(crate) fn capability_call(
-        &mut self,
-        capability: Capability,
-        operation: &'static str,
-        detail: String,
-    ) -> wasmtime::Result<()> {
-        let verdict = self.gate.check(capability, operation);
-        self.recording.push(CapabilityCall {
-            capability,
-            operation,
-            detail,
-            allowed: verdict.is_ok(),
-            declared: self.gate.declared(capability),
-        });
-        self.http.recorded = self.recording.calls.len();
-        verdict.map_err(wasmtime::Error::new)
+    /// The call's deadline as its stop was measured: fuel on a metered
+    /// runtime, else the wall clock.
+    pub(crate) fn deadline(&self) -> Duration {
+        self.fuel_deadline.unwrap_or(self.ledger.deadline())
     }
 
     /// What the pack wrote to stderr (a Rust panic message, typically), on
@@ -202,6 +163,89 @@ impl CallState {
             .collect::<Vec<_>>()
             .join(" ")
     }
+
+    // ---- the getters each capability is linked with ----
+
+    pub(crate) fn log_view(&mut self) -> LogView<'_> {
+        LogView {
+            state: &mut self.log,
+            ledger: &mut self.ledger,
+        }
+    }
+
+    pub(crate) fn kv_view(&mut self) -> KvView<'_> {
+        KvView {
+            kv: &mut self.kv,
+            ledger: &mut self.ledger,
+        }
+    }
+
+    pub(crate) fn clock_view(&mut self) -> ClockView<'_> {
+        ClockView {
+            state: &mut self.clock,
+            ledger: &mut self.ledger,
+        }
+    }
+
+    pub(crate) fn process_view(&mut self) -> ProcessView<'_> {
+        ProcessView {
+            state: &mut self.process,
+            ledger: &mut self.ledger,
+            table: &mut self.table,
+        }
+    }
+
+    pub(crate) fn probe_view(&mut self) -> ProbeView<'_> {
+        ProbeView {
+            state: &mut self.probe,
+            ledger: &mut self.ledger,
+        }
+    }
+
+    pub(crate) fn secrets_view(&mut self) -> SecretsView<'_> {
+        SecretsView {
+            state: &mut self.secrets,
+            ledger: &mut self.ledger,
+        }
+    }
+
+    pub(crate) fn env_view(&mut self) -> EnvView<'_> {
+        EnvView { table: &mut self.table }
+    }
+}
+
+// `types` has no functions: the call state serves it as it is.
+impl crate::contract::bindings::envpack::deployer::types::Host for CallState {}
+
+/// [`HasData`] markers: which view each interface is linked with.
+pub(crate) struct Log;
+pub(crate) struct Kv;
+pub(crate) struct Clock;
+pub(crate) struct Process;
+pub(crate) struct Probe;
+pub(crate) struct Secrets;
+pub(crate) struct Env;
+
+impl HasData for Log {
+    type Data<'a> = LogView<'a>;
+}
+impl HasData for Kv {
+    type Data<'a> = KvView<'a>;
+}
+impl HasData for Clock {
+    type Data<'a> = ClockView<'a>;
+}
+impl HasData for Process {
+    type Data<'a> = ProcessView<'a>;
+}
+impl HasData for Probe {
+    type Data<'a> = ProbeView<'a>;
+}
+impl HasData for Secrets {
+    type Data<'a> = SecretsView<'a>;
+}
+impl HasData for Env {
+    type Data<'a> = EnvView<'a>;
 }
 
 impl WasiHttpView for CallState {

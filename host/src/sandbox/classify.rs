@@ -2,12 +2,10 @@
 //! budget, a capability refusal or limit, a trap with the pack's stderr)
 //! becomes the `provider` cause that names it.
 
-use crate::capabilities::gate::Denied;
 use crate::capabilities::kv::KvLimit;
-use crate::contract::verb::Verb;
-use crate::error::{ProviderCause, VerbError};
 use crate::sandbox::call_state::CallState;
 use crate::sandbox::limits::{BudgetExceeded, DeadlineExceeded};
+use envpack_model::{Denied, ProviderCause, Verb, VerbError};
 
 /// Names the cause of a failed call.
 pub(crate) fn classify(verb: Verb, error: &wasmtime::Error, state: &CallState) -> VerbError {
@@ -39,7 +37,7 @@ fn cause_of(error: &wasmtime::Error, state: &CallState) -> ProviderCause {
     }
     // A metered call's fuel is its deadline counted in work done.
     if error.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::OutOfFuel) {
-        return ProviderCause::Deadline(state.fuel_deadline.unwrap_or(state.deadline));
+        return ProviderCause::Deadline(state.deadline());
     }
     let stderr = state.panic_message();
     let trap = match error.downcast_ref::<wasmtime::Trap>() {
@@ -91,7 +89,7 @@ fn recursion(error: &wasmtime::Error) -> Option<(usize, String)> {
         .iter()
         .find(|f| f.func_index() == index)
         .and_then(|f| f.func_name())
-        .map(|name| crate::text::printable(name).into_owned())
+        .map(|name| envpack_model::text::printable(name).into_owned())
         .unwrap_or_else(|| format!("function {index}"));
     Some((count, name))
 }

@@ -17,7 +17,9 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 
 use crate::sandbox::engine::{AllocatorChoice, HostConfig, build_engine};
-use crate::sandbox::shape::{self, Over, PackLimits, ShapeError};
+use envpack_model::{Over, PackLimits, ShapeError};
+
+use crate::sandbox::shape;
 
 /// The argument that turns the `host` binary into a compile worker.
 pub const WORKER_ARG: &str = "__compile-worker";

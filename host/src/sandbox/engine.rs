@@ -16,8 +16,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use crate::error::SetupError;
 use crate::sandbox::call_state::CallState;
 use crate::sandbox::compile::Compiler;
-use crate::sandbox::limits::ResultCaps;
-use crate::sandbox::shape::PackLimits;
+use envpack_model::{PackLimits, ResultCaps};
 
 /// Bytes of each memory, table and stack slot reset in place (not decommitted) after a call.
 const KEEP_RESIDENT: usize = 64 * 1024;
@@ -137,9 +136,23 @@ pub fn build_linker(engine: &Engine) -> Result<Linker<CallState>, SetupError> {
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| SetupError::Link(e.to_string()))?;
     // Outbound HTTP is always linked; the capability's policy decides per request.
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(|e| SetupError::Link(e.to_string()))?;
-    crate::contract::bindings::Pack::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
-        .map_err(|e| SetupError::Link(e.to_string()))?;
+    // Each capability is linked with its own view of the call state.
+    link_capabilities(&mut linker).map_err(|e| SetupError::Link(e.to_string()))?;
     Ok(linker)
+}
+
+fn link_capabilities(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
+    use crate::contract::bindings::envpack::deployer as contract;
+    use crate::sandbox::call_state as views;
+    contract::types::add_to_linker::<_, HasSelf<_>>(linker, |state| state)?;
+    contract::environment::add_to_linker::<_, views::Env>(linker, CallState::env_view)?;
+    contract::log::add_to_linker::<_, views::Log>(linker, CallState::log_view)?;
+    contract::kv::add_to_linker::<_, views::Kv>(linker, CallState::kv_view)?;
+    contract::clock::add_to_linker::<_, views::Clock>(linker, CallState::clock_view)?;
+    contract::process::add_to_linker::<_, views::Process>(linker, CallState::process_view)?;
+    contract::probe::add_to_linker::<_, views::Probe>(linker, CallState::probe_view)?;
+    contract::secrets::add_to_linker::<_, views::Secrets>(linker, CallState::secrets_view)?;
+    Ok(())
 }
 
 /// Advances the engine's epoch every [`TICK`] until dropped. The thread

@@ -11,18 +11,15 @@ use wasmtime::component::Resource;
 use wasmtime::{Store, UpdateDeadline};
 
 use crate::capabilities::environment::EnvHandle;
-use crate::capabilities::gate::Gate;
 use crate::contract::bindings::{self, verbs};
 use crate::contract::dispatch::call_export;
 use crate::contract::pack::Pack;
-use crate::contract::verb::{Request, Verb};
-use crate::error::VerbError;
-use crate::model::Environment;
 use crate::sandbox::call_state::CallState;
 use crate::sandbox::classify::classify;
 use crate::sandbox::limits::DeadlineExceeded;
 use crate::sandbox::phases::Phase;
 use crate::sandbox::runtime::Runtime;
+use envpack_model::{Environment, Gate, Request, Verb, VerbError};
 
 /// Extra wall-clock time past the deadline before the host abandons a call
 /// that is blocked in the host (a sleep, a WASI poll) rather than in wasm.
@@ -42,7 +39,7 @@ impl Runtime {
         env: &Arc<Environment>,
         body: impl AsyncFnOnce(&verbs::Guest, &mut Store<CallState>, Resource<EnvHandle>) -> wasmtime::Result<R>,
     ) -> (wasmtime::Result<R>, CallState) {
-        let deadline = state.deadline;
+        let deadline = state.ledger.deadline();
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.budget);
         // Metered: the deadline as fuel, so that a pack that computes too
@@ -62,7 +59,7 @@ impl Runtime {
         }
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |store| {
-            if store.data().started.elapsed() >= deadline {
+            if store.data().ledger.started().elapsed() >= deadline {
                 Err(wasmtime::Error::new(DeadlineExceeded(deadline)))
             } else {
                 Ok(UpdateDeadline::Yield(1))

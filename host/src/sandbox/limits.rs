@@ -43,6 +43,7 @@ impl MemoryBudget {
     }
 
     /// Bytes of linear memory the instance holds now.
+    #[cfg(test)]
     pub fn in_use(&self) -> usize {
         self.in_use
     }
@@ -74,19 +75,6 @@ impl ResourceLimiter for MemoryBudget {
 
     fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         Ok(desired <= self.max_table_elements)
-    }
-}
-
-/// Caps on a call's result, checked after the call returns.
-#[derive(Clone, Copy, Debug)]
-pub struct ResultCaps {
-    /// Largest total size of a result's strings and lists, in bytes.
-    pub bytes: usize,
-}
-
-impl Default for ResultCaps {
-    fn default() -> Self {
-        ResultCaps { bytes: 1 << 20 }
     }
 }
 

@@ -12,22 +12,21 @@ use tracing::Instrument;
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-use crate::capabilities::gate::Gate;
 use crate::contract::bindings;
-use crate::contract::pack::{
-    CONTRACT_VERSION, Pack, PackInfo, accepts_contract, check_magic, read_pack_file, sha256_hex,
-};
-use crate::contract::verb::Verb;
-use crate::error::{LoadError, ProviderCause, VerbError};
-use crate::model::{Environment, EnvironmentDoc};
+use envpack_model::{CONTRACT_VERSION, Gate, PackInfo, accepts_contract, sha256_hex};
+
+use crate::contract::pack::{Pack, check_magic, read_pack_file};
+use envpack_model::{ProviderCause, Verb, VerbError};
+
+use crate::error::LoadError;
 use crate::sandbox::cache::{CacheEvent, CompileCache};
 use crate::sandbox::call_state::CallState;
 use crate::sandbox::classify::classify;
 use crate::sandbox::compile::{self, CompileError};
 use crate::sandbox::engine::HostConfig;
 use crate::sandbox::runtime::Runtime;
-use crate::trust::manifest::Manifest;
-use crate::trust::signature::{self, Keyring, Verified, VerifyError};
+use envpack_model::{Environment, EnvironmentDoc};
+use envpack_trust::{Keyring, Manifest, Verified, VerifyError};
 
 /// What a load does about the pack's signatures.
 pub enum SignaturePolicy<'a> {
@@ -81,7 +80,7 @@ impl Runtime {
         // Not WebAssembly at all is a plain answer, before any signature talk.
         check_magic(&source, &bytes)?;
         let signature = match policy {
-            SignaturePolicy::Require { keyring, detached } => match signature::verify(&bytes, keyring, detached) {
+            SignaturePolicy::Require { keyring, detached } => match envpack_trust::verify(&bytes, keyring, detached) {
                 Ok(verified) => Signature::Trusted(verified),
                 Err(source_err) => {
                     return Err(LoadError::Untrusted {
@@ -90,7 +89,7 @@ impl Runtime {
                     });
                 }
             },
-            SignaturePolicy::Report(keyring) => match signature::verify(&bytes, keyring, None) {
+            SignaturePolicy::Report(keyring) => match envpack_trust::verify(&bytes, keyring, None) {
                 Ok(verified) => Signature::Trusted(verified),
                 Err(e) => Signature::Refused(e),
             },
@@ -223,7 +222,7 @@ impl Runtime {
             .await;
         let info = result.map_err(|e| classify(Verb::Describe, &e, &state))?;
         describe_within_caps(&info)?;
-        Ok(PackInfo::from(info))
+        Ok(crate::contract::convert::pack_info_from_wit(info))
     }
 }
 

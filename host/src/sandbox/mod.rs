@@ -2,18 +2,17 @@
 //! under (deadline, memory budget), the compiled-code cache, the per-call
 //! store state, and the [`runtime::Runtime`] that loads packs and runs verbs.
 
-pub mod cache;
-pub mod call_state;
+pub(crate) mod cache;
+pub(crate) mod call_state;
 mod classify;
-pub mod compile;
-pub mod deadlines;
-pub mod engine;
+pub(crate) mod compile;
+pub(crate) mod engine;
 mod instance;
-pub mod limits;
-pub mod load;
-pub mod phases;
-pub mod runtime;
-pub mod services;
-pub mod shape;
+pub(crate) mod limits;
+pub(crate) mod load;
+pub(crate) mod phases;
+pub(crate) mod runtime;
+pub(crate) mod services;
+pub(crate) mod shape;
 
 pub use instance::LiveInstance;

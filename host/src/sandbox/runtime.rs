@@ -13,23 +13,19 @@ use serde::Serialize;
 use tracing::Instrument;
 use wasmtime::Engine;
 
-use crate::capabilities::gate::Gate;
 use crate::capabilities::kv::{KvSession, settle};
 use crate::capabilities::kv_store::KvStore;
-use crate::capabilities::recording::Recording;
+use crate::contract::convert;
 use crate::contract::dispatch::call_export;
 use crate::contract::pack::Pack;
-use crate::contract::verb::{Outcome, Request, Verb};
-use crate::error::{SetupError, VerbError};
-use crate::model::Environment;
-use crate::model::outcome::verdict;
-use crate::model::preconditions;
+use crate::error::SetupError;
 use crate::sandbox::cache::CompileCache;
-use crate::sandbox::call_state::CallState;
+use crate::sandbox::call_state::{CallEnv, CallState};
 use crate::sandbox::classify::classify;
 use crate::sandbox::engine::{Allocator, HostConfig, Ticker, build_engine, build_linker};
 use crate::sandbox::phases::{Laps, Phase, VerbPhases};
 use crate::sandbox::services::Services;
+use envpack_model::{Environment, Gate, Outcome, Recording, Request, Verb, VerbError, outcome::verdict, preconditions};
 
 /// How much of the host path a call goes through.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -233,8 +229,10 @@ impl Runtime {
                 kv,
                 self.config.memory_budget,
                 wall,
-                env.id().to_string(),
-                env.grants().clone(),
+                CallEnv {
+                    id: env.id().to_string(),
+                    grants: env.grants().clone(),
+                },
                 services,
             );
             state.laps = laps;
@@ -244,18 +242,19 @@ impl Runtime {
                     call_export(guest, store, handle, request).await
                 })
                 .await;
-            state.record_http();
-            state.record_wasi_reads();
+            state.finish_recording();
             state.laps.lap(Phase::Recording);
             let result = match raw {
-                Ok(raw) => verdict(env, request, raw, self.config.result_caps, mode.verify_outcome),
+                Ok(raw) => convert::check_size(&raw, self.config.result_caps, verb)
+                    .and_then(|()| verdict(env, request, convert::returned(raw), mode.verify_outcome)),
                 Err(e) => Err(classify(verb, &e, &state)),
             };
             state.laps.lap(Phase::Outcome);
             let peak_memory = state.budget.peak();
-            let (fuel, slept) = (state.fuel_used, state.slept);
+            let (fuel, slept) = (state.fuel_used, state.clock.slept);
             let mut laps = state.laps;
-            let (result, kv_committed) = match settle(&result, state.kv) {
+            let (recording, kv) = state.into_parts();
+            let (result, kv_committed) = match settle(&result, kv) {
                 Ok(committed) => (result, committed),
                 Err(e) => (
                     Err(VerbError::StateNotSaved {
@@ -273,7 +272,7 @@ impl Runtime {
                 verb,
                 result,
                 guest_entered: true,
-                recording: state.recording,
+                recording,
                 kv_committed,
                 peak_memory,
                 elapsed: started.elapsed(),

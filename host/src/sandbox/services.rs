@@ -3,10 +3,8 @@
 //! the table of processes it spawned, the artifact store) and its secrets.
 //! The operator builds them per command; `host call` has its own.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
-
-use sha2::{Digest, Sha256};
 
 use crate::capabilities::kv_store::{KvStore, MemoryKv};
 use crate::capabilities::secrets::{NoSecrets, SecretStore};
@@ -60,26 +58,6 @@ pub struct Workspace {
 }
 
 impl Workspace {
-    /// The workspace of `env` in `scope` (`env` for operator environments,
-    /// `call` for `host call`) under `state_dir`; directories are created 0700.
-    pub fn for_env(state_dir: &Path, scope: &str, env: &str) -> std::io::Result<Self> {
-        let key = format!("{scope}-{}", &hex::encode(Sha256::digest(env.as_bytes()))[..16]);
-        let workspace = Workspace {
-            work_dir: state_dir.join("work").join(&key),
-            process_table: state_dir.join("processes").join(format!("{key}.json")),
-            artifact_store: state_dir.join("artifacts"),
-        };
-        for dir in [
-            state_dir.join("work"),
-            workspace.work_dir.clone(),
-            state_dir.join("processes"),
-            workspace.artifact_store.clone(),
-        ] {
-            crate::fsutil::create_private_dir(&dir)?;
-        }
-        Ok(workspace)
-    }
-
     /// Removes the work directory (after its processes were stopped).
     pub fn remove(&self) -> std::io::Result<()> {
         match std::fs::remove_dir_all(&self.work_dir) {

@@ -16,29 +16,25 @@
 //! lock and read a WAL snapshot, so a long verb never blocks them, and
 //! commands on other environments never wait for it.
 
+mod call;
+pub mod install;
+mod packs;
 mod revision;
 pub mod rollout;
 mod traffic;
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use envpack_host::capabilities::grants::Grants;
-use envpack_host::capabilities::kv_store::Change;
-use envpack_host::capabilities::secrets::FileSecrets;
-use envpack_host::model::validate_id;
-use envpack_host::sandbox::deadlines::DeadlinePolicy;
-use envpack_host::sandbox::services::{LogSink, Services, Workspace};
-use envpack_host::timing;
-use envpack_host::trust::TrustStore;
-use envpack_host::trust::descriptor::Requirement;
-use envpack_host::trust::registry::Registry;
-use envpack_host::trust::signature::Keyring;
-use envpack_host::{CallMode, Capability, Environment, Outcome, Pack, Request, Runtime, SignaturePolicy};
+use envpack_host::{CallMode, Change, LogSink, Pack, Runtime, SignaturePolicy, StateDir, Workspace, timing};
+use envpack_model::{Capability, DeadlinePolicy, Environment, Grants, Outcome, Request, validate_id};
+use envpack_trust::{Registry, Requirement, TrustStore};
 use rusqlite::{Connection, TransactionBehavior};
 use serde_json::json;
 
+pub use call::call;
+pub use install::{Admission, AdmissionError, install};
+pub use packs::remove_pack;
 pub use revision::NewRevision;
 pub use traffic::Applied;
 
@@ -80,28 +76,28 @@ struct PendingKv {
 
 pub struct Operator<'a> {
     conn: Connection,
-    state_dir: PathBuf,
+    state_dir: StateDir,
     actor: String,
     runtime: Option<&'a Runtime>,
     pending: Option<PendingKv>,
     log_sink: Option<LogSink>,
     /// The deploy key this command is signed with, if any.
-    signer: Option<envpack_host::trust::keys::PrivateKey>,
+    signer: Option<envpack_trust::PrivateKey>,
 }
 
 impl<'a> Operator<'a> {
     /// An operator that can run packs.
-    pub fn open(state_dir: &Path, actor: String, runtime: &'a Runtime) -> Result<Self, StoreError> {
+    pub fn open(state_dir: &StateDir, actor: String, runtime: &'a Runtime) -> Result<Self, StoreError> {
         let mut op = Self::without_runtime(state_dir, actor)?;
         op.runtime = Some(runtime);
         Ok(op)
     }
 
     /// An operator for commands that run no pack (`env remove`): no engine is built.
-    pub fn without_runtime(state_dir: &Path, actor: String) -> Result<Self, StoreError> {
+    pub fn without_runtime(state_dir: &StateDir, actor: String) -> Result<Self, StoreError> {
         Ok(Operator {
-            conn: db::open(&state_dir.join("state.db"))?,
-            state_dir: state_dir.to_path_buf(),
+            conn: db::open(&state_dir.database())?,
+            state_dir: state_dir.clone(),
             actor,
             runtime: None,
             pending: None,
@@ -116,7 +112,7 @@ impl<'a> Operator<'a> {
     }
 
     /// Signs this command's traffic changes with `key` (see [`crate::authz`]).
-    pub fn sign_with(&mut self, key: envpack_host::trust::keys::PrivateKey) {
+    pub fn sign_with(&mut self, key: envpack_trust::PrivateKey) {
         self.signer = Some(key);
     }
 
@@ -137,7 +133,7 @@ impl<'a> Operator<'a> {
     }
 
     fn lock(&self, env: &str) -> Result<EnvLock, StoreError> {
-        lock(&self.state_dir, env)
+        lock(&self.state_dir.locks(), env)
     }
 
     /// Writes the pack's pending kv writes, if any, into `tx`.
@@ -187,12 +183,9 @@ impl<'a> Operator<'a> {
     /// Resolves a requirement to an installed, trusted pack and loads it.
     pub async fn resolve(&self, requirement: &str) -> Result<(Pack, String), StoreError> {
         let req: Requirement = requirement.parse()?;
-        let trust = TrustStore::open(&self.state_dir)?;
-        let registry = Registry::open(&self.state_dir)?;
-        let keyring = Keyring {
-            trust: &trust,
-            extra: Vec::new(),
-        };
+        let trust = TrustStore::open(&self.state_dir.trust_store())?;
+        let registry = Registry::open(&self.state_dir.packs())?;
+        let keyring = trust.keyring();
         let (installed, verified, bytes) = registry.resolve(&req, &keyring)?;
         timing::mark("verify");
         let policy = SignaturePolicy::Verified(verified);
@@ -219,7 +212,7 @@ impl<'a> Operator<'a> {
         let env_id = env.id().to_string();
         let name = pack.info().name().to_string();
         let kv = Arc::new(PackKv::open(
-            &self.state_dir.join("state.db"),
+            &self.state_dir.database(),
             &env_id,
             &name,
             pack.kv_namespace(&env_id),
@@ -227,13 +220,12 @@ impl<'a> Operator<'a> {
         let runtime = self.runtime()?;
         let policy = &bound.binding.deadlines;
         let expected = pack.manifest().map(|m| m.deadlines.clone()).unwrap_or_default();
-        let services = Services {
-            kv: kv.clone(),
-            workspace: Some(self.workspace(&env_id)?),
-            secrets: Arc::new(FileSecrets::open(&self.state_dir).map_err(|e| StoreError::Invalid(e.to_string()))?),
-            deadline: Some(policy.deadline(request.verb(), &expected, runtime.config().deadline)),
-            log_sink: self.log_sink.clone(),
-        };
+        let mut services = self
+            .state_dir
+            .services("env", &env_id, kv.clone())
+            .map_err(StoreError::Invalid)?;
+        services.deadline = Some(policy.deadline(request.verb(), &expected, runtime.config().deadline));
+        services.log_sink = self.log_sink.clone();
         let report = self
             .runtime()?
             .call_in(pack, &Arc::new(env), request, CallMode::HOST, services)
@@ -252,8 +244,8 @@ impl<'a> Operator<'a> {
 
     /// The environment's workspace (work directory, process table, artifacts).
     fn workspace(&self, env: &str) -> Result<Workspace, StoreError> {
-        Workspace::for_env(&self.state_dir, "env", env).map_err(|e| StoreError::Io {
-            path: self.state_dir.join("work").display().to_string(),
+        self.state_dir.workspace("env", env).map_err(|e| StoreError::Io {
+            path: self.state_dir.work().display().to_string(),
             source: e,
         })
     }
@@ -369,8 +361,7 @@ impl<'a> Operator<'a> {
         }
         // Its processes are stopped and its work directory goes with it.
         let workspace = self.workspace(env)?;
-        envpack_host::capabilities::process::stop_all(&workspace, std::time::Duration::from_secs(2))
-            .map_err(StoreError::Invalid)?;
+        envpack_host::stop_processes(&workspace, std::time::Duration::from_secs(2)).map_err(StoreError::Invalid)?;
         self.commit("env remove", &args, |tx| store::remove_env(tx, env))?;
         workspace.remove().map_err(|e| StoreError::Io {
             path: workspace.work_dir.display().to_string(),

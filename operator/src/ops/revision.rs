@@ -6,8 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use envpack_host::model::{Artifact, Revision, validate_id};
-use envpack_host::{Lifecycle, Outcome, Request};
+use envpack_model::{Artifact, Lifecycle, Outcome, Request, Revision, validate_id};
 use serde_json::json;
 
 use super::{Bound, Operator, now};
@@ -125,7 +124,7 @@ impl Operator<'_> {
         {
             self.commit(
                 command,
-                &json!({ "env": env, "revision": id, "step": crate::lifecycle::name(step) }),
+                &json!({ "env": env, "revision": id, "step": envpack_model::lifecycle::name(step) }),
                 |tx| store::set_lifecycle(tx, env, id, step, &format!("{command} started"), &actor, now()),
             )?;
         }
@@ -179,7 +178,7 @@ impl Operator<'_> {
         let revision = store::revision(&self.conn, env, id)?;
         let resume = before.is_some_and(|b| b == revision.lifecycle);
         let first = if resume { after } else { before.unwrap_or(after) };
-        crate::lifecycle::check(id, revision.lifecycle, first)?;
+        envpack_model::lifecycle::check(id, revision.lifecycle, first)?;
         if matches!(before.unwrap_or(after), Lifecycle::Draining | Lifecycle::Archived) {
             let holders = store::weight_holders(&self.conn, env, &revision)?;
             if !holders.is_empty() {

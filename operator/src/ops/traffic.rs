@@ -2,9 +2,7 @@
 //! the pack, recorded as a new generation with the pack's kv writes), and
 //! roll back to the previous generation in one step.
 
-use envpack_host::model::SplitEntry;
-use envpack_host::model::split::validate_weights;
-use envpack_host::{Lifecycle, Request};
+use envpack_model::{Request, SplitEntry};
 use serde::Serialize;
 use serde_json::json;
 
@@ -173,26 +171,9 @@ impl Operator<'_> {
 
     async fn apply_split(&mut self, env: &str, deployment: &str, entries: &[SplitEntry]) -> Result<(), StoreError> {
         self.require_deployment(env, deployment)?;
-        validate_weights(entries).map_err(|e| StoreError::Weights(e.to_string()))?;
-        for entry in entries {
-            let revision = store::revision(&self.conn, env, &entry.revision)?;
-            if revision.deployment != deployment {
-                return Err(StoreError::ForeignRevision {
-                    revision: entry.revision.clone(),
-                    deployment: deployment.to_string(),
-                    owner: revision.deployment,
-                });
-            }
-            if revision.lifecycle == Lifecycle::Archived {
-                return Err(StoreError::ArchivedInSplit(entry.revision.clone()));
-            }
-            if entry.weight_bps > 0 && revision.lifecycle != Lifecycle::Ready {
-                return Err(StoreError::NotReady {
-                    revision: entry.revision.clone(),
-                    lifecycle: revision.lifecycle.to_string(),
-                });
-            }
-        }
+        envpack_model::split::check_recordable(deployment, entries, |id| {
+            store::revision(&self.conn, env, id).map(|r| (r.deployment, r.lifecycle))
+        })?;
         let bound = self.bound(env).await?;
         let environment = store::load_environment(&self.conn, env, &bound.binding, &[], Some((deployment, entries)))?;
         self.run_verb(&bound, environment, &Request::ApplyTrafficSplit(deployment.to_string()))

@@ -7,8 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use envpack_host::model::validate_id;
-use envpack_host::{Health, Lifecycle, Outcome, Request};
+use envpack_model::{Health, Lifecycle, Outcome, Request, validate_id};
 use rusqlite::{Connection, TransactionBehavior};
 use serde_json::json;
 
@@ -134,11 +133,12 @@ impl Operator<'_> {
             .map_err(StoreError::Invalid)?;
         let target = store::revision(&self.conn, env, revision)?;
         if target.deployment != deployment {
-            return Err(StoreError::ForeignRevision {
+            return Err(envpack_model::SplitError::ForeignRevision {
                 revision: revision.to_string(),
                 deployment: deployment.to_string(),
                 owner: target.deployment,
-            });
+            }
+            .into());
         }
         if !matches!(
             target.lifecycle,
@@ -228,7 +228,7 @@ impl Operator<'_> {
         id: &str,
         progress: &mut dyn Progress,
     ) -> Result<Option<Rollout>, StoreError> {
-        let Some(_driver) = lock::try_lock_named(&self.state_dir, &driver_lock_name(id))? else {
+        let Some(_driver) = lock::try_lock_named(&self.state_dir.locks(), &driver_lock_name(id))? else {
             return Ok(None);
         };
         write(&mut self.conn, |tx| record::set_stopped(tx, id, "", now()))?;

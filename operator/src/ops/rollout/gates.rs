@@ -7,8 +7,7 @@
 
 use std::time::Duration;
 
-use envpack_host::capabilities::download;
-use envpack_host::capabilities::grants::Grants;
+use envpack_model::Grants;
 use serde::{Deserialize, Serialize};
 
 /// How long one HTTP request or command of a gate may take.
@@ -74,7 +73,7 @@ impl Gate {
     pub fn allowed(self, grants: &Grants) -> Result<Gate, String> {
         match self {
             Gate::Http { ref url, .. } => {
-                let origin = download::origin(url).ok_or_else(|| format!("{url:?} is not an http(s) URL"))?;
+                let origin = envpack_host::http_origin(url).ok_or_else(|| format!("{url:?} is not an http(s) URL"))?;
                 let uri: http::Uri = url.parse().map_err(|e| format!("{url:?}: {e}"))?;
                 let loopback = matches!(uri.host(), Some("localhost" | "[::1]"))
                     || uri
@@ -152,7 +151,7 @@ fn http(spec: &str) -> Result<Gate, String> {
         }
         url = head.to_string();
     }
-    if !(url.starts_with("http://") || url.starts_with("https://")) || download::origin(&url).is_none() {
+    if !(url.starts_with("http://") || url.starts_with("https://")) || envpack_host::http_origin(&url).is_none() {
         return Err(format!("--analysis http={url:?}: not an http(s) URL"));
     }
     Ok(Gate::Http {
@@ -233,7 +232,7 @@ impl Tally {
 
 /// One GET: `Ok` if answered with `status`.
 pub async fn http_once(url: &str, status: u16) -> Result<(), String> {
-    match download::status(url, GATE_CALL_LIMIT).await {
+    match envpack_host::http_status(url, GATE_CALL_LIMIT).await {
         Ok(got) if got == status => Ok(()),
         Ok(got) => Err(format!("answered {got}, expected {status}")),
         Err(e) => Err(e),

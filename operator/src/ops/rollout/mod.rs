@@ -13,9 +13,9 @@
 //! blocks other commands.
 
 mod drive;
-pub mod gates;
-pub mod plan;
-pub mod record;
+pub(crate) mod gates;
+pub(crate) mod plan;
+pub(crate) mod record;
 
 pub use drive::{Intent, Progress};
 pub use gates::{Gate, Tally};

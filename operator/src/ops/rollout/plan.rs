@@ -3,7 +3,7 @@
 //! compensation appended when it rolls back. Every step is idempotent, so a
 //! step interrupted by a crash is simply run again.
 
-use envpack_host::model::SplitEntry;
+use envpack_model::SplitEntry;
 use serde::{Deserialize, Serialize};
 
 use super::gates::Gate;

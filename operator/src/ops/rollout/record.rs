@@ -4,7 +4,7 @@
 //! run it again), `done`, `skipped` (by promote or a rollback) or `failed`
 //! (the step that made the rollout roll back).
 
-use envpack_host::model::SplitEntry;
+use envpack_model::SplitEntry;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 

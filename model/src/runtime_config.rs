@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::Environment;
+use crate::environment::Environment;
 
 /// Schema id written into every runtime config document.
 pub const SCHEMA: &str = "envpack.runtime-config/v1";

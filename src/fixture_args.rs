@@ -4,19 +4,18 @@
 //! deploy something real — e.g. the local-process pack needs an app to run
 //! and the addresses nginx may listen on.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use envpack_conformance::fixture::Inputs;
-use envpack_conformance::{BenchConfig, BenchSecrets};
-use envpack_host::capabilities::secrets::FileSecrets;
+use envpack_conformance::{FixtureSecrets, Inputs, RunConfig};
+use envpack_host::{FileSecrets, StateDir};
 
 use crate::env_cmd::parse_pairs;
 use crate::error::CliError;
 use crate::grant_args::GrantArgs;
 
 #[derive(clap::Args, Clone, Debug, Default)]
-pub struct BenchArgs {
+pub struct FixtureArgs {
     #[command(flatten)]
     pub grants: GrantArgs,
     /// Pack setting KEY=VALUE of every fixture environment (repeatable).
@@ -38,24 +37,24 @@ pub struct BenchArgs {
     pub cases: Option<usize>,
 }
 
-impl BenchArgs {
+impl FixtureArgs {
     /// The bench configuration these flags describe, over the defaults.
     /// Granted secrets are read from the operator's secrets file in
     /// `state_dir`, as an environment's would be.
-    pub fn config(&self, state_dir: &Path) -> Result<BenchConfig, CliError> {
+    pub fn config(&self, state_dir: &StateDir) -> Result<RunConfig, CliError> {
         let artifact = match &self.artifact {
             Some(path) => Some(Inputs::artifact_file(path).map_err(CliError::input)?),
             None => None,
         };
         let grants = self.grants.grants()?.unwrap_or_default();
         let secrets = if grants.secrets.is_empty() {
-            BenchSecrets::default()
+            FixtureSecrets::default()
         } else {
-            BenchSecrets(Arc::new(
+            FixtureSecrets(Arc::new(
                 FileSecrets::open(state_dir).map_err(|e| CliError::State(e.to_string()))?,
             ))
         };
-        Ok(BenchConfig {
+        Ok(RunConfig {
             grants,
             secrets,
             inputs: Inputs {
@@ -67,9 +66,9 @@ impl BenchArgs {
             cases: match self.cases {
                 Some(0) => return Err(CliError::input("--cases must be at least 1")),
                 Some(n) => n,
-                None => BenchConfig::default().cases,
+                None => RunConfig::default().cases,
             },
-            ..BenchConfig::default()
+            ..RunConfig::default()
         })
     }
 }

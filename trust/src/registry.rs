@@ -9,11 +9,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use semver::Version;
 use serde::{Deserialize, Serialize};
 
-use crate::contract::pack::sha256_hex;
-use crate::fsutil;
-use crate::trust::descriptor::{Descriptor, Requirement};
-use crate::trust::manifest::Manifest;
-use crate::trust::signature::{self, Keyring, Verified, VerifyError};
+use crate::descriptor::{Descriptor, Requirement};
+use crate::manifest::Manifest;
+use crate::signature::{self, Keyring, Verified, VerifyError};
+use envpack_model::{files as fsutil, sha256_hex};
 
 /// One installed pack.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,8 +91,9 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub fn open(state_dir: &Path) -> Result<Self, RegistryError> {
-        let dir = state_dir.join("packs");
+    /// The registry in directory `dir` (empty if there is none yet).
+    pub fn open(dir: &Path) -> Result<Self, RegistryError> {
+        let dir = dir.to_path_buf();
         let index = fsutil::read_json(&dir.join("index.json"))
             .map_err(RegistryError::Io)?
             .unwrap_or_default();

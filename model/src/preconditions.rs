@@ -2,10 +2,10 @@
 //! before any guest code runs. A call that fails here never instantiates the
 //! pack, so the pack cannot have performed any side effect.
 
-use crate::contract::verb::Request;
+use crate::environment::{Environment, TrafficSplit};
 use crate::error::{Origin, VerbError};
-use crate::model::split::{sum_bps, validate_weights};
-use crate::model::{Environment, TrafficSplit};
+use crate::split::{sum_bps, validate_weights};
+use crate::verb::Request;
 
 /// Checks `request` against `env`; `Ok` means the pack may be called.
 pub fn check(env: &Environment, request: &Request) -> Result<(), VerbError> {

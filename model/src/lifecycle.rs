@@ -1,7 +1,31 @@
-//! The lifecycle transition table. Every change of a revision's lifecycle
-//! goes through [`check`]; anything not in the table is refused.
+//! A revision's lifecycle and its transition table. Every change of a
+//! revision's lifecycle goes through [`check`]; anything not in the table
+//! is refused.
 
-use envpack_host::Lifecycle::{self, *};
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Lifecycle state of a revision (see the design's transition table).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Lifecycle {
+    Inactive,
+    Staged,
+    Warming,
+    Ready,
+    Draining,
+    Failed,
+    Archived,
+}
+
+use Lifecycle::*;
+
+impl fmt::Display for Lifecycle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(name(*self))
+    }
+}
 
 /// Whether `from → to` is a transition of the design's table.
 pub fn allowed(from: Lifecycle, to: Lifecycle) -> bool {

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::capabilities::gate::Capability;
+use crate::capability::Capability;
 
 /// The process grant for programs inside the environment's work directory.
 pub const WORK_DIR: &str = "@work-dir";
@@ -106,6 +106,20 @@ impl Grants {
     /// The capabilities these scopes grant.
     pub fn capabilities(&self) -> Vec<Capability> {
         Capability::ALL.into_iter().filter(|c| self.grants(*c)).collect()
+    }
+
+    /// Only the scope of `capability`: what that capability's own part of
+    /// a call keeps.
+    pub fn only(&self, capability: Capability) -> Grants {
+        let mut only = Grants::default();
+        match capability {
+            Capability::Process => only.process = self.process.clone(),
+            Capability::Probe => only.probe = self.probe.clone(),
+            Capability::Http => only.http = self.http.clone(),
+            Capability::Secrets => only.secrets = self.secrets.clone(),
+            _ => {}
+        }
+        only
     }
 
     /// Adds the scopes of `other`, without duplicates.

@@ -7,9 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use envpack_host::capabilities::grants::Grants;
-use envpack_host::capabilities::secrets::{NoSecrets, SecretStore};
-use envpack_host::{MemoryKv, Pack, Runtime};
+use envpack_host::{MemoryKv, NoSecrets, Pack, Runtime, SecretStore};
+use envpack_model::Grants;
 
 use crate::catalog::{CATALOG, Check, CheckDef, Profile};
 use crate::checks::{self, Ctx, RUNS, Verdict};
@@ -17,7 +16,7 @@ use crate::report::{CheckResult, Report};
 
 /// How a run is configured.
 #[derive(Clone, Debug)]
-pub struct BenchConfig {
+pub struct RunConfig {
     pub profile: Profile,
     /// Linear memory one instance may hold (`budgets.memory`).
     pub memory_budget: usize,
@@ -34,7 +33,7 @@ pub struct BenchConfig {
     pub inputs: crate::fixture::Inputs,
     /// Where granted secrets come from (`host conformance` reads the
     /// operator's secrets file; none by default).
-    pub secrets: BenchSecrets,
+    pub secrets: FixtureSecrets,
     /// The seed of the generated cases (`host conformance --seed`); a
     /// fresh one when `None`. The report always says which was used.
     pub seed: Option<u64>,
@@ -46,30 +45,30 @@ pub struct BenchConfig {
 
 /// The secret store of a run; never printed.
 #[derive(Clone)]
-pub struct BenchSecrets(pub Arc<dyn SecretStore>);
+pub struct FixtureSecrets(pub Arc<dyn SecretStore>);
 
-impl Default for BenchSecrets {
+impl Default for FixtureSecrets {
     fn default() -> Self {
-        BenchSecrets(Arc::new(NoSecrets))
+        FixtureSecrets(Arc::new(NoSecrets))
     }
 }
 
-impl std::fmt::Debug for BenchSecrets {
+impl std::fmt::Debug for FixtureSecrets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("BenchSecrets(..)")
+        f.write_str("FixtureSecrets(..)")
     }
 }
 
-impl Default for BenchConfig {
+impl Default for RunConfig {
     fn default() -> Self {
-        BenchConfig {
+        RunConfig {
             profile: Profile::Core,
             memory_budget: 32 << 20,
             repeat: 3,
             history: 5_000,
             grants: Grants::default(),
             scratch: None,
-            secrets: BenchSecrets::default(),
+            secrets: FixtureSecrets::default(),
             inputs: Default::default(),
             seed: None,
             cases: 24,
@@ -98,7 +97,7 @@ pub async fn run(
     pack: &Pack,
     source: &str,
     signature: &SignatureStatus,
-    config: &BenchConfig,
+    config: &RunConfig,
 ) -> Report {
     let started = Instant::now();
     let run_id = RUNS.fetch_add(1, Ordering::Relaxed);
@@ -161,7 +160,7 @@ fn fresh_seed() -> u64 {
 
 /// The report of a pack that could not even be loaded: every selected
 /// check fails on `describe.valid` or is skipped.
-pub fn unloadable(source: &str, error: &str, config: &BenchConfig) -> Report {
+pub fn unloadable(source: &str, error: &str, config: &RunConfig) -> Report {
     let results = CATALOG
         .iter()
         .filter(|c| config.profile.selects(c.profile))

@@ -8,9 +8,9 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::trust::keys::{PrivateKey, PublicKey};
-use crate::trust::sections::{self, Malformed, SIGNATURE};
-use crate::trust::store::{TrustStore, TrustedKey};
+use crate::keys::{PrivateKey, PublicKey};
+use crate::sections::{self, Malformed, SIGNATURE};
+use crate::store::{TrustStore, TrustedKey};
 
 /// One embedded signature.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,7 +60,7 @@ pub struct OutOfScope {
 /// The pack name (`namespace.name`) a scope is checked against: its sealed
 /// manifest's, which the signature covers.
 fn sealed_name(pack: &[u8]) -> String {
-    match crate::trust::manifest::Manifest::read(pack) {
+    match crate::manifest::Manifest::read(pack) {
         Ok(Some(manifest)) => manifest.descriptor.split('@').next().unwrap_or_default().to_string(),
         _ => "unsealed (it has no manifest naming it)".to_string(),
     }
@@ -150,7 +150,15 @@ pub struct Keyring<'a> {
     pub extra: Vec<PublicKey>,
 }
 
-impl Keyring<'_> {
+impl<'a> Keyring<'a> {
+    /// The trust store alone: no key given on the command line.
+    pub fn of(trust: &'a TrustStore) -> Self {
+        Keyring {
+            trust,
+            extra: Vec::new(),
+        }
+    }
+
     fn find(&self, key_id: &str) -> Option<TrustedKey> {
         if let Some(key) = self.extra.iter().find(|k| k.key_id() == key_id) {
             return Some(TrustedKey::explicit(key));

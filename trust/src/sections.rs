@@ -5,7 +5,7 @@
 use std::ops::Range;
 
 use wasm_encoder::{CustomSection, Section};
-use wasmtime::wasmparser::{Chunk, Parser, Payload};
+use wasmparser::{Chunk, Parser, Payload};
 
 /// The custom section holding the pack's manifest (JSON).
 pub const MANIFEST: &str = "envpack-manifest";

@@ -1,37 +1,19 @@
-//! The domain model the host hands to packs: an environment with its
-//! deployments, revisions and traffic splits, indexed for lookups by id.
+//! The environment the host hands to packs: its deployments, revisions and
+//! traffic splits, indexed for lookups by id, and the grammar of ids.
 //!
 //! The JSON form (the `--env ENV.json` file) is documented in the README. It
 //! is parsed once into an [`Environment`]; every verb call then borrows the
 //! same immutable value, so a call never costs more because the environment
 //! has a long archived history.
 
-pub mod outcome;
-pub mod preconditions;
-pub mod runtime_config;
-pub mod split;
-
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::capabilities::gate::Capability;
-use crate::capabilities::grants::Grants;
-
-/// Lifecycle state of a revision (see the design's transition table).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Lifecycle {
-    Inactive,
-    Staged,
-    Warming,
-    Ready,
-    Draining,
-    Failed,
-    Archived,
-}
+use crate::capability::Capability;
+use crate::grants::{GrantError, Grants};
+use crate::lifecycle::Lifecycle;
 
 /// Where a revision's artifact lives and what it must hash to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,7 +85,7 @@ pub enum ModelError {
     #[error("environment JSON is malformed: {0}")]
     Json(#[from] serde_json::Error),
     #[error(transparent)]
-    Grant(crate::capabilities::grants::GrantError),
+    Grant(GrantError),
     #[error("{what} {value:?} is not a valid id: {reason}")]
     InvalidId {
         what: &'static str,
@@ -315,16 +297,6 @@ impl Environment {
 
     pub fn revision_count(&self) -> usize {
         self.revisions.len()
-    }
-}
-
-impl fmt::Display for Lifecycle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let text = serde_json::to_value(self)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
-        f.write_str(&text)
     }
 }
 

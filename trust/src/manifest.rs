@@ -4,10 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::capabilities::gate::Capability;
-use crate::contract::pack::{CONTRACT_VERSION, PackInfo, accepts_contract};
-use crate::trust::descriptor::{Descriptor, DescriptorError};
-use crate::trust::sections::{self, MANIFEST, Malformed, SIGNATURE};
+use crate::descriptor::{Descriptor, DescriptorError};
+use crate::sections::{self, MANIFEST, Malformed, SIGNATURE};
+use envpack_model::{CONTRACT_VERSION, Capability, PackInfo, accepts_contract};
 
 /// What a pack says about itself, signed along with its code.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,7 +38,7 @@ pub enum ManifestError {
     #[error("the manifest has no author")]
     NoAuthor,
     #[error("the manifest's [deadlines]: {0}")]
-    Deadline(#[from] crate::sandbox::deadlines::DeadlineError),
+    Deadline(#[from] envpack_model::DeadlineError),
     #[error("the pack carries {0} manifest sections; exactly one is allowed")]
     Several(usize),
     #[error(transparent)]
@@ -74,7 +73,7 @@ impl Manifest {
         if self.author.trim().is_empty() {
             return Err(ManifestError::NoAuthor);
         }
-        crate::sandbox::deadlines::validate(&self.deadlines)?;
+        envpack_model::DeadlinePolicy::validate_verbs(&self.deadlines)?;
         Ok(())
     }
 

@@ -5,8 +5,8 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::model::SplitEntry;
-use crate::model::runtime_config::RuntimeConfig;
+use crate::environment::SplitEntry;
+use crate::runtime_config::RuntimeConfig;
 
 /// One export of the `deployer` interface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]

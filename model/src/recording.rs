@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::capabilities::gate::Capability;
+use crate::capability::Capability;
 
 /// Calls beyond this many are counted, not stored.
 pub const MAX_RECORDED: usize = 10_000;

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::contract::verb::Verb;
+use crate::verb::Verb;
 
 /// The cap on a pack's own expectation when the operator set none: 2 minutes.
 pub const DEFAULT_MAX_MS: u64 = 120_000;
@@ -44,8 +44,7 @@ pub enum DeadlineError {
     OutOfRange(u64),
 }
 
-/// Checks a per-verb map (an operator's or a manifest's).
-pub fn validate(verbs: &BTreeMap<String, u64>) -> Result<(), DeadlineError> {
+fn validate(verbs: &BTreeMap<String, u64>) -> Result<(), DeadlineError> {
     for (verb, ms) in verbs {
         match Verb::from_name(verb) {
             Some(v) if v != Verb::Describe => {}
@@ -65,6 +64,11 @@ fn check_range(ms: u64) -> Result<(), DeadlineError> {
 }
 
 impl DeadlinePolicy {
+    /// Checks a per-verb map (an operator's or a manifest's).
+    pub fn validate_verbs(verbs: &BTreeMap<String, u64>) -> Result<(), DeadlineError> {
+        validate(verbs)
+    }
+
     pub fn validate(&self) -> Result<(), DeadlineError> {
         validate(&self.verbs)?;
         if let Some(max) = self.max_ms {

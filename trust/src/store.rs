@@ -7,8 +7,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::trust::keys::PublicKey;
-use crate::trust::signature::VerifyError;
+use crate::keys::PublicKey;
+use crate::signature::VerifyError;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -90,9 +90,15 @@ fn now() -> u64 {
 }
 
 impl TrustStore {
-    pub fn open(state_dir: &Path) -> Result<Self, TrustError> {
-        let path = state_dir.join("trust.json");
-        let keys = crate::fsutil::read_json(&path)
+    /// The keyring of this store alone (no key given on the command line).
+    pub fn keyring(&self) -> crate::signature::Keyring<'_> {
+        crate::signature::Keyring::of(self)
+    }
+
+    /// The trust store in the file at `path` (empty if there is none yet).
+    pub fn open(path: &Path) -> Result<Self, TrustError> {
+        let path = path.to_path_buf();
+        let keys = envpack_model::files::read_json(&path)
             .map_err(TrustError::Io)?
             .unwrap_or_default();
         Ok(TrustStore { path, keys })
@@ -114,7 +120,7 @@ impl TrustStore {
 
     fn save(&self) -> Result<(), TrustError> {
         let bytes = serde_json::to_vec_pretty(&self.keys).map_err(|e| TrustError::Io(e.to_string()))?;
-        crate::fsutil::write_atomic(&self.path, &bytes, 0o600)
+        envpack_model::files::write_atomic(&self.path, &bytes, 0o600)
             .map_err(|e| TrustError::Io(format!("cannot write {}: {e}", self.path.display())))
     }
 
@@ -128,7 +134,7 @@ impl TrustStore {
         for scope in scopes {
             validate_scope(scope)?;
         }
-        if name.is_empty() || name.chars().count() > 64 || name.chars().any(crate::text::is_deceptive) {
+        if name.is_empty() || name.chars().count() > 64 || name.chars().any(envpack_model::text::is_deceptive) {
             return Err(TrustError::BadName);
         }
         let key_id = key.key_id();

@@ -1,0 +1,147 @@
+//! The state directory, and the one place its layout is written down.
+//!
+//! ```text
+//! state.db            the operator's database (SQLite, WAL)
+//! trust.json          the trust store
+//! packs/              installed packs, content-addressed, and their reports
+//! cache/              compiled code, keyed by pack digest and engine
+//! secrets.json        named secrets packs may read when granted (0600)
+//! locks/              one lock file per environment and rollout
+//! work/SCOPE-HASH/    an environment's work directory (what a pack sees as `/`)
+//! processes/          the tables of processes each environment spawned
+//! artifacts/          verified artifacts, content-addressed, shared
+//! ```
+//!
+//! It is `--state-dir`, else `$ENVPACK_STATE_DIR`, else
+//! `$XDG_DATA_HOME/envpack`, else `~/.local/share/envpack`, created with
+//! mode 0700: it holds pack state and secrets that only the host writes.
+
+use std::path::{Path, PathBuf};
+
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use crate::capabilities::kv_store::KvStore;
+use crate::capabilities::secrets::FileSecrets;
+use crate::sandbox::services::{Services, Workspace};
+
+/// A state directory and its layout.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    /// The state directory at `root` (nothing is created).
+    pub fn at(root: impl Into<PathBuf>) -> Self {
+        StateDir { root: root.into() }
+    }
+
+    /// `flag` (the flag or `$ENVPACK_STATE_DIR`, as the caller read them),
+    /// else `$XDG_DATA_HOME/envpack`, else `~/.local/share/envpack`.
+    pub fn resolve(flag: Option<PathBuf>) -> Result<Self, String> {
+        if let Some(dir) = flag {
+            return Ok(Self::at(dir));
+        }
+        if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+            return Ok(Self::at(PathBuf::from(xdg).join("envpack")));
+        }
+        match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+            Some(home) => Ok(Self::at(PathBuf::from(home).join(".local/share/envpack"))),
+            None => Err("cannot choose a state directory: neither HOME nor XDG_DATA_HOME is set".into()),
+        }
+    }
+
+    /// Creates the directory (mode 0700) if it does not exist.
+    pub fn ensure(&self) -> std::io::Result<()> {
+        envpack_model::files::create_private_dir(&self.root)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn database(&self) -> PathBuf {
+        self.root.join("state.db")
+    }
+
+    /// Where an older host kept pack state, imported once into the database.
+    pub fn legacy_kv(&self) -> PathBuf {
+        self.root.join("kv.json")
+    }
+
+    pub fn trust_store(&self) -> PathBuf {
+        self.root.join("trust.json")
+    }
+
+    pub fn packs(&self) -> PathBuf {
+        self.root.join("packs")
+    }
+
+    pub fn cache(&self) -> PathBuf {
+        self.root.join("cache")
+    }
+
+    pub fn secrets(&self) -> PathBuf {
+        self.root.join("secrets.json")
+    }
+
+    pub fn secrets_lock(&self) -> PathBuf {
+        self.root.join("secrets.lock")
+    }
+
+    pub fn locks(&self) -> PathBuf {
+        self.root.join("locks")
+    }
+
+    pub fn work(&self) -> PathBuf {
+        self.root.join("work")
+    }
+
+    pub fn processes(&self) -> PathBuf {
+        self.root.join("processes")
+    }
+
+    pub fn artifacts(&self) -> PathBuf {
+        self.root.join("artifacts")
+    }
+
+    /// The workspace of `env` in `scope` (`env` for operator environments,
+    /// `call` for `host call`, the bench's own scopes for its fixtures);
+    /// its directories are created 0700.
+    pub fn workspace(&self, scope: &str, env: &str) -> std::io::Result<Workspace> {
+        let key = format!("{scope}-{}", &hex::encode(Sha256::digest(env.as_bytes()))[..16]);
+        let workspace = Workspace {
+            work_dir: self.work().join(&key),
+            process_table: self.processes().join(format!("{key}.json")),
+            artifact_store: self.artifacts(),
+        };
+        for dir in [
+            self.work(),
+            workspace.work_dir.clone(),
+            self.processes(),
+            self.artifacts(),
+        ] {
+            envpack_model::files::create_private_dir(&dir)?;
+        }
+        Ok(workspace)
+    }
+
+    /// What a call of environment `env` in `scope` uses on this machine:
+    /// its workspace and the operator's secrets, with pack state in `kv`
+    /// (the runtime's default deadline, no log sink: the caller sets those).
+    pub fn services(&self, scope: &str, env: &str, kv: Arc<dyn KvStore>) -> Result<Services, String> {
+        let workspace = self
+            .workspace(scope, env)
+            .map_err(|e| format!("work directory under {}: {e}", self.work().display()))?;
+        let secrets = FileSecrets::open(self).map_err(|e| e.to_string())?;
+        Ok(Services {
+            kv,
+            workspace: Some(workspace),
+            secrets: Arc::new(secrets),
+            deadline: None,
+            log_sink: None,
+        })
+    }
+}
