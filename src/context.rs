@@ -189,7 +189,7 @@ impl Context {
     pub fn operator(&mut self, actor: String) -> Result<Operator<'_>, CliError> {
         let dir = self.state_dir()?.clone();
         let signer = match &self.deploy_key {
-            Some(path) => Some(crate::keys_cmd::read_private_key(path)?),
+            Some(path) => Some(crate::input::read_private_key(path)?),
             None => None,
         };
         let runtime = self.runtime()?;

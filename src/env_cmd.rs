@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use envpack_model::{Capability, DeadlinePolicy, Grants};
+use envpack_model::{Capability, DeadlinePolicy};
 use envpack_operator::{BindRequest, EnvironmentView};
 use serde_json::json;
 
@@ -108,35 +108,6 @@ fn parse_deadlines(args: &BindArgs) -> Result<Option<DeadlinePolicy>, CliError> 
     Ok(Some(policy))
 }
 
-/// The scopes of a binding, for one line of text.
-pub fn grants_line(grants: &Grants) -> String {
-    let mut parts = Vec::new();
-    if !grants.process.is_empty() {
-        let commands: Vec<String> = grants
-            .process
-            .iter()
-            .map(|c| {
-                if c.name == c.path.display().to_string() || c.path.as_os_str().is_empty() {
-                    c.name.clone()
-                } else {
-                    format!("{} ({})", c.name, c.path.display())
-                }
-            })
-            .collect();
-        parts.push(format!("run {}", commands.join(", ")));
-    }
-    if !grants.probe.is_empty() {
-        parts.push(format!("probe {}", grants.probe.join(", ")));
-    }
-    if !grants.http.is_empty() {
-        parts.push(format!("http {}", grants.http.join(", ")));
-    }
-    if !grants.secrets.is_empty() {
-        parts.push(format!("secrets {}", grants.secrets.join(", ")));
-    }
-    parts.join("; ")
-}
-
 fn parse_capabilities(names: &[String]) -> Result<Option<Vec<Capability>>, CliError> {
     if names.is_empty() {
         return Ok(None);
@@ -217,7 +188,7 @@ async fn bind(ctx: &mut Context, args: BindArgs, create: bool) -> Result<i32, Cl
     } else {
         let verb = if create { "created" } else { "bound" };
         let caps: Vec<&str> = binding.capabilities.iter().map(|c| c.name()).collect();
-        let scopes = grants_line(&binding.grants);
+        let scopes = crate::show::grants_line(&binding.grants);
         let scopes = if scopes.is_empty() {
             String::new()
         } else {

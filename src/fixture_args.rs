@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use envpack_conformance::{FixtureSecrets, Inputs, RunConfig};
-use envpack_host::{FileSecrets, StateDir};
+use envpack_host::StateDir;
 
 use crate::env_cmd::parse_pairs;
 use crate::error::CliError;
@@ -51,7 +51,7 @@ impl FixtureArgs {
             FixtureSecrets::default()
         } else {
             FixtureSecrets(Arc::new(
-                FileSecrets::open(state_dir).map_err(|e| CliError::State(e.to_string()))?,
+                state_dir.open_secrets().map_err(|e| CliError::State(e.to_string()))?,
             ))
         };
         Ok(RunConfig {

@@ -4,11 +4,12 @@ use std::path::{Path, PathBuf};
 
 use envpack_host::SignaturePolicy;
 use envpack_model::files;
-use envpack_trust::{Keyring, Manifest, PrivateKey, PublicKey, TrustStore};
+use envpack_trust::{Keyring, Manifest, PrivateKey, TrustStore};
 use serde_json::json;
 
 use crate::context::Context;
 use crate::error::{CliError, exit};
+use crate::input::{key_error, read_bytes, read_private_key, read_public};
 
 #[derive(clap::Args)]
 pub struct KeygenArgs {
@@ -50,34 +51,6 @@ pub struct VerifyArgs {
     json: bool,
 }
 
-fn read_text(path: &Path) -> Result<String, CliError> {
-    std::fs::read_to_string(path).map_err(|e| CliError::input(format!("cannot read {}: {e}", path.display())))
-}
-
-/// Reads a pack (or a detached signature) for `sign`, `verify`, `pack
-/// seal` and `pack digest`: bounded like every other path that reads a
-/// pack, so no command reads a file of any size whole.
-pub fn read_bytes(path: &Path) -> Result<Vec<u8>, CliError> {
-    envpack_host::read_pack_file(path).map_err(|e| CliError::Input {
-        message: format!("cannot read {}: {e}", path.display()),
-        hint: Some(format!(
-            "packs are at most {} MiB (MAX_PACK_BYTES); a bigger file is not a pack this host runs",
-            envpack_host::MAX_PACK_BYTES >> 20
-        )),
-    })
-}
-
-fn key_error(path: &Path) -> impl Fn(envpack_trust::KeyError) -> CliError + '_ {
-    move |source| CliError::Key {
-        path: path.display().to_string(),
-        source,
-    }
-}
-
-pub fn read_public(path: &Path) -> Result<PublicKey, CliError> {
-    PublicKey::from_pem(&read_text(path)?).map_err(key_error(path))
-}
-
 fn write(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CliError> {
     files::write_atomic(path, bytes, mode).map_err(|e| CliError::State(format!("cannot write {}: {e}", path.display())))
 }
@@ -110,10 +83,6 @@ pub fn keygen(args: KeygenArgs) -> Result<i32, CliError> {
 }
 
 /// A private key from a PKCS#8 PEM file, errors naming the file.
-pub fn read_private_key(path: &Path) -> Result<PrivateKey, CliError> {
-    PrivateKey::from_pem(&read_text(path)?).map_err(key_error(path))
-}
-
 pub fn sign(args: SignArgs) -> Result<i32, CliError> {
     let key = read_private_key(&args.key)?;
     let pack = read_bytes(&args.pack)?;

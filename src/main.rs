@@ -10,6 +10,7 @@ mod env_cmd;
 mod error;
 mod fixture_args;
 mod grant_args;
+mod input;
 mod inspect;
 mod keys_cmd;
 mod pack_cmd;
@@ -28,55 +29,58 @@ use envpack_host::timing::mark;
 use crate::context::Context;
 use crate::error::{CliError, exit};
 
+/// The heading every command's `--help` lists the global options under.
+const GLOBAL: &str = "Global options";
+
 /// Load, inspect and run envpack deployer packs.
 #[derive(Parser)]
 #[command(name = "host", version, about, propagate_version = true)]
 struct Cli {
     /// Directory of the host's state: trust store, installed packs, compiled-code cache, pack kv state.
-    #[arg(long, global = true, env = "ENVPACK_STATE_DIR", value_name = "DIR")]
+    #[arg(long, global = true, help_heading = GLOBAL, env = "ENVPACK_STATE_DIR", value_name = "DIR")]
     state_dir: Option<PathBuf>,
 
     /// CPU and wall-clock deadline of one verb call, in milliseconds.
-    #[arg(long, global = true, default_value_t = 2000, value_name = "MS")]
+    #[arg(long, global = true, help_heading = GLOBAL, default_value_t = 2000, value_name = "MS")]
     deadline_ms: u64,
 
     /// Memory budget of one pack instance, across all its memories, in MiB.
-    #[arg(long, global = true, default_value_t = 64, value_name = "MIB")]
+    #[arg(long, global = true, help_heading = GLOBAL, default_value_t = 64, value_name = "MIB")]
     memory_mib: usize,
 
     /// CPU seconds a pack's compile may take (in a worker process).
-    #[arg(long, global = true, env = "ENVPACK_COMPILE_SECONDS", value_name = "SECONDS",
+    #[arg(long, global = true, help_heading = GLOBAL, env = "ENVPACK_COMPILE_SECONDS", value_name = "SECONDS",
           default_value_t = envpack_host::WorkerLimits::DEFAULT_CPU_SECONDS)]
     compile_seconds: u64,
 
     /// Memory a pack's compile may take (the worker's address space).
-    #[arg(long, global = true, env = "ENVPACK_COMPILE_MEMORY_MIB", value_name = "MIB",
+    #[arg(long, global = true, help_heading = GLOBAL, env = "ENVPACK_COMPILE_MEMORY_MIB", value_name = "MIB",
           default_value_t = envpack_host::WorkerLimits::DEFAULT_MEMORY_MIB)]
     compile_memory_mib: u64,
 
     /// Raise (or lower) one limit on a pack's shape, checked before compiling:
     /// core-modules, functions, locals-per-function, function-body-bytes,
     /// nesting-depth, code-bytes. Repeatable.
-    #[arg(long, global = true, value_name = "NAME=N")]
+    #[arg(long, global = true, help_heading = GLOBAL, value_name = "NAME=N")]
     pack_limit: Vec<String>,
 
     /// Private key (PKCS#8 PEM) to sign traffic changes with, for environments that trust
     /// deploy keys (`env create --trust-deploy-key`); the audit log names the key.
-    #[arg(long, global = true, env = "ENVPACK_DEPLOY_KEY", value_name = "KEY")]
+    #[arg(long, global = true, help_heading = GLOBAL, env = "ENVPACK_DEPLOY_KEY", value_name = "KEY")]
     deploy_key: Option<PathBuf>,
 
     /// Who is acting, for lifecycle events and the audit log.
-    #[arg(long, global = true, env = "ENVPACK_ACTOR", value_name = "NAME")]
+    #[arg(long, global = true, help_heading = GLOBAL, env = "ENVPACK_ACTOR", value_name = "NAME")]
     actor: Option<String>,
 
     /// How pack instances get their memory: `on-demand` (mmap per instance: what a command
     /// that runs a few verbs wants) or `pooling` (a pool reserved up front: cheaper
     /// instances, a costlier start; what long-running embeddings use).
-    #[arg(long, global = true, env = "ENVPACK_ALLOCATOR", value_enum, default_value_t = context::AllocatorArg::OnDemand)]
+    #[arg(long, global = true, help_heading = GLOBAL, env = "ENVPACK_ALLOCATOR", value_enum, default_value_t = context::AllocatorArg::OnDemand)]
     allocator: context::AllocatorArg,
 
     /// Log the host's own spans and the packs' log lines to stderr (-v info, -vv debug).
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = GLOBAL)]
     verbose: u8,
 
     #[command(subcommand)]

@@ -14,7 +14,7 @@ use envpack_operator::AdmissionError;
 use crate::context::Context;
 use crate::error::{CliError, exit};
 use crate::fixture_args::FixtureArgs;
-use crate::keys_cmd::read_bytes;
+use crate::input::read_bytes;
 
 #[derive(clap::Subcommand)]
 pub enum Command {

@@ -5,7 +5,6 @@
 
 use std::io::Read;
 
-use envpack_host::FileSecrets;
 use serde_json::json;
 
 use crate::context::Context;
@@ -40,8 +39,8 @@ fn secrets_error(e: envpack_host::SecretsError) -> CliError {
 pub fn run(ctx: &mut Context, command: Command) -> Result<i32, CliError> {
     let dir = ctx.state_dir()?;
     let mut secrets = match command {
-        Command::List { .. } => FileSecrets::open(dir),
-        _ => FileSecrets::open_for_update(dir),
+        Command::List { .. } => dir.open_secrets(),
+        _ => dir.open_secrets_for_update(),
     }
     .map_err(secrets_error)?;
     match command {

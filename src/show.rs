@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use envpack_model::Grants;
 use envpack_model::text::printable;
 use envpack_operator::{AuditHead, DeploymentView, Generation, Reader, RevisionView};
 
@@ -77,7 +78,7 @@ pub fn status(ctx: &mut Context, env: &str, as_json: bool) -> Result<i32, CliErr
         status.binding.requirement,
         grants.join(", ")
     );
-    let scopes = crate::env_cmd::grants_line(&status.binding.grants);
+    let scopes = grants_line(&status.binding.grants);
     if !scopes.is_empty() {
         println!("  scopes: {scopes}");
     }
@@ -221,4 +222,33 @@ pub fn audit_verify(ctx: &mut Context, head: Option<&str>, as_json: bool) -> Res
         None => println!("audit log intact: empty"),
     }
     Ok(exit::OK)
+}
+
+/// The scopes of a binding, for one line of text.
+pub fn grants_line(grants: &Grants) -> String {
+    let mut parts = Vec::new();
+    if !grants.process.is_empty() {
+        let commands: Vec<String> = grants
+            .process
+            .iter()
+            .map(|c| {
+                if c.name == c.path.display().to_string() || c.path.as_os_str().is_empty() {
+                    c.name.clone()
+                } else {
+                    format!("{} ({})", c.name, c.path.display())
+                }
+            })
+            .collect();
+        parts.push(format!("run {}", commands.join(", ")));
+    }
+    if !grants.probe.is_empty() {
+        parts.push(format!("probe {}", grants.probe.join(", ")));
+    }
+    if !grants.http.is_empty() {
+        parts.push(format!("http {}", grants.http.join(", ")));
+    }
+    if !grants.secrets.is_empty() {
+        parts.push(format!("secrets {}", grants.secrets.join(", ")));
+    }
+    parts.join("; ")
 }

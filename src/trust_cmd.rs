@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use crate::context::Context;
 use crate::error::{CliError, exit};
-use crate::keys_cmd::read_public;
+use crate::input::read_public;
 
 #[derive(clap::Subcommand)]
 pub enum Command {

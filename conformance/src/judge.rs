@@ -7,8 +7,9 @@ use std::path::Path;
 use envpack_host::{Runtime, Signature, SignaturePolicy};
 use envpack_trust::{TrustStore, VerifyError};
 
+use crate::config::{RunConfig, SignatureStatus};
 use crate::report::Report;
-use crate::runner::{RunConfig, SignatureStatus, run, unloadable};
+use crate::runner::{run, unloadable};
 
 /// The bench's view of a signature verdict.
 pub fn signature_status(signature: &Signature) -> SignatureStatus {

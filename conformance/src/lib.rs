@@ -20,6 +20,7 @@
 
 mod catalog;
 mod checks;
+mod config;
 mod fixture;
 mod generate;
 mod judge;
@@ -28,7 +29,8 @@ mod report;
 mod runner;
 
 pub use catalog::{CATALOG, Profile};
+pub use config::{FixtureSecrets, RunConfig, SignatureStatus};
 pub use fixture::Inputs;
 pub use judge::{judge_file, signature_status};
 pub use report::{CheckResult, Report, Status, Summary};
-pub use runner::{FixtureSecrets, RunConfig, SignatureStatus, run, unloadable};
+pub use runner::{run, unloadable};

@@ -2,7 +2,7 @@
 //! host could not be set up. (Why a verb call failed is the model's
 //! [`envpack_model::VerbError`].)
 
-use envpack_model::VerbError;
+use envpack_model::{Over, ShapeError, VerbError};
 
 /// Why a pack could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -19,10 +19,7 @@ pub enum LoadError {
     },
     /// Past a shape limit or the compile worker's limits: nothing ran.
     #[error("pack {path} was not compiled: {source}")]
-    Compile {
-        path: String,
-        source: crate::sandbox::compile::CompileError,
-    },
+    Compile { path: String, source: CompileError },
     #[error("pack {path} does not fit the envpack:deployer@1 contract: {detail}")]
     Contract { path: String, detail: String },
     #[error("pack {path} failed in describe: {source}")]
@@ -54,4 +51,36 @@ pub enum SetupError {
     Link(String),
     #[error("{0}")]
     Cache(String),
+}
+
+/// Why a pack was not compiled.
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    /// Past a shape limit; nothing was compiled.
+    #[error("{0}; raise it with --pack-limit {limit}=N", limit = .0.limit)]
+    Shape(Over),
+    /// The compiler itself refused the pack (invalid WebAssembly and the like).
+    #[error("{0}")]
+    Refused(String),
+    /// The worker hit its time limit.
+    #[error("compiling took more than the compile worker's {0} CPU seconds; raise it with --compile-seconds")]
+    Time(u64),
+    /// The worker hit its memory limit.
+    #[error("compiling needed more than the compile worker's {} MiB; raise it with --compile-memory-mib", .0 >> 20)]
+    Memory(u64),
+    /// The worker could not be run or answered nonsense.
+    #[error("the compile worker failed: {0}")]
+    Worker(String),
+}
+
+impl From<ShapeError> for CompileError {
+    fn from(error: ShapeError) -> Self {
+        match error {
+            // Malformed bytes are the compiler's to describe (it says more).
+            ShapeError::Malformed { offset, message } => {
+                CompileError::Refused(format!("malformed WebAssembly at byte {offset}: {message}"))
+            }
+            ShapeError::Over(over) => CompileError::Shape(over),
+        }
+    }
 }

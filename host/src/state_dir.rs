@@ -22,9 +22,10 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
+use crate::capabilities::Workspace;
 use crate::capabilities::kv_store::KvStore;
-use crate::capabilities::secrets::FileSecrets;
-use crate::sandbox::services::{Services, Workspace};
+use crate::capabilities::secrets::{FileSecrets, SecretsError};
+use crate::sandbox::services::Services;
 
 /// A state directory and its layout.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,8 +88,14 @@ impl StateDir {
         self.root.join("secrets.json")
     }
 
-    pub fn secrets_lock(&self) -> PathBuf {
-        self.root.join("secrets.lock")
+    /// The secrets file, read.
+    pub fn open_secrets(&self) -> Result<FileSecrets, SecretsError> {
+        FileSecrets::open(&self.secrets())
+    }
+
+    /// The secrets file, locked against other writers until dropped.
+    pub fn open_secrets_for_update(&self) -> Result<FileSecrets, SecretsError> {
+        FileSecrets::open_for_update(&self.secrets(), &self.root.join("secrets.lock"))
     }
 
     pub fn locks(&self) -> PathBuf {
@@ -135,7 +142,7 @@ impl StateDir {
         let workspace = self
             .workspace(scope, env)
             .map_err(|e| format!("work directory under {}: {e}", self.work().display()))?;
-        let secrets = FileSecrets::open(self).map_err(|e| e.to_string())?;
+        let secrets = self.open_secrets().map_err(|e| e.to_string())?;
         Ok(Services {
             kv,
             workspace: Some(workspace),

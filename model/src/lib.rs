@@ -40,7 +40,7 @@ pub use grants::{
     resolve_command, validate_secret_name,
 };
 pub use lifecycle::Lifecycle;
-pub use limits::{LIMIT_NAMES, Over, PackLimits, ResultCaps, Shape, ShapeError};
+pub use limits::{LIMIT_NAMES, MAX_ARTIFACT_BYTES, Over, PackLimits, ResultCaps, Shape, ShapeError};
 pub use pack_info::{CONTRACT_VERSION, PackInfo, accepts_contract, sha256_hex};
 pub use recording::{CapabilityCall, MAX_DETAIL_BYTES, MAX_RECORDED, MAX_RECORDED_BYTES, Recording};
 pub use runtime_config::RuntimeConfig;

@@ -7,6 +7,9 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
+/// Largest artifact the host fetches for a revision.
+pub const MAX_ARTIFACT_BYTES: u64 = 1 << 30;
+
 /// Caps on a call's result, checked after the call returns.
 #[derive(Clone, Copy, Debug)]
 pub struct ResultCaps {

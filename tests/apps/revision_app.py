@@ -31,6 +31,9 @@ class Handler(BaseHTTPRequestHandler):
             return self.answer(500, REVISION + "\n")
         if url.path == "/slow":
             ms = int(parse_qs(url.query).get("ms", ["1000"])[0])
+            # Tests wait for this line (in the process's stderr log) to know
+            # the request is in flight.
+            print(f"slow request started ({REVISION})", file=sys.stderr, flush=True)
             time.sleep(ms / 1000)
         return self.answer(200, REVISION + "\n")
 

@@ -20,8 +20,8 @@ use envpack_model::{
 
 use super::model::{Model, Planned, lifecycle_name};
 use super::{Ctx, Lane, Step, describe_result, echo_problems, label};
+use crate::config::RunConfig;
 use crate::generate::{Op, Scenario, scenario};
-use crate::runner::RunConfig;
 
 /// Steps of one generated scenario at most.
 const MAX_OPS: usize = 48;

@@ -15,9 +15,9 @@ use envpack_model::{CapabilityCall, Environment, Outcome, ProviderCause, Request
 use envpack_host::{Services, Workspace};
 use envpack_model::{DeadlinePolicy, Grants, SplitEntry, TrafficSplit, quoted};
 
+use crate::config::{RunConfig, SignatureStatus};
 use crate::fixture::Ids;
 use crate::report::Status;
-use crate::runner::{RunConfig, SignatureStatus};
 
 /// One call the run made, kept for the whole-run checks.
 #[derive(Clone, Debug)]

@@ -8,8 +8,8 @@ use std::time::Duration;
 use envpack_host::FUEL_PER_MS;
 
 use super::{CallStat, Ctx, Verdict, verb_of};
+use crate::config::SignatureStatus;
 use crate::fixture::{Fixture, Ids};
-use crate::runner::SignatureStatus;
 
 pub(super) async fn provider_message(ctx: &Ctx<'_>) -> Verdict {
     // Warming a revision the provider never staged is a natural provider error.

@@ -13,12 +13,9 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use crate::capabilities::Workspace;
 use crate::contract::bindings::envpack::deployer::process::ArtifactError;
-use crate::sandbox::services::Workspace;
-use envpack_model::{Environment, Grants};
-
-/// Largest artifact the host fetches.
-pub const MAX_ARTIFACT_BYTES: u64 = 1 << 30;
+use envpack_model::{Environment, Grants, MAX_ARTIFACT_BYTES};
 
 /// Copies `from` to the file `to`, returning the sha256 of what was written.
 fn copy_hashed(from: &Path, to: &Path) -> Result<String, ArtifactError> {

@@ -12,9 +12,8 @@ use http_body_util::BodyExt;
 use sha2::{Digest, Sha256};
 use wasmtime_wasi_http::RequestOptions;
 
-use crate::capabilities::artifacts::MAX_ARTIFACT_BYTES;
 use crate::contract::bindings::envpack::deployer::process::ArtifactError;
-use envpack_model::Grants;
+use envpack_model::{Grants, MAX_ARTIFACT_BYTES};
 
 /// `scheme://host:port` of an `http(s)` URL, default ports filled in.
 pub fn origin(url: &str) -> Option<String> {

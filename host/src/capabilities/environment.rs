@@ -10,11 +10,8 @@ use envpack_model::Environment;
 use wasmtime::component::ResourceTable;
 
 use crate::contract::bindings::envpack::deployer::environment::HostEnvironment;
-use crate::contract::bindings::wit;
+use crate::contract::bindings::{EnvHandle, wit};
 use crate::contract::convert::{pairs, revision_to_wit, split_to_wit};
-
-/// The host value behind an `environment` handle.
-pub struct EnvHandle(pub Arc<Environment>);
 
 /// What `environment` is linked with: the call's resource table, where
 /// the lent environment is.

@@ -3,9 +3,9 @@
 
 use envpack_model::Capability;
 
+use crate::capabilities::LogSink;
 use crate::capabilities::ledger::Ledger;
 use crate::contract::bindings::envpack::deployer::log::{Host, Level};
-use crate::sandbox::services::LogSink;
 
 /// Longest line kept, in bytes; longer lines are cut at a char boundary.
 pub const MAX_LINE_BYTES: usize = 4096;

@@ -18,3 +18,43 @@ pub(crate) mod log;
 pub(crate) mod probe;
 pub(crate) mod process;
 pub(crate) mod secrets;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use envpack_model::Grants;
+
+/// The environment a call acts for, as its capabilities see it.
+pub struct CallEnv {
+    pub id: String,
+    pub grants: Grants,
+}
+
+/// A live destination for a pack's log lines (level, line).
+pub type LogSink = Arc<dyn Fn(&str, &str) + Send + Sync>;
+
+/// One environment's place on the host's disk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Workspace {
+    /// The pack's work directory: processes run here, the pack sees it as `/`.
+    pub work_dir: PathBuf,
+    /// The table of processes the environment spawned (outside the work
+    /// directory, so the pack cannot edit which pids it may signal).
+    pub process_table: PathBuf,
+    /// The content-addressed store of verified artifacts, shared by all.
+    pub artifact_store: PathBuf,
+}
+
+impl Workspace {
+    /// Removes the work directory (after its processes were stopped).
+    pub fn remove(&self) -> std::io::Result<()> {
+        match std::fs::remove_dir_all(&self.work_dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        match std::fs::remove_file(&self.process_table) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}

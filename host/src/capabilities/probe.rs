@@ -10,9 +10,9 @@ use tokio::net::TcpStream;
 
 use envpack_model::{Capability, Grants, parse_address};
 
+use crate::capabilities::CallEnv;
 use crate::capabilities::ledger::Ledger;
 use crate::contract::bindings::envpack::deployer::probe::{Host, HttpResponse, ProbeError};
-use crate::sandbox::call_state::CallEnv;
 
 /// Most bytes read while looking for the status line.
 const MAX_HEAD: usize = 8 * 1024;

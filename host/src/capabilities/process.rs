@@ -25,13 +25,13 @@ use envpack_model::{Capability, Grants, WORK_DIR, is_executable};
 use serde::{Deserialize, Serialize};
 use wasmtime::component::{Resource, ResourceTable};
 
-use crate::capabilities::environment::EnvHandle;
+use crate::capabilities::CallEnv;
+use crate::capabilities::Workspace;
 use crate::capabilities::ledger::Ledger;
+use crate::contract::bindings::EnvHandle;
 use crate::contract::bindings::envpack::deployer::process::{
     ArtifactError, Host, ProcessError, ProcessInfo, ProcessState as RunState, Signal, SpawnRequest,
 };
-use crate::sandbox::call_state::CallEnv;
-use crate::sandbox::services::Workspace;
 
 /// Live processes one environment may have at once.
 pub const MAX_LIVE: usize = 16;

@@ -5,15 +5,14 @@
 //! message carries a value.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use envpack_model::{Capability, GrantError, Grants, validate_secret_name};
 
+use crate::capabilities::CallEnv;
 use crate::capabilities::ledger::Ledger;
 use crate::contract::bindings::envpack::deployer::secrets::{Host, SecretError};
-use crate::sandbox::call_state::CallEnv;
-use crate::state_dir::StateDir;
 
 /// Where secret values come from.
 pub trait SecretStore: Send + Sync {
@@ -52,9 +51,8 @@ pub struct FileSecrets {
 impl FileSecrets {
     /// Opens the file to change it: an exclusive lock (`secrets.lock`) is
     /// held from the read to the last write.
-    pub fn open_for_update(state: &StateDir) -> Result<Self, SecretsError> {
+    pub fn open_for_update(path: &Path, lock_path: &Path) -> Result<Self, SecretsError> {
         use std::os::unix::fs::OpenOptionsExt;
-        let lock_path = state.secrets_lock();
         let fail = |e: std::io::Error| SecretsError::File {
             path: lock_path.display().to_string(),
             detail: e.to_string(),
@@ -64,17 +62,17 @@ impl FileSecrets {
             .truncate(false)
             .write(true)
             .mode(0o600)
-            .open(&lock_path)
+            .open(lock_path)
             .map_err(fail)?;
         lock.lock().map_err(fail)?;
-        let mut secrets = Self::open(state)?;
+        let mut secrets = Self::open(path)?;
         secrets._lock = Some(lock);
         Ok(secrets)
     }
 
     /// Opens the file to read it.
-    pub fn open(state: &StateDir) -> Result<Self, SecretsError> {
-        let path = state.secrets();
+    pub fn open(path: &Path) -> Result<Self, SecretsError> {
+        let path = path.to_path_buf();
         let fail = |detail: String| SecretsError::File {
             path: path.display().to_string(),
             detail,

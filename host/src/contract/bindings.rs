@@ -1,6 +1,14 @@
 //! Rust types and traits generated from `wit/` by wasmtime's `bindgen!`.
 //! Nothing else in the crate spells a WIT name by hand.
 
+use std::sync::Arc;
+
+use envpack_model::Environment;
+
+/// The host value behind an `environment` handle: the environment lent to
+/// the pack for one call.
+pub struct EnvHandle(pub Arc<Environment>);
+
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "pack",
@@ -14,7 +22,7 @@ wasmtime::component::bindgen!({
     },
     exports: { default: async },
     with: {
-        "envpack:deployer/environment.environment": crate::capabilities::environment::EnvHandle,
+        "envpack:deployer/environment.environment": EnvHandle,
     },
 });
 

@@ -4,7 +4,7 @@
 use wasmtime::Store;
 use wasmtime::component::Resource;
 
-use crate::capabilities::environment::EnvHandle;
+use crate::contract::bindings::EnvHandle;
 use crate::contract::bindings::verbs;
 use crate::contract::convert::Raw;
 use crate::sandbox::call_state::CallState;

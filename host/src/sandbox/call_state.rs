@@ -16,6 +16,7 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use crate::capabilities::CallEnv;
 use crate::capabilities::clock::{ClockState, ClockView, WasiReads};
 use crate::capabilities::environment::EnvView;
 use crate::capabilities::http::HttpPolicy;
@@ -55,12 +56,6 @@ pub struct CallState {
     http_ctx: WasiHttpCtx,
     http: HttpPolicy,
     secrets: SecretsState,
-}
-
-/// The environment a call acts for, as its capabilities see it.
-pub struct CallEnv {
-    pub id: String,
-    pub grants: Grants,
 }
 
 impl CallState {

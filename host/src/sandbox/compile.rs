@@ -17,7 +17,9 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 
 use crate::sandbox::engine::{AllocatorChoice, HostConfig, build_engine};
-use envpack_model::{Over, PackLimits, ShapeError};
+use envpack_model::PackLimits;
+
+use crate::error::CompileError;
 
 use crate::sandbox::shape;
 
@@ -56,38 +58,6 @@ pub struct WorkerLimits {
 impl WorkerLimits {
     pub const DEFAULT_CPU_SECONDS: u64 = 60;
     pub const DEFAULT_MEMORY_MIB: u64 = 2048;
-}
-
-/// Why a pack was not compiled.
-#[derive(Debug, thiserror::Error)]
-pub enum CompileError {
-    /// Past a shape limit; nothing was compiled.
-    #[error("{0}; raise it with --pack-limit {limit}=N", limit = .0.limit)]
-    Shape(Over),
-    /// The compiler itself refused the pack (invalid WebAssembly and the like).
-    #[error("{0}")]
-    Refused(String),
-    /// The worker hit its time limit.
-    #[error("compiling took more than the compile worker's {0} CPU seconds; raise it with --compile-seconds")]
-    Time(u64),
-    /// The worker hit its memory limit.
-    #[error("compiling needed more than the compile worker's {} MiB; raise it with --compile-memory-mib", .0 >> 20)]
-    Memory(u64),
-    /// The worker could not be run or answered nonsense.
-    #[error("the compile worker failed: {0}")]
-    Worker(String),
-}
-
-impl From<ShapeError> for CompileError {
-    fn from(error: ShapeError) -> Self {
-        match error {
-            // Malformed bytes are the compiler's to describe (it says more).
-            ShapeError::Malformed { offset, message } => {
-                CompileError::Refused(format!("malformed WebAssembly at byte {offset}: {message}"))
-            }
-            ShapeError::Over(over) => CompileError::Shape(over),
-        }
-    }
 }
 
 /// Checks the pack's shape, then compiles it where `compiler` says.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use wasmtime::component::Resource;
 use wasmtime::{Store, UpdateDeadline};
 
-use crate::capabilities::environment::EnvHandle;
+use crate::contract::bindings::EnvHandle;
 use crate::contract::bindings::{self, verbs};
 use crate::contract::dispatch::call_export;
 use crate::contract::pack::Pack;

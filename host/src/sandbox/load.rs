@@ -18,11 +18,12 @@ use envpack_model::{CONTRACT_VERSION, Gate, PackInfo, accepts_contract, sha256_h
 use crate::contract::pack::{Pack, check_magic, read_pack_file};
 use envpack_model::{ProviderCause, Verb, VerbError};
 
+use crate::error::CompileError;
 use crate::error::LoadError;
 use crate::sandbox::cache::{CacheEvent, CompileCache};
 use crate::sandbox::call_state::CallState;
 use crate::sandbox::classify::classify;
-use crate::sandbox::compile::{self, CompileError};
+use crate::sandbox::compile;
 use crate::sandbox::engine::HostConfig;
 use crate::sandbox::runtime::Runtime;
 use envpack_model::{Environment, EnvironmentDoc};

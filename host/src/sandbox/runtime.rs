@@ -13,6 +13,7 @@ use serde::Serialize;
 use tracing::Instrument;
 use wasmtime::Engine;
 
+use crate::capabilities::CallEnv;
 use crate::capabilities::kv::{KvSession, settle};
 use crate::capabilities::kv_store::KvStore;
 use crate::contract::convert;
@@ -20,7 +21,7 @@ use crate::contract::dispatch::call_export;
 use crate::contract::pack::Pack;
 use crate::error::SetupError;
 use crate::sandbox::cache::CompileCache;
-use crate::sandbox::call_state::{CallEnv, CallState};
+use crate::sandbox::call_state::CallState;
 use crate::sandbox::classify::classify;
 use crate::sandbox::engine::{Allocator, HostConfig, Ticker, build_engine, build_linker};
 use crate::sandbox::phases::{Laps, Phase, VerbPhases};

@@ -3,11 +3,11 @@
 //! the table of processes it spawned, the artifact store) and its secrets.
 //! The operator builds them per command; `host call` has its own.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::capabilities::kv_store::{KvStore, MemoryKv};
 use crate::capabilities::secrets::{NoSecrets, SecretStore};
+use crate::capabilities::{LogSink, Workspace};
 
 /// What a call can use besides its instance.
 #[derive(Clone)]
@@ -22,9 +22,6 @@ pub struct Services {
     /// the recording and `tracing`.
     pub log_sink: Option<LogSink>,
 }
-
-/// A live destination for a pack's log lines.
-pub type LogSink = Arc<dyn Fn(&str, &str) + Send + Sync>;
 
 impl Services {
     /// Pack state in `kv`, no workspace, no secrets.
@@ -42,31 +39,5 @@ impl Services {
 impl Default for Services {
     fn default() -> Self {
         Services::with_kv(Arc::new(MemoryKv::default()))
-    }
-}
-
-/// One environment's place on the host's disk.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Workspace {
-    /// The pack's work directory: processes run here, the pack sees it as `/`.
-    pub work_dir: PathBuf,
-    /// The table of processes the environment spawned (outside the work
-    /// directory, so the pack cannot edit which pids it may signal).
-    pub process_table: PathBuf,
-    /// The content-addressed store of verified artifacts, shared by all.
-    pub artifact_store: PathBuf,
-}
-
-impl Workspace {
-    /// Removes the work directory (after its processes were stopped).
-    pub fn remove(&self) -> std::io::Result<()> {
-        match std::fs::remove_dir_all(&self.work_dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
-        match std::fs::remove_file(&self.process_table) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
     }
 }

@@ -5,12 +5,10 @@
 //! weights, task sets, target groups, task definitions), never from the
 //! pack's own report.
 
-mod common;
-
 use std::time::Duration;
 
-use common::moto::{Fixture, Moto, set_credentials};
-use common::{Rng, Sandbox, json, kill_after, ok, operator, p};
+use crate::common::moto::{Fixture, Moto, set_credentials};
+use crate::common::{Rng, Sandbox, json, kill_after, ok, operator, p};
 use envpack_test_packs::AWS_ECS;
 use serde_json::{Value, json};
 
@@ -371,7 +369,7 @@ fn operators_routing_at_once_on_one_load_balancer_get_a_listener_each() {
         .map(|env| {
             let sb = operator();
             set_credentials(&sb, &fx);
-            common::install_signed(&sb, AWS_ECS, "packs/aws-ecs/pack.toml", "aws-ecs");
+            crate::common::install_signed(&sb, AWS_ECS, "packs/aws-ecs/pack.toml", "aws-ecs");
             let mut create: Vec<String> = ["env", "create", env, "--deployer", "envpack.deployer.aws-ecs@^1"]
                 .map(String::from)
                 .to_vec();
@@ -405,7 +403,7 @@ fn operators_routing_at_once_on_one_load_balancer_get_a_listener_each() {
     let children: Vec<_> = operators
         .iter()
         .zip(envs)
-        .map(|(sb, env)| common::spawn(sb, &["traffic", "set", env, "web", &format!("{env}-R=10000")]))
+        .map(|(sb, env)| crate::common::spawn(sb, &["traffic", "set", env, "web", &format!("{env}-R=10000")]))
         .collect();
     for child in children {
         let out = child.wait_with_output().unwrap();

@@ -4,9 +4,7 @@
 //! time (the command's timeout) and memory (the largest child's peak RSS),
 //! and leaves nothing in the compiled-code cache.
 
-mod common;
-
-use common::{LEDGER, Sandbox};
+use crate::common::{LEDGER, Sandbox};
 use envpack_test_packs::AWS_ECS;
 use wasm_encoder::{
     CodeSection, Component, Function, FunctionSection, Instruction, Module, ModuleSection, TypeSection, ValType,

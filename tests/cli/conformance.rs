@@ -1,9 +1,7 @@
 //! `host conformance` and admission on `host pack install`, through the real
 //! binary: every report format, one report per pack, and exit codes.
 
-mod common;
-
-use common::{LEDGER, Sandbox};
+use crate::common::{LEDGER, Sandbox};
 use envpack_test_packs::FAULTY;
 use predicates::str::contains;
 use serde_json::Value;

@@ -5,14 +5,12 @@
 //! processes found by scanning `/proc` for anything whose working directory
 //! lies in the test's state directory (not by name, not by the pack's word).
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{
+use crate::common::{
     LOCAL_PROCESS_RUN_GRANTS, Rng, Sandbox, free_port, install_signed, json, kill_after, ok, operator, p,
     revision_app_tarball,
 };
@@ -249,7 +247,9 @@ fn two_revisions_behind_nginx_follow_the_recorded_split() {
     // A slow request in flight on R1 completes through its drain.
     ok(&sb, &["traffic", "set", "site", "web", "R1=10000", "R2=0"]);
     let slow = std::thread::spawn(move || get(listen, "/slow?ms=1500"));
-    std::thread::sleep(Duration::from_millis(300));
+    crate::common::wait_for("the slow request to reach R1", || {
+        crate::common::process_logs(&sb).contains("slow request started (R1)")
+    });
     ok(&sb, &["traffic", "set", "site", "web", "R1=0", "R2=10000"]);
     ok(&sb, &["revision", "drain", "site", "R1"]);
     assert_eq!(
@@ -339,7 +339,7 @@ fn an_http_gate_through_nginx_rolls_back_a_canary_that_answers_500() {
     ok(&sb, &["traffic", "set", "site", "web", "R1=10000"]);
     stage(&sb, "R2", &art.executable, &["FAIL_REQUESTS=1"], "5");
     let gate = format!("http=http://127.0.0.1:{listen}/,status=200,max-error-ratio=0.25,requests=20");
-    let mut rollout = common::spawn(
+    let mut rollout = crate::common::spawn(
         &sb,
         &[
             "rollout",

@@ -5,15 +5,13 @@
 //! the listener's weights from the AWS API). Then one environment moves
 //! from one pack to the other with `env bind` and goes on.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::time::Duration;
 
-use common::moto::{Fixture, Moto, set_credentials};
-use common::{LOCAL_PROCESS_RUN_GRANTS, Sandbox, free_port, install_signed, operator, revision_app_tarball};
+use crate::common::moto::{Fixture, Moto, set_credentials};
+use crate::common::{LOCAL_PROCESS_RUN_GRANTS, Sandbox, free_port, install_signed, operator, revision_app_tarball};
 use envpack_test_packs::{AWS_ECS, LOCAL_PROCESS};
 use serde_json::json;
 use sha2::{Digest, Sha256};

@@ -1,9 +1,7 @@
 //! `host inspect`: what a pack says it is, and clear refusals for files that
 //! are not packs.
 
-mod common;
-
-use common::{LEDGER, Sandbox};
+use crate::common::{LEDGER, Sandbox};
 use predicates::prelude::PredicateBooleanExt;
 use predicates::str::contains;
 use serde_json::Value;

@@ -46,7 +46,7 @@ fn signed_pack(key: &PrivateKey) -> Vec<u8> {
 fn every_single_byte_change_of_a_signed_pack_is_refused() {
     let key = PrivateKey::generate().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let trust = TrustStore::open(dir.path()).unwrap();
+    let trust = TrustStore::open(&dir.path().join("trust.json")).unwrap();
     let keyring = Keyring {
         trust: &trust,
         extra: vec![key.public()],

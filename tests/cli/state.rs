@@ -6,13 +6,11 @@
 //! Also: what a long verb blocks (and what it must not), and the exit code
 //! of each error kind on the operator path.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::process::Child;
 use std::time::Duration;
 
-use common::{DIGEST, Rng, Sandbox, json, ok, operator, spawn};
+use crate::common::{DIGEST, Rng, Sandbox, json, ok, operator, spawn};
 
 const LEDGER_NAME: &str = "envpack.deployer.ledger";
 
@@ -299,7 +297,7 @@ fn sigkill_at_random_points_leaves_agreement_and_a_way_forward() {
 /// verbs holds the environment's lock until the deadline stops it.
 fn with_slow_environment() -> Sandbox {
     let sb = operator();
-    common::hostile_env(&sb, "slow", "sleep");
+    crate::common::hostile_env(&sb, "slow", "sleep");
     sb
 }
 
@@ -309,8 +307,10 @@ fn a_long_verb_blocks_only_writers_of_its_own_environment() {
     let mut slow = stage_args("slow", "S1");
     slow.extend(words(&["--deadline-ms", "6000"]));
     let mut holder = spawn(&sb, &slow);
-    // Wait until the holder is inside the pack: its lock file exists and is held.
-    std::thread::sleep(Duration::from_millis(800));
+    // Wait until the holder is inside the pack: it holds the environment's lock.
+    crate::common::wait_for("the first stage to hold slow's lock", || {
+        crate::common::env_lock_held(&sb, "slow")
+    });
     let mut queued = stage_args("slow", "S2");
     queued.extend(words(&["--deadline-ms", "6000"]));
     let mut waiter = spawn(&sb, &queued);
@@ -530,7 +530,7 @@ fn deleting_the_newest_audit_rows_is_caught_against_a_recorded_head() {
 #[test]
 fn deadlines_come_from_the_operator_then_the_pack_capped_then_the_default() {
     let sb = operator();
-    common::hostile_env(&sb, "slow", "normal");
+    crate::common::hostile_env(&sb, "slow", "normal");
     for id in ["W1", "W2"] {
         ok(
             &sb,

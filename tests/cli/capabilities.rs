@@ -6,8 +6,6 @@
 //! environment did not spawn, an address not granted, a secret not granted,
 //! a spawn flood) and the frozen 1.0.0 fixture on the 1.1 host.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -15,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{A1, Sandbox, fixture};
+use crate::common::{A1, Sandbox, fixture};
 use envpack_host::Workspace;
 use serde_json::{Value, json};
 
@@ -47,7 +45,7 @@ fn message(value: &Value) -> String {
 }
 
 fn workspace(sb: &Sandbox) -> Workspace {
-    envpack_host::StateDir::at(&sb.state_dir())
+    envpack_host::StateDir::at(sb.state_dir())
         .workspace("call", "dev")
         .unwrap()
 }
@@ -505,8 +503,8 @@ fn a_pack_built_against_contract_1_0_0_still_loads_runs_and_conforms() {
 
 #[test]
 fn grants_are_part_of_the_binding_and_required_at_bind_time() {
-    let sb = common::operator();
-    common::install_signed(&sb, CAPS, "packs/test-capabilities/pack.toml", "caps");
+    let sb = crate::common::operator();
+    crate::common::install_signed(&sb, CAPS, "packs/test-capabilities/pack.toml", "caps");
     let refused = sb
         .host()
         .args([
@@ -523,7 +521,7 @@ fn grants_are_part_of_the_binding_and_required_at_bind_time() {
     assert_eq!(refused.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("process, probe, http, secrets"), "{stderr}");
-    let created = common::json(
+    let created = crate::common::json(
         &sb,
         &[
             "env",
@@ -552,7 +550,7 @@ fn grants_are_part_of_the_binding_and_required_at_bind_time() {
         created["binding"]["capabilities"],
         json!(["log", "kv", "process", "probe", "http", "secrets"])
     );
-    let shown = common::ok(&sb, &["env", "show", "qa"]);
+    let shown = crate::common::ok(&sb, &["env", "show", "qa"]);
     assert!(shown.contains("scopes: run sleep (/"), "{shown}");
     let bad = sb
         .host()
@@ -664,7 +662,12 @@ fn concurrent_commands_spawn_into_one_process_table_without_losing_any() {
     let doc = env_doc(json!({ "cmd": "sleep", "args": "30" }), json!({ "process": ["sleep"] }));
     let path = sb.env_file("warm", &doc);
     // Four `host call`s at once on one environment, each warming another revision.
-    let revisions = [common::A1, common::A2, common::B1, common::A1];
+    let revisions = [
+        crate::common::A1,
+        crate::common::A2,
+        crate::common::B1,
+        crate::common::A1,
+    ];
     let children: Vec<_> = revisions
         .iter()
         .map(|revision| {

@@ -28,17 +28,17 @@ fn req(text: &str) -> Requirement {
 fn highest_trusted_version_wins_and_revoked_signers_are_skipped() {
     let state = tempfile::tempdir().unwrap();
     let (good, bad) = (PrivateKey::generate().unwrap(), PrivateKey::generate().unwrap());
-    let mut trust = TrustStore::open(state.path()).unwrap();
+    let mut trust = TrustStore::open(&state.path().join("trust.json")).unwrap();
     trust.add(&good.public(), "good").unwrap();
     trust.add(&bad.public(), "bad").unwrap();
-    let mut registry = Registry::open(state.path()).unwrap();
+    let mut registry = Registry::open(&state.path().join("packs")).unwrap();
     install(&mut registry, &trust, "1.0.0", &good);
     install(&mut registry, &trust, "1.2.0", &bad);
     install(&mut registry, &trust, "2.0.0", &good);
 
     let resolve = |trust: &TrustStore, text: &str| {
         let keyring = Keyring { trust, extra: vec![] };
-        Registry::open(state.path())
+        Registry::open(&state.path().join("packs"))
             .unwrap()
             .resolve(&req(text), &keyring)
             .map(|(p, _, _)| p.descriptor)
@@ -70,9 +70,9 @@ fn highest_trusted_version_wins_and_revoked_signers_are_skipped() {
 fn a_pack_changed_on_disk_is_refused() {
     let state = tempfile::tempdir().unwrap();
     let key = PrivateKey::generate().unwrap();
-    let mut trust = TrustStore::open(state.path()).unwrap();
+    let mut trust = TrustStore::open(&state.path().join("trust.json")).unwrap();
     trust.add(&key.public(), "k").unwrap();
-    let mut registry = Registry::open(state.path()).unwrap();
+    let mut registry = Registry::open(&state.path().join("packs")).unwrap();
     install(&mut registry, &trust, "1.0.0", &key);
     let path = registry.path(&registry.list()[0]);
     let mut bytes = std::fs::read(&path).unwrap();
@@ -92,9 +92,9 @@ fn a_pack_changed_on_disk_is_refused() {
 fn same_descriptor_with_other_content_conflicts() {
     let state = tempfile::tempdir().unwrap();
     let key = PrivateKey::generate().unwrap();
-    let mut trust = TrustStore::open(state.path()).unwrap();
+    let mut trust = TrustStore::open(&state.path().join("trust.json")).unwrap();
     trust.add(&key.public(), "k").unwrap();
-    let mut registry = Registry::open(state.path()).unwrap();
+    let mut registry = Registry::open(&state.path().join("packs")).unwrap();
     install(&mut registry, &trust, "1.0.0", &key);
     let m = manifest("1.0.0");
     let other = envpack_trust::sign(

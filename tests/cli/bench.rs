@@ -1,9 +1,7 @@
 //! `host bench --quick --json` as a smoke run: every figure is present and
 //! positive. Speed targets are benchmark goals, never asserted here.
 
-mod common;
-
-use common::{LEDGER, Sandbox};
+use crate::common::{LEDGER, Sandbox};
 use serde_json::Value;
 
 #[test]

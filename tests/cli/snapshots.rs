@@ -5,11 +5,9 @@
 //! change users see, reviewed in the snapshot's diff (`cargo insta review`,
 //! or `INSTA_UPDATE=always` and `git diff`).
 
-mod common;
-
 use std::path::Path;
 
-use common::{LEDGER, Sandbox, ok, p};
+use crate::common::{LEDGER, Sandbox, ok, p};
 use envpack_test_packs::FAULTY;
 
 /// Every command path, found by walking `--help`'s "Commands:" sections
@@ -157,13 +155,13 @@ fn conformance_reports_in_every_format() {
 /// line it wrote to stderr in one snapshot.
 #[test]
 fn exit_codes_of_a_fixed_set_of_inputs() {
-    let sb = common::operator();
+    let sb = crate::common::operator();
     let dir = sb.dir.path();
     let text_file = dir.join("not-a-pack.txt");
     std::fs::write(&text_file, "hello\n").unwrap();
     let bad_json = dir.join("bad.json");
     std::fs::write(&bad_json, "{ nope").unwrap();
-    let env = sb.env_file("dev", &common::fixture(serde_json::json!({})));
+    let env = sb.env_file("dev", &crate::common::fixture(serde_json::json!({})));
     let tampered = dir.join("tampered.wasm");
     let mut bytes = std::fs::read(dir.join("ledger.wasm")).unwrap();
     let at = bytes.len() / 2;
@@ -175,7 +173,7 @@ fn exit_codes_of_a_fixed_set_of_inputs() {
         &sb,
         &["pack", "seal", LEDGER, "--manifest", &p(&manifest), "-o", &p(&unsigned)],
     );
-    common::stage(&sb, "dev", common::A1);
+    crate::common::stage(&sb, "dev", crate::common::A1);
     let cases: Vec<(&str, Vec<String>)> = vec![
         ("no arguments", vec![]),
         ("unknown command", vec!["frobnicate".into()]),
@@ -240,7 +238,7 @@ fn exit_codes_of_a_fixed_set_of_inputs() {
                 "set".into(),
                 "dev".into(),
                 "web".into(),
-                format!("{}=9000", common::A1),
+                format!("{}=9000", crate::common::A1),
             ],
         ),
         (
@@ -250,12 +248,17 @@ fn exit_codes_of_a_fixed_set_of_inputs() {
                 "set".into(),
                 "dev".into(),
                 "web".into(),
-                format!("{}=10000", common::A1),
+                format!("{}=10000", crate::common::A1),
             ],
         ),
         (
             "a transition the lifecycle refuses",
-            vec!["revision".into(), "drain".into(), "dev".into(), common::A1.into()],
+            vec![
+                "revision".into(),
+                "drain".into(),
+                "dev".into(),
+                crate::common::A1.into(),
+            ],
         ),
         (
             "unknown revision in the store",
@@ -275,7 +278,7 @@ fn exit_codes_of_a_fixed_set_of_inputs() {
         ),
         (
             "warm a staged revision",
-            vec!["revision".into(), "warm".into(), "dev".into(), common::A1.into()],
+            vec!["revision".into(), "warm".into(), "dev".into(), crate::common::A1.into()],
         ),
     ];
     let state = p(&sb.state_dir());

@@ -3,12 +3,10 @@
 //! before anything is recorded, deploy keys, and rollouts of several
 //! environments side by side.
 
-mod common;
-
 use std::process::Child;
 
-use common::rollout::*;
-use common::{json, ok, operator, spawn};
+use crate::common::rollout::*;
+use crate::common::{json, ok, operator, spawn};
 use predicates::prelude::PredicateBooleanExt;
 use predicates::str::contains;
 use serde_json::{Value, json as j};
@@ -79,8 +77,8 @@ fn bad_rollouts_are_refused_before_anything_is_recorded() {
 fn a_prod_environment_moves_traffic_only_for_its_deploy_key_holders() {
     let sb = operator();
     let deploy = sb.dir.path().join("deploy");
-    ok(&sb, &["keygen", "--out", &common::p(&deploy)]);
-    let trusted = format!("ops={}", common::p(&deploy.with_extension("pub")));
+    ok(&sb, &["keygen", "--out", &crate::common::p(&deploy)]);
+    let trusted = format!("ops={}", crate::common::p(&deploy.with_extension("pub")));
     ok(
         &sb,
         &[
@@ -96,7 +94,7 @@ fn a_prod_environment_moves_traffic_only_for_its_deploy_key_holders() {
         ],
     );
     for id in ["P1", "P2"] {
-        common::stage(&sb, "prod", id);
+        crate::common::stage(&sb, "prod", id);
         ok(&sb, &["revision", "warm", "prod", id]);
     }
     let refused = |args: &[&str], message: &str| {
@@ -106,12 +104,12 @@ fn a_prod_environment_moves_traffic_only_for_its_deploy_key_holders() {
         &["traffic", "set", "prod", "web", "P1=10000"],
         "it trusts deploy keys [ops]",
     );
-    let stranger = common::p(&sb.dir.path().join("key"));
+    let stranger = crate::common::p(&sb.dir.path().join("key"));
     refused(
         &["traffic", "set", "prod", "web", "P1=10000", "--deploy-key", &stranger],
         "is not one of its deploy keys [ops]",
     );
-    let key = common::p(&deploy);
+    let key = crate::common::p(&deploy);
     ok(
         &sb,
         &["traffic", "set", "prod", "web", "P1=10000", "--deploy-key", &key],
@@ -156,7 +154,7 @@ fn a_prod_environment_moves_traffic_only_for_its_deploy_key_holders() {
         "env bind on environment \"prod\" is refused",
     );
     // Unprotected `dev` needs no key.
-    common::stage(&sb, "dev", "D1");
+    crate::common::stage(&sb, "dev", "D1");
     ok(&sb, &["revision", "warm", "dev", "D1"]);
     ok(&sb, &["traffic", "set", "dev", "web", "D1=10000"]);
     let audit = audit_commands(&sb);
@@ -202,8 +200,8 @@ fn rollouts_of_several_environments_run_side_by_side() {
                 "log,kv",
             ],
         );
-        common::stage(&sb, env, "A");
-        common::stage(&sb, env, "B");
+        crate::common::stage(&sb, env, "A");
+        crate::common::stage(&sb, env, "B");
         ok(&sb, &["revision", "warm", env, "A"]);
         ok(&sb, &["traffic", "set", env, "web", "A=10000"]);
     }

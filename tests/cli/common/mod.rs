@@ -346,3 +346,40 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Waits (polling, at most 60 s) until `ready` holds; panics naming `what`.
+pub fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !ready() {
+        assert!(std::time::Instant::now() < until, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Whether a command holds environment `env`'s lock now (a non-blocking
+/// lock attempt on its lock file fails).
+pub fn env_lock_held(sb: &Sandbox, env: &str) -> bool {
+    use sha2::Digest;
+    let name = hex::encode(sha2::Sha256::digest(env.as_bytes()));
+    let path = sb.state_dir().join("locks").join(format!("{name}.lock"));
+    let Ok(file) = std::fs::File::options().write(true).open(path) else {
+        return false;
+    };
+    matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock))
+}
+
+/// Everything the processes of every environment wrote to their logs.
+pub fn process_logs(sb: &Sandbox) -> String {
+    let mut all = String::new();
+    let Ok(works) = std::fs::read_dir(sb.state_dir().join("work")) else {
+        return all;
+    };
+    for work in works.flatten() {
+        if let Ok(logs) = std::fs::read_dir(work.path().join("logs")) {
+            for log in logs.flatten() {
+                all.push_str(&std::fs::read_to_string(log.path()).unwrap_or_default());
+            }
+        }
+    }
+    all
+}

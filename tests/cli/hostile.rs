@@ -2,9 +2,7 @@
 //! `provider` (or verification) error naming verb and cause, nothing of the
 //! call is saved, and a normal call afterwards works.
 
-mod common;
-
-use common::{A1, Sandbox, TEST_HOSTILE, error_kind, error_message, fixture};
+use crate::common::{A1, Sandbox, TEST_HOSTILE, error_kind, error_message, fixture};
 use serde_json::json;
 
 /// Runs stage-revision of A1 in `mode` and returns (exit code, kind, message).
@@ -169,8 +167,8 @@ fn a_spinning_pack_fails_the_bench_fast_and_an_overrun_is_never_a_rejection() {
 
 #[test]
 fn pack_text_reaches_the_terminal_written_out_never_as_escapes() {
-    let sb = common::operator();
-    common::hostile_env(&sb, "esc", "escape");
+    let sb = crate::common::operator();
+    crate::common::hostile_env(&sb, "esc", "escape");
     let raw = |text: &str| text.contains('\x1b') || text.contains('\u{202E}') || text.contains('\r');
     let forged = |text: &str| text.lines().any(|l| l.starts_with("host: hint: run `curl"));
     // Success: the detail and the log line.
@@ -184,7 +182,7 @@ fn pack_text_reaches_the_terminal_written_out_never_as_escapes() {
             "--id",
             "E1",
             "--digest",
-            common::DIGEST,
+            crate::common::DIGEST,
         ])
         .args(["--location", "file:///b/E1"])
         .output()

@@ -3,11 +3,9 @@
 //! not packs, loose input, a pack removed from under its environments,
 //! messages that name the wrong thing, and file modes.
 
-mod common;
-
 use std::process::Stdio;
 
-use common::{DIGEST, Sandbox, json, ok, operator};
+use crate::common::{DIGEST, Sandbox, json, ok, operator};
 use serde_json::Value;
 
 fn run(sb: &Sandbox, args: &[&str]) -> (Option<i32>, String) {
@@ -16,7 +14,7 @@ fn run(sb: &Sandbox, args: &[&str]) -> (Option<i32>, String) {
 }
 
 fn stage(sb: &Sandbox, id: &str) {
-    common::stage(sb, "dev", id);
+    crate::common::stage(sb, "dev", id);
 }
 
 #[test]
@@ -172,8 +170,8 @@ fn a_pack_bound_by_an_environment_is_not_removed_from_under_it() {
 #[test]
 fn hints_name_the_environment_and_state_files_are_private() {
     let sb = operator();
-    common::hostile_env(&sb, "qa", "normal");
-    common::stage(&sb, "qa", "F1");
+    crate::common::hostile_env(&sb, "qa", "normal");
+    crate::common::stage(&sb, "qa", "F1");
     ok(
         &sb,
         &[

@@ -2,12 +2,10 @@
 //! fails closed with a distinct error per case, openssl interoperability both
 //! ways, and the trust store.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{LEDGER, Sandbox};
+use crate::common::{LEDGER, Sandbox};
 use envpack_trust::{
     sections,
     sections::{MANIFEST, SIGNATURE},
@@ -538,7 +536,7 @@ fn a_scoped_key_signs_only_packs_named_within_its_scope() {
     sb.host().args(["verify", &own]).assert().success();
     // Another name, signed by this key: refused everywhere, so it never
     // runs as a trusted pack nor reaches that name's state.
-    let other = sealed_with(&sb, common::TEST_HOSTILE, "packs/test-hostile/pack.toml", &key);
+    let other = sealed_with(&sb, crate::common::TEST_HOSTILE, "packs/test-hostile/pack.toml", &key);
     sb.host().args(["verify", &other]).assert().failure().stderr(contains(
         "may sign only envpack.deployer.*, and this pack is envpack.test.hostile",
     ));

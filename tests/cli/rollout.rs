@@ -3,12 +3,10 @@
 //! abort from a second process, blue-green's keep-old window, a command
 //! gate, and SIGKILL at random points followed by `rollout resume`.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::rollout::*;
-use common::{Rng, Sandbox, json, ok, operator, spawn};
+use crate::common::rollout::*;
+use crate::common::{Rng, Sandbox, json, ok, operator, spawn};
 use predicates::str::contains;
 use serde_json::Value;
 
@@ -194,7 +192,7 @@ fn sigkill_at_random_points_then_resume_ends_where_the_plan_allows() {
     let mut serving = "R1".to_string();
     for round in 0..8 {
         let to = format!("N{round}");
-        common::stage(&sb, "dev", &to);
+        crate::common::stage(&sb, "dev", &to);
         let before = generations(&sb).len();
         // Half the rounds roll back: the new revision's probe fails from the start.
         let failing = rng.below(2) == 0;
@@ -309,12 +307,12 @@ fn a_command_gate_rolls_back_and_a_second_driver_stands_aside() {
         ],
     );
     for id in ["G1", "G2"] {
-        common::stage(&sb, "gated", id);
+        crate::common::stage(&sb, "gated", id);
     }
     ok(&sb, &["revision", "warm", "gated", "G1"]);
     ok(&sb, &["traffic", "set", "gated", "web", "G1=10000"]);
     let flag = sb.dir.path().join("broken");
-    let gate = format!("command=test ! -e {}", common::p(&flag));
+    let gate = format!("command=test ! -e {}", crate::common::p(&flag));
     let child = spawn(
         &sb,
         &[

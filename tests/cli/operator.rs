@@ -2,17 +2,15 @@
 //! bound to packs by descriptor, the lifecycle and traffic rules, bad input,
 //! the audit chain, concurrency across processes, and kill -9 at random points.
 
-mod common;
-
 use std::path::Path;
 use std::time::Duration;
 
-use common::{DIGEST, Sandbox, TEST_HOSTILE, json, ok, operator, p, spawn};
+use crate::common::{DIGEST, Sandbox, TEST_HOSTILE, json, ok, operator, p, spawn};
 use predicates::str::contains;
 use serde_json::Value;
 
 fn stage_ready(sb: &Sandbox, id: &str) {
-    common::stage(sb, "dev", id);
+    crate::common::stage(sb, "dev", id);
     ok(sb, &["revision", "warm", "dev", id]);
 }
 

@@ -1,9 +1,7 @@
 //! `host call` of every verb of the reference pack, through the full host
 //! path, with the pack's kv state carried between calls.
 
-mod common;
-
-use common::{A1, A2, B1, LEDGER, Sandbox, fixture};
+use crate::common::{A1, A2, B1, LEDGER, Sandbox, fixture};
 use predicates::str::contains;
 use serde_json::json;
 

@@ -2,9 +2,7 @@
 //! proof is the pack's own evidence: the reference pack logs on entry to
 //! every verb and keeps its state in kv, and neither shows any call.
 
-mod common;
-
-use common::{A1, A2, B1, LEDGER, Sandbox, error_kind, fixture, with_web_split};
+use crate::common::{A1, A2, B1, LEDGER, Sandbox, error_kind, fixture, with_web_split};
 use serde_json::{Value, json};
 
 /// Stages A1 so that the kv state is not empty, then returns its bytes.

@@ -1,0 +1,25 @@
+//! The `host` command's integration tests, one binary: every module drives
+//! the real `host` (built by cargo for this test) and checks what it did
+//! from outside — the state database, files, processes, nginx and moto.
+
+mod common;
+
+mod aws_ecs;
+mod bench;
+mod capabilities;
+mod compile_bombs;
+mod conformance;
+mod hostile;
+mod inspect;
+mod local_process;
+mod operator;
+mod operator_edges;
+mod preconditions;
+mod rollout;
+mod rollout_access;
+mod signing;
+mod snapshots;
+mod state;
+mod swap;
+mod verbs;
+mod watch;
