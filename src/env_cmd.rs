@@ -17,6 +17,18 @@ pub enum EnvCommand {
     Create(BindArgs),
     /// Move an environment to another installed pack (or change its grants/settings).
     Bind(BindArgs),
+    /// Move an environment's pin to the highest installed, trusted pack its
+    /// requirement (or --deployer) names. An environment runs exactly the
+    /// pack (digest and signer) it was bound to until this is run; audited,
+    /// and it needs a deploy key where the environment trusts some.
+    Upgrade {
+        env: String,
+        /// Another descriptor requirement to resolve instead of the binding's.
+        #[arg(long, value_name = "REQ")]
+        deployer: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// List environments.
     List {
         #[arg(long)]
@@ -144,6 +156,7 @@ pub async fn run(ctx: &mut Context, command: EnvCommand) -> Result<i32, CliError
     match command {
         EnvCommand::Create(args) => bind(ctx, args, true).await,
         EnvCommand::Bind(args) => bind(ctx, args, false).await,
+        EnvCommand::Upgrade { env, deployer, json } => upgrade(ctx, env, deployer, json).await,
         EnvCommand::List { json } => crate::show::environments(ctx, json),
         EnvCommand::Show { env, json } => crate::show::status(ctx, &env, json),
         EnvCommand::Remove { env, force, json } => {
@@ -158,6 +171,32 @@ pub async fn run(ctx: &mut Context, command: EnvCommand) -> Result<i32, CliError
             Ok(exit::OK)
         }
     }
+}
+
+async fn upgrade(ctx: &mut Context, env: String, deployer: Option<String>, json: bool) -> Result<i32, CliError> {
+    let actor = ctx.actor();
+    let mut op = ctx.operator(actor)?;
+    let (before, after) = op.upgrade(&env, deployer).await?;
+    let same = before.pack_digest == after.pack_digest && before.signer == after.signer;
+    if json {
+        let view = |b: &envpack_operator::Binding| json!({ "descriptor": b.descriptor, "digest": b.pack_digest, "signer": b.signer });
+        println!(
+            "{:#}",
+            json!({ "env": env, "changed": !same, "from": view(&before), "to": view(&after) })
+        );
+    } else if same {
+        println!("{env} stays on {} ({})", after.descriptor, &after.pack_digest[..16]);
+    } else {
+        println!(
+            "upgraded {env}: {} ({}) -> {} ({}), signed by key {}",
+            before.descriptor,
+            &before.pack_digest[..16.min(before.pack_digest.len())],
+            after.descriptor,
+            &after.pack_digest[..16],
+            &after.signer[..16.min(after.signer.len())]
+        );
+    }
+    Ok(exit::OK)
 }
 
 async fn bind(ctx: &mut Context, args: BindArgs, create: bool) -> Result<i32, CliError> {

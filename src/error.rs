@@ -221,6 +221,6 @@ fn store_exit(error: &envpack_operator::StoreError) -> i32 {
         | E::RolloutActive { .. }
         | E::PackInUse { .. } => exit::BAD_INPUT,
         E::RolloutStopped { .. } => exit::VERB_FAILED,
-        E::Unauthorized { .. } => exit::UNTRUSTED,
+        E::Unauthorized { .. } | E::SignerChanged { .. } | E::PinnedPackGone { .. } => exit::UNTRUSTED,
     }
 }

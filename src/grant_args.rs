@@ -1,5 +1,5 @@
-//! The grant flags (`--allow-run`, `--allow-probe`, `--allow-http`,
-//! `--allow-secret`), shared by `env create|bind` (what an environment
+//! The grant flags (`--allow-run`, `--allow-env`, `--allow-port`,
+//! `--allow-probe`, `--allow-http`, `--allow-secret`), shared by `env create|bind` (what an environment
 //! grants) and `conformance` / `pack install` (what the bench's fixture
 //! environments grant, e.g. to point a cloud pack's bench at an emulator).
 
@@ -9,11 +9,24 @@ use crate::error::CliError;
 
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct GrantArgs {
-    /// Command the pack may spawn (repeatable; grants `process`): an absolute
-    /// path, a name resolved on PATH now, or `@work-dir` for any program
-    /// inside the environment's work directory (as much trust as a shell).
-    #[arg(long = "allow-run", value_name = "CMD")]
+    /// A program the pack may spawn, with the arguments it may take
+    /// (repeatable; grants `process`): 'PROGRAM PATTERN...', quoted as a
+    /// shell would. PROGRAM is an absolute path, a name resolved on PATH
+    /// now, or `@work-dir` for a program inside the work directory. Each
+    /// PATTERN is a literal or a placeholder: {path} (inside the work
+    /// directory), {name}, {number}, {any}; `...` repeats the last. E.g.
+    /// --allow-run 'tar -xzf {path} -C {path}'.
+    #[arg(long = "allow-run", value_name = "'PROGRAM PATTERN...'")]
     pub allow_run: Vec<String>,
+    /// An environment variable spawned programs may be given (repeatable):
+    /// a name, or a prefix ending in `*`. Variables that change what a
+    /// program loads or runs (LD_*, PATH, BASH_ENV, PYTHON*...) are refused.
+    #[arg(long = "allow-env", value_name = "NAME")]
+    pub allow_env: Vec<String>,
+    /// TCP ports spawned programs may bind or connect to (repeatable): PORT
+    /// or FIRST-LAST. Without it they reach no TCP port.
+    #[arg(long = "allow-port", value_name = "PORTS")]
+    pub allow_port: Vec<String>,
     /// Address the pack may probe (repeatable; grants `probe`): HOST:PORT or
     /// a port range HOST:FIRST-LAST.
     #[arg(long = "allow-probe", value_name = "HOST:PORT")]
@@ -30,6 +43,8 @@ impl GrantArgs {
     /// The scopes given, resolved and checked now; `None` if none was given.
     pub fn grants(&self) -> Result<Option<Grants>, CliError> {
         let given = !(self.allow_run.is_empty()
+            && self.allow_env.is_empty()
+            && self.allow_port.is_empty()
             && self.allow_probe.is_empty()
             && self.allow_http.is_empty()
             && self.allow_secret.is_empty());
@@ -45,6 +60,8 @@ impl GrantArgs {
             probe: self.allow_probe.clone(),
             http: self.allow_http.clone(),
             secrets: self.allow_secret.clone(),
+            env: self.allow_env.clone(),
+            ports: self.allow_port.clone(),
         };
         grants.validate().map_err(|e| CliError::input(e.to_string()))?;
         Ok(Some(grants))

@@ -233,13 +233,19 @@ pub fn grants_line(grants: &Grants) -> String {
             .iter()
             .map(|c| {
                 if c.name == c.path.display().to_string() || c.path.as_os_str().is_empty() {
-                    c.name.clone()
+                    format!("'{}'", c.shown())
                 } else {
-                    format!("{} ({})", c.name, c.path.display())
+                    format!("'{}' ({})", c.shown(), c.path.display())
                 }
             })
             .collect();
         parts.push(format!("run {}", commands.join(", ")));
+    }
+    if !grants.env.is_empty() {
+        parts.push(format!("env {}", grants.env.join(", ")));
+    }
+    if !grants.ports.is_empty() {
+        parts.push(format!("ports {}", grants.ports.join(", ")));
     }
     if !grants.probe.is_empty() {
         parts.push(format!("probe {}", grants.probe.join(", ")));

@@ -16,10 +16,15 @@ pub enum Command {
         #[arg(long)]
         name: String,
         /// Pack names the key may sign (repeatable): `acme.*`,
-        /// `acme.deployer.web`; without any, every pack. A pack signed by
-        /// this key under another name is refused.
+        /// `acme.deployer.web`. A pack signed by this key under another
+        /// name is refused.
         #[arg(long = "scope", value_name = "PATTERN")]
         scopes: Vec<String>,
+        /// Trust the key to sign packs of every name instead: its holder
+        /// can then publish a newer version of any pack you installed (an
+        /// environment moves to it only by `host env upgrade`).
+        #[arg(long, conflicts_with = "scopes")]
+        any_descriptor: bool,
     },
     /// List trusted and revoked keys.
     List {
@@ -36,7 +41,25 @@ pub enum Command {
 pub fn run(ctx: &mut Context, command: Command) -> Result<i32, CliError> {
     let mut trust = ctx.trust()?;
     match command {
-        Command::Add { key, name, scopes } => {
+        Command::Add {
+            key,
+            name,
+            scopes,
+            any_descriptor,
+        } => {
+            if scopes.is_empty() && !any_descriptor {
+                return Err(CliError::Input {
+                    message: format!(
+                        "trusting key {name:?} needs the pack names it may sign: --scope PATTERN (e.g. --scope 'acme.*'), \
+                         or --any-descriptor"
+                    ),
+                    hint: Some(
+                        "a key trusted for any descriptor can publish a newer version of every pack you installed; \
+                         scope it to its author's names"
+                            .into(),
+                    ),
+                });
+            }
             let public = read_public(&key)?;
             let added = trust.add_scoped(&public, &name, &scopes)?;
             println!(

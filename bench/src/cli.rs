@@ -128,6 +128,8 @@ pub fn set_up(program: &Path, state: &Path, signed_pack: &Path, public_key: &Pat
             path(public_key),
             "--name".into(),
             "bench".into(),
+            "--scope".into(),
+            "envpack.*".into(),
         ],
         vec!["pack".into(), "install".into(), path(signed_pack)],
         words("env create bench --deployer envpack.deployer.ledger@^1 --capability log,kv"),

@@ -31,7 +31,9 @@ pub use capabilities::artifacts::revision_dir_name;
 pub use capabilities::download::{origin as http_origin, status as http_status};
 pub use capabilities::http::{MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES};
 pub use capabilities::kv_store::{Change, FileKv, KvError, KvStore, MemoryKv};
-pub use capabilities::process::{MAX_LIVE, live as live_processes, stop_all as stop_processes};
+pub use capabilities::process::{
+    Identity, MAX_LIVE, live as live_processes, stop_all as stop_processes, stop_revision as stop_revision_processes,
+};
 pub use capabilities::secrets::{FileSecrets, NoSecrets, SecretStore, SecretsError};
 pub use capabilities::{LogSink, Workspace};
 pub use contract::pack::{MAX_PACK_BYTES, Pack, check_magic, read_pack_file};

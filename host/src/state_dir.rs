@@ -17,7 +17,6 @@
 //! mode 0700: it holds pack state and secrets that only the host writes.
 
 use std::path::{Path, PathBuf};
-
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
@@ -26,6 +25,8 @@ use crate::capabilities::Workspace;
 use crate::capabilities::kv_store::KvStore;
 use crate::capabilities::secrets::{FileSecrets, SecretsError};
 use crate::sandbox::services::Services;
+
+mod identities;
 
 /// A state directory and its layout.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -115,24 +116,40 @@ impl StateDir {
     }
 
     /// The workspace of `env` in `scope` (`env` for operator environments,
-    /// `call` for `host call`, the bench's own scopes for its fixtures);
-    /// its directories are created 0700.
+    /// `call` for `host call`, the conformance runner's own scopes for its
+    /// fixtures); its directories are created 0700.
+    ///
+    /// When the host runs as root, the environment's programs run as a uid
+    /// of their own (see [`identities`]), so the directories on the way to
+    /// its work directory are made traversable (0711: no listing, and every
+    /// file in them stays 0600) and the work directory itself 0711.
     pub fn workspace(&self, scope: &str, env: &str) -> std::io::Result<Workspace> {
-        let key = format!("{scope}-{}", &hex::encode(Sha256::digest(env.as_bytes()))[..16]);
-        let workspace = Workspace {
-            work_dir: self.work().join(&key),
-            process_table: self.processes().join(format!("{key}.json")),
-            artifact_store: self.artifacts(),
-        };
-        for dir in [
-            self.work(),
-            workspace.work_dir.clone(),
-            self.processes(),
-            self.artifacts(),
-        ] {
+        let name = format!("{scope}-{}", &hex::encode(Sha256::digest(env.as_bytes()))[..16]);
+        let root_dir = self.root.canonicalize().unwrap_or_else(|_| self.root.clone());
+        let key = format!(
+            "{}-{name}",
+            &hex::encode(Sha256::digest(root_dir.as_os_str().as_encoded_bytes()))[..12]
+        );
+        for dir in [self.work(), self.processes(), self.artifacts()] {
             envpack_model::files::create_private_dir(&dir)?;
         }
-        Ok(workspace)
+        let work_dir = self.work().join(&name);
+        envpack_model::files::create_private_dir(&work_dir)?;
+        let identity = if identities::running_as_root() {
+            for dir in [self.root.as_path(), &self.work(), &work_dir] {
+                std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o711))?;
+            }
+            Some(identities::of(&self.work(), &name)?)
+        } else {
+            None
+        };
+        Ok(Workspace {
+            work_dir,
+            process_table: self.processes().join(format!("{name}.json")),
+            artifact_store: self.artifacts(),
+            key,
+            identity,
+        })
     }
 
     /// What a call of environment `env` in `scope` uses on this machine:

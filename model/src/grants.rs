@@ -20,13 +20,15 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::capability::Capability;
+use crate::command_grant::{ArgPattern, Shown, env_granted, match_args, parse_ports, split_grant, validate_env_grant};
 
 /// The process grant for programs inside the environment's work directory.
 pub const WORK_DIR: &str = "@work-dir";
 
-/// One command `process` may spawn: what the operator wrote and where it is.
-/// In a document it may also be written as a bare string (a name or an
-/// absolute path), resolved by [`Grants::resolve`].
+/// One command `process` may spawn: what the operator wrote, where it is,
+/// and the arguments it may take (see [`crate::command_grant`]). In a
+/// document it may also be written as a string, `PROGRAM PATTERN...`,
+/// resolved by [`Grants::resolve`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(from = "CommandDoc")]
 pub struct GrantedCommand {
@@ -34,23 +36,56 @@ pub struct GrantedCommand {
     pub name: String,
     /// The absolute path it resolved to when granted.
     pub path: PathBuf,
+    /// The argument patterns; `None` for a grant recorded before grants
+    /// had patterns, which allows no spawn until it is granted again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<Vec<ArgPattern>>,
 }
 
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum CommandDoc {
     Unresolved(String),
-    Resolved { name: String, path: PathBuf },
+    Resolved {
+        name: String,
+        path: PathBuf,
+        #[serde(default)]
+        args: Option<Vec<ArgPattern>>,
+    },
 }
 
 impl From<CommandDoc> for GrantedCommand {
     fn from(doc: CommandDoc) -> Self {
         match doc {
-            CommandDoc::Unresolved(name) => GrantedCommand {
-                name,
+            // Resolved (and its patterns checked) by `Grants::resolve`.
+            CommandDoc::Unresolved(text) => GrantedCommand {
+                name: text,
                 path: PathBuf::new(),
+                args: None,
             },
-            CommandDoc::Resolved { name, path } => GrantedCommand { name, path },
+            CommandDoc::Resolved { name, path, args } => GrantedCommand { name, path, args },
+        }
+    }
+}
+
+impl GrantedCommand {
+    /// Whether `args` fit this grant's patterns; why not, when they do not.
+    pub fn allows(&self, args: &[String]) -> Result<(), String> {
+        match &self.args {
+            Some(patterns) => match_args(patterns, args),
+            None => Err(format!(
+                "{} was granted before grants named their arguments; grant it again as --allow-run '{} PATTERN...'",
+                self.name, self.name
+            )),
+        }
+    }
+
+    /// The grant as an operator writes it: `PROGRAM PATTERN...`.
+    pub fn shown(&self) -> String {
+        match &self.args {
+            Some(patterns) if !patterns.is_empty() => format!("{} {}", self.name, Shown(patterns)),
+            Some(_) => self.name.clone(),
+            None => format!("{} (no patterns)", self.name),
         }
     }
 }
@@ -70,6 +105,14 @@ pub struct Grants {
     /// Secret names.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<String>,
+    /// Environment variables spawned programs may be given: names, or
+    /// prefixes ending in `*` (never one refused by name).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
+    /// TCP ports spawned programs may bind or connect to: `PORT` or
+    /// `FIRST-LAST`; none granted, none reachable.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<String>,
 }
 
 /// A scope that cannot be granted, named with the reason.
@@ -89,6 +132,12 @@ pub enum GrantError {
     BadOrigin(String),
     #[error("cannot grant secret {0:?}: names are 1-128 characters of A-Z, a-z, 0-9, '_', '-', '.'")]
     BadSecretName(String),
+    #[error("cannot grant command {grant:?}: {detail}")]
+    BadPattern { grant: String, detail: String },
+    /// An environment-variable or port grant that cannot be given (the
+    /// message names it and why).
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl Grants {
@@ -113,7 +162,11 @@ impl Grants {
     pub fn only(&self, capability: Capability) -> Grants {
         let mut only = Grants::default();
         match capability {
-            Capability::Process => only.process = self.process.clone(),
+            Capability::Process => {
+                only.process = self.process.clone();
+                only.env = self.env.clone();
+                only.ports = self.ports.clone();
+            }
             Capability::Probe => only.probe = self.probe.clone(),
             Capability::Http => only.http = self.http.clone(),
             Capability::Secrets => only.secrets = self.secrets.clone(),
@@ -135,12 +188,15 @@ impl Grants {
         add(&mut self.probe, other.probe);
         add(&mut self.http, other.http);
         add(&mut self.secrets, other.secrets);
+        add(&mut self.env, other.env);
+        add(&mut self.ports, other.ports);
     }
 
-    /// Resolves commands written as bare strings; checks every scope's form.
+    /// Resolves commands written as strings (`PROGRAM PATTERN...`);
+    /// checks every scope's form.
     pub fn resolve(mut self) -> Result<Self, GrantError> {
         for command in &mut self.process {
-            if command.path.as_os_str().is_empty() && command.name != WORK_DIR {
+            if command.path.as_os_str().is_empty() && command.args.is_none() {
                 *command = resolve_command(&command.name)?;
             }
         }
@@ -159,20 +215,42 @@ impl Grants {
         for name in &self.secrets {
             validate_secret_name(name)?;
         }
+        for name in &self.env {
+            validate_env_grant(name).map_err(GrantError::Refused)?;
+        }
+        for ports in &self.ports {
+            parse_ports(ports).map_err(GrantError::Refused)?;
+        }
         Ok(())
     }
 
-    /// The granted command a spawn request names (by name or by path).
-    pub fn command(&self, requested: &str) -> Option<&GrantedCommand> {
+    /// The grants of the program a spawn request names (by name or by
+    /// path); a program may be granted several times with other patterns.
+    pub fn commands<'a>(&'a self, requested: &'a str) -> impl Iterator<Item = &'a GrantedCommand> + 'a {
         self.process
             .iter()
             .filter(|c| c.name != WORK_DIR)
-            .find(|c| c.name == requested || c.path.as_os_str() == requested)
+            .filter(move |c| c.name == requested || c.path.as_os_str() == requested)
+    }
+
+    /// The `@work-dir` grants: programs inside the work directory (`./path`).
+    pub fn work_dir_grants(&self) -> impl Iterator<Item = &GrantedCommand> {
+        self.process.iter().filter(|c| c.name == WORK_DIR)
     }
 
     /// Whether programs inside the work directory (`./path`) may be spawned.
     pub fn work_dir_allowed(&self) -> bool {
-        self.process.iter().any(|c| c.name == WORK_DIR)
+        self.work_dir_grants().next().is_some()
+    }
+
+    /// Whether spawned programs may be given environment variable `name`.
+    pub fn env_allowed(&self, name: &str) -> bool {
+        env_granted(&self.env, name)
+    }
+
+    /// The TCP port ranges spawned programs may bind or connect to.
+    pub fn port_ranges(&self) -> Vec<(u16, u16)> {
+        self.ports.iter().filter_map(|p| parse_ports(p).ok()).collect()
     }
 
     /// Whether `host:port` may be probed.
@@ -196,13 +274,20 @@ impl Grants {
     }
 }
 
-/// Resolves a command to grant: an absolute path to an executable file, or
-/// a bare name found on `PATH`.
-pub fn resolve_command(name: &str) -> Result<GrantedCommand, GrantError> {
+/// Resolves a command to grant, `PROGRAM PATTERN...`: the program is an
+/// absolute path to an executable file, a bare name found on `PATH`, or
+/// [`WORK_DIR`]; the patterns say which arguments it may take.
+pub fn resolve_command(grant: &str) -> Result<GrantedCommand, GrantError> {
+    let (name, args) = split_grant(grant).map_err(|detail| GrantError::BadPattern {
+        grant: grant.to_string(),
+        detail,
+    })?;
+    let name = name.as_str();
     if name == WORK_DIR {
         return Ok(GrantedCommand {
             name: name.to_string(),
             path: PathBuf::new(),
+            args: Some(args),
         });
     }
     let path = if Path::new(name).is_absolute() {
@@ -223,6 +308,7 @@ pub fn resolve_command(name: &str) -> Result<GrantedCommand, GrantError> {
     Ok(GrantedCommand {
         name: name.to_string(),
         path,
+        args: Some(args),
     })
 }
 
@@ -305,16 +391,32 @@ mod tests {
             process: vec![sh.clone()],
             ..Grants::default()
         };
-        assert!(grants.command("sh").is_some());
-        assert!(grants.command(sh.path.to_str().unwrap()).is_some());
-        assert!(grants.command("bash").is_none());
+        assert!(grants.commands("sh").next().is_some());
+        assert!(grants.commands(sh.path.to_str().unwrap()).next().is_some());
+        // A grant carries its argument patterns; a bare program, none.
+        assert_eq!(sh.allows(&[]), Ok(()));
+        assert!(sh.allows(&["-c".into(), "id".into()]).is_err());
+        let tar = resolve_command("tar -xzf {path} -C {path}").unwrap();
+        assert_eq!(tar.shown(), "tar -xzf {path} -C {path}");
+        assert!(matches!(
+            resolve_command("tar {pth}"),
+            Err(GrantError::BadPattern { .. })
+        ));
+        // A grant recorded before patterns existed allows nothing, and says why.
+        let old: GrantedCommand = serde_json::from_str(r#"{"name":"tar","path":"/usr/bin/tar"}"#).unwrap();
+        assert!(
+            old.allows(&[]).unwrap_err().contains("grant it again"),
+            "{:?}",
+            old.allows(&[])
+        );
+        assert!(grants.commands("bash").next().is_none());
         let work_dir = Grants {
             process: vec![resolve_command(WORK_DIR).unwrap()],
             ..Grants::default()
         }
         .resolve()
         .unwrap();
-        assert!(work_dir.work_dir_allowed() && work_dir.command(WORK_DIR).is_none());
+        assert!(work_dir.work_dir_allowed() && work_dir.commands(WORK_DIR).next().is_none());
         assert!(!grants.work_dir_allowed());
     }
 

@@ -12,6 +12,7 @@
 //! it depends on neither, and on no WebAssembly runtime.
 
 mod capability;
+pub mod command_grant;
 mod deadlines;
 mod environment;
 mod error;

@@ -147,6 +147,17 @@ CREATE TABLE rollout_steps (
     PRIMARY KEY (rollout_id, seq)
 );
 "#,
+    // 6: an environment is pinned to the signer of its pack (besides its
+    // digest), and a removed environment's deploy keys outlive it.
+    r#"
+ALTER TABLE bindings ADD COLUMN signer TEXT NOT NULL DEFAULT '';
+CREATE TABLE retired_environments (
+    id TEXT PRIMARY KEY,
+    deploy_keys TEXT NOT NULL,
+    removed_at INTEGER NOT NULL,
+    actor TEXT NOT NULL
+);
+"#,
 ];
 
 /// The schema version this host writes.

@@ -94,6 +94,23 @@ pub enum StoreError {
         descriptor: String,
         environments: Vec<String>,
     },
+    #[error(
+        "environment {env:?} is pinned to {descriptor} ({digest}), which is no longer installed; install it again, or move the environment with `host env upgrade {env}`"
+    )]
+    PinnedPackGone {
+        env: String,
+        descriptor: String,
+        digest: String,
+    },
+    #[error(
+        "environment {env:?} is pinned to {descriptor} signed by key {pinned}, but the installed file is signed by {found}; refusing to run it (`host env upgrade {env}` moves the pin on purpose)"
+    )]
+    SignerChanged {
+        env: String,
+        descriptor: String,
+        pinned: String,
+        found: String,
+    },
     #[error("cannot lock environment {env:?}: {detail}")]
     Lock { env: String, detail: String },
 }

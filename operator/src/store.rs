@@ -20,6 +20,10 @@ pub struct Binding {
     pub requirement: String,
     pub descriptor: String,
     pub pack_digest: String,
+    /// Key id of the key that signed the pinned pack ('' for a binding an
+    /// older host made: any trusted signer, until the next bind or upgrade).
+    #[serde(default)]
+    pub signer: String,
     pub settings: BTreeMap<String, String>,
     pub capabilities: Vec<Capability>,
     /// Scopes of `process`, `probe`, `http`, `secrets`.
@@ -131,12 +135,49 @@ pub fn remove_env(conn: &Connection, env: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Keeps a removed environment's deploy keys: re-creating it takes one.
+pub fn retire_env(
+    conn: &Connection,
+    env: &str,
+    keys: &[crate::authz::DeployKey],
+    actor: &str,
+    at: i64,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO retired_environments (id, deploy_keys, removed_at, actor) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (id) DO UPDATE SET deploy_keys = ?2, removed_at = ?3, actor = ?4",
+        params![env, json(&keys), at, actor],
+    )?;
+    Ok(())
+}
+
+/// The deploy keys of a removed environment of this id, if it had any.
+pub fn retired_keys(conn: &Connection, env: &str) -> Result<Vec<crate::authz::DeployKey>, StoreError> {
+    let text: Option<String> = conn
+        .query_row(
+            "SELECT deploy_keys FROM retired_environments WHERE id = ?1",
+            [env],
+            |r| r.get(0),
+        )
+        .optional()?;
+    match text {
+        Some(text) => serde_json::from_str(&text)
+            .map_err(|e| StoreError::Corrupt(format!("retired environment {env:?}: deploy keys: {e}"))),
+        None => Ok(Vec::new()),
+    }
+}
+
+pub fn forget_retired(conn: &Connection, env: &str) -> Result<(), StoreError> {
+    conn.execute("DELETE FROM retired_environments WHERE id = ?1", [env])?;
+    Ok(())
+}
+
 pub fn set_binding(conn: &Connection, env: &str, binding: &Binding, at: i64) -> Result<(), StoreError> {
     conn.execute(
-        "INSERT INTO bindings (env_id, requirement, descriptor, pack_digest, settings, capabilities, bound_at, grants, deadlines, deploy_keys)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-         ON CONFLICT (env_id) DO UPDATE SET requirement = ?2, descriptor = ?3, pack_digest = ?4, settings = ?5, capabilities = ?6, bound_at = ?7, grants = ?8, deadlines = ?9, deploy_keys = ?10",
-        params![env, binding.requirement, binding.descriptor, binding.pack_digest, json(&binding.settings), json(&binding.capabilities), at, json(&binding.grants), json(&binding.deadlines), json(&binding.deploy_keys)],
+        "INSERT INTO bindings (env_id, requirement, descriptor, pack_digest, settings, capabilities, bound_at, grants, deadlines, deploy_keys, signer)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+         ON CONFLICT (env_id) DO UPDATE SET requirement = ?2, descriptor = ?3, pack_digest = ?4, settings = ?5, capabilities = ?6, bound_at = ?7, grants = ?8, deadlines = ?9, deploy_keys = ?10, signer = ?11",
+        params![env, binding.requirement, binding.descriptor, binding.pack_digest, json(&binding.settings), json(&binding.capabilities), at, json(&binding.grants), json(&binding.deadlines), json(&binding.deploy_keys), binding.signer],
     )?;
     Ok(())
 }
@@ -144,7 +185,7 @@ pub fn set_binding(conn: &Connection, env: &str, binding: &Binding, at: i64) -> 
 pub fn binding(conn: &Connection, env: &str) -> Result<Binding, StoreError> {
     require_env(conn, env)?;
     conn.query_row(
-        "SELECT requirement, descriptor, pack_digest, settings, capabilities, grants, deadlines, deploy_keys FROM bindings WHERE env_id = ?1",
+        "SELECT requirement, descriptor, pack_digest, settings, capabilities, grants, deadlines, deploy_keys, signer FROM bindings WHERE env_id = ?1",
         [env],
         |r| {
             Ok(Binding {
@@ -156,6 +197,7 @@ pub fn binding(conn: &Connection, env: &str) -> Result<Binding, StoreError> {
                 grants: json_column(r, 5, "binding grants")?,
                 deadlines: json_column(r, 6, "binding deadlines")?,
                 deploy_keys: json_column(r, 7, "binding deploy keys")?,
+                signer: r.get(8)?,
             })
         },
     )

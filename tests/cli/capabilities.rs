@@ -20,9 +20,13 @@ use serde_json::{Value, json};
 const CAPS: &str = envpack_test_packs::TEST_CAPABILITIES;
 
 /// The fixture environment with the capability pack's grants and `settings`.
-fn env_doc(settings: Value, grants: Value) -> Value {
+fn env_doc(settings: Value, mut grants: Value) -> Value {
     let mut doc = fixture(settings);
     doc["capabilities"] = json!(["log", "kv"]);
+    // The test pack gives what it spawns REVISION.
+    if grants.get("process").is_some() {
+        grants["env"] = json!(["REVISION"]);
+    }
     doc["grants"] = grants;
     doc
 }
@@ -51,10 +55,15 @@ fn workspace(sb: &Sandbox) -> Workspace {
 }
 
 /// Pids of the process table, for checks and for cleanup.
-fn table_pids(sb: &Sandbox) -> Vec<u32> {
+/// The records of the environment's process table (`{next, records}`).
+fn table_records(sb: &Sandbox) -> Vec<Value> {
     let bytes = std::fs::read(workspace(sb).process_table).unwrap_or_default();
-    let records: Vec<Value> = serde_json::from_slice(&bytes).unwrap_or_default();
-    records
+    let table: Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    table["records"].as_array().cloned().unwrap_or_default()
+}
+
+fn table_pids(sb: &Sandbox) -> Vec<u32> {
+    table_records(sb)
         .iter()
         .filter_map(|r| r["pid"].as_u64())
         .map(|p| p as u32)
@@ -99,7 +108,7 @@ fn a_spawned_process_outlives_its_command_and_is_found_again() {
     let sb = Sandbox::new();
     let _reaper = Reaper(&sb);
     let settings = json!({ "cmd": "sleep", "args": "30" });
-    let doc = env_doc(settings.clone(), json!({ "process": ["sleep"] }));
+    let doc = env_doc(settings.clone(), json!({ "process": ["sleep {number}"] }));
     let (code, warmed) = call(&sb, "warm", &doc, "warm-revision");
     assert_eq!(code, Some(0), "{warmed:#}");
     assert!(detail(&warmed).starts_with("p1 pid "), "{warmed:#}");
@@ -125,7 +134,7 @@ fn a_spawned_process_outlives_its_command_and_is_found_again() {
 fn process_refusals_are_clear_and_recorded() {
     let sb = Sandbox::new();
     let _reaper = Reaper(&sb);
-    let granted = json!({ "process": ["sleep"] });
+    let granted = json!({ "process": ["sleep {number}"] });
     // A command that is not granted.
     let doc = env_doc(json!({ "cmd": "sh", "args": "-c true" }), granted.clone());
     let (code, value) = call(&sb, "not-granted", &doc, "warm-revision");
@@ -385,7 +394,7 @@ fn artifacts_are_verified_by_the_host_before_the_pack_sees_them() {
     let sb = Sandbox::new();
     let content = b"pretend this is a tarball";
     let (path, digest) = artifact(sb.dir.path(), content);
-    let mut doc = env_doc(json!({ "fetch": "1" }), json!({ "process": ["sleep"] }));
+    let mut doc = env_doc(json!({ "fetch": "1" }), json!({ "process": ["sleep {number}"] }));
     doc["deployments"][0]["revisions"][0]["artifact"] =
         json!({ "digest": digest, "location": format!("file://{}", path.display()) });
     let (code, value) = call(&sb, "good", &doc, "stage-revision");
@@ -442,7 +451,7 @@ fn artifacts_over_http_come_from_granted_origins_only_and_are_verified() {
     let url = format!("{origin}/builds/web.tar.gz");
     let mut doc = env_doc(
         json!({ "fetch": "1" }),
-        json!({ "process": ["sleep"], "http": [origin] }),
+        json!({ "process": ["sleep {number}"], "http": [origin] }),
     );
     doc["deployments"][0]["revisions"][0]["artifact"] = json!({ "digest": digest, "location": url });
     let (code, value) = call(&sb, "http", &doc, "stage-revision");
@@ -464,7 +473,7 @@ fn artifacts_over_http_come_from_granted_origins_only_and_are_verified() {
     assert!(!placed.exists());
     // An origin the environment does not grant: refused before any connection.
     let before = count.load(Ordering::SeqCst);
-    let mut ungranted = env_doc(json!({ "fetch": "1" }), json!({ "process": ["sleep"] }));
+    let mut ungranted = env_doc(json!({ "fetch": "1" }), json!({ "process": ["sleep {number}"] }));
     ungranted["deployments"][0]["revisions"][0]["artifact"] =
         json!({ "digest": format!("sha256:{}", "2".repeat(64)), "location": url });
     let (_, value) = call(&sb, "ungranted", &ungranted, "stage-revision");
@@ -532,7 +541,9 @@ fn grants_are_part_of_the_binding_and_required_at_bind_time() {
             "--capability",
             "log,kv",
             "--allow-run",
-            "sleep",
+            "sleep {number}",
+            "--allow-env",
+            "REVISION",
             "--allow-probe",
             "127.0.0.1:9",
             "--allow-http",
@@ -551,7 +562,7 @@ fn grants_are_part_of_the_binding_and_required_at_bind_time() {
         json!(["log", "kv", "process", "probe", "http", "secrets"])
     );
     let shown = crate::common::ok(&sb, &["env", "show", "qa"]);
-    assert!(shown.contains("scopes: run sleep (/"), "{shown}");
+    assert!(shown.contains("scopes: run 'sleep {number}' (/"), "{shown}");
     let bad = sb
         .host()
         .args([
@@ -597,7 +608,8 @@ fn the_bench_runs_process_packs_in_a_throwaway_directory_and_leaves_nothing_runn
             .args(grants)
             .output()
             .unwrap();
-        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+        serde_json::from_slice::<Value>(&out.stdout)
+            .unwrap_or_else(|e| panic!("no report ({e}): {}", String::from_utf8_lossy(&out.stderr)))
     };
     let check = |report: &Value, id: &str| {
         report["checks"]
@@ -616,7 +628,9 @@ fn the_bench_runs_process_packs_in_a_throwaway_directory_and_leaves_nothing_runn
     // With it, the pack's verbs run real processes, and none outlives the run.
     let grants = [
         "--allow-run",
-        "sleep",
+        "sleep {number}",
+        "--allow-env",
+        "REVISION",
         "--allow-probe",
         "127.0.0.1:9",
         "--allow-http",
@@ -659,7 +673,10 @@ fn the_bench_runs_process_packs_in_a_throwaway_directory_and_leaves_nothing_runn
 fn concurrent_commands_spawn_into_one_process_table_without_losing_any() {
     let sb = Sandbox::new();
     let _reaper = Reaper(&sb);
-    let doc = env_doc(json!({ "cmd": "sleep", "args": "30" }), json!({ "process": ["sleep"] }));
+    let doc = env_doc(
+        json!({ "cmd": "sleep", "args": "30" }),
+        json!({ "process": ["sleep {number}"] }),
+    );
     let path = sb.env_file("warm", &doc);
     // Four `host call`s at once on one environment, each warming another revision.
     let revisions = [
@@ -688,8 +705,7 @@ fn concurrent_commands_spawn_into_one_process_table_without_losing_any() {
     }
     let pids = table_pids(&sb);
     let live: Vec<u32> = pids.iter().copied().filter(|p| alive(*p)).collect();
-    let bytes = std::fs::read(workspace(&sb).process_table).unwrap();
-    let records: Vec<Value> = serde_json::from_slice(&bytes).unwrap();
+    let records = table_records(&sb);
     let mut ids: Vec<&str> = records.iter().filter_map(|r| r["id"].as_str()).collect();
     ids.sort();
     ids.dedup();

@@ -137,7 +137,7 @@ fn author_trusted() -> Sandbox {
     sb.host()
         .args(["trust", "add"])
         .arg(key.with_extension("pub"))
-        .args(["--name", "author"])
+        .args(["--name", "author", "--scope", "envpack.*"])
         .assert()
         .success();
     sb

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::common::{
-    LOCAL_PROCESS_RUN_GRANTS, Rng, Sandbox, free_port, install_signed, json, kill_after, ok, operator, p,
+    Rng, Sandbox, free_port, install_signed, json, kill_after, local_process_grants, ok, operator, p,
     revision_app_tarball,
 };
 use envpack_test_packs::LOCAL_PROCESS;
@@ -145,8 +145,6 @@ fn local_env_listening(slot: u16, listen_setting: &str) -> (Sandbox, u16) {
         "envpack.deployer.local-process@^1",
         "--capability",
         "log,clock",
-        "--allow-run",
-        "@work-dir",
         "--allow-probe",
         &probe,
         "--setting",
@@ -156,7 +154,13 @@ fn local_env_listening(slot: u16, listen_setting: &str) -> (Sandbox, u16) {
         "--setting",
         "health-timeout-ms=5000",
     ];
-    args.extend(LOCAL_PROCESS_RUN_GRANTS);
+    // nginx's own ports: the one `listen.web` names, or the `listen-ports` range.
+    let listen_ports = listen_setting
+        .strip_prefix("listen-ports=")
+        .or_else(|| listen_setting.rsplit_once(':').map(|(_, port)| port))
+        .unwrap_or_default();
+    let grants = local_process_grants(&[&range, listen_ports]);
+    args.extend(grants.iter().map(String::as_str));
     ok(&sb, &args);
     (sb, first + 99)
 }
@@ -466,7 +470,7 @@ fn the_pack_passes_the_extended_bench_and_leaves_nothing_running() {
         .host()
         .env("TMPDIR", sb.dir.path())
         .args(["conformance", &p(&sealed), "--profile", "extended", "--format", "json"])
-        .args(LOCAL_PROCESS_RUN_GRANTS)
+        .args(local_process_grants(&[&ports, &listens]))
         .args(["--allow-probe", &format!("127.0.0.1:{ports}")])
         .args(["--allow-probe", &format!("127.0.0.1:{listens}")])
         .args(["--setting", &format!("ports={ports}")])

@@ -303,7 +303,7 @@ fn a_command_gate_rolls_back_and_a_second_driver_stands_aside() {
             "--capability",
             "log,kv",
             "--allow-run",
-            "test",
+            "test ! -e {any}",
         ],
     );
     for id in ["G1", "G2"] {

@@ -64,7 +64,10 @@ fn bad_rollouts_are_refused_before_anything_is_recorded() {
         &["--to", "R2", "--analysis", "http=http://example.com/"],
         "--allow-http http://example.com:80",
     );
-    refused(&["--to", "R2", "--analysis", "command=true"], "--allow-run true");
+    refused(
+        &["--to", "R2", "--analysis", "command=true"],
+        "--allow-run 'true PATTERN...'",
+    );
     refused(&["--to", "R1"], "already has all of web's traffic");
     refused(&["--to", "NOPE"], "no revision \"NOPE\"");
     assert_eq!(json(&sb, &["rollout", "status", "dev", "--json"]), j!([]));

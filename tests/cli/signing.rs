@@ -22,7 +22,14 @@ impl Signed {
     fn new() -> Self {
         let signed = Signed { sb: Sandbox::new() };
         signed.keygen("k1");
-        signed.ok(&["trust", "add", &signed.path("k1.pub"), "--name", "author"]);
+        signed.ok(&[
+            "trust",
+            "add",
+            &signed.path("k1.pub"),
+            "--name",
+            "author",
+            "--any-descriptor",
+        ]);
         signed.ok(&[
             "pack",
             "seal",
@@ -175,7 +182,7 @@ fn unsigned_unknown_and_revoked_are_each_refused() {
     let list = s.ok(&["trust", "list"]);
     assert!(list.contains("revoked") && list.contains("author"), "{list}");
     s.sb.host()
-        .args(["trust", "add", &s.path("k1.pub"), "--name", "again"])
+        .args(["trust", "add", &s.path("k1.pub"), "--name", "again", "--any-descriptor"])
         .assert()
         .code(2)
         .stderr(contains("revocation is permanent"));

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::common::moto::{Fixture, Moto, set_credentials};
-use crate::common::{LOCAL_PROCESS_RUN_GRANTS, Sandbox, free_port, install_signed, operator, revision_app_tarball};
+use crate::common::{Sandbox, free_port, install_signed, local_process_grants, operator, revision_app_tarball};
 use envpack_test_packs::{AWS_ECS, LOCAL_PROCESS};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -35,8 +35,6 @@ fn local_binding(listen: u16, range: &str) -> Vec<String> {
         "envpack.deployer.local-process@^1",
         "--capability",
         "log,clock",
-        "--allow-run",
-        "@work-dir",
         "--allow-probe",
         &format!("127.0.0.1:{range}"),
         "--setting",
@@ -46,7 +44,7 @@ fn local_binding(listen: u16, range: &str) -> Vec<String> {
     ]
     .map(String::from)
     .to_vec();
-    args.extend(LOCAL_PROCESS_RUN_GRANTS.map(String::from));
+    args.extend(local_process_grants(&[range, &listen.to_string()]));
     args
 }
 

@@ -8,23 +8,21 @@
 //! (`download`); image references and other schemes are refused by name.
 
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use cap_std::fs::Dir;
 use sha2::{Digest, Sha256};
 
 use crate::capabilities::Workspace;
 use crate::contract::bindings::envpack::deployer::process::ArtifactError;
 use envpack_model::{Environment, Grants, MAX_ARTIFACT_BYTES};
 
-/// Copies `from` to the file `to`, returning the sha256 of what was written.
-fn copy_hashed(from: &Path, to: &Path) -> Result<String, ArtifactError> {
-    let unavailable = |e: std::io::Error| ArtifactError::Unavailable(format!("{}: {e}", from.display()));
-    let mut source = std::fs::File::open(from)
-        .map_err(unavailable)?
-        .take(MAX_ARTIFACT_BYTES + 1);
-    let tmp = to;
-    let mut out = std::fs::File::create(tmp).map_err(|e| ArtifactError::Unavailable(format!("store: {e}")))?;
+/// Copies `source` into `out`, at most [`MAX_ARTIFACT_BYTES`], returning
+/// the sha256 of what was written. `what` names the source in errors.
+fn copy_hashed(source: impl Read, out: &mut std::fs::File, what: &str) -> Result<String, ArtifactError> {
+    let unavailable = |e: std::io::Error| ArtifactError::Unavailable(format!("{what}: {e}"));
+    let mut source = source.take(MAX_ARTIFACT_BYTES + 1);
     let mut hasher = Sha256::new();
     let mut total: u64 = 0;
     let mut buf = vec![0u8; 64 * 1024];
@@ -35,23 +33,72 @@ fn copy_hashed(from: &Path, to: &Path) -> Result<String, ArtifactError> {
         }
         total += n as u64;
         if total > MAX_ARTIFACT_BYTES {
-            let _ = std::fs::remove_file(tmp);
             return Err(ArtifactError::Unavailable(format!(
-                "{} is larger than {MAX_ARTIFACT_BYTES} bytes",
-                from.display()
+                "{what} is larger than {MAX_ARTIFACT_BYTES} bytes"
             )));
         }
         hasher.update(&buf[..n]);
-        out.write_all(&buf[..n])
-            .map_err(|e| ArtifactError::Unavailable(format!("store: {e}")))?;
+        out.write_all(&buf[..n]).map_err(unavailable)?;
     }
-    out.sync_all()
-        .map_err(|e| ArtifactError::Unavailable(format!("store: {e}")))?;
+    out.sync_all().map_err(unavailable)?;
     Ok(hex::encode(hasher.finalize()))
+}
+
+/// Puts the verified bytes of `expected` into the content-addressed store,
+/// read-only, if they are not there yet.
+async fn store(
+    found: &envpack_model::Revision,
+    workspace: &Workspace,
+    grants: &Grants,
+    expected: &str,
+    left: Duration,
+) -> Result<PathBuf, ArtifactError> {
+    let stored = workspace.artifact_store.join(expected);
+    if stored.is_file() {
+        return Ok(stored);
+    }
+    let location = &found.artifact.location;
+    let tmp = workspace
+        .artifact_store
+        .join(format!("incoming-{expected}.tmp-{}", std::process::id()));
+    let actual = if let Some(path) = location.strip_prefix("file://") {
+        let source = std::fs::File::open(path).map_err(|e| ArtifactError::Unavailable(format!("{path}: {e}")))?;
+        let mut out = std::fs::File::create(&tmp).map_err(|e| ArtifactError::Unavailable(format!("store: {e}")))?;
+        copy_hashed(source, &mut out, path)
+    } else if location.starts_with("http://") || location.starts_with("https://") {
+        crate::capabilities::download::download(location, grants, &tmp, left).await
+    } else {
+        return Err(ArtifactError::NotAllowed(format!(
+            "{location:?} is not a file:// or http(s):// location; image references are not fetched"
+        )));
+    };
+    let actual = match actual {
+        Ok(actual) => actual,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
+    if actual != expected {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(ArtifactError::DigestMismatch(format!(
+            "{location} has sha256:{actual}, but revision {} names sha256:{expected}; nothing was placed",
+            found.id
+        )));
+    }
+    std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o444))
+        .and_then(|()| std::fs::rename(&tmp, &stored))
+        .map_err(|e| ArtifactError::Unavailable(format!("store: {e}")))?;
+    Ok(stored)
 }
 
 /// Fetches and verifies `revision`'s artifact; returns its path relative
 /// to the work directory. `left` is what remains of the call's deadline.
+///
+/// The store's copy is hashed again while it is placed: an entry changed
+/// since it was stored is removed, and nothing is placed. Placing goes
+/// through the work directory without following links out of it, and
+/// creates the file afresh (whatever the pack left at its name is removed).
 pub async fn fetch(
     env: &Environment,
     workspace: &Workspace,
@@ -68,39 +115,35 @@ pub async fn fetch(
         .strip_prefix("sha256:")
         .unwrap_or(&found.artifact.digest)
         .to_string();
-    let location = &found.artifact.location;
-    let stored = workspace.artifact_store.join(&expected);
-    if !stored.is_file() {
-        let tmp = workspace
-            .artifact_store
-            .join(format!("incoming-{expected}.tmp-{}", std::process::id()));
-        let actual = if let Some(path) = location.strip_prefix("file://") {
-            copy_hashed(Path::new(path), &tmp)?
-        } else if location.starts_with("http://") || location.starts_with("https://") {
-            crate::capabilities::download::download(location, grants, &tmp, left).await?
-        } else {
-            return Err(ArtifactError::NotAllowed(format!(
-                "{location:?} is not a file:// or http(s):// location; image references are not fetched"
-            )));
-        };
-        if actual != expected {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(ArtifactError::DigestMismatch(format!(
-                "{location} has sha256:{actual}, but revision {revision} names sha256:{expected}; nothing was placed"
-            )));
-        }
-        std::fs::rename(&tmp, &stored).map_err(|e| ArtifactError::Unavailable(format!("store: {e}")))?;
-    }
+    let stored = store(found, workspace, grants, &expected, left).await?;
+    let work_error = |e: std::io::Error| ArtifactError::Unavailable(format!("work directory: {e}"));
+    let work = Dir::open_ambient_dir(&workspace.work_dir, cap_std::ambient_authority()).map_err(work_error)?;
     let name = revision_dir_name(revision);
-    let dir = workspace.work_dir.join("revisions").join(&name);
-    std::fs::create_dir_all(&dir).map_err(|e| ArtifactError::Unavailable(format!("work directory: {e}")))?;
-    let placed = dir.join("artifact");
-    let tmp = dir.join("artifact.tmp");
-    std::fs::copy(&stored, &tmp).map_err(|e| ArtifactError::Unavailable(format!("work directory: {e}")))?;
+    let dir = Path::new("revisions").join(&name);
+    work.create_dir_all(&dir).map_err(work_error)?;
+    let (tmp, placed) = (dir.join("artifact.tmp"), dir.join("artifact"));
+    match work.symlink_metadata(&tmp) {
+        Ok(meta) if meta.is_dir() => work.remove_dir_all(&tmp).map_err(work_error)?,
+        Ok(_) => work.remove_file(&tmp).map_err(work_error)?,
+        Err(_) => {}
+    }
+    let mut options = cap_std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    let mut out = work.open_with(&tmp, &options).map_err(work_error)?.into_std();
+    let source = std::fs::File::open(&stored).map_err(|e| ArtifactError::Unavailable(format!("store: {e}")))?;
+    let actual = copy_hashed(source, &mut out, "the stored artifact")?;
+    if actual != expected {
+        let _ = work.remove_file(&tmp);
+        let _ = std::fs::remove_file(&stored);
+        return Err(ArtifactError::DigestMismatch(format!(
+            "the stored copy of sha256:{expected} no longer has that digest (it was changed after it was \
+             stored); it was removed and nothing was placed: fetch the artifact again"
+        )));
+    }
     // Executable, so that a single-executable artifact can be run as it is.
-    std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .map_err(|e| ArtifactError::Unavailable(format!("work directory: {e}")))?;
-    std::fs::rename(&tmp, &placed).map_err(|e| ArtifactError::Unavailable(format!("work directory: {e}")))?;
+    out.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .map_err(work_error)?;
+    work.rename(&tmp, &work, &placed).map_err(work_error)?;
     Ok(format!("revisions/{name}/artifact"))
 }
 

@@ -43,6 +43,11 @@ pub struct Workspace {
     pub process_table: PathBuf,
     /// The content-addressed store of verified artifacts, shared by all.
     pub artifact_store: PathBuf,
+    /// A name unique to this state directory and environment (its control
+    /// groups are named by it).
+    pub key: String,
+    /// The uid and gid its programs run as, when the host runs as root.
+    pub identity: Option<process::Identity>,
 }
 
 impl Workspace {

@@ -17,6 +17,7 @@
 //! commands on other environments never wait for it.
 
 mod call;
+mod environment;
 pub mod install;
 mod packs;
 mod revision;
@@ -27,10 +28,9 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use envpack_host::{CallMode, Change, LogSink, Pack, Runtime, SignaturePolicy, StateDir, Workspace, timing};
-use envpack_model::{Capability, DeadlinePolicy, Environment, Grants, Outcome, Request, validate_id};
+use envpack_model::{Capability, DeadlinePolicy, Environment, Grants, Outcome, Request};
 use envpack_trust::{Registry, Requirement, TrustStore};
 use rusqlite::{Connection, TransactionBehavior};
-use serde_json::json;
 
 pub use call::call;
 pub use install::{Admission, AdmissionError, install};
@@ -48,6 +48,14 @@ pub fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// A pack a requirement resolved to: loaded, with the digest and the key
+/// id of its signer, which a binding pins.
+pub struct Resolved {
+    pub pack: Pack,
+    pub digest: String,
+    pub signer: String,
 }
 
 /// An environment's binding and the pack it resolves to.
@@ -83,6 +91,8 @@ pub struct Operator<'a> {
     log_sink: Option<LogSink>,
     /// The deploy key this command is signed with, if any.
     signer: Option<envpack_trust::PrivateKey>,
+    /// The pack this command runs (or pins), named in its audit rows.
+    pack_in_use: Option<String>,
 }
 
 impl<'a> Operator<'a> {
@@ -103,6 +113,7 @@ impl<'a> Operator<'a> {
             pending: None,
             log_sink: None,
             signer: None,
+            pack_in_use: None,
         })
     }
 
@@ -121,7 +132,18 @@ impl<'a> Operator<'a> {
     /// is not signed by one of them.
     fn authorize(&self, env: &str, command: &str, args: &mut serde_json::Value) -> Result<(), StoreError> {
         let keys = store::binding(&self.conn, env)?.deploy_keys;
-        if let Some(signed) = crate::authz::authorize(&keys, self.signer.as_ref(), env, command, args)? {
+        self.authorize_with(&keys, env, command, args)
+    }
+
+    /// [`Self::authorize`] against `keys` (a removed environment's, say).
+    fn authorize_with(
+        &self,
+        keys: &[crate::authz::DeployKey],
+        env: &str,
+        command: &str,
+        args: &mut serde_json::Value,
+    ) -> Result<(), StoreError> {
+        if let Some(signed) = crate::authz::authorize(keys, self.signer.as_ref(), env, command, args)? {
             args["authorized_by"] = signed;
         }
         Ok(())
@@ -167,7 +189,11 @@ impl<'a> Operator<'a> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         Self::flush_kv(pending, &tx)?;
         let value = change(&tx)?;
-        audit::append(&tx, now(), &self.actor, command, &args.to_string(), outcome)?;
+        let outcome = match &self.pack_in_use {
+            Some(pack) => format!("{outcome} [pack {pack}]"),
+            None => outcome.to_string(),
+        };
+        audit::append(&tx, now(), &self.actor, command, &args.to_string(), &outcome)?;
         tx.commit()?;
         timing::mark("commit");
         Ok(value)
@@ -180,27 +206,67 @@ impl<'a> Operator<'a> {
         Err(error)
     }
 
-    /// Resolves a requirement to an installed, trusted pack and loads it.
-    pub async fn resolve(&self, requirement: &str) -> Result<(Pack, String), StoreError> {
+    /// Resolves a requirement to the highest installed, trusted pack and
+    /// loads it: what `env create|bind|upgrade` pin an environment to.
+    pub async fn resolve(&self, requirement: &str) -> Result<Resolved, StoreError> {
         let req: Requirement = requirement.parse()?;
         let trust = TrustStore::open(&self.state_dir.trust_store())?;
         let registry = Registry::open(&self.state_dir.packs())?;
         let keyring = trust.keyring();
         let (installed, verified, bytes) = registry.resolve(&req, &keyring)?;
         timing::mark("verify");
+        let signer = verified.key_id.clone();
         let policy = SignaturePolicy::Verified(verified);
         let loaded = self
             .runtime()?
             .load(installed.descriptor.clone(), bytes, policy)
             .await?;
         timing::mark("load");
-        Ok((loaded.pack, installed.digest))
+        Ok(Resolved {
+            pack: loaded.pack,
+            digest: installed.digest,
+            signer,
+        })
     }
 
-    /// The environment's binding and its pack, read once per command.
-    async fn bound(&self, env: &str) -> Result<Bound, StoreError> {
+    /// The pack an environment is pinned to: exactly the digest it was
+    /// bound to, still intact, still signed by a trusted key — the key it
+    /// was bound with. A newer installed version is never picked up here;
+    /// `env upgrade` moves the pin.
+    async fn pinned(&self, env: &str, binding: &Binding) -> Result<Pack, StoreError> {
+        let trust = TrustStore::open(&self.state_dir.trust_store())?;
+        let registry = Registry::open(&self.state_dir.packs())?;
+        let installed = registry
+            .lookup(&binding.pack_digest)
+            .map_err(|_| StoreError::PinnedPackGone {
+                env: env.to_string(),
+                descriptor: binding.descriptor.clone(),
+                digest: binding.pack_digest.clone(),
+            })?
+            .clone();
+        let (verified, bytes) = registry.check(&installed, &trust.keyring())?;
+        timing::mark("verify");
+        if !binding.signer.is_empty() && verified.key_id != binding.signer {
+            return Err(StoreError::SignerChanged {
+                env: env.to_string(),
+                descriptor: binding.descriptor.clone(),
+                pinned: binding.signer.clone(),
+                found: verified.key_id,
+            });
+        }
+        let loaded = self
+            .runtime()?
+            .load(installed.descriptor.clone(), bytes, SignaturePolicy::Verified(verified))
+            .await?;
+        timing::mark("load");
+        Ok(loaded.pack)
+    }
+
+    /// The environment's binding and its pinned pack, read once per command.
+    async fn bound(&mut self, env: &str) -> Result<Bound, StoreError> {
         let binding = store::binding(&self.conn, env)?;
-        let pack = self.resolve(&binding.requirement).await?.0;
+        let pack = self.pinned(env, &binding).await?;
+        self.pack_in_use = Some(environment::pack_text(&binding));
         Ok(Bound { binding, pack })
     }
 
@@ -242,129 +308,17 @@ impl<'a> Operator<'a> {
         report.result.map_err(StoreError::Pack)
     }
 
+    /// Kills every process tree the environment started for revision `id`.
+    pub(crate) fn stop_revision_processes(&self, env: &str, id: &str) -> Result<usize, StoreError> {
+        let workspace = self.workspace(env)?;
+        envpack_host::stop_revision_processes(&workspace, &envpack_host::revision_dir_name(id))
+            .map_err(StoreError::Invalid)
+    }
+
     /// The environment's workspace (work directory, process table, artifacts).
     fn workspace(&self, env: &str) -> Result<Workspace, StoreError> {
         self.state_dir.workspace("env", env).map_err(|e| StoreError::Io {
             path: self.state_dir.work().display().to_string(),
-            source: e,
-        })
-    }
-
-    /// Creates an environment bound to `requirement`, or rebinds an existing one.
-    pub async fn bind(&mut self, env: &str, request: BindRequest, create: bool) -> Result<Binding, StoreError> {
-        validate_id("environment id", env).map_err(|e| StoreError::Invalid(e.to_string()))?;
-        let _lock = self.lock(env)?;
-        let command = if create { "env create" } else { "env bind" };
-        let mut args = json!({ "env": env, "deployer": request.requirement, "capabilities": request.capabilities,
-                           "grants": request.grants, "settings": request.settings,
-                           "deploy_keys": request.deploy_keys.as_ref().map(|keys| keys.iter().map(|k| &k.name).collect::<Vec<_>>()) });
-        // Rebinding an environment that trusts deploy keys takes one of them.
-        if !create
-            && store::env_exists(&self.conn, env)?
-            && let Err(e) = self.authorize(env, command, &mut args)
-        {
-            return self.failed(command, &args, e);
-        }
-        let result = self.bind_inner(env, request, create).await;
-        match result {
-            Ok(binding) => {
-                let b = binding.clone();
-                self.commit(command, &args, |tx| {
-                    if create {
-                        store::create_env(tx, env, now())?;
-                    }
-                    store::set_binding(tx, env, &b, now())
-                })?;
-                Ok(binding)
-            }
-            Err(e) => self.failed(command, &args, e),
-        }
-    }
-
-    async fn bind_inner(&self, env: &str, request: BindRequest, create: bool) -> Result<Binding, StoreError> {
-        let BindRequest {
-            requirement,
-            capabilities,
-            grants,
-            deadlines,
-            settings,
-            deploy_keys,
-        } = request;
-        let requirement = requirement.as_str();
-        let previous = if create {
-            if store::env_exists(&self.conn, env)? {
-                return Err(StoreError::EnvExists(env.to_string()));
-            }
-            None
-        } else {
-            Some(store::binding(&self.conn, env)?)
-        };
-        let (pack, digest) = self.resolve(requirement).await?;
-        let grants = grants
-            .or_else(|| previous.as_ref().map(|b| b.grants.clone()))
-            .unwrap_or_default();
-        let deadlines = deadlines
-            .or_else(|| previous.as_ref().map(|b| b.deadlines.clone()))
-            .unwrap_or_default();
-        let mut capabilities = capabilities
-            .or_else(|| previous.as_ref().map(|b| b.capabilities.clone()))
-            .unwrap_or_else(|| vec![Capability::Log]);
-        capabilities.extend(grants.capabilities());
-        capabilities.sort();
-        capabilities.dedup();
-        let missing: Vec<String> = pack
-            .info()
-            .capabilities
-            .iter()
-            .filter(|c| !capabilities.contains(c))
-            .map(|c| c.name().to_string())
-            .collect();
-        if !missing.is_empty() {
-            return Err(StoreError::Ungranted {
-                descriptor: pack.info().descriptor.clone(),
-                env: env.to_string(),
-                missing,
-            });
-        }
-        Ok(Binding {
-            requirement: requirement.to_string(),
-            descriptor: pack.info().descriptor.clone(),
-            pack_digest: digest,
-            settings: settings
-                .or_else(|| previous.as_ref().map(|b| b.settings.clone()))
-                .unwrap_or_default(),
-            capabilities,
-            grants,
-            deadlines,
-            deploy_keys: deploy_keys
-                .or_else(|| previous.map(|b| b.deploy_keys))
-                .unwrap_or_default(),
-        })
-    }
-
-    /// Removes an environment with everything it holds (revisions, events,
-    /// splits, its packs' kv state); refused while it has revisions not
-    /// archived, unless `force`. Runs no pack.
-    pub fn remove_env(&mut self, env: &str, force: bool) -> Result<(), StoreError> {
-        let _lock = self.lock(env)?;
-        let args = json!({ "env": env, "force": force });
-        if let Err(e) = store::require_env(&self.conn, env) {
-            return self.failed("env remove", &args, e);
-        }
-        let live = store::revisions(&self.conn, env, false)?;
-        if !live.is_empty() && !force {
-            let error = StoreError::Invalid(format!(
-                "environment {env:?} still has {} revisions that are not archived; archive them or pass --force",
-                live.len()
-            ));
-            return self.failed("env remove", &args, error);
-        }
-        // Its processes are stopped and its work directory goes with it.
-        let workspace = self.workspace(env)?;
-        envpack_host::stop_processes(&workspace, std::time::Duration::from_secs(2)).map_err(StoreError::Invalid)?;
-        self.commit("env remove", &args, |tx| store::remove_env(tx, env))?;
-        workspace.remove().map_err(|e| StoreError::Io {
-            path: workspace.work_dir.display().to_string(),
             source: e,
         })
     }

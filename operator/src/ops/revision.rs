@@ -132,7 +132,15 @@ impl Operator<'_> {
         let how = if resume { "resumed and succeeded" } else { "succeeded" };
         match self.run_verb(&bound, environment, &request).await {
             Ok(outcome) => {
-                let reason = format!("{command} {how}{}", detail(&outcome));
+                let mut reason = format!("{command} {how}{}", detail(&outcome));
+                if after == Lifecycle::Archived {
+                    // An archived revision keeps no process, whatever the
+                    // pack left running: its whole trees go.
+                    let killed = self.stop_revision_processes(env, id)?;
+                    if killed > 0 {
+                        reason.push_str(&format!("; the host stopped {killed} processes the pack left running"));
+                    }
+                }
                 self.commit(command, &args, |tx| {
                     store::set_lifecycle(tx, env, id, after, &reason, &actor, now())
                 })?;
@@ -168,7 +176,7 @@ impl Operator<'_> {
     /// Checks the transition and loads the pack; says whether the command
     /// resumes one that was interrupted (the revision is already in `before`).
     async fn prepare_revision_verb(
-        &self,
+        &mut self,
         env: &str,
         id: &str,
         before: Option<Lifecycle>,

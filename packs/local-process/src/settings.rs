@@ -15,7 +15,9 @@
 //!
 //! Revision settings: `run` (the start command line), `health-path`
 //! (default `/healthz`), `PORT` (a fixed port); every setting whose key is
-//! an environment variable name reaches the process as one.
+//! an upper-case environment variable name (`A-Z 0-9 _`) reaches the
+//! process as one — the operator grants each with `--allow-env`, as it
+//! does `PORT` and `ENVPACK_REVISION`, which the pack always sets.
 
 use crate::envpack::deployer::environment::Environment;
 use crate::envpack::deployer::types::Revision;
@@ -107,6 +109,6 @@ pub fn revision_setting(revision: &Revision, key: &str) -> Option<String> {
 /// `[A-Za-z_][A-Za-z0-9_]*`.
 pub fn is_env_name(key: &str) -> bool {
     let mut bytes = key.bytes();
-    bytes.next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    bytes.next().is_some_and(|b| b.is_ascii_uppercase() || b == b'_')
+        && bytes.all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
 }

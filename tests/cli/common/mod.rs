@@ -159,7 +159,18 @@ pub fn operator() -> Sandbox {
     let sb = Sandbox::new();
     let key = sb.dir.path().join("key");
     ok(&sb, &["keygen", "--out", &p(&key)]);
-    ok(&sb, &["trust", "add", &p(&key.with_extension("pub")), "--name", "ops"]);
+    ok(
+        &sb,
+        &[
+            "trust",
+            "add",
+            &p(&key.with_extension("pub")),
+            "--name",
+            "ops",
+            "--scope",
+            "envpack.*",
+        ],
+    );
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("packs/ledger/pack.toml");
     let pack = sb.dir.path().join("ledger.wasm");
     ok(
@@ -327,16 +338,39 @@ pub fn kill_after(sb: &Sandbox, args: &[&str], ms: u64) {
     let _ = child.wait();
 }
 
-/// The commands the local-process pack runs: tar to unpack, nginx, the
-/// test app's interpreter.
-pub const LOCAL_PROCESS_RUN_GRANTS: [&str; 6] = [
-    "--allow-run",
-    "tar",
-    "--allow-run",
-    "nginx",
-    "--allow-run",
-    "/usr/bin/python3",
-];
+/// What the local-process pack needs granted, each with the arguments it
+/// passes: tar to unpack, nginx to test and run its config, the test app's
+/// interpreter and single-file apps in the work directory; the variables it
+/// gives apps (the test app's switches among them); and TCP `ports` (the
+/// revisions' range and nginx's listen ports).
+pub fn local_process_grants(ports: &[&str]) -> Vec<String> {
+    let mut grants: Vec<String> = [
+        "--allow-run",
+        "tar -xzf {path} -C {path} --no-same-owner",
+        "--allow-run",
+        "nginx -t -q -p {path} -c {path} -e stderr",
+        "--allow-run",
+        "nginx -p {path} -c {path} -e stderr -g 'daemon off;'",
+        "--allow-run",
+        "/usr/bin/python3 {path}",
+        "--allow-run",
+        "@work-dir",
+        "--allow-env",
+        "PORT",
+        "--allow-env",
+        "ENVPACK_REVISION",
+        "--allow-env",
+        "FAIL_*",
+        "--allow-env",
+        "CRASH",
+    ]
+    .map(String::from)
+    .to_vec();
+    for range in ports {
+        grants.extend(["--allow-port".to_string(), range.to_string()]);
+    }
+    grants
+}
 
 /// A loopback port nothing listens on right now.
 pub fn free_port() -> u16 {

@@ -88,14 +88,22 @@ impl Gate {
                 Ok(self)
             }
             Gate::Command { command, args } => {
-                let granted = grants
-                    .process
-                    .iter()
-                    .find(|c| c.name == command || c.path.as_os_str() == command.as_str())
+                let candidates: Vec<_> = grants
+                    .commands(&command)
                     .filter(|c| !c.path.as_os_str().is_empty())
-                    .ok_or_else(|| {
-                        format!("the gate's command {command:?} is not granted to this environment (grant it with --allow-run {command})")
-                    })?;
+                    .collect();
+                if candidates.is_empty() {
+                    return Err(format!(
+                        "the gate's command {command:?} is not granted to this environment (grant it with --allow-run '{command} PATTERN...')"
+                    ));
+                }
+                let granted = candidates.iter().find(|c| c.allows(&args).is_ok()).ok_or_else(|| {
+                    let shown: Vec<String> = candidates.iter().map(|c| format!("'{}'", c.shown())).collect();
+                    format!(
+                        "the gate's command {command} {args:?} matches no grant of {command} (granted: {})",
+                        shown.join(", ")
+                    )
+                })?;
                 Ok(Gate::Command {
                     command: granted.path.display().to_string(),
                     args,
