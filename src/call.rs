@@ -130,7 +130,9 @@ fn describe(pack: &Pack, as_json: bool) -> Result<i32, CliError> {
         let caps: Vec<&str> = info.capabilities.iter().map(|c| c.name()).collect();
         println!(
             "{} (contract {}): {}",
-            info.descriptor, info.contract_version, info.description
+            printable(&info.descriptor),
+            printable(&info.contract_version),
+            printable(&info.description)
         );
         println!("capabilities: {}", caps.join(", "));
     }

@@ -207,7 +207,11 @@ impl Context {
     /// The operator for commands that run no pack: no engine is built.
     pub fn operator_without_runtime(&mut self, actor: String) -> Result<Operator<'static>, CliError> {
         let dir = self.state_dir()?.clone();
-        Ok(Operator::without_runtime(&dir, actor)?)
+        let mut operator = Operator::without_runtime(&dir, actor)?;
+        if let Some(path) = &self.deploy_key {
+            operator.sign_with(crate::input::read_private_key(path)?);
+        }
+        Ok(operator)
     }
 
     pub fn trust(&mut self) -> Result<TrustStore, CliError> {

@@ -78,6 +78,11 @@ pub struct BindArgs {
     /// set/rollback, rollout start/promote/abort and env bind then need --deploy-key.
     #[arg(long = "trust-deploy-key", value_name = "NAME=KEY.pub")]
     deploy_keys: Vec<String>,
+    /// The most the environment's work directory may hold, in MiB, before
+    /// stage, warm and traffic changes are refused (default 4096; kept by
+    /// `env bind` when not given).
+    #[arg(long, value_name = "MIB")]
+    disk_mib: Option<u64>,
     #[arg(long)]
     json: bool,
 }
@@ -200,6 +205,9 @@ async fn upgrade(ctx: &mut Context, env: String, deployer: Option<String>, json:
 }
 
 async fn bind(ctx: &mut Context, args: BindArgs, create: bool) -> Result<i32, CliError> {
+    if args.disk_mib == Some(0) {
+        return Err(CliError::input("--disk-mib must be at least 1"));
+    }
     let capabilities = parse_capabilities(&args.capabilities)?;
     let grants = args.grants.grants()?;
     let settings = if args.settings.is_empty() {
@@ -216,6 +224,7 @@ async fn bind(ctx: &mut Context, args: BindArgs, create: bool) -> Result<i32, Cl
         deadlines: parse_deadlines(&args)?,
         settings,
         deploy_keys: parse_deploy_keys(&args)?,
+        disk_budget_mib: args.disk_mib,
     };
     let binding = op.bind(&args.env, request, create).await?;
     if args.json {

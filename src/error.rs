@@ -219,7 +219,8 @@ fn store_exit(error: &envpack_operator::StoreError) -> i32 {
         | E::Ungranted { .. }
         | E::Invalid(_)
         | E::RolloutActive { .. }
-        | E::PackInUse { .. } => exit::BAD_INPUT,
+        | E::PackInUse { .. }
+        | E::OverDiskBudget { .. } => exit::BAD_INPUT,
         E::RolloutStopped { .. } => exit::VERB_FAILED,
         E::Unauthorized { .. } | E::SignerChanged { .. } | E::PinnedPackGone { .. } => exit::UNTRUSTED,
     }

@@ -95,7 +95,10 @@ fn print_text(pack: &Pack) {
     println!("sha256       {}", pack.digest());
     println!("size         {} bytes", pack.size());
     match pack.manifest() {
-        Some(m) => println!("author       {} (manifest agrees with describe)", m.author),
+        Some(m) => println!(
+            "author       {} (manifest agrees with describe)",
+            envpack_model::text::printable(&m.author)
+        ),
         None => println!("manifest     none (seal it with `host pack seal`)"),
     }
     println!("imports");

@@ -44,7 +44,7 @@ pub enum Command {
         force: bool,
         /// Scopes, settings and an artifact for the admission bench's fixture environments.
         #[command(flatten)]
-        fixture: FixtureArgs,
+        fixture: Box<FixtureArgs>,
     },
     /// List installed packs.
     List {
@@ -195,7 +195,7 @@ fn list(ctx: &mut Context, as_json: bool) -> Result<i32, CliError> {
                 pack.descriptor,
                 &pack.digest[..16],
                 conformance,
-                pack.author
+                envpack_model::text::printable(&pack.author)
             );
         }
     }

@@ -151,6 +151,7 @@ CREATE TABLE rollout_steps (
     // digest), and a removed environment's deploy keys outlive it.
     r#"
 ALTER TABLE bindings ADD COLUMN signer TEXT NOT NULL DEFAULT '';
+ALTER TABLE bindings ADD COLUMN disk_budget_mib INTEGER NOT NULL DEFAULT 4096;
 CREATE TABLE retired_environments (
     id TEXT PRIMARY KEY,
     deploy_keys TEXT NOT NULL,

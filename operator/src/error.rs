@@ -111,6 +111,14 @@ pub enum StoreError {
         pinned: String,
         found: String,
     },
+    #[error(
+        "environment {env:?}'s work directory holds {used_mib} MiB, over its budget of {budget_mib} MiB; stage, warm and traffic changes wait until drain or archive frees space (or `host env bind {env} --disk-mib N`)"
+    )]
+    OverDiskBudget {
+        env: String,
+        used_mib: u64,
+        budget_mib: u64,
+    },
     #[error("cannot lock environment {env:?}: {detail}")]
     Lock { env: String, detail: String },
 }

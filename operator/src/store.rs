@@ -24,6 +24,10 @@ pub struct Binding {
     /// older host made: any trusted signer, until the next bind or upgrade).
     #[serde(default)]
     pub signer: String,
+    /// The most its work directory may hold, in MiB, before verbs that
+    /// add to it (stage, warm, apply-traffic-split) are refused.
+    #[serde(default = "default_disk_budget")]
+    pub disk_budget_mib: u64,
     pub settings: BTreeMap<String, String>,
     pub capabilities: Vec<Capability>,
     /// Scopes of `process`, `probe`, `http`, `secrets`.
@@ -36,6 +40,13 @@ pub struct Binding {
     /// (see [`crate::authz`]); none: anyone with the state directory may.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deploy_keys: Vec<crate::authz::DeployKey>,
+}
+
+/// An environment's work directory budget when none is given: 4 GiB.
+pub const DEFAULT_DISK_BUDGET_MIB: u64 = 4096;
+
+fn default_disk_budget() -> u64 {
+    DEFAULT_DISK_BUDGET_MIB
 }
 
 /// One lifecycle event.
@@ -174,10 +185,10 @@ pub fn forget_retired(conn: &Connection, env: &str) -> Result<(), StoreError> {
 
 pub fn set_binding(conn: &Connection, env: &str, binding: &Binding, at: i64) -> Result<(), StoreError> {
     conn.execute(
-        "INSERT INTO bindings (env_id, requirement, descriptor, pack_digest, settings, capabilities, bound_at, grants, deadlines, deploy_keys, signer)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-         ON CONFLICT (env_id) DO UPDATE SET requirement = ?2, descriptor = ?3, pack_digest = ?4, settings = ?5, capabilities = ?6, bound_at = ?7, grants = ?8, deadlines = ?9, deploy_keys = ?10, signer = ?11",
-        params![env, binding.requirement, binding.descriptor, binding.pack_digest, json(&binding.settings), json(&binding.capabilities), at, json(&binding.grants), json(&binding.deadlines), json(&binding.deploy_keys), binding.signer],
+        "INSERT INTO bindings (env_id, requirement, descriptor, pack_digest, settings, capabilities, bound_at, grants, deadlines, deploy_keys, signer, disk_budget_mib)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+         ON CONFLICT (env_id) DO UPDATE SET requirement = ?2, descriptor = ?3, pack_digest = ?4, settings = ?5, capabilities = ?6, bound_at = ?7, grants = ?8, deadlines = ?9, deploy_keys = ?10, signer = ?11, disk_budget_mib = ?12",
+        params![env, binding.requirement, binding.descriptor, binding.pack_digest, json(&binding.settings), json(&binding.capabilities), at, json(&binding.grants), json(&binding.deadlines), json(&binding.deploy_keys), binding.signer, binding.disk_budget_mib as i64],
     )?;
     Ok(())
 }
@@ -185,7 +196,7 @@ pub fn set_binding(conn: &Connection, env: &str, binding: &Binding, at: i64) -> 
 pub fn binding(conn: &Connection, env: &str) -> Result<Binding, StoreError> {
     require_env(conn, env)?;
     conn.query_row(
-        "SELECT requirement, descriptor, pack_digest, settings, capabilities, grants, deadlines, deploy_keys, signer FROM bindings WHERE env_id = ?1",
+        "SELECT requirement, descriptor, pack_digest, settings, capabilities, grants, deadlines, deploy_keys, signer, disk_budget_mib FROM bindings WHERE env_id = ?1",
         [env],
         |r| {
             Ok(Binding {
@@ -198,6 +209,7 @@ pub fn binding(conn: &Connection, env: &str) -> Result<Binding, StoreError> {
                 deadlines: json_column(r, 6, "binding deadlines")?,
                 deploy_keys: json_column(r, 7, "binding deploy keys")?,
                 signer: r.get(8)?,
+                disk_budget_mib: u64::try_from(r.get::<_, i64>(9)?).unwrap_or(DEFAULT_DISK_BUDGET_MIB),
             })
         },
     )

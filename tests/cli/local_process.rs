@@ -341,7 +341,7 @@ fn an_http_gate_through_nginx_rolls_back_a_canary_that_answers_500() {
     stage(&sb, "R1", &art.executable, &[], "5");
     ok(&sb, &["revision", "warm", "site", "R1"]);
     ok(&sb, &["traffic", "set", "site", "web", "R1=10000"]);
-    stage(&sb, "R2", &art.executable, &["FAIL_REQUESTS=1"], "5");
+    stage(&sb, "R2", &art.executable, &["env.FAIL_REQUESTS=1"], "5");
     let gate = format!("http=http://127.0.0.1:{listen}/,status=200,max-error-ratio=0.25,requests=20");
     let mut rollout = crate::common::spawn(
         &sb,
@@ -416,10 +416,10 @@ fn a_revision_that_cannot_serve_ends_failed_with_its_stderr_and_nothing_running(
         &sb,
         "UNHEALTHY",
         &art.tarball,
-        &["run=/usr/bin/python3 app.py", "FAIL_HEALTH=1"],
+        &["run=/usr/bin/python3 app.py", "env.FAIL_HEALTH=1"],
         "5",
     );
-    stage(&sb, "CRASH", &art.executable, &["CRASH=1"], "5");
+    stage(&sb, "CRASH", &art.executable, &["env.CRASH=1"], "5");
     let taken = TcpListener::bind(("127.0.0.1", last_port)).unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
     stage(&sb, "TAKEN", &art.executable, &[&format!("PORT={port}")], "5");

@@ -9,6 +9,7 @@ mod bench;
 mod capabilities;
 mod compile_bombs;
 mod conformance;
+mod containment;
 mod hostile;
 mod inspect;
 mod local_process;

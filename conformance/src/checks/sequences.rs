@@ -399,19 +399,53 @@ fn released(ctx: &Ctx<'_>, model: &Model, revision: &str, spawned: Option<&BTree
 
 /// Whether `text` names `id` as a word of its own: other ids containing it
 /// are taken out first, and an occurrence must not run into letters or
-/// digits on either side.
+/// digits on either side, nor continue as a longer sibling id does when a
+/// pack writes its separators otherwise (`~1` kept as `-1`, `_7e1`, `%7E1`).
 pub(crate) fn names(text: &str, id: &str, others: &[String]) -> bool {
     let mut containing: Vec<&String> = others.iter().filter(|o| o.contains(id)).collect();
     containing.sort_by_key(|o| std::cmp::Reverse(o.len()));
+    // What longer siblings add after the id, from their first letter or digit.
+    let continuations: Vec<String> = others
+        .iter()
+        .filter_map(|o| o.strip_prefix(id))
+        .map(|rest| rest.trim_start_matches(|c: char| !c.is_alphanumeric()).to_lowercase())
+        .filter(|rest| !rest.is_empty())
+        .collect();
     let mut text = text.to_string();
     for other in containing {
         text = text.replace(other.as_str(), "\u{1}");
     }
     text.match_indices(id).any(|(at, _)| {
         let before = text[..at].chars().next_back();
-        let after = text[at + id.len()..].chars().next();
-        !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric)
+        let rest = &text[at + id.len()..];
+        let after = rest.chars().next();
+        let own_word = !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric);
+        own_word && !continues_as_sibling(rest, &continuations)
     })
+}
+
+/// Whether `rest` (what follows an occurrence) goes on with one of the
+/// `continuations`, past separators and escapes of them.
+fn continues_as_sibling(rest: &str, continuations: &[String]) -> bool {
+    let bytes = rest.as_bytes();
+    let mut at = 0;
+    // Skip separators, and `%XX` / `_XX` escapes of them.
+    loop {
+        match bytes.get(at) {
+            Some(b'%' | b'_')
+                if bytes.len() >= at + 3 && bytes[at + 1].is_ascii_hexdigit() && bytes[at + 2].is_ascii_hexdigit() =>
+            {
+                at += 3;
+            }
+            Some(b) if !b.is_ascii_alphanumeric() && b.is_ascii() => at += 1,
+            _ => break,
+        }
+        if at > 8 {
+            break;
+        }
+    }
+    let next = rest[at..].to_lowercase();
+    continuations.iter().any(|c| next.starts_with(c.as_str()))
 }
 
 /// The pack's runtime config, where it reports one, describes the splits
@@ -476,5 +510,20 @@ mod tests {
         assert!(!names("rev/01JBWX", "01JBW", &others), "runs into a letter");
         assert!(!names("x01JBW", "01JBW", &others));
         assert!(!names("nothing here", "01JBW", &others));
+        // A sibling the pack spells with other separators is the sibling's.
+        let others = vec!["01JBW~1".to_string()];
+        for text in [
+            "td/01JBW~1",
+            "arn:family/envpack-dev-01JBW-1-ab12",
+            "ev/01JBW_7e1/2",
+            "k/01JBW%7E1",
+        ] {
+            assert!(!names(text, "01JBW", &others), "{text}");
+        }
+        assert!(
+            names("arn:family/envpack-dev-01JBW-ab12", "01JBW", &others),
+            "the revision itself"
+        );
+        assert!(names("td/01JBW", "01JBW", &others));
     }
 }

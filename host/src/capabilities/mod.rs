@@ -51,6 +51,35 @@ pub struct Workspace {
 }
 
 impl Workspace {
+    /// Bytes the work directory takes on disk (blocks allocated, links not
+    /// followed), counting at most `max_entries` entries: past that, the
+    /// count so far and `false`.
+    pub fn usage(&self, max_entries: usize) -> (u64, bool) {
+        use std::os::unix::fs::MetadataExt;
+        let mut total = 0u64;
+        let mut seen = 0usize;
+        let mut todo = vec![self.work_dir.clone()];
+        while let Some(dir) = todo.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                seen += 1;
+                if seen > max_entries {
+                    return (total, false);
+                }
+                let Ok(meta) = entry.metadata() else {
+                    continue;
+                };
+                total += meta.blocks() * 512;
+                if meta.is_dir() {
+                    todo.push(entry.path());
+                }
+            }
+        }
+        (total, true)
+    }
+
     /// Removes the work directory (after its processes were stopped).
     pub fn remove(&self) -> std::io::Result<()> {
         match std::fs::remove_dir_all(&self.work_dir) {

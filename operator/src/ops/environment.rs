@@ -122,6 +122,7 @@ impl Operator<'_> {
             deadlines,
             settings,
             deploy_keys,
+            disk_budget_mib,
         } = request;
         let requirement = requirement.as_str();
         let previous = if create {
@@ -170,6 +171,9 @@ impl Operator<'_> {
             capabilities,
             grants,
             deadlines,
+            disk_budget_mib: disk_budget_mib
+                .or_else(|| previous.as_ref().map(|b| b.disk_budget_mib))
+                .unwrap_or(store::DEFAULT_DISK_BUDGET_MIB),
             deploy_keys: deploy_keys
                 .or_else(|| previous.map(|b| b.deploy_keys))
                 .unwrap_or_default(),

@@ -73,6 +73,8 @@ pub struct BindRequest {
     pub settings: Option<std::collections::BTreeMap<String, String>>,
     /// The keys whose holders alone may move traffic; `None` keeps them.
     pub deploy_keys: Option<Vec<crate::authz::DeployKey>>,
+    /// The work directory's budget in MiB; `None` keeps it (4096 if new).
+    pub disk_budget_mib: Option<u64>,
 }
 
 /// The kv writes of this command's pack call, waiting for its transaction.
@@ -276,6 +278,7 @@ impl<'a> Operator<'a> {
     async fn run_verb(&mut self, bound: &Bound, env: Environment, request: &Request) -> Result<Outcome, StoreError> {
         let pack = &bound.pack;
         let env_id = env.id().to_string();
+        self.check_disk_budget(&env_id, &bound.binding, request)?;
         let name = pack.info().name().to_string();
         let kv = Arc::new(PackKv::open(
             &self.state_dir.database(),
@@ -306,6 +309,30 @@ impl<'a> Operator<'a> {
             });
         }
         report.result.map_err(StoreError::Pack)
+    }
+
+    /// Refuses a verb that adds to the work directory (stage, warm,
+    /// apply-traffic-split) while it is over the environment's budget;
+    /// drain, archive and the read-only verbs always run, so space can be
+    /// freed.
+    fn check_disk_budget(&self, env: &str, binding: &Binding, request: &Request) -> Result<(), StoreError> {
+        if !matches!(
+            request,
+            Request::Stage(_) | Request::Warm(_) | Request::ApplyTrafficSplit(_)
+        ) {
+            return Ok(());
+        }
+        let workspace = self.workspace(env)?;
+        let (used, _) = workspace.usage(1_000_000);
+        let budget = binding.disk_budget_mib.saturating_mul(1 << 20);
+        if used > budget {
+            return Err(StoreError::OverDiskBudget {
+                env: env.to_string(),
+                used_mib: used >> 20,
+                budget_mib: binding.disk_budget_mib,
+            });
+        }
+        Ok(())
     }
 
     /// Kills every process tree the environment started for revision `id`.

@@ -178,8 +178,7 @@ fn start(revision: &Revision, command: &str, args: &[String], port: u16) -> Resu
     let mut vars: Vec<(String, String)> = revision
         .settings
         .iter()
-        .filter(|(k, _)| settings::is_env_name(k))
-        .cloned()
+        .filter_map(|(k, v)| Some((settings::env_name(k)?.to_string(), v.clone())))
         .collect();
     vars.retain(|(k, _)| k != "PORT");
     vars.push(("PORT".into(), port.to_string()));

@@ -14,10 +14,10 @@
 //!   the verbs' deadlines.
 //!
 //! Revision settings: `run` (the start command line), `health-path`
-//! (default `/healthz`), `PORT` (a fixed port); every setting whose key is
-//! an upper-case environment variable name (`A-Z 0-9 _`) reaches the
-//! process as one — the operator grants each with `--allow-env`, as it
-//! does `PORT` and `ENVPACK_REVISION`, which the pack always sets.
+//! (default `/healthz`), `PORT` (a fixed port); a setting `env.NAME`
+//! reaches the process as variable `NAME` — the operator grants each with
+//! `--allow-env NAME`, as it does `PORT` and `ENVPACK_REVISION`, which the
+//! pack always sets.
 
 use crate::envpack::deployer::environment::Environment;
 use crate::envpack::deployer::types::Revision;
@@ -107,8 +107,11 @@ pub fn revision_setting(revision: &Revision, key: &str) -> Option<String> {
 }
 
 /// `[A-Za-z_][A-Za-z0-9_]*`.
-pub fn is_env_name(key: &str) -> bool {
-    let mut bytes = key.bytes();
-    bytes.next().is_some_and(|b| b.is_ascii_uppercase() || b == b'_')
-        && bytes.all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+/// The variable a revision setting `env.NAME` gives the app, if it is one.
+pub fn env_name(key: &str) -> Option<&str> {
+    let name = key.strip_prefix("env.")?;
+    let mut bytes = name.bytes();
+    let valid = bytes.next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    valid.then_some(name)
 }

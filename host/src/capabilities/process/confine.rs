@@ -205,16 +205,16 @@ pub fn ruleset(writable: BorrowedFd<'_>, program: &Path, ports: &[(u16, u16)]) -
         }
     };
     for dir in SYSTEM_DIRS {
-        if let Some(r) = rule(Path::new(dir), read_exec.into())? {
+        if let Some(r) = rule(Path::new(dir), read_exec)? {
             ruleset = ruleset.add_rule(r).map_err(fail)?;
         }
     }
     for device in DEVICES {
-        if let Some(r) = rule(Path::new(device), (AccessFs::ReadFile | AccessFs::WriteFile).into())? {
+        if let Some(r) = rule(Path::new(device), AccessFs::ReadFile | AccessFs::WriteFile)? {
             ruleset = ruleset.add_rule(r).map_err(fail)?;
         }
     }
-    if let Some(r) = rule(program, (AccessFs::Execute | AccessFs::ReadFile).into())? {
+    if let Some(r) = rule(program, AccessFs::Execute | AccessFs::ReadFile)? {
         ruleset = ruleset.add_rule(r).map_err(fail)?;
     }
     ruleset = ruleset.add_rule(PathBeneath::new(writable, all_fs)).map_err(fail)?;

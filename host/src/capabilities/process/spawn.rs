@@ -239,8 +239,8 @@ fn hand_over(dir: OwnedFd, identity: confine::Identity, budget: &mut usize) -> R
     )
     .map_err(|e| e.to_string())?;
     rustix::fs::fchown(&dir, uid, gid).map_err(|e| e.to_string())?;
-    let mut entries = rustix::fs::Dir::read_from(&dir).map_err(|e| e.to_string())?;
-    while let Some(entry) = entries.next() {
+    let entries = rustix::fs::Dir::read_from(&dir).map_err(|e| e.to_string())?;
+    for entry in entries {
         let entry = entry.map_err(|e| e.to_string())?;
         let name = entry.file_name();
         if name.to_bytes() == b"." || name.to_bytes() == b".." {
