@@ -690,3 +690,151 @@ fn removing_or_recreating_an_environment_with_deploy_keys_takes_one() {
         ],
     );
 }
+
+/// The uid and gid of `envpack-tester`, an ordinary user this test makes
+/// (as root, with `useradd`) to run the host as.
+fn ordinary_user() -> (u32, u32) {
+    let lookup = || {
+        let out = std::process::Command::new("id").args(["-u", "envpack-tester"]).output().ok()?;
+        let uid: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
+        let out = std::process::Command::new("id").args(["-g", "envpack-tester"]).output().ok()?;
+        let gid: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
+        Some((uid, gid))
+    };
+    if let Some(ids) = lookup() {
+        return ids;
+    }
+    // Two tests may make it at once: one wins, the other finds it.
+    let _ = std::process::Command::new("useradd")
+        .args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "envpack-tester"])
+        .status();
+    lookup().expect("useradd made envpack-tester")
+}
+
+/// What a pack's program can reach when the host runs as an ordinary user:
+/// no uid of its own, no control groups — Landlock and rlimits alone
+/// keep it from the state directory, which is its own user's.
+const ORDINARY: &str = r#"#!/bin/sh
+report=./report
+: > "$report"
+for f in "$STATE/state.db" "$STATE/secrets.json" "$STATE/trust.json" "$KEY"; do
+  if cat "$f" > /dev/null 2>&1; then echo "READ $f" >> "$report"; fi
+done
+for d in "$STATE" "$STATE/work" "$STATE/packs" ..; do
+  if ls "$d/" > /dev/null 2>&1; then echo "LISTED $d" >> "$report"; fi
+done
+for f in "$STATE/pwned" "$STATE/work/pwned" ../pwned "$KEY"; do
+  if (echo pwned >> "$f") 2> /dev/null; then echo "WROTE $f" >> "$report"; fi
+done
+if python3 -c "import socket; socket.create_connection(('127.0.0.1', $PORT), timeout=2)" 2> /dev/null; then
+  echo "CONNECTED $PORT" >> "$report"
+fi
+touch ./done
+exec sleep 300
+"#;
+
+#[test]
+fn run_as_an_ordinary_user_a_program_is_confined_by_landlock_alone() {
+    if !root() {
+        // The whole suite already runs unprivileged: the other tests are this one.
+        return;
+    }
+    let (uid, gid) = ordinary_user();
+    let sb = Sandbox::new();
+    // Everything the user's host needs, in a directory the user owns.
+    let home = sb.dir.path().join("user");
+    std::fs::create_dir(&home).unwrap();
+    let host = home.join("host");
+    std::fs::copy(env!("CARGO_BIN_EXE_host"), &host).unwrap();
+    let pack = home.join("escape.unsealed.wasm");
+    std::fs::copy(TEST_ESCAPE, &pack).unwrap();
+    let manifest = home.join("pack.toml");
+    std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("packs/test-escape/pack.toml"), &manifest).unwrap();
+    let script = home.join("ordinary.sh");
+    std::fs::write(&script, ORDINARY).unwrap();
+    let state = home.join("state");
+    let status = std::process::Command::new("chown")
+        .args(["-R", &format!("{uid}:{gid}"), &p(sb.dir.path())])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let run = |args: &[&str]| {
+        use std::os::unix::process::CommandExt;
+        let out = std::process::Command::new(&host)
+            .uid(uid)
+            .gid(gid)
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("HOME", &home)
+            .env("ENVPACK_STATE_DIR", &state)
+            .current_dir(&home)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "host {args:?} as envpack-tester: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let key = home.join("key");
+    run(&["keygen", "--out", &p(&key)]);
+    run(&["trust", "add", &p(&key.with_extension("pub")), "--name", "me", "--scope", "envpack.*"]);
+    let sealed = home.join("escape.wasm");
+    run(&["pack", "seal", &p(&pack), "--manifest", &p(&manifest), "-o", &p(&sealed)]);
+    run(&["sign", &p(&sealed), "--key", &p(&key)]);
+    run(&["pack", "install", "--force", &p(&sealed)]);
+    let env = format!(r#"env={{"STATE": "{}", "KEY": "{}", "PORT": "{port}"}}"#, p(&state), p(&key));
+    run(&[
+        "env", "create", "mine", "--deployer", "envpack.test.escape@^0.1", "--capability", "log,kv,process",
+        "--allow-run", "@work-dir", "--allow-env", "STATE", "--allow-env", "KEY", "--allow-env", "PORT",
+        "--setting", "mode=spawn", "--setting", "fetch=1", "--setting", "cmd=artifact",
+        "--setting", "cwd=revisions/U1", "--setting", &env,
+    ]);
+    let digest = format!(
+        "sha256:{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(std::fs::read(&script).unwrap()))
+    );
+    let location = format!("file://{}", p(&script));
+    let before = fingerprint(&key);
+    run(&["revision", "stage", "mine", "web", "--id", "U1", "--digest", &digest, "--location", &location]);
+    let dir = state
+        .join("work")
+        .read_dir()
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("revisions/U1"))
+        .find(|d| d.is_dir())
+        .expect("the revision's directory");
+    wait_for("the script to finish", || dir.join("done").exists());
+    let running = processes_under(&dir);
+    let report = std::fs::read_to_string(dir.join("report")).unwrap();
+    run(&["env", "remove", "mine", "--force"]);
+    assert!(report.is_empty(), "as an ordinary user, the script reached: {report}");
+    assert!(listener.accept().is_err(), "a connection reached an ungranted port");
+    assert_eq!(fingerprint(&key), before);
+    assert!(running.iter().all(|(_, owner)| *owner == uid), "{running:?}");
+    for (pid, _) in running {
+        assert_eq!(status_field(pid, "NoNewPrivs:"), "1");
+    }
+}
+
+#[test]
+fn a_work_directory_over_its_budget_refuses_verbs_that_add_to_it() {
+    let sb = operator();
+    let _teardown = Teardown(&sb, "full");
+    escape_env(
+        &sb,
+        "full",
+        &["--allow-run", "true", "--disk-mib", "8"],
+        &[("mode", "fill".into()), ("fill-mb", "12".into())],
+    );
+    // The pack writes 12 MiB into an 8 MiB budget: that stage runs (the
+    // budget is checked before a verb), the next one is refused.
+    let (code, text) = attack(&sb, "full", "F1", &file(&sb, "a", "x"));
+    assert_eq!(code, Some(0), "{text}");
+    let (code, text) = attack(&sb, "full", "F2", &file(&sb, "b", "y"));
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("over its budget of 8 MiB"), "{text}");
+    // Verbs that free space still run.
+    ok(&sb, &["revision", "archive", "full", "F1"]);
+}
