@@ -695,9 +695,15 @@ fn removing_or_recreating_an_environment_with_deploy_keys_takes_one() {
 /// (as root, with `useradd`) to run the host as.
 fn ordinary_user() -> (u32, u32) {
     let lookup = || {
-        let out = std::process::Command::new("id").args(["-u", "envpack-tester"]).output().ok()?;
+        let out = std::process::Command::new("id")
+            .args(["-u", "envpack-tester"])
+            .output()
+            .ok()?;
         let uid: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
-        let out = std::process::Command::new("id").args(["-g", "envpack-tester"]).output().ok()?;
+        let out = std::process::Command::new("id")
+            .args(["-g", "envpack-tester"])
+            .output()
+            .ok()?;
         let gid: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
         Some((uid, gid))
     };
@@ -706,7 +712,13 @@ fn ordinary_user() -> (u32, u32) {
     }
     // Two tests may make it at once: one wins, the other finds it.
     let _ = std::process::Command::new("useradd")
-        .args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "envpack-tester"])
+        .args([
+            "--system",
+            "--no-create-home",
+            "--shell",
+            "/usr/sbin/nologin",
+            "envpack-tester",
+        ])
         .status();
     lookup().expect("useradd made envpack-tester")
 }
@@ -749,7 +761,11 @@ fn run_as_an_ordinary_user_a_program_is_confined_by_landlock_alone() {
     let pack = home.join("escape.unsealed.wasm");
     std::fs::copy(TEST_ESCAPE, &pack).unwrap();
     let manifest = home.join("pack.toml");
-    std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("packs/test-escape/pack.toml"), &manifest).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("packs/test-escape/pack.toml"),
+        &manifest,
+    )
+    .unwrap();
     let script = home.join("ordinary.sh");
     std::fs::write(&script, ORDINARY).unwrap();
     let state = home.join("state");
@@ -774,21 +790,66 @@ fn run_as_an_ordinary_user_a_program_is_confined_by_landlock_alone() {
             .args(args)
             .output()
             .unwrap();
-        assert!(out.status.success(), "host {args:?} as envpack-tester: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "host {args:?} as envpack-tester: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     let key = home.join("key");
     run(&["keygen", "--out", &p(&key)]);
-    run(&["trust", "add", &p(&key.with_extension("pub")), "--name", "me", "--scope", "envpack.*"]);
+    run(&[
+        "trust",
+        "add",
+        &p(&key.with_extension("pub")),
+        "--name",
+        "me",
+        "--scope",
+        "envpack.*",
+    ]);
     let sealed = home.join("escape.wasm");
-    run(&["pack", "seal", &p(&pack), "--manifest", &p(&manifest), "-o", &p(&sealed)]);
+    run(&[
+        "pack",
+        "seal",
+        &p(&pack),
+        "--manifest",
+        &p(&manifest),
+        "-o",
+        &p(&sealed),
+    ]);
     run(&["sign", &p(&sealed), "--key", &p(&key)]);
     run(&["pack", "install", "--force", &p(&sealed)]);
-    let env = format!(r#"env={{"STATE": "{}", "KEY": "{}", "PORT": "{port}"}}"#, p(&state), p(&key));
+    let env = format!(
+        r#"env={{"STATE": "{}", "KEY": "{}", "PORT": "{port}"}}"#,
+        p(&state),
+        p(&key)
+    );
     run(&[
-        "env", "create", "mine", "--deployer", "envpack.test.escape@^0.1", "--capability", "log,kv,process",
-        "--allow-run", "@work-dir", "--allow-env", "STATE", "--allow-env", "KEY", "--allow-env", "PORT",
-        "--setting", "mode=spawn", "--setting", "fetch=1", "--setting", "cmd=artifact",
-        "--setting", "cwd=revisions/U1", "--setting", &env,
+        "env",
+        "create",
+        "mine",
+        "--deployer",
+        "envpack.test.escape@^0.1",
+        "--capability",
+        "log,kv,process",
+        "--allow-run",
+        "@work-dir",
+        "--allow-env",
+        "STATE",
+        "--allow-env",
+        "KEY",
+        "--allow-env",
+        "PORT",
+        "--setting",
+        "mode=spawn",
+        "--setting",
+        "fetch=1",
+        "--setting",
+        "cmd=artifact",
+        "--setting",
+        "cwd=revisions/U1",
+        "--setting",
+        &env,
     ]);
     let digest = format!(
         "sha256:{}",
@@ -796,7 +857,18 @@ fn run_as_an_ordinary_user_a_program_is_confined_by_landlock_alone() {
     );
     let location = format!("file://{}", p(&script));
     let before = fingerprint(&key);
-    run(&["revision", "stage", "mine", "web", "--id", "U1", "--digest", &digest, "--location", &location]);
+    run(&[
+        "revision",
+        "stage",
+        "mine",
+        "web",
+        "--id",
+        "U1",
+        "--digest",
+        &digest,
+        "--location",
+        &location,
+    ]);
     let dir = state
         .join("work")
         .read_dir()
