@@ -322,7 +322,7 @@ mod tests {
         };
         assert!(gate("http://example.com/").allowed(&granted).is_ok());
         let command = Gate::parse("command=true").unwrap().allowed(&none).unwrap_err();
-        assert!(command.contains("--allow-run true"), "{command}");
+        assert!(command.contains("--allow-run 'true PATTERN...'"), "{command}");
     }
 
     #[test]
