@@ -35,6 +35,12 @@ pub struct FixtureArgs {
     /// Generated cases the model-based checks run [default: 24].
     #[arg(long, value_name = "N")]
     pub cases: Option<usize>,
+    /// Run only the checks that call no verb (describe, manifest,
+    /// signature): nothing reaches a provider. For a cloud pack without a
+    /// throwaway account to admit it against; `pack list` marks such an
+    /// admission "dry".
+    #[arg(long)]
+    pub dry: bool,
 }
 
 impl FixtureArgs {
@@ -63,6 +69,8 @@ impl FixtureArgs {
                 revision_settings: parse_pairs(&self.revision_settings, "revision setting")?,
             },
             seed: self.seed,
+            progress: crate::progress::sink(),
+            dry: self.dry,
             cases: match self.cases {
                 Some(0) => return Err(CliError::input("--cases must be at least 1")),
                 Some(n) => n,

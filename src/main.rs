@@ -14,6 +14,7 @@ mod input;
 mod inspect;
 mod keys_cmd;
 mod pack_cmd;
+mod progress;
 mod revision_cmd;
 mod rollout_cmd;
 mod secret_cmd;

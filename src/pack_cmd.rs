@@ -147,8 +147,13 @@ async fn install(ctx: &mut Context, path: PathBuf, force: bool, fixture: &Fixtur
             installed.descriptor
         );
     }
+    let dry = if report.dry {
+        " (dry: only the checks that call no verb ran)"
+    } else {
+        ""
+    };
     println!(
-        "installed {} ({}) signed by {} ({}); conformance core: {} passed, {} failed, {} skipped",
+        "installed {} ({}) signed by {} ({}); conformance core{dry}: {} passed, {} failed, {} skipped",
         installed.descriptor,
         installed.digest,
         verified.name,
@@ -168,7 +173,9 @@ fn list(ctx: &mut Context, as_json: bool) -> Result<i32, CliError> {
             .iter()
             .map(|p| {
                 let mut v = serde_json::to_value(p).unwrap_or_default();
-                v["conformance"] = registry.report(p).map(|r| r["summary"].clone()).unwrap_or_default();
+                let report = registry.report(p);
+                v["conformance"] = report.as_ref().map(|r| r["summary"].clone()).unwrap_or_default();
+                v["dry_admission"] = serde_json::Value::Bool(report.is_some_and(|r| r["dry"] == true));
                 v
             })
             .collect();
@@ -183,6 +190,7 @@ fn list(ctx: &mut Context, as_json: bool) -> Result<i32, CliError> {
                 ""
             };
             let conformance = match registry.report(pack) {
+                Some(r) if r["dry"] == true => "dry: no verb called".to_string(),
                 Some(r) => format!(
                     "core {}/{} passed",
                     r["summary"]["passed"],

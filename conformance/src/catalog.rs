@@ -62,6 +62,17 @@ pub enum Check {
     SignatureTrusted,
 }
 
+impl Check {
+    /// Whether the check calls none of the pack's verbs (a dry run runs
+    /// only these).
+    pub fn is_pure(self) -> bool {
+        matches!(
+            self,
+            Check::DescribeValid | Check::ManifestAgrees | Check::SignatureTrusted
+        )
+    }
+}
+
 /// One check of the catalog.
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct CheckDef {
@@ -140,7 +151,7 @@ pub const CATALOG: &[CheckDef] = &[
         Check::SpecUnknownRevision,
         "spec.unknown-revision",
         Profile::Core,
-        "every revision verb rejects an unknown revision",
+        "every revision verb rejects unknown revisions of every id shape: a ULID, 256 bytes in ASCII and two-byte characters, past 256 and past 512 bytes, unicode, and a prefix, an extension and the other case of a revision the environment has",
         "The revision id named by the call is not in the environment.",
     ),
     check(
@@ -168,7 +179,7 @@ pub const CATALOG: &[CheckDef] = &[
         Check::SpecNoSideEffectBeforeError,
         "spec.no-side-effect-before-error",
         Profile::Core,
-        "for every rejected input, no side effect (kv write, spawn, signal, artifact fetch, non-GET HTTP) happened before the error; reads and logging may",
+        "for every rejected input, and every spec error returned for an input the host never forwards (a split naming an unknown or another deployment's revision), no side effect (kv write, spawn, signal, artifact fetch, non-GET HTTP) happened before the error; reads and logging may",
         SPEC_FIRST,
     ),
     check(
@@ -182,28 +193,28 @@ pub const CATALOG: &[CheckDef] = &[
         Check::RevisionIsolation,
         "revision.isolation",
         Profile::Core,
-        "stage, warm, probe, drain and archive of one revision change the same kv keys whether its siblings have their ids or others, and leave the siblings' probes and processes as they were",
+        "stage, warm, probe, drain and archive of one revision change the same kv keys whether its siblings have their ids, others, or are not there (recorded ready but never staged by the pack, against the revision alone), and leave the siblings' probes and processes as they were",
         SIBLING,
     ),
     check(
         Check::ModelSequences,
         "model.sequences",
         Profile::Core,
-        "in seeded, generated environments (ids of every shape, odd and zero weights, several settings), every call of random operator sequences succeeds and echoes, and the reported runtime config follows the splits applied; failures shrink to a minimal case",
+        "in a coverage case every run starts with (every id shape, sequences shared across deployments, settings as operators write them) and in seeded, generated environments (ids of every shape, odd and zero weights, several settings), every call of the operator's sequences succeeds and echoes, and the reported runtime config follows the splits applied; failures shrink to a minimal case",
         "When returned, it must be the splits the pack has applied; once every recorded split has been applied it equals the host's projection.",
     ),
     check(
         Check::ProbeTruthful,
         "probe.truthful",
         Profile::Core,
-        "in the generated sequences, probe never calls a revision healthy that was never warmed or is archived",
+        "probe never calls a revision healthy that the pack never warmed (also when the host records it ready, shares its sequence with a warmed one, or differs from one only in case or length) or that is archived, in fixed cases and in the coverage and generated sequences",
         "A revision the pack never warmed, or archived, is never `healthy`.",
     ),
     check(
         Check::ArchiveReleases,
         "archive.releases",
         Profile::Core,
-        "in the generated sequences (which archive only revisions no split lists), after archive no kv key or value names the revision, its artifact directory is gone and no process started for it runs",
+        "in the coverage and generated sequences (which archive only revisions no split lists), after archive no kv key or value and no file of the work directory (path or contents) names the revision, its artifact directory is gone and no process started for it runs",
         "Release every provider resource the revision holds: afterwards nothing the pack keeps (kv, files, processes) names the revision, except the entries of an applied split that still list it at weight 0",
     ),
     check(
@@ -217,7 +228,7 @@ pub const CATALOG: &[CheckDef] = &[
         Check::ProviderMessage,
         "provider.message",
         Profile::Core,
-        "every provider error the pack returned carries a non-empty message",
+        "every provider error the pack returned carries a non-empty message, on every path the run takes and on failures provoked for the purpose: artifacts no provider can fetch (ftp, s3, oci, unreachable https, a missing file), warm of a revision never staged, a split whose revisions were never run, drain of a revision never warmed",
         "The provider failed. The message must be non-empty and say what failed.",
     ),
     check(
@@ -245,7 +256,7 @@ pub const CATALOG: &[CheckDef] = &[
         Check::BudgetsTime,
         "budgets.time",
         Profile::Extended,
-        "every verb call's work (fuel burned at 100 M wasm operators a second, plus sleeps asked for) is at most half the deadline production gives it (the pack's signed expectation, else the default)",
+        "every verb call's work (fuel burned at 100 M wasm operators a second, plus sleeps: clock.sleep-ms and waits on WASI clocks, as std::thread::sleep makes) is at most half the deadline production gives it (the pack's signed expectation, else the default)",
         BUDGET,
     ),
     check(

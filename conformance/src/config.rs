@@ -37,6 +37,11 @@ pub struct RunConfig {
     pub cases: usize,
     /// Attempts to shrink a failing case, at most.
     pub shrinks: usize,
+    /// Where the run reports what it is doing.
+    pub progress: crate::progress::ProgressSink,
+    /// Run only the checks that call no verb (`--dry`): nothing reaches a
+    /// provider; every other check is skipped and the report says so.
+    pub dry: bool,
 }
 
 /// The secret store of a run; never printed.
@@ -69,6 +74,8 @@ impl Default for RunConfig {
             seed: None,
             cases: 24,
             shrinks: 256,
+            progress: Default::default(),
+            dry: false,
         }
     }
 }

@@ -1,6 +1,8 @@
 //! The fixture environment every check starts from: two deployments (`web`
-//! with A1 at 90% and A2 at 10%, `api` with B1 at 100%) and three revisions,
-//! plus the variants checks need (bad splits, long ids, a long history).
+//! with A1 at 90% and A2 at 10%, `api` with B1 at 100%) and three revisions
+//! (A1 and B1 share sequence 1, as the first revisions of two deployments
+//! do), plus the variants checks need (bad splits, long ids, a long history,
+//! a revision alone).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -93,18 +95,21 @@ impl Ids {
 /// An id for a revision no fixture contains.
 pub const UNKNOWN_REVISION: &str = "01JBW00000000000000UNKNOWN";
 
-pub(crate) fn revision(id: &str, sequence: u64, lifecycle: Lifecycle) -> Revision {
+/// A fixture revision. `number` is unique in the environment and names its
+/// artifact and port; `sequence` rises per deployment, so two deployments'
+/// revisions share sequences (a pack must not take them for identities).
+pub(crate) fn revision(id: &str, number: u64, sequence: u64, lifecycle: Lifecycle) -> Revision {
     Revision {
         id: id.to_string(),
         deployment: String::new(),
         sequence,
         lifecycle,
         artifact: Artifact {
-            digest: format!("sha256:{:064x}", sequence),
-            location: format!("file:///builds/{sequence}.tar.gz"),
+            digest: format!("sha256:{number:064x}"),
+            location: format!("file:///builds/{number}.tar.gz"),
         },
         drain_seconds: 5,
-        settings: [("PORT".to_string(), format!("{}", 8000 + sequence))].into(),
+        settings: [("PORT".to_string(), format!("{}", 8000 + number))].into(),
     }
 }
 
@@ -119,6 +124,8 @@ fn entry(revision: &str, weight_bps: u32) -> SplitEntry {
 pub struct Fixture {
     pub ids: Ids,
     pub doc: EnvironmentDoc,
+    /// Artifacts set after the bench's inputs: `(revision, location)`.
+    locations: Vec<(String, String)>,
 }
 
 impl Fixture {
@@ -131,8 +138,8 @@ impl Fixture {
                 entries: vec![entry(&ids.a1, 9000), entry(&ids.a2, 1000)],
             }),
             revisions: vec![
-                revision(&ids.a1, 1, Lifecycle::Ready),
-                revision(&ids.a2, 2, Lifecycle::Ready),
+                revision(&ids.a1, 1, 1, Lifecycle::Ready),
+                revision(&ids.a2, 2, 2, Lifecycle::Ready),
             ],
         };
         let api = DeploymentDoc {
@@ -141,7 +148,7 @@ impl Fixture {
                 generation: 1,
                 entries: vec![entry(&ids.b1, 10_000)],
             }),
-            revisions: vec![revision(&ids.b1, 3, Lifecycle::Ready)],
+            revisions: vec![revision(&ids.b1, 3, 1, Lifecycle::Ready)],
         };
         let doc = EnvironmentDoc {
             grants: Default::default(),
@@ -150,7 +157,11 @@ impl Fixture {
             settings: Default::default(),
             deployments: vec![web, api],
         };
-        Fixture { ids, doc }
+        Fixture {
+            ids,
+            doc,
+            locations: Vec::new(),
+        }
     }
 
     /// Replaces web's split entries with `(revision, weight)` pairs.
@@ -166,7 +177,7 @@ impl Fixture {
     /// it listed at weight 0 beside B1 at 100%.
     pub fn with_api_successor(mut self, id: &str) -> Self {
         let api = &mut self.doc.deployments[1];
-        api.revisions.push(revision(id, 4, Lifecycle::Staged));
+        api.revisions.push(revision(id, 4, 2, Lifecycle::Staged));
         if let Some(split) = api.split.as_mut() {
             split.generation += 1;
             split.entries = vec![entry(&self.ids.b1, 10_000), entry(id, 0)];
@@ -184,14 +195,48 @@ impl Fixture {
     pub fn with_history(mut self, count: u64) -> Self {
         let revisions = &mut self.doc.deployments[0].revisions;
         for n in 0..count {
-            revisions.push(revision(&format!("01JBWHIST{n:017}"), 100 + n, Lifecycle::Archived));
+            revisions.push(revision(
+                &format!("01JBWHIST{n:017}"),
+                100 + n,
+                100 + n,
+                Lifecycle::Archived,
+            ));
         }
+        self
+    }
+
+    /// Only `revision`'s deployment, with only `revision` in it and no split:
+    /// the environment of a revision without siblings.
+    pub fn alone(mut self, revision: &str) -> Self {
+        self.doc.deployments.retain_mut(|d| {
+            d.revisions.retain(|r| r.id == revision);
+            d.split = None;
+            !d.revisions.is_empty()
+        });
+        self
+    }
+
+    /// Gives `revision` an artifact at `location` (whatever the bench's
+    /// inputs say), with a digest of the location: one a provider cannot
+    /// fetch.
+    pub fn with_location(mut self, revision: &str, location: &str) -> Self {
+        self.locations.push((revision.to_string(), location.to_string()));
         self
     }
 
     /// The environment, with the bench's `inputs` applied.
     pub fn build(mut self, inputs: &Inputs) -> Arc<Environment> {
         inputs.apply(&mut self.doc);
+        for (id, location) in &self.locations {
+            for revision in self.doc.deployments.iter_mut().flat_map(|d| d.revisions.iter_mut()) {
+                if &revision.id == id {
+                    revision.artifact = Artifact {
+                        digest: format!("sha256:{}", hex::encode(Sha256::digest(location.as_bytes()))),
+                        location: location.clone(),
+                    };
+                }
+            }
+        }
         Arc::new(Environment::from_doc(self.doc).expect("fixtures are valid environments"))
     }
 }

@@ -141,12 +141,37 @@ fn ids(count: usize, seen: &mut BTreeSet<String>, raw: Vec<(String, Relation)>) 
     out
 }
 
+/// Settings as operators write them: tokens and passwords, URLs (with
+/// their trailing slash), connection strings, empty values, spaces at
+/// either end, JSON, several lines. A pack must pass them on as they are.
+pub const REALISTIC_SETTINGS: &[(&str, &str)] = &[
+    ("GITHUB_TOKEN", "ghp_0123456789abcdefghijABCDEFGHIJ012345"),
+    ("OPENAI_API_KEY", "sk-proj-AbC123_dEf456-GhI789"),
+    ("SLACK_BOT_TOKEN", "xoxb-1234567890-0987654321-AbCdEfGhIjKlMnOp"),
+    ("AUTHORIZATION", "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig"),
+    ("DB_PASSWORD", "p@ss w0rd!#$%&'()*+,-./:;<=>?[\\]^_`{|}~"),
+    (
+        "DATABASE_URL",
+        "postgres://app:s3cr%40t@db.internal:5432/app?sslmode=require",
+    ),
+    ("API_URL", "https://api.example.com/v1/"),
+    ("CALLBACK_URL", "http://127.0.0.1:8080/hooks/deploy?x=1&y=2#frag"),
+    ("EMPTY", ""),
+    ("PADDED", "  two spaces either side  "),
+    ("JSON", "{\"a\":[1,2,{\"b\":null}],\"c\":\"d\"}"),
+    ("MULTILINE", "line one\nline two\r\n\ttabbed"),
+    ("GREETING", "héllo wörld ✓ 部署"),
+    ("LOG_LEVEL", "info"),
+    ("REPLICAS", "0"),
+];
+
 fn settings() -> impl Strategy<Value = BTreeMap<String, String>> {
-    prop::collection::btree_map(
+    let realistic = select(REALISTIC_SETTINGS).prop_map(|(k, v)| (k.to_string(), v.to_string()));
+    let random = (
         "[A-Za-z_][A-Za-z0-9_]{0,11}",
         prop_oneof!["[ -~]{0,16}", "[a-zé✓ж0-9]{1,8}"],
-        0..4,
-    )
+    );
+    prop::collection::vec(prop_oneof![realistic, random], 0..5).prop_map(|pairs| pairs.into_iter().collect())
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -219,6 +244,105 @@ fn build(raw: Vec<RawDeployment>, ops: Vec<Op>) -> Scenario {
     Scenario { deployments, ops }
 }
 
+/// The coverage case every run starts with, whatever its seed: one of
+/// every edge shape, so that a verdict never depends on the draw.
+///
+/// Three deployments whose ids are a word, the word in capitals and the
+/// word extended; revisions whose ids are a ULID, its extension, its
+/// prefix and it in lower case; 256-byte ids in ASCII and in two-byte
+/// characters and one 255 bytes long (a prefix of the 256-byte one);
+/// unicode; one-byte ids differing in case. Every deployment has one
+/// archived revision, so the working revisions of all three share
+/// sequences 2, 3, .... Every realistic setting is used. The steps stage
+/// and warm everything, split the traffic unevenly (with a zero weight),
+/// apply, probe, move all traffic to one revision per deployment, drain
+/// and archive the others, and report.
+pub fn coverage() -> Scenario {
+    let ulid = "01JCOVERAGE000000000000000";
+    let long = "l".repeat(MAX_ID_BYTES);
+    let shapes: [(&str, Vec<String>); 3] = [
+        (
+            "svc",
+            vec![
+                ulid.to_string(),
+                format!("{ulid}-1"),
+                ulid[..12].to_string(),
+                ulid.to_lowercase(),
+            ],
+        ),
+        (
+            "SVC",
+            vec![
+                long.clone(),
+                long[..MAX_ID_BYTES - 1].to_string(),
+                "é".repeat(MAX_ID_BYTES / 2),
+                "ревизия-部署-✓".to_string(),
+            ],
+        ),
+        ("svc-1", vec!["x".to_string(), "X".to_string()]),
+    ];
+    let mut setting = REALISTIC_SETTINGS.iter().cycle();
+    let deployments: Vec<GenDeployment> = shapes
+        .into_iter()
+        .enumerate()
+        .map(|(d, (id, revisions))| GenDeployment {
+            id: id.to_string(),
+            history: vec![format!("01JCOVERAGEHISTORY00000000{d}")],
+            revisions: revisions
+                .into_iter()
+                .enumerate()
+                .map(|(r, id)| GenRevision {
+                    id,
+                    settings: (0..4)
+                        .filter_map(|_| setting.next())
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                    drain_seconds: u32::try_from(r % 3).unwrap_or(0),
+                })
+                .collect(),
+        })
+        .collect();
+    // Revision verbs pick among the revisions the host would send them
+    // for, so index 0 takes the next one in order each time.
+    let total: usize = deployments.iter().map(|d| d.revisions.len()).sum();
+    let others = total - deployments.len();
+    let mut ops = Vec::new();
+    ops.extend(std::iter::repeat_n(Op::Stage(0), total));
+    ops.extend(std::iter::repeat_n(Op::Warm(0), total));
+    for (d, deployment) in deployments.iter().enumerate() {
+        // Uneven weights, one of them zero where there are three or more.
+        let n = deployment.revisions.len();
+        let weights = (0..n)
+            .map(|i| if i == 1 && n > 2 { 0 } else { 7_001 - 2_000 * i as u32 })
+            .collect();
+        ops.push(Op::Split(d, weights, false));
+        ops.push(Op::Apply(d));
+    }
+    ops.extend((0..total).map(Op::Probe));
+    ops.push(Op::Report);
+    // All traffic to the first revision of each deployment, the others
+    // listed at weight 0; drain them.
+    for (d, deployment) in deployments.iter().enumerate() {
+        let mut weights = vec![0; deployment.revisions.len()];
+        weights[0] = 10_000;
+        ops.push(Op::Split(d, weights, true));
+        ops.push(Op::Apply(d));
+    }
+    ops.extend(std::iter::repeat_n(Op::Drain(0), others));
+    // A split no longer listing them (odd weights leave inactive revisions
+    // out); archive them.
+    for (d, deployment) in deployments.iter().enumerate() {
+        let mut weights = vec![1; deployment.revisions.len()];
+        weights[0] = 10_000;
+        ops.push(Op::Split(d, weights, false));
+        ops.push(Op::Apply(d));
+    }
+    ops.extend(std::iter::repeat_n(Op::Archive(0), others));
+    ops.extend((0..total).map(Op::Probe));
+    ops.push(Op::Report);
+    Scenario { deployments, ops }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,6 +365,40 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_coverage_case_has_every_edge_shape() {
+        let scenario = coverage();
+        let ids: Vec<&String> = scenario
+            .deployments
+            .iter()
+            .flat_map(|d| d.revisions.iter().map(|r| &r.id))
+            .collect();
+        for id in &ids {
+            envpack_model::validate_id("revision", id).unwrap();
+        }
+        let has = |f: &dyn Fn(&str, &str) -> bool| {
+            ids.iter()
+                .any(|a| ids.iter().any(|b| a != b && f(a.as_str(), b.as_str())))
+        };
+        assert!(has(&|a, b| b.starts_with(a)), "a prefix of another id");
+        assert!(
+            has(&|a, b| a.to_lowercase() == b.to_lowercase()),
+            "ids differing in case"
+        );
+        assert!(ids.iter().any(|i| i.len() == MAX_ID_BYTES && i.is_ascii()));
+        assert!(ids.iter().any(|i| i.len() == MAX_ID_BYTES && !i.is_ascii()));
+        let settings: BTreeSet<&str> = scenario
+            .deployments
+            .iter()
+            .flat_map(|d| d.revisions.iter().flat_map(|r| r.settings.keys().map(String::as_str)))
+            .collect();
+        assert_eq!(settings.len(), REALISTIC_SETTINGS.len(), "every realistic setting");
+        assert!(
+            scenario.deployments.iter().all(|d| d.history.len() == 1),
+            "equal sequences"
+        );
     }
 
     #[test]

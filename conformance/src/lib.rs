@@ -24,13 +24,16 @@ mod config;
 mod fixture;
 mod generate;
 mod judge;
+mod progress;
 pub mod render;
 mod report;
 mod runner;
+mod scratch;
 
 pub use catalog::{CATALOG, Profile};
 pub use config::{FixtureSecrets, RunConfig, SignatureStatus};
 pub use fixture::Inputs;
 pub use judge::{judge_file, signature_status};
-pub use report::{CheckResult, Report, Status, Summary};
+pub use progress::{Progress, ProgressSink};
+pub use report::{CheckResult, Cleanup, Report, Status, Summary};
 pub use runner::{run, unloadable};

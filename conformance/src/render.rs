@@ -38,12 +38,33 @@ pub fn human(report: &Report) -> String {
             }
         }
     }
+    let cleanup = &report.cleanup;
+    for line in &cleanup.swept {
+        out.push_str(&format!("  note: {line}\n"));
+    }
+    if cleanup.released > 0 {
+        out.push_str(&format!(
+            "  released: {} fixture revisions archived through the pack at the end\n",
+            cleanup.released
+        ));
+    }
+    if !cleanup.left.is_empty() {
+        out.push_str(&format!(
+            "  warning: {} releases failed; the pack may have left provider resources behind:\n",
+            cleanup.left.len()
+        ));
+        for line in &cleanup.left {
+            out.push_str(&format!("         {}\n", printable(line)));
+        }
+    }
     let s = &report.summary;
     out.push_str(&format!(
         "  {} passed, {} failed, {} skipped in {:.0} ms",
         s.passed, s.failed, s.skipped, report.elapsed_ms
     ));
-    if let Some(seed) = report.seed {
+    if report.dry {
+        out.push_str(" (dry run: only the checks that call no verb)");
+    } else if let Some(seed) = report.seed {
         out.push_str(&format!(" (generated cases: seed {seed})"));
     }
     out.push('\n');
@@ -100,6 +121,12 @@ pub fn junit(reports: &[Report]) -> Result<String, quick_junit::SerializeError> 
             ));
             case.set_time(Duration::from_secs_f64(check.elapsed_ms / 1000.0));
             suite.add_test_case(case);
+        }
+        if !report.cleanup.left.is_empty() {
+            suite.set_system_err(format!(
+                "releases that failed; the pack may have left provider resources behind:\n{}",
+                report.cleanup.left.join("\n")
+            ));
         }
         junit.add_test_suite(suite);
     }

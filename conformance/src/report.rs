@@ -49,6 +49,33 @@ pub struct Report {
     /// The seed of the generated cases; `host conformance --seed` replays them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+    /// A dry run: only the checks that call no verb ran.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dry: bool,
+    /// What the run cleaned up after itself, and what it could not.
+    #[serde(skip_serializing_if = "Cleanup::is_empty")]
+    pub cleanup: Cleanup,
+}
+
+/// The end of a run: fixture revisions archived through the pack (of a
+/// pack that reaches outside the host), what could not be released, and
+/// what earlier runs that were killed had left.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Cleanup {
+    /// Revisions archived through the pack when their environment retired.
+    pub released: usize,
+    /// Releases that failed: the pack may have left provider resources.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub left: Vec<String>,
+    /// Scratch directories of killed runs, swept before this one began.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub swept: Vec<String>,
+}
+
+impl Cleanup {
+    pub fn is_empty(&self) -> bool {
+        self.released == 0 && self.left.is_empty() && self.swept.is_empty()
+    }
 }
 
 impl Report {
@@ -73,6 +100,8 @@ impl Report {
             checks,
             elapsed_ms,
             seed: None,
+            cleanup: Cleanup::default(),
+            dry: false,
         }
     }
 

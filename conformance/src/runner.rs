@@ -4,15 +4,18 @@
 //! refused), and assembles the report.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use envpack_host::{MemoryKv, Pack, Runtime};
 
 use crate::catalog::{CATALOG, Check, CheckDef};
-use crate::checks::{self, Ctx, RUNS, Verdict};
+use crate::checks::{self, Ctx, Verdict};
 use crate::config::{RunConfig, SignatureStatus};
-use crate::report::{CheckResult, Report};
+use crate::progress::Progress;
+use crate::report::{CheckResult, Cleanup, Report};
+use crate::scratch::{Scratch, sweep};
 
 /// Runs the selected checks of `config.profile` against a loaded pack.
 pub async fn run(
@@ -23,12 +26,12 @@ pub async fn run(
     config: &RunConfig,
 ) -> Report {
     let started = Instant::now();
-    let run_id = RUNS.fetch_add(1, Ordering::Relaxed);
-    let scratch = config
-        .scratch
-        .clone()
-        .unwrap_or_else(std::env::temp_dir)
-        .join(format!("envpack-bench-{}-{run_id}", std::process::id()));
+    let base = config.scratch.clone().unwrap_or_else(std::env::temp_dir);
+    let swept = sweep(&base);
+    for line in &swept {
+        tracing::warn!("{line}");
+    }
+    let scratch = Scratch::create(&base);
     let seed = config.seed.unwrap_or_else(fresh_seed);
     let ctx = Ctx {
         seed,
@@ -41,21 +44,46 @@ pub async fn run(
         signature,
         calls: Mutex::new(Vec::new()),
         envs: AtomicUsize::new(0),
-        run_id,
-        scratch,
+        nonce: scratch.nonce.clone(),
+        scratch: scratch.dir.clone(),
+        live: Mutex::default(),
+        left: Mutex::default(),
+        released: AtomicUsize::new(0),
         workspaces: Mutex::new(Vec::new()),
         overruns: AtomicUsize::new(0),
     };
     let mut results = Vec::new();
-    for def in CATALOG.iter().filter(|c| config.profile.selects(c.profile)) {
+    let selected: Vec<&CheckDef> = CATALOG.iter().filter(|c| config.profile.selects(c.profile)).collect();
+    for (index, def) in selected.iter().enumerate() {
+        config.progress.report(Progress::Check {
+            pack: source,
+            index,
+            total: selected.len(),
+            id: def.id,
+        });
         let span = tracing::info_span!("check", id = def.id);
         let _enter = span.enter();
         let check_started = Instant::now();
-        let verdict = checks::run(def.check, &ctx).await;
+        let verdict = if config.dry && !def.check.is_pure() {
+            Verdict::skip("dry run: no verb was called, so nothing reached a provider")
+        } else {
+            checks::run(def.check, &ctx).await
+        };
         results.push(result(def, verdict, check_started.elapsed()));
     }
-    // Nothing the run started outlives it: processes stopped, directories removed.
+    // Nothing the run started outlives it: fixture revisions archived
+    // through the pack where it reaches outside the host, processes
+    // stopped, directories removed.
+    config.progress.report(Progress::Releasing { pack: source });
+    ctx.retire_all().await;
     ctx.clean_up();
+    config.progress.report(Progress::Done { pack: source });
+    let cleanup = Cleanup {
+        released: ctx.released.load(Ordering::Relaxed),
+        left: std::mem::take(&mut *ctx.left.lock().unwrap_or_else(std::sync::PoisonError::into_inner)),
+        swept,
+    };
+    drop(scratch);
     let descriptor = pack.info().descriptor.clone();
     let mut report = Report::new(
         source.to_string(),
@@ -65,6 +93,8 @@ pub async fn run(
         ms(started.elapsed()),
     );
     report.seed = Some(seed);
+    report.cleanup = cleanup;
+    report.dry = config.dry;
     report
 }
 

@@ -125,6 +125,33 @@ impl StateDir {
     /// file in them stays 0600) and the work directory itself 0711.
     pub fn workspace(&self, scope: &str, env: &str) -> std::io::Result<Workspace> {
         let name = format!("{scope}-{}", &hex::encode(Sha256::digest(env.as_bytes()))[..16]);
+        self.workspace_named(&name)
+    }
+
+    /// Every workspace of this state directory that has spawned a process
+    /// (it has a process table): what a sweep of an abandoned directory
+    /// must stop before it removes it.
+    pub fn workspaces_with_processes(&self) -> std::io::Result<Vec<Workspace>> {
+        let mut out = Vec::new();
+        let entries = match std::fs::read_dir(self.processes()) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let path = entry?.path();
+            if let Some(name) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".json"))
+            {
+                out.push(self.workspace_named(name)?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn workspace_named(&self, name: &str) -> std::io::Result<Workspace> {
         let root_dir = self.root.canonicalize().unwrap_or_else(|_| self.root.clone());
         let key = format!(
             "{}-{name}",
@@ -133,13 +160,13 @@ impl StateDir {
         for dir in [self.work(), self.processes(), self.artifacts()] {
             envpack_model::files::create_private_dir(&dir)?;
         }
-        let work_dir = self.work().join(&name);
+        let work_dir = self.work().join(name);
         envpack_model::files::create_private_dir(&work_dir)?;
         let identity = if identities::running_as_root() {
             for dir in [self.root.as_path(), &self.work(), &work_dir] {
                 std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o711))?;
             }
-            Some(identities::of(&self.work(), &name)?)
+            Some(identities::of(&self.work(), name)?)
         } else {
             None
         };

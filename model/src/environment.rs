@@ -282,6 +282,11 @@ impl Environment {
         self
     }
 
+    /// Every revision, whatever its lifecycle, in no particular order.
+    pub fn revisions(&self) -> impl Iterator<Item = &Revision> {
+        self.revisions.values()
+    }
+
     pub fn revision(&self, id: &str) -> Option<&Revision> {
         self.revisions.get(id)
     }

@@ -72,6 +72,7 @@ fn main() {
         &dest,
         "pack (the ledger built against contract 1.0.0)",
     ));
+    consts.push_str(&corpus(&root, &target, &build_dir, &out_dir));
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("packs.rs");
     std::fs::write(out, consts).expect("write packs.rs");
 }
@@ -139,6 +140,100 @@ fn ledger_faults(manifest: &Path) -> Vec<String> {
         .filter_map(|line| line.trim().strip_prefix("fault-"))
         .filter_map(|rest| rest.split_once(' ').map(|(name, _)| name.to_string()))
         .collect()
+}
+
+/// The corpus (`packs/corpus/<name>/`, packs written elsewhere from the WIT
+/// alone): Rust ones with cargo, Python ones with componentize-py and
+/// JavaScript ones with ComponentizeJS from `scripts/setup-authoring`'s
+/// toolchains (left out, with a warning, where those are not installed).
+/// Returns the `CORPUS` constant: (name, language, path).
+fn corpus(root: &Path, target: &Path, build_dir: &Path, out_dir: &Path) -> String {
+    let corpus = root.join("packs/corpus");
+    let out_dir = out_dir.join("corpus");
+    std::fs::create_dir_all(&out_dir).expect("create target/packs/corpus");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&corpus)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.is_dir())
+                .collect()
+        })
+        .unwrap_or_default();
+    dirs.sort();
+    let name = |dir: &Path| dir.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+    let rust: Vec<String> = dirs
+        .iter()
+        .filter(|d| d.join("Cargo.toml").is_file())
+        .map(|d| format!("corpus-{}", name(d)))
+        .collect();
+    if !rust.is_empty() {
+        cargo_build(root, build_dir, &rust, None);
+    }
+    let authoring = target.join("authoring");
+    let componentize_py = authoring.join("py-venv/bin/componentize-py");
+    let componentize_js = authoring.join("js/node_modules/@bytecodealliance/componentize-js/src/componentize.js");
+    let mut entries = String::new();
+    for dir in &dirs {
+        let name = name(dir);
+        let dest = out_dir.join(format!("{name}.wasm"));
+        println!("cargo:rerun-if-changed={}", dir.display());
+        let language = if dir.join("Cargo.toml").is_file() {
+            let built = build_dir
+                .join("wasm32-wasip2/pack")
+                .join(format!("corpus_{}.wasm", name.replace('-', "_")));
+            std::fs::copy(&built, &dest).unwrap_or_else(|e| panic!("copy {}: {e}", built.display()));
+            "rust"
+        } else if dir.join("app.py").is_file() {
+            if !componentize_py.is_file() {
+                println!("cargo:warning=corpus pack {name} (Python) left out: run scripts/setup-authoring");
+                continue;
+            }
+            let mut command = Command::new(&componentize_py);
+            command
+                .current_dir(dir)
+                .env("PYTHONDONTWRITEBYTECODE", "1")
+                .args(["-d", "wit", "-w", "pack", "componentize", "--stub-wasi", "app", "-o"])
+                .arg(&dest);
+            run(command, &name);
+            "python"
+        } else if dir.join("build.mjs").is_file() {
+            if !componentize_js.is_file() {
+                println!("cargo:warning=corpus pack {name} (JavaScript) left out: run scripts/setup-authoring");
+                continue;
+            }
+            let mut command = Command::new("node");
+            command
+                .current_dir(dir)
+                .env("COMPONENTIZE_JS", &componentize_js)
+                .arg("build.mjs")
+                .arg("pack.js")
+                .arg(&dest);
+            run(command, &name);
+            "javascript"
+        } else {
+            continue;
+        };
+        entries.push_str(&format!(
+            "    ({name:?}, {language:?}, {:?}),\n",
+            dest.display().to_string()
+        ));
+    }
+    format!(
+        "/// The corpus, packs written elsewhere from the WIT alone: (name, language, path).\npub const CORPUS: &[(&str, &str, &str)] = &[\n{entries}];\n"
+    )
+}
+
+fn run(mut command: Command, name: &str) {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("building corpus pack {name}: {e}"));
+    assert!(
+        output.status.success(),
+        "building corpus pack {name} failed: {}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 /// Every `packs/<name>/` with a Cargo.toml, except this crate.

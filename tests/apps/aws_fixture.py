@@ -111,6 +111,8 @@ def inspect(endpoint, cluster, load_balancer):
         "task_definitions": definitions,
         # The ACTIVE registrations: "family:revision".
         "registrations": sorted(arn.rsplit("/", 1)[-1] for status, arn in arns if status == "ACTIVE"),
+        # Deregistered task definitions: registered once, released since.
+        "deregistered": sum(1 for status, _ in arns if status == "INACTIVE"),
         "services": [s.rsplit("/", 1)[-1] for s in services],
     }))
 

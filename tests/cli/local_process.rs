@@ -436,14 +436,13 @@ fn a_revision_that_cannot_serve_ends_failed_with_its_stderr_and_nothing_running(
     assert!(left.is_empty(), "processes left: {left:?}");
 }
 
-#[test]
-fn the_pack_passes_the_extended_bench_and_leaves_nothing_running() {
-    nginx_installed();
-    let sb = Sandbox::new();
-    let _reaper = Reaper(sb.dir.path().to_path_buf());
-    let art = artifacts(&sb);
+/// The arguments of `host conformance` of the sealed local-process pack
+/// with the grants, settings and artifact it needs. (Run it with TMPDIR in
+/// the sandbox, so that a /proc scan sees anything a run leaves.)
+fn bench_args(sb: &Sandbox, slot: u16, format: &str) -> Vec<String> {
+    let art = artifacts(sb);
     // The bench keeps every check's processes until the run ends: room for them.
-    let first = port_base() + 300;
+    let first = port_base() + slot;
     let (ports, listens) = (
         format!("{first}-{}", first + 99),
         format!("{}-{}", first + 100, first + 199),
@@ -453,7 +452,7 @@ fn the_pack_passes_the_extended_bench_and_leaves_nothing_running() {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("packs/local-process/pack.toml");
     let sealed = sb.dir.path().join("local-process.wasm");
     ok(
-        &sb,
+        sb,
         &[
             "pack",
             "seal",
@@ -464,24 +463,33 @@ fn the_pack_passes_the_extended_bench_and_leaves_nothing_running() {
             &p(&sealed),
         ],
     );
-    // The bench's scratch directories go under TMPDIR: inside this sandbox,
-    // so that the /proc scan below sees anything the run left.
+    let mut args: Vec<String> = ["conformance", &p(&sealed), "--profile", "extended", "--format", format]
+        .map(String::from)
+        .to_vec();
+    args.extend(local_process_grants(&[&ports, &listens]));
+    for (flag, value) in [
+        ("--allow-probe", format!("127.0.0.1:{ports}")),
+        ("--allow-probe", format!("127.0.0.1:{listens}")),
+        ("--setting", format!("ports={ports}")),
+        ("--setting", format!("listen-ports={listens}")),
+        ("--artifact", p(&art.tarball)),
+        ("--revision-setting", "run=/usr/bin/python3 app.py".to_string()),
+        ("--revision-setting", "PORT=".to_string()),
+    ] {
+        args.extend([flag.to_string(), value]);
+    }
+    args
+}
+
+#[test]
+fn the_pack_passes_the_extended_bench_and_leaves_nothing_running() {
+    nginx_installed();
+    let sb = Sandbox::new();
+    let _reaper = Reaper(sb.dir.path().to_path_buf());
     let out = sb
         .host()
         .env("TMPDIR", sb.dir.path())
-        .args(["conformance", &p(&sealed), "--profile", "extended", "--format", "json"])
-        .args(local_process_grants(&[&ports, &listens]))
-        .args(["--allow-probe", &format!("127.0.0.1:{ports}")])
-        .args(["--allow-probe", &format!("127.0.0.1:{listens}")])
-        .args(["--setting", &format!("ports={ports}")])
-        .args(["--setting", &format!("listen-ports={listens}")])
-        .args(["--artifact", &p(&art.tarball)])
-        .args([
-            "--revision-setting",
-            "run=/usr/bin/python3 app.py",
-            "--revision-setting",
-            "PORT=",
-        ])
+        .args(bench_args(&sb, 300, "json"))
         .timeout(Duration::from_secs(300))
         .output()
         .unwrap();
@@ -501,6 +509,80 @@ fn the_pack_passes_the_extended_bench_and_leaves_nothing_running() {
     assert!(out.status.success());
     let left = processes_under(sb.dir.path());
     assert!(left.is_empty(), "the bench left processes running: {left:?}");
+    // Progress went to stderr, a plain line per check (not a terminal).
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("[1/") && stderr.contains("] model.sequences"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_run_killed_midway_is_swept_up_by_the_next() {
+    nginx_installed();
+    let sb = Sandbox::new();
+    let _reaper = Reaper(sb.dir.path().to_path_buf());
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_host"))
+        .env("ENVPACK_STATE_DIR", sb.state_dir())
+        .env("TMPDIR", sb.dir.path())
+        .args(bench_args(&sb, 500, "json"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    crate::common::wait_for("the bench's first processes", || {
+        !processes_under(sb.dir.path()).is_empty()
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let scratch = |sb: &Sandbox| -> Vec<PathBuf> {
+        std::fs::read_dir(sb.dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("envpack-conformance-"))
+            })
+            .collect()
+    };
+    let left = processes_under(sb.dir.path());
+    assert!(!left.is_empty(), "a killed run leaves its processes: nothing to sweep");
+    assert_eq!(scratch(&sb).len(), 1, "the killed run's directory");
+
+    // The next run, of any pack, sweeps first.
+    let out = sb
+        .host()
+        .env("TMPDIR", sb.dir.path())
+        .args(["conformance", envpack_test_packs::LEDGER])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("note: swept") && stdout.contains("left by a run that was killed"),
+        "{stdout}"
+    );
+    let still: Vec<u32> = left
+        .iter()
+        .map(|(pid, _)| *pid)
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                s.rsplit_once(')')
+                    .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+            })
+        })
+        .collect();
+    assert!(
+        still.is_empty(),
+        "the sweep left processes of the killed run: {still:?}"
+    );
+    assert!(
+        scratch(&sb).is_empty(),
+        "the sweep removed the killed run's directory: {:?}",
+        scratch(&sb)
+    );
 }
 
 /// Processes under `dir` whose parent is not under it too: the app

@@ -58,6 +58,8 @@ impl Pair {
 
 type Kv = BTreeMap<String, Vec<u8>>;
 
+const RENAMED: &str = "with its siblings renamed";
+
 /// Keys whose value a step added, changed or removed.
 fn changed(before: &Kv, after: &Kv) -> BTreeSet<String> {
     before
@@ -79,19 +81,21 @@ fn written(step: &Step) -> BTreeSet<String> {
         .collect()
 }
 
-/// Runs `request` in both lanes and compares which kv keys it wrote or changed.
-async fn differential(ctx: &Ctx<'_>, pair: &Pair, request: impl Fn(&Ids) -> Request) -> Option<String> {
+/// Runs `request` in both lanes and compares which kv keys it wrote or
+/// changed; `twin` says how the twin's environment differs.
+async fn differential(ctx: &Ctx<'_>, pair: &Pair, twin: &str, request: impl Fn(&Ids) -> Request) -> Option<String> {
     let (main_before, twin_before) = pair.kv(ctx);
     let (main_step, twin_step) = pair.both(ctx, &request).await;
     let (main_after, twin_after) = pair.kv(ctx);
     let mut main = changed(&main_before, &main_after);
     main.extend(written(&main_step));
-    let mut twin = changed(&twin_before, &twin_after);
-    twin.extend(written(&twin_step));
-    (main != twin).then(|| {
+    let mut twin_changed = changed(&twin_before, &twin_after);
+    twin_changed.extend(written(&twin_step));
+    (main != twin_changed).then(|| {
         format!(
-            "{} changed kv keys {main:?}; the same call in the same environment with its siblings renamed changed {twin:?}: the call acts on state that depends on a sibling",
-            label(&request(&pair.main.1))
+            "{} changed kv keys {main:?}; the same call in the same environment {twin} changed {twin_keys:?}: the call acts on state that depends on a sibling",
+            label(&request(&pair.main.1)),
+            twin_keys = twin_changed
         )
     })
 }
@@ -142,10 +146,12 @@ pub(super) async fn split_isolation(ctx: &Ctx<'_>) -> super::Verdict {
         main: with_new_splits(ctx, &pair.main.0, &pair.main.1),
         twin: with_new_splits(ctx, &pair.twin.0, &pair.twin.1),
     };
-    let mut problems: Vec<String> = differential(ctx, &changed_pair, |ids| Request::ApplyTrafficSplit(ids.web.clone()))
-        .await
-        .into_iter()
-        .collect();
+    let mut problems: Vec<String> = differential(ctx, &changed_pair, RENAMED, |ids| {
+        Request::ApplyTrafficSplit(ids.web.clone())
+    })
+    .await
+    .into_iter()
+    .collect();
     let env = &changed_pair.main.0;
     let api_after = view_of(ctx, env, &ids.api).await;
     if api_view != api_after {
@@ -212,7 +218,7 @@ pub(super) async fn revision_isolation(ctx: &Ctx<'_>) -> super::Verdict {
         Request::Archive,
     ] {
         let call = |ids: &Ids| request(ids.a2.clone());
-        if let Some(problem) = differential(ctx, &pair, call).await {
+        if let Some(problem) = differential(ctx, &pair, RENAMED, call).await {
             problems.push(problem);
         }
         let what = label(&call(ids));
@@ -229,11 +235,48 @@ pub(super) async fn revision_isolation(ctx: &Ctx<'_>) -> super::Verdict {
             break;
         }
     }
+    if problems.is_empty() {
+        problems.extend(absent_siblings(ctx).await);
+    }
     super::Verdict::from_problems(
         problems,
         format!(
-            "stage, warm, probe, drain and archive of {} changed the same keys with its siblings renamed, and left them as they were",
+            "stage, warm, probe, drain and archive of {} changed the same keys with its siblings renamed or absent, and left them as they were",
             ids.a2
         ),
     )
+}
+
+/// The same verbs of A2 where its siblings are recorded (A1 ready with all
+/// web's traffic, B1 ready in api) but this pack never staged them, and
+/// where A2 is alone: a verb that also prepares a sibling "by
+/// anticipation", or writes more when siblings exist, changes other keys.
+async fn absent_siblings(ctx: &Ctx<'_>) -> Vec<String> {
+    let ids = Ids::standard();
+    let id = ctx.env_id("absent-siblings");
+    let main = Fixture::new(&id, ids.clone()).build(&ctx.config.inputs);
+    let pair = Pair {
+        main: (shifted(&main, &ids), ids.clone()),
+        twin: (
+            Fixture::new(&id, ids.clone()).alone(&ids.a2).build(&ctx.config.inputs),
+            ids.clone(),
+        ),
+    };
+    let mut problems = Vec::new();
+    for request in [
+        Request::Stage,
+        Request::Warm,
+        Request::Probe,
+        Request::Drain,
+        Request::Archive,
+    ] {
+        let call = |ids: &Ids| request(ids.a2.clone());
+        if let Some(problem) = differential(ctx, &pair, "with no sibling at all", call).await {
+            problems.push(problem);
+            break;
+        }
+    }
+    ctx.retire(&pair.main.0, Lane::Main).await;
+    ctx.retire(&pair.twin.0, Lane::Twin).await;
+    problems
 }

@@ -5,8 +5,10 @@
 mod isolation;
 mod model;
 mod rejections;
+mod release;
 pub(crate) mod sequences;
 mod support;
+mod truth;
 mod whole_run;
 
 pub(crate) use support::*;
@@ -35,7 +37,7 @@ pub(crate) async fn run(check: Check, ctx: &Ctx<'_>) -> Verdict {
         Check::SplitIsolation => isolation::split_isolation(ctx).await,
         Check::RevisionIsolation => isolation::revision_isolation(ctx).await,
         Check::ModelSequences => generated(ctx, Class::Sequences, "every call the host would send succeeded and echoed, and the pack's runtime config followed the splits it applied").await,
-        Check::ProbeTruthful => generated(ctx, Class::Probe, "probe never said a never-warmed or archived revision was healthy").await,
+        Check::ProbeTruthful => probe_truthful(ctx).await,
         Check::ArchiveReleases => generated(ctx, Class::Archive, "after every archive, nothing in kv named the revision, its directory was gone and its processes stopped").await,
         Check::RuntimeConfigDrift => drift(ctx).await,
         Check::RobustnessLongIds => long_ids(ctx).await,
@@ -274,10 +276,25 @@ async fn generated(ctx: &Ctx<'_>, class: Class, note: &str) -> Verdict {
     match findings.failure(class) {
         Some(failure) => Verdict::fail(failure.text.clone()),
         None => Verdict::pass(format!(
-            "{note} ({} generated cases, {} calls, seed {})",
+            "{note} (the coverage case and {} generated cases, {} calls, seed {})",
             findings.cases, findings.calls, findings.seed
         )),
     }
+}
+
+/// Probe truth: the fixed cases where the host records revisions ready
+/// that the pack never warmed, then the generated cases.
+async fn probe_truthful(ctx: &Ctx<'_>) -> Verdict {
+    let problems = truth::disagreements(ctx).await;
+    if !problems.is_empty() {
+        return Verdict::fail(problems.join("\n"));
+    }
+    generated(
+        ctx,
+        Class::Probe,
+        "probe never said a never-warmed or archived revision was healthy, nor one the host records ready and the pack never warmed",
+    )
+    .await
 }
 
 /// Blocks of `deployment` in the pack's runtime config view.

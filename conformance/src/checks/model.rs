@@ -57,14 +57,18 @@ enum After {
 
 impl Model {
     pub fn new(env_id: String, scenario: &Scenario, inputs: &Inputs) -> Self {
-        let mut sequence = 0;
+        // Numbers are unique in the environment; sequences rise per
+        // deployment, so deployments share them.
+        let mut number = 0;
         let deployments = scenario
             .deployments
             .iter()
             .map(|d| {
+                let mut sequence = 0;
                 let mut next = |id: &str, lifecycle| {
+                    number += 1;
                     sequence += 1;
-                    let mut r = revision(id, sequence, lifecycle);
+                    let mut r = revision(id, number, sequence, lifecycle);
                     r.deployment = d.id.clone();
                     r
                 };

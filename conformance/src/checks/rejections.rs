@@ -1,7 +1,11 @@
 //! The spec-error checks. They share one set of rejected inputs (unknown
-//! revisions, invalid splits, missing splits) and judge different things
-//! about the answers: that the input was rejected, that the rejection is
-//! its typed variant, and that nothing but logging happened before it.
+//! revisions of every id shape, invalid splits, missing splits) and judge
+//! different things about the answers: that the input was rejected, that
+//! the rejection is its typed variant, and that nothing but logging
+//! happened before it. Inputs the host never forwards (ids past the
+//! documented lengths, splits naming revisions the deployment does not
+//! have) are in the set too: "spec errors come before any side effect"
+//! holds for every spec error a pack returns, whatever reached it.
 
 use envpack_model::{Capability, Request, VerbError};
 
@@ -14,6 +18,9 @@ enum Expected {
     RevisionNotFound(String),
     InvalidSplit(u64),
     SplitNotFound(String),
+    /// An input the host never sends (`why`): the pack may accept it or
+    /// reject it, but a rejection must come before any side effect.
+    Unforwarded(&'static str),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -21,6 +28,25 @@ enum Family {
     UnknownRevision,
     InvalidSplit,
     SplitNotFound,
+    Unforwarded,
+}
+
+/// Unknown revision ids of every shape: the fixture's unknown ULID, ids at
+/// and past the documented 256 bytes (and past kv's 512-byte keys), in
+/// ASCII and two-byte characters, unicode, and ids that are a prefix, an
+/// extension and the other case of a revision the environment has.
+fn unknown_ids(ids: &Ids) -> Vec<String> {
+    vec![
+        UNKNOWN_REVISION.to_string(),
+        "u".repeat(envpack_model::MAX_ID_BYTES),
+        "é".repeat(envpack_model::MAX_ID_BYTES / 2),
+        "u".repeat(envpack_model::MAX_ID_BYTES + 1),
+        "ü".repeat(300),
+        "未知-ревизия-✓".to_string(),
+        ids.a1[..ids.a1.len() / 2].to_string(),
+        format!("{}-1", ids.a1),
+        ids.a1.to_lowercase(),
+    ]
 }
 
 struct Rejection {
@@ -29,18 +55,59 @@ struct Rejection {
 }
 
 async fn unknown_revisions(ctx: &Ctx<'_>) -> Vec<Rejection> {
-    let env = Fixture::new(&ctx.env_id("unknown-revision"), Ids::standard()).build(&ctx.config.inputs);
+    let ids = Ids::standard();
+    let env = Fixture::new(&ctx.env_id("unknown-revision"), ids.clone()).build(&ctx.config.inputs);
     let mut out = Vec::new();
+    for unknown in unknown_ids(&ids) {
+        for request in [
+            Request::Stage,
+            Request::Warm,
+            Request::Drain,
+            Request::Archive,
+            Request::Probe,
+        ] {
+            let step = ctx.call(&env, request(unknown.clone())).await;
+            out.push(Rejection {
+                expected: Expected::RevisionNotFound(unknown.clone()),
+                step,
+            });
+        }
+    }
+    out
+}
+
+/// Splits the host never records, applied after A1 and A2 are staged and
+/// warm: web's split naming a revision the environment does not have, one
+/// of api's, and an unknown 256-byte id.
+async fn unforwarded_splits(ctx: &Ctx<'_>) -> Vec<Rejection> {
+    let ids = Ids::standard();
+    let env_id = ctx.env_id("unforwarded-split");
+    let good = Fixture::new(&env_id, ids.clone()).build(&ctx.config.inputs);
     for request in [
-        Request::Stage(UNKNOWN_REVISION.into()),
-        Request::Warm(UNKNOWN_REVISION.into()),
-        Request::Drain(UNKNOWN_REVISION.into()),
-        Request::Archive(UNKNOWN_REVISION.into()),
-        Request::Probe(UNKNOWN_REVISION.into()),
+        Request::Stage(ids.a1.clone()),
+        Request::Stage(ids.a2.clone()),
+        Request::Warm(ids.a1.clone()),
+        Request::Warm(ids.a2.clone()),
     ] {
-        let step = ctx.call(&env, request).await;
+        ctx.call(&good, request).await;
+    }
+    let long = "u".repeat(envpack_model::MAX_ID_BYTES);
+    let cases: [(&str, &'static str); 3] = [
+        (
+            UNKNOWN_REVISION,
+            "a split naming a revision the environment does not have",
+        ),
+        (ids.b1.as_str(), "a split naming another deployment's revision"),
+        (long.as_str(), "a split naming an unknown 256-byte revision id"),
+    ];
+    let mut out = Vec::new();
+    for (stranger, why) in cases {
+        let env = Fixture::new(&env_id, ids.clone())
+            .with_web_split(&[(&ids.a1, 9000), (stranger, 1000)])
+            .build(&ctx.config.inputs);
+        let step = ctx.call(&env, Request::ApplyTrafficSplit(ids.web.clone())).await;
         out.push(Rejection {
-            expected: Expected::RevisionNotFound(UNKNOWN_REVISION.into()),
+            expected: Expected::Unforwarded(why),
             step,
         });
     }
@@ -108,43 +175,93 @@ async fn inputs(ctx: &Ctx<'_>, families: &[Family]) -> Vec<Rejection> {
             Family::UnknownRevision => unknown_revisions(ctx).await,
             Family::InvalidSplit => invalid_splits(ctx).await,
             Family::SplitNotFound => missing_splits(ctx).await,
+            Family::Unforwarded => unforwarded_splits(ctx).await,
         });
     }
     out
 }
 
-const ALL: [Family; 3] = [Family::UnknownRevision, Family::InvalidSplit, Family::SplitNotFound];
+/// The families whose every input a pack must reject as typed.
+const TYPED: [Family; 3] = [Family::UnknownRevision, Family::InvalidSplit, Family::SplitNotFound];
+/// Every family, for the side-effect rule.
+const ALL: [Family; 4] = [
+    Family::UnknownRevision,
+    Family::InvalidSplit,
+    Family::SplitNotFound,
+    Family::Unforwarded,
+];
 
 fn expected_name(expected: &Expected) -> String {
     match expected {
-        Expected::RevisionNotFound(id) => format!("revision-not-found({id})"),
+        Expected::RevisionNotFound(id) => format!("revision-not-found({})", envpack_model::quoted(id)),
         Expected::InvalidSplit(sum) => format!("invalid-split({sum})"),
         Expected::SplitNotFound(d) => format!("split-not-found({d})"),
+        Expected::Unforwarded(_) => "success or a spec error".to_string(),
     }
 }
 
 fn describe_input(r: &Rejection) -> String {
     match &r.expected {
         Expected::InvalidSplit(sum) => format!("{} with a split summing to {sum}", label(&r.step.request)),
+        Expected::Unforwarded(why) => format!("{} with {why}", label(&r.step.request)),
         _ => label(&r.step.request),
     }
 }
 
 /// Inputs the pack did not reject, as failure lines: accepted, or never
 /// answered (a trap, a deadline overrun, a budget stop is no rejection).
+/// The verbs of one input that got the same kind of answer share a line.
 fn accepted(rejections: &[Rejection]) -> Vec<String> {
-    rejections
-        .iter()
-        .filter(|r| r.step.report.result.as_ref().err().is_none_or(|e| !e.is_pack_answer()))
-        .map(|r| {
-            format!(
-                "{} returned {}; expected {}",
-                describe_input(r),
-                describe_result(&r.step.report),
-                expected_name(&r.expected)
-            )
-        })
+    grouped(
+        rejections
+            .iter()
+            .filter(|r| r.step.report.result.as_ref().err().is_none_or(|e| !e.is_pack_answer())),
+    )
+}
+
+/// A failure line per input and kind of answer: "stage-revision,
+/// warm-revision X returned ok; expected revision-not-found(X)".
+fn grouped<'a>(rejections: impl Iterator<Item = &'a Rejection>) -> Vec<String> {
+    let mut lines: Vec<(String, Vec<String>)> = Vec::new();
+    for r in rejections {
+        let verb = r.step.request.verb().to_string();
+        let tail = format!(
+            "{} returned {}; expected {}",
+            subject(r),
+            answer_kind(&r.step.report),
+            expected_name(&r.expected)
+        );
+        match lines.iter_mut().find(|(t, _)| *t == tail) {
+            Some((_, verbs)) => verbs.push(verb),
+            None => lines.push((tail, vec![verb])),
+        }
+    }
+    lines
+        .into_iter()
+        .map(|(tail, verbs)| format!("{} {tail}", verbs.join(", ")))
         .collect()
+}
+
+/// What a rejection was about, after the verb: the id, or the split.
+fn subject(r: &Rejection) -> String {
+    let label = describe_input(r);
+    match label.split_once(' ') {
+        Some((_, rest)) => rest.to_string(),
+        None => label,
+    }
+}
+
+/// A result without what varies from verb to verb (the verb's name, the
+/// echoed id), so that verbs answering alike share a line.
+fn answer_kind(report: &envpack_host::CallReport) -> String {
+    match &report.result {
+        Ok(_) => "ok".to_string(),
+        Err(e) => {
+            let text = e.to_string();
+            let verb = report.verb.to_string();
+            text.replace(&format!("{verb} failed"), "the verb failed")
+        }
+    }
 }
 
 pub(super) async fn unknown_revision(ctx: &Ctx<'_>) -> Verdict {
@@ -182,23 +299,25 @@ fn is_typed(expected: &Expected, error: &VerbError) -> bool {
         (Expected::RevisionNotFound(want), VerbError::RevisionNotFound { revision, .. }) => revision == want,
         (Expected::InvalidSplit(_), VerbError::InvalidSplit { .. }) => true,
         (Expected::SplitNotFound(want), VerbError::SplitNotFound { deployment, .. }) => deployment == want,
+        (Expected::Unforwarded(_), _) => true,
         _ => false,
     }
 }
 
+fn is_spec_error(error: &VerbError) -> bool {
+    matches!(
+        error,
+        VerbError::RevisionNotFound { .. } | VerbError::InvalidSplit { .. } | VerbError::SplitNotFound { .. }
+    )
+}
+
 pub(super) async fn typed_errors(ctx: &Ctx<'_>) -> Verdict {
-    let rejections = inputs(ctx, &ALL).await;
-    let problems = rejections
-        .iter()
-        .filter_map(|r| match &r.step.report.result {
-            Err(e) if !is_typed(&r.expected, e) => Some(format!(
-                "{} returned {e}; expected {}",
-                describe_input(r),
-                expected_name(&r.expected)
-            )),
-            _ => None,
-        })
-        .collect();
+    let rejections = inputs(ctx, &TYPED).await;
+    let problems = grouped(
+        rejections
+            .iter()
+            .filter(|r| matches!(&r.step.report.result, Err(e) if !is_typed(&r.expected, e))),
+    );
     Verdict::from_problems(problems, "every rejection was its typed variant")
 }
 
@@ -215,7 +334,12 @@ pub(super) async fn no_side_effect(ctx: &Ctx<'_>) -> Verdict {
     let rejections = inputs(ctx, &ALL).await;
     let problems = rejections
         .iter()
-        .filter(|r| r.step.report.result.is_err())
+        .filter(|r| match (&r.expected, &r.step.report.result) {
+            // An input the host never sends may fail any way; only a spec
+            // error is held to the rule.
+            (Expected::Unforwarded(_), Err(e)) => is_spec_error(e),
+            (_, result) => result.is_err(),
+        })
         .filter_map(|r| {
             let effects: Vec<String> = r
                 .step

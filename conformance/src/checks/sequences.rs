@@ -12,23 +12,20 @@ use std::collections::{BTreeMap, BTreeSet};
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
-use envpack_host::revision_dir_name;
 use envpack_model::{
     Health, Outcome, Request, quoted,
     runtime_config::{RuntimeEntry, project},
 };
 
 use super::model::{Model, Planned, lifecycle_name};
+use super::release::released;
 use super::{Ctx, Lane, Step, describe_result, echo_problems, label};
 use crate::config::RunConfig;
-use crate::generate::{Op, Scenario, scenario};
+use crate::generate::{Op, Scenario, coverage, scenario};
+use crate::progress::Progress;
 
 /// Steps of one generated scenario at most.
 const MAX_OPS: usize = 48;
-/// Ids shorter than this (in characters) are not searched for in the
-/// pack's state after archive: a short id also reads as a word of the
-/// pack's own format.
-const DISTINCTIVE_CHARS: usize = 6;
 
 /// The class of a violation, and the check that reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,7 +36,7 @@ pub(crate) enum Class {
     Archive,
 }
 
-struct Violation {
+pub(super) struct Violation {
     class: Class,
     message: String,
 }
@@ -95,6 +92,18 @@ async fn generate(ctx: &Ctx<'_>) -> Findings {
     let strategy = scenario(MAX_OPS);
     let calls_before = ctx.all_calls().len();
     let mut failures: Vec<Failure> = Vec::new();
+    // The coverage case first: the same in every run, whatever the seed.
+    let progress = |done| ctx.config.progress.report(Progress::Cases { done, total: cases + 1 });
+    progress(0);
+    let first = run_case(ctx, coverage()).await;
+    progress(1);
+    if let Some(class) = first.violation.as_ref().map(|v| v.class) {
+        let (minimal, shrinks) = shrink_steps(ctx, class, first).await;
+        failures.push(Failure {
+            class,
+            text: explain(&minimal, &Origin::Coverage { shrinks }, &replay(ctx, seed)),
+        });
+    }
     for case in 1..=cases {
         let mut tree = match strategy.new_tree(&mut runner) {
             Ok(tree) => tree,
@@ -104,6 +113,7 @@ async fn generate(ctx: &Ctx<'_>) -> Findings {
             }
         };
         let first = run_case(ctx, tree.current()).await;
+        progress(case + 1);
         let Some(class) = first.violation.as_ref().map(|v| v.class) else {
             continue;
         };
@@ -111,9 +121,15 @@ async fn generate(ctx: &Ctx<'_>) -> Findings {
             continue;
         }
         let (minimal, shrinks) = shrink(ctx, &mut tree, class, first).await;
+        let origin = Origin::Generated {
+            seed,
+            case,
+            cases,
+            shrinks,
+        };
         failures.push(Failure {
             class,
-            text: explain(&minimal, seed, &replay(ctx, seed), (case, cases), shrinks),
+            text: explain(&minimal, &origin, &replay(ctx, seed)),
         });
     }
     Findings {
@@ -152,6 +168,46 @@ async fn shrink(
     (best, shrinks)
 }
 
+/// Simplifies the failing coverage case while it still fails with
+/// `class`: drops runs of steps, halving their length down to one step,
+/// from the last, keeping each drop after which it still fails.
+/// Deterministic, so the same case shrinks to the same steps in every run.
+async fn shrink_steps(ctx: &Ctx<'_>, class: Class, first: CaseRun) -> (CaseRun, usize) {
+    let mut best = first;
+    let mut shrinks = 0;
+    let mut tries = 0;
+    let mut size = best.scenario.ops.len().div_ceil(2);
+    while size > 0 {
+        let mut at = best.scenario.ops.len();
+        while at > 0 && tries < ctx.config.shrinks {
+            let start = at.saturating_sub(size);
+            tries += 1;
+            let mut fewer = best.scenario.clone();
+            fewer.ops.drain(start..at);
+            let run = run_case(ctx, fewer).await;
+            if run.violation.as_ref().is_some_and(|v| v.class == class) {
+                best = run;
+                shrinks += 1;
+            }
+            at = start;
+        }
+        size /= 2;
+    }
+    (best, shrinks)
+}
+
+/// Where a failing case came from.
+enum Origin {
+    /// The coverage case every run starts with.
+    Coverage { shrinks: usize },
+    Generated {
+        seed: u64,
+        case: usize,
+        cases: usize,
+        shrinks: usize,
+    },
+}
+
 /// The command that runs the same generated cases again.
 fn replay(ctx: &Ctx<'_>, seed: u64) -> String {
     let mut command = format!("host conformance {} --seed {seed}", ctx.source);
@@ -161,11 +217,20 @@ fn replay(ctx: &Ctx<'_>, seed: u64) -> String {
     command
 }
 
-fn explain(run: &CaseRun, seed: u64, replay: &str, (case, cases): (usize, usize), shrinks: usize) -> String {
+fn explain(run: &CaseRun, origin: &Origin, replay: &str) -> String {
     let violation = run.violation.as_ref().map_or("", |v| v.message.as_str());
-    let mut text = format!(
-        "{violation}\n  seed {seed}, case {case} of {cases}, shrunk {shrinks} times; replay with `{replay}`\n  environment:"
-    );
+    let whence = match origin {
+        Origin::Coverage { shrinks } => format!(
+            "the coverage case (every run starts with it, whatever the seed), shrunk {shrinks} times; replay with `{replay}`"
+        ),
+        Origin::Generated {
+            seed,
+            case,
+            cases,
+            shrinks,
+        } => format!("seed {seed}, case {case} of {cases}, shrunk {shrinks} times; replay with `{replay}`"),
+    };
+    let mut text = format!("{violation}\n  {whence}\n  environment:");
     for d in &run.scenario.deployments {
         let revisions: Vec<String> = d.revisions.iter().map(|r| quoted(&r.id)).collect();
         text.push_str(&format!(
@@ -186,7 +251,7 @@ fn explain(run: &CaseRun, seed: u64, replay: &str, (case, cases): (usize, usize)
     text
 }
 
-fn fail(class: Class, message: String) -> Result<(), Violation> {
+pub(super) fn fail(class: Class, message: String) -> Result<(), Violation> {
     Err(Violation { class, message })
 }
 
@@ -209,7 +274,7 @@ async fn run_case(ctx: &Ctx<'_>, scenario: Scenario) -> CaseRun {
             break;
         }
     }
-    ctx.retire(&model.env(), Lane::Main);
+    ctx.retire(&model.env(), Lane::Main).await;
     CaseRun {
         scenario,
         steps,
@@ -263,7 +328,7 @@ async fn step(
     Ok(())
 }
 
-fn ids(list: &[(String, String)]) -> BTreeSet<String> {
+pub(super) fn ids(list: &[(String, String)]) -> BTreeSet<String> {
     list.iter().map(|(id, _)| id.clone()).collect()
 }
 
@@ -348,106 +413,6 @@ async fn probe_truth(ctx: &Ctx<'_>, model: &Model, step: &Step) -> Result<(), Vi
     }
 }
 
-/// After archive: nothing of the pack's state names the revision, its
-/// artifact directory is gone, and no process it started runs.
-fn released(ctx: &Ctx<'_>, model: &Model, revision: &str, spawned: Option<&BTreeSet<String>>) -> Result<(), Violation> {
-    let env = model.env();
-    let others = model.other_ids(revision);
-    // A deployment (or the environment) with the very same id makes every
-    // mention ambiguous: the pack may rightly keep the other one's name.
-    let shared = others.iter().any(|other| other == revision);
-    if revision.chars().count() >= DISTINCTIVE_CHARS && !shared {
-        for (key, value) in ctx.kv_state(&env) {
-            let text = format!("{key}\n{}", String::from_utf8_lossy(&value));
-            if names(&text, revision, &others) {
-                return fail(
-                    Class::Archive,
-                    format!(
-                        "after archive-revision {} the pack's kv key {:?} still names it",
-                        quoted(revision),
-                        quoted(&key)
-                    ),
-                );
-            }
-        }
-    }
-    if let Some(dir) = ctx.work_dir(&env, Lane::Main) {
-        let left = dir.join("revisions").join(revision_dir_name(revision));
-        if left.exists() {
-            return fail(
-                Class::Archive,
-                format!(
-                    "after archive-revision {} its directory revisions/{} is still in the work directory",
-                    quoted(revision),
-                    revision_dir_name(revision)
-                ),
-            );
-        }
-    }
-    let live = ids(&ctx.live_process_list(&env));
-    if let Some(still) = spawned.and_then(|s| s.intersection(&live).next()) {
-        return fail(
-            Class::Archive,
-            format!(
-                "after archive-revision {} process {still}, started for it, still runs",
-                quoted(revision)
-            ),
-        );
-    }
-    Ok(())
-}
-
-/// Whether `text` names `id` as a word of its own: other ids containing it
-/// are taken out first, and an occurrence must not run into letters or
-/// digits on either side, nor continue as a longer sibling id does when a
-/// pack writes its separators otherwise (`~1` kept as `-1`, `_7e1`, `%7E1`).
-pub(crate) fn names(text: &str, id: &str, others: &[String]) -> bool {
-    let mut containing: Vec<&String> = others.iter().filter(|o| o.contains(id)).collect();
-    containing.sort_by_key(|o| std::cmp::Reverse(o.len()));
-    // What longer siblings add after the id, from their first letter or digit.
-    let continuations: Vec<String> = others
-        .iter()
-        .filter_map(|o| o.strip_prefix(id))
-        .map(|rest| rest.trim_start_matches(|c: char| !c.is_alphanumeric()).to_lowercase())
-        .filter(|rest| !rest.is_empty())
-        .collect();
-    let mut text = text.to_string();
-    for other in containing {
-        text = text.replace(other.as_str(), "\u{1}");
-    }
-    text.match_indices(id).any(|(at, _)| {
-        let before = text[..at].chars().next_back();
-        let rest = &text[at + id.len()..];
-        let after = rest.chars().next();
-        let own_word = !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric);
-        own_word && !continues_as_sibling(rest, &continuations)
-    })
-}
-
-/// Whether `rest` (what follows an occurrence) goes on with one of the
-/// `continuations`, past separators and escapes of them.
-fn continues_as_sibling(rest: &str, continuations: &[String]) -> bool {
-    let bytes = rest.as_bytes();
-    let mut at = 0;
-    // Skip separators, and `%XX` / `_XX` escapes of them.
-    loop {
-        match bytes.get(at) {
-            Some(b'%' | b'_')
-                if bytes.len() >= at + 3 && bytes[at + 1].is_ascii_hexdigit() && bytes[at + 2].is_ascii_hexdigit() =>
-            {
-                at += 3;
-            }
-            Some(b) if !b.is_ascii_alphanumeric() && b.is_ascii() => at += 1,
-            _ => break,
-        }
-        if at > 8 {
-            break;
-        }
-    }
-    let next = rest[at..].to_lowercase();
-    continuations.iter().any(|c| next.starts_with(c.as_str()))
-}
-
 /// The pack's runtime config, where it reports one, describes the splits
 /// it applied (which, once every recorded split is applied, is the host's
 /// projection).
@@ -495,35 +460,4 @@ async fn agrees(ctx: &Ctx<'_>, model: &Model, after: &Request) -> Result<(), Vio
             only(&expected.entries, &got.entries).join("; ")
         ),
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::names;
-
-    #[test]
-    fn an_id_is_named_only_as_a_word_of_its_own() {
-        let others = vec!["01JBW-1".to_string(), "web".to_string()];
-        assert!(names("rev/01JBW", "01JBW", &others));
-        assert!(names("{\"id\":\"01JBW\"}", "01JBW", &others));
-        assert!(!names("rev/01JBW-1", "01JBW", &others), "another id containing it");
-        assert!(!names("rev/01JBWX", "01JBW", &others), "runs into a letter");
-        assert!(!names("x01JBW", "01JBW", &others));
-        assert!(!names("nothing here", "01JBW", &others));
-        // A sibling the pack spells with other separators is the sibling's.
-        let others = vec!["01JBW~1".to_string()];
-        for text in [
-            "td/01JBW~1",
-            "arn:family/envpack-dev-01JBW-1-ab12",
-            "ev/01JBW_7e1/2",
-            "k/01JBW%7E1",
-        ] {
-            assert!(!names(text, "01JBW", &others), "{text}");
-        }
-        assert!(
-            names("arn:family/envpack-dev-01JBW-ab12", "01JBW", &others),
-            "the revision itself"
-        );
-        assert!(names("td/01JBW", "01JBW", &others));
-    }
 }

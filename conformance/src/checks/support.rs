@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+use envpack_model::{Capability, Lifecycle};
 use std::time::Duration;
 
 use envpack_host::{CallMode, CallReport, KvStore, Pack, Runtime};
@@ -45,8 +47,9 @@ pub(crate) struct Ctx<'a> {
     pub signature: &'a SignatureStatus,
     pub calls: Mutex<Vec<CallStat>>,
     pub envs: AtomicUsize,
-    /// Distinguishes this run's environments from earlier runs on the same runtime.
-    pub run_id: usize,
+    /// This run's nonce: in every fixture environment id, so that no run
+    /// meets another's pack state or provider resources.
+    pub nonce: String,
     /// This run's throwaway directory: each fixture environment's workspace.
     pub scratch: std::path::PathBuf,
     pub workspaces: Mutex<Vec<Workspace>>,
@@ -60,12 +63,18 @@ pub(crate) struct Ctx<'a> {
     pub twin_kv: Arc<dyn KvStore>,
     /// The generated scenarios' findings, computed by the first check that needs them.
     pub generated: tokio::sync::OnceCell<crate::checks::sequences::Findings>,
+    /// Every fixture environment called and not yet retired, as last seen.
+    pub live: Mutex<BTreeMap<(Lane, String), Arc<Environment>>>,
+    /// What the run's releases could not release.
+    pub left: Mutex<Vec<String>>,
+    /// Revisions the run's releases archived through the pack.
+    pub released: AtomicUsize,
 }
 
 /// Where a fixture environment lives. A twin environment has the same id
 /// as a main one but its own pack state and work directory: the two run
 /// side by side so that a check can compare what one step did in each.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Lane {
     Main,
     Twin,
@@ -79,9 +88,6 @@ impl Lane {
         }
     }
 }
-
-/// Runs started in this process, so each run gets fresh pack state.
-pub(crate) static RUNS: AtomicUsize = AtomicUsize::new(0);
 
 /// One step of a sequence: what was asked and what came back.
 pub(crate) struct Step {
@@ -104,8 +110,8 @@ pub(crate) fn label(request: &Request) -> String {
 /// The result of a call in one line.
 pub(crate) fn describe_result(report: &CallReport) -> String {
     match &report.result {
-        Ok(Outcome::Revision { revision, .. }) => format!("ok (revision {revision})"),
-        Ok(Outcome::Split { deployment, entries }) => format!("ok ({deployment}: {} entries)", entries.len()),
+        Ok(Outcome::Revision { revision, .. }) => format!("ok (revision {})", quoted(revision)),
+        Ok(Outcome::Split { deployment, entries }) => format!("ok ({}: {} entries)", quoted(deployment), entries.len()),
         Ok(_) => "ok".into(),
         Err(e) => e.to_string(),
     }
@@ -116,7 +122,7 @@ impl<'a> Ctx<'a> {
     pub fn env_id(&self, check: &str) -> String {
         format!(
             "conformance-{}-{check}-{}",
-            self.run_id,
+            self.nonce,
             self.envs.fetch_add(1, Ordering::Relaxed)
         )
     }
@@ -171,6 +177,7 @@ impl<'a> Ctx<'a> {
         if overruns >= MAX_OVERRUNS {
             return self.not_called(env, request, overruns);
         }
+        lock(&self.live).insert((lane, env.id().to_string()), env.clone());
         let granted;
         let env = if self.config.grants == Grants::default() {
             env
@@ -277,10 +284,37 @@ impl<'a> Ctx<'a> {
             .map(|w| w.work_dir)
     }
 
-    /// Ends an environment the run is done with: stops its processes and
-    /// removes its work directory, so that many generated environments do
-    /// not pile up processes.
-    pub fn retire(&self, env: &Environment, lane: Lane) {
+    /// Ends an environment the run is done with: releases what the pack
+    /// made for it, stops its processes and removes its work directory, so
+    /// that many generated environments do not pile up processes or
+    /// provider resources.
+    ///
+    /// A pack that reaches outside the host (it declares `http`) may hold
+    /// resources the host cannot see, so every revision not yet archived is
+    /// archived through the pack first; what it cannot archive is reported.
+    /// Of a pack that does not, the host sees every effect (processes,
+    /// files) and ends them itself.
+    pub async fn retire(&self, env: &Arc<Environment>, lane: Lane) {
+        lock(&self.live).remove(&(lane, env.id().to_string()));
+        if self.reaches_outside() {
+            let mut revisions: Vec<&envpack_model::Revision> =
+                env.revisions().filter(|r| r.lifecycle != Lifecycle::Archived).collect();
+            revisions.sort_by(|a, b| a.id.cmp(&b.id));
+            for revision in revisions {
+                let step = self.call_in(env, Request::Archive(revision.id.clone()), lane).await;
+                lock(&self.live).remove(&(lane, env.id().to_string()));
+                match step.report.result {
+                    Ok(_) => {
+                        self.released.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => lock(&self.left).push(format!(
+                        "archive-revision {} in {} returned {e}",
+                        quoted(&revision.id),
+                        env.id()
+                    )),
+                }
+            }
+        }
         let Ok(workspace) = envpack_host::StateDir::at(&self.scratch).workspace(lane.scope(), env.id()) else {
             return;
         };
@@ -288,6 +322,20 @@ impl<'a> Ctx<'a> {
             tracing::warn!(error = %e, "could not stop a bench environment's processes");
         }
         let _ = std::fs::remove_dir_all(&workspace.work_dir);
+    }
+
+    /// Retires every environment not retired yet: the end of a run.
+    pub async fn retire_all(&self) {
+        let live: Vec<((Lane, String), Arc<Environment>)> =
+            std::mem::take(&mut *lock(&self.live)).into_iter().collect();
+        for ((lane, _), env) in live {
+            self.retire(&env, lane).await;
+        }
+    }
+
+    /// Whether the pack can make resources the host does not see.
+    fn reaches_outside(&self) -> bool {
+        self.pack.info().capabilities.contains(&Capability::Http)
     }
 
     /// The pack's kv state in `env` (empty if it declares no kv).
@@ -335,6 +383,10 @@ impl<'a> Ctx<'a> {
     }
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// The happy path's requests; `true` marks those made after web's traffic
 /// moved off A2 (in [`shifted`]).
 pub(crate) fn happy_plan(ids: &Ids) -> Vec<(Request, bool)> {
@@ -377,6 +429,9 @@ pub(crate) fn shifted(env: &Arc<Environment>, ids: &Ids) -> Arc<Environment> {
     Arc::new(Environment::clone(env).with_split(&ids.web, split))
 }
 
+/// Problems a failure lists at most; the rest are counted.
+pub(crate) const MAX_LINES: usize = 16;
+
 /// The outcome of one check.
 pub(crate) struct Verdict {
     pub status: Status,
@@ -405,13 +460,18 @@ impl Verdict {
         }
     }
 
-    /// Fails with every problem, one per line, or passes with `note`.
-    pub fn from_problems(problems: Vec<String>, note: impl Into<String>) -> Self {
+    /// Fails with the problems, one per line (the first [`MAX_LINES`] and
+    /// how many more), or passes with `note`.
+    pub fn from_problems(mut problems: Vec<String>, note: impl Into<String>) -> Self {
         if problems.is_empty() {
-            Verdict::pass(note)
-        } else {
-            Verdict::fail(problems.join("\n"))
+            return Verdict::pass(note);
         }
+        if problems.len() > MAX_LINES {
+            let more = problems.len() - MAX_LINES;
+            problems.truncate(MAX_LINES);
+            problems.push(format!("… and {more} more problems like these"));
+        }
+        Verdict::fail(problems.join("\n"))
     }
 }
 

@@ -7,15 +7,42 @@ use std::time::Duration;
 
 use envpack_host::FUEL_PER_MS;
 
-use super::{CallStat, Ctx, Verdict, verb_of};
+use super::{CallStat, Ctx, Lane, Verdict, shifted, verb_of};
 use crate::config::SignatureStatus;
 use crate::fixture::{Fixture, Ids};
 
-pub(super) async fn provider_message(ctx: &Ctx<'_>) -> Verdict {
-    // Warming a revision the provider never staged is a natural provider error.
+/// Artifact locations no provider can fetch: schemes a pack may not
+/// support, hosts that do not answer, a file that is not there.
+const UNFETCHABLE: [&str; 5] = [
+    "ftp://builds.invalid/app-1.tar.gz",
+    "s3://envpack-conformance-no-such-bucket/app-1.tar.gz",
+    "oci://127.0.0.1:9/envpack/no-such-image:1",
+    "https://127.0.0.1:9/app-1.tar.gz",
+    "file:///nonexistent/envpack-conformance/app-1.tar.gz",
+];
+
+/// Calls a provider may well fail, so that the run sees the pack's
+/// provider errors on more than one path: stage of each unfetchable
+/// artifact, warm of a revision never staged, a split applied whose
+/// revisions the provider never ran, drain of a revision never warmed.
+async fn provoke_provider_failures(ctx: &Ctx<'_>) {
     let ids = Ids::standard();
+    for location in UNFETCHABLE {
+        let env = Fixture::new(&ctx.env_id("provider-artifact"), ids.clone())
+            .with_location(&ids.a1, location)
+            .build(&ctx.config.inputs);
+        ctx.call(&env, Request::Stage(ids.a1.clone())).await;
+        ctx.retire(&env, Lane::Main).await;
+    }
     let env = Fixture::new(&ctx.env_id("provider"), ids.clone()).build(&ctx.config.inputs);
     ctx.call(&env, Request::Warm(ids.b1.clone())).await;
+    ctx.call(&env, Request::ApplyTrafficSplit(ids.web.clone())).await;
+    ctx.call(&shifted(&env, &ids), Request::Drain(ids.a2.clone())).await;
+    ctx.retire(&env, Lane::Main).await;
+}
+
+pub(super) async fn provider_message(ctx: &Ctx<'_>) -> Verdict {
+    provoke_provider_failures(ctx).await;
     let calls = ctx.all_calls();
     let mut seen = 0;
     let mut problems = Vec::new();
@@ -38,17 +65,31 @@ pub(super) async fn provider_message(ctx: &Ctx<'_>) -> Verdict {
 
 pub(super) fn capability_declared(ctx: &Ctx<'_>) -> Verdict {
     let calls = ctx.all_calls();
-    let problems: Vec<String> = calls
+    // One line per undeclared operation: how many calls made it, and the first.
+    let mut seen: Vec<(String, &'static str, usize, String)> = Vec::new();
+    for call in &calls {
+        for c in &call.undeclared {
+            match seen.iter_mut().find(|(op, _, _, _)| *op == c.operation) {
+                Some((_, _, count, _)) => *count += 1,
+                None => seen.push((c.operation.to_string(), c.capability.name(), 1, call.label.clone())),
+            }
+        }
+    }
+    let wasi = seen.iter().any(|(op, _, _, _)| op.starts_with("wasi:"));
+    let mut problems: Vec<String> = seen
         .iter()
-        .flat_map(|call| {
-            call.undeclared.iter().map(move |c| {
-                format!(
-                    "{} called {} (capability `{}`), which the pack does not declare in describe",
-                    call.label, c.operation, c.capability
-                )
-            })
+        .map(|(operation, capability, count, first)| {
+            format!(
+                "{operation} (capability `{capability}`, which the pack does not declare in describe): in {count} calls, first {first}"
+            )
         })
         .collect();
+    if wasi {
+        problems.push(
+            "a pack reads WASI's clocks or randomness when its language runtime starts or hashes: declare `clock`, or build without them (componentize-py: --stub-wasi; ComponentizeJS: disableFeatures ['clocks', 'random'])"
+                .to_string(),
+        );
+    }
     let declared: Vec<&str> = ctx.pack.info().capabilities.iter().map(|c| c.name()).collect();
     Verdict::from_problems(
         problems,

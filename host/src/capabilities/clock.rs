@@ -1,9 +1,16 @@
 //! Capability `clock`: wall clock, monotonic clock and a sleep that counts
 //! against the call's deadline.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use wasmtime::component::Resource;
+use wasmtime_wasi::clocks::WasiClocksCtxView;
+use wasmtime_wasi::p2::bindings::clocks::monotonic_clock;
+use wasmtime_wasi::p2::{DynPollable, Pollable, subscribe};
 
 use envpack_model::Capability;
 
@@ -16,6 +23,17 @@ use crate::sandbox::limits::DeadlineExceeded;
 pub struct ClockState {
     /// Time asked for through `clock.sleep-ms`.
     pub slept: Duration,
+    /// Time waited out on WASI clock pollables (`subscribe-duration`,
+    /// `subscribe-instant`: what `std::thread::sleep` and friends become),
+    /// in nanoseconds; shared with the pollables in the call's table.
+    pub wasi_waited: Arc<AtomicU64>,
+}
+
+impl ClockState {
+    /// Every sleep of the call: `clock.sleep-ms` plus the WASI clock waits.
+    pub fn slept_total(&self) -> Duration {
+        self.slept + Duration::from_nanos(self.wasi_waited.load(Ordering::Relaxed))
+    }
 }
 
 /// What `clock` is linked with: its state and the call's ledger.
@@ -48,6 +66,89 @@ impl Host for ClockView<'_> {
             return Err(wasmtime::Error::new(DeadlineExceeded(self.ledger.deadline())));
         }
         Ok(())
+    }
+}
+
+/// `wasi:clocks/monotonic-clock` as wasmtime-wasi serves it, except that
+/// its pollables count the time they are waited on: a WASI sleep is work
+/// against the call's time budget as much as `clock.sleep-ms` is. Linked
+/// over wasmtime-wasi's own definition (the linker allows shadowing there).
+pub struct WasiSleepView<'a> {
+    pub(crate) clocks: WasiClocksCtxView<'a>,
+    pub(crate) waited: Arc<AtomicU64>,
+}
+
+impl WasiSleepView<'_> {
+    fn counted(&mut self, duration: Duration) -> wasmtime::Result<Resource<DynPollable>> {
+        let deadline = tokio::time::Instant::now().checked_add(duration);
+        let wait = self.clocks.table.push(CountedWait {
+            deadline,
+            duration,
+            waited: self.waited.clone(),
+            done: false,
+        })?;
+        subscribe(self.clocks.table, wait)
+    }
+}
+
+impl monotonic_clock::Host for WasiSleepView<'_> {
+    fn now(&mut self) -> wasmtime::Result<u64> {
+        monotonic_clock::Host::now(&mut self.clocks)
+    }
+
+    fn resolution(&mut self) -> wasmtime::Result<u64> {
+        monotonic_clock::Host::resolution(&mut self.clocks)
+    }
+
+    fn subscribe_instant(&mut self, when: u64) -> wasmtime::Result<Resource<DynPollable>> {
+        let now = monotonic_clock::Host::now(&mut self.clocks)?;
+        self.counted(Duration::from_nanos(when.saturating_sub(now)))
+    }
+
+    fn subscribe_duration(&mut self, duration: u64) -> wasmtime::Result<Resource<DynPollable>> {
+        self.counted(Duration::from_nanos(duration))
+    }
+}
+
+/// A clock pollable that adds the time it was waited on, once it fires,
+/// to the call's count. A wait cut short because something else in the
+/// same `poll` was ready first (a timeout beside an HTTP response) adds
+/// nothing: that time belongs to what was awaited, not to a sleep.
+struct CountedWait {
+    /// `None`: further away than the clock can say; never fires.
+    deadline: Option<tokio::time::Instant>,
+    duration: Duration,
+    waited: Arc<AtomicU64>,
+    done: bool,
+}
+
+impl Pollable for CountedWait {
+    fn ready<'a, 'b>(&'a mut self) -> Pin<Box<dyn Future<Output = ()> + Send + 'b>>
+    where
+        'a: 'b,
+        Self: 'b,
+    {
+        Box::pin(async move {
+            if self.done {
+                return;
+            }
+            if self.duration.is_zero() {
+                // As wasmtime-wasi does: a zero wait yields once so a guest
+                // polling in a loop cannot starve the runtime.
+                self.done = true;
+                tokio::task::yield_now().await;
+                return;
+            }
+            let Some(deadline) = self.deadline else {
+                return std::future::pending().await;
+            };
+            let started = tokio::time::Instant::now();
+            tokio::time::sleep_until(deadline).await;
+            self.done = true;
+            let waited = started.elapsed().min(self.duration);
+            let nanos = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);
+            self.waited.fetch_add(nanos, Ordering::Relaxed);
+        })
     }
 }
 

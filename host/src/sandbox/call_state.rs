@@ -17,7 +17,7 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::capabilities::CallEnv;
-use crate::capabilities::clock::{ClockState, ClockView, WasiReads};
+use crate::capabilities::clock::{ClockState, ClockView, WasiReads, WasiSleepView};
 use crate::capabilities::environment::EnvView;
 use crate::capabilities::http::HttpPolicy;
 use crate::capabilities::kv::{KvSession, KvView};
@@ -182,6 +182,14 @@ impl CallState {
         }
     }
 
+    pub(crate) fn wasi_sleep_view(&mut self) -> WasiSleepView<'_> {
+        let waited = self.clock.wasi_waited.clone();
+        WasiSleepView {
+            clocks: wasmtime_wasi::clocks::WasiClocksView::clocks(self),
+            waited,
+        }
+    }
+
     pub(crate) fn process_view(&mut self) -> ProcessView<'_> {
         ProcessView {
             state: &mut self.process,
@@ -216,6 +224,7 @@ impl crate::contract::bindings::envpack::deployer::types::Host for CallState {}
 pub(crate) struct Log;
 pub(crate) struct Kv;
 pub(crate) struct Clock;
+pub(crate) struct WasiSleep;
 pub(crate) struct Process;
 pub(crate) struct Probe;
 pub(crate) struct Secrets;
@@ -229,6 +238,9 @@ impl HasData for Kv {
 }
 impl HasData for Clock {
     type Data<'a> = ClockView<'a>;
+}
+impl HasData for WasiSleep {
+    type Data<'a> = WasiSleepView<'a>;
 }
 impl HasData for Process {
     type Data<'a> = ProcessView<'a>;

@@ -152,6 +152,13 @@ fn link_capabilities(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
     contract::process::add_to_linker::<_, views::Process>(linker, CallState::process_view)?;
     contract::probe::add_to_linker::<_, views::Probe>(linker, CallState::probe_view)?;
     contract::secrets::add_to_linker::<_, views::Secrets>(linker, CallState::secrets_view)?;
+    // WASI's monotonic clock again, over wasmtime-wasi's: its sleeps count.
+    linker.allow_shadowing(true);
+    wasmtime_wasi::p2::bindings::clocks::monotonic_clock::add_to_linker::<_, views::WasiSleep>(
+        linker,
+        CallState::wasi_sleep_view,
+    )?;
+    linker.allow_shadowing(false);
     Ok(())
 }
 

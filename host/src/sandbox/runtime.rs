@@ -252,7 +252,7 @@ impl Runtime {
             };
             state.laps.lap(Phase::Outcome);
             let peak_memory = state.budget.peak();
-            let (fuel, slept) = (state.fuel_used, state.clock.slept);
+            let (fuel, slept) = (state.fuel_used, state.clock.slept_total());
             let mut laps = state.laps;
             let (recording, kv) = state.into_parts();
             let (result, kv_committed) = match settle(&result, kv) {

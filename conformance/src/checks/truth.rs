@@ -1,0 +1,98 @@
+//! Probe truth where the host and the provider disagree: the host records
+//! revisions as ready that this pack (in a fresh environment) never warmed,
+//! as after a provider lost them. A pack that answers from the host's
+//! lifecycle ("ready, so healthy") instead of asking its provider says
+//! `healthy`; so does one that confuses a revision with another of the
+//! same sequence, a case variant or a prefix of one it did warm.
+
+use std::sync::Arc;
+
+use envpack_model::{Environment, Health, Outcome, Request, quoted};
+
+use super::{Ctx, Lane};
+use crate::fixture::{Fixture, Ids};
+
+/// Probes each of `revisions` (never warmed by the pack) and returns a
+/// problem for each it calls healthy; `context` says what was done before.
+async fn never_healthy(
+    ctx: &Ctx<'_>,
+    env: &Arc<Environment>,
+    revisions: &[(&str, &str)],
+    context: &str,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (revision, what) in revisions {
+        let step = ctx.call(env, Request::Probe(revision.to_string())).await;
+        // Unhealthy, unsupported, or an error: none is a lie.
+        if let Ok(Outcome::Health {
+            health: Health::Healthy,
+            ..
+        }) = &step.report.result
+        {
+            problems.push(format!(
+                "probe {} ({what}; the host records it ready, the pack never warmed it) answered healthy {context}",
+                quoted(revision)
+            ));
+        }
+    }
+    problems
+}
+
+/// The fixed disagreement cases; the generated cases judge the rest.
+pub(super) async fn disagreements(ctx: &Ctx<'_>) -> Vec<String> {
+    let ids = Ids::standard();
+    let env = Fixture::new(&ctx.env_id("probe-disagree"), ids.clone()).build(&ctx.config.inputs);
+    let mut problems = never_healthy(
+        ctx,
+        &env,
+        &[
+            (&ids.a1, "a revision"),
+            (&ids.a2, "a revision"),
+            (&ids.b1, "a revision"),
+        ],
+        "in a fresh environment",
+    )
+    .await;
+    // A1 warmed; B1 shares its sequence (1) in another deployment.
+    ctx.call(&env, Request::Stage(ids.a1.clone())).await;
+    ctx.call(&env, Request::Warm(ids.a1.clone())).await;
+    problems.extend(
+        never_healthy(
+            ctx,
+            &env,
+            &[
+                (
+                    &ids.b1,
+                    "another deployment's revision with the same sequence as a warmed one",
+                ),
+                (&ids.a2, "a sibling of a warmed revision"),
+            ],
+            &format!("after {} was warmed", quoted(&ids.a1)),
+        )
+        .await,
+    );
+    ctx.retire(&env, Lane::Main).await;
+    // Ids a careless pack confuses with the warmed one.
+    let confusable = Ids {
+        a2: ids.a1.to_lowercase(),
+        b1: ids.a1[..ids.a1.len() / 2].to_string(),
+        ..ids.clone()
+    };
+    let env = Fixture::new(&ctx.env_id("probe-confusable"), confusable.clone()).build(&ctx.config.inputs);
+    ctx.call(&env, Request::Stage(confusable.a1.clone())).await;
+    ctx.call(&env, Request::Warm(confusable.a1.clone())).await;
+    problems.extend(
+        never_healthy(
+            ctx,
+            &env,
+            &[
+                (&confusable.a2, "the warmed revision's id in lower case"),
+                (&confusable.b1, "a prefix of the warmed revision's id"),
+            ],
+            &format!("after {} was warmed", quoted(&confusable.a1)),
+        )
+        .await,
+    );
+    ctx.retire(&env, Lane::Main).await;
+    problems
+}
