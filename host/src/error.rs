@@ -60,7 +60,7 @@ pub enum CompileError {
     #[error("{0}; raise it with --pack-limit {limit}=N", limit = .0.limit)]
     Shape(Over),
     /// The compiler itself refused the pack (invalid WebAssembly and the like).
-    #[error("{0}")]
+    #[error("{0}{hint}", hint = refusal_hint(.0))]
     Refused(String),
     /// The worker hit its time limit.
     #[error("compiling took more than the compile worker's {0} CPU seconds; raise it with --compile-seconds")]
@@ -82,5 +82,29 @@ impl From<ShapeError> for CompileError {
             }
             ShapeError::Over(over) => CompileError::Shape(over),
         }
+    }
+}
+
+/// What an author can do about a refusal the compiler words for wasmtime's
+/// developers: a pack built for the component model's async ABI (a
+/// toolchain's `async` option) is one this host cannot run.
+fn refusal_hint(message: &str) -> &'static str {
+    if message.contains("component model async") || message.contains("`async` option") || message.contains("async stackful") {
+        "\n  the pack uses the component model's async ABI (an `async` export or canonical option, as wit-bindgen's `async` setting makes); this host runs WASI 0.2's synchronous ABI: build the pack without async exports"
+    } else {
+        ""
+    }
+}
+
+#[cfg(test)]
+mod refusal_tests {
+    use super::CompileError;
+
+    #[test]
+    fn an_async_abi_pack_is_named_as_such() {
+        let e = CompileError::Refused("`task.return` requires the component model async feature (at offset 0x2a)".into());
+        assert!(e.to_string().contains("the pack uses the component model's async ABI"), "{e}");
+        let plain = CompileError::Refused("type mismatch".into());
+        assert_eq!(plain.to_string(), "type mismatch");
     }
 }

@@ -81,6 +81,7 @@ fn settings() -> insta::Settings {
     let mut settings = insta::Settings::clone_current();
     let target = Path::new(LEDGER).parent().unwrap().display().to_string();
     settings.add_filter(&regex_escape(&target), "[PACKS]");
+    settings.add_filter(r"conformance-[0-9a-f]{8}-", "conformance-[NONCE]-");
     settings.add_filter(r"in \d+ ms", "in [MS] ms");
     settings.add_filter(r#""elapsed_ms": [0-9.e+-]+"#, r#""elapsed_ms": "[MS]""#);
     settings.add_filter(r#"time="[0-9.]+""#, r#"time="[S]""#);
