@@ -147,5 +147,5 @@ fn bench_without_a_pack_says_how_to_build_one() {
         .args(["bench", "--quick", "--pack", "no/such.wasm"])
         .assert()
         .code(2)
-        .stderr(predicates::str::contains("no reference pack at no/such.wasm"));
+        .stderr(predicates::str::contains("no pack at no/such.wasm"));
 }
