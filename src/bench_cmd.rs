@@ -30,13 +30,15 @@ pub struct Args {
     /// An interpreter pack (e.g. Python, built by `packs/py-stateless/build`)
     /// whose `traffic set` runs side by side with the measured pack's, and
     /// whose `pack install` is timed against its compile time; skipped
-    /// (reported as not measured) if the file is missing.
-    #[arg(long, default_value = "target/packs/py-stateless.wasm", value_name = "PACK")]
-    interpreter_pack: PathBuf,
+    /// (reported as not measured) if the file is missing [default:
+    /// target/packs/py-stateless.wasm; with --quick, only if given].
+    #[arg(long, value_name = "PACK")]
+    interpreter_pack: Option<PathBuf>,
     /// The local-process pack, whose `pack install` (with an app to deploy,
-    /// nginx and Python) is timed; skipped if it or a program is missing.
-    #[arg(long, default_value = "target/packs/local-process.wasm", value_name = "PACK")]
-    local_process_pack: PathBuf,
+    /// nginx and Python) is timed; skipped if it or a program is missing
+    /// [default: target/packs/local-process.wasm; with --quick, only if given].
+    #[arg(long, value_name = "PACK")]
+    local_process_pack: Option<PathBuf>,
     /// Another build of `host` whose commands run side by side with this one's
     /// (interleaved, on copies of one state directory): a before/after in one run.
     #[arg(long, value_name = "HOST")]
@@ -81,17 +83,22 @@ pub async fn run(args: Args) -> Result<i32, CliError> {
             .chain(args.grants.to_args())
             .collect(),
     };
-    let local_process = LocalProcessInstall {
-        pack: args.local_process_pack,
-        manifest: "packs/local-process/pack.toml".into(),
-        app: "tests/apps/revision_app.py".into(),
-    };
+    // A quick run measures the slow things (a 20 MB compile, a real
+    // deployment's admission) only when asked to.
+    let default = |given: Option<PathBuf>, path: &str| given.or_else(|| (!args.quick).then(|| path.into()));
+    let local_process = default(args.local_process_pack, "target/packs/local-process.wasm").map(|pack| {
+        LocalProcessInstall {
+            pack,
+            manifest: "packs/local-process/pack.toml".into(),
+            app: "tests/apps/revision_app.py".into(),
+        }
+    });
     let options = Options {
         quick: args.quick,
         pack: args.pack,
         env,
-        interpreter_pack: Some(args.interpreter_pack),
-        local_process: Some(local_process),
+        interpreter_pack: default(args.interpreter_pack, "target/packs/py-stateless.wasm"),
+        local_process,
         programs,
     };
     let report = envpack_bench::run(&options)

@@ -329,7 +329,7 @@ pub async fn run(options: &Options) -> Result<BenchReport, BenchError> {
             None
         }
         None => {
-            skipped.push("interpreter pack: not asked for".into());
+            skipped.push("interpreter pack: not asked for (--interpreter-pack)".into());
             None
         }
     };
@@ -354,11 +354,12 @@ pub async fn run(options: &Options) -> Result<BenchReport, BenchError> {
             let measured = cli::measure(programs, scratch.path(), &subjects, n.commands)?;
             figures.extend(measured.installs);
             figures.push(floors::process_start(n.commands)?);
-            if let Some(local) = &options.local_process {
-                match install::local_process(&programs.program, scratch.path(), local)? {
+            match &options.local_process {
+                Some(local) => match install::local_process(&programs.program, scratch.path(), local)? {
                     Ok(measured) => figures.extend(measured),
                     Err(why) => skipped.push(format!("local-process install: {why}")),
-                }
+                },
+                None => skipped.push("local-process install: not asked for (--local-process-pack)".into()),
             }
             measured.commands
         }
