@@ -155,10 +155,11 @@ impl CompileCache {
         let text = match std::fs::read(path.with_extension(RECORD)) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                // An entry without a record was not written by this host
-                // (no entry at all is a plain miss).
-                return Err(path
-                    .exists()
+                // An entry without a record was not written by this host (no
+                // entry at all is a plain miss; an older host's HMAC record,
+                // `.cwasm.mac`, is compiled anew quietly).
+                let older = path.with_extension("cwasm.mac").exists();
+                return Err((path.exists() && !older)
                     .then(|| "the entry has no record of being written by this host".to_string()));
             }
             Err(e) => return Err(Some(format!("unreadable record: {e}"))),
