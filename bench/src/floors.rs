@@ -52,3 +52,71 @@ pub fn process_start(runs: usize) -> Result<Figure, BenchError> {
     }
     Ok(latency("floor.process-start", samples))
 }
+
+/// The integrity checks' options, on an installed interpreter pack's state
+/// directory (`state`): what each costs per command. `integrity.sha256.pack`
+/// is hashing the pack file (what every command did to check its digest,
+/// then again for its signature); `integrity.blake3.entry` is the keyed
+/// tag over its compiled-code entry (what every cached load did);
+/// `integrity.seal-check` is what a command does now: the registry's seal
+/// (file identity, keyed tag) and the signatures verified from it.
+pub fn integrity(state: &Path, runs: usize) -> Result<Vec<Figure>, BenchError> {
+    use envpack_trust::{Registry, SealKey, TrustStore};
+    let err = |what: &'static str| move |e: String| fail(what)(e);
+    let registry = Registry::open(&state.join("packs")).map_err(|e| err("registry")(e.to_string()))?;
+    let trust = TrustStore::open(&state.join("trust.json")).map_err(|e| err("trust")(e.to_string()))?;
+    let Some(pack) = registry.list().first().cloned() else {
+        return Ok(Vec::new());
+    };
+    let bytes = std::fs::read(registry.path(&pack)).map_err(|e| err("read")(e.to_string()))?;
+    let entry = std::fs::read_dir(state.join("cache"))
+        .map_err(|e| err("cache")(e.to_string()))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+        .max_by_key(|p| std::fs::metadata(p).map_or(0, |m| m.len()));
+    let entry = match entry {
+        Some(path) => std::fs::read(path).map_err(|e| err("read")(e.to_string()))?,
+        None => Vec::new(),
+    };
+    let key = SealKey::from_bytes([7; 32]);
+    let time = |f: &dyn Fn()| {
+        let samples = (0..runs.clamp(1, 5))
+            .map(|_| {
+                let started = Instant::now();
+                f();
+                started.elapsed()
+            })
+            .collect::<Vec<_>>();
+        samples
+    };
+    let mut figures = vec![
+        latency(
+            "integrity.sha256.pack",
+            time(&|| {
+                std::hint::black_box(envpack_model::sha256_hex(&bytes));
+            }),
+        ),
+        latency(
+            "integrity.blake3.entry",
+            time(&|| {
+                let mut hasher = key.hasher();
+                hasher.update(&entry);
+                std::hint::black_box(hasher.finalize());
+            }),
+        ),
+    ];
+    let mut checks = Vec::new();
+    for _ in 0..runs.max(1) {
+        let started = Instant::now();
+        let checked = registry
+            .check(&pack, &trust.keyring())
+            .map_err(|e| err("check")(e.to_string()))?;
+        checks.push(started.elapsed());
+        if checked.bytes.is_some() {
+            return Err(BenchError("the installed pack was not checked from its seal".into()));
+        }
+    }
+    figures.push(latency("integrity.seal-check", checks));
+    Ok(figures)
+}

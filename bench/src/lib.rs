@@ -294,18 +294,18 @@ pub async fn run(options: &Options) -> Result<BenchReport, BenchError> {
     }
     figures.push(latency("load.warm", samples));
 
-    figures.push(instantiate(&host, &pack, n.instances, "instantiate").await?);
+    figures.extend(instantiate(&host, &pack, n.instances, "instantiate").await?);
     // The same, on the allocator a one-shot command uses.
     let on_demand = runtime_with(Some(&state.join("cache")), AllocatorChoice::OnDemand)?;
     let pack_on_demand = load(&on_demand, &file, &subject).await?.0;
-    figures.push(instantiate(&on_demand, &pack_on_demand, n.instances, "instantiate.on-demand").await?);
+    figures.extend(instantiate(&on_demand, &pack_on_demand, n.instances, "instantiate.on-demand").await?);
     drop((pack_on_demand, on_demand));
     let shape = Shape {
         subject: &subject,
         env: &options.env,
     };
     let (ratios, breakdown) = verbs(&host, &pack, &shape, n.verbs, &mut figures).await?;
-    figures.push(throughput(&host, &pack, &shape, n.throughput).await?);
+    figures.extend(throughput(&host, &pack, &shape, n.throughput).await?);
     figures.push(conformance(&host, &file, &shape, n.conformance).await?);
     figures.extend(memory(&host, &pack, &shape, n.live).await?);
     figures.extend(floors::in_process(scratch.path(), n.commands)?);
@@ -353,6 +353,9 @@ pub async fn run(options: &Options) -> Result<BenchReport, BenchError> {
             }
             let measured = cli::measure(programs, scratch.path(), &subjects, n.commands)?;
             figures.extend(measured.installs);
+            if interpreter.is_some() {
+                figures.extend(floors::integrity(&scratch.path().join("cli-state-interpreter"), n.commands)?);
+            }
             figures.push(floors::process_start(n.commands)?);
             match &options.local_process {
                 Some(local) => match install::local_process(&programs.program, scratch.path(), local)? {
@@ -396,18 +399,26 @@ impl Shape<'_> {
     }
 }
 
-async fn instantiate(host: &Runtime, pack: &Pack, count: usize, name: &str) -> Result<Figure, BenchError> {
-    let mut samples = Vec::with_capacity(count);
+/// `instantiate`: wasmtime's `InstancePre::instantiate_async` alone, as the
+/// phase breakdown's `instantiate` column; `.with-store` adds what the host
+/// makes first (the call state, the `Store`).
+async fn instantiate(host: &Runtime, pack: &Pack, count: usize, name: &str) -> Result<Vec<Figure>, BenchError> {
+    let mut alone = Vec::with_capacity(count);
+    let mut with_store = Vec::with_capacity(count);
     for _ in 0..count {
         let started = Instant::now();
-        let live = host
-            .instantiate(pack)
+        let (live, instantiate) = host
+            .instantiate_timed(pack)
             .await
             .map_err(|e| fail("instantiate")(e.to_string()))?;
-        samples.push(started.elapsed());
+        with_store.push(started.elapsed());
+        alone.push(instantiate);
         drop(live);
     }
-    Ok(latency(name, samples))
+    Ok(vec![
+        latency(name, alone),
+        latency(format!("{name}.with-store"), with_store),
+    ])
 }
 
 /// Every verb at every size, WASM then native, and their ratios; at the
@@ -484,13 +495,15 @@ async fn verbs(
     Ok((ratios, rows))
 }
 
-/// Verbs per second with many environments served at once on all cores.
+/// Verbs per second with many environments served at once on all cores
+/// (`throughput.verbs_per_second`), and with one environment served by one
+/// task (`throughput.one-task`): how far the first is from cores x the second.
 async fn throughput(
     host: &Arc<Runtime>,
     pack: &Arc<Pack>,
     shape: &Shape<'_>,
     duration: Duration,
-) -> Result<Figure, BenchError> {
+) -> Result<Vec<Figure>, BenchError> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut envs = Vec::new();
     for i in 0..cores * 4 {
@@ -500,6 +513,21 @@ async fn throughput(
         }
         envs.push(env);
     }
+    let one = serve(host, pack, envs[..1].to_vec(), duration / 3).await?;
+    let all = serve(host, pack, envs, duration).await?;
+    Ok(vec![
+        value("throughput.verbs_per_second", "1/s", all),
+        value("throughput.one-task", "1/s", one),
+    ])
+}
+
+/// Verbs per second, one task per environment, for `duration`.
+async fn serve(
+    host: &Arc<Runtime>,
+    pack: &Arc<Pack>,
+    envs: Vec<Arc<Environment>>,
+    duration: Duration,
+) -> Result<f64, BenchError> {
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for env in envs {
@@ -520,11 +548,7 @@ async fn throughput(
     while let Some(result) = tasks.join_next().await {
         total += result.map_err(|e| fail("throughput task")(e.to_string()))??;
     }
-    Ok(value(
-        "throughput.verbs_per_second",
-        "1/s",
-        total as f64 / started.elapsed().as_secs_f64(),
-    ))
+    Ok(total as f64 / started.elapsed().as_secs_f64())
 }
 
 async fn conformance(host: &Runtime, file: &Path, shape: &Shape<'_>, runs: usize) -> Result<Figure, BenchError> {

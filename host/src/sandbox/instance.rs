@@ -91,6 +91,13 @@ impl Runtime {
     /// calling anything: what benchmarks measure as instantiation and as
     /// memory per live instance.
     pub async fn instantiate(&self, pack: &Pack) -> Result<LiveInstance, VerbError> {
+        Ok(self.instantiate_timed(pack).await?.0)
+    }
+
+    /// [`Self::instantiate`], with the time of wasmtime's
+    /// `InstancePre::instantiate_async` alone (the store and its state made
+    /// before, the instance dropped after).
+    pub async fn instantiate_timed(&self, pack: &Pack) -> Result<(LiveInstance, std::time::Duration), VerbError> {
         let state = self.new_state(Gate::default(), self.kv.clone(), String::new());
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.budget);
@@ -98,8 +105,9 @@ impl Runtime {
         if let Err(e) = store.set_fuel(u64::MAX) {
             return Err(classify(Verb::Describe, &e, store.data()));
         }
+        let started = std::time::Instant::now();
         match pack.pre.instantiate_async(&mut store).await {
-            Ok(_) => Ok(LiveInstance { _store: store }),
+            Ok(_) => Ok((LiveInstance { _store: store }, started.elapsed())),
             Err(e) => Err(classify(Verb::Describe, &e, store.data())),
         }
     }

@@ -41,7 +41,7 @@ fn highest_trusted_version_wins_and_revoked_signers_are_skipped() {
         Registry::open(&state.path().join("packs"))
             .unwrap()
             .resolve(&req(text), &keyring)
-            .map(|(p, _, _)| p.descriptor)
+            .map(|(p, _)| p.descriptor)
     };
     assert_eq!(
         resolve(&trust, "envpack.deployer.ledger@^1").unwrap(),
