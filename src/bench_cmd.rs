@@ -86,13 +86,12 @@ pub async fn run(args: Args) -> Result<i32, CliError> {
     // A quick run measures the slow things (a 20 MB compile, a real
     // deployment's admission) only when asked to.
     let default = |given: Option<PathBuf>, path: &str| given.or_else(|| (!args.quick).then(|| path.into()));
-    let local_process = default(args.local_process_pack, "target/packs/local-process.wasm").map(|pack| {
-        LocalProcessInstall {
+    let local_process =
+        default(args.local_process_pack, "target/packs/local-process.wasm").map(|pack| LocalProcessInstall {
             pack,
             manifest: "packs/local-process/pack.toml".into(),
             app: "tests/apps/revision_app.py".into(),
-        }
-    });
+        });
     let options = Options {
         quick: args.quick,
         pack: args.pack,

@@ -345,35 +345,36 @@ pub fn measure(
         }
     }
     let marks = scratch.join("marks.json");
-    let mut figures = Vec::new();
+    // Every (command, build) pair, each warmed up once, then sampled in
+    // rounds: one run of every pair per round, so that all of them see the
+    // same machine (it is shared and noisy) and their ratios hold.
+    let mut pairs = Vec::new();
     for command in measured() {
-        let builds: Vec<&(&str, &str, &Path, PathBuf)> = states
-            .iter()
-            .filter(|(label, build, _, _)| {
-                *label == command.subject && (*build == "this" || !command.this_build_only)
-            })
-            .collect();
-        if builds.is_empty() {
-            continue;
-        }
-        for (_, _, program, state) in &builds {
-            sample(program, state, &(command.args)(runs + 1), None)?;
-        }
-        let mut samples: Vec<Vec<Sample>> = builds.iter().map(|_| Vec::with_capacity(runs)).collect();
-        for n in 0..runs {
-            let args = (command.args)(n);
-            for (i, (_, build, program, state)) in builds.iter().enumerate() {
-                let mut run = sample(program, state, &args, None)?;
-                if *build == "this" {
-                    run.phases = sample(program, state, &args, Some(&marks))?.phases;
-                }
-                samples[i].push(run);
+        for (label, build, program, state) in &states {
+            if *label == command.subject && (*build == "this" || !command.this_build_only) {
+                pairs.push((command.name, command.args, *build, *program, state.clone()));
             }
         }
-        for (i, (_, build, _, _)) in builds.iter().enumerate() {
-            figures.push(figure(command.name, build, &samples[i]));
+    }
+    for (_, args, _, program, state) in &pairs {
+        sample(program, state, &args(runs + 1), None)?;
+    }
+    let mut samples: Vec<Vec<Sample>> = pairs.iter().map(|_| Vec::with_capacity(runs)).collect();
+    for n in 0..runs {
+        for (i, (_, args, build, program, state)) in pairs.iter().enumerate() {
+            let args = args(n);
+            let mut run = sample(program, state, &args, None)?;
+            if *build == "this" {
+                run.phases = sample(program, state, &args, Some(&marks))?.phases;
+            }
+            samples[i].push(run);
         }
     }
+    let figures = pairs
+        .iter()
+        .zip(&samples)
+        .map(|((name, _, build, _, _), samples)| figure(name, build, samples))
+        .collect();
     Ok(Measurements {
         commands: figures,
         installs,

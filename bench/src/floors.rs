@@ -26,8 +26,11 @@ pub fn in_process(scratch: &Path, runs: usize) -> Result<Vec<Figure>, BenchError
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(sql)?;
-        tx.execute("INSERT INTO t VALUES (?1, 'a row the size of an audit row')", [n as i64])
-            .map_err(sql)?;
+        tx.execute(
+            "INSERT INTO t VALUES (?1, 'a row the size of an audit row')",
+            [n as i64],
+        )
+        .map_err(sql)?;
         tx.commit().map_err(sql)?;
         samples.push(started.elapsed());
     }
@@ -119,4 +122,34 @@ pub fn integrity(state: &Path, runs: usize) -> Result<Vec<Figure>, BenchError> {
     }
     figures.push(latency("integrity.seal-check", checks));
     Ok(figures)
+}
+
+/// `machine.effective-cores`: how many cores this process actually gets
+/// now — the same CPU-bound work on one thread, then on one thread per
+/// core at once: cores x (time alone / time together). On a shared machine
+/// it is below the core count, and bounds any all-cores figure.
+pub fn effective_cores(cores: usize) -> Figure {
+    fn spin(rounds: u64) -> u64 {
+        let mut x = 0u64;
+        for i in 0..rounds {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(i));
+        }
+        x
+    }
+    const ROUNDS: u64 = 200_000_000;
+    let started = Instant::now();
+    std::hint::black_box(spin(ROUNDS));
+    let alone = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..cores {
+            scope.spawn(|| std::hint::black_box(spin(ROUNDS)));
+        }
+    });
+    let together = started.elapsed().as_secs_f64();
+    crate::stats::value(
+        "machine.effective-cores",
+        "cores",
+        cores as f64 * alone / together.max(1e-9),
+    )
 }

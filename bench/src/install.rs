@@ -92,7 +92,11 @@ pub fn local_process(
     // since this state directory's cache is empty.
     let started = Instant::now();
     let public = s(&dir.join("author.pub"));
-    host(program, &state, &["trust", "add", &public, "--name", "author", "--scope", "envpack.*"])?;
+    host(
+        program,
+        &state,
+        &["trust", "add", &public, "--name", "author", "--scope", "envpack.*"],
+    )?;
     host(
         program,
         &state,

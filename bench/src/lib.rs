@@ -124,7 +124,6 @@ pub struct BenchReport {
     pub targets: Vec<Target>,
 }
 
-
 struct Iterations {
     loads: usize,
     instances: usize,
@@ -306,6 +305,8 @@ pub async fn run(options: &Options) -> Result<BenchReport, BenchError> {
     };
     let (ratios, breakdown) = verbs(&host, &pack, &shape, n.verbs, &mut figures).await?;
     figures.extend(throughput(&host, &pack, &shape, n.throughput).await?);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    figures.push(floors::effective_cores(cores));
     figures.push(conformance(&host, &file, &shape, n.conformance).await?);
     figures.extend(memory(&host, &pack, &shape, n.live).await?);
     figures.extend(floors::in_process(scratch.path(), n.commands)?);
@@ -354,7 +355,10 @@ pub async fn run(options: &Options) -> Result<BenchReport, BenchError> {
             let measured = cli::measure(programs, scratch.path(), &subjects, n.commands)?;
             figures.extend(measured.installs);
             if interpreter.is_some() {
-                figures.extend(floors::integrity(&scratch.path().join("cli-state-interpreter"), n.commands)?);
+                figures.extend(floors::integrity(
+                    &scratch.path().join("cli-state-interpreter"),
+                    n.commands,
+                )?);
             }
             figures.push(floors::process_start(n.commands)?);
             match &options.local_process {

@@ -25,6 +25,7 @@ fn quick_bench_reports_every_figure() {
         "instantiate.on-demand.with-store".to_string(),
         "throughput.verbs_per_second".to_string(),
         "throughput.one-task".to_string(),
+        "machine.effective-cores".to_string(),
         "conformance.extended".to_string(),
         "memory.per_live_instance_rss".to_string(),
         "memory.linear_per_instance".to_string(),
@@ -211,7 +212,11 @@ fn bench_measures_any_pack_with_its_own_environment() {
     let has = |name: &str| figures.iter().any(|f| f["name"] == name);
     assert!(has("verb.apply-traffic-split.10000") && has("load.warm"), "{figures:?}");
     // No native comparison for a pack that is not the reference.
-    assert!(!figures.iter().any(|f| f["name"].as_str().unwrap().starts_with("native.")));
+    assert!(
+        !figures
+            .iter()
+            .any(|f| f["name"].as_str().unwrap().starts_with("native."))
+    );
     assert!(report["ratios"].as_array().unwrap().is_empty());
     assert_eq!(report["breakdown"].as_array().unwrap().len(), 7);
 }

@@ -138,7 +138,10 @@ async fn an_entry_changed_with_its_times_put_back_is_refused() {
     )
     .unwrap();
     drop(file);
-    assert_eq!(std::fs::metadata(&entry).unwrap().modified().unwrap(), before.modified().unwrap());
+    assert_eq!(
+        std::fs::metadata(&entry).unwrap().modified().unwrap(),
+        before.modified().unwrap()
+    );
     assert!(
         matches!(event(&rt, LEDGER).await, CacheEvent::Rebuilt(r) if r.contains("does not match")),
         "a changed entry is read whole and refused"
@@ -206,7 +209,12 @@ async fn an_entry_opened_for_writing_while_mapped_stops_the_process() {
     // read lease, is gone: the child is stopped before anything is written.
     let mut file = std::fs::File::options().write(true).open(&entry).unwrap();
     let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(envpack_host::LEASE_BROKEN_EXIT), "{status:?} {:?}", status.signal());
+    assert_eq!(
+        status.code(),
+        Some(envpack_host::LEASE_BROKEN_EXIT),
+        "{status:?} {:?}",
+        status.signal()
+    );
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     assert!(stderr.contains("opened for writing"), "{stderr}");

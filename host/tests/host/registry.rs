@@ -112,10 +112,7 @@ fn same_descriptor_with_other_content_conflicts() {
 }
 
 fn keyring(trust: &TrustStore) -> Keyring<'_> {
-    Keyring {
-        trust,
-        extra: vec![],
-    }
+    Keyring { trust, extra: vec![] }
 }
 
 #[test]
