@@ -84,14 +84,13 @@ pub fn integrity(state: &Path, runs: usize) -> Result<Vec<Figure>, BenchError> {
     };
     let key = SealKey::from_bytes([7; 32]);
     let time = |f: &dyn Fn()| {
-        let samples = (0..runs.clamp(1, 5))
+        (0..runs.clamp(1, 5))
             .map(|_| {
                 let started = Instant::now();
                 f();
                 started.elapsed()
             })
-            .collect::<Vec<_>>();
-        samples
+            .collect::<Vec<_>>()
     };
     let mut figures = vec![
         latency(

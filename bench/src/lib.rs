@@ -18,6 +18,7 @@ pub mod scenario;
 mod stats;
 mod subject;
 mod targets;
+mod throughput;
 
 pub use cli::Programs;
 pub use install::LocalProcessInstall;
@@ -238,7 +239,7 @@ fn install_in(state: &Path, subject: &Subject) -> Result<(), BenchError> {
     Ok(())
 }
 
-async fn call_ok(
+pub(crate) async fn call_ok(
     runtime: &Runtime,
     pack: &Pack,
     env: &Arc<Environment>,
@@ -304,7 +305,7 @@ pub async fn run(options: &Options) -> Result<BenchReport, BenchError> {
         env: &options.env,
     };
     let (ratios, breakdown) = verbs(&host, &pack, &shape, n.verbs, &mut figures).await?;
-    figures.extend(throughput(&host, &pack, &shape, n.throughput).await?);
+    figures.extend(throughput::measure(&host, &pack, &shape, n.throughput).await?);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     figures.push(floors::effective_cores(cores));
     figures.push(conformance(&host, &file, &shape, n.conformance).await?);
@@ -392,13 +393,13 @@ pub async fn run(options: &Options) -> Result<BenchReport, BenchError> {
 }
 
 /// The pack under bench and what its environments get.
-struct Shape<'a> {
+pub(crate) struct Shape<'a> {
     subject: &'a Subject,
     env: &'a BenchEnv,
 }
 
 impl Shape<'_> {
-    fn environment(&self, id: &str, size: usize) -> Arc<Environment> {
+    pub(crate) fn environment(&self, id: &str, size: usize) -> Arc<Environment> {
         scenario::environment_for(id, size, self.subject.capabilities(), self.env)
     }
 }
@@ -497,62 +498,6 @@ async fn verbs(
         }
     }
     Ok((ratios, rows))
-}
-
-/// Verbs per second with many environments served at once on all cores
-/// (`throughput.verbs_per_second`), and with one environment served by one
-/// task (`throughput.one-task`): how far the first is from cores x the second.
-async fn throughput(
-    host: &Arc<Runtime>,
-    pack: &Arc<Pack>,
-    shape: &Shape<'_>,
-    duration: Duration,
-) -> Result<Vec<Figure>, BenchError> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut envs = Vec::new();
-    for i in 0..cores * 4 {
-        let env = shape.environment(&format!("throughput-{i}"), 10);
-        for request in scenario::setup() {
-            call_ok(host, pack, &env, &request).await?;
-        }
-        envs.push(env);
-    }
-    let one = serve(host, pack, envs[..1].to_vec(), duration / 3).await?;
-    let all = serve(host, pack, envs, duration).await?;
-    Ok(vec![
-        value("throughput.verbs_per_second", "1/s", all),
-        value("throughput.one-task", "1/s", one),
-    ])
-}
-
-/// Verbs per second, one task per environment, for `duration`.
-async fn serve(
-    host: &Arc<Runtime>,
-    pack: &Arc<Pack>,
-    envs: Vec<Arc<Environment>>,
-    duration: Duration,
-) -> Result<f64, BenchError> {
-    let started = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for env in envs {
-        let (host, pack) = (host.clone(), pack.clone());
-        tasks.spawn(async move {
-            let mut done = 0u64;
-            let mix = scenario::mix();
-            while started.elapsed() < duration {
-                for request in &mix {
-                    call_ok(&host, &pack, &env, request).await?;
-                    done += 1;
-                }
-            }
-            Ok::<u64, BenchError>(done)
-        });
-    }
-    let mut total = 0;
-    while let Some(result) = tasks.join_next().await {
-        total += result.map_err(|e| fail("throughput task")(e.to_string()))??;
-    }
-    Ok(total as f64 / started.elapsed().as_secs_f64())
 }
 
 async fn conformance(host: &Runtime, file: &Path, shape: &Shape<'_>, runs: usize) -> Result<Figure, BenchError> {

@@ -4,6 +4,13 @@
 //! (with every capability refused) → check the contract version and the
 //! manifest against `describe`. The operator, `pack`, `inspect`, `verify`,
 //! `conformance` and the bench all load through here.
+//!
+//! An installed pack ([`Runtime::load_installed`]) starts from what the
+//! registry checked (digest, signer, manifest: see `Registry::check`): its
+//! compiled code comes from the cache by digest, mapped, with `describe`'s
+//! answer from the entry's record, so that neither the pack file nor the
+//! code is read; the file is read, and its digest checked, only when the
+//! cache has no entry for it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
