@@ -86,7 +86,6 @@ impl Context {
             program,
             cpu_seconds,
             memory_bytes: memory_mib.saturating_mul(1 << 20),
-            metered: false,
         });
         Ok(())
     }

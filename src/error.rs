@@ -126,7 +126,7 @@ fn admission_exit(error: &envpack_operator::AdmissionError) -> i32 {
 fn load_exit(error: &LoadError) -> i32 {
     match error {
         LoadError::Read { .. } => exit::BAD_INPUT,
-        LoadError::Untrusted { .. } => exit::UNTRUSTED,
+        LoadError::Untrusted { .. } | LoadError::Changed { .. } => exit::UNTRUSTED,
         LoadError::Manifest { source, .. } if is_mismatch(source) => exit::UNTRUSTED,
         _ => exit::PACK_UNUSABLE,
     }

@@ -41,6 +41,24 @@ pub struct GrantArgs {
 
 impl GrantArgs {
     /// The scopes given, resolved and checked now; `None` if none was given.
+    /// The same flags again, as arguments of another `host` command.
+    pub fn to_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        for (flag, values) in [
+            ("--allow-run", &self.allow_run),
+            ("--allow-env", &self.allow_env),
+            ("--allow-port", &self.allow_port),
+            ("--allow-probe", &self.allow_probe),
+            ("--allow-http", &self.allow_http),
+            ("--allow-secret", &self.allow_secret),
+        ] {
+            for value in values {
+                args.extend([flag.to_string(), value.clone()]);
+            }
+        }
+        args
+    }
+
     pub fn grants(&self) -> Result<Option<Grants>, CliError> {
         let given = !(self.allow_run.is_empty()
             && self.allow_env.is_empty()

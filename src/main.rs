@@ -240,6 +240,10 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    // Compiled code runs mapped from the cache under read leases: a lease
+    // broken by a writer stops this process (SIGIO), on whichever thread
+    // gets the signal, so no thread may start with SIGIO blocked.
+    envpack_host::prepare_leases();
     // The host run again to compile one pack under limits (see `Context::bound_compiles`).
     if std::env::args_os()
         .nth(1)

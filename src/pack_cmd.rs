@@ -217,7 +217,8 @@ fn resolve(ctx: &mut Context, requirement: &str, as_json: bool) -> Result<i32, C
     let trust = ctx.trust()?;
     let registry = ctx.registry()?;
     let keyring = trust.keyring();
-    let (pack, verified, _) = registry.resolve(&req, &keyring)?;
+    let (pack, checked) = registry.resolve(&req, &keyring)?;
+    let verified = checked.verified;
     if as_json {
         println!(
             "{:#}",

@@ -1,7 +1,8 @@
 //! The command path: the real `host` binary run as an operator runs it,
 //! one process per command, against a state directory the bench sets up
 //! with the same binary (trusted key, installed pack, an environment with
-//! two ready revisions). A command's wall time comes from runs as an
+//! two ready revisions) — one for the pack under bench and, when there is
+//! one, one for the interpreter pack, whose `pack install` is timed there. A command's wall time comes from runs as an
 //! operator makes them; its phases from a run right after each of those
 //! with `ENVPACK_TIMINGS` set (so that writing the marks is not counted in
 //! the totals), to which the bench adds the process's start (spawn to
@@ -18,7 +19,8 @@ use envpack_host::timing::{CommandTimings, TIMINGS_ENV};
 use serde::Serialize;
 
 use crate::breakdown::PhaseFigure;
-use crate::stats::latency;
+use crate::stats::{Figure, latency};
+use crate::subject::{BenchEnv, Subject};
 use crate::{BenchError, fail};
 
 const R1: &str = "01JBWCLI000000000000000R1";
@@ -53,6 +55,8 @@ struct Measured {
     args: fn(usize) -> Vec<String>,
     /// Uses a flag older builds may not have: not run on the baseline.
     this_build_only: bool,
+    /// Which subject's state directory it runs on.
+    subject: &'static str,
 }
 
 fn measured() -> Vec<Measured> {
@@ -61,24 +65,76 @@ fn measured() -> Vec<Measured> {
             name: "version",
             args: |_| vec!["--version".into()],
             this_build_only: false,
+            subject: "reference",
         },
         Measured {
             name: "status",
             args: |_| vec!["status".into(), "bench".into()],
             this_build_only: false,
+            subject: "reference",
         },
         Measured {
             name: "traffic-set",
             args: |n| traffic_set(n, false),
             this_build_only: false,
+            subject: "reference",
         },
         // The same on the pooling allocator: the allocator cut, side by side.
         Measured {
             name: "traffic-set-pooling",
             args: |n| traffic_set(n, true),
             this_build_only: true,
+            subject: "reference",
+        },
+        // The same command on the interpreter pack, interleaved with the
+        // others: a command's cost against the pack's size.
+        Measured {
+            name: "traffic-set-interpreter",
+            args: |n| traffic_set(n, false),
+            this_build_only: false,
+            subject: "interpreter",
         },
     ]
+}
+
+/// A pack the command path runs: its signed file, the public key that
+/// signed it, and how `env create` binds an environment to it.
+pub struct CliSubject {
+    label: &'static str,
+    file: PathBuf,
+    public_key: PathBuf,
+    env_create: Vec<String>,
+}
+
+impl CliSubject {
+    pub fn new(
+        label: &'static str,
+        subject: &Subject,
+        file: PathBuf,
+        env: &BenchEnv,
+        scratch: &Path,
+    ) -> Result<Self, BenchError> {
+        let public_key = scratch.join(format!("{label}.pub"));
+        let pem = subject
+            .key
+            .public()
+            .to_pem()
+            .map_err(|e| fail("public key")(e.to_string()))?;
+        std::fs::write(&public_key, pem).map_err(|e| fail("write")(e.to_string()))?;
+        Ok(CliSubject {
+            label,
+            file,
+            public_key,
+            env_create: subject.env_create_args("bench", env),
+        })
+    }
+}
+
+/// What the command path measured.
+pub struct Measurements {
+    pub commands: Vec<CommandFigure>,
+    /// `install.reference`, `install.interpreter`: `pack install` wall time.
+    pub installs: Vec<Figure>,
 }
 
 /// `traffic set` with alternating splits: every run changes what the pack applies.
@@ -115,25 +171,30 @@ fn run(program: &Path, state: &Path, args: &[&str]) -> Result<(), BenchError> {
 }
 
 /// A state directory with the signed pack installed and an environment
-/// `bench` whose deployment `web` has two ready revisions and a split.
-pub fn set_up(program: &Path, state: &Path, signed_pack: &Path, public_key: &Path) -> Result<(), BenchError> {
+/// `bench` whose deployment `web` has two ready revisions and a split; the
+/// time `pack install` took.
+fn set_up(program: &Path, state: &Path, subject: &CliSubject) -> Result<std::time::Duration, BenchError> {
     let digest = format!("sha256:{}", "ab".repeat(32));
     let words = |line: &str| line.split_whitespace().map(String::from).collect::<Vec<_>>();
     // Paths are arguments of their own: they may hold spaces.
     let path = |p: &Path| p.display().to_string();
-    let mut steps = vec![
-        vec![
-            "trust".into(),
-            "add".into(),
-            path(public_key),
-            "--name".into(),
-            "bench".into(),
-            "--scope".into(),
-            "envpack.*".into(),
+    run(
+        program,
+        state,
+        &[
+            "trust",
+            "add",
+            &path(&subject.public_key),
+            "--name",
+            "bench",
+            "--scope",
+            "envpack.*",
         ],
-        vec!["pack".into(), "install".into(), path(signed_pack)],
-        words("env create bench --deployer envpack.deployer.ledger@^1 --capability log,kv"),
-    ];
+    )?;
+    let started = Instant::now();
+    run(program, state, &["pack", "install", &path(&subject.file)])?;
+    let install = started.elapsed();
+    let mut steps = vec![subject.env_create.clone()];
     for (n, id) in [R1, R2].iter().enumerate() {
         steps.push(words(&format!(
             "revision stage bench web --id {id} --digest {digest} --location file:///builds/{n}.tar.gz"
@@ -145,7 +206,7 @@ pub fn set_up(program: &Path, state: &Path, signed_pack: &Path, public_key: &Pat
         let args: Vec<&str> = step.iter().map(String::as_str).collect();
         run(program, state, &args)?;
     }
-    Ok(())
+    Ok(install)
 }
 
 /// One run's wall time and phases (exec, the marks, exit), in µs.
@@ -260,46 +321,64 @@ fn figure(command: &'static str, build: &'static str, samples: &[Sample]) -> Com
 }
 
 /// Sets up, then runs every measured command `runs` times (interleaved
-/// with the baseline's, when there is one).
+/// with the baseline's, when there is one), after one run of each that is
+/// not counted (a build that finds the cache in another's format
+/// compiles then).
 pub fn measure(
     programs: &Programs,
     scratch: &Path,
-    signed_pack: &Path,
-    public_key: &Path,
+    subjects: &[CliSubject],
     runs: usize,
-) -> Result<Vec<CommandFigure>, BenchError> {
-    let this_state = scratch.join("cli-state");
-    set_up(&programs.program, &this_state, signed_pack, public_key)?;
-    let mut builds: Vec<(&'static str, &Path, PathBuf)> = vec![("this", &programs.program, this_state.clone())];
-    if let Some(baseline) = &programs.baseline {
-        let base_state = scratch.join("cli-state-baseline");
-        copy_dir(&this_state, &base_state)?;
-        builds.push(("baseline", baseline, base_state));
+) -> Result<Measurements, BenchError> {
+    let mut installs = Vec::new();
+    // (subject label, build, program, state)
+    let mut states: Vec<(&'static str, &'static str, &Path, PathBuf)> = Vec::new();
+    for subject in subjects {
+        let this_state = scratch.join(format!("cli-state-{}", subject.label));
+        let install = set_up(&programs.program, &this_state, subject)?;
+        installs.push(latency(format!("install.{}", subject.label), vec![install]));
+        states.push((subject.label, "this", &programs.program, this_state.clone()));
+        if let Some(baseline) = &programs.baseline {
+            let base_state = scratch.join(format!("cli-state-{}-baseline", subject.label));
+            copy_dir(&this_state, &base_state)?;
+            states.push((subject.label, "baseline", baseline, base_state));
+        }
     }
     let marks = scratch.join("marks.json");
-    let mut figures = Vec::new();
+    // Every (command, build) pair, each warmed up once, then sampled in
+    // rounds: one run of every pair per round, so that all of them see the
+    // same machine (it is shared and noisy) and their ratios hold.
+    let mut pairs = Vec::new();
     for command in measured() {
-        let builds = if command.this_build_only {
-            &builds[..1]
-        } else {
-            &builds[..]
-        };
-        let mut samples: Vec<Vec<Sample>> = builds.iter().map(|_| Vec::with_capacity(runs)).collect();
-        for n in 0..runs {
-            let args = (command.args)(n);
-            for (i, (_, program, state)) in builds.iter().enumerate() {
-                let mut run = sample(program, state, &args, None)?;
-                if i == 0 {
-                    run.phases = sample(program, state, &args, Some(&marks))?.phases;
-                }
-                samples[i].push(run);
+        for (label, build, program, state) in &states {
+            if *label == command.subject && (*build == "this" || !command.this_build_only) {
+                pairs.push((command.name, command.args, *build, *program, state.clone()));
             }
         }
-        for (i, (build, _, _)) in builds.iter().enumerate() {
-            figures.push(figure(command.name, build, &samples[i]));
+    }
+    for (_, args, _, program, state) in &pairs {
+        sample(program, state, &args(runs + 1), None)?;
+    }
+    let mut samples: Vec<Vec<Sample>> = pairs.iter().map(|_| Vec::with_capacity(runs)).collect();
+    for n in 0..runs {
+        for (i, (_, args, build, program, state)) in pairs.iter().enumerate() {
+            let args = args(n);
+            let mut run = sample(program, state, &args, None)?;
+            if *build == "this" {
+                run.phases = sample(program, state, &args, Some(&marks))?.phases;
+            }
+            samples[i].push(run);
         }
     }
-    Ok(figures)
+    let figures = pairs
+        .iter()
+        .zip(&samples)
+        .map(|((name, _, build, _, _), samples)| figure(name, build, samples))
+        .collect();
+    Ok(Measurements {
+        commands: figures,
+        installs,
+    })
 }
 
 fn copy_dir(from: &Path, to: &Path) -> Result<(), BenchError> {

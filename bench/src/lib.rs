@@ -1,41 +1,44 @@
-//! Benchmarks of the envpack host: pack loading (cold and from the compiled
-//! code cache), instantiation, every verb through the full host path at three
-//! environment sizes side by side with a native baseline, throughput across
-//! environments on all cores, a full `extended` conformance run, and memory.
+//! Benchmarks of the envpack host: pack loading (cold, and as a command
+//! loads an installed pack), instantiation, every verb through the full
+//! host path at three environment sizes side by side with a native
+//! baseline, throughput across environments on all cores, a full `extended`
+//! conformance run, memory, whole commands, `pack install`, and the floors
+//! they stand on (a bare wasmtime call, a bare SQLite commit, a bare
+//! process start). Any pack can be measured (`--pack`); the reference pack
+//! is the default, and an interpreter pack is measured beside it.
 //! Measured and compared in one run; reported with median and p99.
 
 mod breakdown;
 mod cli;
+mod floors;
+mod install;
 mod native;
 pub mod render;
 pub mod scenario;
 mod stats;
+mod subject;
 mod targets;
+mod throughput;
 
 pub use cli::Programs;
+pub use install::LocalProcessInstall;
+pub use subject::{BenchEnv, REFERENCE};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use envpack_conformance::{Profile, RunConfig, SignatureStatus};
-use envpack_host::{AllocatorChoice, HostConfig, MemoryKv, Pack, Runtime, SignaturePolicy, VerbPhases};
+use envpack_host::{AllocatorChoice, HostConfig, LoadSource, MemoryKv, Pack, Runtime, SignaturePolicy, VerbPhases};
 use envpack_model::{Environment, Request};
-use envpack_trust::{Keyring, Manifest, PrivateKey, TrustStore};
+use envpack_trust::{Keyring, Registry, TrustStore};
 use serde::Serialize;
 
 use crate::breakdown::VerbBreakdown;
 use crate::cli::CommandFigure;
 use crate::native::NativeLedger;
 use crate::stats::{Figure, latency, value};
-
-/// The manifest the bench seals the reference pack with before signing it.
-const LEDGER_MANIFEST: &str = r#"
-descriptor = "envpack.deployer.ledger@1.0.0"
-contract_version = "1.1.0"
-capabilities = ["log", "kv"]
-author = "envpack bench"
-"#;
+use crate::subject::Subject;
 
 /// Environment sizes (revisions, most archived) every verb is measured at.
 pub const SIZES: [usize; 3] = [10, 1_000, 10_000];
@@ -44,8 +47,18 @@ pub const SIZES: [usize; 3] = [10, 1_000, 10_000];
 pub struct Options {
     /// Fewer iterations: a smoke run for CI.
     pub quick: bool,
-    /// The reference pack (unsealed build).
+    /// The pack to measure: the reference pack by default; any pack, sealed
+    /// or not (an unsealed pack is sealed with what its `describe` says).
     pub pack: PathBuf,
+    /// The settings and grants of its environments.
+    pub env: BenchEnv,
+    /// An interpreter pack (componentize-py, ComponentizeJS) measured beside
+    /// it: one command on each, side by side, and its `pack install`
+    /// against its compile time. `None` skips it (its targets are then
+    /// reported as not measured).
+    pub interpreter_pack: Option<PathBuf>,
+    /// The local-process pack's `pack install`, as an operator runs it.
+    pub local_process: Option<LocalProcessInstall>,
     /// The `host` binaries whose command path is measured; none skips it.
     pub programs: Option<Programs>,
 }
@@ -92,6 +105,9 @@ pub struct Target {
     pub goal: String,
     pub measured: f64,
     pub met: bool,
+    /// What the figure stands on, measured in the same run (why an unmet
+    /// target cannot be met, when that is the reason).
+    pub floor: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -104,13 +120,9 @@ pub struct BenchReport {
     pub breakdown: Vec<VerbBreakdown>,
     /// Whole commands through the real binary, phase by phase.
     pub commands: Vec<CommandFigure>,
+    /// What was not measured, and why (a missing pack or tool).
+    pub skipped: Vec<String>,
     pub targets: Vec<Target>,
-}
-
-impl BenchReport {
-    fn median(&self, name: &str) -> f64 {
-        self.figures.iter().find(|f| f.name == name).map_or(0.0, |f| f.median)
-    }
 }
 
 struct Iterations {
@@ -149,16 +161,6 @@ impl Iterations {
     }
 }
 
-/// The reference pack sealed and signed with a fresh key, and that key's keyring.
-fn signed_pack(path: &Path) -> Result<(Vec<u8>, PrivateKey), BenchError> {
-    let bytes = std::fs::read(path).map_err(|e| BenchError(format!("cannot read {}: {e}", path.display())))?;
-    let manifest = Manifest::from_toml(LEDGER_MANIFEST).map_err(|e| fail("manifest")(e.to_string()))?;
-    let sealed = manifest.seal(&bytes).map_err(|e| fail("seal")(e.to_string()))?;
-    let key = PrivateKey::generate().map_err(|e| fail("keygen")(e.to_string()))?;
-    let signed = envpack_trust::sign(&sealed, &key).map_err(|e| fail("sign")(e.to_string()))?;
-    Ok((signed, key))
-}
-
 fn runtime(cache: Option<&Path>) -> Result<Runtime, BenchError> {
     runtime_with(cache, AllocatorChoice::Auto)
 }
@@ -173,14 +175,14 @@ fn runtime_with(cache: Option<&Path>, allocator: AllocatorChoice) -> Result<Runt
     Runtime::new(config, Arc::new(MemoryKv::default())).map_err(|e| fail("runtime")(e.to_string()))
 }
 
-/// Read the file, verify its signature, load it (compile or cache, link, describe).
-async fn load(runtime: &Runtime, file: &Path, key: &PrivateKey) -> Result<(Pack, Duration), BenchError> {
+/// Read the file, verify its signature, load it (compile, link, describe): a cold load.
+async fn load(runtime: &Runtime, file: &Path, subject: &Subject) -> Result<(Pack, Duration), BenchError> {
     let started = Instant::now();
     let bytes = std::fs::read(file).map_err(|e| fail("read")(e.to_string()))?;
     let trust = TrustStore::empty();
     let keyring = Keyring {
         trust: &trust,
-        extra: vec![key.public()],
+        extra: vec![subject.key.public()],
     };
     let policy = SignaturePolicy::Require {
         keyring: &keyring,
@@ -194,7 +196,50 @@ async fn load(runtime: &Runtime, file: &Path, key: &PrivateKey) -> Result<(Pack,
     Ok((pack, started.elapsed()))
 }
 
-async fn call_ok(
+/// An installed pack loaded as a command loads it: the trust store and the
+/// registry opened, the pack checked (its seal, its signatures against the
+/// trust store), its compiled code from the cache, linked; `describe` from
+/// the cache's record.
+async fn load_installed(runtime: &Runtime, state: &Path, descriptor: &str) -> Result<(Pack, Duration), BenchError> {
+    let started = Instant::now();
+    let trust = TrustStore::open(&state.join("trust.json")).map_err(|e| fail("trust")(e.to_string()))?;
+    let registry = Registry::open(&state.join("packs")).map_err(|e| fail("registry")(e.to_string()))?;
+    let installed = registry.lookup(descriptor).map_err(|e| fail("lookup")(e.to_string()))?;
+    let checked = registry
+        .check(installed, &trust.keyring())
+        .map_err(|e| fail("check")(e.to_string()))?;
+    let source = LoadSource {
+        name: installed.descriptor.clone(),
+        digest: Some(installed.digest.clone()),
+        path: Some(registry.path(installed)),
+        size: installed.size,
+        manifest: Some(checked.manifest),
+        bytes: checked.bytes,
+    };
+    let pack = runtime
+        .load_installed(source, checked.verified)
+        .await
+        .map_err(|e| fail("load")(e.to_string()))?
+        .pack;
+    Ok((pack, started.elapsed()))
+}
+
+/// A state directory (trust store, registry) with the subject installed.
+fn install_in(state: &Path, subject: &Subject) -> Result<(), BenchError> {
+    let mut trust = TrustStore::open(&state.join("trust.json")).map_err(|e| fail("trust")(e.to_string()))?;
+    trust
+        .add(&subject.key.public(), "bench")
+        .map_err(|e| fail("trust")(e.to_string()))?;
+    let keyring = trust.keyring();
+    let verified = envpack_trust::verify(&subject.signed, &keyring, None).map_err(|e| fail("verify")(e.to_string()))?;
+    let mut registry = Registry::open(&state.join("packs")).map_err(|e| fail("registry")(e.to_string()))?;
+    registry
+        .install(&subject.signed, &subject.manifest, &verified, false)
+        .map_err(|e| fail("install")(e.to_string()))?;
+    Ok(())
+}
+
+pub(crate) async fn call_ok(
     runtime: &Runtime,
     pack: &Pack,
     env: &Arc<Environment>,
@@ -221,45 +266,110 @@ async fn call_timed(
 pub async fn run(options: &Options) -> Result<BenchReport, BenchError> {
     let n = Iterations::new(options.quick);
     let scratch = tempfile::tempdir().map_err(|e| fail("temp dir")(e.to_string()))?;
-    let (signed, key) = signed_pack(&options.pack)?;
-    let file = scratch.path().join("ledger.signed.wasm");
-    std::fs::write(&file, &signed).map_err(|e| fail("write")(e.to_string()))?;
+    let subject = subject::prepare(&options.pack).await?;
+    let file = scratch.path().join("pack.signed.wasm");
+    std::fs::write(&file, &subject.signed).map_err(|e| fail("write")(e.to_string()))?;
     let mut figures = Vec::new();
+    let mut skipped = Vec::new();
 
-    // Cold: no cache, every load compiles.
+    // Cold: no cache, every load compiles (a big pack: as many as fit in 5 s).
     let cold = runtime(None)?;
     let mut samples = Vec::new();
-    for _ in 0..n.loads {
-        samples.push(load(&cold, &file, &key).await?.1);
+    let started = Instant::now();
+    while samples.len() < n.loads && (samples.is_empty() || started.elapsed() < Duration::from_secs(5)) {
+        samples.push(load(&cold, &file, &subject).await?.1);
     }
     figures.push(latency("load.cold", samples));
     drop(cold);
 
-    // Warm: from the compiled-code cache.
-    let host = Arc::new(runtime(Some(&scratch.path().join("cache")))?);
-    let pack = Arc::new(load(&host, &file, &key).await?.0);
+    // Warm: an installed pack, as a command loads it.
+    let state = scratch.path().join("state");
+    install_in(&state, &subject)?;
+    let host = Arc::new(runtime(Some(&state.join("cache")))?);
+    let descriptor = subject.manifest.descriptor.clone();
+    let pack = Arc::new(load_installed(&host, &state, &descriptor).await?.0);
     let mut samples = Vec::new();
     for _ in 0..n.loads {
-        samples.push(load(&host, &file, &key).await?.1);
+        samples.push(load_installed(&host, &state, &descriptor).await?.1);
     }
     figures.push(latency("load.warm", samples));
 
-    figures.push(instantiate(&host, &pack, n.instances, "instantiate").await?);
+    figures.extend(instantiate(&host, &pack, n.instances, "instantiate").await?);
     // The same, on the allocator a one-shot command uses.
-    let on_demand = runtime_with(None, AllocatorChoice::OnDemand)?;
-    let pack_on_demand = load(&on_demand, &file, &key).await?.0;
-    figures.push(instantiate(&on_demand, &pack_on_demand, n.instances, "instantiate.on-demand").await?);
+    let on_demand = runtime_with(Some(&state.join("cache")), AllocatorChoice::OnDemand)?;
+    let pack_on_demand = load(&on_demand, &file, &subject).await?.0;
+    figures.extend(instantiate(&on_demand, &pack_on_demand, n.instances, "instantiate.on-demand").await?);
     drop((pack_on_demand, on_demand));
-    let (ratios, breakdown) = verbs(&host, &pack, n.verbs, &mut figures).await?;
-    figures.push(throughput(&host, &pack, n.throughput).await?);
-    figures.push(conformance(&host, &file, n.conformance).await?);
-    figures.extend(memory(&host, &pack, n.live).await?);
+    let shape = Shape {
+        subject: &subject,
+        env: &options.env,
+    };
+    let (ratios, breakdown) = verbs(&host, &pack, &shape, n.verbs, &mut figures).await?;
+    figures.extend(throughput::measure(&host, &pack, &shape, n.throughput).await?);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    figures.push(floors::effective_cores(cores));
+    figures.push(conformance(&host, &file, &shape, n.conformance).await?);
+    figures.extend(memory(&host, &pack, &shape, n.live).await?);
+    figures.extend(floors::in_process(scratch.path(), n.commands)?);
+
+    let interpreter = match &options.interpreter_pack {
+        Some(path) if path.is_file() => {
+            let interpreter = subject::prepare(path).await?;
+            let file = scratch.path().join("interpreter.signed.wasm");
+            std::fs::write(&file, &interpreter.signed).map_err(|e| fail("write")(e.to_string()))?;
+            // Its compile time: an in-process load with no cache (compile, link, describe).
+            let cold = runtime(None)?;
+            let compile = load(&cold, &file, &interpreter).await?.1;
+            figures.push(latency("interpreter.compile", vec![compile]));
+            Some((interpreter, file))
+        }
+        Some(path) => {
+            skipped.push(format!(
+                "interpreter pack: none at {} (build it with `packs/py-stateless/build`)",
+                path.display()
+            ));
+            None
+        }
+        None => {
+            skipped.push("interpreter pack: not asked for (--interpreter-pack)".into());
+            None
+        }
+    };
     let commands = match &options.programs {
         Some(programs) => {
-            let public_key = scratch.path().join("bench.pub");
-            let pem = key.public().to_pem().map_err(|e| fail("public key")(e.to_string()))?;
-            std::fs::write(&public_key, pem).map_err(|e| fail("write")(e.to_string()))?;
-            cli::measure(programs, scratch.path(), &file, &public_key, n.commands)?
+            let mut subjects = vec![cli::CliSubject::new(
+                "reference",
+                &subject,
+                file.clone(),
+                &options.env,
+                scratch.path(),
+            )?];
+            if let Some((interpreter, file)) = &interpreter {
+                subjects.push(cli::CliSubject::new(
+                    "interpreter",
+                    interpreter,
+                    file.clone(),
+                    &BenchEnv::default(),
+                    scratch.path(),
+                )?);
+            }
+            let measured = cli::measure(programs, scratch.path(), &subjects, n.commands)?;
+            figures.extend(measured.installs);
+            if interpreter.is_some() {
+                figures.extend(floors::integrity(
+                    &scratch.path().join("cli-state-interpreter"),
+                    n.commands,
+                )?);
+            }
+            figures.push(floors::process_start(n.commands)?);
+            match &options.local_process {
+                Some(local) => match install::local_process(&programs.program, scratch.path(), local)? {
+                    Ok(measured) => figures.extend(measured),
+                    Err(why) => skipped.push(format!("local-process install: {why}")),
+                },
+                None => skipped.push("local-process install: not asked for (--local-process-pack)".into()),
+            }
+            measured.commands
         }
         None => Vec::new(),
     };
@@ -275,24 +385,45 @@ pub async fn run(options: &Options) -> Result<BenchReport, BenchError> {
         ratios,
         breakdown,
         commands,
+        skipped,
         targets: Vec::new(),
     };
     report.targets = targets::evaluate(&report);
     Ok(report)
 }
 
-async fn instantiate(host: &Runtime, pack: &Pack, count: usize, name: &str) -> Result<Figure, BenchError> {
-    let mut samples = Vec::with_capacity(count);
+/// The pack under bench and what its environments get.
+pub(crate) struct Shape<'a> {
+    subject: &'a Subject,
+    env: &'a BenchEnv,
+}
+
+impl Shape<'_> {
+    pub(crate) fn environment(&self, id: &str, size: usize) -> Arc<Environment> {
+        scenario::environment_for(id, size, self.subject.capabilities(), self.env)
+    }
+}
+
+/// `instantiate`: wasmtime's `InstancePre::instantiate_async` alone, as the
+/// phase breakdown's `instantiate` column; `.with-store` adds what the host
+/// makes first (the call state, the `Store`).
+async fn instantiate(host: &Runtime, pack: &Pack, count: usize, name: &str) -> Result<Vec<Figure>, BenchError> {
+    let mut alone = Vec::with_capacity(count);
+    let mut with_store = Vec::with_capacity(count);
     for _ in 0..count {
         let started = Instant::now();
-        let live = host
-            .instantiate(pack)
+        let (live, instantiate) = host
+            .instantiate_timed(pack)
             .await
             .map_err(|e| fail("instantiate")(e.to_string()))?;
-        samples.push(started.elapsed());
+        with_store.push(started.elapsed());
+        alone.push(instantiate);
         drop(live);
     }
-    Ok(latency(name, samples))
+    Ok(vec![
+        latency(name, alone),
+        latency(format!("{name}.with-store"), with_store),
+    ])
 }
 
 /// Every verb at every size, WASM then native, and their ratios; at the
@@ -300,17 +431,22 @@ async fn instantiate(host: &Runtime, pack: &Pack, count: usize, name: &str) -> R
 async fn verbs(
     host: &Runtime,
     pack: &Pack,
+    shape: &Shape<'_>,
     count: usize,
     figures: &mut Vec<Figure>,
 ) -> Result<(Vec<Ratio>, Vec<VerbBreakdown>), BenchError> {
     let mut ratios = Vec::new();
     let mut rows = Vec::new();
+    // Native Rust does what the reference pack does; no other pack's.
+    let with_native = shape.subject.is_reference();
     for size in SIZES {
-        let env = scenario::environment(&format!("bench-{size}"), size);
+        let env = shape.environment(&format!("bench-{size}"), size);
         let mut native = NativeLedger::default();
         for request in scenario::setup() {
             call_ok(host, pack, &env, &request).await?;
-            native.call(&env, &request).map_err(fail("native setup"))?;
+            if with_native {
+                native.call(&env, &request).map_err(fail("native setup"))?;
+            }
         }
         for (verb, request) in scenario::measured() {
             // At the smallest size, a bare call follows each full one, so
@@ -339,6 +475,10 @@ async fn verbs(
                     latency("", bare).median,
                 ));
             }
+            if !with_native {
+                figures.push(wasm);
+                continue;
+            }
             let mut samples = Vec::with_capacity(count);
             for _ in 0..count {
                 let started = Instant::now();
@@ -360,65 +500,31 @@ async fn verbs(
     Ok((ratios, rows))
 }
 
-/// Verbs per second with many environments served at once on all cores.
-async fn throughput(host: &Arc<Runtime>, pack: &Arc<Pack>, duration: Duration) -> Result<Figure, BenchError> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut envs = Vec::new();
-    for i in 0..cores * 4 {
-        let env = scenario::environment(&format!("throughput-{i}"), 10);
-        for request in scenario::setup() {
-            call_ok(host, pack, &env, &request).await?;
-        }
-        envs.push(env);
-    }
-    let started = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for env in envs {
-        let (host, pack) = (host.clone(), pack.clone());
-        tasks.spawn(async move {
-            let mut done = 0u64;
-            let mix = scenario::mix();
-            while started.elapsed() < duration {
-                for request in &mix {
-                    call_ok(&host, &pack, &env, request).await?;
-                    done += 1;
-                }
-            }
-            Ok::<u64, BenchError>(done)
-        });
-    }
-    let mut total = 0;
-    while let Some(result) = tasks.join_next().await {
-        total += result.map_err(|e| fail("throughput task")(e.to_string()))??;
-    }
-    Ok(value(
-        "throughput.verbs_per_second",
-        "1/s",
-        total as f64 / started.elapsed().as_secs_f64(),
-    ))
-}
-
-async fn conformance(host: &Runtime, file: &Path, runs: usize) -> Result<Figure, BenchError> {
-    // As `host conformance` runs it: metered, on the default number of
-    // generated cases (one seed, so that every run does the same work).
+async fn conformance(host: &Runtime, file: &Path, shape: &Shape<'_>, runs: usize) -> Result<Figure, BenchError> {
+    // As `host conformance` runs it: metered (the same compiled code, from
+    // the cache), on the default number of generated cases (one seed, so
+    // that every run does the same work).
     let metered = HostConfig {
         meter_fuel: true,
-        cache_dir: None,
         ..host.config().clone()
     };
     let host = &Runtime::new(metered, Arc::new(MemoryKv::default())).map_err(|e| BenchError(e.to_string()))?;
     let pack = &host.load_pack_file(file).await.map_err(|e| BenchError(e.to_string()))?;
-    let config = RunConfig {
+    let mut config = RunConfig {
         profile: Profile::Extended,
         seed: Some(1),
+        grants: shape.env.grants.clone(),
         ..RunConfig::default()
     };
+    config.inputs.settings = shape.env.settings.clone();
     let mut samples = Vec::new();
     for _ in 0..runs {
         let started = Instant::now();
-        let report = envpack_conformance::run(host, pack, "ledger", &SignatureStatus::Unsigned, &config).await;
+        let report =
+            envpack_conformance::run(host, pack, shape.subject.name(), &SignatureStatus::Unsigned, &config).await;
         samples.push(started.elapsed());
-        if !report.passed() {
+        // Any other pack is timed whatever its verdict (`host conformance` judges it).
+        if shape.subject.is_reference() && !report.passed() {
             return Err(BenchError(format!(
                 "the reference pack failed conformance: {:?}",
                 report.failed_ids()
@@ -435,7 +541,7 @@ fn proc_kib(field: &str) -> Option<f64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-async fn memory(host: &Runtime, pack: &Pack, live: usize) -> Result<Vec<Figure>, BenchError> {
+async fn memory(host: &Runtime, pack: &Pack, shape: &Shape<'_>, live: usize) -> Result<Vec<Figure>, BenchError> {
     let before = proc_kib("VmRSS:").unwrap_or(0.0);
     let mut held = Vec::with_capacity(live);
     for _ in 0..live {
@@ -447,7 +553,7 @@ async fn memory(host: &Runtime, pack: &Pack, live: usize) -> Result<Vec<Figure>,
     }
     let after = proc_kib("VmRSS:").unwrap_or(0.0);
     drop(held);
-    let env = scenario::environment("memory", 10);
+    let env = shape.environment("memory", 10);
     let linear = host.call(pack, &env, &Request::ReportRuntimeConfig).await.peak_memory as f64 / 1024.0;
     Ok(vec![
         value(

@@ -37,13 +37,22 @@ pub fn table(report: &BenchReport) -> String {
     }
     out.push_str(&breakdown(report));
     out.push_str(&commands(report));
+    for skipped in &report.skipped {
+        out.push_str(&format!("\nnot measured: {skipped}"));
+    }
+    if !report.skipped.is_empty() {
+        out.push('\n');
+    }
     out.push_str("\ntargets\n");
     for t in &report.targets {
         let mark = if t.met { "met   " } else { "NOT met" };
         out.push_str(&format!(
-            "  {mark} {:<22} {:<52} measured {:.2}\n",
+            "  {mark} {:<24} {:<52} measured {:.2}\n",
             t.name, t.goal, t.measured
         ));
+        if let Some(floor) = &t.floor {
+            out.push_str(&format!("          floor: {floor}\n"));
+        }
     }
     out
 }

@@ -9,6 +9,8 @@ use envpack_model::{
     TrafficSplit,
 };
 
+use crate::subject::BenchEnv;
+
 const A1: &str = "01JBWBENCH0000000000000A1";
 const A2: &str = "01JBWBENCH0000000000000A2";
 const B1: &str = "01JBWBENCH0000000000000B1";
@@ -43,8 +45,14 @@ fn entry(revision: &str, weight_bps: u32) -> SplitEntry {
     }
 }
 
-/// An environment with `size` revisions: the live ones plus archived history.
+/// An environment with `size` revisions for the reference pack (`log`, `kv`).
 pub fn environment(id: &str, size: usize) -> Arc<Environment> {
+    environment_for(id, size, &[Capability::Log, Capability::Kv], &BenchEnv::default())
+}
+
+/// An environment with `size` revisions: the live ones plus archived
+/// history, granting `capabilities` with the settings and grants of `env`.
+pub fn environment_for(id: &str, size: usize, capabilities: &[Capability], env: &BenchEnv) -> Arc<Environment> {
     let mut web: Vec<Revision> = [
         (A1, Lifecycle::Ready),
         (A2, Lifecycle::Ready),
@@ -64,10 +72,10 @@ pub fn environment(id: &str, size: usize) -> Arc<Environment> {
         ));
     }
     let doc = EnvironmentDoc {
-        grants: Default::default(),
+        grants: env.grants.clone(),
         id: id.to_string(),
-        capabilities: vec![Capability::Log, Capability::Kv],
-        settings: Default::default(),
+        capabilities: capabilities.to_vec(),
+        settings: env.settings.clone(),
         deployments: vec![
             DeploymentDoc {
                 id: "web".into(),

@@ -29,6 +29,10 @@ pub enum LoadError {
         path: String,
         source: envpack_trust::ManifestError,
     },
+    #[error(
+        "installed file for {path} no longer has digest {digest}: it was changed on disk; `host pack install` the signed pack again to restore it"
+    )]
+    Changed { path: String, digest: String },
     #[error("pack {path} is not trusted: {source}")]
     Untrusted {
         path: String,

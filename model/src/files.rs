@@ -73,3 +73,58 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T
         Err(e) => Err(format!("cannot read {}: {e}", path.display())),
     }
 }
+
+/// What identifies one version of a file without reading it: device,
+/// inode, size, and the modification and status-change times to the
+/// nanosecond. Writing the file (or truncating, replacing, `chmod`-ing it,
+/// or setting its times back) changes at least one of them: the status
+/// change time (`ctime`) cannot be set from user space. The host records a
+/// file's identity right after verifying it and, while it matches, trusts
+/// that verification instead of reading the file again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileIdentity {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime: (i64, i64),
+    pub ctime: (i64, i64),
+}
+
+impl FileIdentity {
+    /// The identity of the file `metadata` describes.
+    #[cfg(unix)]
+    pub fn of(metadata: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        FileIdentity {
+            dev: metadata.dev(),
+            ino: metadata.ino(),
+            size: metadata.size(),
+            mtime: (metadata.mtime(), metadata.mtime_nsec()),
+            ctime: (metadata.ctime(), metadata.ctime_nsec()),
+        }
+    }
+
+    /// The identity of an open file.
+    #[cfg(unix)]
+    pub fn of_file(file: &std::fs::File) -> std::io::Result<Self> {
+        Ok(Self::of(&file.metadata()?))
+    }
+
+    /// The bytes a keyed tag covers: every field, fixed width.
+    pub fn to_bytes(&self) -> [u8; 56] {
+        let mut out = [0u8; 56];
+        let fields = [
+            self.dev.to_le_bytes(),
+            self.ino.to_le_bytes(),
+            self.size.to_le_bytes(),
+            self.mtime.0.to_le_bytes(),
+            self.mtime.1.to_le_bytes(),
+            self.ctime.0.to_le_bytes(),
+            self.ctime.1.to_le_bytes(),
+        ];
+        for (chunk, field) in out.chunks_exact_mut(8).zip(fields) {
+            chunk.copy_from_slice(&field);
+        }
+        out
+    }
+}

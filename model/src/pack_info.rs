@@ -1,7 +1,7 @@
 //! What a pack says about itself, and the one contract-version rule: which
 //! versions of `envpack:deployer` this host runs.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::capability::Capability;
@@ -22,7 +22,7 @@ pub fn accepts_contract(version: &str) -> bool {
 }
 
 /// What a pack says about itself in `describe`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PackInfo {
     pub descriptor: String,
     pub contract_version: String,

@@ -20,12 +20,19 @@ fn quick_bench_reports_every_figure() {
         "load.cold".to_string(),
         "load.warm".to_string(),
         "instantiate".to_string(),
+        "instantiate.with-store".to_string(),
         "instantiate.on-demand".to_string(),
+        "instantiate.on-demand.with-store".to_string(),
         "throughput.verbs_per_second".to_string(),
+        "throughput.one-task".to_string(),
+        "machine.effective-cores".to_string(),
         "conformance.extended".to_string(),
         "memory.per_live_instance_rss".to_string(),
         "memory.linear_per_instance".to_string(),
         "memory.peak_rss".to_string(),
+        "floor.sqlite-commit".to_string(),
+        "floor.process-start".to_string(),
+        "install.reference".to_string(),
     ];
     let verbs = [
         "stage-revision",
@@ -56,7 +63,37 @@ fn quick_bench_reports_every_figure() {
     }
     assert_eq!(figures.len(), expected.len(), "unexpected figures");
     assert_eq!(report["ratios"].as_array().unwrap().len(), 21);
-    assert_eq!(report["targets"].as_array().unwrap().len(), 9);
+    // Every target is reported; the interpreter pack and the local-process
+    // install were not asked for in a quick run: reported as not measured.
+    let targets = report["targets"].as_array().unwrap();
+    let names: Vec<&str> = targets.iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "cli.traffic-set",
+            "cli.traffic-set/version",
+            "cli.status",
+            "cli.interpreter",
+            "verb.host-overhead",
+            "instantiate",
+            "load.warm",
+            "cache.speedup",
+            "throughput",
+            "verb.growth.10000",
+            "conformance.extended",
+            "install.local-process",
+            "install.interpreter"
+        ]
+    );
+    for name in ["cli.interpreter", "install.local-process", "install.interpreter"] {
+        let target = targets.iter().find(|t| t["name"] == name).unwrap();
+        assert_eq!(target["met"], false, "{target}");
+        assert!(
+            target["floor"].as_str().unwrap().starts_with("not measured"),
+            "{target}"
+        );
+    }
+    assert_eq!(report["skipped"].as_array().unwrap().len(), 2, "{}", report["skipped"]);
 
     // Each verb's phases, against a bare wasmtime call of the same export.
     let breakdown = report["breakdown"].as_array().unwrap();
@@ -147,5 +184,39 @@ fn bench_without_a_pack_says_how_to_build_one() {
         .args(["bench", "--quick", "--pack", "no/such.wasm"])
         .assert()
         .code(2)
-        .stderr(predicates::str::contains("no reference pack at no/such.wasm"));
+        .stderr(predicates::str::contains("no pack at no/such.wasm"));
+}
+
+#[test]
+fn bench_measures_any_pack_with_its_own_environment() {
+    // An unsealed pack that is not the reference: sealed with what its
+    // describe says, run in environments granting what it declares.
+    let sb = Sandbox::new();
+    let out = sb
+        .host()
+        .args([
+            "bench",
+            "--quick",
+            "--json",
+            "--no-commands",
+            "--setting",
+            "region=bench",
+            "--pack",
+            envpack_test_packs::INDIE_STATELESS,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let figures = report["figures"].as_array().unwrap();
+    let has = |name: &str| figures.iter().any(|f| f["name"] == name);
+    assert!(has("verb.apply-traffic-split.10000") && has("load.warm"), "{figures:?}");
+    // No native comparison for a pack that is not the reference.
+    assert!(
+        !figures
+            .iter()
+            .any(|f| f["name"].as_str().unwrap().starts_with("native."))
+    );
+    assert!(report["ratios"].as_array().unwrap().is_empty());
+    assert_eq!(report["breakdown"].as_array().unwrap().len(), 7);
 }

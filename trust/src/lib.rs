@@ -8,6 +8,7 @@ mod descriptor;
 mod keys;
 mod manifest;
 mod registry;
+mod seal;
 pub mod sections;
 mod signature;
 mod store;
@@ -15,8 +16,10 @@ mod store;
 pub use descriptor::{Descriptor, DescriptorError, Requirement};
 pub use keys::{KeyError, PrivateKey, PublicKey};
 pub use manifest::{Manifest, ManifestError};
-pub use registry::{InstalledPack, Registry, RegistryError};
+pub use registry::{Checked, InstalledPack, Registry, RegistryError};
+pub use seal::SealKey;
 pub use signature::{
-    Keyring, OutOfScope, SignatureRecord, Verified, VerifyError, records, sign, sign_detached, signable_digest, verify,
+    Keyring, OutOfScope, SignatureRecord, SignedFacts, Verified, VerifyError, records, sign, sign_detached,
+    signable_digest, verify, verify_signed,
 };
 pub use store::{TrustError, TrustStore, TrustedKey};

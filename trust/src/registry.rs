@@ -2,6 +2,19 @@
 //! `packs/` in the state directory, with an index by descriptor. Resolution of
 //! a requirement (`envpack.deployer.ledger@^1`) picks the highest installed
 //! version whose file is intact and whose signer is still trusted.
+//!
+//! Checking an installed pack must not cost what its size costs (an
+//! interpreter pack is 20 MB): every pack file is stored read-only, and
+//! beside it a **seal** — the file's identity ([`FileIdentity`]: device,
+//! inode, size, mtime, ctime) when it was last verified, what its
+//! signatures cover ([`SignedFacts`]) and its manifest, under a keyed tag
+//! ([`SealKey`], the registry's own secret). While the file's identity
+//! matches a seal whose tag holds, the file is the one verified, and a
+//! check re-verifies only the signatures, against today's trust store,
+//! from the facts (a few Ed25519 verifications; no hashing of the file).
+//! Any other case — no seal, a wrong tag, a file that changed in any way —
+//! reads and hashes the whole file as before, refuses it if its digest
+//! changed, and seals it anew if it did not.
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -11,8 +24,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::descriptor::{Descriptor, Requirement};
 use crate::manifest::Manifest;
-use crate::signature::{self, Keyring, Verified, VerifyError};
-use envpack_model::{files as fsutil, sha256_hex};
+use crate::seal::SealKey;
+use crate::signature::{self, Keyring, SignedFacts, Verified, VerifyError};
+use envpack_model::files::{self as fsutil, FileIdentity};
+use envpack_model::sha256_hex;
+
+/// The mode of an installed pack file: read-only, the owner's.
+const PACK_MODE: u32 = 0o400;
 
 /// One installed pack.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,6 +102,43 @@ fn known_list(known: &[String]) -> String {
     }
 }
 
+/// An installed pack, checked: intact, and signed by a key trusted today.
+#[derive(Debug)]
+pub struct Checked {
+    pub verified: Verified,
+    /// The pack's sealed manifest.
+    pub manifest: Manifest,
+    /// The file's bytes, when the check had to read them (no valid seal).
+    pub bytes: Option<Vec<u8>>,
+}
+
+/// What the registry keeps beside a pack file it verified (`DIGEST.seal`).
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Seal {
+    identity: FileIdentity,
+    facts: SignedFacts,
+    manifest: Manifest,
+    /// Keyed BLAKE3 (hex) over the digest and everything above.
+    tag: String,
+}
+
+impl Seal {
+    fn tag(key: &SealKey, digest: &str, identity: &FileIdentity, facts: &SignedFacts, manifest: &Manifest) -> String {
+        let facts = serde_json::to_vec(facts).unwrap_or_default();
+        let manifest = serde_json::to_vec(manifest).unwrap_or_default();
+        key.tag(&[
+            b"envpack pack seal v1",
+            digest.as_bytes(),
+            &identity.to_bytes(),
+            &facts,
+            &manifest,
+        ])
+        .to_hex()
+        .to_string()
+    }
+}
+
 /// The registry directory and its index.
 pub struct Registry {
     dir: PathBuf,
@@ -130,10 +185,12 @@ impl Registry {
                 let path = self.path(existing);
                 let intact = std::fs::read(&path).is_ok_and(|stored| sha256_hex(&stored) == digest);
                 if !intact {
-                    fsutil::write_atomic(&path, bytes, 0o600)
+                    fsutil::write_atomic(&path, bytes, PACK_MODE)
                         .map_err(|e| RegistryError::Io(format!("{}: {e}", path.display())))?;
                 }
-                return Ok(existing.clone());
+                let existing = existing.clone();
+                self.seal(&existing, bytes);
+                return Ok(existing);
             }
             return Err(RegistryError::Conflict {
                 descriptor: manifest.descriptor.clone(),
@@ -151,7 +208,8 @@ impl Registry {
             forced,
         };
         // File first, index second: a crash in between leaves an unindexed file, never a dangling entry.
-        fsutil::write_atomic(&self.path(&entry), bytes, 0o600).map_err(|e| RegistryError::Io(e.to_string()))?;
+        fsutil::write_atomic(&self.path(&entry), bytes, PACK_MODE).map_err(|e| RegistryError::Io(e.to_string()))?;
+        self.seal(&entry, bytes);
         self.index.push(entry.clone());
         self.index.sort_by(|a, b| a.descriptor.cmp(&b.descriptor));
         self.save()?;
@@ -203,17 +261,14 @@ impl Registry {
         // Index first, file second: a crash in between leaves an unindexed file only.
         self.save()?;
         let _ = std::fs::remove_file(self.path(&entry));
+        let _ = std::fs::remove_file(self.seal_path(&entry));
         let _ = std::fs::remove_file(self.report_path(&entry));
         Ok(entry)
     }
 
     /// The highest installed version matching `req` that is intact and
     /// signed by a trusted, unrevoked key, with its file's bytes.
-    pub fn resolve(
-        &self,
-        req: &Requirement,
-        keyring: &Keyring<'_>,
-    ) -> Result<(InstalledPack, Verified, Vec<u8>), RegistryError> {
+    pub fn resolve(&self, req: &Requirement, keyring: &Keyring<'_>) -> Result<(InstalledPack, Checked), RegistryError> {
         let named: Vec<&InstalledPack> = self.index.iter().filter(|p| p.name() == req.name).collect();
         if named.is_empty() {
             return Err(RegistryError::UnknownName {
@@ -237,7 +292,7 @@ impl Registry {
         let mut first_refusal = None;
         for (pack, _) in matching {
             match self.check(pack, keyring) {
-                Ok((verified, bytes)) => return Ok((pack.clone(), verified, bytes)),
+                Ok(checked) => return Ok((pack.clone(), checked)),
                 Err(e) => {
                     first_refusal.get_or_insert((pack.descriptor.clone(), e));
                 }
@@ -254,27 +309,112 @@ impl Registry {
         }
     }
 
-    /// Re-reads and re-verifies an installed pack against today's trust store.
-    pub fn check(&self, pack: &InstalledPack, keyring: &Keyring<'_>) -> Result<(Verified, Vec<u8>), RegistryError> {
+    /// Checks an installed pack against today's trust store: from its seal
+    /// while the file is the one sealed, else by reading, hashing and
+    /// verifying the whole file (and sealing it anew if it is intact).
+    pub fn check(&self, pack: &InstalledPack, keyring: &Keyring<'_>) -> Result<Checked, RegistryError> {
         let path = self.path(pack);
-        let bytes = std::fs::read(&path).map_err(|e| match e.kind() {
+        let missing = |e: std::io::Error| match e.kind() {
             std::io::ErrorKind::NotFound => RegistryError::Missing {
                 descriptor: pack.descriptor.clone(),
                 path: path.display().to_string(),
             },
             _ => RegistryError::Io(format!("{}: {e}", path.display())),
-        })?;
+        };
+        let metadata = std::fs::metadata(&path).map_err(missing)?;
+        let untrusted = |source| RegistryError::Untrusted {
+            requirement: pack.descriptor.clone(),
+            descriptor: pack.descriptor.clone(),
+            source,
+        };
+        if let Some(seal) = self.valid_seal(pack, &FileIdentity::of(&metadata)) {
+            let verified = signature::verify_signed(&seal.facts, keyring).map_err(untrusted)?;
+            return Ok(Checked {
+                verified,
+                manifest: seal.manifest,
+                bytes: None,
+            });
+        }
+        let bytes = std::fs::read(&path).map_err(missing)?;
         if sha256_hex(&bytes) != pack.digest {
             return Err(RegistryError::Changed {
                 descriptor: pack.descriptor.clone(),
                 digest: pack.digest.clone(),
             });
         }
-        let verified = signature::verify(&bytes, keyring, None).map_err(|source| RegistryError::Untrusted {
-            requirement: pack.descriptor.clone(),
-            descriptor: pack.descriptor.clone(),
-            source,
-        })?;
-        Ok((verified, bytes))
+        let verified = signature::verify(&bytes, keyring, None).map_err(untrusted)?;
+        let manifest = Manifest::read(&bytes)
+            .ok()
+            .flatten()
+            .ok_or_else(|| RegistryError::Io(format!("{}: the installed pack has no manifest", path.display())))?;
+        self.seal(pack, &bytes);
+        Ok(Checked {
+            verified,
+            manifest,
+            bytes: Some(bytes),
+        })
     }
+
+    /// Where the seal of an installed pack is kept.
+    fn seal_path(&self, pack: &InstalledPack) -> PathBuf {
+        self.dir.join(format!("{}.seal", pack.digest))
+    }
+
+    fn seal_key(&self) -> std::io::Result<SealKey> {
+        SealKey::open_or_create(&self.dir.join("secret"))
+    }
+
+    /// The pack's seal, if it was written by this registry (its tag holds)
+    /// for this very file (`identity`).
+    fn valid_seal(&self, pack: &InstalledPack, identity: &FileIdentity) -> Option<Seal> {
+        let key = SealKey::open(&self.dir.join("secret"))?;
+        let seal: Seal = fsutil::read_json(&self.seal_path(pack)).ok().flatten()?;
+        let expected = Seal::tag(&key, &pack.digest, &seal.identity, &seal.facts, &seal.manifest);
+        let tag = blake3::Hash::from_hex(&seal.tag).ok()?;
+        // `blake3::Hash` compares in constant time.
+        (blake3::Hash::from_hex(&expected).ok()? == tag && seal.identity == *identity).then_some(seal)
+    }
+
+    /// Seals the installed file of `pack`, whose bytes `bytes` were just
+    /// verified (or written): best effort, since a missing seal only costs
+    /// the next check a full read.
+    fn seal(&self, pack: &InstalledPack, bytes: &[u8]) {
+        let path = self.path(pack);
+        let sealed = (|| -> Result<(), String> {
+            let facts = SignedFacts::of(bytes).map_err(|e| e.to_string())?;
+            let manifest = Manifest::read(bytes).map_err(|e| e.to_string())?.ok_or("no manifest")?;
+            let key = self.seal_key().map_err(|e| e.to_string())?;
+            // Read-only for its owner, then the identity it has from now on.
+            set_mode(&path, PACK_MODE).map_err(|e| e.to_string())?;
+            let identity = FileIdentity::of(&std::fs::metadata(&path).map_err(|e| e.to_string())?);
+            // The file must still be what was verified: its digest, read back once.
+            let stored = std::fs::read(&path).map_err(|e| e.to_string())?;
+            if sha256_hex(&stored) != pack.digest {
+                return Err("the file changed while it was being sealed".into());
+            }
+            let tag = Seal::tag(&key, &pack.digest, &identity, &facts, &manifest);
+            let seal = Seal {
+                identity,
+                facts,
+                manifest,
+                tag,
+            };
+            let json = serde_json::to_vec(&seal).map_err(|e| e.to_string())?;
+            fsutil::write_atomic(&self.seal_path(pack), &json, 0o600).map_err(|e| e.to_string())
+        })();
+        if let Err(error) = sealed {
+            tracing::warn!(pack = %pack.descriptor, %error, "cannot seal the installed pack; the next check reads it whole");
+        }
+    }
+}
+
+fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    }
+    #[cfg(not(unix))]
+    let _ = (path, mode);
+    Ok(())
 }

@@ -183,15 +183,49 @@ pub fn verify(pack: &[u8], keyring: &Keyring<'_>, detached: Option<&[u8; 64]>) -
         in_scope(vec![key], &sealed_name(pack))?;
         return Ok(verified);
     }
-    let records = records(pack)?;
-    if records.is_empty() {
+    verify_signed(&SignedFacts::of(pack)?, keyring)
+}
+
+/// What the embedded signatures of a pack are checked on: the digest they
+/// cover, the signatures, and the pack name a scope is checked against.
+/// Extracted once (one pass over the file); the registry keeps them with
+/// an installed pack, so that checking it against today's trust store
+/// does not read the file again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedFacts {
+    /// Hex sha256 of the file without its signature sections.
+    pub signable_digest: String,
+    pub records: Vec<SignatureRecord>,
+    /// The sealed manifest's pack name (or why there is none).
+    pub name: String,
+}
+
+impl SignedFacts {
+    pub fn of(pack: &[u8]) -> Result<Self, VerifyError> {
+        Ok(SignedFacts {
+            signable_digest: hex::encode(signable_digest(pack)?),
+            records: records(pack)?,
+            name: sealed_name(pack),
+        })
+    }
+}
+
+/// Verifies embedded signatures from their [`SignedFacts`]: the same
+/// decision as [`verify`], against today's keyring.
+pub fn verify_signed(facts: &SignedFacts, keyring: &Keyring<'_>) -> Result<Verified, VerifyError> {
+    let digest: [u8; 32] = hex::decode(&facts.signable_digest)
+        .ok()
+        .and_then(|bytes| bytes.try_into().ok())
+        .ok_or_else(|| VerifyError::BadSection("the signed digest is not 32 bytes of hex".into()))?;
+    if facts.records.is_empty() {
         return Err(VerifyError::Unsigned);
     }
     let mut trusted = Vec::new();
     let mut revoked = None;
     let mut signers = Vec::new();
     let mut unknown = Vec::new();
-    for record in &records {
+    for record in &facts.records {
         let signature = decode_signature(record)?;
         let Some(key) = keyring.find(&record.key_id) else {
             unknown.push(record.key_id.clone());
@@ -212,7 +246,7 @@ pub fn verify(pack: &[u8], keyring: &Keyring<'_>, detached: Option<&[u8; 64]>) -
     }
     match (trusted.is_empty(), revoked) {
         (false, _) => {
-            let key = in_scope(trusted, &sealed_name(pack))?;
+            let key = in_scope(trusted, &facts.name)?;
             Ok(Verified {
                 key_id: key.key_id,
                 name: key.name,

@@ -39,6 +39,10 @@ pub struct Pack {
     exports: Vec<String>,
     pub(crate) manifest: Option<Manifest>,
     pub(crate) cache_event: CacheEvent,
+    /// The cache entry the code runs from, open and read-leased (see
+    /// `sandbox::lease`): declared last, so that it is closed only after
+    /// the component above is dropped.
+    pub(crate) mapping: Option<std::fs::File>,
 }
 
 impl Pack {
@@ -61,6 +65,7 @@ impl Pack {
             exports: ty.exports(engine).map(|(name, _)| name.to_string()).collect(),
             manifest: None,
             cache_event: CacheEvent::Disabled,
+            mapping: None,
         }
     }
 
@@ -121,6 +126,12 @@ impl Pack {
     /// Whether this load compiled the pack or took it from the cache.
     pub fn cache_event(&self) -> &CacheEvent {
         &self.cache_event
+    }
+
+    /// Whether its code runs mapped from the cache entry's file (under a
+    /// read lease) rather than from a copy in memory.
+    pub fn is_mapped(&self) -> bool {
+        self.mapping.is_some()
     }
 }
 

@@ -25,8 +25,6 @@ use crate::sandbox::shape;
 
 /// The argument that turns the `host` binary into a compile worker.
 pub const WORKER_ARG: &str = "__compile-worker";
-/// Given after [`WORKER_ARG`]: compile for a fuel-metered engine.
-const METERED_ARG: &str = "--metered";
 
 /// The most a worker may write back (a serialized component is a few times
 /// the pack's size; packs are capped at 64 MiB).
@@ -51,8 +49,6 @@ pub struct WorkerLimits {
     pub cpu_seconds: u64,
     /// Bytes of address space.
     pub memory_bytes: u64,
-    /// Compile for a fuel-metered engine (see `HostConfig::meter_fuel`).
-    pub metered: bool,
 }
 
 impl WorkerLimits {
@@ -96,7 +92,6 @@ fn run_worker(worker: &WorkerLimits, bytes: &[u8]) -> Result<Vec<u8>, CompileErr
     let mut command = Command::new(&worker.program);
     command
         .arg(WORKER_ARG)
-        .args(worker.metered.then_some(METERED_ARG))
         .stdin(Stdio::from(pack_file(bytes)?))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -202,10 +197,10 @@ pub fn worker_main() -> i32 {
         eprintln!("cannot read the pack: {e}");
         return 1;
     }
-    // Compile settings do not depend on the allocator; on-demand reserves no pool.
+    // Compile settings depend neither on the allocator (on-demand reserves
+    // no pool) nor on metering (every engine compiles fuel in).
     let config = HostConfig {
         allocator: AllocatorChoice::OnDemand,
-        meter_fuel: std::env::args().any(|arg| arg == METERED_ARG),
         ..HostConfig::default()
     };
     let engine = match build_engine(&config) {

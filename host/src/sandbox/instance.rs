@@ -46,15 +46,14 @@ impl Runtime {
         // long fails the same way on a busy machine and an idle one.
         // (A metered call without a fuel deadline, such as describe at load,
         // may burn all it wants: its wall-clock deadline still applies.)
+        // Unmetered: all the fuel there is (every engine counts fuel).
         let fuel = self.config.meter_fuel.then(|| {
             store.data().fuel_deadline.map_or(u64::MAX, |d| {
                 let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
                 ms.saturating_mul(crate::sandbox::engine::FUEL_PER_MS)
             })
         });
-        if let Some(fuel) = fuel
-            && let Err(e) = store.set_fuel(fuel)
-        {
+        if let Err(e) = store.set_fuel(fuel.unwrap_or(u64::MAX)) {
             return (Err(e), store.into_data());
         }
         store.set_epoch_deadline(1);
@@ -92,17 +91,23 @@ impl Runtime {
     /// calling anything: what benchmarks measure as instantiation and as
     /// memory per live instance.
     pub async fn instantiate(&self, pack: &Pack) -> Result<LiveInstance, VerbError> {
+        Ok(self.instantiate_timed(pack).await?.0)
+    }
+
+    /// [`Self::instantiate`], with the time of wasmtime's
+    /// `InstancePre::instantiate_async` alone (the store and its state made
+    /// before, the instance dropped after).
+    pub async fn instantiate_timed(&self, pack: &Pack) -> Result<(LiveInstance, std::time::Duration), VerbError> {
         let state = self.new_state(Gate::default(), self.kv.clone(), String::new());
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.budget);
         store.set_epoch_deadline(u64::MAX / 2);
-        if self.config.meter_fuel
-            && let Err(e) = store.set_fuel(u64::MAX)
-        {
+        if let Err(e) = store.set_fuel(u64::MAX) {
             return Err(classify(Verb::Describe, &e, store.data()));
         }
+        let started = std::time::Instant::now();
         match pack.pre.instantiate_async(&mut store).await {
-            Ok(_) => Ok(LiveInstance { _store: store }),
+            Ok(_) => Ok((LiveInstance { _store: store }, started.elapsed())),
             Err(e) => Err(classify(Verb::Describe, &e, store.data())),
         }
     }
@@ -117,9 +122,7 @@ impl Runtime {
         let state = self.new_state(gate, self.kv.clone(), pack.kv_namespace(env.id()));
         let mut store = Store::new(&self.engine, state);
         store.set_epoch_deadline(u64::MAX / 2);
-        if self.config.meter_fuel {
-            store.set_fuel(u64::MAX)?;
-        }
+        store.set_fuel(u64::MAX)?;
         let guest = pack.pre.instantiate_async(&mut store).await?;
         let handle = store.data_mut().table.push(EnvHandle(env.clone()))?;
         call_export(guest.envpack_deployer_deployer(), &mut store, handle, request).await?;

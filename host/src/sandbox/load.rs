@@ -4,8 +4,15 @@
 //! (with every capability refused) → check the contract version and the
 //! manifest against `describe`. The operator, `pack`, `inspect`, `verify`,
 //! `conformance` and the bench all load through here.
+//!
+//! An installed pack ([`Runtime::load_installed`]) starts from what the
+//! registry checked (digest, signer, manifest: see `Registry::check`): its
+//! compiled code comes from the cache by digest, mapped, with `describe`'s
+//! answer from the entry's record, so that neither the pack file nor the
+//! code is read; the file is read, and its digest checked, only when the
+//! cache has no entry for it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tracing::Instrument;
@@ -20,7 +27,7 @@ use envpack_model::{ProviderCause, Verb, VerbError};
 
 use crate::error::CompileError;
 use crate::error::LoadError;
-use crate::sandbox::cache::{CacheEvent, CompileCache};
+use crate::sandbox::cache::{CacheEvent, Cached, Described};
 use crate::sandbox::call_state::CallState;
 use crate::sandbox::classify::classify;
 use crate::sandbox::compile;
@@ -59,20 +66,45 @@ pub struct Loaded {
     pub signature: Signature,
 }
 
-/// Compiles `bytes` (shape first, then where the config says), through
-/// the cache when there is one.
-fn compile(
-    engine: &Engine,
-    cache: Option<&CompileCache>,
-    config: &HostConfig,
-    bytes: &[u8],
-    digest: &str,
-) -> Result<(Component, CacheEvent), CompileError> {
-    let fresh = || compile::compile(engine, &config.compiler, &config.pack_limits, bytes);
-    match cache {
-        Some(cache) => cache.load(engine, digest, fresh),
-        None => Ok((fresh()?, CacheEvent::Disabled)),
+/// Where a load starts from: pack bytes in memory, or an installed pack
+/// the registry checked, whose file is read only if its compiled code is
+/// not in the cache.
+pub struct LoadSource {
+    /// Names the pack in errors.
+    pub name: String,
+    /// Hex sha256 of the pack file, when known (the registry knows it).
+    pub digest: Option<String>,
+    pub bytes: Option<Vec<u8>>,
+    /// The file to read on a cache miss when `bytes` is `None`; its
+    /// digest must be `digest`.
+    pub path: Option<PathBuf>,
+    /// The pack file's size in bytes, when `bytes` is `None`.
+    pub size: usize,
+    /// The sealed manifest, when the caller read it already; else it is
+    /// read from `bytes`.
+    pub manifest: Option<Manifest>,
+}
+
+impl LoadSource {
+    fn of_bytes(name: String, bytes: Vec<u8>) -> Self {
+        LoadSource {
+            name,
+            digest: None,
+            size: bytes.len(),
+            bytes: Some(bytes),
+            path: None,
+            manifest: None,
+        }
     }
+}
+
+/// A compiled (or cached) component, before it is linked.
+struct Compiled {
+    component: Component,
+    described: Option<Described>,
+    mapping: Option<std::fs::File>,
+    event: CacheEvent,
+    digest: String,
 }
 
 impl Runtime {
@@ -123,95 +155,136 @@ impl Runtime {
 
     /// Compiles, links and describes pack bytes; `source` names them in errors.
     pub async fn load_pack(&self, source: String, bytes: Vec<u8>) -> Result<Pack, LoadError> {
-        let span = tracing::info_span!("load", pack = %source, bytes = bytes.len());
+        self.load_source(LoadSource::of_bytes(source, bytes)).await
+    }
+
+    /// Loads an installed pack the registry checked: its compiled code
+    /// from the cache, `describe` from the cache's record, and its file
+    /// read (and its digest checked) only on a cache miss.
+    pub async fn load_installed(&self, source: LoadSource, verified: Verified) -> Result<Loaded, LoadError> {
+        let pack = self.load_source(source).await?;
+        Ok(Loaded {
+            pack,
+            signature: Signature::Trusted(verified),
+        })
+    }
+
+    /// The one load path (see the module docs).
+    pub async fn load_source(&self, source: LoadSource) -> Result<Pack, LoadError> {
+        let span = tracing::info_span!("load", pack = %source.name, bytes = source.size);
         async move {
-            let manifest = Manifest::read(&bytes).map_err(|e| LoadError::Manifest {
-                path: source.clone(),
-                source: e,
-            })?;
+            let name = source.name.clone();
+            let manifest = match (&source.manifest, &source.bytes) {
+                (Some(manifest), _) => Some(manifest.clone()),
+                (None, Some(bytes)) => Manifest::read(bytes).map_err(|e| LoadError::Manifest {
+                    path: name.clone(),
+                    source: e,
+                })?,
+                (None, None) => None,
+            };
+            let size = source.bytes.as_ref().map_or(source.size, Vec::len);
             let engine = self.engine.clone();
             let cache = self.cache.clone();
             let config = self.config.clone();
-            let compiled = tokio::task::spawn_blocking(move || {
-                // The pack's digest, computed once: the cache key and `Pack::digest`.
-                let digest = sha256_hex(&bytes);
-                let component = compile(&engine, cache.as_deref(), &config, &bytes, &digest);
-                (component, (digest, bytes.len()))
-            })
-            .await
-            .map_err(|e| LoadError::NotAComponent {
-                path: source.clone(),
-                detail: format!("the compiler thread failed: {e}"),
-            })?;
+            let compiled =
+                tokio::task::spawn_blocking(move || compile_or_map(&engine, cache.as_deref(), &config, source))
+                    .await
+                    .map_err(|e| LoadError::NotAComponent {
+                        path: name.clone(),
+                        detail: format!("the compiler thread failed: {e}"),
+                    })??;
             crate::timing::mark("cache");
-            let (component, identity) = compiled;
-            let (component, cache_event) =
-                component.map_err(|e| compile_error(&source, e, self.config.memory_budget))?;
             let contract = |e: wasmtime::Error| LoadError::Contract {
-                path: source.clone(),
+                path: name.clone(),
                 detail: format!("{e:#}"),
             };
-            let instance_pre = self.linker.instantiate_pre(&component).map_err(contract)?;
+            let instance_pre = self.linker.instantiate_pre(&compiled.component).map_err(contract)?;
             let pre = bindings::PackPre::new(instance_pre).map_err(contract)?;
             crate::timing::mark("link");
-            let info = self.describe(&pre).await.map_err(|e| match e {
-                // With on-demand allocation nothing refuses an oversized
-                // initial memory before the first instance does.
-                VerbError::Provider {
-                    cause:
-                        ProviderCause::MemoryBudget {
-                            requested,
-                            budget,
-                            at_start: true,
-                        },
-                    ..
-                } => LoadError::OverBudget {
-                    path: source.clone(),
-                    budget,
-                    detail: format!("its memories need {requested} bytes when an instance starts"),
-                },
-                e => LoadError::Describe {
-                    path: source.clone(),
-                    source: e,
-                },
-            })?;
+            let cached_info = compiled
+                .described
+                .as_ref()
+                .filter(|d| d.peak_memory <= self.config.memory_budget)
+                .map(|d| d.info.clone());
+            let info = match cached_info {
+                Some(info) => info,
+                None => {
+                    let described = self
+                        .describe_measured(&pre)
+                        .await
+                        .map_err(|e| describe_error(&name, e))?;
+                    if let Some(cache) = &self.cache {
+                        let (cache, engine, digest) = (cache.clone(), self.engine.clone(), compiled.digest.clone());
+                        let remembered = described.clone();
+                        let _ = tokio::task::spawn_blocking(move || {
+                            cache.remember_described(&engine, &digest, &remembered);
+                        })
+                        .await;
+                    }
+                    described.info
+                }
+            };
             crate::timing::mark("describe");
             if !accepts_contract(&info.contract_version) {
                 return Err(LoadError::ContractVersion {
-                    path: source,
+                    path: name,
                     found: info.contract_version,
                     expected: CONTRACT_VERSION,
                 });
             }
             if let Some(manifest) = &manifest {
                 manifest.agrees_with(&info).map_err(|e| LoadError::Manifest {
-                    path: source.clone(),
+                    path: name.clone(),
                     source: e,
                 })?;
             }
-            let mut pack = Pack::new(pre, info, source, identity, &self.engine, &component);
+            let mut pack = Pack::new(
+                pre,
+                info,
+                name,
+                (compiled.digest, size),
+                &self.engine,
+                &compiled.component,
+            );
             pack.manifest = manifest;
-            pack.cache_event = cache_event;
+            pack.cache_event = compiled.event;
+            pack.mapping = compiled.mapping;
             Ok(pack)
         }
         .instrument(span)
         .await
     }
 
-    pub(crate) async fn describe(&self, pre: &bindings::PackPre<CallState>) -> Result<PackInfo, VerbError> {
-        let empty = Arc::new(
-            Environment::from_doc(EnvironmentDoc {
-                id: "describe".into(),
-                capabilities: Vec::new(),
-                grants: Default::default(),
-                settings: Default::default(),
-                deployments: Vec::new(),
-            })
-            .map_err(|e| VerbError::Provider {
-                verb: Verb::Describe,
-                cause: ProviderCause::Instantiate(e.to_string()),
-            })?,
-        );
+    /// `describe`, with the most memory its instance held.
+    async fn describe_measured(&self, pre: &bindings::PackPre<CallState>) -> Result<Described, VerbError> {
+        let (info, state) = self.describe_call(pre).await;
+        let peak_memory = state.budget.peak();
+        Ok(Described {
+            info: info?,
+            peak_memory,
+        })
+    }
+
+    /// `describe` with every capability refused, and the call's state.
+    async fn describe_call(&self, pre: &bindings::PackPre<CallState>) -> (Result<PackInfo, VerbError>, CallState) {
+        let empty = Environment::from_doc(EnvironmentDoc {
+            id: "describe".into(),
+            capabilities: Vec::new(),
+            grants: Default::default(),
+            settings: Default::default(),
+            deployments: Vec::new(),
+        });
+        let empty = match empty {
+            Ok(env) => Arc::new(env),
+            Err(e) => {
+                let state = self.new_state(Gate::describing(), self.kv.clone(), String::new());
+                let error = VerbError::Provider {
+                    verb: Verb::Describe,
+                    cause: ProviderCause::Instantiate(e.to_string()),
+                };
+                return (Err(error), state);
+            }
+        };
         // describe must be pure: every capability call is refused as such.
         let state = self.new_state(Gate::describing(), self.kv.clone(), String::new());
         let (result, state) = self
@@ -221,10 +294,123 @@ impl Runtime {
                 guest.call_describe(store).await
             })
             .await;
-        let info = result.map_err(|e| classify(Verb::Describe, &e, &state))?;
-        describe_within_caps(&info)?;
-        Ok(crate::contract::convert::pack_info_from_wit(info))
+        let info = result
+            .map_err(|e| classify(Verb::Describe, &e, &state))
+            .and_then(|info| {
+                describe_within_caps(&info)?;
+                Ok(crate::contract::convert::pack_info_from_wit(info))
+            });
+        (info, state)
     }
+}
+
+/// A failed `describe` at load, as a load error.
+fn describe_error(source: &str, error: VerbError) -> LoadError {
+    match error {
+        // With on-demand allocation nothing refuses an oversized
+        // initial memory before the first instance does.
+        VerbError::Provider {
+            cause:
+                ProviderCause::MemoryBudget {
+                    requested,
+                    budget,
+                    at_start: true,
+                },
+            ..
+        } => LoadError::OverBudget {
+            path: source.to_string(),
+            budget,
+            detail: format!("its memories need {requested} bytes when an instance starts"),
+        },
+        e => LoadError::Describe {
+            path: source.to_string(),
+            source: e,
+        },
+    }
+}
+
+/// The compiled component of `source`: from the cache when it holds a
+/// verified entry, else compiled (shape first, then where the config
+/// says) from the bytes — read from the file, and checked against the
+/// digest the caller vouched for, when the caller gave none.
+fn compile_or_map(
+    engine: &Engine,
+    cache: Option<&crate::sandbox::cache::CompileCache>,
+    config: &HostConfig,
+    source: LoadSource,
+) -> Result<Compiled, LoadError> {
+    let name = source.name;
+    let (bytes, digest) = match (source.bytes, source.digest) {
+        (Some(bytes), Some(digest)) => (Some(bytes), digest),
+        (Some(bytes), None) => {
+            // The pack's digest, computed once: the cache key and `Pack::digest`.
+            let digest = sha256_hex(&bytes);
+            (Some(bytes), digest)
+        }
+        (None, Some(digest)) => (None, digest),
+        (None, None) => {
+            return Err(LoadError::NotAComponent {
+                path: name,
+                detail: "neither its bytes nor its digest were given".into(),
+            });
+        }
+    };
+    let reason = match cache.map(|cache| cache.lookup(engine, &digest)) {
+        Some(Ok(Cached {
+            component,
+            described,
+            mapping,
+        })) => {
+            return Ok(Compiled {
+                component,
+                described,
+                mapping,
+                event: CacheEvent::Hit,
+                digest,
+            });
+        }
+        Some(Err(reason)) => reason,
+        None => None,
+    };
+    let bytes = match bytes {
+        Some(bytes) => bytes,
+        None => {
+            let path = source.path.ok_or_else(|| LoadError::NotAComponent {
+                path: name.clone(),
+                detail: "its compiled code is not cached and no file was given".into(),
+            })?;
+            let bytes = read_pack_file(&path).map_err(|e| LoadError::Read {
+                path: name.clone(),
+                source: e,
+            })?;
+            if sha256_hex(&bytes) != digest {
+                return Err(LoadError::Changed { path: name, digest });
+            }
+            bytes
+        }
+    };
+    let component = compile::compile(engine, &config.compiler, &config.pack_limits, &bytes)
+        .map_err(|e| compile_error(&name, e, config.memory_budget))?;
+    let event = match (cache, reason) {
+        (None, _) => CacheEvent::Disabled,
+        (Some(_), None) => CacheEvent::Miss,
+        (Some(_), Some(reason)) => {
+            tracing::warn!(pack = %name, %reason, "rebuilding compiled-code cache entry");
+            CacheEvent::Rebuilt(reason)
+        }
+    };
+    if let Some(cache) = cache {
+        // Stored now, whatever `describe` says next; its answer is added
+        // to the entry's record once known.
+        cache.store(engine, &digest, &component, None);
+    }
+    Ok(Compiled {
+        component,
+        described: None,
+        mapping: None,
+        event,
+        digest,
+    })
 }
 
 /// The most `describe` may return, field by field: what it says is shown

@@ -8,6 +8,7 @@ mod classify;
 pub(crate) mod compile;
 pub(crate) mod engine;
 mod instance;
+pub(crate) mod lease;
 pub(crate) mod limits;
 pub(crate) mod load;
 pub(crate) mod phases;

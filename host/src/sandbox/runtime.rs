@@ -108,12 +108,7 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    pub fn new(mut config: HostConfig, kv: Arc<dyn KvStore>) -> Result<Self, SetupError> {
-        // A worker compiles for the engine it serves.
-        let metered = config.meter_fuel;
-        if let crate::sandbox::compile::Compiler::Worker(worker) = &mut config.compiler {
-            worker.metered = metered;
-        }
+    pub fn new(config: HostConfig, kv: Arc<dyn KvStore>) -> Result<Self, SetupError> {
         let (engine, allocator) = build_engine(&config)?;
         let linker = build_linker(&engine)?;
         let ticker = Ticker::start(&engine)?;

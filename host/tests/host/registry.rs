@@ -41,7 +41,7 @@ fn highest_trusted_version_wins_and_revoked_signers_are_skipped() {
         Registry::open(&state.path().join("packs"))
             .unwrap()
             .resolve(&req(text), &keyring)
-            .map(|(p, _, _)| p.descriptor)
+            .map(|(p, _)| p.descriptor)
     };
     assert_eq!(
         resolve(&trust, "envpack.deployer.ledger@^1").unwrap(),
@@ -109,4 +109,93 @@ fn same_descriptor_with_other_content_conflicts() {
     let verified = envpack_trust::verify(&envpack_trust::sign(&other, &key).unwrap(), &keyring, None).unwrap();
     let err = registry.install(&other, &m, &verified, false).unwrap_err();
     assert!(matches!(err, RegistryError::Conflict { .. }), "{err}");
+}
+
+fn keyring(trust: &TrustStore) -> Keyring<'_> {
+    Keyring { trust, extra: vec![] }
+}
+
+#[test]
+fn a_sealed_pack_is_checked_without_reading_it_until_it_changes() {
+    let state = tempfile::tempdir().unwrap();
+    let key = PrivateKey::generate().unwrap();
+    let mut trust = TrustStore::open(&state.path().join("trust.json")).unwrap();
+    trust.add(&key.public(), "k").unwrap();
+    let mut registry = Registry::open(&state.path().join("packs")).unwrap();
+    install(&mut registry, &trust, "1.0.0", &key);
+    let pack = registry.list()[0].clone();
+    // Installed read-only and sealed: a check trusts the seal, no bytes read.
+    use std::os::unix::fs::PermissionsExt;
+    let path = registry.path(&pack);
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o400);
+    let checked = registry.check(&pack, &keyring(&trust)).unwrap();
+    assert!(checked.bytes.is_none(), "checked from its seal");
+    assert_eq!(checked.manifest.descriptor, "envpack.deployer.ledger@1.0.0");
+
+    // Changed, then its modification time put back: refused all the same.
+    let before = std::fs::metadata(&path).unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[100] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_times(std::fs::FileTimes::new().set_modified(before.modified().unwrap()))
+        .unwrap();
+    let err = registry.check(&pack, &keyring(&trust)).unwrap_err();
+    assert!(matches!(err, RegistryError::Changed { .. }), "{err}");
+
+    // Put back as it was (new identity, same bytes): read whole, verified, sealed anew.
+    bytes[100] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    assert!(registry.check(&pack, &keyring(&trust)).unwrap().bytes.is_some());
+    assert!(registry.check(&pack, &keyring(&trust)).unwrap().bytes.is_none());
+}
+
+#[test]
+fn a_forged_seal_does_not_vouch_for_a_changed_file() {
+    let state = tempfile::tempdir().unwrap();
+    let key = PrivateKey::generate().unwrap();
+    let mut trust = TrustStore::open(&state.path().join("trust.json")).unwrap();
+    trust.add(&key.public(), "k").unwrap();
+    let mut registry = Registry::open(&state.path().join("packs")).unwrap();
+    install(&mut registry, &trust, "1.0.0", &key);
+    let pack = registry.list()[0].clone();
+    let path = registry.path(&pack);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[100] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    // The seal rewritten to name the changed file's identity: its keyed tag no longer holds.
+    let seal_path = state.path().join(format!("packs/{}.seal", pack.digest));
+    let mut seal: serde_json::Value = serde_json::from_slice(&std::fs::read(&seal_path).unwrap()).unwrap();
+    let metadata = std::fs::metadata(&path).unwrap();
+    seal["identity"] = serde_json::to_value(envpack_model::files::FileIdentity::of(&metadata)).unwrap();
+    std::fs::write(&seal_path, serde_json::to_vec(&seal).unwrap()).unwrap();
+    let err = registry.check(&pack, &keyring(&trust)).unwrap_err();
+    assert!(matches!(err, RegistryError::Changed { .. }), "{err}");
+}
+
+#[test]
+fn a_sealed_pack_whose_signer_is_revoked_is_refused_without_rehashing() {
+    let state = tempfile::tempdir().unwrap();
+    let key = PrivateKey::generate().unwrap();
+    let mut trust = TrustStore::open(&state.path().join("trust.json")).unwrap();
+    trust.add(&key.public(), "k").unwrap();
+    let mut registry = Registry::open(&state.path().join("packs")).unwrap();
+    install(&mut registry, &trust, "1.0.0", &key);
+    let pack = registry.list()[0].clone();
+    assert!(registry.check(&pack, &keyring(&trust)).unwrap().bytes.is_none());
+    trust.revoke("k").unwrap();
+    let err = registry.check(&pack, &keyring(&trust)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RegistryError::Untrusted {
+                source: VerifyError::Revoked { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
 }

@@ -27,9 +27,9 @@ mod traffic;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use envpack_host::{CallMode, Change, LogSink, Pack, Runtime, SignaturePolicy, StateDir, Workspace, timing};
+use envpack_host::{CallMode, Change, LoadSource, LogSink, Pack, Runtime, StateDir, Workspace, timing};
 use envpack_model::{Capability, DeadlinePolicy, Environment, Grants, Outcome, Request};
-use envpack_trust::{Registry, Requirement, TrustStore};
+use envpack_trust::{Checked, InstalledPack, Registry, Requirement, TrustStore};
 use rusqlite::{Connection, TransactionBehavior};
 
 pub use call::call;
@@ -215,17 +215,12 @@ impl<'a> Operator<'a> {
         let trust = TrustStore::open(&self.state_dir.trust_store())?;
         let registry = Registry::open(&self.state_dir.packs())?;
         let keyring = trust.keyring();
-        let (installed, verified, bytes) = registry.resolve(&req, &keyring)?;
+        let (installed, checked) = registry.resolve(&req, &keyring)?;
         timing::mark("verify");
-        let signer = verified.key_id.clone();
-        let policy = SignaturePolicy::Verified(verified);
-        let loaded = self
-            .runtime()?
-            .load(installed.descriptor.clone(), bytes, policy)
-            .await?;
-        timing::mark("load");
+        let signer = checked.verified.key_id.clone();
+        let pack = self.load_installed(&registry, &installed, checked).await?;
         Ok(Resolved {
-            pack: loaded.pack,
+            pack,
             digest: installed.digest,
             signer,
         })
@@ -234,7 +229,9 @@ impl<'a> Operator<'a> {
     /// The pack an environment is pinned to: exactly the digest it was
     /// bound to, still intact, still signed by a trusted key — the key it
     /// was bound with. A newer installed version is never picked up here;
-    /// `env upgrade` moves the pin.
+    /// `env upgrade` moves the pin. Checked from the registry's seal and
+    /// loaded from the compiled-code cache, so that a command costs the
+    /// same whatever the pack's size (see `Registry::check`).
     async fn pinned(&self, env: &str, binding: &Binding) -> Result<Pack, StoreError> {
         let trust = TrustStore::open(&self.state_dir.trust_store())?;
         let registry = Registry::open(&self.state_dir.packs())?;
@@ -246,20 +243,35 @@ impl<'a> Operator<'a> {
                 digest: binding.pack_digest.clone(),
             })?
             .clone();
-        let (verified, bytes) = registry.check(&installed, &trust.keyring())?;
+        let checked = registry.check(&installed, &trust.keyring())?;
         timing::mark("verify");
-        if !binding.signer.is_empty() && verified.key_id != binding.signer {
+        if !binding.signer.is_empty() && checked.verified.key_id != binding.signer {
             return Err(StoreError::SignerChanged {
                 env: env.to_string(),
                 descriptor: binding.descriptor.clone(),
                 pinned: binding.signer.clone(),
-                found: verified.key_id,
+                found: checked.verified.key_id,
             });
         }
-        let loaded = self
-            .runtime()?
-            .load(installed.descriptor.clone(), bytes, SignaturePolicy::Verified(verified))
-            .await?;
+        self.load_installed(&registry, &installed, checked).await
+    }
+
+    /// Loads an installed pack the registry just checked.
+    async fn load_installed(
+        &self,
+        registry: &Registry,
+        installed: &InstalledPack,
+        checked: Checked,
+    ) -> Result<Pack, StoreError> {
+        let source = LoadSource {
+            name: installed.descriptor.clone(),
+            digest: Some(installed.digest.clone()),
+            path: Some(registry.path(installed)),
+            size: installed.size,
+            manifest: Some(checked.manifest),
+            bytes: checked.bytes,
+        };
+        let loaded = self.runtime()?.load_installed(source, checked.verified).await?;
         timing::mark("load");
         Ok(loaded.pack)
     }
