@@ -92,7 +92,7 @@ impl CliError {
                 Some("seal it with `host pack seal`, then sign it".into())
             }
             CliError::Load(LoadError::Read { .. }) => {
-                Some("the reference packs are built into target/packs/ by `scripts/quickstart`".into())
+                Some("give the path of a built pack: the NAME.wasm that `./build.sh` writes in a `host new` project, or target/wasm32-wasip2/release/NAME.wasm of a cargo build".into())
             }
             CliError::Load(LoadError::OverBudget { .. }) => {
                 Some("raise --memory-mib (the default is 64) or make the pack's initial memory smaller".into())

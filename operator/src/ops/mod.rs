@@ -19,6 +19,7 @@
 mod call;
 mod environment;
 pub mod install;
+mod new;
 mod packs;
 mod revision;
 pub mod rollout;
@@ -34,6 +35,7 @@ use rusqlite::{Connection, TransactionBehavior};
 
 pub use call::call;
 pub use install::{Admission, AdmissionError, install};
+pub use new::{Lang, NewError, NewPack, NewProject, new_pack};
 pub use packs::remove_pack;
 pub use revision::NewRevision;
 pub use traffic::Applied;
