@@ -56,6 +56,8 @@ pub enum CliError {
     Admit(#[from] envpack_operator::AdmissionError),
     #[error("{descriptor} was not installed: conformance failed ({})", failed.join(", "))]
     Admission { descriptor: String, failed: Vec<String> },
+    #[error(transparent)]
+    Distribution(#[from] envpack_operator::distribute::DistributionError),
 }
 
 impl CliError {
@@ -81,6 +83,7 @@ impl CliError {
             CliError::Store(e) => store_exit(e),
             CliError::Drift => exit::DRIFT,
             CliError::Setup(_) | CliError::State(_) => exit::HOST,
+            CliError::Distribution(e) => distribution_exit(e),
         }
     }
 
@@ -107,8 +110,18 @@ impl CliError {
                 Some("run `host call PACK apply-traffic-split` for each deployment, then compare again".into())
             }
             CliError::Store(e) => store_hint(e),
+            CliError::Distribution(e) => e.hint(),
             _ => None,
         }
+    }
+}
+
+fn distribution_exit(error: &envpack_operator::distribute::DistributionError) -> i32 {
+    use envpack_operator::distribute::DistributionError as D;
+    match error {
+        D::DigestMismatch { .. } => exit::UNTRUSTED,
+        D::Unreachable { .. } | D::Unauthorized { .. } | D::Registry { .. } => exit::HOST,
+        _ => exit::BAD_INPUT,
     }
 }
 

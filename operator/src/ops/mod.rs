@@ -17,6 +17,7 @@
 //! commands on other environments never wait for it.
 
 mod call;
+pub mod distribute;
 mod environment;
 pub mod install;
 mod new;
