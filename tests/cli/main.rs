@@ -13,6 +13,7 @@ mod containment;
 mod hostile;
 mod inspect;
 mod local_process;
+mod oci;
 mod operator;
 mod operator_edges;
 mod preconditions;

@@ -288,7 +288,7 @@ fn client(target: &OciRef) -> Client {
     })
 }
 
-fn registry_error(target: &OciRef, error: OciDistributionError) -> DistributionError {
+fn registry_error(target: &OciRef, what: &'static str, error: OciDistributionError) -> DistributionError {
     let registry = target.registry.clone();
     match error {
         OciDistributionError::RequestError(e) if e.is_connect() || e.is_timeout() => DistributionError::Unreachable {
@@ -322,12 +322,20 @@ fn registry_error(target: &OciRef, error: OciDistributionError) -> DistributionE
                 DistributionError::Registry { registry, message }
             }
         }
-        OciDistributionError::DigestError(e) => DistributionError::DigestMismatch {
-            reference: target.to_string(),
-            what: "pack layer",
-            expected: String::new(),
-            actual: e.to_string(),
-        },
+        OciDistributionError::DigestError(e) => {
+            // "Invalid digest. Expected X, got Y" (the type's fields are not public).
+            let text = e.to_string();
+            let (expected, actual) = text
+                .split_once("Expected ")
+                .and_then(|(_, rest)| rest.split_once(", got "))
+                .map_or((String::new(), text.clone()), |(x, y)| (x.to_string(), y.to_string()));
+            DistributionError::DigestMismatch {
+                reference: target.to_string(),
+                what,
+                expected,
+                actual,
+            }
+        }
         other => DistributionError::Registry {
             registry,
             message: chain(&other),
@@ -429,7 +437,7 @@ pub async fn push(path: &Path, bytes: &[u8], target: &OciRef) -> Result<Pushed, 
     let client = client(target);
     let reference = target.reference();
     let auth = credentials(&target.registry)?;
-    let fail = |e| registry_error(target, e);
+    let fail = |e| registry_error(target, "blob", e);
     client
         .auth(&reference, &auth, oci_client::RegistryOperation::Push)
         .await
@@ -471,11 +479,11 @@ pub async fn pull(source: &OciRef) -> Result<Pulled, DistributionError> {
     let client = client(source);
     let reference = source.reference();
     let auth = credentials(&source.registry)?;
-    let fail = |e| registry_error(source, e);
+    let fail = |e| registry_error(source, "pack layer", e);
     let (body, _) = client
         .pull_manifest_raw(&reference, &auth, &[OCI_IMAGE_MEDIA_TYPE])
         .await
-        .map_err(fail)?;
+        .map_err(|e| registry_error(source, "manifest", e))?;
     let manifest_digest = format!("sha256:{}", sha256_hex(&body));
     if let Some(expected) = &source.digest
         && *expected != manifest_digest
