@@ -92,7 +92,9 @@ export const deployer = {
   },
 
   stageRevision(env, id) {
-    return transition(env, 'stage', id, [undefined, DRAINED], STAGED);
+    // From warm too: the host re-stages a revision whose warm failed
+    // (failed -> staged), whatever the provider did before the failure.
+    return transition(env, 'stage', id, [undefined, DRAINED, WARM], STAGED);
   },
 
   warmRevision(env, id) {

@@ -86,7 +86,9 @@ class Deployer(exports.Deployer):
         )
 
     def stage_revision(self, env: Environment, revision: str) -> types.RevisionOutcome:
-        return transition(env, "stage", revision, (None, DRAINED), STAGED)
+        # From warm too: the host re-stages a revision whose warm failed
+        # (failed -> staged), whatever the provider did before the failure.
+        return transition(env, "stage", revision, (None, DRAINED, WARM), STAGED)
 
     def warm_revision(self, env: Environment, revision: str) -> types.RevisionOutcome:
         return transition(env, "warm", revision, (STAGED, DRAINED), WARM)

@@ -115,7 +115,9 @@ impl Guest for Pack {
     }
 
     fn stage_revision(env: &Environment, revision: String) -> Result<RevisionOutcome, DeployError> {
-        transition(env, "stage", &revision, &[None, Some(DRAINED)], STAGED)
+        // From warm too: the host re-stages a revision whose warm failed
+        // (failed -> staged), whatever the provider did before the failure.
+        transition(env, "stage", &revision, &[None, Some(DRAINED), Some(WARM)], STAGED)
     }
 
     fn warm_revision(env: &Environment, revision: String) -> Result<RevisionOutcome, DeployError> {
