@@ -4,6 +4,7 @@
 
 mod common;
 
+mod authoring;
 mod aws_ecs;
 mod bench;
 mod capabilities;
