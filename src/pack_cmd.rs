@@ -41,6 +41,7 @@ pub enum Command {
     /// (the media types wasm-pkg-tools uses). Credentials: ENVPACK_REGISTRY_USERNAME and
     /// ENVPACK_REGISTRY_PASSWORD, or ENVPACK_REGISTRY_AUTH_FILE (a Docker config.json).
     Push {
+        /// The sealed, signed pack (`host pack seal`, then `host sign`).
         pack: PathBuf,
         /// oci://REGISTRY/REPOSITORY:TAG
         #[arg(value_name = "oci://REGISTRY/REPO:TAG")]
@@ -52,6 +53,7 @@ pub enum Command {
         /// oci://REGISTRY/REPOSITORY:TAG, or @sha256:DIGEST to pin the manifest.
         #[arg(value_name = "oci://REGISTRY/REPO:TAG|@sha256:DIGEST")]
         source: String,
+        /// Where to write the pack (only once every check passed).
         #[arg(short, long, value_name = "FILE")]
         out: PathBuf,
     },

@@ -73,11 +73,17 @@ fn new_project_passes_extended(lang: &str) {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let printed = String::from_utf8_lossy(&out.stdout);
-    assert!(printed.contains("./build.sh") && printed.contains("host conformance demo.wasm"), "{printed}");
+    assert!(
+        printed.contains("./build.sh") && printed.contains("host conformance demo.wasm"),
+        "{printed}"
+    );
 
     // The workflow is valid GitHub Actions syntax.
     let workflow = dir.join(".github/workflows/pack.yml");
-    let lint = Command::new(repo().join("scripts/lint-workflow")).arg(&workflow).output().unwrap();
+    let lint = Command::new(repo().join("scripts/lint-workflow"))
+        .arg(&workflow)
+        .output()
+        .unwrap();
     assert!(
         lint.status.success(),
         "actionlint: {}{}",
@@ -108,7 +114,15 @@ fn new_project_passes_extended(lang: &str) {
     let out = sb
         .host()
         .current_dir(&dir)
-        .args(["conformance", "demo.wasm", "--profile", "extended", "--format", "junit", "--out"])
+        .args([
+            "conformance",
+            "demo.wasm",
+            "--profile",
+            "extended",
+            "--format",
+            "junit",
+            "--out",
+        ])
         .arg(&report)
         .timeout(SLOW)
         .output()
@@ -164,7 +178,10 @@ fn site_tarball(sb: &Sandbox, name: &str, body: &str) -> (PathBuf, String) {
         .unwrap();
     assert!(status.success());
     use sha2::Digest;
-    let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(std::fs::read(&tarball).unwrap())));
+    let digest = format!(
+        "sha256:{}",
+        hex::encode(sha2::Sha256::digest(std::fs::read(&tarball).unwrap()))
+    );
     (tarball, digest)
 }
 
@@ -181,7 +198,11 @@ impl Nginx {
         std::fs::create_dir_all(prefix.join("logs")).unwrap();
         // As root, workers read the site as root (the pack's files belong to the environment's own uid).
         // SAFETY: geteuid has no preconditions.
-        let user = if unsafe { libc::geteuid() } == 0 { "user root;\n" } else { "" };
+        let user = if unsafe { libc::geteuid() } == 0 {
+            "user root;\n"
+        } else {
+            ""
+        };
         let config = format!(
             "{user}daemon off;\nworker_processes 1;\npid {pid};\nerror_log {log} error;\nevents {{}}\n\
              http {{\n access_log off;\n client_body_temp_path {tmp}/body;\n proxy_temp_path {tmp}/proxy;\n\
@@ -252,10 +273,26 @@ fn static_site_is_served(name: &str, build_cmd: Command) {
     };
     let key = sb.dir.path().join("key");
     ok(&["keygen", "--out", &p(&key)]);
-    ok(&["trust", "add", &p(&key.with_extension("pub")), "--name", "author", "--scope", "envpack.*"]);
+    ok(&[
+        "trust",
+        "add",
+        &p(&key.with_extension("pub")),
+        "--name",
+        "author",
+        "--scope",
+        "envpack.*",
+    ]);
     let sealed = sb.dir.path().join(format!("{name}.signed.wasm"));
     let manifest = repo().join(format!("packs/{name}/pack.toml"));
-    ok(&["pack", "seal", &p(&built), "--manifest", &p(&manifest), "-o", &p(&sealed)]);
+    ok(&[
+        "pack",
+        "seal",
+        &p(&built),
+        "--manifest",
+        &p(&manifest),
+        "-o",
+        &p(&sealed),
+    ]);
     ok(&["sign", &p(&sealed), "--key", &p(&key)]);
 
     let (v1, d1) = site_tarball(&sb, "v1", "<h1>site v1</h1>\n");
@@ -270,12 +307,31 @@ fn static_site_is_served(name: &str, build_cmd: Command) {
     assert!(out.contains("0 failed"), "{out}");
 
     let requirement = format!("envpack.deployer.{name}@^1");
-    let mut create = vec!["env", "create", "site", "--deployer", &requirement, "--capability", "log,kv,process"];
+    let mut create = vec![
+        "env",
+        "create",
+        "site",
+        "--deployer",
+        &requirement,
+        "--capability",
+        "log,kv,process",
+    ];
     create.extend(SITE_GRANTS);
     ok(&create);
     let publish = |id: &str, tarball: &Path, digest: &str| {
         let location = format!("file://{}", tarball.display());
-        ok(&["revision", "stage", "site", "web", "--id", id, "--digest", digest, "--location", &location]);
+        ok(&[
+            "revision",
+            "stage",
+            "site",
+            "web",
+            "--id",
+            id,
+            "--digest",
+            digest,
+            "--location",
+            &location,
+        ]);
         ok(&["revision", "warm", "site", id]);
         ok(&["traffic", "set", "site", "web", &format!("{id}=10000")]);
     };
