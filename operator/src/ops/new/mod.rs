@@ -261,10 +261,9 @@ fn compile_note(interpreter: bool) -> String {
         return String::new();
     }
     "\nThe pack carries its language's interpreter (12-19 MB of wasm): the host\n\
-     compiles it once per machine (cached after that), which a release build\n\
-     of the host does in seconds and a debug build may not within the default\n\
-     60 s: give it `--compile-seconds 300` (or `ENVPACK_COMPILE_SECONDS=300`)\n\
-     if it says so.\n"
+     compiles it once per machine (cached after that) in 10-20 s; a host built\n\
+     with an unoptimized Cranelift may need `--compile-seconds 300` (or\n\
+     `ENVPACK_COMPILE_SECONDS=300`) if it says the compile ran out of time.\n"
         .to_string()
 }
 
