@@ -56,6 +56,8 @@ pub enum CliError {
     Admit(#[from] envpack_operator::AdmissionError),
     #[error("{descriptor} was not installed: conformance failed ({})", failed.join(", "))]
     Admission { descriptor: String, failed: Vec<String> },
+    #[error(transparent)]
+    Distribution(#[from] envpack_operator::distribute::DistributionError),
 }
 
 impl CliError {
@@ -81,6 +83,7 @@ impl CliError {
             CliError::Store(e) => store_exit(e),
             CliError::Drift => exit::DRIFT,
             CliError::Setup(_) | CliError::State(_) => exit::HOST,
+            CliError::Distribution(e) => distribution_exit(e),
         }
     }
 
@@ -92,7 +95,7 @@ impl CliError {
                 Some("seal it with `host pack seal`, then sign it".into())
             }
             CliError::Load(LoadError::Read { .. }) => {
-                Some("the reference packs are built into target/packs/ by `scripts/quickstart`".into())
+                Some("give the path of a built pack: the NAME.wasm that `./build.sh` writes in a `host new` project, or target/wasm32-wasip2/release/NAME.wasm of a cargo build".into())
             }
             CliError::Load(LoadError::OverBudget { .. }) => {
                 Some("raise --memory-mib (the default is 64) or make the pack's initial memory smaller".into())
@@ -107,8 +110,18 @@ impl CliError {
                 Some("run `host call PACK apply-traffic-split` for each deployment, then compare again".into())
             }
             CliError::Store(e) => store_hint(e),
+            CliError::Distribution(e) => e.hint(),
             _ => None,
         }
+    }
+}
+
+fn distribution_exit(error: &envpack_operator::distribute::DistributionError) -> i32 {
+    use envpack_operator::distribute::DistributionError as D;
+    match error {
+        D::DigestMismatch { .. } => exit::UNTRUSTED,
+        D::Unreachable { .. } | D::Unauthorized { .. } | D::Registry { .. } => exit::HOST,
+        _ => exit::BAD_INPUT,
     }
 }
 

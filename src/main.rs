@@ -13,6 +13,7 @@ mod grant_args;
 mod input;
 mod inspect;
 mod keys_cmd;
+mod new_cmd;
 mod pack_cmd;
 mod progress;
 mod revision_cmd;
@@ -90,6 +91,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Create a pack project (Rust, Python or JavaScript) that builds and passes conformance as generated.
+    New(new_cmd::Args),
     /// Show what a pack is: descriptor, contract, capabilities, WIT imports and exports.
     Inspect(inspect::Args),
     /// Run one verb of a pack against an environment, through the full host path.
@@ -182,17 +185,23 @@ fn init_tracing(verbose: u8) {
 }
 
 async fn run(cli: Cli) -> Result<i32, CliError> {
+    let cmd = match cli.command {
+        // Needs no state directory, runtime or limits.
+        Command::New(args) => return new_cmd::run(args),
+        other => other,
+    };
     let mut ctx = Context::new(cli.state_dir, cli.deadline_ms, cli.memory_mib, cli.actor)?;
     ctx.allocator(cli.allocator);
     ctx.deploy_key(cli.deploy_key);
     ctx.bound_compiles(cli.compile_seconds, cli.compile_memory_mib, &cli.pack_limit)?;
-    let result = command(&mut ctx, cli.command).await;
+    let result = command(&mut ctx, cmd).await;
     mark("command");
     result
 }
 
 async fn command(ctx: &mut Context, command: Command) -> Result<i32, CliError> {
     match command {
+        Command::New(args) => new_cmd::run(args),
         Command::Inspect(args) => inspect::run(ctx, args).await,
         Command::Call(args) => call::run(ctx, args).await,
         Command::Bench(args) => bench_cmd::run(args).await,

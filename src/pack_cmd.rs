@@ -1,7 +1,8 @@
-//! `host pack seal|digest|install|list|remove|resolve`: from a built component
-//! to an installed, verified pack, and back out by descriptor.
+//! `host pack seal|digest|push|pull|install|list|remove|resolve`: from a
+//! built component to a published, installed, verified pack, and back out by
+//! descriptor.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use envpack_model::files;
 use envpack_trust::{Manifest, Requirement};
@@ -10,6 +11,7 @@ use serde_json::json;
 use envpack_conformance::render;
 use envpack_host::SignaturePolicy;
 use envpack_operator::AdmissionError;
+use envpack_operator::distribute::{self, OciInstallError, OciRef};
 
 use crate::context::Context;
 use crate::error::{CliError, exit};
@@ -35,10 +37,31 @@ pub enum Command {
         #[arg(short, long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
-    /// Verify a pack, run the `core` conformance profile on it, and store it
-    /// in the registry, content-addressed. A failing pack is refused.
-    Install {
+    /// Push a sealed, signed pack to an OCI registry as a WebAssembly artifact
+    /// (the media types wasm-pkg-tools uses). Credentials: ENVPACK_REGISTRY_USERNAME and
+    /// ENVPACK_REGISTRY_PASSWORD, or ENVPACK_REGISTRY_AUTH_FILE (a Docker config.json).
+    Push {
+        /// The sealed, signed pack (`host pack seal`, then `host sign`).
         pack: PathBuf,
+        /// oci://REGISTRY/REPOSITORY:TAG
+        #[arg(value_name = "oci://REGISTRY/REPO:TAG")]
+        target: String,
+    },
+    /// Fetch a pack from an OCI registry into a file: digests checked, then its
+    /// signature and the signer's scope against the trust store, as for a file.
+    Pull {
+        /// oci://REGISTRY/REPOSITORY:TAG, or @sha256:DIGEST to pin the manifest.
+        #[arg(value_name = "oci://REGISTRY/REPO:TAG|@sha256:DIGEST")]
+        source: String,
+        /// Where to write the pack (only once every check passed).
+        #[arg(short, long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Verify a pack, run the `core` conformance profile on it, and store it
+    /// in the registry, content-addressed. A failing pack is refused. PACK is a file or
+    /// oci://REGISTRY/REPO:TAG (or @sha256:DIGEST), pulled with its digests checked.
+    Install {
+        pack: String,
         /// Install even if conformance fails (recorded in the registry).
         #[arg(long)]
         force: bool,
@@ -74,7 +97,9 @@ pub async fn run(ctx: &mut Context, command: Command) -> Result<i32, CliError> {
             out,
         } => seal(ctx, component, manifest, out).await,
         Command::Digest { pack, out } => digest(pack, out),
-        Command::Install { pack, force, fixture } => install(ctx, pack, force, &fixture).await,
+        Command::Push { pack, target } => push(pack, &target).await,
+        Command::Pull { source, out } => pull(ctx, &source, out).await,
+        Command::Install { pack, force, fixture } => install(ctx, &pack, force, &fixture).await,
         Command::List { json } => list(ctx, json),
         Command::Remove { selector, force } => {
             let removed = envpack_operator::remove_pack(ctx.state_dir()?, &selector, force)?;
@@ -124,11 +149,58 @@ fn hex_string(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-async fn install(ctx: &mut Context, path: PathBuf, force: bool, fixture: &FixtureArgs) -> Result<i32, CliError> {
+async fn push(path: PathBuf, target: &str) -> Result<i32, CliError> {
+    let target = OciRef::parse(target)?;
+    if target.tag.is_none() {
+        return Err(CliError::input(format!(
+            "{target}: push to a tag (oci://REGISTRY/REPO:TAG); the registry gives the digest"
+        )));
+    }
+    let bytes = read_bytes(&path)?;
+    let pushed = distribute::push(&path, &bytes, &target).await?;
+    println!("pushed {} to {target}", pushed.descriptor);
+    println!("  manifest: {}", pushed.manifest_digest);
+    println!("  pack:     sha256:{}", pushed.pack_digest);
+    println!("  pin it:   {}", pushed.pinned);
+    Ok(exit::OK)
+}
+
+async fn pull(ctx: &mut Context, source: &str, out: PathBuf) -> Result<i32, CliError> {
+    let source = OciRef::parse(source)?;
+    let pulled = distribute::pull(&source).await?;
+    let verified = distribute::verify_pulled(&pulled, &ctx.trust()?)?;
+    files::write_atomic(&out, &pulled.bytes, 0o644)
+        .map_err(|e| CliError::State(format!("cannot write {}: {e}", out.display())))?;
+    println!(
+        "pulled {} to {} (sha256:{}) signed by {} ({})",
+        pulled.pinned,
+        out.display(),
+        envpack_model::sha256_hex(&pulled.bytes),
+        verified.name,
+        verified.key_id
+    );
+    Ok(exit::OK)
+}
+
+async fn install(ctx: &mut Context, pack: &str, force: bool, fixture: &FixtureArgs) -> Result<i32, CliError> {
     let state_dir = ctx.state_dir()?.clone();
     let config = fixture.config(&state_dir)?;
     let (runtime, judge) = ctx.runtimes()?;
-    let admission = match envpack_operator::install(runtime, judge, &state_dir, &path, force, &config).await {
+    let admitted = if OciRef::is_oci(pack) {
+        let source = OciRef::parse(pack)?;
+        match distribute::install_oci(runtime, judge, &state_dir, &source, force, &config).await {
+            Ok((pulled, admission)) => {
+                eprintln!("host: pulled {}", pulled.pinned);
+                Ok(admission)
+            }
+            Err(OciInstallError::Admission(e)) => Err(e),
+            Err(OciInstallError::Pull(e)) => return Err(e.into()),
+            Err(OciInstallError::Io(e)) => return Err(CliError::State(e)),
+        }
+    } else {
+        envpack_operator::install(runtime, judge, &state_dir, Path::new(pack), force, &config).await
+    };
+    let admission = match admitted {
         Ok(admission) => admission,
         Err(AdmissionError::Failed { descriptor, report }) => {
             eprint!("{}", render::human(&report));

@@ -115,6 +115,12 @@ impl StateDir {
         self.root.join("artifacts")
     }
 
+    /// Packs pulled from a registry while `pack install` judges them; each
+    /// is removed when its install ends.
+    pub fn incoming(&self) -> PathBuf {
+        self.root.join("incoming")
+    }
+
     /// The workspace of `env` in `scope` (`env` for operator environments,
     /// `call` for `host call`, the conformance runner's own scopes for its
     /// fixtures); its directories are created 0700.

@@ -16,7 +16,11 @@ mod store;
 
 pub use authz::DeployKey;
 pub use error::StoreError;
+pub use ops::distribute;
 pub use ops::rollout;
-pub use ops::{Admission, AdmissionError, Applied, BindRequest, NewRevision, Operator, call, install, remove_pack};
+pub use ops::{
+    Admission, AdmissionError, Applied, BindRequest, Lang, NewError, NewPack, NewProject, NewRevision, Operator, call,
+    install, new_pack, remove_pack,
+};
 pub use read::{AuditHead, DeploymentView, EnvironmentView, Reader, RevisionView, RolloutView};
 pub use store::{Binding, Generation};

@@ -4,6 +4,7 @@
 
 mod common;
 
+mod authoring;
 mod aws_ecs;
 mod bench;
 mod capabilities;
@@ -13,6 +14,7 @@ mod containment;
 mod hostile;
 mod inspect;
 mod local_process;
+mod oci;
 mod operator;
 mod operator_edges;
 mod preconditions;

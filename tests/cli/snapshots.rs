@@ -281,6 +281,23 @@ fn exit_codes_of_a_fixed_set_of_inputs() {
             "warm a staged revision",
             vec!["revision".into(), "warm".into(), "dev".into(), crate::common::A1.into()],
         ),
+        (
+            "a new pack with a bad name",
+            vec!["new".into(), "Bad Name".into(), "--lang".into(), "python".into()],
+        ),
+        (
+            "install from a registry reference without a tag",
+            vec!["pack".into(), "install".into(), "oci://127.0.0.1:1/packs/ledger".into()],
+        ),
+        (
+            "push an unsigned pack",
+            vec![
+                "pack".into(),
+                "push".into(),
+                p(&unsigned),
+                "oci://127.0.0.1:1/packs/ledger:1".into(),
+            ],
+        ),
     ];
     let state = p(&sb.state_dir());
     let sandbox = p(dir);

@@ -114,6 +114,35 @@ pub fn strip(bytes: &[u8], names: &[&str]) -> Result<Vec<u8>, Malformed> {
     Ok(out)
 }
 
+/// The names a component imports and exports at its top level (its
+/// world's interfaces, e.g. `envpack:deployer/deployer@1.1.0`), in order.
+pub fn component_world(bytes: &[u8]) -> Result<(Vec<String>, Vec<String>), Malformed> {
+    let malformed = |e: wasmparser::BinaryReaderError| Malformed {
+        offset: e.offset(),
+        message: e.message().to_string(),
+    };
+    let (mut imports, mut exports) = (Vec::new(), Vec::new());
+    let mut depth = 0usize;
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload.map_err(malformed)? {
+            Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::ComponentImportSection(reader) if depth == 0 => {
+                for import in reader {
+                    imports.push(import.map_err(malformed)?.name.name.to_string());
+                }
+            }
+            Payload::ComponentExportSection(reader) if depth == 0 => {
+                for export in reader {
+                    exports.push(export.map_err(malformed)?.name.name.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok((imports, exports))
+}
+
 /// Appends a custom section at the end of the file.
 pub fn append(bytes: &mut Vec<u8>, name: &str, data: &[u8]) {
     CustomSection {

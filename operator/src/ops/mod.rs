@@ -17,8 +17,10 @@
 //! commands on other environments never wait for it.
 
 mod call;
+pub mod distribute;
 mod environment;
 pub mod install;
+mod new;
 mod packs;
 mod revision;
 pub mod rollout;
@@ -34,6 +36,7 @@ use rusqlite::{Connection, TransactionBehavior};
 
 pub use call::call;
 pub use install::{Admission, AdmissionError, install};
+pub use new::{Lang, NewError, NewPack, NewProject, new_pack};
 pub use packs::remove_pack;
 pub use revision::NewRevision;
 pub use traffic::Applied;
