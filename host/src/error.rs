@@ -93,7 +93,10 @@ impl From<ShapeError> for CompileError {
 /// developers: a pack built for the component model's async ABI (a
 /// toolchain's `async` option) is one this host cannot run.
 fn refusal_hint(message: &str) -> &'static str {
-    if message.contains("component model async") || message.contains("`async` option") || message.contains("async stackful") {
+    if message.contains("component model async")
+        || message.contains("`async` option")
+        || message.contains("async stackful")
+    {
         "\n  the pack uses the component model's async ABI (an `async` export or canonical option, as wit-bindgen's `async` setting makes); this host runs WASI 0.2's synchronous ABI: build the pack without async exports"
     } else {
         ""
@@ -106,8 +109,12 @@ mod refusal_tests {
 
     #[test]
     fn an_async_abi_pack_is_named_as_such() {
-        let e = CompileError::Refused("`task.return` requires the component model async feature (at offset 0x2a)".into());
-        assert!(e.to_string().contains("the pack uses the component model's async ABI"), "{e}");
+        let e =
+            CompileError::Refused("`task.return` requires the component model async feature (at offset 0x2a)".into());
+        assert!(
+            e.to_string().contains("the pack uses the component model's async ABI"),
+            "{e}"
+        );
         let plain = CompileError::Refused("type mismatch".into());
         assert_eq!(plain.to_string(), "type mismatch");
     }
