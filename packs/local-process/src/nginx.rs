@@ -98,10 +98,15 @@ pub fn install(env: &str, routes: &[Route], settings: &Settings) -> Result<Strin
     let config = render(env, routes);
     std::fs::create_dir_all(format!("{PREFIX}/tmp")).map_err(|e| format!("{PREFIX}/tmp: {e}"))?;
     let current = format!("{PREFIX}/nginx.conf");
+    let loaded = format!("{PREFIX}/nginx.conf.loaded");
     let running = find(settings);
-    if running.is_some() && std::fs::read_to_string(&current).is_ok_and(|c| c == config) {
+    // Only a load nginx confirmed counts: a run killed after swapping the
+    // file in, or before nginx confirmed the reload, leaves `nginx.conf`
+    // equal to the config while nginx may still route the old one.
+    if running.is_some() && std::fs::read_to_string(&loaded).is_ok_and(|c| c == config) {
         return Ok("nginx already routes this".into());
     }
+    state::remove(&loaded)?;
     state::write_bytes(&format!("{PREFIX}/nginx.conf.next"), config.as_bytes())?;
     procs::run(
         &settings.nginx,
@@ -123,6 +128,7 @@ pub fn install(env: &str, routes: &[Route], settings: &Settings) -> Result<Strin
         }
         return Err(error);
     }
+    state::write_bytes(&loaded, config.as_bytes())?;
     result
 }
 
@@ -213,6 +219,7 @@ pub fn stop(settings: &Settings) -> Result<Option<String>, String> {
         return Ok(None);
     };
     procs::stop(&info.id, 5000)?;
+    state::remove(&format!("{PREFIX}/nginx.conf.loaded"))?;
     state::remove(STATE)?;
     Ok(Some(format!("nginx {} stopped", info.id)))
 }
