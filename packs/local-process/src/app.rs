@@ -233,6 +233,9 @@ fn free_port(revision: &str, settings: &Settings, tried: &[u16]) -> Result<u16, 
 fn wait_healthy(run: &Run, path: &str, settings: &Settings) -> Result<(), String> {
     let address = format!("127.0.0.1:{}", run.port);
     let until = procs::now_ms() + u64::from(settings.health_timeout_ms);
+    // Most apps answer within tens of milliseconds of starting: poll soon,
+    // then back off to every 100 ms.
+    let mut pause = 5;
     loop {
         let info = process::status(&run.process).map_err(|e| procs::describe(&e))?;
         if !procs::running(&info) {
@@ -257,7 +260,8 @@ fn wait_healthy(run: &Run, path: &str, settings: &Settings) -> Result<(), String
                 settings.health_timeout_ms
             ));
         }
-        procs::sleep_ms(100);
+        procs::sleep_ms(pause);
+        pause = (pause * 2).min(100);
     }
 }
 
