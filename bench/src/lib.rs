@@ -208,16 +208,9 @@ async fn load_installed(runtime: &Runtime, state: &Path, descriptor: &str) -> Re
     let checked = registry
         .check(installed, &trust.keyring())
         .map_err(|e| fail("check")(e.to_string()))?;
-    let source = LoadSource {
-        name: installed.descriptor.clone(),
-        digest: Some(installed.digest.clone()),
-        path: Some(registry.path(installed)),
-        size: installed.size,
-        manifest: Some(checked.manifest),
-        bytes: checked.bytes,
-    };
+    let (source, verified) = LoadSource::installed(&registry, installed, checked);
     let pack = runtime
-        .load_installed(source, checked.verified)
+        .load_installed(source, verified)
         .await
         .map_err(|e| fail("load")(e.to_string()))?
         .pack;

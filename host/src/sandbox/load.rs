@@ -34,7 +34,7 @@ use crate::sandbox::compile;
 use crate::sandbox::engine::HostConfig;
 use crate::sandbox::runtime::Runtime;
 use envpack_model::{Environment, EnvironmentDoc};
-use envpack_trust::{Keyring, Manifest, Verified, VerifyError};
+use envpack_trust::{Checked, InstalledPack, Keyring, Manifest, Registry, Verified, VerifyError};
 
 /// What a load does about the pack's signatures.
 pub enum SignaturePolicy<'a> {
@@ -86,6 +86,21 @@ pub struct LoadSource {
 }
 
 impl LoadSource {
+    /// An installed pack the registry just checked: its file, recorded
+    /// digest and size, and what the check read; with the signatures'
+    /// verdict to hand to [`Runtime::load_installed`].
+    pub fn installed(registry: &Registry, installed: &InstalledPack, checked: Checked) -> (Self, Verified) {
+        let source = LoadSource {
+            name: installed.descriptor.clone(),
+            digest: Some(installed.digest.clone()),
+            path: Some(registry.path(installed)),
+            size: installed.size,
+            manifest: Some(checked.manifest),
+            bytes: checked.bytes,
+        };
+        (source, checked.verified)
+    }
+
     fn of_bytes(name: String, bytes: Vec<u8>) -> Self {
         LoadSource {
             name,

@@ -266,15 +266,8 @@ impl<'a> Operator<'a> {
         installed: &InstalledPack,
         checked: Checked,
     ) -> Result<Pack, StoreError> {
-        let source = LoadSource {
-            name: installed.descriptor.clone(),
-            digest: Some(installed.digest.clone()),
-            path: Some(registry.path(installed)),
-            size: installed.size,
-            manifest: Some(checked.manifest),
-            bytes: checked.bytes,
-        };
-        let loaded = self.runtime()?.load_installed(source, checked.verified).await?;
+        let (source, verified) = LoadSource::installed(registry, installed, checked);
+        let loaded = self.runtime()?.load_installed(source, verified).await?;
         timing::mark("load");
         Ok(loaded.pack)
     }
