@@ -252,47 +252,51 @@ impl Guest for KvHeavy {
     }
 
     fn apply_traffic_split(env: &Environment, deployment: String) -> Result<SplitOutcome, DeployError> {
-        let Some(split) = env.split(&deployment) else {
-            log(Level::Warn, &format!("apply: {deployment:?} has no split"));
-            return Err(DeployError::SplitNotFound(deployment));
+        // Spec errors in the contract's order, all before the one write.
+        let split = match env.split(&deployment) {
+            Some(split) => split,
+            None => {
+                log(Level::Warn, &format!("no split recorded for {deployment}"));
+                return Err(DeployError::SplitNotFound(deployment));
+            }
         };
-        let sum: u64 = split.entries.iter().map(|e| u64::from(e.weight_bps)).sum();
-        if sum != 10000 || split.entries.iter().any(|e| e.weight_bps > 10000) {
-            log(Level::Warn, &format!("apply: {deployment:?} split sums to {sum}"));
-            return Err(DeployError::InvalidSplit(sum));
+        let total = split
+            .entries
+            .iter()
+            .fold(0u64, |acc, entry| acc + u64::from(entry.weight_bps));
+        let oversized = split.entries.iter().any(|entry| entry.weight_bps > 10_000);
+        if oversized || total != 10_000 {
+            log(
+                Level::Warn,
+                &format!("split for {deployment} is invalid (total {total})"),
+            );
+            return Err(DeployError::InvalidSplit(total));
         }
-        let mut entries = Vec::with_capacity(split.entries.len());
-        for e in &split.entries {
-            let Some(r) = env.revision(&e.revision) else {
-                log(
-                    Level::Warn,
-                    &format!("apply: split names unknown revision {:?}", e.revision),
-                );
-                return Err(DeployError::RevisionNotFound(e.revision.clone()));
-            };
-            entries.push(RuntimeEntry {
-                deployment: deployment.clone(),
-                revision: e.revision.clone(),
-                bundle_digest: r.artifact_digest,
-                bundle_location: r.artifact_location,
-                refs: r.settings,
-                weight_bps: e.weight_bps,
-            });
-        }
-        log(
-            Level::Info,
-            &format!("apply: {deployment:?} generation {}", split.generation),
-        );
-        store_split(
-            &deployment,
-            &Applied {
-                generation: split.generation,
-                entries,
-            },
-        );
+        let entries = split
+            .entries
+            .iter()
+            .map(|entry| match env.revision(&entry.revision) {
+                Some(r) => Ok(RuntimeEntry {
+                    deployment: deployment.clone(),
+                    revision: entry.revision.clone(),
+                    bundle_digest: r.artifact_digest,
+                    bundle_location: r.artifact_location,
+                    refs: r.settings,
+                    weight_bps: entry.weight_bps,
+                }),
+                None => {
+                    log(Level::Warn, &format!("split for {deployment} names {}", entry.revision));
+                    Err(DeployError::RevisionNotFound(entry.revision.clone()))
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let generation = split.generation;
+        store_split(&deployment, &Applied { generation, entries });
+        log(Level::Info, &format!("applied generation {generation} to {deployment}"));
+        let applied = split.entries;
         Ok(SplitOutcome {
+            entries: applied,
             deployment,
-            entries: split.entries,
         })
     }
 
