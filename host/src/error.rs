@@ -4,6 +4,12 @@
 
 use envpack_model::{Over, ShapeError, VerbError};
 
+/// The call ran past its deadline: the trap the sandbox's epoch deadline
+/// and a capability that waits (a sleep, a WASI pollable) both raise.
+#[derive(Debug, thiserror::Error)]
+#[error("deadline of {} ms exceeded", .0.as_millis())]
+pub struct DeadlineExceeded(pub std::time::Duration);
+
 /// Why a pack could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {

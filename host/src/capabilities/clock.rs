@@ -16,7 +16,7 @@ use envpack_model::Capability;
 
 use crate::capabilities::ledger::Ledger;
 use crate::contract::bindings::envpack::deployer::clock::Host;
-use crate::sandbox::limits::DeadlineExceeded;
+use crate::error::DeadlineExceeded;
 
 /// The `clock` capability's part of one call.
 #[derive(Debug, Default)]

@@ -3,8 +3,9 @@
 //! becomes the `provider` cause that names it.
 
 use crate::capabilities::kv::KvLimit;
+use crate::error::DeadlineExceeded;
 use crate::sandbox::call_state::CallState;
-use crate::sandbox::limits::{BudgetExceeded, DeadlineExceeded};
+use crate::sandbox::limits::BudgetExceeded;
 use envpack_model::{Denied, ProviderCause, Verb, VerbError};
 
 /// Names the cause of a failed call.

@@ -3,14 +3,7 @@
 //! stops a pack does so with its own error type, which the invoker turns into
 //! a `provider` error naming the cause.
 
-use std::time::Duration;
-
 use wasmtime::ResourceLimiter;
-
-/// The call ran past its deadline.
-#[derive(Debug, thiserror::Error)]
-#[error("deadline of {} ms exceeded", .0.as_millis())]
-pub struct DeadlineExceeded(pub Duration);
 
 /// A memory grow would take the instance past its budget.
 #[derive(Debug, thiserror::Error)]
