@@ -67,6 +67,19 @@ pub enum SplitError {
     NotReady { revision: String, lifecycle: Lifecycle },
 }
 
+/// `entries` without the revisions archived at 0 bps since they were
+/// recorded: an earlier split re-applied (a rollback, a rollout's steps or
+/// its compensation) must not name them, and they carried no traffic, so
+/// nothing routed changes. A revision with weight stays, archived or not:
+/// [`check_recordable`] refuses that split by name.
+pub fn without_archived_idle(entries: &[SplitEntry], mut archived: impl FnMut(&str) -> bool) -> Vec<SplitEntry> {
+    entries
+        .iter()
+        .filter(|e| !(e.weight_bps == 0 && archived(&e.revision)))
+        .cloned()
+        .collect()
+}
+
 /// The one rule for a split about to be recorded for `deployment`: valid
 /// weights; every revision it names belongs to the deployment and is not
 /// archived; only ready revisions get weight. `member` looks a revision up
@@ -105,6 +118,31 @@ pub fn check_recordable<E: From<SplitError>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_archived_entries_at_zero_are_dropped() {
+        let split = vec![
+            SplitEntry {
+                revision: "a".into(),
+                weight_bps: 10_000,
+            },
+            SplitEntry {
+                revision: "old".into(),
+                weight_bps: 0,
+            },
+            SplitEntry {
+                revision: "idle".into(),
+                weight_bps: 0,
+            },
+        ];
+        let kept = without_archived_idle(&split, |id| id == "old" || id == "a");
+        let ids: Vec<&str> = kept.iter().map(|e| e.revision.as_str()).collect();
+        assert_eq!(
+            ids,
+            ["a", "idle"],
+            "an archived revision with weight is kept for the check to refuse"
+        );
+    }
 
     fn entries(weights: &[u32]) -> Vec<SplitEntry> {
         weights

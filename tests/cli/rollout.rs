@@ -412,3 +412,58 @@ fn a_soak_killed_midway_keeps_its_soaked_time_for_resume() {
         "no step ran twice"
     );
 }
+
+/// `dev`'s web split naming R0 at 0 bps beside R1, then R0 archived: the
+/// state the quick start leaves behind, from which an earlier split could
+/// not be applied again.
+fn serving_r1_beside_archived_r0() -> Sandbox {
+    let sb = operator();
+    stage_ready(&sb, "R1");
+    stage_ready(&sb, "R0");
+    ok(&sb, &["traffic", "set", "dev", "web", "R1=10000", "R0=0"]);
+    ok(&sb, &["revision", "archive", "dev", "R0"]);
+    assert_eq!(lifecycle(&sb, "R0"), "archived");
+    sb
+}
+
+#[test]
+fn traffic_rollback_leaves_out_a_revision_archived_at_zero() {
+    let sb = serving_r1_beside_archived_r0();
+    stage_ready(&sb, "R2");
+    ok(&sb, &["traffic", "set", "dev", "web", "R1=5000", "R2=5000"]);
+    ok(&sb, &["traffic", "rollback", "dev", "web"]);
+    assert_eq!(
+        generations(&sb),
+        ["R1=10000 R0=0", "R1=5000 R2=5000", "R1=10000"],
+        "the previous split without the archived revision"
+    );
+    // An archived revision that had weight is still refused by name.
+    sb.host()
+        .args(["traffic", "set", "dev", "web", "R1=5000", "R0=5000"])
+        .assert()
+        .failure()
+        .stderr(contains("R0 is archived"));
+}
+
+#[test]
+fn a_failed_canary_rolls_back_past_a_revision_archived_at_zero() {
+    let sb = serving_r1_beside_archived_r0();
+    crate::common::stage(&sb, "dev", "R2");
+    let child = start_rollout(
+        &sb,
+        "dev web --to R2 --steps 10,50,100 --soak 20s --interval 100ms --analysis probe=2",
+    );
+    wait_for_step(&sb, "soaking step 1", |s| soaking(s, "step 1"));
+    mark_unhealthy(&sb, "R2");
+    let (code, stderr) = finished(child);
+    assert_eq!(code, 1, "a rolled-back rollout exits 1: {stderr}");
+    assert_eq!(rollout(&sb)["state"], "rolled-back", "{stderr}");
+    assert_eq!(generations(&sb).last().unwrap(), "R1=10000", "{:?}", generations(&sb));
+    assert_eq!(lifecycle(&sb, "R2"), "inactive", "the new revision is drained");
+    // And the deployment is not wedged: a new rollout starts and succeeds.
+    mark_unhealthy(&sb, "");
+    crate::common::stage(&sb, "dev", "R3");
+    let out = run_rollout(&sb, "dev web --to R3 --steps 50,100 --soak 100ms --interval 50ms");
+    assert!(out.contains("succeeded"), "{out}");
+    assert_eq!(generations(&sb).last().unwrap(), "R3=10000");
+}

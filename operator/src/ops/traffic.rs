@@ -2,7 +2,7 @@
 //! the pack, recorded as a new generation with the pack's kv writes), and
 //! roll back to the previous generation in one step.
 
-use envpack_model::{Request, SplitEntry};
+use envpack_model::{Lifecycle, Request, SplitEntry};
 use serde::Serialize;
 use serde_json::json;
 
@@ -117,7 +117,8 @@ impl Operator<'_> {
         }
     }
 
-    /// Goes back to the previous generation's entries, as a new generation.
+    /// Goes back to the previous generation's entries, as a new generation
+    /// (revisions archived at 0 bps since are left out).
     /// Refused while a rollout moves the deployment, unless `force`.
     pub async fn rollback(&mut self, env: &str, deployment: &str, force: bool) -> Result<Applied, StoreError> {
         let _lock = self.lock(env)?;
@@ -141,7 +142,7 @@ impl Operator<'_> {
                 StoreError::NoPrevious(deployment.to_string()),
             );
         };
-        let entries = previous.entries.clone();
+        let entries = self.replayable(env, &previous.entries);
         match self.apply_split(env, deployment, &entries).await {
             Ok(()) => {
                 let actor = self.actor.clone();
@@ -156,6 +157,15 @@ impl Operator<'_> {
             }
             Err(e) => self.failed("traffic rollback", &args, e),
         }
+    }
+
+    /// `entries`, recorded earlier, as they can be applied again today:
+    /// without the revisions archived at 0 bps since
+    /// ([`envpack_model::split::without_archived_idle`]).
+    pub(crate) fn replayable(&self, env: &str, entries: &[SplitEntry]) -> Vec<SplitEntry> {
+        envpack_model::split::without_archived_idle(entries, |id| {
+            store::revision(&self.conn, env, id).is_ok_and(|r| r.lifecycle == Lifecycle::Archived)
+        })
     }
 
     pub(crate) fn require_deployment(&self, env: &str, deployment: &str) -> Result<(), StoreError> {

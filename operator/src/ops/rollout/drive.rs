@@ -149,9 +149,12 @@ impl Operator<'_> {
                 target.lifecycle
             )));
         }
-        let previous = store::current_split(&self.conn, env, deployment)?
+        let current = store::current_split(&self.conn, env, deployment)?
             .ok_or_else(|| StoreError::NoSplit(deployment.to_string()))?
             .entries;
+        // The split to come back to: an archived revision left at 0 bps
+        // could not be applied again, and routed nothing.
+        let previous = self.replayable(env, &current);
         if plan::old_revisions(&previous, revision).is_empty() {
             return Err(StoreError::Invalid(format!(
                 "revision {revision} already has all of {deployment}'s traffic: there is nothing to roll out"
@@ -316,6 +319,9 @@ impl Operator<'_> {
                 Ok(Acted::Done("ready".into()))
             }
             Action::Split { entries } => {
+                // A rollout recorded before a revision of its split was
+                // archived at 0 bps still moves (and rolls back).
+                let entries = &self.replayable(env, entries);
                 let current = store::current_split(&self.conn, env, &rollout.deployment)?;
                 if current.is_some_and(|c| &c.entries == entries) {
                     return Ok(Acted::Done("already the split".into()));
