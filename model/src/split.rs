@@ -67,6 +67,17 @@ pub enum SplitError {
     NotReady { revision: String, lifecycle: Lifecycle },
 }
 
+/// Whether two splits route the same: the same revisions at the same
+/// weights, in any order (an entry's place carries no meaning).
+pub fn same_split(a: &[SplitEntry], b: &[SplitEntry]) -> bool {
+    fn sorted(entries: &[SplitEntry]) -> Vec<(&str, u32)> {
+        let mut pairs: Vec<(&str, u32)> = entries.iter().map(|e| (e.revision.as_str(), e.weight_bps)).collect();
+        pairs.sort_unstable();
+        pairs
+    }
+    a.len() == b.len() && sorted(a) == sorted(b)
+}
+
 /// `entries` without the revisions archived at 0 bps since they were
 /// recorded: an earlier split re-applied (a rollback, a rollout's steps or
 /// its compensation) must not name them, and they carried no traffic, so
@@ -118,6 +129,28 @@ pub fn check_recordable<E: From<SplitError>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn order_does_not_make_another_split() {
+        let split = |pairs: &[(&str, u32)]| -> Vec<SplitEntry> {
+            pairs
+                .iter()
+                .map(|(r, w)| SplitEntry {
+                    revision: r.to_string(),
+                    weight_bps: *w,
+                })
+                .collect()
+        };
+        assert!(same_split(
+            &split(&[("a", 9000), ("b", 1000)]),
+            &split(&[("b", 1000), ("a", 9000)])
+        ));
+        assert!(!same_split(
+            &split(&[("a", 9000), ("b", 1000)]),
+            &split(&[("a", 1000), ("b", 9000)])
+        ));
+        assert!(!same_split(&split(&[("a", 10000)]), &split(&[("a", 10000), ("b", 0)])));
+    }
 
     #[test]
     fn only_archived_entries_at_zero_are_dropped() {

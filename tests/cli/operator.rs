@@ -118,6 +118,10 @@ fn rules_are_enforced_and_refusals_change_nothing() {
         "idempotency key \"k1\" was already used",
     );
     refuse(
+        &["traffic", "set", "dev", "web", "R1=10000", "--idempotency-key", ""],
+        "an empty idempotency key names no command",
+    );
+    refuse(
         &["traffic", "set", "dev", "api", "R1=10000"],
         "has no deployment \"api\"",
     );
@@ -207,6 +211,38 @@ fn rules_are_enforced_and_refusals_change_nothing() {
         &["traffic", "set", "dev", "web", "R1=10000", "--idempotency-key", "k1"],
     );
     assert!(again.contains("generation 1"), "{again}");
+    // So is the same key with the same entries in another order.
+    let first = ok(
+        &sb,
+        &[
+            "traffic",
+            "set",
+            "dev",
+            "web",
+            "R1=10000",
+            "S1=0",
+            "--idempotency-key",
+            "k2",
+        ],
+    );
+    assert!(first.contains("generation 2"), "{first}");
+    let reordered = ok(
+        &sb,
+        &[
+            "traffic",
+            "set",
+            "dev",
+            "web",
+            "S1=0",
+            "R1=10000",
+            "--idempotency-key",
+            "k2",
+        ],
+    );
+    assert!(
+        reordered.contains("already") && reordered.contains("generation 2"),
+        "{reordered}"
+    );
     assert!(ok(&sb, &["audit", "verify"]).contains("intact"));
 }
 

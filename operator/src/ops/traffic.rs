@@ -35,6 +35,12 @@ impl Operator<'_> {
     ) -> Result<Applied, StoreError> {
         let _lock = self.lock(env)?;
         let mut args = json!({ "env": env, "deployment": deployment, "entries": entries, "idempotency_key": key });
+        if key.as_deref().is_some_and(|k| k.trim().is_empty()) {
+            let error = StoreError::Invalid(
+                "an empty idempotency key names no command: give a non-empty --idempotency-key, or none".into(),
+            );
+            return self.failed("traffic set", &args, error);
+        }
         match self.rollout_guard(env, deployment, force) {
             Ok(Some(id)) => args["forced_during_rollout"] = json!(id),
             Ok(None) => {}
@@ -87,7 +93,7 @@ impl Operator<'_> {
         if let Some(key) = &key
             && let Some(previous) = store::generation_by_key(&self.conn, env, deployment, key)?
         {
-            if previous.entries == entries {
+            if envpack_model::split::same_split(&previous.entries, entries) {
                 let current = store::current_split(&self.conn, env, deployment)?.map_or(0, |g| g.generation);
                 return Ok(Applied {
                     generation: previous.generation,

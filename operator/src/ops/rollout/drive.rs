@@ -323,7 +323,7 @@ impl Operator<'_> {
                 // archived at 0 bps still moves (and rolls back).
                 let entries = &self.replayable(env, entries);
                 let current = store::current_split(&self.conn, env, &rollout.deployment)?;
-                if current.is_some_and(|c| &c.entries == entries) {
+                if current.is_some_and(|c| envpack_model::split::same_split(&c.entries, entries)) {
                     return Ok(Acted::Done("already the split".into()));
                 }
                 let key = format!("rollout:{}:{}", rollout.id, step.seq);
