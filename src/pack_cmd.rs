@@ -245,6 +245,7 @@ fn list(ctx: &mut Context, as_json: bool) -> Result<i32, CliError> {
             .iter()
             .map(|p| {
                 let mut v = serde_json::to_value(p).unwrap_or_default();
+                crate::show::rfc3339_fields(&mut v, &["installed_at"]);
                 let report = registry.report(p);
                 v["conformance"] = report.as_ref().map(|r| r["summary"].clone()).unwrap_or_default();
                 v["dry_admission"] = serde_json::Value::Bool(report.is_some_and(|r| r["dry"] == true));

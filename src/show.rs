@@ -23,6 +23,26 @@ fn print_json<T: serde::Serialize>(value: &T) -> Result<(), CliError> {
     Ok(())
 }
 
+/// Rewrites the epoch-seconds `fields` of `value` (an object, or an array
+/// of objects) as RFC 3339 in UTC: JSON output has one time format, though
+/// the trust store and the registry keep seconds on disk.
+pub(crate) fn rfc3339_fields(value: &mut serde_json::Value, fields: &[&str]) {
+    match value {
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|v| rfc3339_fields(v, fields)),
+        serde_json::Value::Object(map) => {
+            for field in fields {
+                if let Some(slot) = map.get_mut(*field)
+                    && let Some(at) = slot.as_i64()
+                    && let Ok(t) = jiff::Timestamp::from_second(at)
+                {
+                    *slot = serde_json::Value::String(t.to_string());
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Epoch seconds as RFC 3339 in the local time zone.
 fn local_time(at: i64) -> String {
     match jiff::Timestamp::from_second(at) {

@@ -71,7 +71,8 @@ pub fn run(ctx: &mut Context, command: Command) -> Result<i32, CliError> {
         }
         Command::List { json } => {
             if json {
-                let value = serde_json::to_value(trust.keys()).map_err(|e| CliError::State(e.to_string()))?;
+                let mut value = serde_json::to_value(trust.keys()).map_err(|e| CliError::State(e.to_string()))?;
+                crate::show::rfc3339_fields(&mut value, &["added_at", "revoked_at"]);
                 println!("{value:#}");
             } else if trust.keys().is_empty() {
                 println!("no trusted keys (add one with `host trust add KEY.pub --name NAME`)");

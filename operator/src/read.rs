@@ -112,6 +112,21 @@ pub fn rfc3339(at: i64) -> String {
     jiff::Timestamp::from_second(at).map_or_else(|_| at.to_string(), |t| t.to_string())
 }
 
+/// Serde helpers: epoch seconds kept as such in the database, written as
+/// RFC 3339 (UTC) in every JSON view (`#[serde(serialize_with = ...)]`).
+pub(crate) mod json_time {
+    pub fn at<S: serde::Serializer>(at: &i64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::rfc3339(*at))
+    }
+
+    pub fn maybe<S: serde::Serializer>(at: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+        match at {
+            Some(at) => s.serialize_str(&super::rfc3339(*at)),
+            None => s.serialize_none(),
+        }
+    }
+}
+
 /// A rollout and its steps, as `rollout status` shows them.
 #[derive(Clone, Debug, Serialize)]
 pub struct RolloutView {

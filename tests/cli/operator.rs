@@ -476,3 +476,47 @@ fn kill_9_at_random_points_never_leaves_a_mix() {
         assert_invariants(&sb, round);
     }
 }
+
+/// An RFC 3339 time in UTC, as every JSON view writes times.
+fn is_utc_time(v: &Value) -> bool {
+    v.as_str()
+        .is_some_and(|s| s.len() >= 20 && s.ends_with('Z') && s.as_bytes()[4] == b'-' && s.as_bytes()[10] == b'T')
+}
+
+#[test]
+fn json_times_are_rfc3339_in_every_listing() {
+    let sb = operator();
+    let packs = json(&sb, &["pack", "list", "--json"]);
+    assert!(!packs.as_array().unwrap().is_empty(), "{packs:#}");
+    for pack in packs.as_array().unwrap() {
+        assert!(is_utc_time(&pack["installed_at"]), "{pack:#}");
+    }
+    let keys = json(&sb, &["trust", "list", "--json"]);
+    assert!(!keys.as_array().unwrap().is_empty(), "{keys:#}");
+    for key in keys.as_array().unwrap() {
+        assert!(is_utc_time(&key["added_at"]), "{key:#}");
+        assert!(key["revoked_at"].is_null(), "{key:#}");
+    }
+    stage_ready(&sb, "R1");
+    ok(&sb, &["traffic", "set", "dev", "web", "R1=10000"]);
+    stage_ready(&sb, "R2");
+    let started = json(
+        &sb,
+        &[
+            "rollout", "start", "dev", "web", "--to", "R2", "--steps", "100", "--json",
+        ],
+    );
+    for field in ["created_at", "updated_at"] {
+        assert!(is_utc_time(&started[field]), "{field}: {started:#}");
+    }
+    let status = json(&sb, &["rollout", "status", "dev", "web", "--json"]);
+    let rollout = &status.as_array().map_or(&status, |a| &a[0]);
+    let steps = rollout["steps"].as_array().unwrap_or_else(|| panic!("{status:#}"));
+    assert!(!steps.is_empty(), "{status:#}");
+    assert!(
+        steps
+            .iter()
+            .all(|s| is_utc_time(&s["started_at"]) && is_utc_time(&s["done_at"])),
+        "{status:#}"
+    );
+}

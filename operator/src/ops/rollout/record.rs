@@ -65,7 +65,9 @@ pub struct Rollout {
     /// resume` retries from there.
     pub stopped: String,
     pub actor: String,
+    #[serde(serialize_with = "crate::read::json_time::at")]
     pub created_at: i64,
+    #[serde(serialize_with = "crate::read::json_time::at")]
     pub updated_at: i64,
 }
 
@@ -77,7 +79,9 @@ pub struct Step {
     pub state: String,
     pub note: String,
     pub soaked_ms: u64,
+    #[serde(serialize_with = "crate::read::json_time::maybe")]
     pub started_at: Option<i64>,
+    #[serde(serialize_with = "crate::read::json_time::maybe")]
     pub done_at: Option<i64>,
 }
 
