@@ -226,6 +226,7 @@ fn store_exit(error: &envpack_operator::StoreError) -> i32 {
         | E::Split(_)
         | E::KeyReused { .. }
         | E::NoPrevious(_)
+        | E::NoGeneration { .. }
         | E::NoSplit(_)
         | E::Requirement(_)
         | E::Unbound(_)

@@ -85,6 +85,10 @@ pub enum TrafficCommand {
     Rollback {
         env: String,
         deployment: String,
+        /// The earlier generation to go back to (`traffic show` lists the current and previous);
+        /// default: the one before the current
+        #[arg(long, value_name = "GEN")]
+        to: Option<i64>,
         /// Roll back even while a rollout moves the deployment (the audit log names the rollout).
         #[arg(long)]
         force: bool,
@@ -230,10 +234,11 @@ pub async fn traffic(ctx: &mut Context, command: TrafficCommand) -> Result<i32, 
         TrafficCommand::Rollback {
             env,
             deployment,
+            to,
             force,
             json,
         } => {
-            let applied = ctx.operator(actor)?.rollback(&env, &deployment, force).await?;
+            let applied = ctx.operator(actor)?.rollback(&env, &deployment, to, force).await?;
             print_generation(&env, &deployment, &applied, "rolled back", json);
         }
         TrafficCommand::Show { env, json } => return crate::show::traffic(ctx, &env, json),

@@ -35,6 +35,14 @@ pub enum StoreError {
     KeyReused { key: String, deployment: String },
     #[error("deployment {0} has no previous split generation to roll back to")]
     NoPrevious(String),
+    #[error(
+        "deployment {deployment} has no generation {generation} to roll back to (its current one is {current}; `host traffic show ENV` shows it)"
+    )]
+    NoGeneration {
+        deployment: String,
+        generation: i64,
+        current: i64,
+    },
     #[error("deployment {0} has no traffic split yet (set one with `host traffic set`)")]
     NoSplit(String),
     #[error("the pack refused: {0}")]

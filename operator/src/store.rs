@@ -389,6 +389,28 @@ pub fn generations(conn: &Connection, env: &str, deployment: &str, count: i64) -
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// Generation `generation` of a deployment's split, if it was recorded.
+pub fn generation(
+    conn: &Connection,
+    env: &str,
+    deployment: &str,
+    generation: i64,
+) -> Result<Option<Generation>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT generation, entries, idempotency_key FROM split_generations WHERE env_id = ?1 AND deployment = ?2 AND generation = ?3",
+            params![env, deployment, generation],
+            |r| {
+                Ok(Generation {
+                    generation: r.get(0)?,
+                    entries: json_column(r, 1, "split entries")?,
+                    idempotency_key: r.get(2)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
 pub fn current_split(conn: &Connection, env: &str, deployment: &str) -> Result<Option<Generation>, StoreError> {
     Ok(generations(conn, env, deployment, 1)?.into_iter().next())
 }

@@ -467,3 +467,45 @@ fn a_failed_canary_rolls_back_past_a_revision_archived_at_zero() {
     assert!(out.contains("succeeded"), "{out}");
     assert_eq!(generations(&sb).last().unwrap(), "R3=10000");
 }
+
+#[test]
+fn traffic_rollback_to_any_earlier_generation_refusing_archived_ones_by_name() {
+    let sb = operator();
+    stage_ready(&sb, "R1");
+    stage_ready(&sb, "R2");
+    ok(&sb, &["traffic", "set", "dev", "web", "R1=10000"]);
+    ok(&sb, &["traffic", "set", "dev", "web", "R1=5000", "R2=5000"]);
+    ok(&sb, &["traffic", "set", "dev", "web", "R2=10000"]);
+    let out = ok(&sb, &["traffic", "rollback", "dev", "web", "--to", "1"]);
+    assert!(out.contains("generation 4"), "{out}");
+    assert_eq!(
+        generations(&sb),
+        ["R1=10000", "R1=5000 R2=5000", "R2=10000", "R1=10000"]
+    );
+    let refused = |args: &[&str], message: &str| {
+        let mut all = vec!["traffic", "rollback", "dev", "web"];
+        all.extend(args);
+        sb.host().args(&all).assert().code(2).stderr(contains(message));
+    };
+    refused(&["--to", "4"], "generation 4 is web's current split");
+    refused(
+        &["--to", "9"],
+        "has no generation 9 to roll back to (its current one is 4",
+    );
+    refused(&["--to", "0"], "has no generation 0");
+    // R2 drained and archived: generation 3 gave it all the traffic.
+    ok(&sb, &["revision", "drain", "dev", "R2"]);
+    ok(&sb, &["revision", "archive", "dev", "R2"]);
+    refused(&["--to", "3"], "revision R2 is archived");
+    assert_eq!(generations(&sb).len(), 4, "a refused rollback records nothing");
+    let refusals: Vec<String> = audit_commands(&sb)
+        .into_iter()
+        .filter(|(c, a, _)| c == "traffic rollback" && a.contains("\"to\""))
+        .map(|(_, a, r)| format!("{a} {r}"))
+        .collect();
+    assert_eq!(
+        refusals.len(),
+        5,
+        "each rollback, refused or not, is audited: {refusals:?}"
+    );
+}

@@ -123,12 +123,22 @@ impl Operator<'_> {
         }
     }
 
-    /// Goes back to the previous generation's entries, as a new generation
-    /// (revisions archived at 0 bps since are left out).
+    /// Goes back to an earlier generation's entries (`to`, else the one
+    /// before the current), as a new generation; revisions archived at 0 bps
+    /// since are left out, one archived with weight is refused by name.
     /// Refused while a rollout moves the deployment, unless `force`.
-    pub async fn rollback(&mut self, env: &str, deployment: &str, force: bool) -> Result<Applied, StoreError> {
+    pub async fn rollback(
+        &mut self,
+        env: &str,
+        deployment: &str,
+        to: Option<i64>,
+        force: bool,
+    ) -> Result<Applied, StoreError> {
         let _lock = self.lock(env)?;
         let mut args = json!({ "env": env, "deployment": deployment });
+        if let Some(to) = to {
+            args["to"] = json!(to);
+        }
         if let Err(e) = self.require_deployment(env, deployment) {
             return self.failed("traffic rollback", &args, e);
         }
@@ -140,13 +150,9 @@ impl Operator<'_> {
         if let Err(e) = self.authorize(env, "traffic rollback", &mut args) {
             return self.failed("traffic rollback", &args, e);
         }
-        let generations = store::generations(&self.conn, env, deployment, 2)?;
-        let Some(previous) = generations.get(1) else {
-            return self.failed(
-                "traffic rollback",
-                &args,
-                StoreError::NoPrevious(deployment.to_string()),
-            );
+        let previous = match self.rollback_target(env, deployment, to) {
+            Ok(previous) => previous,
+            Err(e) => return self.failed("traffic rollback", &args, e),
         };
         let entries = self.replayable(env, &previous.entries);
         match self.apply_split(env, deployment, &entries).await {
@@ -172,6 +178,32 @@ impl Operator<'_> {
         envpack_model::split::without_archived_idle(entries, |id| {
             store::revision(&self.conn, env, id).is_ok_and(|r| r.lifecycle == Lifecycle::Archived)
         })
+    }
+
+    /// The generation a rollback goes back to: `to`, which must be an
+    /// earlier one, else the one before the current.
+    fn rollback_target(&self, env: &str, deployment: &str, to: Option<i64>) -> Result<store::Generation, StoreError> {
+        let current = store::current_split(&self.conn, env, deployment)?
+            .ok_or_else(|| StoreError::NoPrevious(deployment.to_string()))?;
+        let Some(to) = to else {
+            return store::generations(&self.conn, env, deployment, 2)?
+                .into_iter()
+                .nth(1)
+                .ok_or_else(|| StoreError::NoPrevious(deployment.to_string()));
+        };
+        if to == current.generation {
+            return Err(StoreError::Invalid(format!(
+                "generation {to} is {deployment}'s current split: roll back to an earlier one"
+            )));
+        }
+        match store::generation(&self.conn, env, deployment, to)? {
+            Some(g) if to < current.generation => Ok(g),
+            _ => Err(StoreError::NoGeneration {
+                deployment: deployment.to_string(),
+                generation: to,
+                current: current.generation,
+            }),
+        }
     }
 
     pub(crate) fn require_deployment(&self, env: &str, deployment: &str) -> Result<(), StoreError> {
