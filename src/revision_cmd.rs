@@ -39,6 +39,18 @@ pub enum RevisionCommand {
     Archive(Target),
     /// failed -> staged.
     Retry(Target),
+    /// Record a revision archived without calling the pack, when the pack keeps refusing to
+    /// drain or archive it; its processes are stopped, anything else the provider runs for it
+    /// is left to you. Refused while it has traffic.
+    Abandon {
+        env: String,
+        revision: String,
+        /// Why (recorded in the revision's events and the audit log).
+        #[arg(long, required = true)]
+        reason: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// List revisions (not archived, unless --all).
     List {
         env: String,
@@ -167,6 +179,15 @@ pub async fn revision(ctx: &mut Context, command: RevisionCommand) -> Result<i32
         RevisionCommand::Archive(t) => {
             let r = ctx.operator(actor)?.archive(&t.env, &t.revision).await?;
             print_revision(&t.env, &r, t.json)
+        }
+        RevisionCommand::Abandon {
+            env,
+            revision,
+            reason,
+            json,
+        } => {
+            let r = ctx.operator(actor)?.abandon(&env, &revision, &reason)?;
+            print_revision(&env, &r, json)
         }
         RevisionCommand::Retry(t) => {
             let r = ctx.operator(actor)?.retry(&t.env, &t.revision).await?;

@@ -43,6 +43,14 @@ pub fn allowed(from: Lifecycle, to: Lifecycle) -> bool {
     )
 }
 
+/// Whether a revision in `from` may be abandoned: recorded `archived` by
+/// the host alone, outside the table and without calling the pack, when the
+/// pack keeps refusing to drain or archive it. Any state but archived; the
+/// pack never sees a lifecycle value it does not know.
+pub fn abandonable(from: Lifecycle) -> bool {
+    from != Archived
+}
+
 /// A refused transition, naming both ends.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("revision {revision} is {from}; it cannot become {to}")]

@@ -326,6 +326,30 @@ pub fn set_lifecycle(
 ) -> Result<(), StoreError> {
     let from = revision(conn, env, id)?.lifecycle;
     lifecycle::check(id, from, to)?;
+    write_lifecycle(conn, env, id, from, to, reason, actor, at)
+}
+
+/// Records a revision `archived` outside the transition table (`revision
+/// abandon`): from any state but archived.
+pub fn abandon(conn: &Connection, env: &str, id: &str, reason: &str, actor: &str, at: i64) -> Result<(), StoreError> {
+    let from = revision(conn, env, id)?.lifecycle;
+    if !lifecycle::abandonable(from) {
+        return Err(StoreError::Invalid(format!("revision {id} is already archived")));
+    }
+    write_lifecycle(conn, env, id, from, Lifecycle::Archived, reason, actor, at)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_lifecycle(
+    conn: &Connection,
+    env: &str,
+    id: &str,
+    from: Lifecycle,
+    to: Lifecycle,
+    reason: &str,
+    actor: &str,
+    at: i64,
+) -> Result<(), StoreError> {
     conn.execute(
         "UPDATE revisions SET lifecycle = ?3 WHERE env_id = ?1 AND id = ?2",
         params![env, id, lifecycle::name(to)],

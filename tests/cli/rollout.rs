@@ -509,3 +509,100 @@ fn traffic_rollback_to_any_earlier_generation_refusing_archived_ones_by_name() {
         "each rollback, refused or not, is audited: {refusals:?}"
     );
 }
+
+#[test]
+fn a_drain_the_pack_keeps_refusing_is_left_by_abandoning_the_revision() {
+    let sb = operator();
+    stage_ready(&sb, "R1");
+    stage_ready(&sb, "R2");
+    ok(&sb, &["traffic", "set", "dev", "web", "R1=10000"]);
+    ok(
+        &sb,
+        &[
+            "env",
+            "bind",
+            "dev",
+            "--deployer",
+            "envpack.deployer.ledger@^1",
+            "--setting",
+            "refuse-drain=R2",
+        ],
+    );
+    for _ in 0..2 {
+        sb.host()
+            .args(["revision", "drain", "dev", "R2"])
+            .assert()
+            .failure()
+            .stderr(contains("refuses to drain R2"));
+        assert_eq!(lifecycle(&sb, "R2"), "draining");
+    }
+    sb.host()
+        .args(["revision", "archive", "dev", "R2"])
+        .assert()
+        .code(2)
+        .stderr(contains("R2 is draining"));
+    let refused = |args: &[&str], message: &str| {
+        sb.host().args(args).assert().code(2).stderr(contains(message));
+    };
+    refused(&["revision", "abandon", "dev", "R2"], "--reason");
+    refused(
+        &["revision", "abandon", "dev", "R2", "--reason", " "],
+        "needs a --reason",
+    );
+    refused(
+        &["revision", "abandon", "dev", "R1", "--reason", "x"],
+        "R1 still has traffic",
+    );
+    refused(
+        &["revision", "abandon", "dev", "R9", "--reason", "x"],
+        "has no revision \"R9\"",
+    );
+    let out = ok(
+        &sb,
+        &[
+            "revision",
+            "abandon",
+            "dev",
+            "R2",
+            "--reason",
+            "the provider lost the task",
+        ],
+    );
+    assert!(out.contains("archived"), "{out}");
+    assert_eq!(lifecycle(&sb, "R2"), "archived");
+    refused(
+        &["revision", "abandon", "dev", "R2", "--reason", "again"],
+        "already archived",
+    );
+    let events = json(&sb, &["events", "dev", "--json"]);
+    let last = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .rfind(|e| e["revision"] == "R2")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (last["from"].as_str(), last["to"].as_str()),
+        (Some("draining"), Some("archived"))
+    );
+    let reason = last["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("the provider lost the task") && reason.contains("the pack was not called"),
+        "{reason}"
+    );
+    let abandons: Vec<String> = audit_commands(&sb)
+        .into_iter()
+        .filter(|(c, _, _)| c == "revision abandon")
+        .map(|(_, _, outcome)| outcome)
+        .collect();
+    assert_eq!(
+        abandons.len(),
+        5,
+        "every abandon, refused or not, is audited: {abandons:?}"
+    );
+    // The rest of the deployment moves on.
+    stage_ready(&sb, "R3");
+    run_rollout(&sb, "dev web --to R3 --steps 100 --soak 10ms --interval 10ms");
+    assert_eq!(generations(&sb).last().unwrap(), "R3=10000");
+}

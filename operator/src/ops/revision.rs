@@ -236,6 +236,60 @@ impl Operator<'_> {
         self.revision_verb(env, id, plan).await
     }
 
+    /// Records a revision archived without calling the pack: the way out
+    /// when the pack keeps refusing to drain or archive it. The reason is
+    /// required and recorded in the event; the host stops the revision's
+    /// processes, and whatever else the provider still runs for it is the
+    /// operator's to clean up. Refused for a revision with traffic, one
+    /// already archived, or while a rollout moves its deployment.
+    pub fn abandon(&mut self, env: &str, id: &str, reason: &str) -> Result<Revision, StoreError> {
+        const COMMAND: &str = "revision abandon";
+        let _lock = self.lock(env)?;
+        let args = json!({ "env": env, "revision": id, "reason": reason });
+        if let Err(e) = self.check_abandon(env, id, reason) {
+            return self.failed(COMMAND, &args, e);
+        }
+        let killed = match self.stop_revision_processes(env, id) {
+            Ok(killed) => killed,
+            Err(e) => return self.failed(COMMAND, &args, e),
+        };
+        let mut event = format!("{COMMAND}: {}; the pack was not called", reason.trim());
+        if killed > 0 {
+            event.push_str(&format!("; the host stopped {killed} processes"));
+        }
+        let actor = self.actor.clone();
+        self.commit(COMMAND, &args, |tx| store::abandon(tx, env, id, &event, &actor, now()))?;
+        store::revision(&self.conn, env, id)
+    }
+
+    fn check_abandon(&self, env: &str, id: &str, reason: &str) -> Result<(), StoreError> {
+        store::require_env(&self.conn, env)?;
+        let revision = store::revision(&self.conn, env, id)?;
+        if reason.trim().is_empty() {
+            return Err(StoreError::Invalid(
+                "abandoning a revision needs a --reason: it is recorded in the revision's events".into(),
+            ));
+        }
+        if !envpack_model::lifecycle::abandonable(revision.lifecycle) {
+            return Err(StoreError::Invalid(format!("revision {id} is already archived")));
+        }
+        let holders = store::weight_holders(&self.conn, env, &revision)?;
+        if !holders.is_empty() {
+            return Err(StoreError::HasWeight {
+                revision: id.to_string(),
+                holders,
+            });
+        }
+        if let Some(rollout) = super::rollout::record::unfinished(&self.conn, env, &revision.deployment)? {
+            return Err(StoreError::RolloutActive {
+                deployment: revision.deployment.clone(),
+                id: rollout.id,
+                state: rollout.state.to_string(),
+            });
+        }
+        Ok(())
+    }
+
     pub async fn retry(&mut self, env: &str, id: &str) -> Result<Revision, StoreError> {
         let plan = Plan {
             command: "revision retry",

@@ -8,7 +8,8 @@
 //! `split/B`), and "no side effect before a spec error" (no kv write on a
 //! rejected call). Its probe answers healthy for a warm revision, unless the
 //! environment's `unhealthy` setting names it (a provider's failing health
-//! check, for rollouts to react to).
+//! check, for rollouts to react to); drain refuses the revisions its
+//! `refuse-drain` setting names (a provider that will not let go).
 
 // The current contract; with `contract-1-0-0`, the frozen 1.0.0 one (a test
 // fixture proving a pack built against an older minor version still runs).
@@ -146,6 +147,14 @@ fn outcome(revision: &Revision, detail: String) -> Result<RevisionOutcome, Deplo
     })
 }
 
+/// Whether the environment's setting `key` (revision ids, comma
+/// separated) names `id`: how a test stands in for a provider's answer.
+fn named_by_setting(env: &Environment, key: &str, id: &str) -> bool {
+    env.settings()
+        .into_iter()
+        .any(|(k, ids)| k == key && ids.split(',').any(|i| i.trim() == id))
+}
+
 /// Moves a revision to `to`, provided its ledger state is one of `from`
 /// (or already `to`, which makes the verb idempotent).
 fn transition(
@@ -167,6 +176,11 @@ fn transition(
     let current = provider_state(id)?;
     if let Some(refusal) = fault::refuses(verb, current == Some(State::Drained)) {
         return Err(DeployError::Provider(refusal));
+    }
+    if verb == "drain" && named_by_setting(env, "refuse-drain", id) {
+        return Err(DeployError::Provider(format!(
+            "the provider refuses to drain {id} (the environment's `refuse-drain` setting names it)"
+        )));
     }
     if current == Some(to) {
         return outcome(&revision, format!("already {}", to.as_str()));
@@ -388,10 +402,7 @@ impl Guest for Ledger {
         }
         // The environment's `unhealthy` setting (revision ids, comma
         // separated) stands for a provider whose health checks fail.
-        let marked = env
-            .settings()
-            .into_iter()
-            .any(|(key, ids)| key == "unhealthy" && ids.split(',').any(|id| id.trim() == revision));
+        let marked = named_by_setting(env, "unhealthy", &revision);
         Ok(match provider_state(&revision)? {
             Some(State::Warm) if marked => {
                 Health::Unhealthy("marked unhealthy by the environment's `unhealthy` setting".to_string())
