@@ -153,6 +153,18 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AuditCommand {
+    /// Print the audit log, oldest first: every mutating command, who ran it, its arguments
+    /// and its outcome (refusals included). `audit verify` checks the rows are intact.
+    Show {
+        /// Only the rows of this environment.
+        #[arg(long)]
+        env: Option<String>,
+        /// Only the last N rows (after --env).
+        #[arg(long, value_name = "N")]
+        last: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Recompute the audit log's hash chain; exit 0 only if intact. Prints the head
     /// (SEQ:HASH) to record elsewhere; --head checks the log still holds it, unchanged.
     Verify {
@@ -224,6 +236,7 @@ async fn command(ctx: &mut Context, command: Command) -> Result<i32, CliError> {
         Command::Events { env, follow, json } => show::events(ctx, &env, follow, json).await,
         Command::Secret(command) => secret_cmd::run(ctx, command),
         Command::Audit(AuditCommand::Verify { head, json }) => show::audit_verify(ctx, head.as_deref(), json),
+        Command::Audit(AuditCommand::Show { env, last, json }) => show::audit_show(ctx, env.as_deref(), last, json),
     }
 }
 

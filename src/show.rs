@@ -224,6 +224,39 @@ fn parse_head(text: &str) -> Result<AuditHead, CliError> {
 
 /// `host audit verify [--head SEQ:HASH]`: exit 0 only if the chain is intact
 /// (and still contains the recorded head).
+pub fn audit_show(ctx: &mut Context, env: Option<&str>, last: Option<usize>, as_json: bool) -> Result<i32, CliError> {
+    let entries = reader(ctx)?.audit_entries(env, last)?;
+    if as_json {
+        print_json(&entries)?;
+        return Ok(exit::OK);
+    }
+    if entries.is_empty() {
+        println!(
+            "the audit log has no rows{}",
+            env.map(|e| format!(" for environment {e}")).unwrap_or_default()
+        );
+    }
+    for e in &entries {
+        let mut arguments = e.arguments.clone();
+        if env.is_some()
+            && let Some(map) = arguments.as_object_mut()
+        {
+            map.remove("env");
+        }
+        let at = e.at.parse::<jiff::Timestamp>().map(|t| local_time(t.as_second()));
+        println!(
+            "{:>5}  {}  {}  {}  {}  {}",
+            e.seq,
+            at.unwrap_or_else(|_| e.at.clone()),
+            printable(&e.actor),
+            printable(&e.command),
+            printable(&e.outcome),
+            printable(&arguments.to_string())
+        );
+    }
+    Ok(exit::OK)
+}
+
 pub fn audit_verify(ctx: &mut Context, head: Option<&str>, as_json: bool) -> Result<i32, CliError> {
     let expected = head.map(parse_head).transpose()?;
     let view = reader(ctx)?.audit(expected.as_ref())?;

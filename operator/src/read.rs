@@ -107,6 +107,21 @@ pub struct AuditView {
     pub broken: Option<audit::Broken>,
 }
 
+/// One row of the audit log, as `audit show` prints it.
+#[derive(Clone, Debug, Serialize)]
+pub struct AuditEntryView {
+    pub seq: i64,
+    /// RFC 3339, UTC.
+    pub at: String,
+    pub actor: String,
+    pub command: String,
+    /// The command's arguments as recorded (a JSON object).
+    pub arguments: serde_json::Value,
+    /// `ok`, or what refused or failed it.
+    pub outcome: String,
+    pub hash: String,
+}
+
 /// Formats epoch seconds as RFC 3339 in UTC.
 pub fn rfc3339(at: i64) -> String {
     jiff::Timestamp::from_second(at).map_or_else(|_| at.to_string(), |t| t.to_string())
@@ -233,6 +248,30 @@ impl Reader {
                 at: rfc3339(e.at),
             })
             .collect())
+    }
+
+    /// The audit log's rows, oldest first: those whose arguments name
+    /// environment `env` if given, the last `last` of them if given. Rows
+    /// are shown as stored; `audit verify` says whether they are intact.
+    pub fn audit_entries(&self, env: Option<&str>, last: Option<usize>) -> Result<Vec<AuditEntryView>, StoreError> {
+        let mut entries: Vec<AuditEntryView> = audit::rows(&self.conn)?
+            .into_iter()
+            .map(|row| AuditEntryView {
+                seq: row.seq,
+                at: rfc3339(row.at),
+                actor: row.actor,
+                command: row.command,
+                arguments: serde_json::from_str(&row.arguments).unwrap_or(serde_json::Value::String(row.arguments)),
+                outcome: row.outcome,
+                hash: row.hash,
+            })
+            .filter(|e| env.is_none_or(|env| e.arguments["env"] == env))
+            .collect();
+        if let Some(last) = last {
+            let skip = entries.len().saturating_sub(last);
+            entries.drain(..skip);
+        }
+        Ok(entries)
     }
 
     /// Recomputes the audit chain; with `expected`, also checks that the

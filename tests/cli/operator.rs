@@ -520,3 +520,35 @@ fn json_times_are_rfc3339_in_every_listing() {
         "{status:#}"
     );
 }
+
+#[test]
+fn audit_show_prints_every_command_and_refusal_readably() {
+    let sb = operator();
+    stage_ready(&sb, "R1");
+    ok(&sb, &["traffic", "set", "dev", "web", "R1=10000"]);
+    sb.host()
+        .args(["traffic", "set", "dev", "web", "R1=9000"])
+        .assert()
+        .code(2);
+    let rows = json(&sb, &["audit", "show", "--json"]);
+    let rows = rows.as_array().unwrap();
+    let seqs: Vec<i64> = rows.iter().map(|r| r["seq"].as_i64().unwrap()).collect();
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as i64).collect::<Vec<_>>(),
+        "every row, oldest first"
+    );
+    assert!(rows.iter().all(|r| is_utc_time(&r["at"])), "{rows:#?}");
+    let last = rows.last().unwrap();
+    assert_eq!(last["command"], "traffic set");
+    assert_eq!(last["arguments"]["env"], "dev");
+    assert!(last["outcome"].as_str().unwrap().contains("9000"), "{last:#}");
+    // One environment's last two rows, one line each, in text.
+    let text = ok(&sb, &["audit", "show", "--env", "dev", "--last", "2"]);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].contains("traffic set") && lines[0].contains("ok"), "{text}");
+    assert!(lines[1].contains("traffic set") && lines[1].contains("9000"), "{text}");
+    let none = ok(&sb, &["audit", "show", "--env", "nosuch"]);
+    assert!(none.contains("no rows for environment nosuch"), "{none}");
+}
