@@ -32,6 +32,7 @@ pub struct Context {
     compiler: Compiler,
     allocator: AllocatorChoice,
     deploy_key: Option<PathBuf>,
+    audit_sink: Option<PathBuf>,
 }
 
 impl Context {
@@ -61,6 +62,7 @@ impl Context {
             compiler: Compiler::InProcess,
             allocator: AllocatorChoice::OnDemand,
             deploy_key: None,
+            audit_sink: None,
         })
     }
 
@@ -184,6 +186,15 @@ impl Context {
         self.deploy_key = path;
     }
 
+    pub fn audit_sink(&mut self, path: Option<PathBuf>) {
+        self.audit_sink = path;
+    }
+
+    /// The audit sink every committed row's head goes to, if one is set.
+    pub fn audit_sink_path(&self) -> Option<&std::path::Path> {
+        self.audit_sink.as_deref()
+    }
+
     /// The operator over the state database, with the runtime.
     pub fn operator(&mut self, actor: String) -> Result<Operator<'_>, CliError> {
         let dir = self.state_dir()?.clone();
@@ -191,10 +202,14 @@ impl Context {
             Some(path) => Some(crate::input::read_private_key(path)?),
             None => None,
         };
+        let sink = self.audit_sink.clone();
         let runtime = self.runtime()?;
         let mut operator = Operator::open(&dir, actor, runtime)?;
         if let Some(key) = signer {
             operator.sign_with(key);
+        }
+        if let Some(sink) = sink {
+            operator.export_audit_to(sink);
         }
         // Long verbs show what the pack is doing as it does it.
         operator.stream_logs(Arc::new(|level: &str, line: &str| {
@@ -209,6 +224,9 @@ impl Context {
         let mut operator = Operator::without_runtime(&dir, actor)?;
         if let Some(path) = &self.deploy_key {
             operator.sign_with(crate::input::read_private_key(path)?);
+        }
+        if let Some(sink) = &self.audit_sink {
+            operator.export_audit_to(sink.clone());
         }
         Ok(operator)
     }

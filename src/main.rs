@@ -71,6 +71,12 @@ struct Cli {
     #[arg(long, global = true, help_heading = GLOBAL, env = "ENVPACK_DEPLOY_KEY", value_name = "KEY")]
     deploy_key: Option<PathBuf>,
 
+    /// A file on other storage that every audit row's head (SEQ:HASH) is appended to, and that
+    /// `audit verify` checks the log against: rows appended or rewritten in state.db with a
+    /// recomputed hash are found there.
+    #[arg(long, global = true, help_heading = GLOBAL, env = "ENVPACK_AUDIT_SINK", value_name = "FILE")]
+    audit_sink: Option<PathBuf>,
+
     /// Who is acting, for lifecycle events and the audit log.
     #[arg(long, global = true, help_heading = GLOBAL, env = "ENVPACK_ACTOR", value_name = "NAME")]
     actor: Option<String>,
@@ -205,6 +211,7 @@ async fn run(cli: Cli) -> Result<i32, CliError> {
     let mut ctx = Context::new(cli.state_dir, cli.deadline_ms, cli.memory_mib, cli.actor)?;
     ctx.allocator(cli.allocator);
     ctx.deploy_key(cli.deploy_key);
+    ctx.audit_sink(cli.audit_sink);
     ctx.bound_compiles(cli.compile_seconds, cli.compile_memory_mib, &cli.pack_limit)?;
     let result = command(&mut ctx, cmd).await;
     mark("command");

@@ -259,7 +259,12 @@ pub fn audit_show(ctx: &mut Context, env: Option<&str>, last: Option<usize>, as_
 
 pub fn audit_verify(ctx: &mut Context, head: Option<&str>, as_json: bool) -> Result<i32, CliError> {
     let expected = head.map(parse_head).transpose()?;
-    let view = reader(ctx)?.audit(expected.as_ref())?;
+    let sink = ctx.audit_sink_path().map(std::path::Path::to_path_buf);
+    let reader = reader(ctx)?;
+    let view = match &sink {
+        Some(sink) => reader.audit_with_sink(expected.as_ref(), sink)?,
+        None => reader.audit(expected.as_ref())?,
+    };
     if as_json {
         print_json(&view)?;
         return Ok(if view.intact { exit::OK } else { exit::UNTRUSTED });

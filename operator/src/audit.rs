@@ -47,7 +47,7 @@ pub fn append(
     command: &str,
     arguments: &str,
     outcome: &str,
-) -> Result<(), StoreError> {
+) -> Result<(i64, String), StoreError> {
     let (last_seq, prev): (i64, String) = conn
         .query_row("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", [], |r| {
             Ok((r.get(0)?, r.get(1)?))
@@ -60,7 +60,70 @@ pub fn append(
         "INSERT INTO audit (seq, at, actor, command, arguments, outcome, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![seq, at, actor, command, arguments, outcome, prev, hash],
     )?;
-    Ok(())
+    Ok((seq, hash))
+}
+
+/// Appends `SEQ:HASH` to the audit sink `path` (created 0600, appended
+/// with one write, synced): the chain's heads kept where whoever can
+/// rewrite `state.db` cannot, for `audit verify` to check against.
+pub fn export_head(path: &std::path::Path, seq: i64, hash: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(format!("{seq}:{hash}\n").as_bytes())?;
+    file.sync_data()
+}
+
+/// The heads an audit sink holds, in the order they were written.
+pub fn exported_heads(path: &std::path::Path) -> Result<Vec<(i64, String)>, String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("cannot read the audit sink {}: {e}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(n, line)| {
+            line.trim()
+                .split_once(':')
+                .and_then(|(seq, hash)| Some((seq.parse::<i64>().ok()?, hash.to_string())))
+                .filter(|(_, hash)| hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()))
+                .ok_or_else(|| format!("{} line {}: {line:?} is not SEQ:HASH", path.display(), n + 1))
+        })
+        .collect()
+}
+
+/// Checks the log against the heads exported to a sink: every exported
+/// row still there with its hash, and no row after the first exported one
+/// that was never exported (an append that did not go through the host).
+pub fn check_exported(rows: &[AuditRow], heads: &[(i64, String)]) -> Option<Broken> {
+    let exported: std::collections::BTreeMap<i64, &str> = heads.iter().map(|(s, h)| (*s, h.as_str())).collect();
+    for (seq, hash) in &exported {
+        match rows.iter().find(|r| r.seq == *seq) {
+            None => {
+                return Some(Broken {
+                    seq: *seq,
+                    problem: "is missing, though its head was exported: rows were deleted".into(),
+                });
+            }
+            Some(row) if row.hash != *hash => {
+                return Some(Broken {
+                    seq: *seq,
+                    problem: "differs from the head exported to the sink: the log was rewritten".into(),
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    let first = *exported.keys().next()?;
+    rows.iter()
+        .find(|r| r.seq > first && !exported.contains_key(&r.seq))
+        .map(|r| Broken {
+            seq: r.seq,
+            problem: "was never exported to the audit sink: appended by something other than the host (or by a host killed between its commit and the export)".into(),
+        })
 }
 
 pub fn rows(conn: &Connection) -> Result<Vec<AuditRow>, StoreError> {

@@ -274,6 +274,25 @@ impl Reader {
         Ok(entries)
     }
 
+    /// [`Self::audit`], and then the log against the heads exported to the
+    /// audit sink `sink` (`--audit-sink`): a row appended or rewritten with
+    /// a recomputed hash by someone who can write `state.db` is found there.
+    pub fn audit_with_sink(
+        &self,
+        expected: Option<&AuditHead>,
+        sink: &std::path::Path,
+    ) -> Result<AuditView, StoreError> {
+        let mut view = self.audit(expected)?;
+        if view.broken.is_none() {
+            let heads = audit::exported_heads(sink).map_err(StoreError::Invalid)?;
+            if let Some(broken) = audit::check_exported(&audit::rows(&self.conn)?, &heads) {
+                view.intact = false;
+                view.broken = Some(broken);
+            }
+        }
+        Ok(view)
+    }
+
     /// Recomputes the audit chain; with `expected`, also checks that the
     /// row an operator recorded earlier is still there, unchanged, so that
     /// deleting the newest rows is detected too.

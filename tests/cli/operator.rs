@@ -552,3 +552,145 @@ fn audit_show_prints_every_command_and_refusal_readably() {
     let none = ok(&sb, &["audit", "show", "--env", "nosuch"]);
     assert!(none.contains("no rows for environment nosuch"), "{none}");
 }
+
+/// The audit chain's hash of a row, as the host computes it: SHA-256 over
+/// the previous hash and the row's fields, each followed by a zero byte.
+fn chain_hash(prev: &str, seq: i64, at: i64, actor: &str, command: &str, arguments: &str, outcome: &str) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for part in [
+        prev,
+        &seq.to_string(),
+        &at.to_string(),
+        actor,
+        command,
+        arguments,
+        outcome,
+    ] {
+        h.update(part.as_bytes());
+        h.update([0u8]);
+    }
+    hex::encode(h.finalize())
+}
+
+#[test]
+fn an_audit_sink_finds_rows_forged_with_a_recomputed_hash() {
+    let sb = operator();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let sink = elsewhere.path().join("audit-heads");
+    let host = |args: &[&str]| {
+        let mut cmd = sb.host();
+        cmd.env("ENVPACK_AUDIT_SINK", &sink).args(args);
+        cmd
+    };
+    crate::common::stage(&sb, "dev", "R1");
+    for args in [
+        &["revision", "warm", "dev", "R1"][..],
+        &["traffic", "set", "dev", "web", "R1=10000"],
+    ] {
+        host(args).assert().success();
+    }
+    host(&["traffic", "set", "dev", "web", "R1=9000"]).assert().code(2);
+    // Six processes at once: every row they commit is exported once.
+    let children: Vec<std::process::Child> = (1..=6)
+        .map(|i| {
+            let id = format!("C{i}");
+            std::process::Command::new(env!("CARGO_BIN_EXE_host"))
+                .env("ENVPACK_STATE_DIR", sb.state_dir())
+                .env("ENVPACK_AUDIT_SINK", &sink)
+                .args([
+                    "revision",
+                    "stage",
+                    "dev",
+                    "web",
+                    "--digest",
+                    DIGEST,
+                    "--location",
+                    "file:///b/c",
+                    "--id",
+                    &id,
+                ])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut child in children {
+        assert!(child.wait().unwrap().success());
+    }
+    let exported = std::fs::read_to_string(&sink).unwrap();
+    let seqs: std::collections::BTreeSet<&str> = exported.lines().map(|l| l.split(':').next().unwrap()).collect();
+    assert_eq!(
+        seqs.len(),
+        exported.lines().count(),
+        "each row exported once: {exported}"
+    );
+    assert!(exported.lines().count() >= 9, "{exported}");
+    host(&["audit", "verify"]).assert().success().stdout(contains("intact"));
+    let head = ok(&sb, &["audit", "verify"]);
+    let head = head
+        .split("head ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
+
+    // Someone who can write state.db appends a row with a recomputed hash.
+    let conn = rusqlite_conn(&sb);
+    let (seq, prev): (i64, String) = conn
+        .query_row("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    let (at, args, outcome) = (1_900_000_000, r#"{"env":"dev"}"#, "ok");
+    let hash = chain_hash(&prev, seq + 1, at, "mallory", "traffic set", args, outcome);
+    conn.execute(
+        "INSERT INTO audit (seq, at, actor, command, arguments, outcome, prev_hash, hash) VALUES (?1, ?2, 'mallory', 'traffic set', ?3, ?4, ?5, ?6)",
+        rusqlite::params![seq + 1, at, args, outcome, prev, hash],
+    )
+    .unwrap();
+    drop(conn);
+    // The chain alone, and a recorded head, cannot tell.
+    ok(&sb, &["audit", "verify"]);
+    ok(&sb, &["audit", "verify", "--head", &head]);
+    // The sink can.
+    host(&["audit", "verify"])
+        .assert()
+        .code(6)
+        .stderr(contains(format!("audit row {} was never exported", seq + 1)));
+
+    // Rewriting an exported row, every later hash recomputed, is found too.
+    let conn = rusqlite_conn(&sb);
+    conn.execute_batch("DROP TRIGGER audit_append_only_update; DROP TRIGGER audit_append_only_delete;")
+        .unwrap();
+    conn.execute("DELETE FROM audit WHERE seq = ?1", [seq + 1]).unwrap();
+    let rows: Vec<(i64, i64, String, String, String, String)> = conn
+        .prepare("SELECT seq, at, actor, command, arguments, outcome FROM audit ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let mut prev = "0".repeat(64);
+    for (seq, at, actor, command, arguments, outcome) in rows {
+        let actor = if seq == 2 { "mallory".to_string() } else { actor };
+        let hash = chain_hash(&prev, seq, at, &actor, &command, &arguments, &outcome);
+        conn.execute(
+            "UPDATE audit SET actor = ?2, prev_hash = ?3, hash = ?4 WHERE seq = ?1",
+            rusqlite::params![seq, actor, prev, hash],
+        )
+        .unwrap();
+        prev = hash;
+    }
+    drop(conn);
+    ok(&sb, &["audit", "verify"]);
+    host(&["audit", "verify"])
+        .assert()
+        .code(6)
+        .stderr(contains("differs from the head exported to the sink"));
+}

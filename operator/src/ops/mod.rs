@@ -98,6 +98,8 @@ pub struct Operator<'a> {
     signer: Option<envpack_trust::PrivateKey>,
     /// The pack this command runs (or pins), named in its audit rows.
     pack_in_use: Option<String>,
+    /// Where each committed audit row's head is exported, if anywhere.
+    audit_sink: Option<std::path::PathBuf>,
 }
 
 impl<'a> Operator<'a> {
@@ -119,6 +121,7 @@ impl<'a> Operator<'a> {
             log_sink: None,
             signer: None,
             pack_in_use: None,
+            audit_sink: None,
         })
     }
 
@@ -130,6 +133,11 @@ impl<'a> Operator<'a> {
     /// Signs this command's traffic changes with `key` (see [`crate::authz`]).
     pub fn sign_with(&mut self, key: envpack_trust::PrivateKey) {
         self.signer = Some(key);
+    }
+
+    /// Exports every audit row this operator commits (`SEQ:HASH`) to `path`.
+    pub fn export_audit_to(&mut self, path: std::path::PathBuf) {
+        self.audit_sink = Some(path);
     }
 
     /// Adds the signature of `command` to `args` (as `authorized_by`) if
@@ -198,9 +206,18 @@ impl<'a> Operator<'a> {
             Some(pack) => format!("{outcome} [pack {pack}]"),
             None => outcome.to_string(),
         };
-        audit::append(&tx, now(), &self.actor, command, &args.to_string(), &outcome)?;
+        let (seq, hash) = audit::append(&tx, now(), &self.actor, command, &args.to_string(), &outcome)?;
         tx.commit()?;
         timing::mark("commit");
+        if let Some(sink) = &self.audit_sink
+            && let Err(e) = audit::export_head(sink, seq, &hash)
+        {
+            // The row is committed: the command stands; verify will name it.
+            tracing::warn!(
+                "audit row {seq} was committed but not exported to {}: {e}",
+                sink.display()
+            );
+        }
         Ok(value)
     }
 
