@@ -426,10 +426,47 @@ fn a_revision_that_cannot_serve_ends_failed_with_its_stderr_and_nothing_running(
 
     warm_fails(&sb, "UNHEALTHY", "health check failing on purpose");
     warm_fails(&sb, "CRASH", "crashing on start, as CRASH asks");
-    warm_fails(&sb, "TAKEN", &format!("cannot listen on 127.0.0.1:{port}"));
+    warm_fails(
+        &sb,
+        "TAKEN",
+        &format!("port {port} (the revision's PORT setting) is already in use"),
+    );
     drop(taken);
+    // A port held by another server that answers every request with 200:
+    // its answers must not make the revision ready.
+    let impostor = TcpListener::bind(("127.0.0.1", last_port - 1)).unwrap();
+    let impostor_port = impostor.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut stream in impostor.incoming().flatten() {
+            // Read the whole request first: closing on unread bytes resets
+            // the connection (the client writes it in pieces).
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut request = Vec::new();
+            let mut chunk = [0u8; 512];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&chunk[..n]),
+                }
+            }
+            let _ = stream.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        }
+    });
+    stage(
+        &sb,
+        "IMPOSTOR",
+        &art.executable,
+        &[&format!("PORT={impostor_port}")],
+        "5",
+    );
+    warm_fails(
+        &sb,
+        "IMPOSTOR",
+        "another process would answer this revision's health checks",
+    );
+    assert_eq!(get(impostor_port, "/healthz").0, 200, "the other server still answers");
 
-    for id in ["UNHEALTHY", "CRASH", "TAKEN"] {
+    for id in ["UNHEALTHY", "CRASH", "TAKEN", "IMPOSTOR"] {
         ok(&sb, &["revision", "archive", "site", id]);
     }
     let left = processes_under(&sb.state_dir());

@@ -108,6 +108,9 @@ pub fn warm(revision: &Revision, settings: &Settings) -> Result<String, String> 
             None => (free_port(&revision.id, settings, &tried)?, false),
         };
         tried.push(port);
+        if fixed_port {
+            pinned_port_free(port)?;
+        }
         let run = start(revision, &command, &args, port)?;
         match wait_healthy(&run, &health, settings) {
             Ok(()) => {
@@ -200,6 +203,18 @@ fn start(revision: &Revision, command: &str, args: &[String], port: u16) -> Resu
     Ok(run)
 }
 
+/// Refuses a pinned port that something already listens on: whatever
+/// holds it would answer the revision's health checks for it.
+fn pinned_port_free(port: u16) -> Result<(), String> {
+    match probe::tcp_connect(&format!("127.0.0.1:{port}"), 200) {
+        Ok(_) => Err(format!(
+            "port {port} (the revision's PORT setting) is already in use on 127.0.0.1: another process would answer this revision's health checks; stop it or pin another PORT"
+        )),
+        Err(probe::ProbeError::NotAllowed(m)) => Err(format!("cannot check port {port}: {m}")),
+        Err(_) => Ok(()),
+    }
+}
+
 /// A port in the pack's range that no revision here holds and nothing answers on.
 fn free_port(revision: &str, settings: &Settings, tried: &[u16]) -> Result<u16, String> {
     let (first, last) = settings.ports;
@@ -246,7 +261,15 @@ fn wait_healthy(run: &Run, path: &str, settings: &Settings) -> Result<(), String
             ));
         }
         let last = match probe::http_get(&address, path, 1000) {
-            Ok(r) if (200..400).contains(&r.status) => return Ok(()),
+            // Only while the revision's own process runs: one that died
+            // right after the look above leaves its port to whoever takes it.
+            Ok(r) if (200..400).contains(&r.status) => {
+                let after = process::status(&run.process).map_err(|e| procs::describe(&e))?;
+                if procs::running(&after) {
+                    return Ok(());
+                }
+                continue;
+            }
             Ok(r) => format!("GET {path} answered {}", r.status),
             Err(probe::ProbeError::NotAllowed(m)) => {
                 return Err(format!("cannot probe {address}: {m}"));

@@ -14,7 +14,8 @@
 //!   the verbs' deadlines.
 //!
 //! Revision settings: `run` (the start command line), `health-path`
-//! (default `/healthz`), `PORT` (a fixed port); a setting `env.NAME`
+//! (default `/healthz`), `PORT` (a fixed port, refused at warm when
+//! something already listens there); a setting `env.NAME`
 //! reaches the process as variable `NAME` — the operator grants each with
 //! `--allow-env NAME`, as it does `PORT` and `ENVPACK_REVISION`, which the
 //! pack always sets.
