@@ -606,3 +606,25 @@ fn a_drain_the_pack_keeps_refusing_is_left_by_abandoning_the_revision() {
     run_rollout(&sb, "dev web --to R3 --steps 100 --soak 10ms --interval 10ms");
     assert_eq!(generations(&sb).last().unwrap(), "R3=10000");
 }
+
+#[test]
+fn a_split_forced_during_a_soak_pauses_the_rollout_instead_of_being_overwritten() {
+    let sb = serving_r1();
+    let child = start_rollout(&sb, "dev web --to R2 --steps 10,50,100 --soak 20s --interval 100ms");
+    wait_for_step(&sb, "soaking step 1", |s| soaking(s, "step 1"));
+    ok(&sb, &["traffic", "set", "dev", "web", "R1=10000", "R2=0", "--force"]);
+    let (code, stderr) = finished(child);
+    assert_eq!(code, 0, "the driver stops at the pause: {stderr}");
+    let r = rollout(&sb);
+    assert_eq!(r["state"], "paused", "{r:#}");
+    assert!(r["reason"].as_str().unwrap().contains("--force"), "{r:#}");
+    assert_eq!(
+        generations(&sb).last().unwrap(),
+        "R1=10000 R2=0",
+        "the forced split stands"
+    );
+    // The operator decides: abort restores the split the rollout started from.
+    ok(&sb, &["rollout", "abort", "dev", "web"]);
+    assert_eq!(rollout(&sb)["state"], "rolled-back");
+    assert_eq!(generations(&sb).last().unwrap(), "R1=10000");
+}

@@ -37,9 +37,14 @@ fn manual_traffic_is_refused_during_a_rollout_unless_forced_and_recorded() {
     let forced = audit.iter().rev().find(|(c, _, _)| c == "traffic set").unwrap();
     let args: Value = serde_json::from_str(&forced.1).unwrap();
     assert_eq!(args["forced_during_rollout"], j!(id));
-    // Pause, then resume: the rollout is driven to its end by `resume`.
-    ok(&sb, &["rollout", "pause", "dev", "web"]);
-    assert_eq!(rollout(&sb)["state"], "paused");
+    // The forced split paused the rollout, so its next step does not
+    // overwrite it; promote drives it on from there.
+    let paused = rollout(&sb);
+    assert_eq!(paused["state"], "paused", "{paused:#}");
+    assert!(
+        paused["reason"].as_str().unwrap().contains("traffic set --force"),
+        "{paused:#}"
+    );
     let out = ok(&sb, &["rollout", "promote", "dev", "web"]);
     assert!(
         out.contains("succeeded"),

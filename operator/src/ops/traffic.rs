@@ -111,7 +111,10 @@ impl Operator<'_> {
             Ok(()) => {
                 let actor = self.actor.clone();
                 let generation = self.commit(command, args, |tx| {
-                    store::insert_generation(tx, env, deployment, entries, key.as_deref(), &actor, now())
+                    let generation =
+                        store::insert_generation(tx, env, deployment, entries, key.as_deref(), &actor, now())?;
+                    pause_overridden(tx, args, command, generation, &actor)?;
+                    Ok(generation)
                 })?;
                 Ok(Applied {
                     generation,
@@ -159,7 +162,9 @@ impl Operator<'_> {
             Ok(()) => {
                 let actor = self.actor.clone();
                 let generation = self.commit("traffic rollback", &args, |tx| {
-                    store::insert_generation(tx, env, deployment, &entries, None, &actor, now())
+                    let generation = store::insert_generation(tx, env, deployment, &entries, None, &actor, now())?;
+                    pause_overridden(tx, &args, "traffic rollback", generation, &actor)?;
+                    Ok(generation)
                 })?;
                 Ok(Applied {
                     generation,
@@ -228,4 +233,28 @@ impl Operator<'_> {
             .await?;
         Ok(())
     }
+}
+
+/// A split forced over a running rollout (`--force`) pauses it, in the
+/// same transaction: its next step would otherwise overwrite the split the
+/// operator just chose. `rollout resume` goes on from there; `rollout
+/// abort` restores the split it started from.
+fn pause_overridden(
+    tx: &rusqlite::Connection,
+    args: &serde_json::Value,
+    command: &str,
+    generation: i64,
+    actor: &str,
+) -> Result<(), StoreError> {
+    use super::rollout::record::{self, State};
+    let Some(id) = args["forced_during_rollout"].as_str() else {
+        return Ok(());
+    };
+    if record::get(tx, id)?.state != State::Running {
+        return Ok(());
+    }
+    let reason = format!(
+        "paused: {command} --force by {actor} set generation {generation}; `rollout resume` goes on from it, `rollout abort` restores the split the rollout started from"
+    );
+    record::set_state(tx, id, State::Paused, &reason, now())
 }
