@@ -398,18 +398,21 @@ pub fn events(conn: &Connection, env: &str, after: i64) -> Result<Vec<Event>, St
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// A `generation, entries, idempotency_key` row.
+fn generation_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Generation> {
+    Ok(Generation {
+        generation: r.get(0)?,
+        entries: json_column(r, 1, "split entries")?,
+        idempotency_key: r.get(2)?,
+    })
+}
+
 /// The last `count` generations of a deployment's split, newest first.
 pub fn generations(conn: &Connection, env: &str, deployment: &str, count: i64) -> Result<Vec<Generation>, StoreError> {
     let mut stmt = conn.prepare(
         "SELECT generation, entries, idempotency_key FROM split_generations WHERE env_id = ?1 AND deployment = ?2 ORDER BY generation DESC LIMIT ?3",
     )?;
-    let rows = stmt.query_map(params![env, deployment, count], |r| {
-        Ok(Generation {
-            generation: r.get(0)?,
-            entries: json_column(r, 1, "split entries")?,
-            idempotency_key: r.get(2)?,
-        })
-    })?;
+    let rows = stmt.query_map(params![env, deployment, count], generation_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
@@ -424,13 +427,7 @@ pub fn generation(
         .query_row(
             "SELECT generation, entries, idempotency_key FROM split_generations WHERE env_id = ?1 AND deployment = ?2 AND generation = ?3",
             params![env, deployment, generation],
-            |r| {
-                Ok(Generation {
-                    generation: r.get(0)?,
-                    entries: json_column(r, 1, "split entries")?,
-                    idempotency_key: r.get(2)?,
-                })
-            },
+            generation_row,
         )
         .optional()?)
 }
@@ -450,13 +447,7 @@ pub fn generation_by_key(
         .query_row(
             "SELECT generation, entries, idempotency_key FROM split_generations WHERE env_id = ?1 AND deployment = ?2 AND idempotency_key = ?3",
             params![env, deployment, key],
-            |r| {
-                Ok(Generation {
-                    generation: r.get(0)?,
-                    entries: json_column(r, 1, "split entries")?,
-                    idempotency_key: r.get(2)?,
-                })
-            },
+            generation_row,
         )
         .optional()?)
 }
