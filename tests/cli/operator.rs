@@ -551,6 +551,19 @@ fn audit_show_prints_every_command_and_refusal_readably() {
     assert!(lines[1].contains("traffic set") && lines[1].contains("9000"), "{text}");
     let none = ok(&sb, &["audit", "show", "--env", "nosuch"]);
     assert!(none.contains("no rows for environment nosuch"), "{none}");
+    // A refused id is recorded too.
+    sb.host()
+        .args(["env", "create", "bad id", "--deployer", "envpack.deployer.ledger@^1"])
+        .assert()
+        .code(2);
+    let rows = json(&sb, &["audit", "show", "--last", "1", "--json"]);
+    let last = &rows[0];
+    assert_eq!(
+        (last["command"].as_str(), last["arguments"]["env"].as_str()),
+        (Some("env create"), Some("bad id")),
+        "{rows:#}"
+    );
+    assert!(last["outcome"].as_str().unwrap().starts_with("error:"), "{rows:#}");
 }
 
 /// The audit chain's hash of a row, as the host computes it: SHA-256 over

@@ -27,12 +27,15 @@ pub(crate) fn pack_text(binding: &Binding) -> String {
 impl Operator<'_> {
     /// Creates an environment bound to `requirement`, or rebinds an existing one.
     pub async fn bind(&mut self, env: &str, request: BindRequest, create: bool) -> Result<Binding, StoreError> {
-        validate_id("environment id", env).map_err(|e| StoreError::Invalid(e.to_string()))?;
-        let _lock = self.lock(env)?;
         let command = if create { "env create" } else { "env bind" };
         let mut args = json!({ "env": env, "deployer": request.requirement, "capabilities": request.capabilities,
                            "grants": request.grants, "settings": request.settings,
                            "deploy_keys": request.deploy_keys.as_ref().map(|keys| keys.iter().map(|k| &k.name).collect::<Vec<_>>()) });
+        if let Err(e) = validate_id("environment id", env) {
+            // Refused before the environment's lock: the id names no lock file.
+            return self.failed(command, &args, StoreError::Invalid(e.to_string()));
+        }
+        let _lock = self.lock(env)?;
         // Rebinding an environment that trusts deploy keys takes one of
         // them; so does re-creating a removed one that did.
         let authorized = if create {

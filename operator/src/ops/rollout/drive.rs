@@ -101,13 +101,17 @@ impl Operator<'_> {
         match planned {
             Ok((rollout, steps)) => {
                 let r = rollout.clone();
-                self.commit("rollout start", &args, |tx| {
+                let started = self.commit("rollout start", &args, |tx| {
                     if let Some(other) = record::unfinished(tx, env, deployment)? {
                         return Err(busy(&other));
                     }
                     record::insert(tx, &r, &steps)
-                })?;
-                Ok(rollout)
+                });
+                match started {
+                    Ok(()) => Ok(rollout),
+                    // Another start won the race between the plan and the commit.
+                    Err(e) => self.failed("rollout start", &args, e),
+                }
             }
             Err(e) => self.failed("rollout start", &args, e),
         }
