@@ -86,6 +86,9 @@ pub(crate) fn sweep(base: &Path) -> Vec<String> {
             continue;
         }
         let dir = entry.path();
+        if !ours(&dir) {
+            continue;
+        }
         let Ok(lock) = File::open(dir.join(LOCK)) else { continue };
         if lock.try_lock().is_err() {
             continue; // A run holds it.
@@ -110,6 +113,21 @@ pub(crate) fn sweep(base: &Path) -> Vec<String> {
     swept
 }
 
+/// Whether `dir` is a directory this user made and nobody else can write:
+/// a sweep stops the processes its tables name, so one planted in a shared
+/// `TMPDIR` by another user must not be taken for a killed run's.
+fn ours(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    let writable_by_others =
+        |path: &Path| std::fs::symlink_metadata(path).map_or(true, |m| m.uid() != me || m.mode() & 0o022 != 0);
+    let processes = envpack_host::StateDir::at(dir).processes();
+    std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir())
+        && !writable_by_others(dir)
+        && (!processes.exists() || !writable_by_others(&processes))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,5 +147,19 @@ mod tests {
         assert!(!abandoned_dir.exists());
         assert!(running.dir.exists(), "a locked directory is another run's");
         assert!(base.path().join("unrelated").exists());
+    }
+
+    #[test]
+    fn a_directory_others_can_write_is_not_swept() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = tempfile::tempdir().unwrap();
+        let planted = Scratch::create(base.path());
+        let dir = planted.dir.clone();
+        drop(planted);
+        // As another user's directory in a shared TMPDIR would be: its
+        // process table could name any pid.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(sweep(base.path()).is_empty());
+        assert!(dir.exists());
     }
 }
