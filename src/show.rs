@@ -33,9 +33,8 @@ pub(crate) fn rfc3339_fields(value: &mut serde_json::Value, fields: &[&str]) {
             for field in fields {
                 if let Some(slot) = map.get_mut(*field)
                     && let Some(at) = slot.as_i64()
-                    && let Ok(t) = jiff::Timestamp::from_second(at)
                 {
-                    *slot = serde_json::Value::String(t.to_string());
+                    *slot = serde_json::Value::String(envpack_operator::rfc3339(at));
                 }
             }
         }

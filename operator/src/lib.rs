@@ -22,5 +22,7 @@ pub use ops::{
     Admission, AdmissionError, Applied, BindRequest, Lang, NewError, NewPack, NewProject, NewRevision, Operator, call,
     install, new_pack, remove_pack,
 };
-pub use read::{AuditEntryView, AuditHead, DeploymentView, EnvironmentView, Reader, RevisionView, RolloutView};
+pub use read::{
+    AuditEntryView, AuditHead, DeploymentView, EnvironmentView, Reader, RevisionView, RolloutView, rfc3339,
+};
 pub use store::{Binding, Generation};
