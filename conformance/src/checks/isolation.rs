@@ -14,6 +14,15 @@ use envpack_model::{Environment, Health, Outcome, Request};
 use super::{Ctx, Lane, Step, label, shifted, view_of};
 use crate::fixture::{Fixture, Ids};
 
+/// The verbs on one revision, in the order a revision meets them.
+const REVISION_VERBS: [fn(String) -> Request; 5] = [
+    Request::Stage,
+    Request::Warm,
+    Request::Probe,
+    Request::Drain,
+    Request::Archive,
+];
+
 /// The twin's ids: the same target, siblings renamed.
 fn twin_ids() -> Ids {
     Ids {
@@ -210,13 +219,7 @@ pub(super) async fn revision_isolation(ctx: &Ctx<'_>) -> super::Verdict {
     let sibling_health = health(ctx, env, &siblings).await;
     let running = ctx.live_process_list(env);
     let mut problems = Vec::new();
-    for request in [
-        Request::Stage,
-        Request::Warm,
-        Request::Probe,
-        Request::Drain,
-        Request::Archive,
-    ] {
+    for request in REVISION_VERBS {
         let call = |ids: &Ids| request(ids.a2.clone());
         if let Some(problem) = differential(ctx, &pair, RENAMED, call).await {
             problems.push(problem);
@@ -263,13 +266,7 @@ async fn absent_siblings(ctx: &Ctx<'_>) -> Vec<String> {
         ),
     };
     let mut problems = Vec::new();
-    for request in [
-        Request::Stage,
-        Request::Warm,
-        Request::Probe,
-        Request::Drain,
-        Request::Archive,
-    ] {
+    for request in REVISION_VERBS {
         let call = |ids: &Ids| request(ids.a2.clone());
         if let Some(problem) = differential(ctx, &pair, "with no sibling at all", call).await {
             problems.push(problem);
