@@ -22,6 +22,10 @@ pub mod exit {
     /// The pack is not trusted: unsigned, tampered, unknown or revoked signer,
     /// or its manifest disagrees with `describe`.
     pub const UNTRUSTED: i32 = 6;
+    /// A rollout the command drove did not finish: it is paused (by
+    /// `rollout pause`, or a metric gate that could not judge) and waits
+    /// for `rollout resume`.
+    pub const UNFINISHED: i32 = 7;
 }
 
 #[derive(Debug, thiserror::Error)]

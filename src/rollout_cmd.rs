@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use envpack_model::text::printable;
 use envpack_operator::RolloutView;
-use envpack_operator::rollout::{Gate, Intent, Progress, Rollout, Spec, State, Step, Strategy, Tally};
+use envpack_operator::rollout::{GATES_HELP, Gate, Intent, Progress, Rollout, Spec, State, Step, Strategy, Tally};
 
 use crate::context::Context;
 use crate::error::{CliError, exit};
@@ -36,6 +36,8 @@ pub enum Command {
     Pause(Target),
     /// Continue a paused rollout, or one whose driver died or stopped on an error.
     Resume(Target),
+    /// End the current soak now (what a `manual` gate holds for); the later steps still run.
+    Continue(Target),
 }
 
 #[derive(clap::Args)]
@@ -56,18 +58,17 @@ pub struct StartArgs {
         value_name = "PERCENT,..."
     )]
     steps: Vec<u32>,
-    /// How long each soak lasts, gates evaluated throughout (e.g. 30s, 5m).
+    /// How long each soak lasts, at every weight reached (100% included), gates evaluated throughout (e.g. 30s, 5m).
     #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     soak: Duration,
-    /// Blue-green: how long the old revisions stay warm after the switch.
-    #[arg(long, default_value = "5m", value_parser = parse_duration, value_name = "DURATION")]
-    keep_old: Duration,
+    /// How long to stay at 100% after the last soak, the old revisions warm and the gates on (a failure still
+    /// rolls back), before draining them. Default: 5m for blue-green, 0s for canary. `--keep-old` is an alias.
+    #[arg(long, alias = "keep-old", value_parser = parse_duration, value_name = "DURATION")]
+    bake: Option<Duration>,
     /// How often the gates are evaluated during a soak.
     #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
     interval: Duration,
-    /// A gate (repeatable): probe[=N unhealthy in a row, default 3];
-    /// http=URL[,status=200][,max-error-ratio=0.05][,requests=20]; command=NAME [ARG...].
-    #[arg(long, value_parser = Gate::parse, value_name = "GATE")]
+    #[arg(long, value_parser = Gate::parse, value_name = "GATE", help = "A gate (repeatable)", long_help = GATES_HELP)]
     analysis: Vec<Gate>,
     /// Record the rollout and return without driving it (`rollout resume` drives it).
     #[arg(long)]
@@ -104,7 +105,13 @@ pub async fn run(ctx: &mut Context, command: Command) -> Result<i32, CliError> {
                 strategy: args.strategy,
                 steps: args.steps,
                 soak_ms: millis(args.soak),
-                keep_old_ms: millis(args.keep_old),
+                bake_ms: args.bake.map_or(
+                    match args.strategy {
+                        Strategy::BlueGreen => envpack_operator::rollout::BLUE_GREEN_BAKE_MS,
+                        Strategy::Canary => 0,
+                    },
+                    millis,
+                ),
                 interval_ms: millis(args.interval),
                 gates: args.analysis,
             };
@@ -117,10 +124,12 @@ pub async fn run(ctx: &mut Context, command: Command) -> Result<i32, CliError> {
                 rollout.id, rollout.revision, rollout.env, rollout.deployment
             );
             if args.no_drive {
-                return finish(&rollout, args.json);
+                return finish(&rollout, args.json, false);
             }
-            let driven = operator.drive_rollout(&rollout.id, &mut Display::new()).await?;
-            finish(&driven.unwrap_or(rollout), args.json)
+            match operator.drive_rollout(&rollout.id, &mut Display::new()).await? {
+                Some(driven) => finish(&driven, args.json, true),
+                None => finish(&rollout, args.json, false),
+            }
         }
         Command::Status {
             env,
@@ -132,6 +141,7 @@ pub async fn run(ctx: &mut Context, command: Command) -> Result<i32, CliError> {
         Command::Abort(t) => intent(ctx, actor, t, Intent::Abort).await,
         Command::Pause(t) => intent(ctx, actor, t, Intent::Pause).await,
         Command::Resume(t) => intent(ctx, actor, t, Intent::Resume).await,
+        Command::Continue(t) => intent(ctx, actor, t, Intent::Continue).await,
     }
 }
 
@@ -153,24 +163,25 @@ async fn intent(ctx: &mut Context, actor: String, t: Target, intent: Intent) -> 
             "host: rollout {} paused; `host rollout resume {} {}` continues it",
             rollout.id, t.env, t.deployment
         );
-        return finish(&rollout, t.json);
+        return finish(&rollout, t.json, false);
     }
     match operator.drive_rollout(&rollout.id, &mut Display::new()).await? {
         // Rolled back is what an abort asks for.
-        Some(driven) if intent == Intent::Abort => finish(&driven, t.json).map(|_| exit::OK),
-        Some(driven) => finish(&driven, t.json),
+        Some(driven) if intent == Intent::Abort => finish(&driven, t.json, true).map(|_| exit::OK),
+        Some(driven) => finish(&driven, t.json, true),
         None => {
             eprintln!(
                 "host: recorded; the process driving rollout {} acts on it at its next gate evaluation",
                 rollout.id
             );
-            finish(&rollout, t.json)
+            finish(&rollout, t.json, false)
         }
     }
 }
 
-/// Says how the rollout stands; exit 1 if it rolled back.
-fn finish(rollout: &Rollout, as_json: bool) -> Result<i32, CliError> {
+/// Says how the rollout stands; exit 1 if it rolled back, 7 if this
+/// command `driven` it and it stopped short of its end (paused).
+fn finish(rollout: &Rollout, as_json: bool, driven: bool) -> Result<i32, CliError> {
     if as_json {
         println!(
             "{}",
@@ -189,6 +200,14 @@ fn finish(rollout: &Rollout, as_json: bool) -> Result<i32, CliError> {
     }
     Ok(match rollout.state {
         State::RolledBack => exit::VERB_FAILED,
+        State::Succeeded => exit::OK,
+        _ if driven => {
+            eprintln!(
+                "host: rollout {} is {}, not finished: `host rollout resume {} {}` goes on",
+                rollout.id, rollout.state, rollout.env, rollout.deployment
+            );
+            exit::UNFINISHED
+        }
         _ => exit::OK,
     })
 }
@@ -256,10 +275,18 @@ fn render(rollouts: &[RolloutView]) -> String {
             if let envpack_operator::rollout::Action::Soak { ms, .. } = step.action
                 && step.state == "started"
             {
-                out.push_str(&format!(
-                    ", {} left",
-                    left_text(Duration::from_millis(ms.saturating_sub(step.soaked_ms)))
-                ));
+                if step.soaked_ms >= ms && r.state == State::Running {
+                    out.push_str(&format!(
+                        ", held by its gates (a manual gate, or a metric gate short of samples): \
+                         `host rollout continue {} {}` ends it",
+                        r.env, r.deployment
+                    ));
+                } else {
+                    out.push_str(&format!(
+                        ", {} left",
+                        left_text(Duration::from_millis(ms.saturating_sub(step.soaked_ms)))
+                    ));
+                }
             }
             if !step.note.is_empty() {
                 out.push_str(&format!(": {}", printable(&step.note)));

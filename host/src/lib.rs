@@ -28,7 +28,7 @@ mod state_dir;
 pub mod timing;
 
 pub use capabilities::artifacts::revision_dir_name;
-pub use capabilities::download::{origin as http_origin, status as http_status};
+pub use capabilities::download::{get_text as http_get_text, origin as http_origin, status as http_status};
 pub use capabilities::http::{MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES};
 pub use capabilities::kv_store::{Change, FileKv, KvError, KvStore, MemoryKv};
 pub use capabilities::process::{

@@ -20,6 +20,7 @@ mod operator_edges;
 mod preconditions;
 mod rollout;
 mod rollout_access;
+mod rollout_gates;
 mod signing;
 mod snapshots;
 mod state;

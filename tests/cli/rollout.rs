@@ -40,7 +40,7 @@ fn a_canary_goes_through_every_step_and_drains_the_old_revision() {
         .iter()
         .filter(|s| s["action"]["kind"] == "soak")
         .collect();
-    assert_eq!(soaks.len(), 2);
+    assert_eq!(soaks.len(), 3, "a soak at each step, 100% included");
     for soak in soaks {
         assert_eq!(soak["soaked_ms"], 300);
         assert!(soak["note"].as_str().unwrap().contains("probe: healthy"), "{soak}");
@@ -129,7 +129,7 @@ fn promote_from_a_second_process_skips_the_remaining_soaks() {
         .iter()
         .filter(|s| s["state"] == "skipped")
         .count();
-    assert_eq!(skipped, 3, "two soaks and the 50% split: {r:#}");
+    assert_eq!(skipped, 4, "three soaks and the 50% split: {r:#}");
 }
 
 #[test]
@@ -614,7 +614,8 @@ fn a_split_forced_during_a_soak_pauses_the_rollout_instead_of_being_overwritten(
     wait_for_step(&sb, "soaking step 1", |s| soaking(s, "step 1"));
     ok(&sb, &["traffic", "set", "dev", "web", "R1=10000", "R2=0", "--force"]);
     let (code, stderr) = finished(child);
-    assert_eq!(code, 0, "the driver stops at the pause: {stderr}");
+    assert_eq!(code, 7, "the driver stops at the pause, unfinished: {stderr}");
+    assert!(stderr.contains("is paused, not finished"), "{stderr}");
     let r = rollout(&sb);
     assert_eq!(r["state"], "paused", "{r:#}");
     assert!(r["reason"].as_str().unwrap().contains("--force"), "{r:#}");

@@ -111,6 +111,33 @@ pub async fn status(url: &str, left: Duration) -> Result<u16, String> {
     }
 }
 
+/// The status and text `url` answers a GET with, within `left`; an answer
+/// longer than `max_bytes` is refused: what a rollout's metric gate asks.
+pub async fn get_text(url: &str, left: Duration, max_bytes: usize) -> Result<(u16, String), String> {
+    let ask = async {
+        let (response, connection) = send_get(url, left).await?;
+        let status = response.status().as_u16();
+        let mut body = response.into_body();
+        let mut text = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| format!("{e:?}"))?;
+            if let Ok(data) = frame.into_data() {
+                if text.len() + data.len() > max_bytes {
+                    connection.abort();
+                    return Err(format!("the answer is larger than {max_bytes} bytes"));
+                }
+                text.extend_from_slice(&data);
+            }
+        }
+        connection.abort();
+        Ok((status, String::from_utf8_lossy(&text).into_owned()))
+    };
+    match tokio::time::timeout(left, ask).await {
+        Ok(result) => result,
+        Err(_) => Err(format!("no answer within {} ms", left.as_millis())),
+    }
+}
+
 async fn save(
     url: &str,
     response: http::Response<impl http_body::Body<Data = bytes::Bytes, Error = wasmtime_wasi_http::Error> + Unpin>,

@@ -1,7 +1,6 @@
 //! The rollout commands on the operator: `start` writes the plan, `drive`
-//! runs its steps until the rollout finishes, pauses or stops, and the
-//! intents (`promote`, `abort`, `pause`, `resume`) change the rows a driver
-//! follows. A step is marked `started` before it acts and `done` after; a
+//! runs its steps until the rollout finishes, pauses or stops (the
+//! intents an operator records for it are in `intent.rs`). A step is marked `started` before it acts and `done` after; a
 //! step found `started` was interrupted and runs again (every step is
 //! idempotent), a soak with only the time it had left.
 
@@ -11,8 +10,9 @@ use envpack_model::{Health, Lifecycle, Outcome, Request, validate_id};
 use rusqlite::{Connection, TransactionBehavior};
 use serde_json::json;
 
-use super::gates::{self, Gate, Tally};
+use super::gates::{self, Gate, Judgement, Tally};
 use super::plan::{self, Action, Phase, Spec};
+use super::prometheus::OnInconclusive;
 use super::record::{self, Rollout, State, Step};
 use crate::error::StoreError;
 use crate::ops::{Operator, now};
@@ -26,30 +26,6 @@ pub trait Progress {
     fn soak(&mut self, label: &str, left: Duration, tallies: &[Tally]);
     /// Something worth a line of its own (a step's result, a rollback).
     fn note(&mut self, text: &str);
-}
-
-/// What an operator asks of a running rollout.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Intent {
-    /// Skip the remaining soaks and steps to full weight.
-    Promote,
-    /// Back to the previous split, the new revision drained.
-    Abort,
-    /// Stop at the next gate evaluation, keeping the soak's remaining time.
-    Pause,
-    /// Go on (after a pause, or after a driver stopped on an error).
-    Resume,
-}
-
-impl Intent {
-    fn command(self) -> &'static str {
-        match self {
-            Intent::Promote => "rollout promote",
-            Intent::Abort => "rollout abort",
-            Intent::Pause => "rollout pause",
-            Intent::Resume => "rollout resume",
-        }
-    }
 }
 
 /// How a step ended, short of an error.
@@ -153,13 +129,14 @@ impl Operator<'_> {
                 target.lifecycle
             )));
         }
+        // No split yet: a first deploy, checked before any traffic.
         let current = store::current_split(&self.conn, env, deployment)?
-            .ok_or_else(|| StoreError::NoSplit(deployment.to_string()))?
-            .entries;
+            .map(|s| s.entries)
+            .unwrap_or_default();
         // The split to come back to: an archived revision left at 0 bps
         // could not be applied again, and routed nothing.
         let previous = self.replayable(env, &current);
-        if plan::old_revisions(&previous, revision).is_empty() {
+        if !previous.is_empty() && plan::old_revisions(&previous, revision).is_empty() {
             return Err(StoreError::Invalid(format!(
                 "revision {revision} already has all of {deployment}'s traffic: there is nothing to roll out"
             )));
@@ -190,41 +167,6 @@ impl Operator<'_> {
     pub fn unfinished_rollout(&self, env: &str, deployment: &str) -> Result<Option<Rollout>, StoreError> {
         self.require_deployment(env, deployment)?;
         record::unfinished(&self.conn, env, deployment)
-    }
-
-    /// Records an operator's intent for the deployment's rollout; the
-    /// driving process (or the caller's own `drive_rollout`) acts on it.
-    pub fn rollout_intent(&mut self, env: &str, deployment: &str, intent: Intent) -> Result<Rollout, StoreError> {
-        let args = json!({ "env": env, "deployment": deployment });
-        let none = || StoreError::Invalid(format!("deployment {deployment} has no rollout in progress"));
-        let rollout = match self
-            .unfinished_rollout(env, deployment)
-            .and_then(|r| r.ok_or_else(none))
-        {
-            Ok(rollout) => rollout,
-            Err(e) => return self.failed(intent.command(), &args, e),
-        };
-        // Resuming a rollout that is not paused changes nothing: no audit
-        // row for each run of a cron job that resumes it.
-        if intent == Intent::Resume && rollout.state != State::Paused {
-            return Ok(rollout);
-        }
-        let id = rollout.id.clone();
-        let actor = self.actor.clone();
-        let mut args = json!({ "env": env, "deployment": deployment, "rollout": id });
-        if matches!(intent, Intent::Promote | Intent::Abort)
-            && let Err(e) = self.authorize(env, intent.command(), &mut args)
-        {
-            return self.failed(intent.command(), &args, e);
-        }
-        let changed = self.commit(intent.command(), &args, |tx| {
-            let r = record::get(tx, &id)?;
-            apply_intent(tx, &r, intent, &actor)
-        });
-        match changed {
-            Ok(()) => record::get(&self.conn, &id),
-            Err(e) => self.failed(intent.command(), &args, e),
-        }
     }
 
     /// Runs the rollout's steps until it finishes, pauses, or a step it
@@ -382,19 +324,36 @@ impl Operator<'_> {
             if record::step_state(&self.conn, &rollout.id, step.seq)? != "started" {
                 return Ok(Acted::Skipped);
             }
-            for (gate, tally) in rollout.spec.gates.iter().zip(tallies.iter_mut()) {
-                if let Some(failure) = self.evaluate(rollout, gate, tally).await? {
-                    return Err(Failed(failure));
-                }
-            }
             soaked += last.elapsed().as_millis() as u64;
             last = Instant::now();
+            let time_up = soaked >= ms;
+            for (gate, tally) in rollout.spec.gates.iter().zip(tallies.iter_mut()) {
+                match self.evaluate(rollout, gate, tally, time_up).await? {
+                    Judgement::Fine => {}
+                    Judgement::Failed(failure) => return Err(Failed(failure)),
+                    Judgement::Inconclusive(why) => {
+                        let Gate::Prometheus(metric) = gate else {
+                            return Err(Failed(why));
+                        };
+                        if metric.on_inconclusive == OnInconclusive::Rollback {
+                            return Err(Failed(why));
+                        }
+                        return self.pause_inconclusive(rollout, step, soaked.min(ms), &why, progress);
+                    }
+                }
+            }
             write(&mut self.conn, |tx| {
                 record::soaked(tx, &rollout.id, step.seq, soaked.min(ms))
             })?;
             let left = ms.saturating_sub(soaked);
             progress.soak(label, Duration::from_millis(left), &tallies);
-            if left == 0 {
+            let held = rollout
+                .spec
+                .gates
+                .iter()
+                .zip(&tallies)
+                .any(|(gate, tally)| !tally.lets_soak_end(gate));
+            if left == 0 && !held {
                 let seen: Vec<String> = tallies.iter().map(Tally::summary).collect();
                 return Ok(Acted::Done(if seen.is_empty() {
                     "soaked".into()
@@ -402,13 +361,51 @@ impl Operator<'_> {
                     seen.join("; ")
                 }));
             }
-            tokio::time::sleep(Duration::from_millis(left.min(rollout.spec.interval_ms))).await;
+            let wait = if left == 0 {
+                rollout.spec.interval_ms
+            } else {
+                left.min(rollout.spec.interval_ms)
+            };
+            tokio::time::sleep(Duration::from_millis(wait)).await;
         }
     }
 
-    /// One evaluation of one gate: `Some(reason)` when it fails.
-    async fn evaluate(&mut self, rollout: &Rollout, gate: &Gate, tally: &mut Tally) -> Result<Option<String>, Failed> {
-        Ok(match gate {
+    /// Too many inconclusive results: the rollout pauses where it is, its
+    /// soak's time kept, with the reason and the way on recorded.
+    fn pause_inconclusive(
+        &mut self,
+        rollout: &Rollout,
+        step: &Step,
+        soaked: u64,
+        why: &str,
+        progress: &mut dyn Progress,
+    ) -> Result<Acted, Failed> {
+        let reason = format!("{} paused: {why}", step.action.describe());
+        progress.note(&format!(
+            "pausing: {reason}; `host rollout resume {} {}` goes on",
+            rollout.env, rollout.deployment
+        ));
+        let args =
+            json!({ "env": rollout.env, "deployment": rollout.deployment, "rollout": rollout.id, "reason": reason });
+        let actor = self.actor.clone();
+        self.commit("rollout pause", &args, |tx| {
+            record::soaked(tx, &rollout.id, step.seq, soaked)?;
+            record::set_state(tx, &rollout.id, State::Paused, &reason, now())?;
+            note_on_revision(tx, rollout, &format!("rollout {} {reason}", rollout.id), &actor)
+        })?;
+        Ok(Acted::Paused)
+    }
+
+    /// One evaluation of one gate. `time_up`: the soak's time has passed
+    /// (a manual gate holds from there).
+    async fn evaluate(
+        &mut self,
+        rollout: &Rollout,
+        gate: &Gate,
+        tally: &mut Tally,
+        time_up: bool,
+    ) -> Result<Judgement, Failed> {
+        let failure = match gate {
             Gate::Probe { unhealthy } => {
                 let answer = match self.probe(&rollout.env, &rollout.revision).await? {
                     Health::Healthy => None,
@@ -428,7 +425,7 @@ impl Operator<'_> {
                 requests,
             } => {
                 if tally.sent >= *requests {
-                    return Ok(None);
+                    return Ok(Judgement::Fine);
                 }
                 let answer = gates::http_once(url, *status).await;
                 tally.http(answer, *max_error_ratio, *requests)
@@ -440,7 +437,24 @@ impl Operator<'_> {
                 }
                 Err(why) => Some(format!("command: {why}")),
             },
-        })
+            Gate::Prometheus(metric) => {
+                let query = metric.query_for(&rollout.env, &rollout.deployment, &rollout.revision);
+                let reading = metric.read(&query, gates::GATE_CALL_LIMIT).await;
+                return Ok(tally.metric(reading, metric));
+            }
+            Gate::Manual => {
+                tally.last = if time_up {
+                    format!(
+                        "holding: `host rollout continue {} {}` goes on",
+                        rollout.env, rollout.deployment
+                    )
+                } else {
+                    "holds once the soak's time is up".into()
+                };
+                None
+            }
+        };
+        Ok(failure.map_or(Judgement::Fine, Judgement::Failed))
     }
 
     /// `probe-revision` under the environment's lock; what the pack writes
@@ -469,54 +483,18 @@ fn busy(other: &Rollout) -> StoreError {
 
 /// Whether a drain or archive of the forward plan has begun: from there
 /// the previous split cannot come back.
-fn past_no_return(conn: &Connection, id: &str) -> Result<bool, StoreError> {
+pub(super) fn past_no_return(conn: &Connection, id: &str) -> Result<bool, StoreError> {
     Ok(record::steps(conn, id)?.iter().any(|s| {
         s.phase == Phase::Forward && s.action.is_point_of_no_return() && s.state != "pending" && s.state != "skipped"
     }))
 }
 
-fn note_on_revision(conn: &Connection, rollout: &Rollout, reason: &str, actor: &str) -> Result<(), StoreError> {
+pub(super) fn note_on_revision(
+    conn: &Connection,
+    rollout: &Rollout,
+    reason: &str,
+    actor: &str,
+) -> Result<(), StoreError> {
     let lifecycle = store::revision(conn, &rollout.env, &rollout.revision)?.lifecycle;
     store::note_event(conn, &rollout.env, &rollout.revision, lifecycle, reason, actor, now())
-}
-
-fn apply_intent(tx: &Connection, r: &Rollout, intent: Intent, actor: &str) -> Result<(), StoreError> {
-    let refuse = |what: &str| Err(StoreError::Invalid(format!("rollout {} is {}: {what}", r.id, r.state)));
-    match intent {
-        Intent::Promote => {
-            if r.state == State::RollingBack {
-                return refuse("it cannot be promoted");
-            }
-            record::promote(tx, &r.id, now())?;
-            record::set_state(tx, &r.id, State::Running, &format!("promoted by {actor}"), now())
-        }
-        Intent::Abort => {
-            if r.state == State::RollingBack {
-                return refuse("it is already rolling back");
-            }
-            if past_no_return(tx, &r.id)? {
-                return refuse("it is draining the old revisions; there is nothing left to go back to");
-            }
-            let reason = format!("aborted by {actor}");
-            record::roll_back(
-                tx,
-                &r.id,
-                None,
-                &reason,
-                &plan::compensation(&r.previous, &r.revision),
-                now(),
-            )?;
-            note_on_revision(tx, r, &format!("rollout {} rolling back: {reason}", r.id), actor)
-        }
-        Intent::Pause => {
-            if r.state != State::Running {
-                return refuse("only a running rollout can be paused");
-            }
-            record::set_state(tx, &r.id, State::Paused, &format!("paused by {actor}"), now())
-        }
-        Intent::Resume => match r.state {
-            State::Paused => record::set_state(tx, &r.id, State::Running, &format!("resumed by {actor}"), now()),
-            _ => Ok(()),
-        },
-    }
 }

@@ -2,13 +2,17 @@
 //! says the new revision misbehaves. A gate is one of: the pack's
 //! `probe-revision` (N unhealthy answers in a row fail it), GETs the host
 //! sends itself (more than a ratio of a bounded number answered otherwise
-//! than expected fail it; loopback or granted origins only), or an
-//! allow-listed command (a non-zero exit fails it).
+//! than expected fail it; loopback or granted origins only), an
+//! allow-listed command (a non-zero exit fails it), a Prometheus query
+//! about the canary (see [`super::prometheus`]), or a manual judgement
+//! (the soak holds until `rollout continue`).
 
 use std::time::Duration;
 
 use envpack_model::Grants;
 use serde::{Deserialize, Serialize};
+
+use super::prometheus::{Metric, Reading};
 
 /// How long one HTTP request or command of a gate may take.
 pub const GATE_CALL_LIMIT: Duration = Duration::from_secs(10);
@@ -31,16 +35,41 @@ pub enum Gate {
     /// A command the environment grants, run once per evaluation: a
     /// non-zero exit (or no exit within 10 s) fails it.
     Command { command: String, args: Vec<String> },
+    /// A PromQL query about the canary against a threshold.
+    Prometheus(Metric),
+    /// Holds each soak, once its time is up, until `rollout continue`.
+    Manual,
 }
 
 const HTTP_OPTIONS: [&str; 3] = ["status", "max-error-ratio", "requests"];
 
+/// What the `--analysis` help says: the defaults are those applied.
+pub const GATES_HELP: &str = "probe[=N] (N unhealthy answers in a row fail it; default 3); \
+http=URL[,status=200][,max-error-ratio=0][,requests=20] (more than the ratio of `requests` GETs answered otherwise than `status` fail it; defaults shown); \
+prometheus=URL[,max=X][,min=X][,min-samples=3][,failures=2][,inconclusive=5][,on-inconclusive=pause|rollback],query=PROMQL \
+(a result above max or below min is bad; `failures` bad results in a row fail it; a soak needs `min-samples` conclusive results; \
+after `inconclusive` results with no data, NaN or Prometheus down it pauses or rolls back; {{revision}}, {{deployment}}, {{environment}} in the query are replaced); \
+command=NAME [ARG...] (a granted command; a non-zero exit fails it); \
+manual (each soak holds until `host rollout continue`)";
+
+/// What one evaluation of a gate says.
+#[derive(Debug, PartialEq)]
+pub enum Judgement {
+    Fine,
+    /// The gate failed: the rollout rolls back.
+    Failed(String),
+    /// Too many inconclusive results: pause or roll back, as asked.
+    Inconclusive(String),
+}
+
 impl Gate {
-    /// `probe[=N]`, `http=URL[,status=200][,max-error-ratio=0.05][,requests=20]`
-    /// or `command=NAME [ARG...]`.
+    /// One gate as [`GATES_HELP`] writes it.
     pub fn parse(text: &str) -> Result<Gate, String> {
         let (kind, rest) = text.split_once('=').unwrap_or((text, ""));
         match kind {
+            "manual" if rest.is_empty() => Ok(Gate::Manual),
+            "manual" => Err(format!("--analysis manual takes no value, got {rest:?}")),
+            "prometheus" => Metric::parse(rest).map(Gate::Prometheus),
             "probe" => {
                 let unhealthy = if rest.is_empty() { 3 } else { number(rest, "probe")? };
                 if unhealthy == 0 {
@@ -62,7 +91,7 @@ impl Gate {
                 })
             }
             other => Err(format!(
-                "unknown gate {other:?}: use probe[=N], http=URL[,status=200][,max-error-ratio=0.05][,requests=20] or command=NAME [ARG...]"
+                "unknown gate {other:?}: use probe[=N], http=URL[,...], prometheus=URL[,...],query=PROMQL, command=NAME [ARG...] or manual"
             )),
         }
     }
@@ -73,18 +102,11 @@ impl Gate {
     pub fn allowed(self, grants: &Grants) -> Result<Gate, String> {
         match self {
             Gate::Http { ref url, .. } => {
-                let origin = envpack_host::http_origin(url).ok_or_else(|| format!("{url:?} is not an http(s) URL"))?;
-                let uri: http::Uri = url.parse().map_err(|e| format!("{url:?}: {e}"))?;
-                let loopback = matches!(uri.host(), Some("localhost" | "[::1]"))
-                    || uri
-                        .host()
-                        .and_then(|h| h.parse::<std::net::IpAddr>().ok())
-                        .is_some_and(|ip| ip.is_loopback());
-                if !loopback && !grants.origin_allowed(&origin) {
-                    return Err(format!(
-                        "the HTTP gate's {origin} is neither loopback nor granted to this environment (grant it with --allow-http {origin})"
-                    ));
-                }
+                reachable("HTTP gate", url, grants)?;
+                Ok(self)
+            }
+            Gate::Prometheus(ref metric) => {
+                reachable("Prometheus gate", &metric.url, grants)?;
                 Ok(self)
             }
             Gate::Command { command, args } => {
@@ -109,7 +131,7 @@ impl Gate {
                     args,
                 })
             }
-            probe => Ok(probe),
+            probe_or_manual => Ok(probe_or_manual),
         }
     }
 
@@ -118,8 +140,27 @@ impl Gate {
             Gate::Probe { .. } => "probe".into(),
             Gate::Http { url, .. } => format!("http {url}"),
             Gate::Command { command, .. } => format!("command {command}"),
+            Gate::Prometheus(metric) => format!("prometheus {}", metric.url),
+            Gate::Manual => "manual".into(),
         }
     }
+}
+
+/// Refuses a gate's URL whose origin is neither loopback nor granted.
+fn reachable(what: &str, url: &str, grants: &Grants) -> Result<(), String> {
+    let origin = envpack_host::http_origin(url).ok_or_else(|| format!("{url:?} is not an http(s) URL"))?;
+    let uri: http::Uri = url.parse().map_err(|e| format!("{url:?}: {e}"))?;
+    let loopback = matches!(uri.host(), Some("localhost" | "[::1]"))
+        || uri
+            .host()
+            .and_then(|h| h.parse::<std::net::IpAddr>().ok())
+            .is_some_and(|ip| ip.is_loopback());
+    if !loopback && !grants.origin_allowed(&origin) {
+        return Err(format!(
+            "the {what}'s {origin} is neither loopback nor granted to this environment (grant it with --allow-http {origin})"
+        ));
+    }
+    Ok(())
 }
 
 fn number(text: &str, what: &str) -> Result<u64, String> {
@@ -130,11 +171,21 @@ fn number(text: &str, what: &str) -> Result<u64, String> {
 fn http(spec: &str) -> Result<Gate, String> {
     let mut url = spec.to_string();
     let (mut status, mut max_error_ratio, mut requests) = (200, 0.0, 20);
-    // Options are peeled off the end, so that the URL keeps its commas.
+    // Options are peeled off the end, so that the URL keeps its commas; a
+    // last piece shaped like an option must be one.
     while let Some((head, option)) = url.rsplit_once(',') {
-        let Some((key, value)) = option.split_once('=').filter(|(k, _)| HTTP_OPTIONS.contains(k)) else {
+        let Some((key, value)) = option
+            .split_once('=')
+            .filter(|(k, _)| !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '-'))
+        else {
             break;
         };
+        if !HTTP_OPTIONS.contains(&key) {
+            return Err(format!(
+                "--analysis http: unknown option {key:?} (options: {}; write a comma inside the URL as %2C)",
+                HTTP_OPTIONS.join(", ")
+            ));
+        }
         match key {
             "status" => {
                 status = value
@@ -174,11 +225,14 @@ fn http(spec: &str) -> Result<Gate, String> {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Tally {
     pub gate: String,
-    /// Unhealthy probe answers in a row.
+    /// Unhealthy probe answers (bad metric results) in a row.
     pub unhealthy_in_row: u32,
     /// Requests sent and those that failed.
     pub sent: u32,
     pub errors: u32,
+    /// Conclusive and inconclusive metric results.
+    pub samples: u32,
+    pub inconclusive: u32,
     /// The last thing it saw, for the progress display.
     pub last: String,
 }
@@ -226,11 +280,63 @@ impl Tally {
         })
     }
 
+    /// Records one metric reading.
+    pub fn metric(&mut self, reading: Reading, metric: &Metric) -> Judgement {
+        match reading {
+            Reading::Inconclusive(why) => {
+                self.inconclusive += 1;
+                self.last = format!("inconclusive ({}/{}): {why}", self.inconclusive, metric.inconclusive);
+                if self.inconclusive >= metric.inconclusive {
+                    return Judgement::Inconclusive(format!(
+                        "prometheus: {} inconclusive results, the last: {why}",
+                        self.inconclusive
+                    ));
+                }
+            }
+            Reading::Value(value) => {
+                self.samples += 1;
+                match metric.judge(value) {
+                    None => {
+                        self.unhealthy_in_row = 0;
+                        self.last = format!("{value}");
+                    }
+                    Some(why) => {
+                        self.unhealthy_in_row += 1;
+                        self.last = format!("bad ({}/{}): {why}", self.unhealthy_in_row, metric.failures);
+                        if self.unhealthy_in_row >= metric.failures {
+                            return Judgement::Failed(format!(
+                                "prometheus: {} bad results in a row, the last: {why}",
+                                self.unhealthy_in_row
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        Judgement::Fine
+    }
+
+    /// Whether the gate lets its soak end once the soak's time is up: a
+    /// metric gate needs its minimum of conclusive results, a manual one
+    /// an operator's `rollout continue`.
+    pub fn lets_soak_end(&self, gate: &Gate) -> bool {
+        match gate {
+            Gate::Prometheus(metric) => self.samples >= metric.min_samples,
+            Gate::Manual => false,
+            _ => true,
+        }
+    }
+
     pub fn summary(&self) -> String {
         if self.sent > 0 {
             format!(
                 "{}: {}/{} failed, last {}",
                 self.gate, self.errors, self.sent, self.last
+            )
+        } else if self.samples + self.inconclusive > 0 {
+            format!(
+                "{}: {} results, {} inconclusive, last {}",
+                self.gate, self.samples, self.inconclusive, self.last
             )
         } else {
             format!("{}: {}", self.gate, self.last)
@@ -298,6 +404,14 @@ mod tests {
         assert!(Gate::parse("http=ftp://x/").is_err());
         assert!(Gate::parse("http=http://127.0.0.1/,max-error-ratio=2").is_err());
         assert!(Gate::parse("http=http://127.0.0.1/,requests=0").is_err());
+        let typo = Gate::parse("http=http://127.0.0.1/,max-errors=0.1").unwrap_err();
+        assert!(typo.contains("unknown option \"max-errors\""), "{typo}");
+        assert_eq!(Gate::parse("manual").unwrap(), Gate::Manual);
+        assert!(Gate::parse("manual=yes").is_err());
+        assert!(matches!(
+            Gate::parse("prometheus=http://127.0.0.1:9090,max=0.1,query=up").unwrap(),
+            Gate::Prometheus(_)
+        ));
         assert_eq!(
             Gate::parse("command=check --fast").unwrap(),
             Gate::Command {

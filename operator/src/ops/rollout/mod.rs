@@ -14,10 +14,14 @@
 
 mod drive;
 pub(crate) mod gates;
+mod intent;
 pub(crate) mod plan;
+pub(crate) mod prometheus;
 pub(crate) mod record;
 
-pub use drive::{Intent, Progress};
-pub use gates::{Gate, Tally};
-pub use plan::{Action, Spec, Strategy};
+pub use drive::Progress;
+pub use gates::{GATES_HELP, Gate, Tally};
+pub use intent::Intent;
+pub use plan::{Action, BLUE_GREEN_BAKE_MS, Spec, Strategy};
+pub use prometheus::{Metric, OnInconclusive};
 pub use record::{Rollout, State, Step};

@@ -18,6 +18,10 @@ pub enum Strategy {
     BlueGreen,
 }
 
+/// The bake when none is asked for: blue-green keeps the old revisions
+/// warm for five minutes after the switch; a canary drains them at once.
+pub const BLUE_GREEN_BAKE_MS: u64 = 5 * 60 * 1000;
+
 impl Strategy {
     pub fn name(self) -> &'static str {
         match self {
@@ -43,8 +47,10 @@ pub struct Spec {
     pub steps: Vec<u32>,
     /// How long each soak lasts (gates evaluated throughout).
     pub soak_ms: u64,
-    /// Blue-green: how long the old revisions stay warm after the switch.
-    pub keep_old_ms: u64,
+    /// How long the rollout stays at 100% with the old revisions warm and
+    /// the gates on (a failure still rolls back) before draining them.
+    #[serde(alias = "keep_old_ms")]
+    pub bake_ms: u64,
     /// How often gates are evaluated during a soak.
     pub interval_ms: u64,
     pub gates: Vec<Gate>,
@@ -171,14 +177,28 @@ pub fn old_revisions(previous: &[SplitEntry], to: &str) -> Vec<String> {
         .collect()
 }
 
-/// The forward steps: warm, move the weight (soaking after each move but
-/// the last, or, blue-green, before the switch and for the keep-old
-/// window), then drain the old revisions (blue-green archives them too).
+/// The forward steps: warm; move the weight (canary: in steps;
+/// blue-green: checked at 0%, then switched), soaking with the gates at
+/// every weight reached, 100% included; bake at 100% with the old
+/// revisions still warm; then drain them (blue-green archives them too).
+/// A first deploy (no split yet) is checked before any traffic, then
+/// switched: it has nothing to bake against.
 pub fn forward(spec: &Spec, previous: &[SplitEntry], to: &str) -> Vec<Action> {
     let mut steps = vec![Action::Warm {
         revision: to.to_string(),
     }];
     let old = old_revisions(previous, to);
+    let soak = |label: String| Action::Soak {
+        ms: spec.soak_ms,
+        label,
+    };
+    if old.is_empty() {
+        steps.push(soak("checking the new revision before any traffic".into()));
+        steps.push(Action::Split {
+            entries: shifted(&[], to, 10_000),
+        });
+        return steps;
+    }
     match spec.strategy {
         Strategy::Canary => {
             let count = spec.steps.len();
@@ -186,27 +206,26 @@ pub fn forward(spec: &Spec, previous: &[SplitEntry], to: &str) -> Vec<Action> {
                 steps.push(Action::Split {
                     entries: shifted(previous, to, percent * 100),
                 });
-                if index + 1 < count {
-                    steps.push(Action::Soak {
-                        ms: spec.soak_ms,
-                        label: format!("step {} of {count}, {percent}%", index + 1),
-                    });
-                }
+                steps.push(soak(format!("step {} of {count}, {percent}%", index + 1)));
             }
-            steps.extend(old.iter().map(|r| Action::Drain { revision: r.clone() }));
         }
         Strategy::BlueGreen => {
-            steps.push(Action::Soak {
-                ms: spec.soak_ms,
-                label: "checking the new revision at 0%".into(),
-            });
+            steps.push(soak("checking the new revision at 0%".into()));
             steps.push(Action::Split {
                 entries: shifted(previous, to, 10_000),
             });
-            steps.push(Action::Soak {
-                ms: spec.keep_old_ms,
-                label: "old revisions kept warm".into(),
-            });
+            steps.push(soak("switched, 100%".into()));
+        }
+    }
+    if spec.bake_ms > 0 {
+        steps.push(Action::Soak {
+            ms: spec.bake_ms,
+            label: "bake at 100%, the old revisions kept warm".into(),
+        });
+    }
+    match spec.strategy {
+        Strategy::Canary => steps.extend(old.iter().map(|r| Action::Drain { revision: r.clone() })),
+        Strategy::BlueGreen => {
             for revision in &old {
                 steps.push(Action::Drain {
                     revision: revision.clone(),
@@ -220,16 +239,19 @@ pub fn forward(spec: &Spec, previous: &[SplitEntry], to: &str) -> Vec<Action> {
     steps
 }
 
-/// The compensation: the previous split back, the new revision drained.
+/// The compensation: the previous split back (a first deploy had none),
+/// the new revision drained.
 pub fn compensation(previous: &[SplitEntry], to: &str) -> Vec<Action> {
-    vec![
-        Action::Split {
+    let mut steps = Vec::new();
+    if !previous.is_empty() {
+        steps.push(Action::Split {
             entries: previous.to_vec(),
-        },
-        Action::Drain {
-            revision: to.to_string(),
-        },
-    ]
+        });
+    }
+    steps.push(Action::Drain {
+        revision: to.to_string(),
+    });
+    steps
 }
 
 #[cfg(test)]
@@ -260,12 +282,12 @@ mod tests {
     }
 
     #[test]
-    fn a_canary_soaks_between_moves_and_drains_the_old_at_the_end() {
-        let spec = Spec {
+    fn a_canary_soaks_at_every_step_bakes_then_drains_the_old() {
+        let mut spec = Spec {
             strategy: Strategy::Canary,
             steps: vec![10, 50, 100],
             soak_ms: 1000,
-            keep_old_ms: 0,
+            bake_ms: 0,
             interval_ms: 100,
             gates: Vec::new(),
         };
@@ -282,9 +304,56 @@ mod tests {
                 "split N=5000 A=5000",
                 "soak 1s (step 2 of 3, 50%)",
                 "split N=10000",
+                "soak 1s (step 3 of 3, 100%)",
                 "drain A"
             ]
         );
+        spec.bake_ms = 60_000;
+        let steps = forward(&spec, &split(&[("A", 10_000)]), "N");
+        assert_eq!(
+            steps[steps.len() - 2].describe(),
+            "soak 60s (bake at 100%, the old revisions kept warm)"
+        );
+        spec.strategy = Strategy::BlueGreen;
+        let steps: Vec<String> = forward(&spec, &split(&[("A", 10_000)]), "N")
+            .iter()
+            .map(Action::describe)
+            .collect();
+        assert_eq!(
+            steps,
+            [
+                "warm N",
+                "soak 1s (checking the new revision at 0%)",
+                "split N=10000",
+                "soak 1s (switched, 100%)",
+                "soak 60s (bake at 100%, the old revisions kept warm)",
+                "drain A",
+                "archive A"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_first_deploy_is_checked_before_any_traffic_and_undone_by_a_drain() {
+        let spec = Spec {
+            strategy: Strategy::Canary,
+            steps: vec![10, 100],
+            soak_ms: 1000,
+            bake_ms: 60_000,
+            interval_ms: 100,
+            gates: Vec::new(),
+        };
+        let steps: Vec<String> = forward(&spec, &[], "N").iter().map(Action::describe).collect();
+        assert_eq!(
+            steps,
+            [
+                "warm N",
+                "soak 1s (checking the new revision before any traffic)",
+                "split N=10000"
+            ]
+        );
+        let back: Vec<String> = compensation(&[], "N").iter().map(Action::describe).collect();
+        assert_eq!(back, ["drain N"]);
     }
 
     #[test]
@@ -293,7 +362,7 @@ mod tests {
             strategy: Strategy::Canary,
             steps: vec![10, 50],
             soak_ms: 0,
-            keep_old_ms: 0,
+            bake_ms: 0,
             interval_ms: 100,
             gates: Vec::new(),
         };
