@@ -18,12 +18,12 @@ use envpack_test_packs::LOCAL_PROCESS;
 use sha2::{Digest, Sha256};
 
 /// The app, as the two artifact forms the pack takes.
-struct Artifacts {
-    tarball: PathBuf,
-    executable: PathBuf,
+pub(crate) struct Artifacts {
+    pub(crate) tarball: PathBuf,
+    pub(crate) executable: PathBuf,
 }
 
-fn artifacts(sb: &Sandbox) -> Artifacts {
+pub(crate) fn artifacts(sb: &Sandbox) -> Artifacts {
     let tarball = revision_app_tarball(sb);
     let app = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/apps/revision_app.py");
     let executable = sb.dir.path().join("app-single");
@@ -36,7 +36,7 @@ fn digest(path: &Path) -> String {
 }
 
 /// `GET path` on `port` (HTTP/1.0, bounded by a timeout): (status, body).
-fn get(port: u16, path: &str) -> (u16, String) {
+pub(crate) fn get(port: u16, path: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
@@ -52,7 +52,7 @@ fn get(port: u16, path: &str) -> (u16, String) {
 }
 
 /// How many of `n` requests through nginx each revision answered.
-fn distribution(port: u16, n: usize) -> std::collections::BTreeMap<String, usize> {
+pub(crate) fn distribution(port: u16, n: usize) -> std::collections::BTreeMap<String, usize> {
     let mut seen = std::collections::BTreeMap::new();
     for _ in 0..n {
         let (status, body) = get(port, "/");
@@ -63,7 +63,7 @@ fn distribution(port: u16, n: usize) -> std::collections::BTreeMap<String, usize
 }
 
 /// Live processes whose working directory is inside `dir`, as (pid, cwd).
-fn processes_under(dir: &Path) -> Vec<(u32, PathBuf)> {
+pub(crate) fn processes_under(dir: &Path) -> Vec<(u32, PathBuf)> {
     let dir = dir.canonicalize().unwrap();
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -87,7 +87,7 @@ fn processes_under(dir: &Path) -> Vec<(u32, PathBuf)> {
 
 /// Kills whatever a test left under its state directory, even when it
 /// fails half-way (its assertions come before this runs).
-struct Reaper(PathBuf);
+pub(crate) struct Reaper(pub(crate) PathBuf);
 
 impl Drop for Reaper {
     fn drop(&mut self) {
@@ -121,7 +121,7 @@ fn nginx_installed() {
 /// An operator state with the local-process pack installed and `dev` bound
 /// to it as `site`, granting what it needs; returns (sandbox, nginx's port
 /// for `web`, the last port of the range revisions get ports from).
-fn local_env(slot: u16) -> (Sandbox, u16, u16) {
+pub(crate) fn local_env(slot: u16) -> (Sandbox, u16, u16) {
     let listen = free_port();
     let (sb, last) = local_env_listening(slot, &format!("listen.web=127.0.0.1:{listen}"));
     (sb, listen, last)
@@ -165,7 +165,7 @@ fn local_env_listening(slot: u16, listen_setting: &str) -> (Sandbox, u16) {
     (sb, first + 99)
 }
 
-fn stage(sb: &Sandbox, id: &str, artifact: &Path, settings: &[&str], drain_seconds: &str) {
+pub(crate) fn stage(sb: &Sandbox, id: &str, artifact: &Path, settings: &[&str], drain_seconds: &str) {
     stage_for(sb, "web", id, artifact, settings, drain_seconds);
 }
 
@@ -192,7 +192,7 @@ fn stage_for(sb: &Sandbox, deployment: &str, id: &str, artifact: &Path, settings
     ok(sb, &args);
 }
 
-fn lifecycle(sb: &Sandbox, id: &str) -> String {
+pub(crate) fn lifecycle(sb: &Sandbox, id: &str) -> String {
     json(sb, &["revision", "show", "site", id, "--json"])["lifecycle"]
         .as_str()
         .unwrap()

@@ -14,6 +14,7 @@ mod containment;
 mod hostile;
 mod inspect;
 mod local_process;
+mod metric_gates;
 mod oci;
 mod operator;
 mod operator_edges;

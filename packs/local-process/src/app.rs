@@ -164,6 +164,8 @@ fn adopt(revision: &Revision) -> Result<Option<Run>, String> {
         pid: info.pid,
         port: intent.port,
         kill_at_ms: None,
+        revision: revision.id.clone(),
+        deployment: revision.deployment.clone(),
     };
     state::write(&state::run_path(&revision.id), &run)?;
     Ok(Some(run))
@@ -198,6 +200,8 @@ fn start(revision: &Revision, command: &str, args: &[String], port: u16) -> Resu
         pid: info.pid,
         port,
         kill_at_ms: None,
+        revision: revision.id.clone(),
+        deployment: revision.deployment.clone(),
     };
     state::write(&state::run_path(&revision.id), &run)?;
     Ok(run)

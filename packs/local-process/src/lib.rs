@@ -4,6 +4,14 @@
 //! It uses only the contract's capabilities (`process`, `probe`, `clock`,
 //! `log`): the host knows nothing of it. See `settings.rs` for its
 //! settings and `state.rs` for how it finds its processes again.
+//!
+//! Every revision's process can be watched by Prometheus without hand
+//! edits: the pack keeps `prometheus-targets.json` at the root of the
+//! environment's work directory, a file-based service discovery file
+//! (`file_sd_configs`) listing each running revision's `127.0.0.1:PORT`
+//! with labels `revision`, `deployment` and `environment`, rewritten
+//! whenever a warm, drain or archive changes which revisions run (see
+//! `targets.rs`). The app serves its own metrics (e.g. `/metrics`).
 
 wit_bindgen::generate!({
     path: "../../wit",
@@ -15,6 +23,7 @@ mod nginx;
 mod procs;
 mod settings;
 mod state;
+mod targets;
 
 use envpack::deployer::environment::Environment;
 use envpack::deployer::log::{Level, log};
@@ -45,6 +54,15 @@ fn done(verb: &str, id: &str, detail: Result<String, String>) -> Result<Revision
         revision: id.to_string(),
         detail,
     })
+}
+
+/// `result`, after rewriting the scrape targets from what runs now (a warm,
+/// drain or archive may have changed it, whether or not it succeeded).
+fn with_targets(env: &Environment, result: Result<String, String>) -> Result<String, String> {
+    let synced = targets::sync(env);
+    let note = result?;
+    synced.map_err(|e| format!("{note}, but the scrape targets were not updated: {e}"))?;
+    Ok(note)
 }
 
 fn settings(verb: &str, env: &Environment) -> Result<Settings, DeployError> {
@@ -98,7 +116,7 @@ impl Guest for LocalProcess {
     fn warm_revision(env: &Environment, id: String) -> Result<RevisionOutcome, DeployError> {
         let revision = revision(env, &id)?;
         let settings = settings("warm", env)?;
-        done("warm", &id, app::warm(&revision, &settings))
+        done("warm", &id, with_targets(env, app::warm(&revision, &settings)))
     }
 
     fn drain_revision(env: &Environment, id: String) -> Result<RevisionOutcome, DeployError> {
@@ -111,7 +129,7 @@ impl Guest for LocalProcess {
                 None => stopped,
             })
         });
-        done("drain", &id, result)
+        done("drain", &id, with_targets(env, result))
     }
 
     fn archive_revision(env: &Environment, id: String) -> Result<RevisionOutcome, DeployError> {
@@ -127,7 +145,7 @@ impl Guest for LocalProcess {
             }
             Ok(note)
         });
-        done("archive", &id, result)
+        done("archive", &id, with_targets(env, result))
     }
 
     fn apply_traffic_split(env: &Environment, deployment: String) -> Result<SplitOutcome, DeployError> {

@@ -10,7 +10,9 @@
 //!   between the spawn and `run.json` still lets the next warm adopt it;
 //! - `routes/<n>.json`: what nginx routes for one deployment ([`Route`]),
 //!   written only after nginx accepted the config that contains it;
-//! - `nginx/`: nginx's prefix (config, pid, temp files).
+//! - `nginx/`: nginx's prefix (config, pid, temp files);
+//! - `prometheus-targets.json`: the running revisions' scrape targets
+//!   (`targets.rs`), rewritten from the `run.json` records.
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -26,6 +28,12 @@ pub struct Run {
     /// verb of this revision (drain again, archive) must KILL it.
     #[serde(default)]
     pub kill_at_ms: Option<u64>,
+    /// The revision's id and deployment, for its scrape target's labels
+    /// (empty in a record written before they were kept).
+    #[serde(default)]
+    pub revision: String,
+    #[serde(default)]
+    pub deployment: String,
 }
 
 /// A spawn about to happen.
@@ -91,6 +99,28 @@ pub fn file_name(id: &str) -> String {
         .map(|b| format!("{b:02x}"))
         .collect();
     format!("{}~{digest}", &out[..64])
+}
+
+/// The id a [`file_name`] stands for; `None` for a shortened one.
+pub fn id_of(name: &str) -> Option<String> {
+    let bytes = name.as_bytes();
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        match bytes[at] {
+            b'%' => {
+                let hex = name.get(at + 1..at + 3)?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                at += 3;
+            }
+            b'~' => return None,
+            byte => {
+                out.push(byte);
+                at += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 pub fn read<T: DeserializeOwned>(path: &str) -> Result<Option<T>, String> {

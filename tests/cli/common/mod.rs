@@ -8,6 +8,8 @@ pub mod rollout;
 
 pub mod moto;
 
+pub mod prometheus;
+
 pub mod registry;
 
 use std::path::{Path, PathBuf};

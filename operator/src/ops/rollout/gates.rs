@@ -48,7 +48,7 @@ pub const GATES_HELP: &str = "probe[=N] (N unhealthy answers in a row fail it; d
 http=URL[,status=200][,max-error-ratio=0][,requests=20] (more than the ratio of `requests` GETs answered otherwise than `status` fail it; defaults shown); \
 prometheus=URL[,max=X][,min=X][,min-samples=3][,failures=2][,inconclusive=5][,on-inconclusive=pause|rollback],query=PROMQL \
 (a result above max or below min is bad; `failures` bad results in a row fail it; a soak needs `min-samples` conclusive results; \
-after `inconclusive` results with no data, NaN or Prometheus down it pauses or rolls back; {{revision}}, {{deployment}}, {{environment}} in the query are replaced); \
+after `inconclusive` results in a row with no data, NaN or Prometheus down it pauses or rolls back; {{revision}}, {{deployment}}, {{environment}} in the query are replaced); \
 command=NAME [ARG...] (a granted command; a non-zero exit fails it); \
 manual (each soak holds until `host rollout continue`)";
 
@@ -233,6 +233,7 @@ pub struct Tally {
     /// Conclusive and inconclusive metric results.
     pub samples: u32,
     pub inconclusive: u32,
+    pub inconclusive_in_row: u32,
     /// The last thing it saw, for the progress display.
     pub last: String,
 }
@@ -285,16 +286,21 @@ impl Tally {
         match reading {
             Reading::Inconclusive(why) => {
                 self.inconclusive += 1;
-                self.last = format!("inconclusive ({}/{}): {why}", self.inconclusive, metric.inconclusive);
-                if self.inconclusive >= metric.inconclusive {
+                self.inconclusive_in_row += 1;
+                self.last = format!(
+                    "inconclusive ({}/{} in a row): {why}",
+                    self.inconclusive_in_row, metric.inconclusive
+                );
+                if self.inconclusive_in_row >= metric.inconclusive {
                     return Judgement::Inconclusive(format!(
-                        "prometheus: {} inconclusive results, the last: {why}",
-                        self.inconclusive
+                        "prometheus: {} inconclusive results in a row, the last: {why}",
+                        self.inconclusive_in_row
                     ));
                 }
             }
             Reading::Value(value) => {
                 self.samples += 1;
+                self.inconclusive_in_row = 0;
                 match metric.judge(value) {
                     None => {
                         self.unhealthy_in_row = 0;

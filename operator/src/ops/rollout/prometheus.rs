@@ -35,7 +35,7 @@ pub struct Metric {
     pub min_samples: u32,
     /// Bad results in a row that fail the gate.
     pub failures: u32,
-    /// Inconclusive results in one soak that pause (or roll back).
+    /// Inconclusive results in a row that pause (or roll back).
     pub inconclusive: u32,
     pub on_inconclusive: OnInconclusive,
 }
