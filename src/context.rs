@@ -145,6 +145,17 @@ impl Context {
         Ok(self.runtime.as_ref().expect("just set"))
     }
 
+    /// A runtime of its own that lives as long as the process, for work on
+    /// threads of its own (`host agent` drives each rollout on one).
+    pub fn process_runtime(&mut self) -> Result<&'static Runtime, CliError> {
+        let dir = self.state_dir()?.clone();
+        let config = self.host_config(&dir);
+        Ok(Box::leak(Box::new(Runtime::new(
+            config,
+            Arc::new(MemoryKv::default()),
+        )?)))
+    }
+
     /// A runtime for the conformance bench: pack state in memory, so that
     /// judging a pack never touches the operator's kv state; the same
     /// default deadline and memory budget as the operator's, so admission

@@ -26,6 +26,9 @@ pub mod exit {
     /// `rollout pause`, or a metric gate that could not judge) and waits
     /// for `rollout resume`.
     pub const UNFINISHED: i32 = 7;
+    /// Ctrl-C (SIGINT) stopped a command that drives or follows a rollout;
+    /// what was recorded stays, and the message says how to go on.
+    pub const INTERRUPTED: i32 = 130;
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -2,6 +2,7 @@
 //! arguments, builds the runtime, runs one command and maps every failure to
 //! a one-line message and a documented exit code.
 
+mod agent_cmd;
 mod bench_cmd;
 mod call;
 mod conformance_cmd;
@@ -131,6 +132,8 @@ enum Command {
     /// Move a deployment to a new revision in steps, under analysis gates, with automatic rollback.
     #[command(subcommand)]
     Rollout(rollout_cmd::Command),
+    /// Run in the background for this state directory: drive every rollout, probe ready revisions.
+    Agent(agent_cmd::Args),
     /// Show an environment: binding, splits, live revisions. --watch keeps going and prints
     /// only what changed (deployments, revisions, rollouts) as other commands commit it.
     Status {
@@ -234,6 +237,7 @@ async fn command(ctx: &mut Context, command: Command) -> Result<i32, CliError> {
         Command::Revision(command) => revision_cmd::revision(ctx, command).await,
         Command::Traffic(command) => revision_cmd::traffic(ctx, command).await,
         Command::Rollout(command) => rollout_cmd::run(ctx, command).await,
+        Command::Agent(args) => agent_cmd::run(ctx, args).await,
         Command::Status { env, watch: true, json } => watch::status(ctx, &env, json).await,
         Command::Status {
             env,

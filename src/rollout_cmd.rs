@@ -1,15 +1,18 @@
 //! `host rollout`: start a canary or blue-green rollout and drive it in the
-//! foreground; show it; promote, abort, pause or resume it from any
-//! terminal. A driver that dies (a closed terminal, SIGKILL) leaves the
-//! rollout in its rows: `host rollout resume` (by hand, or from cron or a
-//! systemd timer) continues it from its last completed step.
+//! foreground — or, when `host agent` runs for the state directory, hand it
+//! to the agent and follow it (`--detach`: return at once); show it;
+//! promote, abort, pause, resume or continue it from any terminal. A driver
+//! that dies (a closed terminal, SIGKILL) leaves the rollout in its rows:
+//! `host rollout resume` (by hand, or from cron) or the agent continues it
+//! from its last completed step.
 
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
+use envpack_host::StateDir;
 use envpack_model::text::printable;
-use envpack_operator::RolloutView;
 use envpack_operator::rollout::{GATES_HELP, Gate, Intent, Progress, Rollout, Spec, State, Step, Strategy, Tally};
+use envpack_operator::{Operator, Reader, RolloutView, agent};
 
 use crate::context::Context;
 use crate::error::{CliError, exit};
@@ -73,6 +76,9 @@ pub struct StartArgs {
     /// Record the rollout and return without driving it (`rollout resume` drives it).
     #[arg(long)]
     no_drive: bool,
+    /// With `host agent` running: hand the rollout over and return at once instead of following it.
+    #[arg(long)]
+    detach: bool,
     /// Print the rollout as JSON when the command ends.
     #[arg(long)]
     json: bool,
@@ -82,11 +88,14 @@ pub struct StartArgs {
 pub struct Target {
     env: String,
     deployment: String,
+    /// With `host agent` running: record the intent and return at once instead of following the rollout.
+    #[arg(long)]
+    detach: bool,
     #[arg(long)]
     json: bool,
 }
 
-fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let parsed: jiff::SignedDuration = text
         .parse()
         .map_err(|_| format!("{text:?} is not a duration (e.g. 30s, 500ms, 5m, 1h)"))?;
@@ -115,6 +124,7 @@ pub async fn run(ctx: &mut Context, command: Command) -> Result<i32, CliError> {
                 interval_ms: millis(args.interval),
                 gates: args.analysis,
             };
+            let dir = ctx.state_dir()?.clone();
             let mut operator = ctx.operator(actor)?;
             let rollout = operator
                 .start_rollout(&args.env, &args.deployment, &args.to, spec)
@@ -126,10 +136,7 @@ pub async fn run(ctx: &mut Context, command: Command) -> Result<i32, CliError> {
             if args.no_drive {
                 return finish(&rollout, args.json, false);
             }
-            match operator.drive_rollout(&rollout.id, &mut Display::new()).await? {
-                Some(driven) => finish(&driven, args.json, true),
-                None => finish(&rollout, args.json, false),
-            }
+            drive_or_follow(&dir, &mut operator, &rollout, args.detach, args.json).await
         }
         Command::Status {
             env,
@@ -148,6 +155,7 @@ pub async fn run(ctx: &mut Context, command: Command) -> Result<i32, CliError> {
 /// Records the intent, then drives the rollout unless another process
 /// does (or the intent is a pause).
 async fn intent(ctx: &mut Context, actor: String, t: Target, intent: Intent) -> Result<i32, CliError> {
+    let dir = ctx.state_dir()?.clone();
     let mut operator = ctx.operator(actor)?;
     // `resume` is safe to run from a timer: with nothing to resume it says so and exits 0.
     if intent == Intent::Resume && operator.unfinished_rollout(&t.env, &t.deployment)?.is_none() {
@@ -165,16 +173,118 @@ async fn intent(ctx: &mut Context, actor: String, t: Target, intent: Intent) -> 
         );
         return finish(&rollout, t.json, false);
     }
-    match operator.drive_rollout(&rollout.id, &mut Display::new()).await? {
-        // Rolled back is what an abort asks for.
-        Some(driven) if intent == Intent::Abort => finish(&driven, t.json, true).map(|_| exit::OK),
-        Some(driven) => finish(&driven, t.json, true),
+    let code = drive_or_follow(&dir, &mut operator, &rollout, t.detach, t.json).await?;
+    // Rolled back is what an abort asks for.
+    Ok(if intent == Intent::Abort && code == exit::VERB_FAILED {
+        exit::OK
+    } else {
+        code
+    })
+}
+
+/// Drives the rollout here, in the foreground; or, when `host agent` runs,
+/// leaves it to the agent and follows it (unless `detach`). Ctrl-C stops
+/// this command, saying where the rollout stands and how it goes on.
+async fn drive_or_follow(
+    dir: &StateDir,
+    operator: &mut Operator<'_>,
+    rollout: &Rollout,
+    detach: bool,
+    json: bool,
+) -> Result<i32, CliError> {
+    if let Some(pid) = agent::running(dir) {
+        eprintln!(
+            "host: the agent (pid {pid}) drives rollout {}{}",
+            rollout.id,
+            if detach {
+                "; `host rollout status` shows it"
+            } else {
+                "; following it (Ctrl-C stops following, not the rollout)"
+            }
+        );
+        if detach {
+            return finish(rollout, json, false);
+        }
+        return follow(dir, rollout, json).await;
+    }
+    let mut display = Display::new();
+    let driven = tokio::select! {
+        driven = operator.drive_rollout(&rollout.id, &mut display) => driven?,
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!(
+                "\nhost: interrupted: rollout {} stays where it is (its split and its steps are recorded); \
+                 `host rollout resume {} {}` goes on, `host rollout abort {} {}` goes back",
+                rollout.id, rollout.env, rollout.deployment, rollout.env, rollout.deployment
+            );
+            return Ok(exit::INTERRUPTED);
+        }
+    };
+    match driven {
+        Some(driven) => finish(&driven, json, true),
         None => {
             eprintln!(
                 "host: recorded; the process driving rollout {} acts on it at its next gate evaluation",
                 rollout.id
             );
-            finish(&rollout, t.json, false)
+            finish(rollout, json, false)
+        }
+    }
+}
+
+/// Prints the steps of a rollout the agent drives as they change, until it
+/// finishes or pauses; the exit code as if this command had driven it.
+async fn follow(dir: &StateDir, rollout: &Rollout, json: bool) -> Result<i32, CliError> {
+    let reader = Reader::open(dir)?;
+    let mut seen: std::collections::HashMap<i64, String> = std::collections::HashMap::new();
+    let mut orphaned_since: Option<Instant> = None;
+    loop {
+        let view = reader
+            .rollouts(&rollout.env, Some(&rollout.deployment))?
+            .into_iter()
+            .find(|v| v.rollout.id == rollout.id)
+            .ok_or_else(|| CliError::State(format!("rollout {} is gone from the state directory", rollout.id)))?;
+        for step in &view.steps {
+            if seen.get(&step.seq) != Some(&step.state) && step.state != "pending" {
+                let note = if step.note.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", printable(&step.note))
+                };
+                eprintln!(
+                    "host: rollout {}: {} {}{note}",
+                    rollout.id,
+                    step.action.describe(),
+                    step.state
+                );
+            }
+            seen.insert(step.seq, step.state.clone());
+        }
+        let r = &view.rollout;
+        if r.state.is_finished() || r.state == State::Paused {
+            return finish(r, json, true);
+        }
+        // Running, yet no agent and no driver for a while: it died.
+        if view.driver_pid.is_none() && agent::running(dir).is_none() {
+            let since = *orphaned_since.get_or_insert_with(Instant::now);
+            if since.elapsed() > Duration::from_secs(5) {
+                eprintln!(
+                    "host: the agent stopped and nothing drives rollout {}: start the agent again or run `host rollout resume {} {}`",
+                    r.id, r.env, r.deployment
+                );
+                return Ok(exit::UNFINISHED);
+            }
+        } else {
+            orphaned_since = None;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!(
+                    "\nhost: stopped following; the agent goes on with rollout {} (`host rollout status {} {}`)",
+                    r.id, r.env, r.deployment
+                );
+                return Ok(exit::INTERRUPTED);
+            }
         }
     }
 }
@@ -264,6 +374,15 @@ fn render(rollouts: &[RolloutView]) -> String {
                 "  stopped: {} (`host rollout resume` retries)\n",
                 printable(&r.stopped)
             ));
+        }
+        if matches!(r.state, State::Running | State::RollingBack) {
+            match view.driver_pid {
+                Some(pid) => out.push_str(&format!("  driven by pid {pid}\n")),
+                None => out.push_str(&format!(
+                    "  driven by nobody: its driver died; `host rollout resume {} {}` (or `host agent`) goes on\n",
+                    r.env, r.deployment
+                )),
+            }
         }
         for step in &view.steps {
             out.push_str(&format!(

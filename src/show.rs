@@ -76,8 +76,23 @@ pub(crate) fn deployment_line(d: &DeploymentView) -> String {
 }
 
 pub fn revision_line(r: &RevisionView) -> String {
+    let health = match &r.health {
+        None => String::new(),
+        Some(h) => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            let ago = (now - h.checked_at).max(0);
+            let why = if h.message.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", printable(&h.message))
+            };
+            format!("  [{}{why}, probed {ago}s ago]", h.status)
+        }
+    };
     format!(
-        "{}  {}  #{}  {}  {}",
+        "{}  {}  #{}  {}  {}{health}",
         r.id, r.deployment, r.sequence, r.lifecycle, r.artifact.location
     )
 }
@@ -109,6 +124,10 @@ pub fn status(ctx: &mut Context, env: &str, as_json: bool) -> Result<i32, CliErr
     }
     if status.revisions.is_empty() {
         println!("  no revisions (stage one with `host revision stage`)");
+    }
+    match status.agent_pid {
+        Some(pid) => println!("  agent: pid {pid} drives rollouts and probes ready revisions"),
+        None => println!("  agent: none (health is not probed; `host agent` runs one)"),
     }
     Ok(exit::OK)
 }

@@ -159,6 +159,18 @@ CREATE TABLE retired_environments (
     actor TEXT NOT NULL
 );
 "#,
+    // 7: what `host agent` last saw when it probed a ready revision.
+    r#"
+CREATE TABLE revision_health (
+    env_id TEXT NOT NULL,
+    revision TEXT NOT NULL,
+    status TEXT NOT NULL,
+    message TEXT NOT NULL,
+    checked_at INTEGER NOT NULL,
+    PRIMARY KEY (env_id, revision),
+    FOREIGN KEY (env_id, revision) REFERENCES revisions(env_id, id) ON DELETE CASCADE
+);
+"#,
 ];
 
 /// The schema version this host writes.

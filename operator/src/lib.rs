@@ -16,6 +16,7 @@ mod store;
 
 pub use authz::DeployKey;
 pub use error::StoreError;
+pub use ops::agent;
 pub use ops::distribute;
 pub use ops::rollout;
 pub use ops::{

@@ -17,16 +17,43 @@ pub struct EnvLock {
     _file: File,
 }
 
+fn lock_path(dir: &Path, name: &str) -> std::path::PathBuf {
+    dir.join(format!("{}.lock", hex::encode(Sha256::digest(name.as_bytes()))))
+}
+
 /// `locks/<sha256 of name>.lock`, created if missing.
 fn open_lock_file(dir: &Path, name: &str) -> std::io::Result<File> {
     envpack_model::files::create_private_dir(dir)?;
-    let hashed = hex::encode(Sha256::digest(name.as_bytes()));
     File::options()
         .create(true)
         .truncate(false)
         .write(true)
         .mode(0o600)
-        .open(dir.join(format!("{hashed}.lock")))
+        .open(lock_path(dir, name))
+}
+
+/// The pid of the process holding the lock called `name`, read from the
+/// kernel's table of locks (`/proc/locks`) without taking it — taking it
+/// to look would make a driver starting that instant think another one
+/// drives. `None` when nobody holds it (or there is no such table).
+pub fn holder(locks: &Path, name: &str) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let inode = std::fs::metadata(lock_path(locks, name)).ok()?.ino();
+    let table = std::fs::read_to_string("/proc/locks").ok()?;
+    holder_in(&table, inode)
+}
+
+/// `1: FLOCK  ADVISORY  WRITE 1234 00:2d:5678 0 EOF`: the pid of the
+/// flock on inode `inode` (a blocked waiter's line, `->`, is not a holder).
+fn holder_in(table: &str, inode: u64) -> Option<u32> {
+    table.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.get(1) != Some(&"FLOCK") {
+            return None;
+        }
+        let file_inode = fields.get(5)?.rsplit(':').next()?.parse::<u64>().ok()?;
+        (file_inode == inode).then(|| fields.get(4)?.parse().ok()).flatten()
+    })
 }
 
 pub fn lock(locks: &Path, env: &str) -> Result<EnvLock, StoreError> {
@@ -59,5 +86,32 @@ pub fn try_lock_named(locks: &Path, name: &str) -> Result<Option<EnvLock>, Store
         Ok(()) => Ok(Some(EnvLock { _file: file })),
         Err(std::fs::TryLockError::WouldBlock) => Ok(None),
         Err(std::fs::TryLockError::Error(e)) => Err(fail(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_holder_of_a_lock_is_read_without_taking_it() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(holder(dir.path(), "rollout X"), None, "no lock file yet");
+        let held = try_lock_named(dir.path(), "rollout X").unwrap().unwrap();
+        assert_eq!(holder(dir.path(), "rollout X"), Some(std::process::id()));
+        assert!(try_lock_named(dir.path(), "rollout X").unwrap().is_none());
+        drop(held);
+        assert_eq!(holder(dir.path(), "rollout X"), None);
+        assert!(try_lock_named(dir.path(), "rollout X").unwrap().is_some());
+    }
+
+    #[test]
+    fn waiters_and_other_kinds_of_lock_are_not_holders() {
+        let table = "1: POSIX  ADVISORY  WRITE 10 00:2d:77 0 EOF\n\
+                     2: FLOCK  ADVISORY  WRITE 11 00:2d:78 0 EOF\n\
+                     2: -> FLOCK  ADVISORY  WRITE 12 00:2d:78 0 EOF\n";
+        assert_eq!(holder_in(table, 77), None);
+        assert_eq!(holder_in(table, 78), Some(11));
+        assert_eq!(holder_in(table, 79), None);
     }
 }

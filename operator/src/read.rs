@@ -6,13 +6,14 @@
 //!
 //! Schemas (JSON):
 //! - revision: `{env, id, deployment, sequence, lifecycle, artifact: {digest,
-//!   location}, drain_seconds, settings}`
+//!   location}, drain_seconds, settings, health?: {status, message,
+//!   checked_at}}` (`health`: a ready revision's last probe by `host agent`)
 //! - split: `{generation, entries: [{revision, weight_bps}], idempotency_key}`
 //! - deployment: `{env, id, current: split|null, previous: split|null}`
 //! - event: `{seq, env, revision, from, to, reason, actor, at}` (`at`: RFC 3339, UTC)
 //! - environment: `{id, binding: {requirement, descriptor, pack_digest,
 //!   settings, capabilities}}`
-//! - status: `{env, binding, deployments: [deployment], revisions: [revision]}`
+//! - status: `{env, binding, deployments: [deployment], revisions: [revision], agent_pid}`
 //! - audit: `{intact, rows, head: {seq, hash}|null, broken: {seq, problem}|null}`
 
 use envpack_host::StateDir;
@@ -24,6 +25,7 @@ use serde::Serialize;
 use crate::audit;
 use crate::db;
 use crate::error::StoreError;
+use crate::ops::agent::{self, HealthView};
 use crate::store::{self, Binding, Generation};
 
 /// One revision, with the environment and deployment it belongs to.
@@ -37,6 +39,9 @@ pub struct RevisionView {
     pub artifact: Artifact,
     pub drain_seconds: u32,
     pub settings: std::collections::BTreeMap<String, String>,
+    /// A ready revision's last probe by `host agent`, if it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthView>,
 }
 
 impl RevisionView {
@@ -50,6 +55,7 @@ impl RevisionView {
             artifact: r.artifact,
             drain_seconds: r.drain_seconds,
             settings: r.settings,
+            health: None,
         }
     }
 }
@@ -89,6 +95,8 @@ pub struct StatusView {
     pub binding: Binding,
     pub deployments: Vec<DeploymentView>,
     pub revisions: Vec<RevisionView>,
+    /// The pid of the `host agent` watching this state directory, if one runs.
+    pub agent_pid: Option<u32>,
 }
 
 /// The last audit row: what an operator records elsewhere to detect a
@@ -148,11 +156,15 @@ pub struct RolloutView {
     #[serde(flatten)]
     pub rollout: crate::rollout::Rollout,
     pub steps: Vec<crate::rollout::Step>,
+    /// The pid of the process driving it now: `null` for a running rollout
+    /// means its driver died (`rollout resume` or `host agent` goes on).
+    pub driver_pid: Option<u32>,
 }
 
 /// A read-only view of `state.db`.
 pub struct Reader {
     conn: Connection,
+    state_dir: StateDir,
 }
 
 impl Reader {
@@ -161,6 +173,7 @@ impl Reader {
     pub fn open(state_dir: &StateDir) -> Result<Self, StoreError> {
         Ok(Reader {
             conn: db::open_read_only(&state_dir.database())?,
+            state_dir: state_dir.clone(),
         })
     }
 
@@ -176,15 +189,25 @@ impl Reader {
 
     pub fn revisions(&self, env: &str, include_archived: bool) -> Result<Vec<RevisionView>, StoreError> {
         store::require_env(&self.conn, env)?;
+        let mut health: std::collections::HashMap<String, HealthView> =
+            agent::health_of(&self.conn, env)?.into_iter().collect();
         Ok(store::revisions(&self.conn, env, include_archived)?
             .into_iter()
-            .map(|r| RevisionView::new(env, r))
+            .map(|r| {
+                let mut view = RevisionView::new(env, r);
+                view.health = health.remove(&view.id);
+                view
+            })
             .collect())
     }
 
     pub fn revision(&self, env: &str, id: &str) -> Result<RevisionView, StoreError> {
         store::require_env(&self.conn, env)?;
-        Ok(RevisionView::new(env, store::revision(&self.conn, env, id)?))
+        let mut view = RevisionView::new(env, store::revision(&self.conn, env, id)?);
+        view.health = agent::health_of(&self.conn, env)?
+            .into_iter()
+            .find_map(|(revision, health)| (revision == id).then_some(health));
+        Ok(view)
     }
 
     pub fn deployments(&self, env: &str) -> Result<Vec<DeploymentView>, StoreError> {
@@ -210,6 +233,7 @@ impl Reader {
             binding,
             deployments: self.deployments(env)?,
             revisions: self.revisions(env, false)?,
+            agent_pid: agent::running(&self.state_dir),
         })
     }
 
@@ -221,7 +245,12 @@ impl Reader {
             .into_iter()
             .map(|rollout| {
                 let steps = crate::rollout::record::steps(&self.conn, &rollout.id)?;
-                Ok(RolloutView { rollout, steps })
+                let driver_pid = agent::driver(&self.state_dir, &rollout.id);
+                Ok(RolloutView {
+                    rollout,
+                    steps,
+                    driver_pid,
+                })
             })
             .collect()
     }

@@ -5,6 +5,7 @@
 mod common;
 
 mod authoring;
+mod agent;
 mod aws_ecs;
 mod bench;
 mod capabilities;

@@ -16,6 +16,7 @@
 //! lock and read a WAL snapshot, so a long verb never blocks them, and
 //! commands on other environments never wait for it.
 
+pub mod agent;
 mod call;
 pub mod distribute;
 mod environment;

@@ -55,7 +55,8 @@ fn write<T>(conn: &mut Connection, change: impl FnOnce(&Connection) -> Result<T,
     Ok(value)
 }
 
-fn driver_lock_name(id: &str) -> String {
+/// The lock the process driving rollout `id` holds.
+pub fn driver_lock_name(id: &str) -> String {
     // Not a valid environment id, so never an environment's lock.
     format!("rollout {id}")
 }
@@ -459,7 +460,7 @@ impl Operator<'_> {
 
     /// `probe-revision` under the environment's lock; what the pack writes
     /// to its kv while probing is not kept (a probe reports, it does not change).
-    async fn probe(&mut self, env: &str, revision: &str) -> Result<Health, StoreError> {
+    pub(crate) async fn probe(&mut self, env: &str, revision: &str) -> Result<Health, StoreError> {
         let _lock = self.lock(env)?;
         let bound = self.bound(env).await?;
         let environment = store::load_environment(&self.conn, env, &bound.binding, &[], None)?;

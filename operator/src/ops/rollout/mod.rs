@@ -19,7 +19,7 @@ pub(crate) mod plan;
 pub(crate) mod prometheus;
 pub(crate) mod record;
 
-pub use drive::Progress;
+pub use drive::{Progress, driver_lock_name};
 pub use gates::{GATES_HELP, Gate, Tally};
 pub use intent::Intent;
 pub use plan::{Action, BLUE_GREEN_BAKE_MS, Spec, Strategy};

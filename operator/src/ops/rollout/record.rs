@@ -207,6 +207,14 @@ pub fn unfinished(conn: &Connection, env: &str, deployment: &str) -> Result<Opti
 
 /// The environment's rollouts (of one deployment if given), newest first:
 /// every unfinished one and the last finished one per deployment.
+/// Every rollout a driver should be moving (not paused, not finished),
+/// across every environment.
+pub fn driving_ids(conn: &Connection) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn.prepare("SELECT id FROM rollouts WHERE state IN ('running', 'rolling-back') ORDER BY id")?;
+    let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 pub fn latest(conn: &Connection, env: &str, deployment: Option<&str>) -> Result<Vec<Rollout>, StoreError> {
     let mut stmt = conn.prepare(&format!(
         "SELECT {COLUMNS} FROM rollouts r WHERE env_id = ?1 AND (?2 IS NULL OR deployment = ?2)
