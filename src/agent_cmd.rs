@@ -35,7 +35,7 @@ pub struct Args {
 
 /// What finished among the agent's concurrent work.
 enum Done {
-    Rollout(String, Result<Option<Rollout>, StoreError>),
+    Rollout(String, Box<Result<Option<Rollout>, StoreError>>),
     Probes(Result<Vec<agent::Checked>, StoreError>),
 }
 
@@ -97,7 +97,7 @@ pub async fn run(ctx: &mut Context, args: Args) -> Result<i32, CliError> {
             Some(done) = done.recv() => match done {
                 Done::Rollout(id, result) => {
                     driving.remove(&id);
-                    match result {
+                    match *result {
                         Ok(Some(r)) => eprintln!("host: agent: rollout {id} is {}{}", r.state, reason(&r)),
                         Ok(None) => {}
                         Err(e) => eprintln!("host: agent: rollout {id} stopped: {}", printable(&e.to_string())),
@@ -167,7 +167,7 @@ async fn drive(dir: StateDir, runtime: &Runtime, id: String) -> Done {
         Ok(mut op) => op.drive_rollout(&id, &mut AgentLog).await,
         Err(e) => Err(e),
     };
-    Done::Rollout(id, result)
+    Done::Rollout(id, Box::new(result))
 }
 
 /// Probes every ready revision of every environment, one after another.

@@ -16,7 +16,7 @@ pub enum EnvCommand {
     /// Create an environment bound to an installed pack by descriptor requirement.
     Create(BindArgs),
     /// Move an environment to another installed pack (or change its grants/settings).
-    Bind(BindArgs),
+    Bind(RebindArgs),
     /// Move an environment's pin to the highest installed, trusted pack its
     /// requirement (or --deployer) names. An environment runs exactly the
     /// pack (digest and signer) it was bound to until this is run; audited,
@@ -69,8 +69,9 @@ pub struct BindArgs {
     /// The most a pack's own expectation may get, in milliseconds (default 120000).
     #[arg(long, value_name = "MS")]
     max_deadline_ms: Option<u64>,
-    /// Pack setting KEY=VALUE (repeatable). Given at all, the settings are
-    /// replaced as a whole; left out, `env bind` keeps the previous ones.
+    /// Pack setting KEY=VALUE (repeatable), checked against the settings
+    /// the pack declares (`host inspect PACK`). `env bind` keeps the
+    /// environment's other settings (see --unset, --reset-settings).
     #[arg(long = "setting", value_name = "KEY=VALUE")]
     settings: Vec<String>,
     /// A public key (SPKI PEM, as `host keygen` writes KEY.pub) whose holder may move this
@@ -85,6 +86,22 @@ pub struct BindArgs {
     disk_mib: Option<u64>,
     #[arg(long)]
     json: bool,
+}
+
+/// `env bind`: the arguments of `env create`, and how the settings the
+/// environment has are kept.
+#[derive(clap::Args)]
+pub struct RebindArgs {
+    #[command(flatten)]
+    bind: BindArgs,
+    /// Remove one of the environment's settings (repeatable); the others
+    /// are kept.
+    #[arg(long = "unset", value_name = "KEY", conflicts_with = "reset_settings")]
+    unset: Vec<String>,
+    /// Start from no settings: the environment gets exactly the --setting
+    /// ones given.
+    #[arg(long)]
+    reset_settings: bool,
 }
 
 /// The deploy keys given on the command line; `None` if none was given.
@@ -159,8 +176,12 @@ pub fn parse_pairs(pairs: &[String], what: &str) -> Result<BTreeMap<String, Stri
 
 pub async fn run(ctx: &mut Context, command: EnvCommand) -> Result<i32, CliError> {
     match command {
-        EnvCommand::Create(args) => bind(ctx, args, true).await,
-        EnvCommand::Bind(args) => bind(ctx, args, false).await,
+        EnvCommand::Create(args) => bind(ctx, args, true, &[], false).await,
+        EnvCommand::Bind(RebindArgs {
+            bind: args,
+            unset,
+            reset_settings,
+        }) => bind(ctx, args, false, &unset, reset_settings).await,
         EnvCommand::Upgrade { env, deployer, json } => upgrade(ctx, env, deployer, json).await,
         EnvCommand::List { json } => crate::show::environments(ctx, json),
         EnvCommand::Show { env, json } => crate::show::status(ctx, &env, json),
@@ -204,7 +225,13 @@ async fn upgrade(ctx: &mut Context, env: String, deployer: Option<String>, json:
     Ok(exit::OK)
 }
 
-async fn bind(ctx: &mut Context, args: BindArgs, create: bool) -> Result<i32, CliError> {
+async fn bind(
+    ctx: &mut Context,
+    args: BindArgs,
+    create: bool,
+    unset: &[String],
+    reset_settings: bool,
+) -> Result<i32, CliError> {
     if args.disk_mib == Some(0) {
         return Err(CliError::input("--disk-mib must be at least 1"));
     }
@@ -226,7 +253,12 @@ async fn bind(ctx: &mut Context, args: BindArgs, create: bool) -> Result<i32, Cl
         deploy_keys: parse_deploy_keys(&args)?,
         disk_budget_mib: args.disk_mib,
     };
-    let binding = op.bind(&args.env, request, create).await?;
+    let (binding, warnings) = op
+        .bind_with_settings(&args.env, request, create, unset, reset_settings)
+        .await?;
+    for warning in warnings {
+        eprintln!("host: warning: {warning}");
+    }
     if args.json {
         let view = EnvironmentView {
             id: args.env.clone(),

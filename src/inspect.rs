@@ -1,4 +1,5 @@
-//! `host inspect PACK`: what a pack says it is and what it imports and exports.
+//! `host inspect PACK`: what a pack says it is, the settings it declares,
+//! and what it imports and exports.
 
 use std::path::PathBuf;
 
@@ -72,9 +73,57 @@ fn describe_json(pack: &Pack) -> serde_json::Value {
         "contract_version": info.contract_version,
         "capabilities": info.capabilities,
         "description": info.description,
+        "settings": settings_json(pack),
         "imports": pack.imports(),
         "exports": pack.exports(),
     })
+}
+
+/// The declared settings as a list (`null` when the pack declares none).
+fn settings_json(pack: &Pack) -> serde_json::Value {
+    match pack.manifest().and_then(|m| m.settings.as_ref()) {
+        None => serde_json::Value::Null,
+        Some(declared) => declared
+            .0
+            .iter()
+            .map(|(name, spec)| {
+                json!({
+                    "name": name,
+                    "type": spec.kind.name(),
+                    "required": spec.required,
+                    "default": spec.default,
+                    "doc": spec.doc,
+                })
+            })
+            .collect(),
+    }
+}
+
+/// The declared settings, one line each.
+fn print_settings(pack: &Pack) {
+    let Some(declared) = pack.manifest().and_then(|m| m.settings.as_ref()) else {
+        println!("settings     none declared (env create/bind pass settings unchecked)");
+        return;
+    };
+    if declared.0.is_empty() {
+        println!("settings     none (the pack takes no settings)");
+        return;
+    }
+    println!("settings");
+    let width = declared.0.keys().map(|n| n.chars().count()).max().unwrap_or(0);
+    for (name, spec) in &declared.0 {
+        let mut line = format!("  {name:width$}  {:11}", spec.kind.name());
+        if spec.required {
+            line.push_str("  required");
+        }
+        if let Some(default) = &spec.default {
+            line.push_str(&format!("  default {}", envpack_model::text::printable(default)));
+        }
+        if !spec.doc.is_empty() {
+            line.push_str(&format!("  {}", envpack_model::text::printable(&spec.doc)));
+        }
+        println!("{}", line.trim_end());
+    }
 }
 
 fn print_text(pack: &Pack) {
@@ -101,6 +150,7 @@ fn print_text(pack: &Pack) {
         ),
         None => println!("manifest     none (seal it with `host pack seal`)"),
     }
+    print_settings(pack);
     println!("imports");
     for name in pack.imports() {
         println!("  {name}");

@@ -3,9 +3,10 @@
 //! its ids; a revision's lifecycle table; the split rules; the verbs, the
 //! requests the host accepts for them and the outcomes it returns; the
 //! host-side preconditions and the checks of what a pack claims; the
-//! runtime-config projection; capabilities, the gate that decides each
-//! call, the operator's grants and the recording of every call; deadlines
-//! and limits as data; and the errors of a verb call.
+//! runtime-config projection; the settings a pack declares and their
+//! types; capabilities, the gate that decides each call, the operator's
+//! grants and the recording of every call; deadlines and limits as data;
+//! and the errors of a verb call.
 //!
 //! `envpack-trust` (what a pack file says about itself and who vouches for
 //! it) and `envpack-host` (the sandbox that runs packs) build on this crate;
@@ -25,6 +26,7 @@ mod pack_info;
 pub mod preconditions;
 mod recording;
 pub mod runtime_config;
+mod settings;
 pub mod split;
 pub mod text;
 mod verb;
@@ -45,5 +47,6 @@ pub use limits::{LIMIT_NAMES, MAX_ARTIFACT_BYTES, Over, PackLimits, ResultCaps, 
 pub use pack_info::{CONTRACT_VERSION, PackInfo, accepts_contract, sha256_hex};
 pub use recording::{CapabilityCall, MAX_DETAIL_BYTES, MAX_RECORDED, MAX_RECORDED_BYTES, Recording};
 pub use runtime_config::RuntimeConfig;
+pub use settings::{Declared, SettingSpec, SettingType, SettingsError, closest, distance};
 pub use split::{FULL_BPS, SplitError, WeightError, validate_weights};
 pub use verb::{Health, Outcome, Request, Verb};

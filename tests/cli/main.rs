@@ -4,8 +4,8 @@
 
 mod common;
 
-mod authoring;
 mod agent;
+mod authoring;
 mod aws_ecs;
 mod bench;
 mod capabilities;
@@ -23,6 +23,7 @@ mod preconditions;
 mod rollout;
 mod rollout_access;
 mod rollout_gates;
+mod settings;
 mod signing;
 mod snapshots;
 mod state;

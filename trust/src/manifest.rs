@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::descriptor::{Descriptor, DescriptorError};
 use crate::sections::{self, MANIFEST, Malformed, SIGNATURE};
-use envpack_model::{CONTRACT_VERSION, Capability, PackInfo, accepts_contract};
+use envpack_model::{CONTRACT_VERSION, Capability, Declared, PackInfo, accepts_contract};
 
 /// What a pack says about itself, signed along with its code.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,6 +23,12 @@ pub struct Manifest {
     /// (`warm-revision = 30000`); the operator caps it.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub deadlines: std::collections::BTreeMap<String, u64>,
+    /// The environment settings the pack reads (`[settings]`), checked by
+    /// `env create|bind`. `None`: the pack declares none, and settings are
+    /// passed unchecked; left out of the serialized form then, so that a
+    /// manifest without them seals (and signs) exactly as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<Declared>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +45,8 @@ pub enum ManifestError {
     NoAuthor,
     #[error("the manifest's [deadlines]: {0}")]
     Deadline(#[from] envpack_model::DeadlineError),
+    #[error("the manifest's [settings]: {0}")]
+    Settings(Box<envpack_model::SettingsError>),
     #[error("the pack carries {0} manifest sections; exactly one is allowed")]
     Several(usize),
     #[error(transparent)]
@@ -74,6 +82,9 @@ impl Manifest {
             return Err(ManifestError::NoAuthor);
         }
         envpack_model::DeadlinePolicy::validate_verbs(&self.deadlines)?;
+        if let Some(settings) = &self.settings {
+            settings.validate().map_err(|e| ManifestError::Settings(Box::new(e)))?;
+        }
         Ok(())
     }
 
@@ -166,5 +177,68 @@ description = "reference"
         assert!(matches!(Manifest::from_toml(&bad), Err(ManifestError::NoAuthor)));
         let bad = format!("{TOML}\nhomepage = \"x\"");
         assert!(matches!(Manifest::from_toml(&bad), Err(ManifestError::Toml(_))));
+    }
+
+    const SETTINGS: &str = r#"
+[settings.ports]
+type = "port-range"
+default = "20000-20999"
+doc = "TCP ports revisions listen on"
+
+[settings.health-timeout-ms]
+type = "duration-ms"
+default = 20000
+
+[settings."listen.<deployment>"]
+type = "string"
+doc = "host:port nginx listens on for that deployment"
+
+[settings.region]
+type = "string"
+required = true
+"#;
+
+    #[test]
+    fn settings_parse_and_survive_sealing() {
+        let m = Manifest::from_toml(&format!("{TOML}{SETTINGS}")).unwrap();
+        let declared = m.settings.as_ref().expect("declared");
+        assert_eq!(declared.0.len(), 4);
+        assert_eq!(declared.0["health-timeout-ms"].default.as_deref(), Some("20000"));
+        assert!(declared.0["region"].required);
+        let sealed = m.seal(b"\0asm\x0d\0\x01\0").unwrap();
+        assert_eq!(Manifest::read(&sealed).unwrap(), Some(m));
+    }
+
+    #[test]
+    fn manifests_without_settings_serialize_as_before() {
+        let m = Manifest::from_toml(TOML).unwrap();
+        assert_eq!(m.settings, None);
+        let json = serde_json::to_string(&m).unwrap();
+        assert!(!json.contains("settings"), "{json}");
+        // An empty table declares that the pack takes no settings at all.
+        let empty = Manifest::from_toml(&format!("{TOML}\n[settings]\n")).unwrap();
+        assert_eq!(empty.settings, Some(Declared::default()));
+    }
+
+    #[test]
+    fn refuses_bad_settings() {
+        let bad_type = format!("{TOML}\n[settings.ports]\ntype = \"prot-range\"\n");
+        let error = Manifest::from_toml(&bad_type).unwrap_err();
+        assert!(matches!(error, ManifestError::Toml(_)), "{error}");
+        assert!(error.to_string().contains("did you mean \"port-range\""), "{error}");
+        let bad_default = format!("{TOML}\n[settings.ports]\ntype = \"port-range\"\ndefault = \"x\"\n");
+        let error = Manifest::from_toml(&bad_default).unwrap_err();
+        assert!(matches!(error, ManifestError::Settings(_)), "{error}");
+        assert!(error.to_string().contains("is not a port-range"), "{error}");
+        let bad_pattern = format!("{TOML}\n[settings.\"<a>.<b>\"]\ntype = \"string\"\n");
+        assert!(matches!(
+            Manifest::from_toml(&bad_pattern),
+            Err(ManifestError::Settings(_))
+        ));
+        let unknown_field = format!("{TOML}\n[settings.ports]\ntype = \"port\"\nhelp = \"x\"\n");
+        assert!(matches!(
+            Manifest::from_toml(&unknown_field),
+            Err(ManifestError::Toml(_))
+        ));
     }
 }

@@ -37,6 +37,7 @@ fn signed_pack(key: &PrivateKey) -> Vec<u8> {
         author: "Acme".into(),
         description: "a pack to flip bytes of".into(),
         deadlines: Default::default(),
+        settings: None,
     };
     let sealed = manifest.seal(&component.finish()).expect("seal");
     envpack_trust::sign(&sealed, key).expect("sign")

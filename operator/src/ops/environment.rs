@@ -3,8 +3,17 @@
 //! that signer), upgrade (move the pin, on purpose and audited), and
 //! remove. An environment with deploy keys needs one of them to be rebound,
 //! upgraded or removed, and its keys outlive it: re-creating it takes one.
+//!
+//! Settings: create and bind check every setting against the `[settings]`
+//! the pack's signed manifest declares before anything is stored (an
+//! unknown key, a value of the wrong type or a required one missing is
+//! refused); bind keeps the environment's settings unless given others,
+//! told to unset some, or to reset them all. A pack that declares none
+//! gets them unchecked, with a warning.
 
-use envpack_model::{Capability, validate_id};
+use std::collections::BTreeMap;
+
+use envpack_model::{Capability, Declared, closest, validate_id};
 use serde_json::json;
 
 use super::{BindRequest, Operator, Resolved, now};
@@ -24,13 +33,115 @@ pub(crate) fn pack_text(binding: &Binding) -> String {
     )
 }
 
+/// How `env bind` edits the settings it keeps: `--unset KEY` and
+/// `--reset-settings` (start from none).
+#[derive(Clone, Copy)]
+struct SettingsEdit<'a> {
+    unset: &'a [String],
+    reset: bool,
+}
+
+/// The settings a binding gets: the previous ones (unless `edit.reset`),
+/// less `edit.unset`, less those the new pack does not declare (when it
+/// declares any), with `given` over them; checked against what the pack
+/// declares. Returns them with the warnings to show.
+fn merge_settings(
+    pack: &str,
+    declared: Option<&Declared>,
+    previous: Option<&BTreeMap<String, String>>,
+    given: BTreeMap<String, String>,
+    edit: SettingsEdit<'_>,
+) -> Result<(BTreeMap<String, String>, Vec<String>), StoreError> {
+    let mut warnings = Vec::new();
+    let mut settings = match previous {
+        Some(previous) if !edit.reset => previous.clone(),
+        _ => BTreeMap::new(),
+    };
+    for key in edit.unset {
+        if given.contains_key(key) {
+            return Err(StoreError::Invalid(format!(
+                "--unset {key} and --setting {key}=... contradict each other; give one of them"
+            )));
+        }
+        if settings.remove(key).is_none() {
+            let hint = closest(key, settings.keys().map(String::as_str))
+                .map(|k| format!(" (did you mean {k:?}?)"))
+                .unwrap_or_default();
+            return Err(StoreError::Invalid(format!(
+                "--unset {key:?}: the environment has no setting {key:?}{hint}; `host env show` lists them"
+            )));
+        }
+    }
+    if let Some(declared) = declared {
+        let dropped: Vec<String> = settings
+            .keys()
+            .filter(|key| !given.contains_key(*key) && declared.lookup(key).is_none())
+            .cloned()
+            .collect();
+        if !dropped.is_empty() {
+            for key in &dropped {
+                settings.remove(key);
+            }
+            warnings.push(format!(
+                "dropped setting{} {} kept from the previous binding: {pack} does not declare {}",
+                if dropped.len() == 1 { "" } else { "s" },
+                dropped.join(", "),
+                if dropped.len() == 1 { "it" } else { "them" }
+            ));
+        }
+    }
+    settings.extend(given);
+    match declared {
+        Some(declared) => declared
+            .check(pack, &settings)
+            .map_err(|e| StoreError::Invalid(e.to_string()))?,
+        None if !settings.is_empty() => {
+            warnings.push(format!("{pack} declares no settings; they are passed unchecked"));
+        }
+        None => {}
+    }
+    Ok((settings, warnings))
+}
+
 impl Operator<'_> {
-    /// Creates an environment bound to `requirement`, or rebinds an existing one.
+    /// Creates an environment bound to `requirement`, or rebinds an existing
+    /// one; `request.settings` go over the settings a rebound environment
+    /// keeps (see [`Operator::bind_with_settings`]).
     pub async fn bind(&mut self, env: &str, request: BindRequest, create: bool) -> Result<Binding, StoreError> {
+        self.bind_with_settings(env, request, create, &[], false)
+            .await
+            .map(|(binding, _)| binding)
+    }
+
+    /// Creates an environment bound to `requirement`, or rebinds an
+    /// existing one. Rebinding keeps the environment's settings (those the
+    /// new pack declares, when it declares any), less `unset`, or none with
+    /// `reset_settings`, and `request.settings` over them. Every setting is
+    /// checked against the pack's declared `[settings]` before anything is
+    /// stored. Returns the binding and the warnings to show (settings
+    /// dropped, or passed unchecked to a pack that declares none).
+    pub async fn bind_with_settings(
+        &mut self,
+        env: &str,
+        request: BindRequest,
+        create: bool,
+        unset: &[String],
+        reset_settings: bool,
+    ) -> Result<(Binding, Vec<String>), StoreError> {
         let command = if create { "env create" } else { "env bind" };
         let mut args = json!({ "env": env, "deployer": request.requirement, "capabilities": request.capabilities,
                            "grants": request.grants, "settings": request.settings,
                            "deploy_keys": request.deploy_keys.as_ref().map(|keys| keys.iter().map(|k| &k.name).collect::<Vec<_>>()) });
+        if !unset.is_empty() {
+            args["unset"] = json!(unset);
+        }
+        if reset_settings {
+            args["reset_settings"] = json!(true);
+        }
+        let edit = SettingsEdit {
+            unset,
+            reset: reset_settings,
+        };
         if let Err(e) = validate_id("environment id", env) {
             // Refused before the environment's lock: the id names no lock file.
             return self.failed(command, &args, StoreError::Invalid(e.to_string()));
@@ -49,9 +160,9 @@ impl Operator<'_> {
         if let Err(e) = authorized {
             return self.failed(command, &args, e);
         }
-        let result = self.bind_inner(env, request, create).await;
+        let result = self.bind_inner(env, request, create, edit).await;
         match result {
-            Ok(binding) => {
+            Ok((binding, warnings)) => {
                 let b = binding.clone();
                 self.pack_in_use = Some(pack_text(&b));
                 self.commit(command, &args, |tx| {
@@ -61,7 +172,7 @@ impl Operator<'_> {
                     }
                     store::set_binding(tx, env, &b, now())
                 })?;
-                Ok(binding)
+                Ok((binding, warnings))
             }
             Err(e) => self.failed(command, &args, e),
         }
@@ -117,7 +228,13 @@ impl Operator<'_> {
         Ok((before, after))
     }
 
-    async fn bind_inner(&self, env: &str, request: BindRequest, create: bool) -> Result<Binding, StoreError> {
+    async fn bind_inner(
+        &self,
+        env: &str,
+        request: BindRequest,
+        create: bool,
+        edit: SettingsEdit<'_>,
+    ) -> Result<(Binding, Vec<String>), StoreError> {
         let BindRequest {
             requirement,
             capabilities,
@@ -163,14 +280,21 @@ impl Operator<'_> {
                 missing,
             });
         }
-        Ok(Binding {
+        let descriptor = pack.info().descriptor.clone();
+        let declared = pack.manifest().and_then(|m| m.settings.as_ref());
+        let (settings, warnings) = merge_settings(
+            &descriptor,
+            declared,
+            previous.as_ref().map(|b| &b.settings),
+            settings.unwrap_or_default(),
+            edit,
+        )?;
+        let binding = Binding {
             requirement: requirement.to_string(),
-            descriptor: pack.info().descriptor.clone(),
+            descriptor,
             pack_digest: digest,
             signer,
-            settings: settings
-                .or_else(|| previous.as_ref().map(|b| b.settings.clone()))
-                .unwrap_or_default(),
+            settings,
             capabilities,
             grants,
             deadlines,
@@ -180,7 +304,8 @@ impl Operator<'_> {
             deploy_keys: deploy_keys
                 .or_else(|| previous.map(|b| b.deploy_keys))
                 .unwrap_or_default(),
-        })
+        };
+        Ok((binding, warnings))
     }
 
     /// Removes an environment with everything it holds (revisions, events,
