@@ -77,6 +77,7 @@ fn request(verb: Verb, revision: Option<String>, deployment: Option<String>) -> 
                 Verb::WarmRevision => Request::Warm(id),
                 Verb::DrainRevision => Request::Drain(id),
                 Verb::ArchiveRevision => Request::Archive(id),
+                Verb::RevisionEndpoint => Request::Endpoint(id),
                 _ => Request::Probe(id),
             }))
         }
@@ -153,6 +154,15 @@ fn print_outcome(outcome: &Outcome) {
             Health::Healthy => println!("  revision {revision}: healthy"),
             Health::Unhealthy(why) => println!("  revision {revision}: unhealthy: {why}"),
             Health::Unsupported => println!("  revision {revision}: health unknown (the pack cannot probe)"),
+        },
+        Outcome::Endpoint {
+            revision,
+            url,
+            supported,
+        } => match (url, supported) {
+            (Some(url), _) => println!("  revision {revision}: reached at {}", printable(url)),
+            (None, true) => println!("  revision {revision}: no address of its own now"),
+            (None, false) => println!("  revision {revision}: the pack does not say (it exports no `endpoints`)"),
         },
         Outcome::RuntimeConfig { host, pack, drift } => {
             let text = serde_json::to_string_pretty(host).unwrap_or_default();

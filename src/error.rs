@@ -111,7 +111,7 @@ impl CliError {
                 Some("packs are components: build with `cargo build --target wasm32-wasip2`".into())
             }
             CliError::Load(LoadError::Contract { .. }) => {
-                Some("build the pack against wit/deployer.wit (envpack:deployer@1.1.0) and export `deployer`".into())
+                Some("build the pack against wit/deployer.wit (envpack:deployer@1.2.0) and export `deployer`".into())
             }
             CliError::Drift => {
                 Some("run `host call PACK apply-traffic-split` for each deployment, then compare again".into())

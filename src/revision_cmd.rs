@@ -60,6 +60,9 @@ pub enum RevisionCommand {
         json: bool,
     },
     Show(Target),
+    /// Where the revision is reached on its own, bypassing the split, as its pack says (packs of
+    /// contract 1.2 that export `endpoints`); exit 1 when it has no address now.
+    Endpoint(Target),
 }
 
 #[derive(clap::Args)]
@@ -195,6 +198,23 @@ pub async fn revision(ctx: &mut Context, command: RevisionCommand) -> Result<i32
         }
         RevisionCommand::List { env, all, json } => return crate::show::revisions(ctx, &env, all, json),
         RevisionCommand::Show(t) => return crate::show::revision(ctx, &t.env, &t.revision, t.json),
+        RevisionCommand::Endpoint(t) => {
+            let url = ctx.operator(actor)?.revision_endpoint(&t.env, &t.revision).await?;
+            if t.json {
+                println!(
+                    "{:#}",
+                    serde_json::json!({ "env": t.env, "revision": t.revision, "url": url })
+                );
+            } else if let Some(url) = &url {
+                println!("{}", envpack_model::text::printable(url));
+            } else {
+                eprintln!(
+                    "host: revision {} has no address of its own now (it does not run)",
+                    t.revision
+                );
+            }
+            return Ok(if url.is_some() { exit::OK } else { exit::VERB_FAILED });
+        }
     }
     Ok(exit::OK)
 }

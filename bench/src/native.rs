@@ -44,7 +44,7 @@ impl NativeLedger {
                 self.kv.remove(&format!("rev/{id}"));
                 Ok(())
             }
-            Request::Probe(id) => env
+            Request::Probe(id) | Request::Endpoint(id) => env
                 .revision(id)
                 .map(|_| ())
                 .ok_or_else(|| "revision-not-found".to_string()),

@@ -51,6 +51,7 @@ pub enum Check {
     RevisionIsolation,
     ModelSequences,
     ProbeTruthful,
+    EndpointTruthful,
     ArchiveReleases,
     RuntimeConfigDrift,
     ProviderMessage,
@@ -116,7 +117,7 @@ pub const CATALOG: &[CheckDef] = &[
         Check::DescribeValid,
         "describe.valid",
         Profile::Core,
-        "describe returns a valid namespace.name@semver descriptor and the contract version the component was built against, one this host runs (1.x up to 1.1)",
+        "describe returns a valid namespace.name@semver descriptor and the contract version the component was built against, one this host runs (1.x up to 1.2)",
         "The contract version the pack was built against: the version of this package in the WIT it was built with",
     ),
     check(
@@ -209,6 +210,13 @@ pub const CATALOG: &[CheckDef] = &[
         Profile::Core,
         "probe never calls a revision healthy that the pack never warmed (also when the host records it ready, shares its sequence with a warmed one, or differs from one only in case or length) or that is archived, in fixed cases and in the coverage and generated sequences",
         "A revision the pack never warmed, or archived, is never `healthy`.",
+    ),
+    check(
+        Check::EndpointTruthful,
+        "endpoint.truthful",
+        Profile::Core,
+        "packs that export `endpoints` (contract 1.2): revision-endpoint answers revision-not-found for an unknown id, no address for a revision it never warmed (also when the host records it ready) or archived, and an http(s) URL for a warmed one, changing nothing; skipped for packs without the export",
+        "The base URL at which the revision serves on its own, bypassing the deployment's split; `none` when there is no such address. Read-only: no side effects. `revision-not-found` for an unknown id.",
     ),
     check(
         Check::ArchiveReleases,

@@ -42,6 +42,9 @@ pub enum Returned {
     /// The pack's runtime config (canonical order), if it reported one.
     Config(Result<Option<RuntimeConfig>, PackError>),
     Health(Result<Health, PackError>),
+    /// The revision's own address; `None` when the pack does not export
+    /// `endpoints`.
+    Endpoint(Option<Result<Option<String>, PackError>>),
 }
 
 /// The host's error for a typed error the pack returned.
@@ -143,6 +146,29 @@ pub fn verdict(
             revision: requested.to_string(),
             health: r.map_err(|e| pack_error(env, verb, e))?,
         }),
+        Returned::Endpoint(None) => Ok(Outcome::Endpoint {
+            revision: requested.to_string(),
+            url: None,
+            supported: false,
+        }),
+        Returned::Endpoint(Some(r)) => {
+            let url = r.map_err(|e| pack_error(env, verb, e))?;
+            if let Some(url) = &url
+                && verify_outcome
+                && !(url.starts_with("http://") || url.starts_with("https://"))
+            {
+                return Err(VerbError::OutcomeMismatch {
+                    verb,
+                    expected: "an http:// or https:// URL".into(),
+                    got: url.clone(),
+                });
+            }
+            Ok(Outcome::Endpoint {
+                revision: requested.to_string(),
+                url,
+                supported: true,
+            })
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 use crate::capability::Capability;
 
 /// The contract version this host speaks (`wit/deployer.wit`).
-pub const CONTRACT_VERSION: &str = "1.1.0";
+pub const CONTRACT_VERSION: &str = "1.2.0";
 
 /// Whether this host runs packs built against contract `version`: the same
 /// major version, at or below this host's minor (see `wit/README.md`).
@@ -50,9 +50,10 @@ mod tests {
     fn same_major_at_or_below_our_minor() {
         assert!(accepts_contract("1.0.0"));
         assert!(accepts_contract("1.1.0"));
+        assert!(accepts_contract("1.2.0"));
         assert!(accepts_contract("1.0.7"));
         assert!(
-            !accepts_contract("1.2.0"),
+            !accepts_contract("1.3.0"),
             "a newer minor may call what this host lacks"
         );
         assert!(!accepts_contract("2.0.0"));

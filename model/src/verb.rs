@@ -20,10 +20,13 @@ pub enum Verb {
     ApplyTrafficSplit,
     ReportRuntimeConfig,
     ProbeRevision,
+    /// Optional (contract 1.2, the `endpoints` export): where one revision
+    /// is reached on its own.
+    RevisionEndpoint,
 }
 
 impl Verb {
-    pub const ALL: [Verb; 8] = [
+    pub const ALL: [Verb; 9] = [
         Verb::Describe,
         Verb::StageRevision,
         Verb::WarmRevision,
@@ -32,6 +35,7 @@ impl Verb {
         Verb::ApplyTrafficSplit,
         Verb::ReportRuntimeConfig,
         Verb::ProbeRevision,
+        Verb::RevisionEndpoint,
     ];
 
     /// The WIT name, as packs and operators spell it.
@@ -45,6 +49,7 @@ impl Verb {
             Verb::ApplyTrafficSplit => "apply-traffic-split",
             Verb::ReportRuntimeConfig => "report-runtime-config",
             Verb::ProbeRevision => "probe-revision",
+            Verb::RevisionEndpoint => "revision-endpoint",
         }
     }
 
@@ -69,6 +74,7 @@ pub enum Request {
     Probe(String),
     ApplyTrafficSplit(String),
     ReportRuntimeConfig,
+    Endpoint(String),
 }
 
 impl Request {
@@ -79,6 +85,7 @@ impl Request {
             Request::Drain(_) => Verb::DrainRevision,
             Request::Archive(_) => Verb::ArchiveRevision,
             Request::Probe(_) => Verb::ProbeRevision,
+            Request::Endpoint(_) => Verb::RevisionEndpoint,
             Request::ApplyTrafficSplit(_) => Verb::ApplyTrafficSplit,
             Request::ReportRuntimeConfig => Verb::ReportRuntimeConfig,
         }
@@ -87,9 +94,12 @@ impl Request {
     /// The revision a revision verb names.
     pub fn revision(&self) -> Option<&str> {
         match self {
-            Request::Stage(id) | Request::Warm(id) | Request::Drain(id) | Request::Archive(id) | Request::Probe(id) => {
-                Some(id)
-            }
+            Request::Stage(id)
+            | Request::Warm(id)
+            | Request::Drain(id)
+            | Request::Archive(id)
+            | Request::Probe(id)
+            | Request::Endpoint(id) => Some(id),
             Request::ApplyTrafficSplit(_) | Request::ReportRuntimeConfig => None,
         }
     }
@@ -128,5 +138,12 @@ pub enum Outcome {
     Health {
         revision: String,
         health: Health,
+    },
+    /// Where the revision is reached on its own: `supported` false when the
+    /// pack does not export `endpoints` (built against 1.0, 1.1, or without it).
+    Endpoint {
+        revision: String,
+        url: Option<String>,
+        supported: bool,
     },
 }

@@ -14,7 +14,7 @@ const { componentize } = await import(existsSync(pinned) ? pathToFileURL(pinned)
 const out = resolve(process.argv[2] ?? join(here, 'static-site-js.wasm'));
 const { component } = await componentize({
   sourcePath: join(here, 'pack.js'),
-  witPath: join(here, '../../wit'),
+  witPath: join(here, '../../wit/history/1.1.0'),
   worldName: 'pack',
   enableAot: false,
   disableFeatures: ['stdio', 'random', 'clocks', 'http', 'fetch-event'],

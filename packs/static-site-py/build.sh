@@ -8,4 +8,4 @@ out="$(realpath -m "${1:-$here/static-site-py.wasm}")"
 tool="${COMPONENTIZE_PY:-$here/../../target/authoring/py-venv/bin/componentize-py}"
 [ -x "$tool" ] || tool=componentize-py
 cd "$here"
-"$tool" -d ../../wit -w pack componentize --stub-wasi app -o "$out"
+"$tool" -d ../../wit/history/1.1.0 -w pack componentize --stub-wasi app -o "$out"

@@ -543,6 +543,15 @@ fn the_pack_passes_the_extended_bench_and_leaves_nothing_running() {
         failed.is_empty(),
         "the local-process pack failed the bench: {failed:#?}"
     );
+    // A contract 1.2 pack with `endpoints`: that check ran, not skipped.
+    let endpoint = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "endpoint.truthful")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(endpoint["status"], "pass", "{endpoint}");
     assert!(out.status.success());
     let left = processes_under(sb.dir.path());
     assert!(left.is_empty(), "the bench left processes running: {left:?}");

@@ -401,3 +401,36 @@ fn prometheus_stopped_mid_soak_pauses_the_rollout() {
     assert_eq!(c.generations().last().unwrap(), "R1=10000");
     c.remove();
 }
+
+/// An HTTP gate aimed at the canary (`{{canary}}`, contract 1.2's
+/// `revision-endpoint`) judges the new revision alone: at 10% of the
+/// traffic, a canary failing every request fails all of the gate's.
+#[test]
+fn an_http_gate_aimed_at_the_canary_reaches_it_alone() {
+    let c = canary(11, &["env.FAIL_REQUESTS=1"]);
+    // Asked directly: R1's own address answers R1, not the split.
+    let url = ok(&c.sb, &["revision", "endpoint", "site", "R1"]);
+    let port: u16 = url.trim().rsplit(':').next().unwrap().parse().unwrap();
+    assert_ne!(port, c.listen, "not nginx's address");
+    assert_eq!(get(port, "/"), (200, "R1".to_string()));
+    let out =
+        c.sb.host()
+            .args(["revision", "endpoint", "site", "R2"])
+            .output()
+            .unwrap();
+    assert_eq!(out.status.code(), Some(1), "a staged revision has no address yet");
+    let child = c.start(
+        "--steps 10,100 --soak 20s",
+        "http={{canary}}/,status=200,max-error-ratio=0.2,requests=10",
+    );
+    let (code, stderr) = finished(child);
+    assert_eq!(code, 1, "{stderr}");
+    let r = c.rollout();
+    let reason = r["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("step 1 of 2, 10%") && reason.contains("answered 500"),
+        "{r:#}"
+    );
+    assert_eq!(c.generations().last().unwrap(), "R1=10000");
+    c.remove();
+}

@@ -239,3 +239,32 @@ fn a_gate_option_that_does_not_exist_is_refused_by_name_and_nothing_is_recorded(
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--allow-http http://prometheus.example:9090"));
 }
+
+/// A pack built against contract 1.1 cannot say where a revision is
+/// reached: a gate aimed at the canary is refused before anything is
+/// recorded, and so is `revision endpoint`, naming why.
+#[test]
+fn a_gate_aimed_at_the_canary_needs_a_pack_that_says_where_it_is() {
+    let sb = serving_r1();
+    let out = sb
+        .host()
+        .args([
+            "rollout",
+            "start",
+            "dev",
+            "web",
+            "--to",
+            "R2",
+            "--analysis",
+            "http={{canary}}/healthz",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("exports no `endpoints`"), "{stderr}");
+    assert_eq!(ok(&sb, &["rollout", "status", "dev", "web"]).trim(), "no rollouts");
+    let out = sb.host().args(["revision", "endpoint", "dev", "R1"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("exports no `endpoints`"));
+}

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use envpack_model::{Environment, Health, Outcome, Request, quoted};
 
+use super::support::Verdict;
 use super::{Ctx, Lane};
 use crate::fixture::{Fixture, Ids};
 
@@ -95,4 +96,86 @@ pub(super) async fn disagreements(ctx: &Ctx<'_>) -> Vec<String> {
     );
     ctx.retire(&env, Lane::Main).await;
     problems
+}
+
+/// `revision-endpoint` (contract 1.2, optional): an unknown id is
+/// `revision-not-found`; a revision the pack never warmed (though the host
+/// records it ready) or archived has no address; a warmed one has an
+/// http(s) URL; and asking changes nothing the pack keeps.
+pub(super) async fn endpoints(ctx: &Ctx<'_>) -> Verdict {
+    if !ctx
+        .pack
+        .exports()
+        .iter()
+        .any(|e| e.starts_with("envpack:deployer/endpoints@"))
+    {
+        return Verdict::skip("the pack exports no `endpoints` (contract 1.0 or 1.1, or 1.2 without it)");
+    }
+    let ids = Ids::standard();
+    let env = Fixture::new(&ctx.env_id("endpoints"), ids.clone()).build(&ctx.config.inputs);
+    let mut problems = Vec::new();
+    let ask = async |revision: &str| ctx.call(&env, Request::Endpoint(revision.to_string())).await;
+    let unknown = format!("{}-unknown", ids.a1);
+    let step = ask(&unknown).await;
+    match &step.report.result {
+        Err(e) if e.to_string().contains("revision-not-found") || e.is_precondition() => {}
+        other => problems.push(format!(
+            "revision-endpoint of the unknown {} answered {other:?}, not revision-not-found",
+            quoted(&unknown)
+        )),
+    }
+    let address = |step: &super::support::Step| match &step.report.result {
+        Ok(Outcome::Endpoint { url, .. }) => Ok(url.clone()),
+        Err(e) => Err(e.to_string()),
+        Ok(other) => Err(format!("{other:?}")),
+    };
+    let never = ask(&ids.a2).await;
+    match address(&never) {
+        Ok(None) => {}
+        other => problems.push(format!(
+            "revision-endpoint of {} (the host records it ready, the pack never warmed it) answered {other:?}, not none",
+            quoted(&ids.a2)
+        )),
+    }
+    ctx.call(&env, Request::Stage(ids.a1.clone())).await;
+    ctx.call(&env, Request::Warm(ids.a1.clone())).await;
+    let warmed = ask(&ids.a1).await;
+    match address(&warmed) {
+        Ok(Some(url)) if url.starts_with("http://") || url.starts_with("https://") => {}
+        Ok(None) => {} // a provider may have no direct route: allowed
+        other => problems.push(format!(
+            "revision-endpoint of the warmed {} answered {other:?}, not an http(s) URL or none",
+            quoted(&ids.a1)
+        )),
+    }
+    for step in [&never, &warmed] {
+        let effects: Vec<String> = step
+            .report
+            .recording
+            .side_effects()
+            .map(|c| format!("{} {}", c.operation, c.detail))
+            .collect();
+        if !effects.is_empty() {
+            problems.push(format!(
+                "revision-endpoint had side effects ({}): it must be read-only",
+                effects.join(", ")
+            ));
+        }
+    }
+    ctx.call(&env, Request::Drain(ids.a1.clone())).await;
+    let archived = ctx.call(&env, Request::Archive(ids.a1.clone())).await;
+    // Judged only where the archive went through (other checks judge it).
+    if archived.report.result.is_ok() {
+        match address(&ask(&ids.a1).await) {
+            Ok(None) => {}
+            other => problems.push(format!(
+                "revision-endpoint of the archived {} answered {other:?}, not none",
+                quoted(&ids.a1)
+            )),
+        }
+    }
+    Verdict::from_problems(
+        problems,
+        "no address for unknown, never-warmed or archived revisions; an http(s) URL or none for a warmed one",
+    )
 }

@@ -11,7 +11,10 @@ pub struct EnvHandle(pub Arc<Environment>);
 
 wasmtime::component::bindgen!({
     path: "../wit",
-    world: "pack",
+    // The widest world: a pack exports `deployer` (always) and
+    // `endpoints` (since 1.2, optional); each is looked up on its own (see
+    // [`PackPre`]), so packs without `endpoints` link as before.
+    world: "pack-with-endpoints",
     imports: {
         "envpack:deployer/clock.sleep-ms": async | trappable,
         "envpack:deployer/process.wait": async | trappable,
@@ -28,3 +31,45 @@ wasmtime::component::bindgen!({
 
 pub use envpack::deployer::types as wit;
 pub use exports::envpack::deployer::deployer as verbs;
+pub use exports::envpack::deployer::endpoints;
+
+/// A pack pre-linked: its `InstancePre` and where its exports are, the
+/// optional ones `None` when the pack does not export them.
+pub struct PackPre<T: 'static> {
+    instance_pre: wasmtime::component::InstancePre<T>,
+    deployer: verbs::GuestIndices,
+    endpoints: Option<endpoints::GuestIndices>,
+}
+
+/// One instance's exports.
+pub struct Exports {
+    pub verbs: verbs::Guest,
+    pub endpoints: Option<endpoints::Guest>,
+}
+
+impl<T: 'static> PackPre<T> {
+    /// Finds the exports: `deployer` must be there, `endpoints` may be.
+    pub fn new(instance_pre: wasmtime::component::InstancePre<T>) -> wasmtime::Result<Self> {
+        let deployer = verbs::GuestIndices::new(&instance_pre)?;
+        let endpoints = endpoints::GuestIndices::new(&instance_pre).ok();
+        Ok(PackPre {
+            instance_pre,
+            deployer,
+            endpoints,
+        })
+    }
+
+    pub async fn instantiate_async(&self, mut store: impl wasmtime::AsContextMut<Data = T>) -> wasmtime::Result<Exports>
+    where
+        T: Send,
+    {
+        let mut store = store.as_context_mut();
+        let instance = self.instance_pre.instantiate_async(&mut store).await?;
+        let verbs = self.deployer.load(&mut store, &instance)?;
+        let endpoints = match &self.endpoints {
+            Some(indices) => Some(indices.load(&mut store, &instance)?),
+            None => None,
+        };
+        Ok(Exports { verbs, endpoints })
+    }
+}

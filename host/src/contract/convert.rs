@@ -21,6 +21,8 @@ pub(crate) enum Raw {
     Split(String, Result<wit::SplitOutcome, wit::DeployError>),
     Config(Result<Option<wit::RuntimeConfig>, wit::DeployError>),
     Health(Result<wit::Health, wit::DeployError>),
+    /// The answer; `None` when the pack does not export `endpoints`.
+    Endpoint(Option<Result<Option<String>, wit::DeployError>>),
 }
 
 // ---- what the host lends a pack ----
@@ -161,6 +163,7 @@ pub(crate) fn returned(raw: Raw) -> Returned {
         ),
         Raw::Config(r) => Returned::Config(r.map(|c| c.map(config_from_wit)).map_err(error_from_wit)),
         Raw::Health(r) => Returned::Health(r.map(health_from_wit).map_err(error_from_wit)),
+        Raw::Endpoint(r) => Returned::Endpoint(r.map(|r| r.map_err(error_from_wit))),
     }
 }
 
@@ -229,6 +232,11 @@ fn raw_size(raw: &Raw) -> (&'static str, usize) {
                 wit::Health::Unhealthy(m) => text(m),
                 _ => 0,
             }),
+        ),
+        Raw::Endpoint(r) => (
+            "an endpoint",
+            r.as_ref()
+                .map_or(0, |r| either(r, |url| url.as_deref().map_or(0, text))),
         ),
     }
 }

@@ -4,18 +4,18 @@
 use wasmtime::Store;
 use wasmtime::component::Resource;
 
-use crate::contract::bindings::EnvHandle;
-use crate::contract::bindings::verbs;
+use crate::contract::bindings::{EnvHandle, Exports};
 use crate::contract::convert::Raw;
 use crate::sandbox::call_state::CallState;
 use envpack_model::Request;
 
 pub(crate) async fn call_export(
-    guest: &verbs::Guest,
+    exports: &Exports,
     store: &mut Store<CallState>,
     env: Resource<EnvHandle>,
     request: &Request,
 ) -> wasmtime::Result<Raw> {
+    let guest = &exports.verbs;
     Ok(match request {
         Request::Stage(id) => Raw::Revision(guest.call_stage_revision(store, env, id).await?),
         Request::Warm(id) => Raw::Revision(guest.call_warm_revision(store, env, id).await?),
@@ -27,5 +27,9 @@ pub(crate) async fn call_export(
             guest.call_apply_traffic_split(store, env, deployment).await?,
         ),
         Request::ReportRuntimeConfig => Raw::Config(guest.call_report_runtime_config(store, env).await?),
+        Request::Endpoint(id) => match &exports.endpoints {
+            Some(endpoints) => Raw::Endpoint(Some(endpoints.call_revision_endpoint(store, env, id).await?)),
+            None => Raw::Endpoint(None),
+        },
     })
 }

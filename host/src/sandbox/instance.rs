@@ -11,7 +11,7 @@ use wasmtime::component::Resource;
 use wasmtime::{Store, UpdateDeadline};
 
 use crate::contract::bindings::EnvHandle;
-use crate::contract::bindings::{self, verbs};
+use crate::contract::bindings::{self, Exports};
 use crate::contract::dispatch::call_export;
 use crate::contract::pack::Pack;
 use crate::error::DeadlineExceeded;
@@ -37,7 +37,7 @@ impl Runtime {
         pre: &bindings::PackPre<CallState>,
         state: CallState,
         env: &Arc<Environment>,
-        body: impl AsyncFnOnce(&verbs::Guest, &mut Store<CallState>, Resource<EnvHandle>) -> wasmtime::Result<R>,
+        body: impl AsyncFnOnce(&Exports, &mut Store<CallState>, Resource<EnvHandle>) -> wasmtime::Result<R>,
     ) -> (wasmtime::Result<R>, CallState) {
         let deadline = state.ledger.deadline();
         let mut store = Store::new(&self.engine, state);
@@ -70,7 +70,7 @@ impl Runtime {
             store.data_mut().laps.lap(Phase::Instantiate);
             let handle = store.data_mut().table.push(EnvHandle(env.clone()))?;
             store.data_mut().laps.lap(Phase::Lend);
-            let result = body(pack.envpack_deployer_deployer(), &mut store, handle).await;
+            let result = body(&pack, &mut store, handle).await;
             store.data_mut().laps.lap(Phase::Guest);
             result
         };
@@ -125,7 +125,7 @@ impl Runtime {
         store.set_fuel(u64::MAX)?;
         let guest = pack.pre.instantiate_async(&mut store).await?;
         let handle = store.data_mut().table.push(EnvHandle(env.clone()))?;
-        call_export(guest.envpack_deployer_deployer(), &mut store, handle, request).await?;
+        call_export(&guest, &mut store, handle, request).await?;
         Ok(())
     }
 }

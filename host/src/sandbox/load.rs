@@ -306,7 +306,7 @@ impl Runtime {
             .in_instance(pre, state, &empty, async |guest, store, handle| {
                 // describe takes no environment; the handle is lent and dropped unused.
                 let _ = handle;
-                guest.call_describe(store).await
+                guest.verbs.call_describe(store).await
             })
             .await;
         let info = result

@@ -19,6 +19,7 @@
 pub mod agent;
 mod call;
 pub mod distribute;
+mod endpoint;
 mod environment;
 pub mod install;
 mod new;

@@ -12,7 +12,7 @@
 //! `ts/<revision>`, `listener/<deployment>`) for operators to read.
 
 wit_bindgen::generate!({
-    path: "../../wit",
+    path: "../../wit/history/1.1.0",
     world: "pack",
 });
 

@@ -6,7 +6,7 @@
 //! Kept as its author wrote it, only formatted to this repository's style.
 //!   r:<sha256(revision id)>    {id, deployment, digest, location, drain_seconds, settings, staged, warm, drained}
 //!   d:<sha256(deployment id)>  {deployment, generation, entries: [{revision, weight_bps, digest, location, refs}]}
-wit_bindgen::generate!({ path: "../../wit", world: "pack" });
+wit_bindgen::generate!({ path: "../../wit/history/1.1.0", world: "pack" });
 
 use envpack::deployer::environment::Environment;
 use envpack::deployer::kv;

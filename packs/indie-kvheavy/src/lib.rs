@@ -15,7 +15,7 @@
 //!   split/<dep>/generation        applied generation
 //!   split/<dep>/count             number of applied entries
 //!   split/<dep>/<i>/<field>       revision, weight, digest, location, refs (JSON)
-wit_bindgen::generate!({ path: "../../wit", world: "pack" });
+wit_bindgen::generate!({ path: "../../wit/history/1.1.0", world: "pack" });
 
 use envpack::deployer::environment::Environment;
 use envpack::deployer::kv;

@@ -4,7 +4,7 @@
 //! alone, as a third-party author would: one of the independent correct
 //! packs the conformance corpus must pass (see conformance/README.md).
 //! Kept as its author wrote it, only formatted to this repository's style.
-wit_bindgen::generate!({ path: "../../wit", world: "pack" });
+wit_bindgen::generate!({ path: "../../wit/history/1.1.0", world: "pack" });
 
 use envpack::deployer::environment::Environment;
 use envpack::deployer::log::{Level, log};

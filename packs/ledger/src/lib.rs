@@ -15,7 +15,7 @@
 // fixture proving a pack built against an older minor version still runs).
 #[cfg(not(feature = "contract-1-0-0"))]
 wit_bindgen::generate!({
-    path: "../../wit",
+    path: "../../wit/history/1.1.0",
     world: "pack",
 });
 #[cfg(feature = "contract-1-0-0")]

@@ -13,9 +13,11 @@
 //! whenever a warm, drain or archive changes which revisions run (see
 //! `targets.rs`). The app serves its own metrics (e.g. `/metrics`).
 
+// Contract 1.2 with the optional `endpoints` export: a rollout's HTTP gate
+// can reach one revision on its own port, bypassing nginx.
 wit_bindgen::generate!({
     path: "../../wit",
-    world: "pack",
+    world: "pack-with-endpoints",
 });
 
 mod app;
@@ -96,7 +98,7 @@ impl Guest for LocalProcess {
     fn describe() -> PackInfo {
         PackInfo {
             descriptor: "envpack.deployer.local-process@1.0.0".to_string(),
-            contract_version: "1.1.0".to_string(),
+            contract_version: "1.2.0".to_string(),
             capabilities: vec![
                 Capability::Log,
                 Capability::Clock,
@@ -254,6 +256,18 @@ impl Guest for LocalProcess {
     fn probe_revision(env: &Environment, id: String) -> Result<Health, DeployError> {
         let revision = revision(env, &id)?;
         app::probe_health(&revision).map_err(|e| provider("probe", e))
+    }
+}
+
+impl exports::envpack::deployer::endpoints::Guest for LocalProcess {
+    /// `http://127.0.0.1:PORT` of the revision's own process while it runs
+    /// and is not being drained: nginx left out.
+    fn revision_endpoint(env: &Environment, id: String) -> Result<Option<String>, DeployError> {
+        revision(env, &id)?;
+        let run: Option<state::Run> = state::read(&state::run_path(&id)).map_err(|e| provider("endpoint", e))?;
+        Ok(run
+            .filter(|run| run.kill_at_ms.is_none() && procs::live(&run.process).is_some())
+            .map(|run| format!("http://127.0.0.1:{}", run.port)))
     }
 }
 

@@ -18,7 +18,7 @@
 //! Every capability error comes back as `provider("<verb>: <error>")`.
 
 wit_bindgen::generate!({
-    path: "../../wit",
+    path: "../../wit/history/1.1.0",
     world: "pack",
 });
 

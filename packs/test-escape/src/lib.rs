@@ -21,7 +21,7 @@
 //! - `signal`: sends `signal` (`term`/`kill`) to process `id`.
 
 wit_bindgen::generate!({
-    path: "../../wit",
+    path: "../../wit/history/1.1.0",
     world: "pack",
 });
 

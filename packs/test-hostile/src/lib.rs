@@ -13,7 +13,7 @@
 //! 1 MiB kv key in a loop), `kv-flood` (writes 150,000 kv keys in one call).
 
 wit_bindgen::generate!({
-    path: "../../wit",
+    path: "../../wit/history/1.1.0",
     world: "pack",
 });
 

@@ -72,8 +72,18 @@ impl Operator<'_> {
         spec: Spec,
     ) -> Result<Rollout, StoreError> {
         let mut args = json!({ "env": env, "deployment": deployment, "revision": revision, "spec": spec });
+        let aims_at_canary = spec
+            .gates
+            .iter()
+            .any(|g| matches!(g, Gate::Http { url, .. } if url.starts_with(gates::CANARY)));
+        let endpoints = if aims_at_canary {
+            self.require_endpoints(env).await
+        } else {
+            Ok(())
+        };
         let planned = self
             .authorize(env, "rollout start", &mut args)
+            .and(endpoints)
             .and_then(|()| self.plan_rollout(env, deployment, revision, spec));
         match planned {
             Ok((rollout, steps)) => {
@@ -428,7 +438,10 @@ impl Operator<'_> {
                 if tally.sent >= *requests {
                     return Ok(Judgement::Fine);
                 }
-                let answer = gates::http_once(url, *status).await;
+                let answer = match self.gate_url(rollout, url).await? {
+                    Ok(url) => gates::http_once(&url, *status).await,
+                    Err(why) => Err(why),
+                };
                 tally.http(answer, *max_error_ratio, *requests)
             }
             Gate::Command { command, args } => match gates::command_once(command, args).await {
@@ -456,6 +469,22 @@ impl Operator<'_> {
             }
         };
         Ok(failure.map_or(Judgement::Fine, Judgement::Failed))
+    }
+
+    /// The URL an HTTP gate requests: `url` itself, or, aimed at the canary,
+    /// the canary's own address (from its pack) with `url`'s path; `Err`
+    /// (an error answer) when the canary has no address now, or one that is
+    /// neither loopback nor granted.
+    async fn gate_url(&mut self, rollout: &Rollout, url: &str) -> Result<Result<String, String>, Failed> {
+        let Some(path) = url.strip_prefix(gates::CANARY) else {
+            return Ok(Ok(url.to_string()));
+        };
+        let Some(base) = self.revision_endpoint(&rollout.env, &rollout.revision).await? else {
+            return Ok(Err(format!("{} has no address of its own now", rollout.revision)));
+        };
+        let full = format!("{}{path}", base.trim_end_matches('/'));
+        let grants = store::binding(&self.conn, &rollout.env)?.grants;
+        Ok(gates::reachable("canary's address", &full, &grants).map(|()| full))
     }
 
     /// `probe-revision` under the environment's lock; what the pack writes

@@ -43,9 +43,14 @@ pub enum Gate {
 
 const HTTP_OPTIONS: [&str; 3] = ["status", "max-error-ratio", "requests"];
 
+/// An HTTP gate's URL starting with this goes to the canary alone, at the
+/// base URL its pack gives (`revision-endpoint`, contract 1.2).
+pub const CANARY: &str = "{{canary}}";
+
 /// What the `--analysis` help says: the defaults are those applied.
 pub const GATES_HELP: &str = "probe[=N] (N unhealthy answers in a row fail it; default 3); \
-http=URL[,status=200][,max-error-ratio=0][,requests=20] (more than the ratio of `requests` GETs answered otherwise than `status` fail it; defaults shown); \
+http=URL[,status=200][,max-error-ratio=0][,requests=20] (more than the ratio of `requests` GETs answered otherwise than `status` fail it; defaults shown; \
+a URL starting {{canary}} (e.g. {{canary}}/healthz) goes to the new revision alone, at the address its pack gives, contract 1.2); \
 prometheus=URL[,max=X][,min=X][,min-samples=3][,failures=2][,inconclusive=5][,on-inconclusive=pause|rollback],query=PROMQL \
 (a result above max or below min is bad; `failures` bad results in a row fail it; a soak needs `min-samples` conclusive results; \
 after `inconclusive` results in a row with no data, NaN or Prometheus down it pauses or rolls back; {{revision}}, {{deployment}}, {{environment}} in the query are replaced); \
@@ -101,6 +106,9 @@ impl Gate {
     /// granted (`--allow-run`). Returns the gate with its command resolved.
     pub fn allowed(self, grants: &Grants) -> Result<Gate, String> {
         match self {
+            // The canary's own address is known only when the gate runs,
+            // and checked then.
+            Gate::Http { ref url, .. } if url.starts_with(CANARY) => Ok(self),
             Gate::Http { ref url, .. } => {
                 reachable("HTTP gate", url, grants)?;
                 Ok(self)
@@ -147,7 +155,7 @@ impl Gate {
 }
 
 /// Refuses a gate's URL whose origin is neither loopback nor granted.
-fn reachable(what: &str, url: &str, grants: &Grants) -> Result<(), String> {
+pub fn reachable(what: &str, url: &str, grants: &Grants) -> Result<(), String> {
     let origin = envpack_host::http_origin(url).ok_or_else(|| format!("{url:?} is not an http(s) URL"))?;
     let uri: http::Uri = url.parse().map_err(|e| format!("{url:?}: {e}"))?;
     let loopback = matches!(uri.host(), Some("localhost" | "[::1]"))
@@ -210,7 +218,14 @@ fn http(spec: &str) -> Result<Gate, String> {
         }
         url = head.to_string();
     }
-    if !(url.starts_with("http://") || url.starts_with("https://")) || envpack_host::http_origin(&url).is_none() {
+    if let Some(path) = url.strip_prefix(CANARY) {
+        if !(path.is_empty() || path.starts_with('/')) {
+            return Err(format!(
+                "--analysis http={url:?}: after {CANARY} comes a path (e.g. {CANARY}/healthz)"
+            ));
+        }
+    } else if !(url.starts_with("http://") || url.starts_with("https://")) || envpack_host::http_origin(&url).is_none()
+    {
         return Err(format!("--analysis http={url:?}: not an http(s) URL"));
     }
     Ok(Gate::Http {
@@ -413,6 +428,11 @@ mod tests {
         let typo = Gate::parse("http=http://127.0.0.1/,max-errors=0.1").unwrap_err();
         assert!(typo.contains("unknown option \"max-errors\""), "{typo}");
         assert_eq!(Gate::parse("manual").unwrap(), Gate::Manual);
+        assert!(matches!(
+            Gate::parse("http={{canary}}/healthz,requests=5").unwrap(),
+            Gate::Http { ref url, requests: 5, .. } if url == "{{canary}}/healthz"
+        ));
+        assert!(Gate::parse("http={{canary}}healthz").is_err());
         assert!(Gate::parse("manual=yes").is_err());
         assert!(matches!(
             Gate::parse("prometheus=http://127.0.0.1:9090,max=0.1,query=up").unwrap(),
