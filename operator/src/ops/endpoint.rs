@@ -8,7 +8,6 @@ use envpack_model::{Outcome, Request};
 
 use crate::error::StoreError;
 use crate::ops::Operator;
-use crate::store;
 
 /// The export a pack says where its revisions are reached through.
 const ENDPOINTS: &str = "envpack:deployer/endpoints@";
@@ -17,17 +16,13 @@ impl Operator<'_> {
     /// The revision's own base URL, or `None` when it has none now.
     /// Refused when the environment's pack does not export `endpoints`.
     pub async fn revision_endpoint(&mut self, env: &str, revision: &str) -> Result<Option<String>, StoreError> {
-        let _lock = self.lock(env)?;
-        let bound = self.bound(env).await?;
-        let environment = store::load_environment(&self.conn, env, &bound.binding, &[], None)?;
-        let outcome = self
-            .run_verb(&bound, environment, &Request::Endpoint(revision.to_string()))
-            .await;
-        self.pending = None;
-        match outcome? {
-            Outcome::Endpoint { supported: false, .. } => Err(no_endpoints(&bound.binding.descriptor)),
-            Outcome::Endpoint { url, .. } => Ok(url),
-            other => Err(StoreError::Invalid(format!("revision-endpoint answered {other:?}"))),
+        match self
+            .read_only_verb(env, &Request::Endpoint(revision.to_string()))
+            .await?
+        {
+            (Outcome::Endpoint { supported: false, .. }, binding) => Err(no_endpoints(&binding.descriptor)),
+            (Outcome::Endpoint { url, .. }, _) => Ok(url),
+            (other, _) => Err(StoreError::Invalid(format!("revision-endpoint answered {other:?}"))),
         }
     }
 

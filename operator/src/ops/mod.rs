@@ -338,6 +338,22 @@ impl<'a> Operator<'a> {
         report.result.map_err(StoreError::Pack)
     }
 
+    /// A read-only verb (`probe-revision`, `revision-endpoint`) under the
+    /// environment's lock: what the pack writes to its kv while answering
+    /// is not kept (it reports, it does not change). With the binding it ran for.
+    pub(crate) async fn read_only_verb(
+        &mut self,
+        env: &str,
+        request: &Request,
+    ) -> Result<(Outcome, Binding), StoreError> {
+        let _lock = self.lock(env)?;
+        let bound = self.bound(env).await?;
+        let environment = store::load_environment(&self.conn, env, &bound.binding, &[], None)?;
+        let outcome = self.run_verb(&bound, environment, request).await;
+        self.pending = None;
+        Ok((outcome?, bound.binding))
+    }
+
     /// Refuses a verb that adds to the work directory (stage, warm,
     /// apply-traffic-split) while it is over the environment's budget;
     /// drain, archive and the read-only verbs always run, so space can be

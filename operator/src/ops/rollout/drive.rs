@@ -487,19 +487,11 @@ impl Operator<'_> {
         Ok(gates::reachable("canary's address", &full, &grants).map(|()| full))
     }
 
-    /// `probe-revision` under the environment's lock; what the pack writes
-    /// to its kv while probing is not kept (a probe reports, it does not change).
+    /// `probe-revision`, read-only.
     pub(crate) async fn probe(&mut self, env: &str, revision: &str) -> Result<Health, StoreError> {
-        let _lock = self.lock(env)?;
-        let bound = self.bound(env).await?;
-        let environment = store::load_environment(&self.conn, env, &bound.binding, &[], None)?;
-        let outcome = self
-            .run_verb(&bound, environment, &Request::Probe(revision.to_string()))
-            .await;
-        self.pending = None;
-        match outcome? {
-            Outcome::Health { health, .. } => Ok(health),
-            other => Err(StoreError::Invalid(format!("probe-revision answered {other:?}"))),
+        match self.read_only_verb(env, &Request::Probe(revision.to_string())).await? {
+            (Outcome::Health { health, .. }, _) => Ok(health),
+            (other, _) => Err(StoreError::Invalid(format!("probe-revision answered {other:?}"))),
         }
     }
 }
