@@ -161,8 +161,16 @@ fn process_refusals_are_clear_and_recorded() {
         json!({ "cmd": "sleep", "args": "30", "spawn-count": "40" }),
         granted.clone(),
     );
-    let (code, value) = call(&sb, "flood", &doc, "warm-revision");
-    assert_eq!(code, Some(1));
+    // 40 confined spawns take seconds on a loaded machine: a deadline
+    // that leaves the limit, not the clock, to stop the flood.
+    let path = sb.env_file("flood", &doc);
+    let (out, value) = sb.call(
+        CAPS,
+        "warm-revision",
+        &path,
+        &["--revision", A1, "--deadline-ms", "30000"],
+    );
+    assert_eq!(out.status.code(), Some(1));
     assert!(message(&value).contains("Limit"), "{value:#}");
     let live = table_pids(&sb).into_iter().filter(|p| alive(*p)).count();
     assert_eq!(live, envpack_host::MAX_LIVE);
