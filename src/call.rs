@@ -51,15 +51,16 @@ fn need(value: Option<String>, flag: &str, verb: Verb) -> Result<String, CliErro
 fn request(verb: Verb, revision: Option<String>, deployment: Option<String>) -> Result<Option<Request>, CliError> {
     let extra = |flag: &str| CliError::input(format!("{verb} does not take {flag}"));
     match verb {
-        Verb::ApplyTrafficSplit => {
+        Verb::ApplyTrafficSplit | Verb::ReleaseDeployment => {
             if revision.is_some() {
                 return Err(extra("--revision"));
             }
-            Ok(Some(Request::ApplyTrafficSplit(need(
-                deployment,
-                "--deployment",
-                verb,
-            )?)))
+            let deployment = need(deployment, "--deployment", verb)?;
+            Ok(Some(if verb == Verb::ReleaseDeployment {
+                Request::ReleaseDeployment(deployment)
+            } else {
+                Request::ApplyTrafficSplit(deployment)
+            }))
         }
         Verb::ReportRuntimeConfig | Verb::Describe => match (revision, deployment) {
             (Some(_), _) => Err(extra("--revision")),
@@ -154,6 +155,10 @@ fn print_outcome(outcome: &Outcome) {
             Health::Healthy => println!("  revision {revision}: healthy"),
             Health::Unhealthy(why) => println!("  revision {revision}: unhealthy: {why}"),
             Health::Unsupported => println!("  revision {revision}: health unknown (the pack cannot probe)"),
+        },
+        Outcome::Released { deployment, note } => match note {
+            Some(note) => println!("  deployment {deployment}: released: {}", printable(note)),
+            None => println!("  deployment {deployment}: the pack exports no `teardown`; its own resources are left"),
         },
         Outcome::Endpoint {
             revision,

@@ -40,11 +40,18 @@ pub enum EnvCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Remove an environment (refused while revisions are not archived, unless --force).
+    /// Remove an environment (refused while revisions are not archived, unless --force or
+    /// --teardown).
     Remove {
         env: String,
-        #[arg(long)]
+        /// Remove it anyway: its processes are stopped and its records dropped, the pack is not
+        /// called (whatever the provider runs for it elsewhere is left).
+        #[arg(long, conflicts_with = "teardown")]
         force: bool,
+        /// Tear it down through its pack first: every revision drained and archived, each
+        /// deployment's own resources released (packs of contract 1.2 with `teardown`).
+        #[arg(long)]
+        teardown: bool,
         #[arg(long)]
         json: bool,
     },
@@ -185,7 +192,31 @@ pub async fn run(ctx: &mut Context, command: EnvCommand) -> Result<i32, CliError
         EnvCommand::Upgrade { env, deployer, json } => upgrade(ctx, env, deployer, json).await,
         EnvCommand::List { json } => crate::show::environments(ctx, json),
         EnvCommand::Show { env, json } => crate::show::status(ctx, &env, json),
-        EnvCommand::Remove { env, force, json } => {
+        EnvCommand::Remove {
+            env,
+            teardown: true,
+            json,
+            ..
+        } => {
+            let actor = ctx.actor();
+            let done = ctx.operator(actor)?.teardown_env(&env).await?;
+            for step in &done.steps {
+                eprintln!("host: teardown: {}", envpack_model::text::printable(step));
+            }
+            for left in &done.left {
+                eprintln!("host: warning: {}", envpack_model::text::printable(left));
+            }
+            if json {
+                println!(
+                    "{:#}",
+                    json!({ "removed": env, "teardown": done.steps, "left": done.left })
+                );
+            } else {
+                println!("tore down and removed environment {env}");
+            }
+            Ok(exit::OK)
+        }
+        EnvCommand::Remove { env, force, json, .. } => {
             let actor = ctx.actor();
             let mut op = ctx.operator_without_runtime(actor)?;
             op.remove_env(&env, force)?;

@@ -49,6 +49,7 @@ impl NativeLedger {
                 .map(|_| ())
                 .ok_or_else(|| "revision-not-found".to_string()),
             Request::ApplyTrafficSplit(deployment) => self.apply(env, deployment),
+            Request::ReleaseDeployment(_) => Ok(()),
             Request::ReportRuntimeConfig => {
                 let view = self.view(env);
                 (view == runtime_config::project(env))

@@ -45,6 +45,9 @@ pub enum Returned {
     /// The revision's own address; `None` when the pack does not export
     /// `endpoints`.
     Endpoint(Option<Result<Option<String>, PackError>>),
+    /// The deployment asked about and the pack's note; `None` when the pack
+    /// does not export `teardown`.
+    Released(String, Option<Result<String, PackError>>),
 }
 
 /// The host's error for a typed error the pack returned.
@@ -145,6 +148,10 @@ pub fn verdict(
         Returned::Health(r) => Ok(Outcome::Health {
             revision: requested.to_string(),
             health: r.map_err(|e| pack_error(env, verb, e))?,
+        }),
+        Returned::Released(deployment, r) => Ok(Outcome::Released {
+            deployment,
+            note: r.transpose().map_err(|e| pack_error(env, verb, e))?,
         }),
         Returned::Endpoint(None) => Ok(Outcome::Endpoint {
             revision: requested.to_string(),

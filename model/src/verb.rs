@@ -23,10 +23,13 @@ pub enum Verb {
     /// Optional (contract 1.2, the `endpoints` export): where one revision
     /// is reached on its own.
     RevisionEndpoint,
+    /// Optional (contract 1.2, the `teardown` export): what a deployment
+    /// holds beyond its revisions, released.
+    ReleaseDeployment,
 }
 
 impl Verb {
-    pub const ALL: [Verb; 9] = [
+    pub const ALL: [Verb; 10] = [
         Verb::Describe,
         Verb::StageRevision,
         Verb::WarmRevision,
@@ -36,6 +39,7 @@ impl Verb {
         Verb::ReportRuntimeConfig,
         Verb::ProbeRevision,
         Verb::RevisionEndpoint,
+        Verb::ReleaseDeployment,
     ];
 
     /// The WIT name, as packs and operators spell it.
@@ -50,6 +54,7 @@ impl Verb {
             Verb::ReportRuntimeConfig => "report-runtime-config",
             Verb::ProbeRevision => "probe-revision",
             Verb::RevisionEndpoint => "revision-endpoint",
+            Verb::ReleaseDeployment => "release-deployment",
         }
     }
 
@@ -75,6 +80,8 @@ pub enum Request {
     ApplyTrafficSplit(String),
     ReportRuntimeConfig,
     Endpoint(String),
+    /// A deployment's own resources released (`env remove --teardown`).
+    ReleaseDeployment(String),
 }
 
 impl Request {
@@ -86,6 +93,7 @@ impl Request {
             Request::Archive(_) => Verb::ArchiveRevision,
             Request::Probe(_) => Verb::ProbeRevision,
             Request::Endpoint(_) => Verb::RevisionEndpoint,
+            Request::ReleaseDeployment(_) => Verb::ReleaseDeployment,
             Request::ApplyTrafficSplit(_) => Verb::ApplyTrafficSplit,
             Request::ReportRuntimeConfig => Verb::ReportRuntimeConfig,
         }
@@ -100,7 +108,7 @@ impl Request {
             | Request::Archive(id)
             | Request::Probe(id)
             | Request::Endpoint(id) => Some(id),
-            Request::ApplyTrafficSplit(_) | Request::ReportRuntimeConfig => None,
+            Request::ApplyTrafficSplit(_) | Request::ReportRuntimeConfig | Request::ReleaseDeployment(_) => None,
         }
     }
 }
@@ -145,5 +153,11 @@ pub enum Outcome {
         revision: String,
         url: Option<String>,
         supported: bool,
+    },
+    /// A deployment released: the pack's note, `None` when the pack does
+    /// not export `teardown` (its deployment-level resources are left).
+    Released {
+        deployment: String,
+        note: Option<String>,
     },
 }

@@ -20,8 +20,8 @@ pub use ops::agent;
 pub use ops::distribute;
 pub use ops::rollout;
 pub use ops::{
-    Admission, AdmissionError, Applied, BindRequest, Lang, NewError, NewPack, NewProject, NewRevision, Operator, call,
-    install, new_pack, remove_pack,
+    Admission, AdmissionError, Applied, BindRequest, Lang, NewError, NewPack, NewProject, NewRevision, Operator,
+    Teardown, call, install, new_pack, remove_pack,
 };
 pub use read::{
     AuditEntryView, AuditHead, DeploymentView, EnvironmentView, Reader, RevisionView, RolloutView, rfc3339,

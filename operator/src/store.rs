@@ -498,6 +498,31 @@ pub fn load_environment(
     extra: &[Revision],
     split_override: Option<(&str, &[SplitEntry])>,
 ) -> Result<Environment, StoreError> {
+    let doc = environment_doc(conn, env, binding, extra, split_override)?;
+    Environment::from_doc(doc).map_err(|e| StoreError::Invalid(e.to_string()))
+}
+
+/// The environment as a teardown lends it to the pack: its traffic
+/// withdrawn, so no deployment records a split.
+pub fn load_environment_without_splits(
+    conn: &Connection,
+    env: &str,
+    binding: &Binding,
+) -> Result<Environment, StoreError> {
+    let mut doc = environment_doc(conn, env, binding, &[], None)?;
+    for deployment in &mut doc.deployments {
+        deployment.split = None;
+    }
+    Environment::from_doc(doc).map_err(|e| StoreError::Invalid(e.to_string()))
+}
+
+fn environment_doc(
+    conn: &Connection,
+    env: &str,
+    binding: &Binding,
+    extra: &[Revision],
+    split_override: Option<(&str, &[SplitEntry])>,
+) -> Result<EnvironmentDoc, StoreError> {
     let mut by_deployment: BTreeMap<String, Vec<Revision>> = BTreeMap::new();
     let mut seen = std::collections::HashSet::new();
     for r in revisions(conn, env, false)?.into_iter().chain(extra.iter().cloned()) {
@@ -536,12 +561,11 @@ pub fn load_environment(
             revisions,
         });
     }
-    Environment::from_doc(EnvironmentDoc {
+    Ok(EnvironmentDoc {
         id: env.to_string(),
         capabilities: binding.capabilities.clone(),
         grants: binding.grants.clone(),
         settings: binding.settings.clone(),
         deployments: docs,
     })
-    .map_err(|e| StoreError::Invalid(e.to_string()))
 }

@@ -276,8 +276,8 @@ fn the_extended_bench_passes_against_moto() {
     // the pack: AWS holds no task set, no target group and no ACTIVE task
     // definition of the bench's, though it registered many (each archive
     // deregisters, ECS keeps them INACTIVE). What a deployment holds (its
-    // ECS service, its listener) stays: the contract has no verb to
-    // release a deployment yet.
+    // ECS service, its listener) is released by `env remove --teardown`
+    // (release-deployment), not by archiving revisions.
     let state = moto.inspect(&fx);
     assert_eq!(state["task_sets"], json!([]), "task sets left: {state}");
     assert_eq!(state["target_groups"], json!([]), "target groups left: {state}");
@@ -454,4 +454,92 @@ fn operators_routing_at_once_on_one_load_balancer_get_a_listener_each() {
             "{env} routed by exactly one listener: {routed:?}"
         );
     }
+}
+
+/// The ECS services of environment `cloud` (admission's bench leaves its
+/// own in the cluster) as AWS describes them: (name, status, running
+/// count). Read with the fixture's admin keys through boto3 (moto lists
+/// INACTIVE services too, as deleted ones).
+fn services(moto: &Moto, fx: &Fixture) -> Vec<(String, String, u64)> {
+    const SCRIPT: &str = r#"
+import json, os, sys
+import boto3
+ecs = boto3.client("ecs", endpoint_url=sys.argv[1], region_name="us-east-1",
+                   aws_access_key_id=os.environ["FIXTURE_ACCESS_KEY_ID"],
+                   aws_secret_access_key=os.environ["FIXTURE_SECRET_ACCESS_KEY"])
+arns = ecs.list_services(cluster=sys.argv[2])["serviceArns"]
+found = []
+for i in range(0, len(arns), 10):
+    for s in ecs.describe_services(cluster=sys.argv[2], services=arns[i:i + 10])["services"]:
+        found.append([s["serviceName"], s["status"], s["runningCount"]])
+print(json.dumps(found))
+"#;
+    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/moto-venv/bin/python");
+    let out = std::process::Command::new(python)
+        .args(["-c", SCRIPT, &moto.endpoint, &fx.cluster])
+        .env("FIXTURE_ACCESS_KEY_ID", &fx.admin.0)
+        .env("FIXTURE_SECRET_ACCESS_KEY", &fx.admin.1)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "describing services: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let found: Vec<(String, String, u64)> = serde_json::from_slice(&out.stdout).unwrap();
+    found
+        .into_iter()
+        .filter(|(name, _, _)| name.starts_with("envpack-cloud-"))
+        .collect()
+}
+
+#[test]
+fn env_remove_with_teardown_on_moto_leaves_nothing_of_the_environment() {
+    let moto = Moto::start();
+    let (sb, fx) = cloud_env(&moto, "teardown");
+
+    stage(&sb, "R1");
+    ok(&sb, &["revision", "warm", "cloud", "R1"]);
+    ok(&sb, &["traffic", "set", "cloud", "web", "R1=10000"]);
+    stage(&sb, "R2");
+    ok(&sb, &["revision", "warm", "cloud", "R2"]);
+    ok(&sb, &["traffic", "set", "cloud", "web", "R1=9000", "R2=1000"]);
+    assert_eq!(weights(&moto, &fx), json!({"R1": 9, "R2": 1}));
+    // A revision staged and never warmed: a task definition, nothing else.
+    stage(&sb, "R3");
+    let state = moto.inspect(&fx);
+    assert_eq!(state["task_sets"].as_array().unwrap().len(), 2, "{state}");
+    assert_eq!(count(&state, "task_definitions", "R3"), 1, "{state}");
+    let before = services(&moto, &fx);
+    assert_eq!(before.len(), 1, "one service for deployment web: {before:?}");
+    assert_eq!(before[0].1, "ACTIVE", "{before:?}");
+
+    // Drains and archives every revision through the pack, releases the
+    // deployment (release-deployment), then removes the environment.
+    ok(&sb, &["env", "remove", "cloud", "--teardown"]);
+
+    // Read back from AWS, not from the pack.
+    let state = moto.inspect(&fx);
+    assert_eq!(state["task_sets"], json!([]), "task sets left: {state}");
+    assert_eq!(state["target_groups"], json!([]), "target groups left: {state}");
+    assert_eq!(
+        state["registrations"],
+        json!([]),
+        "task definitions left ACTIVE: {state}"
+    );
+    assert!(
+        !state["listeners"].as_array().unwrap().iter().any(|l| l["port"] == 8080),
+        "the deployment's listener is left: {state}"
+    );
+    let after = services(&moto, &fx);
+    assert!(
+        after
+            .iter()
+            .all(|(_, status, running)| status != "ACTIVE" && *running == 0),
+        "the deployment's service is left ACTIVE or running: {after:?}"
+    );
+    assert!(
+        after.iter().all(|(name, _, _)| *name == before[0].0),
+        "no other service appeared: {after:?}"
+    );
 }

@@ -169,7 +169,14 @@ pub(crate) fn stage(sb: &Sandbox, id: &str, artifact: &Path, settings: &[&str], 
     stage_for(sb, "web", id, artifact, settings, drain_seconds);
 }
 
-fn stage_for(sb: &Sandbox, deployment: &str, id: &str, artifact: &Path, settings: &[&str], drain_seconds: &str) {
+pub(crate) fn stage_for(
+    sb: &Sandbox,
+    deployment: &str,
+    id: &str,
+    artifact: &Path,
+    settings: &[&str],
+    drain_seconds: &str,
+) {
     let location = format!("file://{}", artifact.display());
     let digest = digest(artifact);
     let mut args = vec![

@@ -28,5 +28,6 @@ mod signing;
 mod snapshots;
 mod state;
 mod swap;
+mod teardown;
 mod verbs;
 mod watch;

@@ -14,7 +14,7 @@ wasmtime::component::bindgen!({
     // The widest world: a pack exports `deployer` (always) and
     // `endpoints` (since 1.2, optional); each is looked up on its own (see
     // [`PackPre`]), so packs without `endpoints` link as before.
-    world: "pack-with-endpoints",
+    world: "pack-with-endpoints-and-teardown",
     imports: {
         "envpack:deployer/clock.sleep-ms": async | trappable,
         "envpack:deployer/process.wait": async | trappable,
@@ -31,7 +31,7 @@ wasmtime::component::bindgen!({
 
 pub use envpack::deployer::types as wit;
 pub use exports::envpack::deployer::deployer as verbs;
-pub use exports::envpack::deployer::endpoints;
+pub use exports::envpack::deployer::{endpoints, teardown};
 
 /// A pack pre-linked: its `InstancePre` and where its exports are, the
 /// optional ones `None` when the pack does not export them.
@@ -39,12 +39,14 @@ pub struct PackPre<T: 'static> {
     instance_pre: wasmtime::component::InstancePre<T>,
     deployer: verbs::GuestIndices,
     endpoints: Option<endpoints::GuestIndices>,
+    teardown: Option<teardown::GuestIndices>,
 }
 
 /// One instance's exports.
 pub struct Exports {
     pub verbs: verbs::Guest,
     pub endpoints: Option<endpoints::Guest>,
+    pub teardown: Option<teardown::Guest>,
 }
 
 impl<T: 'static> PackPre<T> {
@@ -52,10 +54,12 @@ impl<T: 'static> PackPre<T> {
     pub fn new(instance_pre: wasmtime::component::InstancePre<T>) -> wasmtime::Result<Self> {
         let deployer = verbs::GuestIndices::new(&instance_pre)?;
         let endpoints = endpoints::GuestIndices::new(&instance_pre).ok();
+        let teardown = teardown::GuestIndices::new(&instance_pre).ok();
         Ok(PackPre {
             instance_pre,
             deployer,
             endpoints,
+            teardown,
         })
     }
 
@@ -70,6 +74,14 @@ impl<T: 'static> PackPre<T> {
             Some(indices) => Some(indices.load(&mut store, &instance)?),
             None => None,
         };
-        Ok(Exports { verbs, endpoints })
+        let teardown = match &self.teardown {
+            Some(indices) => Some(indices.load(&mut store, &instance)?),
+            None => None,
+        };
+        Ok(Exports {
+            verbs,
+            endpoints,
+            teardown,
+        })
     }
 }

@@ -23,6 +23,8 @@ pub(crate) enum Raw {
     Health(Result<wit::Health, wit::DeployError>),
     /// The answer; `None` when the pack does not export `endpoints`.
     Endpoint(Option<Result<Option<String>, wit::DeployError>>),
+    /// The deployment, and the answer; `None` when the pack does not export `teardown`.
+    Released(String, Option<Result<String, wit::DeployError>>),
 }
 
 // ---- what the host lends a pack ----
@@ -164,6 +166,7 @@ pub(crate) fn returned(raw: Raw) -> Returned {
         Raw::Config(r) => Returned::Config(r.map(|c| c.map(config_from_wit)).map_err(error_from_wit)),
         Raw::Health(r) => Returned::Health(r.map(health_from_wit).map_err(error_from_wit)),
         Raw::Endpoint(r) => Returned::Endpoint(r.map(|r| r.map_err(error_from_wit))),
+        Raw::Released(deployment, r) => Returned::Released(deployment, r.map(|r| r.map_err(error_from_wit))),
     }
 }
 
@@ -233,6 +236,7 @@ fn raw_size(raw: &Raw) -> (&'static str, usize) {
                 _ => 0,
             }),
         ),
+        Raw::Released(_, r) => ("a release note", r.as_ref().map_or(0, |r| either(r, |note| text(note)))),
         Raw::Endpoint(r) => (
             "an endpoint",
             r.as_ref()

@@ -31,5 +31,12 @@ pub(crate) async fn call_export(
             Some(endpoints) => Raw::Endpoint(Some(endpoints.call_revision_endpoint(store, env, id).await?)),
             None => Raw::Endpoint(None),
         },
+        Request::ReleaseDeployment(deployment) => match &exports.teardown {
+            Some(teardown) => Raw::Released(
+                deployment.clone(),
+                Some(teardown.call_release_deployment(store, env, deployment).await?),
+            ),
+            None => Raw::Released(deployment.clone(), None),
+        },
     })
 }

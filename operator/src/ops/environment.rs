@@ -314,29 +314,47 @@ impl Operator<'_> {
     pub fn remove_env(&mut self, env: &str, force: bool) -> Result<(), StoreError> {
         let _lock = self.lock(env)?;
         let mut args = json!({ "env": env, "force": force });
-        if let Err(e) = store::require_env(&self.conn, env) {
+        if let Err(e) = self.may_remove(env, "env remove", &mut args) {
             return self.failed("env remove", &args, e);
         }
+        self.remove_locked(env, force, &args)
+    }
+
+    /// The environment exists and the command carries one of its deploy
+    /// keys, if it trusts any.
+    pub(crate) fn may_remove(
+        &mut self,
+        env: &str,
+        command: &str,
+        args: &mut serde_json::Value,
+    ) -> Result<(), StoreError> {
+        store::require_env(&self.conn, env)?;
         // Removing an environment that trusts deploy keys takes one of them.
         let keys = store::binding(&self.conn, env)
             .map(|b| b.deploy_keys)
             .unwrap_or_default();
-        if let Err(e) = self.authorize_with(&keys, env, "env remove", &mut args) {
-            return self.failed("env remove", &args, e);
-        }
+        self.authorize_with(&keys, env, command, args)
+    }
+
+    /// Removes the environment, its lock held: refused while revisions
+    /// are not archived, unless `force`.
+    pub(crate) fn remove_locked(&mut self, env: &str, force: bool, args: &serde_json::Value) -> Result<(), StoreError> {
+        let keys = store::binding(&self.conn, env)
+            .map(|b| b.deploy_keys)
+            .unwrap_or_default();
         let live = store::revisions(&self.conn, env, false)?;
         if !live.is_empty() && !force {
             let error = StoreError::Invalid(format!(
                 "environment {env:?} still has {} revisions that are not archived; archive them or pass --force",
                 live.len()
             ));
-            return self.failed("env remove", &args, error);
+            return self.failed("env remove", args, error);
         }
         // Its processes are stopped and its work directory goes with it.
         let workspace = self.workspace(env)?;
         envpack_host::stop_processes(&workspace, std::time::Duration::from_secs(2)).map_err(StoreError::Invalid)?;
         let actor = self.actor.clone();
-        self.commit("env remove", &args, |tx| {
+        self.commit("env remove", args, |tx| {
             store::remove_env(tx, env)?;
             if keys.is_empty() {
                 Ok(())

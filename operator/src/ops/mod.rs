@@ -26,6 +26,7 @@ mod new;
 mod packs;
 mod revision;
 pub mod rollout;
+mod teardown;
 mod traffic;
 
 use std::sync::Arc;
@@ -41,6 +42,7 @@ pub use install::{Admission, AdmissionError, install};
 pub use new::{Lang, NewError, NewPack, NewProject, new_pack};
 pub use packs::remove_pack;
 pub use revision::NewRevision;
+pub use teardown::Teardown;
 pub use traffic::Applied;
 
 use crate::error::StoreError;

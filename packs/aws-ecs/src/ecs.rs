@@ -292,3 +292,85 @@ fn kind_tag(kind: &str) -> &'static str {
         "envpack:revision"
     }
 }
+
+/// One task set of a deployment's service, whatever revision made it.
+pub struct ServiceTaskSet {
+    pub arn: String,
+    pub task_definition: String,
+    pub target_groups: Vec<String>,
+}
+
+/// Every task set on the deployment's service (none when the service does
+/// not exist).
+pub fn service_task_sets(aws: &Client, service: &str, settings: &Settings) -> Result<Vec<ServiceTaskSet>, String> {
+    let doc = match aws.ecs(
+        "DescribeTaskSets",
+        &json!({ "cluster": settings.cluster, "service": service }),
+    ) {
+        Ok(doc) => doc,
+        Err(e) if e.is("ServiceNotFoundException") || e.is("ServiceNotActiveException") => return Ok(Vec::new()),
+        Err(e) => return Err(e.to_string()),
+    };
+    let text = |doc: &Value, key: &str| doc.get(key).and_then(Value::as_str).unwrap_or_default().to_string();
+    Ok(doc["taskSets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|set| ServiceTaskSet {
+            arn: text(set, "taskSetArn"),
+            task_definition: text(set, "taskDefinition"),
+            target_groups: set["loadBalancers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|lb| text(lb, "targetGroupArn"))
+                .filter(|arn| !arn.is_empty())
+                .collect(),
+        })
+        .filter(|set| !set.arn.is_empty())
+        .collect())
+}
+
+/// Deregisters one task definition by ARN if it is still ACTIVE; whether
+/// it was.
+pub fn deregister_task_definition(aws: &Client, arn: &str) -> Result<bool, String> {
+    match aws.ecs("DescribeTaskDefinition", &json!({ "taskDefinition": arn })) {
+        Ok(doc) if doc["taskDefinition"]["status"].as_str() == Some("ACTIVE") => {}
+        Ok(_) => return Ok(false),
+        Err(e) if e.is("ClientException") => return Ok(false),
+        Err(e) => return Err(e.to_string()),
+    }
+    match aws.ecs("DeregisterTaskDefinition", &json!({ "taskDefinition": arn })) {
+        Ok(_) => Ok(true),
+        Err(e) if e.is("ClientException") || e.is("TaskDefinitionNotFoundException") => Ok(false),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Deletes the deployment's service (`force`: ECS stops whatever tasks it
+/// still runs) unless it is not ACTIVE (gone, or DRAINING or INACTIVE
+/// after an earlier delete); whether it deleted.
+pub fn delete_service(aws: &Client, service: &str, settings: &Settings) -> Result<bool, String> {
+    let doc = aws
+        .ecs(
+            "DescribeServices",
+            &json!({ "cluster": settings.cluster, "services": [service] }),
+        )
+        .map_err(|e| e.to_string())?;
+    let live = doc["services"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|s| s["serviceName"].as_str() == Some(service) && s["status"].as_str() == Some("ACTIVE"));
+    if !live {
+        return Ok(false);
+    }
+    match aws.ecs(
+        "DeleteService",
+        &json!({ "cluster": settings.cluster, "service": service, "force": true }),
+    ) {
+        Ok(_) => Ok(true),
+        Err(e) if e.is("ServiceNotFoundException") || e.is("ServiceNotActiveException") => Ok(false),
+        Err(e) => Err(e.to_string()),
+    }
+}

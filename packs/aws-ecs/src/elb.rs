@@ -395,3 +395,12 @@ pub fn target_health(aws: &Client, target_group: &str) -> Result<Vec<Target>, St
         })
         .collect())
 }
+
+/// Deletes a listener (its rules go with it); whether it was there.
+pub fn delete_listener(aws: &Client, arn: &str) -> Result<bool, String> {
+    match elb(aws, "DeleteListener", vec![p("ListenerArn", arn)]) {
+        Ok(_) => Ok(true),
+        Err(e) if e.is("ListenerNotFound") => Ok(false),
+        Err(e) => Err(e.to_string()),
+    }
+}

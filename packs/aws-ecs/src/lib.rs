@@ -10,10 +10,14 @@
 //! call, or a call re-run after a crash between two API calls, makes
 //! nothing twice. The ids AWS assigned are kept in kv (`td/`, `tg/`,
 //! `ts/<revision>`, `listener/<deployment>`) for operators to read.
+//!
+//! Contract 1.2: the pack also exports `teardown` (`teardown.rs`), which
+//! releases what a deployment holds beyond its revisions (its listener and
+//! its service) when the operator tears the environment down.
 
 wit_bindgen::generate!({
-    path: "../../wit/history/1.1.0",
-    world: "pack",
+    path: "../../wit",
+    world: "pack-with-teardown",
 });
 
 mod aws;
@@ -21,6 +25,7 @@ mod ecs;
 mod elb;
 mod names;
 mod settings;
+mod teardown;
 mod weights;
 
 use envpack::deployer::clock::{monotonic_ns, sleep_ms};
@@ -242,7 +247,7 @@ impl Guest for AwsEcs {
     fn describe() -> PackInfo {
         PackInfo {
             descriptor: "envpack.deployer.aws-ecs@1.0.0".to_string(),
-            contract_version: "1.1.0".to_string(),
+            contract_version: "1.2.0".to_string(),
             capabilities: vec![
                 Capability::Log,
                 Capability::Kv,
@@ -311,6 +316,18 @@ impl Guest for AwsEcs {
         let revision = revision(env, &id)?;
         let (settings, aws) = connect("probe", env)?;
         probe(env, &revision, &settings, &aws).map_err(|e| provider("probe", e))
+    }
+}
+
+impl exports::envpack::deployer::teardown::Guest for AwsEcs {
+    fn release_deployment(env: &Environment, deployment: String) -> Result<String, DeployError> {
+        // No spec error applies: a deployment the pack never set up (or
+        // released already) is released, so an unknown id is no error.
+        let (settings, aws) = connect("release-deployment", env)?;
+        let note =
+            teardown::release(env, &deployment, &settings, &aws).map_err(|e| provider("release-deployment", e))?;
+        log(Level::Info, &format!("release-deployment {deployment}: {note}"));
+        Ok(note)
     }
 }
 

@@ -13,11 +13,12 @@
 //! whenever a warm, drain or archive changes which revisions run (see
 //! `targets.rs`). The app serves its own metrics (e.g. `/metrics`).
 
-// Contract 1.2 with the optional `endpoints` export: a rollout's HTTP gate
-// can reach one revision on its own port, bypassing nginx.
+// Contract 1.2 with both optional exports: `endpoints` (a rollout's HTTP
+// gate reaches one revision on its own port, bypassing nginx) and
+// `teardown` (a deployment's route released, nginx stopped with the last).
 wit_bindgen::generate!({
     path: "../../wit",
-    world: "pack-with-endpoints",
+    world: "pack-with-endpoints-and-teardown",
 });
 
 mod app;
@@ -268,6 +269,32 @@ impl exports::envpack::deployer::endpoints::Guest for LocalProcess {
         Ok(run
             .filter(|run| run.kill_at_ms.is_none() && procs::live(&run.process).is_some())
             .map(|run| format!("http://127.0.0.1:{}", run.port)))
+    }
+}
+
+impl exports::envpack::deployer::teardown::Guest for LocalProcess {
+    /// Takes the deployment's route out of nginx (nginx stops with the
+    /// last route) and forgets it.
+    fn release_deployment(env: &Environment, deployment: String) -> Result<String, DeployError> {
+        let settings = settings("release", env)?;
+        let routes = state::routes().map_err(|e| provider("release", e))?;
+        let (gone, kept): (Vec<Route>, Vec<Route>) = routes.into_iter().partition(|r| r.deployment == deployment);
+        let mut notes = Vec::new();
+        if gone.is_empty() {
+            notes.push(format!("nothing routes {deployment}"));
+        } else if kept.is_empty() {
+            match nginx::stop(&settings).map_err(|e| provider("release", e))? {
+                Some(note) => notes.push(note),
+                None => notes.push("nginx was not running".into()),
+            }
+        } else {
+            notes.push(nginx::install(&env.id(), &kept, &settings).map_err(|e| provider("release", e))?);
+        }
+        state::remove(&state::route_path(&deployment)).map_err(|e| provider("release", e))?;
+        targets::sync(env).map_err(|e| provider("release", e))?;
+        let note = notes.join("; ");
+        log(Level::Info, &format!("release {deployment}: {note}"));
+        Ok(note)
     }
 }
 
