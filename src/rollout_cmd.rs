@@ -53,14 +53,10 @@ pub struct StartArgs {
     /// canary (weight in steps) or blue-green (checked at 0%, switched at once).
     #[arg(long, default_value = "canary", value_parser = Strategy::parse)]
     strategy: Strategy,
-    /// Canary: the new revision's weight at each step, in percent, ending at 100.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "10,25,50,100",
-        value_name = "PERCENT,..."
-    )]
-    steps: Vec<u32>,
+    /// Canary: the new revision's weight at each step, in percent, ending at 100 (default
+    /// 10,25,50,100); refused for blue-green.
+    #[arg(long, value_delimiter = ',', value_name = "PERCENT,...")]
+    steps: Option<Vec<u32>>,
     /// How long each soak lasts, at every weight reached (100% included), gates evaluated throughout (e.g. 30s, 5m).
     #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     soak: Duration,
@@ -110,9 +106,14 @@ pub async fn run(ctx: &mut Context, command: Command) -> Result<i32, CliError> {
     let actor = ctx.actor();
     match command {
         Command::Start(args) => {
+            if args.strategy == Strategy::BlueGreen && args.steps.is_some() {
+                return Err(CliError::input(
+                    "--steps is for canary rollouts: blue-green checks the new revision at 0% and switches at once",
+                ));
+            }
             let spec = Spec {
                 strategy: args.strategy,
-                steps: args.steps,
+                steps: args.steps.unwrap_or_else(|| vec![10, 25, 50, 100]),
                 soak_ms: millis(args.soak),
                 bake_ms: args.bake.map_or(
                     match args.strategy {
@@ -133,6 +134,11 @@ pub async fn run(ctx: &mut Context, command: Command) -> Result<i32, CliError> {
                 "host: rollout {} of {} to {}/{} started",
                 rollout.id, rollout.revision, rollout.env, rollout.deployment
             );
+            if rollout.previous.is_empty() && args.bake.is_some() {
+                eprintln!(
+                    "host: a first deploy has no split to bake against: its gates run before any traffic, and --bake does not apply"
+                );
+            }
             if args.no_drive {
                 return finish(&rollout, args.json, false);
             }
@@ -379,7 +385,7 @@ fn render(rollouts: &[RolloutView]) -> String {
             match view.driver_pid {
                 Some(pid) => out.push_str(&format!("  driven by pid {pid}\n")),
                 None => out.push_str(&format!(
-                    "  driven by nobody: its driver died; `host rollout resume {} {}` (or `host agent`) goes on\n",
+                    "  driven by nobody (its driver stopped, or none started: --no-drive); `host rollout resume {} {}` (or `host agent`) goes on\n",
                     r.env, r.deployment
                 )),
             }

@@ -116,6 +116,15 @@ pub fn status(ctx: &mut Context, env: &str, as_json: bool) -> Result<i32, CliErr
     if !scopes.is_empty() {
         println!("  scopes: {scopes}");
     }
+    if !status.binding.settings.is_empty() {
+        let settings: Vec<String> = status
+            .binding
+            .settings
+            .iter()
+            .map(|(k, v)| format!("{k}={}", printable(v)))
+            .collect();
+        println!("  settings: {}", settings.join(" "));
+    }
     for d in &status.deployments {
         println!("  deployment {}", deployment_line(d));
     }

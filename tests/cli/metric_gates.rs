@@ -373,6 +373,18 @@ fn a_canary_that_turns_bad_during_the_bake_is_rolled_back_after_100() {
 #[test]
 fn prometheus_stopped_mid_soak_pauses_the_rollout() {
     let mut c = canary(13, &[]);
+    // A query Prometheus refuses as malformed is refused at the start, in
+    // its words, and nothing is recorded.
+    let broken = c.gate("").replace("[4s]))", "[4s])");
+    let out =
+        c.sb.host()
+            .args(["rollout", "start", "site", "web", "--to", "R2", "--analysis", &broken])
+            .output()
+            .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("refuses the query"), "{stderr}");
+    assert_eq!(ok(&c.sb, &["rollout", "status", "site", "web"]).trim(), "no rollouts");
     // Room for the new revision to be discovered and scraped, as the guide says.
     let gate = c.gate("");
     let child = c.start("--steps 50,100 --soak 30s", &gate);
@@ -419,6 +431,16 @@ fn an_http_gate_aimed_at_the_canary_reaches_it_alone() {
             .output()
             .unwrap();
     assert_eq!(out.status.code(), Some(1), "a staged revision has no address yet");
+    let out =
+        c.sb.host()
+            .args(["revision", "endpoint", "site", "R9"])
+            .output()
+            .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an unknown revision is the operator's mistake"
+    );
     let child = c.start(
         "--steps 10,100 --soak 20s",
         "http={{canary}}/,status=200,max-error-ratio=0.2,requests=10",

@@ -227,6 +227,24 @@ fn a_gate_option_that_does_not_exist_is_refused_by_name_and_nothing_is_recorded(
         assert_eq!(out.status.code(), Some(2), "{gate}: {stderr}");
         assert!(stderr.contains(expect), "{gate}: {stderr}");
     }
+    let out = sb
+        .host()
+        .args([
+            "rollout",
+            "start",
+            "dev",
+            "web",
+            "--to",
+            "R2",
+            "--strategy",
+            "blue-green",
+            "--steps",
+            "10,100",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--steps is for canary"));
     let out = ok(&sb, &["rollout", "status", "dev", "web"]);
     assert_eq!(out.trim(), "no rollouts");
     // A metric gate to an origin neither loopback nor granted is refused.

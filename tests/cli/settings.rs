@@ -340,3 +340,18 @@ fn a_manifest_with_bad_settings_is_refused_at_seal() {
     );
     assert!(stderr.contains("placeholder"), "{stderr}");
 }
+
+/// Grants are replaced as a whole when any `--allow-*` is given (unlike
+/// settings): the command names every grant it drops.
+#[test]
+fn a_bind_that_drops_grants_names_them() {
+    let sb = operator();
+    ok(&sb, &bind(&["--allow-env", "PORT", "--allow-env", "FAIL_*"]));
+    let stderr = ok_stderr(&sb, &bind(&["--allow-env", "PORT"]));
+    assert!(stderr.contains("no longer granted: env FAIL_*"), "{stderr}");
+    let stderr = ok_stderr(&sb, &bind(&["--allow-env", "PORT"]));
+    assert!(
+        !stderr.contains("no longer granted"),
+        "nothing dropped, nothing said: {stderr}"
+    );
+}

@@ -16,6 +16,9 @@ impl Operator<'_> {
     /// The revision's own base URL, or `None` when it has none now.
     /// Refused when the environment's pack does not export `endpoints`.
     pub async fn revision_endpoint(&mut self, env: &str, revision: &str) -> Result<Option<String>, StoreError> {
+        // An id the environment does not have is the operator's mistake (exit 2), not the pack's.
+        crate::store::require_env(&self.conn, env)?;
+        crate::store::revision(&self.conn, env, revision)?;
         match self
             .read_only_verb(env, &Request::Endpoint(revision.to_string()))
             .await?

@@ -254,6 +254,10 @@ impl Operator<'_> {
             Some(store::binding(&self.conn, env)?)
         };
         let Resolved { pack, digest, signer } = self.resolve(requirement).await?;
+        let dropped = match (&grants, &previous) {
+            (Some(given), Some(before)) => dropped_grants(&before.grants, given),
+            _ => Vec::new(),
+        };
         let grants = grants
             .or_else(|| previous.as_ref().map(|b| b.grants.clone()))
             .unwrap_or_default();
@@ -282,13 +286,20 @@ impl Operator<'_> {
         }
         let descriptor = pack.info().descriptor.clone();
         let declared = pack.manifest().and_then(|m| m.settings.as_ref());
-        let (settings, warnings) = merge_settings(
+        let (settings, mut warnings) = merge_settings(
             &descriptor,
             declared,
             previous.as_ref().map(|b| &b.settings),
             settings.unwrap_or_default(),
             edit,
         )?;
+        if !dropped.is_empty() {
+            warnings.push(format!(
+                "the --allow-* grants given replace the environment's grants as a whole; no longer granted: {} \
+                 (repeat them to keep them)",
+                dropped.join(", ")
+            ));
+        }
         let binding = Binding {
             requirement: requirement.to_string(),
             descriptor,
@@ -368,4 +379,24 @@ impl Operator<'_> {
             source: e,
         })
     }
+}
+
+/// What `before` grants that `after` does not, as `kind value` lines.
+fn dropped_grants(before: &envpack_model::Grants, after: &envpack_model::Grants) -> Vec<String> {
+    let (Ok(serde_json::Value::Object(before)), Ok(after)) =
+        (serde_json::to_value(before), serde_json::to_value(after))
+    else {
+        return Vec::new();
+    };
+    let mut dropped = Vec::new();
+    for (kind, values) in &before {
+        for value in values.as_array().into_iter().flatten() {
+            let kept = after[kind].as_array().is_some_and(|a| a.contains(value));
+            if !kept {
+                let shown = value.as_str().map_or_else(|| value.to_string(), str::to_string);
+                dropped.push(format!("{kind} {shown}"));
+            }
+        }
+    }
+    dropped
 }

@@ -76,14 +76,27 @@ impl Operator<'_> {
             .gates
             .iter()
             .any(|g| matches!(g, Gate::Http { url, .. } if url.starts_with(gates::CANARY)));
-        let endpoints = if aims_at_canary {
+        let mut checked = if aims_at_canary {
             self.require_endpoints(env).await
         } else {
             Ok(())
         };
+        // A query Prometheus refuses, asked only of an origin the
+        // environment may reach (the plan refuses the others by name).
+        let grants = store::binding(&self.conn, env).map(|b| b.grants).unwrap_or_default();
+        for gate in &spec.gates {
+            if let Gate::Prometheus(metric) = gate
+                && gates::reachable("Prometheus gate", &metric.url, &grants).is_ok()
+                && let Some(why) = metric
+                    .refused(&metric.query_for(env, deployment, revision), gates::GATE_CALL_LIMIT)
+                    .await
+            {
+                checked = checked.and(Err(StoreError::Invalid(why)));
+            }
+        }
         let planned = self
             .authorize(env, "rollout start", &mut args)
-            .and(endpoints)
+            .and(checked)
             .and_then(|()| self.plan_rollout(env, deployment, revision, spec));
         match planned {
             Ok((rollout, steps)) => {

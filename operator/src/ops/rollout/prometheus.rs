@@ -161,6 +161,24 @@ impl Metric {
         None
     }
 
+    /// Asks Prometheus once, before the rollout is recorded: a query it
+    /// refuses as malformed (`bad_data`) could never judge anything, so it
+    /// is refused now, with Prometheus's words. Unreachable, or any other
+    /// answer, is left to the evaluations.
+    pub async fn refused(&self, query: &str, limit: Duration) -> Option<String> {
+        let encoded: String = form_urlencoded::byte_serialize(query.as_bytes()).collect();
+        let url = format!("{}/api/v1/query?query={encoded}", self.url);
+        let (_, body) = envpack_host::http_get_text(&url, limit, MAX_ANSWER_BYTES).await.ok()?;
+        let answer: serde_json::Value = serde_json::from_str(&body).ok()?;
+        (answer["errorType"] == "bad_data").then(|| {
+            format!(
+                "Prometheus at {} refuses the query {query:?}: {}",
+                self.url,
+                answer["error"].as_str().unwrap_or("bad_data")
+            )
+        })
+    }
+
     /// One evaluation of `query` against the server, within `limit`.
     pub async fn read(&self, query: &str, limit: Duration) -> Reading {
         let encoded: String = form_urlencoded::byte_serialize(query.as_bytes()).collect();
