@@ -14,9 +14,26 @@ use crate::common::rollout::{
 };
 use crate::common::{Sandbox, json, ok, wait_for};
 
+/// A running `host agent`, killed when dropped: a test that fails half-way
+/// leaves no agent behind.
+struct Agent(Child);
+
+impl Agent {
+    fn id(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// `host agent` with short intervals, its log in the sandbox (a pipe
 /// nobody reads would fill and block it).
-fn agent(sb: &Sandbox) -> Child {
+fn agent(sb: &Sandbox) -> Agent {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -30,10 +47,11 @@ fn agent(sb: &Sandbox) -> Child {
         .spawn()
         .unwrap();
     let pid = child.id();
+    let agent = Agent(child);
     wait_for("the agent to claim the state directory", || {
         json(sb, &["status", "dev", "--json"])["agent_pid"] == pid
     });
-    child
+    agent
 }
 
 /// `wait_for`, showing the agent's log when it times out.
@@ -49,9 +67,9 @@ fn wait_agent(sb: &Sandbox, what: &str, mut ready: impl FnMut() -> bool) {
     }
 }
 
-fn kill(child: &mut Child) {
-    child.kill().unwrap();
-    child.wait().unwrap();
+fn kill(agent: &mut Agent) {
+    agent.0.kill().unwrap();
+    agent.0.wait().unwrap();
 }
 
 fn health(sb: &Sandbox, id: &str) -> Value {
