@@ -216,7 +216,7 @@ pub const CATALOG: &[CheckDef] = &[
         "endpoint.truthful",
         Profile::Core,
         "packs that export `endpoints` (contract 1.2): revision-endpoint answers revision-not-found for an unknown id, no address for a revision it never warmed (also when the host records it ready) or archived, and an http(s) URL for a warmed one, changing nothing; skipped for packs without the export",
-        "The base URL at which the revision serves on its own, bypassing the deployment's split; `none` when there is no such address. Read-only: no side effects. `revision-not-found` for an unknown id.",
+        "`none` when there is no such address (the revision does not run, or the provider has no direct route to it). Read-only: no side effects. `revision-not-found` for an unknown id.",
     ),
     check(
         Check::ArchiveReleases,
