@@ -100,12 +100,14 @@ impl Drop for Reaper {
     }
 }
 
-/// 700 ports of this test process's own (20000-31899), so that test runs
+/// 1,100 ports of this test process's own (20000-32099), so that test runs
 /// in parallel rarely meet; the pack skips ports something answers on.
-/// Below the kernel's ephemeral range (32768-60999): a client connection's
-/// local port there answers nothing, yet nginx cannot bind it.
+/// Slots are 100 ports each and go up to 16 (tests in one process never
+/// share a slot); all stay below the kernel's ephemeral range (32768-60999):
+/// a client connection's local port there answers nothing, yet nginx
+/// cannot bind it.
 fn port_base() -> u16 {
-    20000 + (std::process::id() % 17) as u16 * 700
+    20000 + (std::process::id() % 11) as u16 * 1100
 }
 
 fn nginx_installed() {

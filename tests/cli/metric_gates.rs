@@ -419,7 +419,8 @@ fn prometheus_stopped_mid_soak_pauses_the_rollout() {
 /// traffic, a canary failing every request fails all of the gate's.
 #[test]
 fn an_http_gate_aimed_at_the_canary_reaches_it_alone() {
-    let c = canary(11, &["env.FAIL_REQUESTS=1"]);
+    // Slot 16: slots 7 to 11 are the seeded pairs', running beside this.
+    let c = canary(16, &["env.FAIL_REQUESTS=1"]);
     // Asked directly: R1's own address answers R1, not the split.
     let url = ok(&c.sb, &["revision", "endpoint", "site", "R1"]);
     let port: u16 = url.trim().rsplit(':').next().unwrap().parse().unwrap();
