@@ -206,11 +206,13 @@ const ERROR_RATIO: &str = "sum(rate(app_requests_total{environment=\"{{environme
 /// with `r2` settings, a Prometheus on the pack's targets that already
 /// scrapes R1, and users sending requests.
 struct Canary {
+    // Dropped first (fields drop in order): the reaper finds the processes
+    // under the state directory before the sandbox deletes it.
+    _reaper: Reaper,
+    _load: Load,
     sb: Sandbox,
     listen: u16,
     prometheus: Prometheus,
-    _load: Load,
-    _reaper: Reaper,
 }
 
 fn canary(slot: u16, r2: &[&str]) -> Canary {
