@@ -42,11 +42,25 @@ pub struct PackPre<T: 'static> {
     teardown: Option<teardown::GuestIndices>,
 }
 
-/// One instance's exports.
-pub struct Exports {
+/// One instance's exports: `deployer` looked up, the optional ones only
+/// when a call needs them (a verb call pays for none of them).
+pub struct Exports<'p> {
     pub verbs: verbs::Guest,
-    pub endpoints: Option<endpoints::Guest>,
-    pub teardown: Option<teardown::Guest>,
+    instance: wasmtime::component::Instance,
+    endpoints: Option<&'p endpoints::GuestIndices>,
+    teardown: Option<&'p teardown::GuestIndices>,
+}
+
+impl Exports<'_> {
+    /// `endpoints`, if the pack exports it.
+    pub fn endpoints(&self, store: impl wasmtime::AsContextMut) -> wasmtime::Result<Option<endpoints::Guest>> {
+        self.endpoints.map(|i| i.load(store, &self.instance)).transpose()
+    }
+
+    /// `teardown`, if the pack exports it.
+    pub fn teardown(&self, store: impl wasmtime::AsContextMut) -> wasmtime::Result<Option<teardown::Guest>> {
+        self.teardown.map(|i| i.load(store, &self.instance)).transpose()
+    }
 }
 
 impl<T: 'static> PackPre<T> {
@@ -63,25 +77,21 @@ impl<T: 'static> PackPre<T> {
         })
     }
 
-    pub async fn instantiate_async(&self, mut store: impl wasmtime::AsContextMut<Data = T>) -> wasmtime::Result<Exports>
+    pub async fn instantiate_async(
+        &self,
+        mut store: impl wasmtime::AsContextMut<Data = T>,
+    ) -> wasmtime::Result<Exports<'_>>
     where
         T: Send,
     {
         let mut store = store.as_context_mut();
         let instance = self.instance_pre.instantiate_async(&mut store).await?;
         let verbs = self.deployer.load(&mut store, &instance)?;
-        let endpoints = match &self.endpoints {
-            Some(indices) => Some(indices.load(&mut store, &instance)?),
-            None => None,
-        };
-        let teardown = match &self.teardown {
-            Some(indices) => Some(indices.load(&mut store, &instance)?),
-            None => None,
-        };
         Ok(Exports {
             verbs,
-            endpoints,
-            teardown,
+            instance,
+            endpoints: self.endpoints.as_ref(),
+            teardown: self.teardown.as_ref(),
         })
     }
 }

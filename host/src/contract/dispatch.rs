@@ -10,7 +10,7 @@ use crate::sandbox::call_state::CallState;
 use envpack_model::Request;
 
 pub(crate) async fn call_export(
-    exports: &Exports,
+    exports: &Exports<'_>,
     store: &mut Store<CallState>,
     env: Resource<EnvHandle>,
     request: &Request,
@@ -27,11 +27,11 @@ pub(crate) async fn call_export(
             guest.call_apply_traffic_split(store, env, deployment).await?,
         ),
         Request::ReportRuntimeConfig => Raw::Config(guest.call_report_runtime_config(store, env).await?),
-        Request::Endpoint(id) => match &exports.endpoints {
+        Request::Endpoint(id) => match exports.endpoints(&mut *store)? {
             Some(endpoints) => Raw::Endpoint(Some(endpoints.call_revision_endpoint(store, env, id).await?)),
             None => Raw::Endpoint(None),
         },
-        Request::ReleaseDeployment(deployment) => match &exports.teardown {
+        Request::ReleaseDeployment(deployment) => match exports.teardown(&mut *store)? {
             Some(teardown) => Raw::Released(
                 deployment.clone(),
                 Some(teardown.call_release_deployment(store, env, deployment).await?),

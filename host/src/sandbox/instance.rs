@@ -37,7 +37,7 @@ impl Runtime {
         pre: &bindings::PackPre<CallState>,
         state: CallState,
         env: &Arc<Environment>,
-        body: impl AsyncFnOnce(&Exports, &mut Store<CallState>, Resource<EnvHandle>) -> wasmtime::Result<R>,
+        body: impl AsyncFnOnce(&Exports<'_>, &mut Store<CallState>, Resource<EnvHandle>) -> wasmtime::Result<R>,
     ) -> (wasmtime::Result<R>, CallState) {
         let deadline = state.ledger.deadline();
         let mut store = Store::new(&self.engine, state);
