@@ -154,6 +154,22 @@ impl Gate {
     }
 }
 
+/// Refuses an address a pack gave (the canary's own, `revision-endpoint`)
+/// unless the pack itself may reach it: a probe target (`--allow-probe`) or
+/// a granted origin (`--allow-http`). Loopback alone is not enough: the
+/// host must not request, for a pack, what the pack could not.
+pub fn pack_may_reach(url: &str, grants: &Grants) -> Result<(), String> {
+    let origin = envpack_host::http_origin(url).ok_or_else(|| format!("{url:?} is not an http(s) URL"))?;
+    let address = origin.split_once("://").map_or(origin.as_str(), |(_, a)| a);
+    if grants.probe_allowed(address) || grants.origin_allowed(&origin) {
+        Ok(())
+    } else {
+        Err(format!(
+            "the canary's address {origin} is neither a probe target nor an origin granted to this environment (--allow-probe {address})"
+        ))
+    }
+}
+
 /// Refuses a gate's URL whose origin is neither loopback nor granted.
 pub fn reachable(what: &str, url: &str, grants: &Grants) -> Result<(), String> {
     let origin = envpack_host::http_origin(url).ok_or_else(|| format!("{url:?} is not an http(s) URL"))?;
@@ -461,6 +477,17 @@ mod tests {
             ..Grants::default()
         };
         assert!(gate("http://example.com/").allowed(&granted).is_ok());
+        // An address a pack gives: only what the pack itself may reach.
+        let probes = Grants {
+            probe: vec!["127.0.0.1:8000-8099".into()],
+            ..Grants::default()
+        };
+        assert!(pack_may_reach("http://127.0.0.1:8001/", &probes).is_ok());
+        assert!(pack_may_reach("http://127.0.0.1:2375/containers/json", &probes).is_err());
+        assert!(
+            pack_may_reach("http://127.0.0.1:8001/", &none).is_err(),
+            "loopback alone is not enough"
+        );
         let command = Gate::parse("command=true").unwrap().allowed(&none).unwrap_err();
         assert!(command.contains("--allow-run 'true PATTERN...'"), "{command}");
     }
