@@ -72,32 +72,14 @@ impl Operator<'_> {
         spec: Spec,
     ) -> Result<Rollout, StoreError> {
         let mut args = json!({ "env": env, "deployment": deployment, "revision": revision, "spec": spec });
-        let aims_at_canary = spec
-            .gates
-            .iter()
-            .any(|g| matches!(g, Gate::Http { url, .. } if url.starts_with(gates::CANARY)));
-        let mut checked = if aims_at_canary {
-            self.require_endpoints(env).await
-        } else {
-            Ok(())
+        let authorized = self.authorize(env, "rollout start", &mut args);
+        // Gates are checked against the pack and Prometheus only for a
+        // command that may start the rollout.
+        let checked = match authorized {
+            Ok(()) => self.check_gates(env, deployment, revision, &spec).await,
+            Err(e) => Err(e),
         };
-        // A query Prometheus refuses, asked only of an origin the
-        // environment may reach (the plan refuses the others by name).
-        let grants = store::binding(&self.conn, env).map(|b| b.grants).unwrap_or_default();
-        for gate in &spec.gates {
-            if let Gate::Prometheus(metric) = gate
-                && gates::reachable("Prometheus gate", &metric.url, &grants).is_ok()
-                && let Some(why) = metric
-                    .refused(&metric.query_for(env, deployment, revision), gates::GATE_CALL_LIMIT)
-                    .await
-            {
-                checked = checked.and(Err(StoreError::Invalid(why)));
-            }
-        }
-        let planned = self
-            .authorize(env, "rollout start", &mut args)
-            .and(checked)
-            .and_then(|()| self.plan_rollout(env, deployment, revision, spec));
+        let planned = checked.and_then(|()| self.plan_rollout(env, deployment, revision, spec));
         match planned {
             Ok((rollout, steps)) => {
                 let r = rollout.clone();
@@ -115,6 +97,38 @@ impl Operator<'_> {
             }
             Err(e) => self.failed("rollout start", &args, e),
         }
+    }
+
+    /// What a gate needs that only asking can tell: a pack that says where
+    /// the canary is (for `{{canary}}`), and a query Prometheus accepts
+    /// (asked only of an origin the environment may reach; the plan
+    /// refuses the others by name).
+    async fn check_gates(
+        &mut self,
+        env: &str,
+        deployment: &str,
+        revision: &str,
+        spec: &Spec,
+    ) -> Result<(), StoreError> {
+        let aims_at_canary = spec
+            .gates
+            .iter()
+            .any(|g| matches!(g, Gate::Http { url, .. } if url.starts_with(gates::CANARY)));
+        if aims_at_canary {
+            self.require_endpoints(env).await?;
+        }
+        let grants = store::binding(&self.conn, env).map(|b| b.grants).unwrap_or_default();
+        for gate in &spec.gates {
+            if let Gate::Prometheus(metric) = gate
+                && gates::reachable("Prometheus gate", &metric.url, &grants).is_ok()
+                && let Some(why) = metric
+                    .refused(&metric.query_for(env, deployment, revision), gates::GATE_CALL_LIMIT)
+                    .await
+            {
+                return Err(StoreError::Invalid(why));
+            }
+        }
+        Ok(())
     }
 
     fn plan_rollout(
@@ -486,8 +500,8 @@ impl Operator<'_> {
 
     /// The URL an HTTP gate requests: `url` itself, or, aimed at the canary,
     /// the canary's own address (from its pack) with `url`'s path; `Err`
-    /// (an error answer) when the canary has no address now, or one that is
-    /// neither loopback nor granted.
+    /// (an error answer) when the canary has no address now, or one the
+    /// pack itself could not reach.
     async fn gate_url(&mut self, rollout: &Rollout, url: &str) -> Result<Result<String, String>, Failed> {
         let Some(path) = url.strip_prefix(gates::CANARY) else {
             return Ok(Ok(url.to_string()));
@@ -497,7 +511,7 @@ impl Operator<'_> {
         };
         let full = format!("{}{path}", base.trim_end_matches('/'));
         let grants = store::binding(&self.conn, &rollout.env)?.grants;
-        Ok(gates::reachable("canary's address", &full, &grants).map(|()| full))
+        Ok(gates::pack_may_reach(&full, &grants).map(|()| full))
     }
 
     /// `probe-revision`, read-only.
