@@ -109,6 +109,38 @@ pub struct RebindArgs {
     /// ones given.
     #[arg(long)]
     reset_settings: bool,
+    /// Moving to another pack while the old one's revisions are not archived:
+    /// retire every deployment through the old pack first (drained, archived,
+    /// released), as `host deployment retire` does.
+    #[arg(long, conflicts_with = "abandon")]
+    teardown: bool,
+    /// Moving to another pack while the old one's revisions are not archived:
+    /// record them archived without calling it (with --reason); what the
+    /// provider runs for them is left in place.
+    #[arg(long, requires = "reason")]
+    abandon: bool,
+    /// Why the revisions are abandoned, recorded in their events.
+    #[arg(long, value_name = "TEXT", requires = "abandon")]
+    reason: Option<String>,
+}
+
+/// How revisions leave, from `--teardown` / `--abandon --reason`.
+pub fn retirement(teardown: bool, abandon: bool, reason: Option<String>) -> Option<envpack_operator::Retirement> {
+    match (teardown, abandon) {
+        (true, _) => Some(envpack_operator::Retirement::ThroughPack),
+        (_, true) => Some(envpack_operator::Retirement::Abandon(reason.unwrap_or_default())),
+        _ => None,
+    }
+}
+
+/// Prints what a retirement or teardown did: each step, then what is left.
+pub fn print_retired(label: &str, done: &envpack_operator::Teardown) {
+    for step in &done.steps {
+        eprintln!("host: {label}: {}", envpack_model::text::printable(step));
+    }
+    for left in &done.left {
+        eprintln!("host: warning: {}", envpack_model::text::printable(left));
+    }
 }
 
 /// The deploy keys given on the command line; `None` if none was given.
@@ -183,12 +215,18 @@ pub fn parse_pairs(pairs: &[String], what: &str) -> Result<BTreeMap<String, Stri
 
 pub async fn run(ctx: &mut Context, command: EnvCommand) -> Result<i32, CliError> {
     match command {
-        EnvCommand::Create(args) => bind(ctx, args, true, &[], false).await,
+        EnvCommand::Create(args) => bind(ctx, args, true, &[], false, None).await,
         EnvCommand::Bind(RebindArgs {
             bind: args,
             unset,
             reset_settings,
-        }) => bind(ctx, args, false, &unset, reset_settings).await,
+            teardown,
+            abandon,
+            reason,
+        }) => {
+            let retire = retirement(teardown, abandon, reason);
+            bind(ctx, args, false, &unset, reset_settings, retire).await
+        }
         EnvCommand::Upgrade { env, deployer, json } => upgrade(ctx, env, deployer, json).await,
         EnvCommand::List { json } => crate::show::environments(ctx, json),
         EnvCommand::Show { env, json } => crate::show::status(ctx, &env, json),
@@ -200,12 +238,7 @@ pub async fn run(ctx: &mut Context, command: EnvCommand) -> Result<i32, CliError
         } => {
             let actor = ctx.actor();
             let done = ctx.operator(actor)?.teardown_env(&env).await?;
-            for step in &done.steps {
-                eprintln!("host: teardown: {}", envpack_model::text::printable(step));
-            }
-            for left in &done.left {
-                eprintln!("host: warning: {}", envpack_model::text::printable(left));
-            }
+            print_retired("teardown", &done);
             if json {
                 println!(
                     "{:#}",
@@ -262,6 +295,7 @@ async fn bind(
     create: bool,
     unset: &[String],
     reset_settings: bool,
+    retire: Option<envpack_operator::Retirement>,
 ) -> Result<i32, CliError> {
     if args.disk_mib == Some(0) {
         return Err(CliError::input("--disk-mib must be at least 1"));
@@ -284,9 +318,11 @@ async fn bind(
         deploy_keys: parse_deploy_keys(&args)?,
         disk_budget_mib: args.disk_mib,
     };
-    let (binding, warnings) = op
-        .bind_with_settings(&args.env, request, create, unset, reset_settings)
+    let (rebound, warnings) = op
+        .bind_with_settings(&args.env, request, create, unset, reset_settings, retire)
         .await?;
+    print_retired("retire", &rebound.retired);
+    let binding = rebound.binding;
     for warning in warnings {
         eprintln!("host: warning: {warning}");
     }

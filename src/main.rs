@@ -7,6 +7,7 @@ mod bench_cmd;
 mod call;
 mod conformance_cmd;
 mod context;
+mod deployment_cmd;
 mod env_cmd;
 mod error;
 mod fixture_args;
@@ -129,6 +130,9 @@ enum Command {
     /// Set, show and roll back traffic splits.
     #[command(subcommand)]
     Traffic(revision_cmd::TrafficCommand),
+    /// Retire a deployment: traffic withdrawn, revisions drained and archived, its resources released.
+    #[command(subcommand)]
+    Deployment(deployment_cmd::Command),
     /// Move a deployment to a new revision in steps, under analysis gates, with automatic rollback.
     #[command(subcommand)]
     Rollout(rollout_cmd::Command),
@@ -237,6 +241,7 @@ async fn command(ctx: &mut Context, command: Command) -> Result<i32, CliError> {
         Command::Revision(command) => revision_cmd::revision(ctx, command).await,
         Command::Traffic(command) => revision_cmd::traffic(ctx, command).await,
         Command::Rollout(command) => rollout_cmd::run(ctx, command).await,
+        Command::Deployment(command) => deployment_cmd::run(ctx, command).await,
         Command::Agent(args) => agent_cmd::run(ctx, args).await,
         Command::Status { env, watch: true, json } => watch::status(ctx, &env, json).await,
         Command::Status {

@@ -171,6 +171,13 @@ CREATE TABLE revision_health (
     FOREIGN KEY (env_id, revision) REFERENCES revisions(env_id, id) ON DELETE CASCADE
 );
 "#,
+    // 8: a deployment's traffic can be withdrawn (generations up to
+    // `split_floor` are history, not its split) and the deployment retired
+    // (its revisions kept, archived; staging into it again revives it).
+    r#"
+ALTER TABLE deployments ADD COLUMN split_floor INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE deployments ADD COLUMN retired_at INTEGER;
+"#,
 ];
 
 /// The schema version this host writes.

@@ -21,7 +21,7 @@ pub use ops::distribute;
 pub use ops::rollout;
 pub use ops::{
     Admission, AdmissionError, Applied, BindRequest, Lang, NewError, NewPack, NewProject, NewRevision, Operator,
-    Teardown, call, install, new_pack, remove_pack,
+    Rebound, Retirement, Teardown, call, install, new_pack, remove_pack,
 };
 pub use read::{
     AuditEntryView, AuditHead, DeploymentView, EnvironmentView, Reader, RevisionView, RolloutView, rfc3339,

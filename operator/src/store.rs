@@ -217,16 +217,19 @@ pub fn binding(conn: &Connection, env: &str) -> Result<Binding, StoreError> {
     .ok_or_else(|| StoreError::Unbound(env.to_string()))
 }
 
+/// Records a deployment a revision is staged into; a retired one is
+/// revived (its split starts empty, at the next generation).
 pub fn ensure_deployment(conn: &Connection, env: &str, deployment: &str) -> Result<(), StoreError> {
     conn.execute(
-        "INSERT OR IGNORE INTO deployments (env_id, id) VALUES (?1, ?2)",
+        "INSERT INTO deployments (env_id, id) VALUES (?1, ?2) ON CONFLICT (env_id, id) DO UPDATE SET retired_at = NULL",
         params![env, deployment],
     )?;
     Ok(())
 }
 
+/// The environment's deployments, retired ones left out.
 pub fn deployments(conn: &Connection, env: &str) -> Result<Vec<String>, StoreError> {
-    let mut stmt = conn.prepare("SELECT id FROM deployments WHERE env_id = ?1 ORDER BY id")?;
+    let mut stmt = conn.prepare("SELECT id FROM deployments WHERE env_id = ?1 AND retired_at IS NULL ORDER BY id")?;
     let ids = stmt.query_map([env], |r| r.get(0))?;
     Ok(ids.collect::<Result<_, _>>()?)
 }
@@ -407,11 +410,49 @@ fn generation_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Generation> {
     })
 }
 
-/// The last `count` generations of a deployment's split, newest first.
-pub fn generations(conn: &Connection, env: &str, deployment: &str, count: i64) -> Result<Vec<Generation>, StoreError> {
-    let mut stmt = conn.prepare(
-        "SELECT generation, entries, idempotency_key FROM split_generations WHERE env_id = ?1 AND deployment = ?2 ORDER BY generation DESC LIMIT ?3",
+/// Generations at or below a deployment's floor were withdrawn (see
+/// [`withdraw_traffic`]): history, not its split.
+const ABOVE_FLOOR: &str =
+    "generation > COALESCE((SELECT split_floor FROM deployments WHERE env_id = ?1 AND id = ?2), 0)";
+
+/// The number the deployment's next split gets: after every generation,
+/// withdrawn ones included, so a pack never sees a generation go back.
+pub fn next_generation(conn: &Connection, env: &str, deployment: &str) -> Result<i64, StoreError> {
+    Ok(conn.query_row(
+        "SELECT COALESCE(MAX(generation), 0) + 1 FROM split_generations WHERE env_id = ?1 AND deployment = ?2",
+        params![env, deployment],
+        |r| r.get(0),
+    )?)
+}
+
+/// Withdraws a deployment's traffic: it has no split from now on (its
+/// generations stay, as history) until one is set again.
+pub fn withdraw_traffic(conn: &Connection, env: &str, deployment: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE deployments SET split_floor =
+             (SELECT COALESCE(MAX(generation), 0) FROM split_generations WHERE env_id = ?1 AND deployment = ?2)
+         WHERE env_id = ?1 AND id = ?2",
+        params![env, deployment],
     )?;
+    Ok(())
+}
+
+/// Retires a deployment whose revisions are all archived and whose
+/// traffic was withdrawn: it is no longer listed, its history is kept.
+pub fn retire_deployment(conn: &Connection, env: &str, deployment: &str, at: i64) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE deployments SET retired_at = ?3 WHERE env_id = ?1 AND id = ?2",
+        params![env, deployment, at],
+    )?;
+    Ok(())
+}
+
+/// The last `count` generations of a deployment's split since its traffic
+/// was last withdrawn, newest first.
+pub fn generations(conn: &Connection, env: &str, deployment: &str, count: i64) -> Result<Vec<Generation>, StoreError> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT generation, entries, idempotency_key FROM split_generations WHERE env_id = ?1 AND deployment = ?2 AND {ABOVE_FLOOR} ORDER BY generation DESC LIMIT ?3",
+    ))?;
     let rows = stmt.query_map(params![env, deployment, count], generation_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
@@ -436,7 +477,8 @@ pub fn current_split(conn: &Connection, env: &str, deployment: &str) -> Result<O
     Ok(generations(conn, env, deployment, 1)?.into_iter().next())
 }
 
-/// The generation an idempotency key was used for, if any.
+/// The generation an idempotency key was used for since the deployment's
+/// traffic was last withdrawn, if any.
 pub fn generation_by_key(
     conn: &Connection,
     env: &str,
@@ -445,7 +487,7 @@ pub fn generation_by_key(
 ) -> Result<Option<Generation>, StoreError> {
     Ok(conn
         .query_row(
-            "SELECT generation, entries, idempotency_key FROM split_generations WHERE env_id = ?1 AND deployment = ?2 AND idempotency_key = ?3",
+            &format!("SELECT generation, entries, idempotency_key FROM split_generations WHERE env_id = ?1 AND deployment = ?2 AND idempotency_key = ?3 AND {ABOVE_FLOOR}"),
             params![env, deployment, key],
             generation_row,
         )
@@ -461,7 +503,7 @@ pub fn insert_generation(
     actor: &str,
     at: i64,
 ) -> Result<i64, StoreError> {
-    let generation = current_split(conn, env, deployment)?.map_or(1, |g| g.generation + 1);
+    let generation = next_generation(conn, env, deployment)?;
     conn.execute(
         "INSERT INTO split_generations (env_id, deployment, generation, entries, idempotency_key, actor, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![env, deployment, generation, json(&entries), key, actor, at],
@@ -502,20 +544,6 @@ pub fn load_environment(
     Environment::from_doc(doc).map_err(|e| StoreError::Invalid(e.to_string()))
 }
 
-/// The environment as a teardown lends it to the pack: its traffic
-/// withdrawn, so no deployment records a split.
-pub fn load_environment_without_splits(
-    conn: &Connection,
-    env: &str,
-    binding: &Binding,
-) -> Result<Environment, StoreError> {
-    let mut doc = environment_doc(conn, env, binding, &[], None)?;
-    for deployment in &mut doc.deployments {
-        deployment.split = None;
-    }
-    Environment::from_doc(doc).map_err(|e| StoreError::Invalid(e.to_string()))
-}
-
 fn environment_doc(
     conn: &Connection,
     env: &str,
@@ -538,7 +566,7 @@ fn environment_doc(
     for deployment in names {
         let split = match split_override {
             Some((target, entries)) if target == deployment => Some(Generation {
-                generation: current_split(conn, env, &deployment)?.map_or(1, |g| g.generation + 1),
+                generation: next_generation(conn, env, &deployment)?,
                 entries: entries.to_vec(),
                 idempotency_key: None,
             }),

@@ -20,6 +20,7 @@ mod oci;
 mod operator;
 mod operator_edges;
 mod preconditions;
+mod retire;
 mod rollout;
 mod rollout_access;
 mod rollout_gates;

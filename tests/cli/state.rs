@@ -82,7 +82,7 @@ fn expected_ledger(lifecycle: &str) -> &'static [Option<&'static str>] {
 
 /// The store and the pack agree, events follow the lifecycle revision by
 /// revision and end in its current state, and the audit chain is intact.
-fn assert_agree(sb: &Sandbox, env: &str, context: &str) {
+pub(crate) fn assert_agree(sb: &Sandbox, env: &str, context: &str) {
     let revisions = json(sb, &["revision", "list", env, "--all", "--json"]);
     let ledger = ledger_state(sb, env);
     let events = json(sb, &["events", env, "--json"]);

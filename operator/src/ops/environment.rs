@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use envpack_model::{Capability, Declared, closest, validate_id};
 use serde_json::json;
 
+use super::retire::{RetireCommand, Retirement, Teardown};
 use super::{BindRequest, Operator, Resolved, now};
 use crate::error::StoreError;
 use crate::store::{self, Binding};
@@ -108,9 +109,9 @@ impl Operator<'_> {
     /// one; `request.settings` go over the settings a rebound environment
     /// keeps (see [`Operator::bind_with_settings`]).
     pub async fn bind(&mut self, env: &str, request: BindRequest, create: bool) -> Result<Binding, StoreError> {
-        self.bind_with_settings(env, request, create, &[], false)
+        self.bind_with_settings(env, request, create, &[], false, None)
             .await
-            .map(|(binding, _)| binding)
+            .map(|(binding, _)| binding.binding)
     }
 
     /// Creates an environment bound to `requirement`, or rebinds an
@@ -120,6 +121,12 @@ impl Operator<'_> {
     /// checked against the pack's declared `[settings]` before anything is
     /// stored. Returns the binding and the warnings to show (settings
     /// dropped, or passed unchecked to a pack that declares none).
+    ///
+    /// Moving an environment to another pack (another descriptor name)
+    /// while revisions the old pack made are not archived is refused: the
+    /// new pack could neither drain nor archive them. `retire` lets it go
+    /// on: every deployment is first retired through the old pack, or its
+    /// revisions abandoned (see [`Retirement`]).
     pub async fn bind_with_settings(
         &mut self,
         env: &str,
@@ -127,7 +134,8 @@ impl Operator<'_> {
         create: bool,
         unset: &[String],
         reset_settings: bool,
-    ) -> Result<(Binding, Vec<String>), StoreError> {
+        retire: Option<Retirement>,
+    ) -> Result<(Rebound, Vec<String>), StoreError> {
         let command = if create { "env create" } else { "env bind" };
         let mut args = json!({ "env": env, "deployer": request.requirement, "capabilities": request.capabilities,
                            "grants": request.grants, "settings": request.settings,
@@ -137,6 +145,11 @@ impl Operator<'_> {
         }
         if reset_settings {
             args["reset_settings"] = json!(true);
+        }
+        match &retire {
+            Some(Retirement::ThroughPack) => args["teardown"] = json!(true),
+            Some(Retirement::Abandon(reason)) => args["abandon"] = json!(reason),
+            None => {}
         }
         let edit = SettingsEdit {
             unset,
@@ -161,6 +174,14 @@ impl Operator<'_> {
             return self.failed(command, &args, e);
         }
         let result = self.bind_inner(env, request, create, edit).await;
+        let mut retired = Teardown::default();
+        let result = match result {
+            Ok((binding, warnings)) if !create => self
+                .leave_old_pack(env, &binding, retire.as_ref(), &mut retired)
+                .await
+                .map(|()| (binding, warnings)),
+            other => other,
+        };
         match result {
             Ok((binding, warnings)) => {
                 let b = binding.clone();
@@ -172,10 +193,67 @@ impl Operator<'_> {
                     }
                     store::set_binding(tx, env, &b, now())
                 })?;
-                Ok((binding, warnings))
+                Ok((Rebound { binding, retired }, warnings))
             }
             Err(e) => self.failed(command, &args, e),
         }
+    }
+
+    /// Before `env` moves from its pack to `to`'s: refused while revisions
+    /// of the old pack are not archived, unless `retire` says how they go.
+    async fn leave_old_pack(
+        &mut self,
+        env: &str,
+        to: &Binding,
+        retire: Option<&Retirement>,
+        done: &mut Teardown,
+    ) -> Result<(), StoreError> {
+        let before = store::binding(&self.conn, env)?;
+        let name = |descriptor: &str| descriptor.split('@').next().unwrap_or_default().to_string();
+        let live = store::revisions(&self.conn, env, false)?;
+        if name(&before.descriptor) == name(&to.descriptor) || live.is_empty() {
+            return Ok(());
+        }
+        let Some(how) = retire else {
+            return Err(StoreError::Invalid(format!(
+                "environment {env:?} has {} revisions made by {} that are not archived ({}); {} cannot drain or archive them. \
+                 Add --teardown to retire every deployment through {} first, or --abandon --reason TEXT to record them archived without it \
+                 (what the provider runs for them is then left in place)",
+                live.len(),
+                before.descriptor,
+                live.iter()
+                    .map(|r| r.id.as_str())
+                    .take(5)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                to.descriptor,
+                before.descriptor,
+            )));
+        };
+        self.no_rollout(env)?;
+        let bound = match how {
+            Retirement::ThroughPack => Some(self.bound(env).await?),
+            Retirement::Abandon(reason) if reason.trim().is_empty() => {
+                return Err(StoreError::Invalid(
+                    "--abandon needs a --reason: it is recorded in the revisions' events".into(),
+                ));
+            }
+            Retirement::Abandon(_) => None,
+        };
+        let retire = RetireCommand {
+            command: "env bind",
+            what: "the move to another pack",
+            again: format!("host env bind {env} --deployer {} --teardown", to.requirement),
+            instead: format!(
+                "host env bind {env} --deployer {} --abandon --reason TEXT",
+                to.requirement
+            ),
+        };
+        for deployment in store::deployments(&self.conn, env)? {
+            self.retire_locked(&retire, env, bound.as_ref(), &deployment, how, done)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Moves an environment's pin to the highest installed, trusted pack
@@ -379,6 +457,13 @@ impl Operator<'_> {
             source: e,
         })
     }
+}
+
+/// An environment's new binding, and what leaving its old pack retired.
+#[derive(Debug)]
+pub struct Rebound {
+    pub binding: Binding,
+    pub retired: Teardown,
 }
 
 /// What `before` grants that `after` does not, as `kind value` lines.

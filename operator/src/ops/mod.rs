@@ -24,6 +24,7 @@ mod environment;
 pub mod install;
 mod new;
 mod packs;
+mod retire;
 mod revision;
 pub mod rollout;
 mod teardown;
@@ -38,11 +39,12 @@ use envpack_trust::{Checked, InstalledPack, Registry, Requirement, TrustStore};
 use rusqlite::{Connection, TransactionBehavior};
 
 pub use call::call;
+pub use environment::Rebound;
 pub use install::{Admission, AdmissionError, install};
 pub use new::{Lang, NewError, NewPack, NewProject, new_pack};
 pub use packs::remove_pack;
+pub use retire::{Retirement, Teardown};
 pub use revision::NewRevision;
-pub use teardown::Teardown;
 pub use traffic::Applied;
 
 use crate::error::StoreError;

@@ -1,0 +1,432 @@
+//! `host deployment retire` and `env bind` to another pack: a deployment
+//! ends for good through documented commands only, whatever state it is in
+//! (its last revision at 100%, a drain the provider refuses, a SIGKILL
+//! half-way), and an environment never moves to a pack that cannot drain
+//! the revisions its old pack made.
+
+use crate::common::rollout::{audit_commands, lifecycle, serving_r1, stage_ready};
+use crate::common::{DIGEST, Rng, Sandbox, TEST_HOSTILE, install_signed, json, kill_after, ok, operator};
+use crate::local_process::{Reaper, artifacts, distribution, local_env, processes_under, stage, stage_for};
+use crate::state::assert_agree;
+
+/// Stages `id` into `deployment` of `env` on the ledger.
+fn stage_in(sb: &Sandbox, env: &str, deployment: &str, id: &str) {
+    let location = format!("file:///b/{id}");
+    ok(
+        sb,
+        &[
+            "revision",
+            "stage",
+            env,
+            deployment,
+            "--digest",
+            DIGEST,
+            "--location",
+            &location,
+            "--id",
+            id,
+        ],
+    );
+}
+
+fn deployments(sb: &Sandbox, env: &str) -> Vec<String> {
+    let conn = rusqlite::Connection::open(sb.state_dir().join("state.db")).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT id FROM deployments WHERE env_id = ?1 AND retired_at IS NULL ORDER BY id")
+        .unwrap();
+    stmt.query_map([env], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+fn events_of(sb: &Sandbox, env: &str, id: &str) -> Vec<serde_json::Value> {
+    json(sb, &["events", env, "--json"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["revision"] == id)
+        .cloned()
+        .collect()
+}
+
+/// The wedge of a deployment whose last revision holds 100%: it leaves
+/// through `deployment retire`, the other deployment untouched; staging
+/// into it again starts it afresh at the next generation.
+#[test]
+fn the_last_revision_serving_a_deployment_leaves_by_retiring_it() {
+    let sb = serving_r1();
+    stage_in(&sb, "dev", "api", "A1");
+    ok(&sb, &["revision", "warm", "dev", "A1"]);
+    ok(&sb, &["traffic", "set", "dev", "api", "A1=10000"]);
+    // Without retirement the revision at 100% can be neither drained nor archived.
+    sb.host().args(["revision", "drain", "dev", "R1"]).assert().failure();
+    let out = sb
+        .host()
+        .args(["deployment", "retire", "dev", "web", "--json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let done: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let steps: Vec<&str> = done["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    for expected in [
+        "traffic of web withdrawn (generation 1)",
+        "drain-revision R1",
+        "archive-revision R1",
+        "archive-revision R2",
+        "deployment web retired",
+    ] {
+        assert!(steps.iter().any(|s| s.starts_with(expected)), "{expected}: {steps:#?}");
+    }
+    // The ledger is a contract 1.1 pack: what it holds beyond revisions is named.
+    assert!(
+        done["left"][0].as_str().unwrap().contains("exports no `teardown`"),
+        "{done:#}"
+    );
+    assert!(stderr.contains("exports no `teardown`"), "{stderr}");
+    assert_eq!(lifecycle(&sb, "R1"), "archived");
+    assert_eq!(lifecycle(&sb, "R2"), "archived");
+    assert_eq!(lifecycle(&sb, "A1"), "ready", "the other deployment is untouched");
+    assert_eq!(deployments(&sb, "dev"), ["api"]);
+    let traffic = ok(&sb, &["traffic", "show", "dev"]);
+    assert!(traffic.contains("A1"), "{traffic}");
+    assert!(!traffic.contains("R1"), "web has no split: {traffic}");
+    assert_agree(&sb, "dev", "after retiring web");
+    let rows = audit_commands(&sb);
+    let retire_rows = rows.iter().filter(|(c, _, _)| c == "deployment retire").count();
+    assert!(retire_rows >= 5, "a row per step: {rows:?}");
+    // Retired, it is unknown to a second retirement.
+    let out = sb.host().args(["deployment", "retire", "dev", "web"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("has no deployment \"web\""),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Staging into it again revives it, and its split numbers go on.
+    stage_ready(&sb, "R3");
+    ok(&sb, &["traffic", "set", "dev", "web", "R3=10000"]);
+    let shown = json(&sb, &["traffic", "show", "dev", "--json"]);
+    let web = shown
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == "web")
+        .unwrap_or_else(|| panic!("web in {shown:#}"));
+    assert_eq!(
+        web["current"]["generation"], 2,
+        "never a generation a pack saw before: {web:#}"
+    );
+    assert_eq!(
+        web["previous"],
+        serde_json::Value::Null,
+        "the withdrawn split is history: {web:#}"
+    );
+    assert_eq!(deployments(&sb, "dev"), ["api", "web"]);
+}
+
+/// Real processes behind nginx: the retired deployment's processes and
+/// route are gone (looked up by pid and port, not asked of the pack), the
+/// other deployment's revision is untouched, and staging into the retired
+/// one serves again through a new nginx.
+#[test]
+fn a_local_process_deployment_retired_leaves_no_process_and_no_route() {
+    let (sb, listen, _) = local_env(4);
+    let _reaper = Reaper(sb.state_dir());
+    let art = artifacts(&sb);
+    stage(&sb, "R1", &art.executable, &[], "1");
+    ok(&sb, &["revision", "warm", "site", "R1"]);
+    ok(&sb, &["traffic", "set", "site", "web", "R1=10000"]);
+    stage_for(&sb, "api", "A1", &art.executable, &[], "1");
+    assert_eq!(distribution(listen, 10).values().sum::<usize>(), 10);
+    let of = |id: &str| {
+        processes_under(&sb.state_dir())
+            .into_iter()
+            .filter(|(_, cwd)| cwd.to_string_lossy().contains(&format!("/revisions/{id}/")))
+            .count()
+    };
+    assert!(of("R1") > 0, "R1 runs");
+    let out = sb
+        .host()
+        .args(["deployment", "retire", "site", "web", "--json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let done: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        done["left"],
+        serde_json::json!([]),
+        "local-process releases what it made: {done:#}"
+    );
+    assert!(done["steps"].to_string().contains("release-deployment web"), "{done:#}");
+    assert_eq!(of("R1"), 0, "R1's processes are gone");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", listen)).is_err(),
+        "nginx no longer listens for web"
+    );
+    let a1 = json(&sb, &["revision", "show", "site", "A1", "--json"]);
+    assert_eq!(a1["lifecycle"], "staged", "api is untouched");
+    stage(&sb, "R2", &art.executable, &[], "1");
+    ok(&sb, &["revision", "warm", "site", "R2"]);
+    ok(&sb, &["traffic", "set", "site", "web", "R2=10000"]);
+    assert_eq!(
+        distribution(listen, 10).get("R2").copied().unwrap_or(0),
+        10,
+        "web serves again from R2"
+    );
+}
+
+/// A drain the provider keeps refusing stops the retirement where it is,
+/// recorded, naming both ways on; `--abandon --reason` finishes it without
+/// the pack.
+#[test]
+fn a_retirement_the_pack_refuses_is_finished_by_abandoning() {
+    let sb = serving_r1();
+    ok(
+        &sb,
+        &[
+            "env",
+            "bind",
+            "dev",
+            "--deployer",
+            "envpack.deployer.ledger@^1",
+            "--setting",
+            "refuse-drain=R1",
+        ],
+    );
+    let out = sb.host().args(["deployment", "retire", "dev", "web"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("the retirement stopped at drain-revision R1"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("`host deployment retire dev web` again"), "{stderr}");
+    assert!(stderr.contains("--abandon --reason"), "{stderr}");
+    assert_eq!(lifecycle(&sb, "R1"), "draining", "recorded where it stopped");
+    assert_eq!(deployments(&sb, "dev"), ["web"], "not retired yet");
+    // Abandoning takes a reason (clap refuses it without one).
+    let out = sb
+        .host()
+        .args(["deployment", "retire", "dev", "web", "--abandon"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = sb
+        .host()
+        .args(["deployment", "retire", "dev", "web", "--abandon", "--reason", "   "])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs a --reason"));
+    let out = sb
+        .host()
+        .args([
+            "deployment",
+            "retire",
+            "dev",
+            "web",
+            "--abandon",
+            "--reason",
+            "the provider lost the host",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("the pack was not called"),
+        "what is left is named: {stderr}"
+    );
+    assert_eq!(lifecycle(&sb, "R1"), "archived");
+    assert_eq!(lifecycle(&sb, "R2"), "archived");
+    let last = events_of(&sb, "dev", "R1").pop().unwrap();
+    assert!(
+        last["reason"].as_str().unwrap().contains("the provider lost the host"),
+        "{last:#}"
+    );
+    assert!(deployments(&sb, "dev").is_empty());
+}
+
+/// `env bind` to another pack while the old one's revisions live is
+/// refused (the new pack could not drain them) and nothing changes; with
+/// `--teardown` they leave through the old pack, with `--abandon` without it.
+#[test]
+fn moving_to_another_pack_takes_the_old_revisions_down_first() {
+    let sb = serving_r1();
+    install_signed(&sb, TEST_HOSTILE, "packs/test-hostile/pack.toml", "hostile");
+    let to_hostile = [
+        "env",
+        "bind",
+        "dev",
+        "--deployer",
+        "envpack.test.hostile@^0.1",
+        "--reset-settings",
+        "--setting",
+        "mode=sleep",
+    ];
+    let out = sb.host().args(to_hostile).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    for expected in [
+        "2 revisions made by envpack.deployer.ledger",
+        "R1, R2",
+        "--teardown",
+        "--abandon --reason",
+    ] {
+        assert!(stderr.contains(expected), "{expected}: {stderr}");
+    }
+    let shown = json(&sb, &["env", "show", "dev", "--json"]);
+    assert!(
+        shown.to_string().contains("envpack.deployer.ledger@"),
+        "unchanged: {shown:#}"
+    );
+    assert_eq!(lifecycle(&sb, "R1"), "ready");
+    // Another version of the same pack is no move: the ledger keeps them.
+    ok(&sb, &["env", "bind", "dev", "--deployer", "envpack.deployer.ledger@^1"]);
+    let mut through = to_hostile.to_vec();
+    through.push("--teardown");
+    let out = sb.host().args(&through).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("drain-revision R1"), "{stderr}");
+    assert_eq!(lifecycle(&sb, "R1"), "archived");
+    assert_eq!(lifecycle(&sb, "R2"), "archived");
+    let shown = json(&sb, &["env", "show", "dev", "--json"]);
+    assert!(shown.to_string().contains("envpack.test.hostile@"), "{shown:#}");
+    assert_agree(&sb, "dev", "after the move");
+
+    // --abandon: the revisions are recorded archived with the reason, the ledger not called.
+    ok(
+        &sb,
+        &[
+            "env",
+            "create",
+            "prod",
+            "--deployer",
+            "envpack.deployer.ledger@^1",
+            "--capability",
+            "log,kv",
+        ],
+    );
+    stage_in(&sb, "prod", "web", "P1");
+    ok(&sb, &["revision", "warm", "prod", "P1"]);
+    let out = sb
+        .host()
+        .args([
+            "env",
+            "bind",
+            "prod",
+            "--deployer",
+            "envpack.test.hostile@^0.1",
+            "--abandon",
+            "--reason",
+            "moving to hostile",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let p1 = json(&sb, &["revision", "show", "prod", "P1", "--json"]);
+    assert_eq!(p1["lifecycle"], "archived");
+    let last = events_of(&sb, "prod", "P1").pop().unwrap();
+    assert!(
+        last["reason"].as_str().unwrap().contains("moving to hostile"),
+        "{last:#}"
+    );
+}
+
+/// An environment on the ledger with two deployments of three ready
+/// revisions each, the first of each serving all of it.
+fn two_deployments(sb: &Sandbox, env: &str) {
+    ok(
+        sb,
+        &[
+            "env",
+            "create",
+            env,
+            "--deployer",
+            "envpack.deployer.ledger@^1",
+            "--capability",
+            "log,kv",
+        ],
+    );
+    for (deployment, ids) in [("web", ["a", "b", "c"]), ("api", ["x", "y", "z"])] {
+        for id in ids {
+            let id = format!("{env}-{id}");
+            stage_in(sb, env, deployment, &id);
+            ok(sb, &["revision", "warm", env, &id]);
+        }
+        let first = format!("{env}-{}=10000", ids[0]);
+        ok(sb, &["traffic", "set", env, deployment, &first]);
+    }
+}
+
+/// Audit rows of the steps of a retirement or teardown.
+fn steps_recorded(sb: &Sandbox) -> usize {
+    audit_commands(sb)
+        .iter()
+        .filter(|(c, _, o)| (c == "deployment retire" || c == "env teardown") && o.starts_with("ok"))
+        .count()
+}
+
+/// SIGKILL at seeded points of a retirement and of a teardown: after each,
+/// the store and the pack agree, and running the same command again ends
+/// the deployment (or the environment) with every revision archived.
+#[test]
+fn a_retirement_or_teardown_killed_anywhere_is_finished_by_running_it_again() {
+    let sb = operator();
+    let mut rng = Rng::new();
+    // How long a whole one takes here, so that the kills land inside it.
+    two_deployments(&sb, "timed");
+    let started = std::time::Instant::now();
+    ok(&sb, &["env", "remove", "timed", "--teardown"]);
+    let span = started.elapsed().as_millis() as u64;
+    let mut interrupted = 0;
+    for round in 0..16 {
+        let env = format!("k{round}");
+        two_deployments(&sb, &env);
+        let teardown = round % 2 == 1;
+        let args: Vec<&str> = if teardown {
+            vec!["env", "remove", &env, "--teardown"]
+        } else {
+            vec!["deployment", "retire", &env, "web"]
+        };
+        let before = steps_recorded(&sb);
+        kill_after(&sb, &args, rng.below(span.max(1)));
+        let done = steps_recorded(&sb) - before;
+        let context = format!("round {round} ({}, killed after {done} steps)", args.join(" "));
+        let exists = sb.host().args(["env", "show", &env]).output().unwrap().status.success();
+        if exists {
+            assert_agree(&sb, &env, &context);
+        }
+        let out = sb.host().args(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let finished_before = stderr.contains("has no deployment") || stderr.contains("no environment");
+        assert!(out.status.success() || finished_before, "{context}: {stderr}");
+        if done > 0 && !finished_before {
+            interrupted += 1;
+        }
+        if teardown {
+            let gone = sb.host().args(["env", "show", &env]).output().unwrap();
+            assert!(!gone.status.success(), "{context}: the environment is removed");
+        } else {
+            assert_agree(&sb, &env, &context);
+            assert_eq!(deployments(&sb, &env), ["api"], "{context}");
+            for id in ["a", "b", "c"] {
+                let r = json(&sb, &["revision", "show", &env, &format!("{env}-{id}"), "--json"]);
+                assert_eq!(r["lifecycle"], "archived", "{context}: {r:#}");
+            }
+            let x = json(&sb, &["revision", "show", &env, &format!("{env}-x"), "--json"]);
+            assert_eq!(x["lifecycle"], "ready", "{context}: api untouched");
+        }
+    }
+    eprintln!("{interrupted} of 16 runs were killed half-way (a whole teardown took {span} ms)");
+}
