@@ -355,3 +355,79 @@ fn a_bind_that_drops_grants_names_them() {
         "nothing dropped, nothing said: {stderr}"
     );
 }
+
+/// `env upgrade` moves the pin only if the environment's settings fit what
+/// the new version declares; otherwise it is refused, naming the setting,
+/// and `env bind` changes the settings and the pin in one step.
+#[test]
+fn an_upgrade_to_a_version_whose_settings_do_not_fit_is_refused() {
+    let sb = bare();
+    let path = manifest(&sb, TYPED);
+    let sealed = sb.dir.path().join("typed.wasm");
+    ok(
+        &sb,
+        &["pack", "seal", LEDGER, "--manifest", &p(&path), "-o", &p(&sealed)],
+    );
+    let key = sb.dir.path().join("key");
+    ok(&sb, &["sign", &p(&sealed), "--key", &p(&key)]);
+    ok(&sb, &["pack", "install", &p(&sealed)]);
+    ok(
+        &sb,
+        &[
+            "env",
+            "create",
+            "dev",
+            "--deployer",
+            "envpack.deployer.ledger@^1",
+            "--capability",
+            "log,kv",
+            "--setting",
+            "region=eu",
+        ],
+    );
+    // 1.0.9: the same code, a manifest that requires `zone` too.
+    let bytes = std::fs::read(LEDGER).unwrap();
+    let (from, to) = (
+        b"envpack.deployer.ledger@1.0.0".as_slice(),
+        b"envpack.deployer.ledger@1.0.9".as_slice(),
+    );
+    let at = bytes
+        .windows(from.len())
+        .position(|w| w == from)
+        .expect("the descriptor in the pack");
+    let mut patched = bytes.clone();
+    patched[at..at + to.len()].copy_from_slice(to);
+    let component = sb.dir.path().join("ledger-1.0.9.wasm");
+    std::fs::write(&component, patched).unwrap();
+    let newer = TYPED.replace("@1.0.0", "@1.0.9") + "\n[settings.zone]\ntype = \"string\"\nrequired = true\n";
+    let newer_path = sb.dir.path().join("newer.toml");
+    std::fs::write(&newer_path, newer).unwrap();
+    let newer_sealed = sb.dir.path().join("newer.wasm");
+    ok(
+        &sb,
+        &[
+            "pack",
+            "seal",
+            &p(&component),
+            "--manifest",
+            &p(&newer_path),
+            "-o",
+            &p(&newer_sealed),
+        ],
+    );
+    ok(&sb, &["sign", &p(&newer_sealed), "--key", &p(&key)]);
+    ok(&sb, &["pack", "install", &p(&newer_sealed)]);
+    let stderr = refused(&sb, &["env", "upgrade", "dev"], 2);
+    assert!(stderr.contains("zone"), "names the missing setting: {stderr}");
+    assert!(stderr.contains("--setting KEY=VALUE"), "says what to do: {stderr}");
+    let shown = json(&sb, &["env", "show", "dev", "--json"]);
+    assert_eq!(
+        shown["binding"]["descriptor"], "envpack.deployer.ledger@1.0.0",
+        "the pin stays"
+    );
+    assert!(last_audit(&sb)["outcome"].as_str().unwrap().starts_with("error"));
+    ok(&sb, &bind(&["--setting", "zone=a"]));
+    let shown = json(&sb, &["env", "show", "dev", "--json"]);
+    assert_eq!(shown["binding"]["descriptor"], "envpack.deployer.ledger@1.0.9");
+    assert_eq!(settings_of(&sb, "dev"), json!({ "region": "eu", "zone": "a" }));
+}

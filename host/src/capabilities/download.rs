@@ -73,7 +73,7 @@ async fn send_get(
     };
     let (response, io) = wasmtime_wasi_http::default_send_request(request, Some(options))
         .await
-        .map_err(|e| format!("{e:?}"))?;
+        .map_err(|e| e.to_string())?;
     let connection = tokio::spawn(async move {
         let _ = io.await;
     });
@@ -100,7 +100,7 @@ pub async fn status(url: &str, left: Duration) -> Result<u16, String> {
         let status = response.status().as_u16();
         let mut body = response.into_body();
         while let Some(frame) = body.frame().await {
-            frame.map_err(|e| format!("{e:?}"))?;
+            frame.map_err(|e| e.to_string())?;
         }
         connection.abort();
         Ok(status)
@@ -120,7 +120,7 @@ pub async fn get_text(url: &str, left: Duration, max_bytes: usize) -> Result<(u1
         let mut body = response.into_body();
         let mut text = Vec::new();
         while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| format!("{e:?}"))?;
+            let frame = frame.map_err(|e| e.to_string())?;
             if let Ok(data) = frame.into_data() {
                 if text.len() + data.len() > max_bytes {
                     connection.abort();
@@ -152,7 +152,7 @@ async fn save(
     let mut hasher = Sha256::new();
     let mut total: u64 = 0;
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| unavailable(format!("{e:?}")))?;
+        let frame = frame.map_err(|e| unavailable(e.to_string()))?;
         let Ok(data) = frame.into_data() else { continue };
         total += data.len() as u64;
         if total > MAX_ARTIFACT_BYTES {

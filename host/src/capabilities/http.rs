@@ -212,7 +212,7 @@ impl WasiHttpHooks for HttpPolicy {
             let (response, io) = match wasmtime_wasi_http::default_send_request(request, Some(options)).await {
                 Ok(sent) => sent,
                 Err(e) => {
-                    set(None, Some(format!("{e:?}")));
+                    set(None, Some(e.to_string()));
                     return Err(e);
                 }
             };

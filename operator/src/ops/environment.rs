@@ -293,6 +293,17 @@ impl Operator<'_> {
             };
             return self.failed(command, &args, error);
         }
+        // The pin moves only if the environment's settings fit what the
+        // new pack declares (a version may add a required one or drop one).
+        if let Some(declared) = pack.manifest().and_then(|m| m.settings.as_ref())
+            && let Err(e) = declared.check(&pack.info().descriptor, &before.settings)
+        {
+            let error = StoreError::Invalid(format!(
+                "{e}; the environment's settings stay as they are: change them and move the pin in one step with \
+                 `host env bind {env} --deployer {wanted} --setting KEY=VALUE` (or --unset KEY)"
+            ));
+            return self.failed(command, &args, error);
+        }
         let after = Binding {
             requirement: wanted,
             descriptor: pack.info().descriptor.clone(),

@@ -21,7 +21,15 @@ pub fn stage(env: &Environment, revision: &Revision, settings: &Settings) -> Res
     if std::fs::metadata(&app).is_ok_and(|m| m.is_dir()) {
         return Ok(format!("already staged in {}", &app[1..]));
     }
-    let artifact = process::fetch_artifact(env, &revision.id).map_err(|e| format!("fetch-artifact: {e:?}"))?;
+    let artifact = process::fetch_artifact(env, &revision.id).map_err(|e| {
+        let (what, why) = match e {
+            process::ArtifactError::RevisionNotFound(m) => ("the host knows no such revision", m),
+            process::ArtifactError::NotAllowed(m) => ("not allowed", m),
+            process::ArtifactError::DigestMismatch(m) => ("the bytes do not match the revision's digest", m),
+            process::ArtifactError::Unavailable(m) => ("unavailable", m),
+        };
+        format!("fetching the artifact: {what}: {why}")
+    })?;
     if artifact != format!("{}/artifact", &dir[1..]) {
         return Err(format!(
             "the host placed the artifact at {artifact}, not in {dir} as the contract says"
