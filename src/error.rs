@@ -242,7 +242,7 @@ fn store_exit(error: &envpack_operator::StoreError) -> i32 {
         | E::RolloutActive { .. }
         | E::PackInUse { .. }
         | E::OverDiskBudget { .. } => exit::BAD_INPUT,
-        E::RolloutStopped { .. } => exit::VERB_FAILED,
+        E::RolloutStopped { .. } | E::StepRefused(_) => exit::VERB_FAILED,
         E::Unauthorized { .. } | E::SignerChanged { .. } | E::PinnedPackGone { .. } => exit::UNTRUSTED,
     }
 }

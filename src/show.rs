@@ -64,7 +64,15 @@ fn split_line(split: &Generation) -> String {
 
 pub(crate) fn deployment_line(d: &DeploymentView) -> String {
     match (&d.current, &d.previous) {
-        (None, _) => format!("{}  no split yet", d.id),
+        (None, _) => match d.withdrawn_after {
+            // The provider keeps the last split it applied until the
+            // deployment is released.
+            Some(generation) => format!(
+                "{}  traffic withdrawn after generation {generation} (a retirement under way: `host deployment retire {} {}` goes on)",
+                d.id, d.env, d.id
+            ),
+            None => format!("{}  no split yet", d.id),
+        },
         (Some(current), None) => format!("{}  {}", d.id, split_line(current)),
         (Some(current), Some(previous)) => format!(
             "{}  {}  (previous: {})",

@@ -95,8 +95,12 @@ pub enum StoreError {
         command: String,
         detail: String,
     },
-    #[error("rollout {id} stopped at {reason}; `host rollout resume` retries from there")]
-    RolloutStopped { id: String, reason: String },
+    /// A pack call of a multi-step command (a retirement, a teardown)
+    /// failed: what was done is recorded, the message says how to go on.
+    #[error("{0}")]
+    StepRefused(String),
+    #[error("rollout {id} stopped at {reason}; `host rollout resume` retries from there{then}")]
+    RolloutStopped { id: String, reason: String, then: String },
     #[error("{descriptor} is bound by environment(s) {}; removing it would stop their commands", environments.join(", "))]
     PackInUse {
         descriptor: String,

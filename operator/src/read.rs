@@ -67,6 +67,10 @@ pub struct DeploymentView {
     pub id: String,
     pub current: Option<Generation>,
     pub previous: Option<Generation>,
+    /// The last generation before its traffic was withdrawn (a retirement
+    /// under way, or one undone by a later split), if it ever was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub withdrawn_after: Option<i64>,
 }
 
 /// One lifecycle event.
@@ -220,6 +224,7 @@ impl Reader {
                     env: env.to_string(),
                     current: generations.next(),
                     previous: generations.next(),
+                    withdrawn_after: store::split_floor(&self.conn, env, &id)?,
                     id,
                 })
             })

@@ -437,6 +437,31 @@ pub fn withdraw_traffic(conn: &Connection, env: &str, deployment: &str) -> Resul
     Ok(())
 }
 
+/// The last generation before the deployment's traffic was withdrawn, if
+/// it ever was.
+pub fn split_floor(conn: &Connection, env: &str, deployment: &str) -> Result<Option<i64>, StoreError> {
+    let floor: Option<i64> = conn
+        .query_row(
+            "SELECT split_floor FROM deployments WHERE env_id = ?1 AND id = ?2",
+            params![env, deployment],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(floor.filter(|f| *f > 0))
+}
+
+/// When the deployment was retired, if it is retired now.
+pub fn retired_at(conn: &Connection, env: &str, deployment: &str) -> Result<Option<i64>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT retired_at FROM deployments WHERE env_id = ?1 AND id = ?2",
+            params![env, deployment],
+            |r| r.get::<_, Option<i64>>(0),
+        )
+        .optional()?
+        .flatten())
+}
+
 /// Retires a deployment whose revisions are all archived and whose
 /// traffic was withdrawn: it is no longer listed, its history is kept.
 pub fn retire_deployment(conn: &Connection, env: &str, deployment: &str, at: i64) -> Result<(), StoreError> {

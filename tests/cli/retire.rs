@@ -4,8 +4,10 @@
 //! half-way), and an environment never moves to a pack that cannot drain
 //! the revisions its old pack made.
 
-use crate::common::rollout::{audit_commands, lifecycle, serving_r1, stage_ready};
-use crate::common::{DIGEST, Rng, Sandbox, TEST_HOSTILE, install_signed, json, kill_after, ok, operator};
+use crate::common::rollout::{
+    audit_commands, finished, lifecycle, serving_r1, soaking, stage_ready, start_rollout, wait_for_step,
+};
+use crate::common::{DIGEST, Rng, Sandbox, TEST_HOSTILE, install_signed, json, kill_after, ok, operator, p};
 use crate::local_process::{Reaper, artifacts, distribution, local_env, processes_under, stage, stage_for};
 use crate::state::assert_agree;
 
@@ -101,14 +103,28 @@ fn the_last_revision_serving_a_deployment_leaves_by_retiring_it() {
     let rows = audit_commands(&sb);
     let retire_rows = rows.iter().filter(|(c, _, _)| c == "deployment retire").count();
     assert!(retire_rows >= 5, "a row per step: {rows:?}");
-    // Retired, it is unknown to a second retirement.
+    // Run again (a retried job), it says it is done; traffic for it is refused by name.
     let out = sb.host().args(["deployment", "retire", "dev", "web"]).output().unwrap();
-    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("deployment web was retired already"), "{stderr}");
+    let out = sb
+        .host()
+        .args(["traffic", "set", "dev", "web", "R1=10000"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("has no deployment \"web\""),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        stderr.contains("was retired") && stderr.contains("stage a revision into it"),
+        "{stderr}"
     );
+    let out = sb
+        .host()
+        .args(["deployment", "retire", "dev", "nope"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("has no deployment \"nope\""));
     // Staging into it again revives it, and its split numbers go on.
     stage_ready(&sb, "R3");
     ok(&sb, &["traffic", "set", "dev", "web", "R3=10000"]);
@@ -212,6 +228,21 @@ fn a_retirement_the_pack_refuses_is_finished_by_abandoning() {
     assert!(stderr.contains("--abandon --reason"), "{stderr}");
     assert_eq!(lifecycle(&sb, "R1"), "draining", "recorded where it stopped");
     assert_eq!(deployments(&sb, "dev"), ["web"], "not retired yet");
+    let status = ok(&sb, &["status", "dev"]);
+    assert!(
+        status.contains("traffic withdrawn after generation 1") && status.contains("host deployment retire dev web"),
+        "a retirement under way shows: {status}"
+    );
+    let out = sb
+        .host()
+        .args(["traffic", "rollback", "dev", "web", "--to", "1"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("was withdrawn after generation 1"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Abandoning takes a reason (clap refuses it without one).
     let out = sb
         .host()
@@ -289,8 +320,24 @@ fn moving_to_another_pack_takes_the_old_revisions_down_first() {
         "unchanged: {shown:#}"
     );
     assert_eq!(lifecycle(&sb, "R1"), "ready");
-    // Another version of the same pack is no move: the ledger keeps them.
+    // Another version of the same pack is no move: the ledger keeps them,
+    // and --teardown there would be said (audited) and not done: refused.
     ok(&sb, &["env", "bind", "dev", "--deployer", "envpack.deployer.ledger@^1"]);
+    let out = sb
+        .host()
+        .args([
+            "env",
+            "bind",
+            "dev",
+            "--deployer",
+            "envpack.deployer.ledger@^1",
+            "--teardown",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("apply when an environment moves to another pack"));
+    assert_eq!(lifecycle(&sb, "R1"), "ready");
     let mut through = to_hostile.to_vec();
     through.push("--teardown");
     let out = sb.host().args(&through).output().unwrap();
@@ -409,8 +456,10 @@ fn a_retirement_or_teardown_killed_anywhere_is_finished_by_running_it_again() {
         }
         let out = sb.host().args(&args).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        let finished_before = stderr.contains("has no deployment") || stderr.contains("no environment");
-        assert!(out.status.success() || finished_before, "{context}: {stderr}");
+        // A teardown killed after its last commit left no environment to name.
+        let gone = teardown && stderr.contains("no environment");
+        let finished_before = gone || stderr.contains("retired already");
+        assert!(out.status.success() || gone, "{context}: {stderr}");
         if done > 0 && !finished_before {
             interrupted += 1;
         }
@@ -429,4 +478,176 @@ fn a_retirement_or_teardown_killed_anywhere_is_finished_by_running_it_again() {
         }
     }
     eprintln!("{interrupted} of 16 runs were killed half-way (a whole teardown took {span} ms)");
+}
+
+fn ledger_settings(sb: &Sandbox, settings: &[&str]) {
+    let mut args = vec![
+        "env",
+        "bind",
+        "dev",
+        "--deployer",
+        "envpack.deployer.ledger@^1",
+        "--reset-settings",
+    ];
+    for s in settings {
+        args.extend(["--setting", s]);
+    }
+    ok(sb, &args);
+}
+
+/// A rollout stuck on a drain its provider refuses for good (of the old
+/// revision going forward, of the new one rolling back): abort is refused
+/// there, so abandoning the draining revision is the way on, and resuming
+/// finishes the rollout.
+#[test]
+fn a_rollout_stuck_on_a_refused_drain_is_finished_by_abandoning_the_draining_revision() {
+    let sb = operator();
+    stage_ready(&sb, "V1");
+    stage_ready(&sb, "V2");
+    ok(&sb, &["traffic", "set", "dev", "web", "V1=10000"]);
+    ledger_settings(&sb, &["refuse-drain=V1"]);
+    let out = sb
+        .host()
+        .args([
+            "rollout", "start", "dev", "web", "--to", "V2", "--steps", "100", "--soak", "1s",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(lifecycle(&sb, "V1"), "draining");
+    sb.host().args(["rollout", "abort", "dev", "web"]).assert().code(2);
+    // V2 may still get traffic from the rollout: not abandoned.
+    sb.host()
+        .args(["revision", "abandon", "dev", "V2", "--reason", "x"])
+        .assert()
+        .code(2);
+    ok(
+        &sb,
+        &["revision", "abandon", "dev", "V1", "--reason", "the old host is gone"],
+    );
+    ok(&sb, &["rollout", "resume", "dev", "web"]);
+    assert_eq!(crate::common::rollout::rollout(&sb)["state"], "succeeded");
+    assert_eq!(lifecycle(&sb, "V1"), "archived");
+    assert_eq!(lifecycle(&sb, "V2"), "ready");
+
+    // Rolling back: the new revision's drain refused for good.
+    stage_ready(&sb, "V3");
+    ledger_settings(&sb, &["refuse-drain=V3", "unhealthy=V3"]);
+    let out = sb
+        .host()
+        .args([
+            "rollout",
+            "start",
+            "dev",
+            "web",
+            "--to",
+            "V3",
+            "--steps",
+            "50,100",
+            "--soak",
+            "2s",
+            "--interval",
+            "100ms",
+            "--analysis",
+            "probe=1",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(crate::common::rollout::rollout(&sb)["state"], "rolling-back");
+    assert_eq!(lifecycle(&sb, "V3"), "draining");
+    ok(
+        &sb,
+        &[
+            "revision",
+            "abandon",
+            "dev",
+            "V3",
+            "--reason",
+            "the canary host is gone",
+        ],
+    );
+    // A rollout that ends rolled back exits 1.
+    sb.host().args(["rollout", "resume", "dev", "web"]).assert().code(1);
+    assert_eq!(crate::common::rollout::rollout(&sb)["state"], "rolled-back");
+    let shown = json(&sb, &["traffic", "show", "dev", "--json"]);
+    assert_eq!(shown[0]["current"]["entries"][0]["revision"], "V2", "{shown:#}");
+    // (Abandoning skips the lifecycle table and the pack by design: the
+    // store and the ledger disagree about V1 and V3 now, on record.)
+    assert!(ok(&sb, &["audit", "verify"]).contains("intact"));
+}
+
+/// In an environment that trusts deploy keys a retirement takes one, and
+/// every step it records carries the signature (traffic withdrawn from a
+/// keyed environment is never unsigned in the log).
+#[test]
+fn a_retirement_in_an_environment_with_deploy_keys_is_signed_at_every_step() {
+    let sb = operator();
+    let key = sb.dir.path().join("deploy");
+    ok(&sb, &["keygen", "--out", &p(&key)]);
+    let trust = format!("ci={}", p(&key.with_extension("pub")));
+    ok(
+        &sb,
+        &[
+            "env",
+            "create",
+            "keyed",
+            "--deployer",
+            "envpack.deployer.ledger@^1",
+            "--capability",
+            "log,kv",
+            "--trust-deploy-key",
+            &trust,
+        ],
+    );
+    stage_in(&sb, "keyed", "web", "K1");
+    ok(&sb, &["revision", "warm", "keyed", "K1"]);
+    let signed = |args: &[&str]| {
+        let mut all = vec!["--deploy-key", key.to_str().unwrap()];
+        all.extend_from_slice(args);
+        all.iter().map(|s| s.to_string()).collect::<Vec<String>>()
+    };
+    let set = signed(&["traffic", "set", "keyed", "web", "K1=10000"]);
+    ok(&sb, &set.iter().map(String::as_str).collect::<Vec<_>>());
+    sb.host()
+        .args(["deployment", "retire", "keyed", "web"])
+        .assert()
+        .code(6);
+    assert_eq!(lifecycle_in(&sb, "keyed", "K1"), "ready", "nothing done unsigned");
+    let retire = signed(&["deployment", "retire", "keyed", "web"]);
+    ok(&sb, &retire.iter().map(String::as_str).collect::<Vec<_>>());
+    let rows: Vec<(String, String, String)> = audit_commands(&sb)
+        .into_iter()
+        .filter(|(c, _, o)| c == "deployment retire" && o.starts_with("ok"))
+        .collect();
+    assert!(rows.len() >= 6, "the command and each step: {rows:#?}");
+    for (_, args, _) in &rows {
+        assert!(args.contains("authorized_by"), "unsigned step: {args}");
+    }
+}
+
+fn lifecycle_in(sb: &Sandbox, env: &str, id: &str) -> String {
+    json(sb, &["revision", "show", env, id, "--json"])["lifecycle"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// `env remove --force` under a process driving one of its rollouts is
+/// refused, naming it; paused, the environment goes.
+#[test]
+fn removing_an_environment_under_a_running_driver_is_refused() {
+    let sb = serving_r1();
+    ok(&sb, &["revision", "warm", "dev", "R2"]);
+    let child = start_rollout(&sb, "dev web --to R2 --steps 50,100 --soak 30s --interval 100ms");
+    wait_for_step(&sb, "soaking", |s| soaking(s, "step 1"));
+    let out = sb.host().args(["env", "remove", "dev", "--force"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("is being driven by process"), "{stderr}");
+    assert!(stderr.contains("host rollout pause dev web"), "{stderr}");
+    ok(&sb, &["rollout", "pause", "dev", "web"]);
+    let (code, stderr) = finished(child);
+    assert_eq!(code, 7, "paused: {stderr}");
+    ok(&sb, &["env", "remove", "dev", "--force"]);
 }

@@ -177,7 +177,7 @@ impl Operator<'_> {
         let mut retired = Teardown::default();
         let result = match result {
             Ok((binding, warnings)) if !create => self
-                .leave_old_pack(env, &binding, retire.as_ref(), &mut retired)
+                .leave_old_pack(env, &binding, retire.as_ref(), &args, &mut retired)
                 .await
                 .map(|()| (binding, warnings)),
             other => other,
@@ -206,12 +206,24 @@ impl Operator<'_> {
         env: &str,
         to: &Binding,
         retire: Option<&Retirement>,
+        args: &serde_json::Value,
         done: &mut Teardown,
     ) -> Result<(), StoreError> {
         let before = store::binding(&self.conn, env)?;
         let name = |descriptor: &str| descriptor.split('@').next().unwrap_or_default().to_string();
+        if name(&before.descriptor) == name(&to.descriptor) {
+            if retire.is_some() {
+                // Said and not done would mislead whoever reads the audit log.
+                return Err(StoreError::Invalid(format!(
+                    "--teardown and --abandon apply when an environment moves to another pack; {env} stays on {} \
+                     (retire a deployment with `host deployment retire {env} DEPLOYMENT`)",
+                    name(&to.descriptor)
+                )));
+            }
+            return Ok(());
+        }
         let live = store::revisions(&self.conn, env, false)?;
-        if name(&before.descriptor) == name(&to.descriptor) || live.is_empty() {
+        if live.is_empty() {
             return Ok(());
         }
         let Some(how) = retire else {
@@ -240,14 +252,13 @@ impl Operator<'_> {
             }
             Retirement::Abandon(_) => None,
         };
+        let requirement = shell_word(&to.requirement);
         let retire = RetireCommand {
             command: "env bind",
             what: "the move to another pack",
-            again: format!("host env bind {env} --deployer {} --teardown", to.requirement),
-            instead: format!(
-                "host env bind {env} --deployer {} --abandon --reason TEXT",
-                to.requirement
-            ),
+            again: format!("host env bind {env} --deployer {requirement} --teardown"),
+            instead: format!("host env bind {env} --deployer {requirement} --abandon --reason TEXT"),
+            authorized_by: args.get("authorized_by").cloned(),
         };
         for deployment in store::deployments(&self.conn, env)? {
             self.retire_locked(&retire, env, bound.as_ref(), &deployment, how, done)
@@ -414,10 +425,30 @@ impl Operator<'_> {
     pub fn remove_env(&mut self, env: &str, force: bool) -> Result<(), StoreError> {
         let _lock = self.lock(env)?;
         let mut args = json!({ "env": env, "force": force });
-        if let Err(e) = self.may_remove(env, "env remove", &mut args) {
+        if let Err(e) = self
+            .may_remove(env, "env remove", &mut args)
+            .and_then(|()| self.no_live_driver(env))
+        {
             return self.failed("env remove", &args, e);
         }
         self.remove_locked(env, force, &args)
+    }
+
+    /// No process is driving one of the environment's rollouts: removing
+    /// it under a driver would leave that driver acting on nothing.
+    fn no_live_driver(&self, env: &str) -> Result<(), StoreError> {
+        for deployment in store::deployments(&self.conn, env)? {
+            if let Some(r) = super::rollout::record::unfinished(&self.conn, env, &deployment)?
+                && let Some(pid) = super::agent::driver(&self.state_dir, &r.id)
+            {
+                return Err(StoreError::Invalid(format!(
+                    "rollout {} of deployment {deployment} is being driven by process {pid}: \
+                     `host rollout pause {env} {deployment}` (or stop that process) first",
+                    r.id
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The environment exists and the command carries one of its deploy
@@ -445,7 +476,9 @@ impl Operator<'_> {
         let live = store::revisions(&self.conn, env, false)?;
         if !live.is_empty() && !force {
             let error = StoreError::Invalid(format!(
-                "environment {env:?} still has {} revisions that are not archived; archive them or pass --force",
+                "environment {env:?} still has {} revisions that are not archived: tear it down through its pack with \
+                 `host env remove {env} --teardown` (drained, archived, released), or drop its records with --force \
+                 (the pack is not called: what the provider runs for it is left)",
                 live.len()
             ));
             return self.failed("env remove", args, error);
@@ -475,6 +508,17 @@ impl Operator<'_> {
 pub struct Rebound {
     pub binding: Binding,
     pub retired: Teardown,
+}
+
+/// `word` as a shell reads it back: quoted when it holds more than
+/// letters, digits and `.-_@^~=,:/+`.
+fn shell_word(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || ".-_@^~=,:/+".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
 }
 
 /// What `before` grants that `after` does not, as `kind value` lines.

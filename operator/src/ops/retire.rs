@@ -55,6 +55,19 @@ pub(crate) struct RetireCommand<'a> {
     pub again: String,
     /// The command line that goes on without the pack.
     pub instead: String,
+    /// The deploy key's signature of the command, where the environment
+    /// trusts deploy keys: every step's audit row carries it.
+    pub authorized_by: Option<serde_json::Value>,
+}
+
+impl RetireCommand<'_> {
+    /// A step's audit arguments, with the command's signature.
+    fn step(&self, mut args: serde_json::Value) -> serde_json::Value {
+        if let Some(signed) = &self.authorized_by {
+            args["authorized_by"] = signed.clone();
+        }
+        args
+    }
 }
 
 impl Operator<'_> {
@@ -71,6 +84,20 @@ impl Operator<'_> {
         if let Retirement::Abandon(reason) = &how {
             args["abandon"] = json!(reason);
         }
+        // Run again after it finished (a SIGKILL after its last step, a
+        // retried CI job): done already, said so.
+        if store::env_exists(&self.conn, env)?
+            && let Some(at) = store::retired_at(&self.conn, env, deployment)?
+        {
+            self.commit_as(COMMAND, &args, "ok: retired already", |_| Ok(()))?;
+            return Ok(Teardown {
+                steps: vec![format!(
+                    "deployment {deployment} was retired already ({})",
+                    crate::read::rfc3339(at)
+                )],
+                left: Vec::new(),
+            });
+        }
         if let Err(e) = self.may_retire(env, deployment, &how, COMMAND, &mut args) {
             return self.failed(COMMAND, &args, e);
         }
@@ -86,7 +113,10 @@ impl Operator<'_> {
             what: "the retirement",
             again: format!("host deployment retire {env} {deployment}"),
             instead: format!("host deployment retire {env} {deployment} --abandon --reason TEXT"),
+            authorized_by: args.get("authorized_by").cloned(),
         };
+        // The command itself, as signed, before its first step.
+        self.commit(COMMAND, &args, |_| Ok(()))?;
         let mut done = Teardown::default();
         self.retire_locked(&retire, env, bound.as_ref(), deployment, &how, &mut done)
             .await?;
@@ -147,7 +177,7 @@ impl Operator<'_> {
         let command = retire.command;
         let actor = self.actor.clone();
         if let Some(split) = store::current_split(&self.conn, env, deployment)? {
-            let step = json!({ "env": env, "deployment": deployment, "step": "withdraw-traffic", "generation": split.generation });
+            let step = retire.step(json!({ "env": env, "deployment": deployment, "step": "withdraw-traffic", "generation": split.generation }));
             self.commit(command, &step, |tx| store::withdraw_traffic(tx, env, deployment))?;
             done.steps.push(format!(
                 "traffic of {deployment} withdrawn (generation {})",
@@ -173,7 +203,8 @@ impl Operator<'_> {
                     if killed > 0 {
                         event.push_str(&format!("; the host stopped {killed} processes"));
                     }
-                    let step = json!({ "env": env, "revision": revision.id, "step": "abandon", "reason": reason });
+                    let step = retire
+                        .step(json!({ "env": env, "revision": revision.id, "step": "abandon", "reason": reason }));
                     self.commit(command, &step, |tx| {
                         store::abandon(tx, env, &revision.id, &event, &actor, now())
                     })?;
@@ -185,6 +216,8 @@ impl Operator<'_> {
             (Retirement::ThroughPack, Some(bound)) if bound.pack.exports().iter().any(|e| e.starts_with(TEARDOWN)) => {
                 let request = Request::ReleaseDeployment(deployment.to_string());
                 let note = self.retire_step(retire, env, bound, &request).await?;
+                let step = retire.step(json!({ "env": env, "deployment": deployment, "step": request.verb().name() }));
+                self.commit(command, &step, |_| Ok(()))?;
                 done.steps.push(format!("release-deployment {deployment}{note}"));
             }
             (Retirement::ThroughPack, Some(bound)) => done.left.push(format!(
@@ -195,7 +228,7 @@ impl Operator<'_> {
                 "deployment {deployment}: its revisions were abandoned and the pack was not called, so whatever the provider holds for it is left in place"
             )),
         }
-        let step = json!({ "env": env, "deployment": deployment, "step": "retire" });
+        let step = retire.step(json!({ "env": env, "deployment": deployment, "step": "retire" }));
         self.commit(command, &step, |tx| {
             store::retire_deployment(tx, env, deployment, now())
         })?;
@@ -225,7 +258,7 @@ impl Operator<'_> {
             let actor = self.actor.clone();
             // ready -> draining first, as `revision drain` does.
             if revision.lifecycle == Lifecycle::Ready && matches!(request, Request::Drain(_)) {
-                let step = json!({ "env": env, "revision": revision.id, "step": "draining" });
+                let step = retire.step(json!({ "env": env, "revision": revision.id, "step": "draining" }));
                 self.commit(command, &step, |tx| {
                     store::set_lifecycle(
                         tx,
@@ -243,7 +276,7 @@ impl Operator<'_> {
                 self.stop_revision_processes(env, &revision.id)?;
             }
             let reason = format!("{command}: {} succeeded{note}", request.verb());
-            let step = json!({ "env": env, "revision": revision.id, "step": request.verb().name() });
+            let step = retire.step(json!({ "env": env, "revision": revision.id, "step": request.verb().name() }));
             self.commit(command, &step, |tx| {
                 store::set_lifecycle(tx, env, &revision.id, *after, &reason, &actor, now())
             })?;
@@ -277,8 +310,8 @@ impl Operator<'_> {
                     Request::ReleaseDeployment(d) => d.as_str(),
                     other => other.revision().unwrap_or_default(),
                 };
-                let args = json!({ "env": env, "step": request.verb().name(), "target": target });
-                let error = StoreError::Invalid(format!(
+                let args = retire.step(json!({ "env": env, "step": request.verb().name(), "target": target }));
+                let error = StoreError::StepRefused(format!(
                     "{} stopped at {} {target}: {e}; what was done is recorded: fix the cause and run `{}` again \
                      (or `{}` to go on without the pack, leaving what the provider still runs)",
                     retire.what,

@@ -280,12 +280,20 @@ impl Operator<'_> {
                 holders,
             });
         }
-        if let Some(rollout) = super::rollout::record::unfinished(&self.conn, env, &revision.deployment)? {
-            return Err(StoreError::RolloutActive {
-                deployment: revision.deployment.clone(),
-                id: rollout.id,
-                state: rollout.state.to_string(),
-            });
+        // A draining (or drained) revision never gets weight again, so a
+        // rollout that is draining it (its provider refusing) cannot be
+        // harmed: abandoning it is the way on, and the rollout's drain step
+        // then finds it archived. One the rollout may still give traffic
+        // waits for the rollout.
+        let traffic_free = matches!(revision.lifecycle, Lifecycle::Draining | Lifecycle::Inactive);
+        if !traffic_free
+            && let Some(rollout) = super::rollout::record::unfinished(&self.conn, env, &revision.deployment)?
+        {
+            return Err(StoreError::Invalid(format!(
+                "rollout {} ({}) moves deployment {} and may still give {id} traffic: let it drain {id} \
+                 (a revision that is draining can be abandoned whatever the rollout does), or `host rollout abort {env} {}` first",
+                rollout.id, rollout.state, revision.deployment, revision.deployment
+            )));
         }
         Ok(())
     }

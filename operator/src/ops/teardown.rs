@@ -36,7 +36,9 @@ impl Operator<'_> {
             what: "the teardown",
             again: format!("host env remove {env} --teardown"),
             instead: format!("host env remove {env} --force"),
+            authorized_by: args.get("authorized_by").cloned(),
         };
+        self.commit(COMMAND, &args, |_| Ok(()))?;
         let mut done = Teardown::default();
         for deployment in store::deployments(&self.conn, env)? {
             self.retire_locked(

@@ -188,8 +188,15 @@ impl Operator<'_> {
     /// The generation a rollback goes back to: `to`, which must be an
     /// earlier one, else the one before the current.
     fn rollback_target(&self, env: &str, deployment: &str, to: Option<i64>) -> Result<store::Generation, StoreError> {
-        let current = store::current_split(&self.conn, env, deployment)?
-            .ok_or_else(|| StoreError::NoPrevious(deployment.to_string()))?;
+        let Some(current) = store::current_split(&self.conn, env, deployment)? else {
+            return Err(match store::split_floor(&self.conn, env, deployment)? {
+                Some(floor) => StoreError::Invalid(format!(
+                    "the traffic of {deployment} was withdrawn after generation {floor} (a retirement): generations up to {floor} are history; \
+                     set a split with `host traffic set`, or finish the retirement with `host deployment retire {env} {deployment}`"
+                )),
+                None => StoreError::NoPrevious(deployment.to_string()),
+            });
+        };
         let Some(to) = to else {
             return store::generations(&self.conn, env, deployment, 2)?
                 .into_iter()
@@ -214,6 +221,12 @@ impl Operator<'_> {
     pub(crate) fn require_deployment(&self, env: &str, deployment: &str) -> Result<(), StoreError> {
         store::require_env(&self.conn, env)?;
         if !store::deployments(&self.conn, env)?.iter().any(|d| d == deployment) {
+            if let Some(at) = store::retired_at(&self.conn, env, deployment)? {
+                return Err(StoreError::Invalid(format!(
+                    "deployment {deployment} of {env:?} was retired ({}); stage a revision into it to start it again",
+                    crate::read::rfc3339(at)
+                )));
+            }
             return Err(StoreError::UnknownDeployment {
                 env: env.to_string(),
                 deployment: deployment.to_string(),

@@ -220,7 +220,10 @@ impl Operator<'_> {
         };
         write(&mut self.conn, |tx| record::set_stopped(tx, id, "", now()))?;
         loop {
-            let rollout = record::get(&self.conn, id)?;
+            let rollout = match record::find(&self.conn, id)? {
+                Some(rollout) => rollout,
+                None => return Err(gone(id)),
+            };
             if rollout.state.is_finished() || rollout.state == State::Paused {
                 return Ok(Some(rollout));
             }
@@ -236,6 +239,8 @@ impl Operator<'_> {
                     write(&mut self.conn, |tx| record::finish_step(tx, id, step.seq, &note, now()))?;
                 }
                 Ok(Acted::Skipped | Acted::Paused) => {}
+                // Its environment removed (`env remove --force`) under it.
+                Err(_) if record::find(&self.conn, id)?.is_none() => return Err(gone(id)),
                 Err(Failed(reason)) => self.step_failed(&rollout, &step, reason, progress)?,
             }
         }
@@ -270,9 +275,19 @@ impl Operator<'_> {
             write(&mut self.conn, |tx| {
                 record::set_stopped(tx, &rollout.id, &stopped, now())
             })?;
+            // A drain or archive the provider refuses for good is left by
+            // abandoning the revision (draining, it gets no traffic again).
+            let then = match &step.action {
+                Action::Drain { revision } | Action::Archive { revision } => format!(
+                    " (if its provider will never let go of {revision}: `host revision abandon {} {revision} --reason TEXT`, then resume)",
+                    rollout.env
+                ),
+                _ => String::new(),
+            };
             return Err(StoreError::RolloutStopped {
                 id: rollout.id.clone(),
                 reason: stopped,
+                then,
             });
         }
         let why = format!("{} failed: {reason}", step.action.describe());
@@ -521,6 +536,13 @@ impl Operator<'_> {
             (other, _) => Err(StoreError::Invalid(format!("probe-revision answered {other:?}"))),
         }
     }
+}
+
+/// The error of a driver whose rollout was removed with its environment.
+fn gone(id: &str) -> StoreError {
+    StoreError::Invalid(format!(
+        "rollout {id} is gone: its environment was removed while it ran (`env remove --force`); there is nothing left to drive"
+    ))
 }
 
 fn busy(other: &Rollout) -> StoreError {

@@ -185,10 +185,15 @@ fn append_steps(conn: &Connection, id: &str, phase: Phase, steps: &[Action]) -> 
 }
 
 pub fn get(conn: &Connection, id: &str) -> Result<Rollout, StoreError> {
-    let found = conn
-        .query_row(&format!("SELECT {COLUMNS} FROM rollouts WHERE id = ?1"), [id], raw)
-        .optional()?;
-    rollout(found.ok_or_else(|| StoreError::Invalid(format!("no rollout {id:?}")))?)
+    find(conn, id)?.ok_or_else(|| StoreError::Invalid(format!("no rollout {id:?}")))
+}
+
+/// The rollout `id`, if it exists.
+pub fn find(conn: &Connection, id: &str) -> Result<Option<Rollout>, StoreError> {
+    conn.query_row(&format!("SELECT {COLUMNS} FROM rollouts WHERE id = ?1"), [id], raw)
+        .optional()?
+        .map(rollout)
+        .transpose()
 }
 
 /// The deployment's unfinished rollout, if it has one.
