@@ -267,7 +267,7 @@ fn pause_overridden(
         return Ok(());
     }
     let reason = format!(
-        "paused: {command} --force by {actor} set generation {generation}; `rollout resume` goes on from it, `rollout abort` restores the split the rollout started from"
+        "{command} --force by {actor} set generation {generation}; `rollout resume` goes on from it, `rollout abort` restores the split the rollout started from"
     );
     record::set_state(tx, id, State::Paused, &reason, now())
 }

@@ -288,8 +288,12 @@ impl Tally {
             Some(why) => {
                 self.unhealthy_in_row += 1;
                 self.last = format!("unhealthy ({}/{limit}): {why}", self.unhealthy_in_row);
-                (self.unhealthy_in_row >= limit)
-                    .then(|| format!("probe: {limit} unhealthy answers in a row, the last: {why}"))
+                (self.unhealthy_in_row >= limit).then(|| {
+                    format!(
+                        "probe: {limit} unhealthy {} in a row, the last: {why}",
+                        if limit == 1 { "answer" } else { "answers" }
+                    )
+                })
             }
         }
     }
