@@ -582,19 +582,7 @@ fn a_second_signer_cannot_take_over_an_environment() {
     escape_env(&sb, "victim", &["--allow-run", "true"], &[("mode", "kv".into())]);
     // The other key's holder ships "escape 0.1.9" (the same code, its
     // descriptor patched): it installs, and `victim` does not move.
-    let bytes = std::fs::read(TEST_ESCAPE).unwrap();
-    let (from, to) = (
-        b"envpack.test.escape@0.1.0".as_slice(),
-        b"envpack.test.escape@0.1.9".as_slice(),
-    );
-    let at = bytes
-        .windows(from.len())
-        .position(|w| w == from)
-        .expect("the descriptor in the pack");
-    let mut patched = bytes.clone();
-    patched[at..at + to.len()].copy_from_slice(to);
-    let component = sb.dir.path().join("escape-0.1.9-unsealed.wasm");
-    std::fs::write(&component, patched).unwrap();
+    let component = crate::common::with_version(&sb, TEST_ESCAPE, "envpack.test.escape", "0.1.0", "0.1.9");
     let manifest = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("packs/test-escape/pack.toml"))
         .unwrap()
         .replace("@0.1.0", "@0.1.9");

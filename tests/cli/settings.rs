@@ -386,19 +386,7 @@ fn an_upgrade_to_a_version_whose_settings_do_not_fit_is_refused() {
         ],
     );
     // 1.0.9: the same code, a manifest that requires `zone` too.
-    let bytes = std::fs::read(LEDGER).unwrap();
-    let (from, to) = (
-        b"envpack.deployer.ledger@1.0.0".as_slice(),
-        b"envpack.deployer.ledger@1.0.9".as_slice(),
-    );
-    let at = bytes
-        .windows(from.len())
-        .position(|w| w == from)
-        .expect("the descriptor in the pack");
-    let mut patched = bytes.clone();
-    patched[at..at + to.len()].copy_from_slice(to);
-    let component = sb.dir.path().join("ledger-1.0.9.wasm");
-    std::fs::write(&component, patched).unwrap();
+    let component = crate::common::with_version(&sb, LEDGER, "envpack.deployer.ledger", "1.0.0", "1.0.9");
     let newer = TYPED.replace("@1.0.0", "@1.0.9") + "\n[settings.zone]\ntype = \"string\"\nrequired = true\n";
     let newer_path = sb.dir.path().join("newer.toml");
     std::fs::write(&newer_path, newer).unwrap();

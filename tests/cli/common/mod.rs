@@ -268,6 +268,24 @@ pub fn stage(sb: &Sandbox, env: &str, id: &str) {
     );
 }
 
+/// A copy of the component at `path` in the sandbox whose `describe`
+/// names version `to` instead of `from` (the same code: what another
+/// version of a pack is to the host); returns the copy's path.
+pub fn with_version(sb: &Sandbox, path: &str, descriptor: &str, from: &str, to: &str) -> PathBuf {
+    assert_eq!(from.len(), to.len(), "the patch keeps the component's layout");
+    let bytes = std::fs::read(path).unwrap();
+    let (old, new) = (format!("{descriptor}@{from}"), format!("{descriptor}@{to}"));
+    let at = bytes
+        .windows(old.len())
+        .position(|w| w == old.as_bytes())
+        .expect("the descriptor in the pack");
+    let mut patched = bytes;
+    patched[at..at + new.len()].copy_from_slice(new.as_bytes());
+    let copy = sb.dir.path().join(format!("{descriptor}-{to}-unsealed.wasm"));
+    std::fs::write(&copy, patched).unwrap();
+    copy
+}
+
 /// Installs the hostile test pack and creates `env` bound to it in `mode`.
 pub fn hostile_env(sb: &Sandbox, env: &str, mode: &str) {
     install_signed(sb, TEST_HOSTILE, "packs/test-hostile/pack.toml", "hostile");
