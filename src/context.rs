@@ -184,12 +184,16 @@ impl Context {
         }
     }
 
-    /// Who is acting: --actor, $ENVPACK_ACTOR, else $USER.
+    /// Who is acting: --actor, $ENVPACK_ACTOR, else $USER, else the
+    /// process's user as `uid N` (a service or container sets no USER).
     pub fn actor(&self) -> String {
         self.actor
             .clone()
-            .or_else(|| std::env::var("USER").ok())
-            .unwrap_or_else(|| "unknown".into())
+            .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
+            .unwrap_or_else(|| {
+                // SAFETY: getuid cannot fail and touches no memory.
+                format!("uid {}", unsafe { libc::getuid() })
+            })
     }
 
     /// The key `--deploy-key` names, to sign traffic changes with.

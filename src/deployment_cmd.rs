@@ -40,12 +40,16 @@ pub async fn run(ctx: &mut Context, command: Command) -> Result<i32, CliError> {
                 .unwrap_or(envpack_operator::Retirement::ThroughPack);
             let actor = ctx.actor();
             let done = ctx.operator(actor)?.retire_deployment(&env, &deployment, how).await?;
-            crate::env_cmd::print_retired("retire", &done);
+            if !done.already {
+                crate::env_cmd::print_retired("retire", &done);
+            }
             if json {
                 println!(
                     "{:#}",
-                    json!({ "env": env, "retired": deployment, "steps": done.steps, "left": done.left })
+                    json!({ "env": env, "retired": deployment, "already": done.already, "steps": done.steps, "left": done.left })
                 );
+            } else if done.already {
+                println!("{}", done.steps.join("; "));
             } else {
                 println!("retired deployment {deployment} of {env}");
             }

@@ -41,6 +41,18 @@ pub enum Command {
     Resume(Target),
     /// End the current soak now (what a `manual` gate holds for); the later steps still run.
     Continue(Target),
+    /// End the rollout where it stands, with a reason: no pack call, the traffic and the revisions
+    /// left as they are. For a rollout whose steps can neither go on nor go back (a rollback onto
+    /// a revision its provider lost); then set traffic, drain and retire by hand.
+    Cancel {
+        env: String,
+        deployment: String,
+        /// Why, recorded with the rollout, in the revision's events and the audit log.
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -155,6 +167,20 @@ pub async fn run(ctx: &mut Context, command: Command) -> Result<i32, CliError> {
         Command::Pause(t) => intent(ctx, actor, t, Intent::Pause).await,
         Command::Resume(t) => intent(ctx, actor, t, Intent::Resume).await,
         Command::Continue(t) => intent(ctx, actor, t, Intent::Continue).await,
+        Command::Cancel {
+            env,
+            deployment,
+            reason,
+            json,
+        } => {
+            let rollout = ctx
+                .operator_without_runtime(actor)?
+                .cancel_rollout(&env, &deployment, &reason)?;
+            eprintln!(
+                "host: the traffic stays as it is (`host traffic show {env}`); set it, drain and retire with the usual commands"
+            );
+            finish(&rollout, json, false)
+        }
     }
 }
 
@@ -269,6 +295,18 @@ async fn follow(dir: &StateDir, rollout: &Rollout, json: bool) -> Result<i32, Cl
         if r.state.is_finished() || r.state == State::Paused {
             return finish(r, json, true);
         }
+        // Its driver stopped on a failed step: nobody retries it until
+        // `rollout resume` (the agent leaves stopped rollouts alone).
+        if !r.stopped.is_empty() && view.driver_pid.is_none() {
+            eprintln!(
+                "host: rollout {} stopped at {}; `host rollout resume {} {}` retries from there",
+                r.id,
+                printable(&r.stopped),
+                r.env,
+                r.deployment
+            );
+            return Ok(exit::VERB_FAILED);
+        }
         // Running, yet no agent and no driver for a while: it died.
         if view.driver_pid.is_none() && agent::running(dir).is_none() {
             let since = *orphaned_since.get_or_insert_with(Instant::now);
@@ -317,6 +355,9 @@ fn finish(rollout: &Rollout, as_json: bool, driven: bool) -> Result<i32, CliErro
     Ok(match rollout.state {
         State::RolledBack => exit::VERB_FAILED,
         State::Succeeded => exit::OK,
+        // Followed or driven to its end, it did not reach it.
+        State::Cancelled if driven => exit::VERB_FAILED,
+        State::Cancelled => exit::OK,
         _ if driven => {
             eprintln!(
                 "host: rollout {} is {}, not finished: `host rollout resume {} {}` goes on",

@@ -84,6 +84,12 @@ pub(crate) fn deployment_line(d: &DeploymentView) -> String {
 }
 
 pub fn revision_line(r: &RevisionView) -> String {
+    revision_line_aged(r, true)
+}
+
+/// A revision's line; `aged` adds how long ago its health was probed
+/// (`status --watch` leaves it out, or every probe would be a change).
+pub fn revision_line_aged(r: &RevisionView, aged: bool) -> String {
     let health = match &r.health {
         None => String::new(),
         Some(h) => {
@@ -96,7 +102,11 @@ pub fn revision_line(r: &RevisionView) -> String {
             } else {
                 format!(": {}", printable(&h.message))
             };
-            format!("  [{}{why}, probed {ago}s ago]", h.status)
+            if aged {
+                format!("  [{}{why}, probed {ago}s ago]", h.status)
+            } else {
+                format!("  [{}{why}]", h.status)
+            }
         }
     };
     format!(

@@ -43,7 +43,7 @@ fn snapshot(reader: &Reader, env: &str) -> Result<Snapshot, CliError> {
         keys.insert(format!("deployment {}", d.id), crate::show::deployment_line(d));
     }
     for r in &status.revisions {
-        keys.insert(format!("revision {}", r.id), crate::show::revision_line(r));
+        keys.insert(format!("revision {}", r.id), crate::show::revision_line_aged(r, false));
     }
     for view in reader.rollouts(env, None)? {
         keys.insert(format!("rollout {}", view.rollout.deployment), rollout_line(&view));

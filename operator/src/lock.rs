@@ -65,8 +65,14 @@ pub fn lock(locks: &Path, env: &str) -> Result<EnvLock, StoreError> {
     match file.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
-            // Another command is working on this environment: say so, then queue.
-            eprintln!("host: waiting for environment {env:?}: another command is changing it");
+            // Another command is working on this environment: say so (who,
+            // when the kernel says), then queue. Another thread of this
+            // process (the agent's prober beside its driver) is no news.
+            match holder(locks, env) {
+                Some(pid) if pid == std::process::id() => {}
+                Some(pid) => eprintln!("host: waiting for environment {env:?}: process {pid} is changing it"),
+                None => eprintln!("host: waiting for environment {env:?}: another command is changing it"),
+            }
             file.lock().map_err(|e| fail(e.to_string()))?;
         }
         Err(std::fs::TryLockError::Error(e)) => return Err(fail(e.to_string())),

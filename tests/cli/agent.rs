@@ -239,3 +239,84 @@ fn a_foreground_rollout_stopped_by_ctrl_c_says_how_it_goes_on_and_status_shows_n
     ok(&sb, &["rollout", "promote", "dev", "web"]);
     assert_eq!(rollout(&sb)["state"], "succeeded");
 }
+
+/// A rollout the agent drives stops on a step its provider refuses: the
+/// agent leaves it alone (no retry loop), the following command returns
+/// with the stop, `rollout resume` has the agent retry it, and `rollout
+/// cancel` ends it where it stands when it can go neither on nor back.
+#[test]
+fn a_rollout_stopped_on_a_refused_step_is_left_alone_until_resumed_or_cancelled() {
+    let sb = serving_r1();
+    ok(&sb, &["revision", "warm", "dev", "R2"]);
+    ok(
+        &sb,
+        &[
+            "env", "bind", "dev", "--deployer", "envpack.deployer.ledger@^1", "--setting", "refuse-drain=R1",
+        ],
+    );
+    let mut agent = agent(&sb);
+    let out = sb
+        .host()
+        .args(["rollout", "start", "dev", "web", "--to", "R2", "--steps", "100", "--soak", "200ms"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "the follower returns with the stop: {stderr}");
+    assert!(stderr.contains("stopped at drain R1"), "{stderr}");
+    // Left alone: the agent does not drive it again on its own.
+    let log = || std::fs::read_to_string(sb.dir.path().join("agent.log")).unwrap_or_default();
+    let drives = |text: &str| text.matches("driving rollout").count();
+    let before = drives(&log());
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(drives(&log()), before, "no retry loop:\n{}", log());
+    // Resumed, the agent retries (and stops again: the provider still refuses).
+    let out = sb.host().args(["rollout", "resume", "dev", "web"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(drives(&log()) > before, "resume had the agent retry:\n{}", log());
+    // Cancelled: it ends where it stands, the traffic as it is.
+    sb.host()
+        .args(["rollout", "cancel", "dev", "web"])
+        .assert()
+        .code(2);
+    let out = sb
+        .host()
+        .args(["rollout", "cancel", "dev", "web", "--reason", "the old host is gone for good"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let r = rollout(&sb);
+    assert_eq!(r["state"], "cancelled", "{r:#}");
+    assert!(r["reason"].as_str().unwrap().contains("the old host is gone for good"));
+    assert_eq!(generations(&sb).last().unwrap(), "R2=10000", "the traffic stays");
+    let events = json(&sb, &["events", "dev", "--json"]);
+    assert!(
+        events.to_string().contains("cancelled by"),
+        "the cancel is in the revision's events"
+    );
+    // The deployment is free again: a new rollout may start.
+    stage_ready(&sb, "R3");
+    ok(&sb, &["env", "bind", "dev", "--deployer", "envpack.deployer.ledger@^1", "--unset", "refuse-drain"]);
+    let out = sb
+        .host()
+        .args(["rollout", "start", "dev", "web", "--to", "R3", "--steps", "100", "--soak", "200ms"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    kill(&mut agent);
+}
+
+/// A revision already lost when the agent starts gets an event at the
+/// agent's first answer, not only at a change.
+#[test]
+fn a_revision_unhealthy_at_the_first_probe_is_an_event() {
+    let sb = serving_r1();
+    mark_unhealthy(&sb, "R1");
+    let mut agent = agent(&sb);
+    wait_agent(&sb, "R1 probed unhealthy", || health(&sb, "R1")["status"] == "unhealthy");
+    wait_agent(&sb, "the event", || {
+        json(&sb, &["events", "dev", "--json"])
+            .to_string()
+            .contains("unprobed -> unhealthy")
+    });
+    kill(&mut agent);
+}

@@ -105,9 +105,9 @@ fn the_last_revision_serving_a_deployment_leaves_by_retiring_it() {
     assert!(retire_rows >= 5, "a row per step: {rows:?}");
     // Run again (a retried job), it says it is done; traffic for it is refused by name.
     let out = sb.host().args(["deployment", "retire", "dev", "web"]).output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("deployment web was retired already"), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("deployment web was retired already"), "{stdout}");
     let out = sb
         .host()
         .args(["traffic", "set", "dev", "web", "R1=10000"])
@@ -458,7 +458,7 @@ fn a_retirement_or_teardown_killed_anywhere_is_finished_by_running_it_again() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         // A teardown killed after its last commit left no environment to name.
         let gone = teardown && stderr.contains("no environment");
-        let finished_before = gone || stderr.contains("retired already");
+        let finished_before = gone || String::from_utf8_lossy(&out.stdout).contains("retired already");
         assert!(out.status.success() || gone, "{context}: {stderr}");
         if done > 0 && !finished_before {
             interrupted += 1;

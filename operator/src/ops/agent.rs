@@ -101,8 +101,12 @@ impl Operator<'_> {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         // Drained or archived while it was probed: nothing to record.
         let current = store::revision(&tx, env, revision)?.lifecycle;
-        let before = last_status(&tx, env, revision)?;
-        let changed_from = before.filter(|b| b != status);
+        // A change is an event; so is a first answer that is not healthy (a
+        // revision already lost when the agent started).
+        let changed_from = match last_status(&tx, env, revision)? {
+            Some(before) => Some(before).filter(|b| b != status),
+            None => matches!(status, "unhealthy" | "error").then(|| "unprobed".to_string()),
+        };
         if current == Lifecycle::Ready {
             tx.execute(
                 "INSERT INTO revision_health (env_id, revision, status, message, checked_at) VALUES (?1, ?2, ?3, ?4, ?5)

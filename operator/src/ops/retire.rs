@@ -43,6 +43,8 @@ pub struct Teardown {
     /// What is left at the provider (the pack exports no `teardown`, or
     /// was not called).
     pub left: Vec<String>,
+    /// Nothing was done: it was retired already.
+    pub already: bool,
 }
 
 /// The command a retirement runs under, and what to tell the operator when
@@ -96,6 +98,7 @@ impl Operator<'_> {
                     crate::read::rfc3339(at)
                 )],
                 left: Vec::new(),
+                already: true,
             });
         }
         if let Err(e) = self.may_retire(env, deployment, &how, COMMAND, &mut args) {
@@ -156,7 +159,8 @@ impl Operator<'_> {
     pub(crate) fn no_rollout_on(&self, env: &str, deployment: &str) -> Result<(), StoreError> {
         match super::rollout::record::unfinished(&self.conn, env, deployment)? {
             Some(r) => Err(StoreError::Invalid(format!(
-                "rollout {} ({}) moves deployment {deployment}: abort it first (`host rollout abort {env} {deployment}`)",
+                "rollout {} ({}) moves deployment {deployment}: abort it first (`host rollout abort {env} {deployment}`), \
+                 or, if it can go neither on nor back, end it where it stands (`host rollout cancel {env} {deployment} --reason TEXT`)",
                 r.id, r.state
             ))),
             None => Ok(()),

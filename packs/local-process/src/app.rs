@@ -98,7 +98,14 @@ pub fn warm(revision: &Revision, settings: &Settings) -> Result<String, String> 
     }
     let health = settings::revision_setting(revision, "health-path").unwrap_or_else(|| "/healthz".into());
     if let Some(run) = adopt(revision)? {
-        wait_healthy(&run, &health, settings)?;
+        // A warm that never passes is killed, adopted (an interrupted
+        // warm's process) or not: a failed revision runs nothing.
+        if let Err(error) = wait_healthy(&run, &health, settings) {
+            let _ = procs::kill(&run.process);
+            state::remove(&state::run_path(&revision.id))?;
+            state::remove(&state::intent_path(&revision.id))?;
+            return Err(error);
+        }
         return Ok(format!(
             "{} pid {} already running on port {}",
             run.process, run.pid, run.port
@@ -268,8 +275,8 @@ fn wait_healthy(run: &Run, path: &str, settings: &Settings) -> Result<(), String
         if !procs::running(&info) {
             let stderr = state::tail(&format!("/{}", info.stderr_path), 10);
             return Err(format!(
-                "the process exited ({:?}) before its health check passed; stderr: {stderr}",
-                info.state
+                "the process exited ({}) before its health check passed; stderr: {stderr}",
+                procs::describe_state(&info.state)
             ));
         }
         let last = match probe::http_get(&address, path, 1000) {
@@ -286,7 +293,7 @@ fn wait_healthy(run: &Run, path: &str, settings: &Settings) -> Result<(), String
             Err(probe::ProbeError::NotAllowed(m)) => {
                 return Err(format!("cannot probe {address}: {m}"));
             }
-            Err(e) => format!("GET {path}: {e:?}"),
+            Err(e) => format!("GET {path}: {}", procs::describe_probe(&e)),
         };
         if procs::now_ms() >= until {
             let stderr = state::tail(&format!("/{}", info.stderr_path), 10);
@@ -373,6 +380,6 @@ pub fn probe_health(revision: &Revision) -> Result<Health, String> {
     Ok(match probe::http_get(&format!("127.0.0.1:{}", run.port), &path, 2000) {
         Ok(r) if (200..400).contains(&r.status) => Health::Healthy,
         Ok(r) => Health::Unhealthy(format!("GET {path} answered {}", r.status)),
-        Err(e) => Health::Unhealthy(format!("GET {path}: {e:?}")),
+        Err(e) => Health::Unhealthy(format!("GET {path}: {}", procs::describe_probe(&e))),
     })
 }

@@ -185,7 +185,8 @@ impl Guest for LocalProcess {
                         provider(
                             "apply-traffic-split",
                             format!(
-                                "revision {} has weight but is not running here (warm it first)",
+                                "revision {} has weight but its process is not running here: if the revision is not ready, warm it; \
+                                 if it is ready, its process was lost: leave it out of the split (`traffic set`), drain it, and stage its artifact again",
                                 entry.revision
                             ),
                         )

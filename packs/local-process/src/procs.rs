@@ -23,6 +23,24 @@ pub fn describe(error: &process::ProcessError) -> String {
     }
 }
 
+/// A probe's failure as a sentence.
+pub fn describe_probe(error: &crate::envpack::deployer::probe::ProbeError) -> String {
+    match error {
+        crate::envpack::deployer::probe::ProbeError::NotAllowed(m) => format!("not allowed: {m}"),
+        crate::envpack::deployer::probe::ProbeError::Timeout(ms) => format!("no answer within {ms} ms"),
+        crate::envpack::deployer::probe::ProbeError::Failed(m) => m.clone(),
+    }
+}
+
+/// How a process ended, as words.
+pub fn describe_state(state: &ProcessState) -> String {
+    match state {
+        ProcessState::Running => "still running".into(),
+        ProcessState::Exited(Some(code)) => format!("exit code {code}"),
+        ProcessState::Exited(None) => "ended by a signal".into(),
+    }
+}
+
 /// Runs `command args` in `cwd` to completion (at most `timeout_ms`); Ok
 /// with its stderr tail when it exits 0, Err naming it otherwise.
 pub fn run(command: &str, args: &[&str], cwd: &str, timeout_ms: u32) -> Result<String, String> {
@@ -38,7 +56,10 @@ pub fn run(command: &str, args: &[&str], cwd: &str, timeout_ms: u32) -> Result<S
     let stderr = crate::state::tail(&format!("/{}", done.stderr_path), 8);
     match done.state {
         ProcessState::Exited(Some(0)) => Ok(stderr),
-        ProcessState::Exited(code) => Err(format!("{line} failed (exit {code:?}): {stderr}")),
+        ProcessState::Exited(code) => Err(format!(
+            "{line} failed ({}): {stderr}",
+            describe_state(&ProcessState::Exited(code))
+        )),
         ProcessState::Running => {
             let _ = process::send_signal(&info.id, Signal::Kill);
             Err(format!("{line} did not finish within {timeout_ms} ms"))

@@ -52,9 +52,10 @@ impl Operator<'_> {
             Ok(rollout) => rollout,
             Err(e) => return self.failed(intent.command(), &args, e),
         };
-        // Resuming a rollout that is not paused changes nothing: no audit
-        // row for each run of a cron job that resumes it.
-        if intent == Intent::Resume && rollout.state != State::Paused {
+        // Resuming a rollout that is neither paused nor stopped on a failed
+        // step changes nothing: no audit row for each run of a cron job
+        // that resumes it.
+        if intent == Intent::Resume && rollout.state != State::Paused && rollout.stopped.is_empty() {
             return Ok(rollout);
         }
         let id = rollout.id.clone();
@@ -73,6 +74,47 @@ impl Operator<'_> {
             Ok(()) => record::get(&self.conn, &id),
             Err(e) => self.failed(intent.command(), &args, e),
         }
+    }
+}
+
+impl Operator<'_> {
+    /// Ends the deployment's unfinished rollout where it stands
+    /// (`rollout cancel`): no pack call, the traffic left as the current
+    /// split, the revisions as they are; recorded with the reason. The way
+    /// out of a rollout whose steps can neither go on nor go back (a
+    /// rollback onto a revision its provider lost). Refused while a process
+    /// drives it.
+    pub fn cancel_rollout(&mut self, env: &str, deployment: &str, reason: &str) -> Result<Rollout, StoreError> {
+        const COMMAND: &str = "rollout cancel";
+        let mut args = json!({ "env": env, "deployment": deployment, "reason": reason });
+        let checked = (|| {
+            if reason.trim().is_empty() {
+                return Err(StoreError::Invalid(
+                    "cancelling a rollout needs a --reason: it is recorded with it".into(),
+                ));
+            }
+            let rollout = self
+                .unfinished_rollout(env, deployment)?
+                .ok_or_else(|| StoreError::Invalid(format!("deployment {deployment} has no rollout in progress")))?;
+            if let Some(pid) = crate::ops::agent::driver(&self.state_dir, &rollout.id) {
+                return Err(StoreError::Invalid(format!(
+                    "process {pid} is driving rollout {}: let it stop (`host rollout pause {env} {deployment}` stops a running one) first",
+                    rollout.id
+                )));
+            }
+            Ok(rollout)
+        })();
+        let rollout = match checked.and_then(|r| self.authorize(env, COMMAND, &mut args).map(|()| r)) {
+            Ok(rollout) => rollout,
+            Err(e) => return self.failed(COMMAND, &args, e),
+        };
+        let actor = self.actor.clone();
+        let why = format!("cancelled by {actor}: {}", reason.trim());
+        self.commit(COMMAND, &args, |tx| {
+            record::set_state(tx, &rollout.id, State::Cancelled, &why, now())?;
+            note_on_revision(tx, &rollout, &format!("rollout {} {why}", rollout.id), &actor)
+        })?;
+        record::get(&self.conn, &rollout.id)
     }
 }
 
@@ -110,10 +152,17 @@ fn apply_intent(tx: &Connection, r: &Rollout, intent: Intent, actor: &str) -> Re
             }
             record::set_state(tx, &r.id, State::Paused, &format!("paused by {actor}"), now())
         }
-        Intent::Resume => match r.state {
-            State::Paused => record::set_state(tx, &r.id, State::Running, &format!("resumed by {actor}"), now()),
-            _ => Ok(()),
-        },
+        Intent::Resume => {
+            // A stop on a failed step is cleared: the agent (or this
+            // command) retries the step.
+            if !r.stopped.is_empty() {
+                record::set_stopped(tx, &r.id, "", now())?;
+            }
+            match r.state {
+                State::Paused => record::set_state(tx, &r.id, State::Running, &format!("resumed by {actor}"), now()),
+                _ => Ok(()),
+            }
+        }
         Intent::Continue => {
             if r.state != State::Running {
                 return refuse("only a running rollout's soak can be continued (resume a paused one)");

@@ -19,14 +19,17 @@ pub enum State {
     RollingBack,
     Succeeded,
     RolledBack,
+    /// Ended where it stood by `rollout cancel`, its traffic left as it was.
+    Cancelled,
 }
 
-const STATES: [(State, &str); 5] = [
+const STATES: [(State, &str); 6] = [
     (State::Running, "running"),
     (State::Paused, "paused"),
     (State::RollingBack, "rolling-back"),
     (State::Succeeded, "succeeded"),
     (State::RolledBack, "rolled-back"),
+    (State::Cancelled, "cancelled"),
 ];
 
 impl State {
@@ -39,7 +42,7 @@ impl State {
     }
 
     pub fn is_finished(self) -> bool {
-        matches!(self, State::Succeeded | State::RolledBack)
+        matches!(self, State::Succeeded | State::RolledBack | State::Cancelled)
     }
 }
 
@@ -214,8 +217,11 @@ pub fn unfinished(conn: &Connection, env: &str, deployment: &str) -> Result<Opti
 /// every unfinished one and the last finished one per deployment.
 /// Every rollout a driver should be moving (not paused, not finished),
 /// across every environment.
+/// Rollouts that should be moving: running or rolling back, and not stopped
+/// on a failed step (those wait for `rollout resume`, which clears the stop).
 pub fn driving_ids(conn: &Connection) -> Result<Vec<String>, StoreError> {
-    let mut stmt = conn.prepare("SELECT id FROM rollouts WHERE state IN ('running', 'rolling-back') ORDER BY id")?;
+    let mut stmt = conn
+        .prepare("SELECT id FROM rollouts WHERE state IN ('running', 'rolling-back') AND stopped = '' ORDER BY id")?;
     let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
