@@ -277,10 +277,12 @@ async fn follow(dir: &StateDir, rollout: &Rollout, json: bool) -> Result<i32, Cl
             .ok_or_else(|| CliError::State(format!("rollout {} is gone from the state directory", rollout.id)))?;
         for step in &view.steps {
             if seen.get(&step.seq) != Some(&step.state) && step.state != "pending" {
-                let note = if step.note.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {}", printable(&step.note))
+                // A failed step's note starts with the step itself.
+                let described = format!("{} {}: ", step.action.describe(), step.state);
+                let note = match step.note.strip_prefix(&described) {
+                    _ if step.note.is_empty() => String::new(),
+                    Some(rest) => format!(": {}", printable(rest)),
+                    None => format!(": {}", printable(&step.note)),
                 };
                 eprintln!(
                     "host: rollout {}: {} {}{note}",

@@ -211,7 +211,19 @@ pub async fn events(ctx: &mut Context, env: &str, follow: bool, as_json: bool) -
     let reader = reader(ctx)?;
     let mut after = 0;
     loop {
-        let events = reader.events(env, after)?;
+        let events = match reader.events(env, after) {
+            // Removed while followed: its events went with it (the audit
+            // log keeps what was done).
+            Err(envpack_operator::StoreError::UnknownEnv(_)) if follow && after > 0 => {
+                eprintln!(
+                    "host: environment {} was removed; its last events went with it (`host audit show --env {}` keeps what was done)",
+                    printable(env),
+                    printable(env)
+                );
+                return Ok(exit::OK);
+            }
+            other => other?,
+        };
         if let Some(last) = events.last() {
             after = last.seq;
         }

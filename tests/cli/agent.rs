@@ -251,17 +251,29 @@ fn a_rollout_stopped_on_a_refused_step_is_left_alone_until_resumed_or_cancelled(
     ok(
         &sb,
         &[
-            "env", "bind", "dev", "--deployer", "envpack.deployer.ledger@^1", "--setting", "refuse-drain=R1",
+            "env",
+            "bind",
+            "dev",
+            "--deployer",
+            "envpack.deployer.ledger@^1",
+            "--setting",
+            "refuse-drain=R1",
         ],
     );
     let mut agent = agent(&sb);
     let out = sb
         .host()
-        .args(["rollout", "start", "dev", "web", "--to", "R2", "--steps", "100", "--soak", "200ms"])
+        .args([
+            "rollout", "start", "dev", "web", "--to", "R2", "--steps", "100", "--soak", "200ms",
+        ])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "the follower returns with the stop: {stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the follower returns with the stop: {stderr}"
+    );
     assert!(stderr.contains("stopped at drain R1"), "{stderr}");
     // Left alone: the agent does not drive it again on its own.
     let log = || std::fs::read_to_string(sb.dir.path().join("agent.log")).unwrap_or_default();
@@ -274,13 +286,17 @@ fn a_rollout_stopped_on_a_refused_step_is_left_alone_until_resumed_or_cancelled(
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(drives(&log()) > before, "resume had the agent retry:\n{}", log());
     // Cancelled: it ends where it stands, the traffic as it is.
-    sb.host()
-        .args(["rollout", "cancel", "dev", "web"])
-        .assert()
-        .code(2);
+    sb.host().args(["rollout", "cancel", "dev", "web"]).assert().code(2);
     let out = sb
         .host()
-        .args(["rollout", "cancel", "dev", "web", "--reason", "the old host is gone for good"])
+        .args([
+            "rollout",
+            "cancel",
+            "dev",
+            "web",
+            "--reason",
+            "the old host is gone for good",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
@@ -295,10 +311,23 @@ fn a_rollout_stopped_on_a_refused_step_is_left_alone_until_resumed_or_cancelled(
     );
     // The deployment is free again: a new rollout may start.
     stage_ready(&sb, "R3");
-    ok(&sb, &["env", "bind", "dev", "--deployer", "envpack.deployer.ledger@^1", "--unset", "refuse-drain"]);
+    ok(
+        &sb,
+        &[
+            "env",
+            "bind",
+            "dev",
+            "--deployer",
+            "envpack.deployer.ledger@^1",
+            "--unset",
+            "refuse-drain",
+        ],
+    );
     let out = sb
         .host()
-        .args(["rollout", "start", "dev", "web", "--to", "R3", "--steps", "100", "--soak", "200ms"])
+        .args([
+            "rollout", "start", "dev", "web", "--to", "R3", "--steps", "100", "--soak", "200ms",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
@@ -312,7 +341,9 @@ fn a_revision_unhealthy_at_the_first_probe_is_an_event() {
     let sb = serving_r1();
     mark_unhealthy(&sb, "R1");
     let mut agent = agent(&sb);
-    wait_agent(&sb, "R1 probed unhealthy", || health(&sb, "R1")["status"] == "unhealthy");
+    wait_agent(&sb, "R1 probed unhealthy", || {
+        health(&sb, "R1")["status"] == "unhealthy"
+    });
     wait_agent(&sb, "the event", || {
         json(&sb, &["events", "dev", "--json"])
             .to_string()
