@@ -52,6 +52,7 @@ pub enum Check {
     ModelSequences,
     ProbeTruthful,
     EndpointTruthful,
+    TeardownIdempotent,
     ArchiveReleases,
     RuntimeConfigDrift,
     ProviderMessage,
@@ -217,6 +218,13 @@ pub const CATALOG: &[CheckDef] = &[
         Profile::Core,
         "packs that export `endpoints` (contract 1.2): revision-endpoint answers revision-not-found for an unknown id, no address for a revision it never warmed (also when the host records it ready) or archived, and an http(s) URL for a warmed one, changing nothing; skipped for packs without the export",
         "`none` when there is no such address (the revision does not run, or the provider has no direct route to it). Read-only: no side effects. `revision-not-found` for an unknown id.",
+    ),
+    check(
+        Check::TeardownIdempotent,
+        "teardown.idempotent",
+        Profile::Core,
+        "packs that export `teardown` (contract 1.2): release-deployment of a deployment the pack never set up succeeds, twice, beside another deployment it runs, changing nothing the pack keeps (kv) and stopping none of its processes; skipped for packs without the export",
+        "Idempotent: a deployment the pack never set up, or released already, is released.",
     ),
     check(
         Check::ArchiveReleases,

@@ -561,6 +561,15 @@ fn the_pack_passes_the_extended_bench_and_leaves_nothing_running() {
         .cloned()
         .unwrap_or_default();
     assert_eq!(endpoint["status"], "pass", "{endpoint}");
+    // And with `teardown`: releasing a deployment it never set up is judged.
+    let teardown = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "teardown.idempotent")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(teardown["status"], "pass", "{teardown}");
     assert!(out.status.success());
     let left = processes_under(sb.dir.path());
     assert!(left.is_empty(), "the bench left processes running: {left:?}");

@@ -301,6 +301,7 @@ fn swapping_the_pack_by_descriptor_keeps_the_commands() {
     ok(&sb, &["sign", &p(&pack), "--key", &p(&key)]);
     ok(&sb, &["pack", "install", "--force", &p(&pack)]);
 
+    // R1 is the ledger's: the move retires it through the ledger first.
     ok(
         &sb,
         &[
@@ -311,8 +312,11 @@ fn swapping_the_pack_by_descriptor_keeps_the_commands() {
             "envpack.test.hostile@^0.1",
             "--setting",
             "mode=normal",
+            "--teardown",
         ],
     );
+    let r1 = json(&sb, &["revision", "show", "dev", "R1", "--json"]);
+    assert_eq!(r1["lifecycle"], "archived");
     ok(
         &sb,
         &[
@@ -364,8 +368,18 @@ fn swapping_the_pack_by_descriptor_keeps_the_commands() {
     );
     ok(&sb, &["revision", "retry", "dev", "R2"]);
     ok(&sb, &["revision", "warm", "dev", "R2"]);
-    ok(&sb, &["traffic", "set", "dev", "web", "R1=5000", "R2=5000"]);
-    ok(&sb, &["env", "bind", "dev", "--deployer", "envpack.deployer.ledger@^1"]);
+    ok(&sb, &["traffic", "set", "dev", "web", "R2=10000"]);
+    ok(
+        &sb,
+        &[
+            "env",
+            "bind",
+            "dev",
+            "--deployer",
+            "envpack.deployer.ledger@^1",
+            "--teardown",
+        ],
+    );
     let status = json(&sb, &["status", "dev", "--json"]);
     assert_eq!(status["binding"]["descriptor"], "envpack.deployer.ledger@1.0.0");
 }

@@ -39,6 +39,7 @@ pub(crate) async fn run(check: Check, ctx: &Ctx<'_>) -> Verdict {
         Check::ModelSequences => generated(ctx, Class::Sequences, "every call the host would send succeeded and echoed, and the pack's runtime config followed the splits it applied").await,
         Check::ProbeTruthful => probe_truthful(ctx).await,
         Check::EndpointTruthful => truth::endpoints(ctx).await,
+        Check::TeardownIdempotent => truth::release(ctx).await,
         Check::ArchiveReleases => generated(ctx, Class::Archive, "after every archive, nothing in kv named the revision, its directory was gone and its processes stopped").await,
         Check::RuntimeConfigDrift => drift(ctx).await,
         Check::RobustnessLongIds => long_ids(ctx).await,

@@ -179,3 +179,56 @@ pub(super) async fn endpoints(ctx: &Ctx<'_>) -> Verdict {
         "no address for unknown, never-warmed or archived revisions; an http(s) URL or none for a warmed one",
     )
 }
+
+/// `release-deployment` (contract 1.2, optional): a deployment the pack
+/// never set up is released, and released again, while another deployment
+/// of the environment runs: nothing the pack keeps changes and none of its
+/// processes stops. (A pack that fails here wedges `env remove --teardown`
+/// on a deployment that never got traffic.)
+pub(super) async fn release(ctx: &Ctx<'_>) -> Verdict {
+    if !ctx
+        .pack
+        .exports()
+        .iter()
+        .any(|e| e.starts_with("envpack:deployer/teardown@"))
+    {
+        return Verdict::skip("the pack exports no `teardown` (contract 1.0 or 1.1, or 1.2 without it)");
+    }
+    let ids = Ids::standard();
+    let env = Fixture::new(&ctx.env_id("release"), ids.clone()).build(&ctx.config.inputs);
+    // Another deployment runs a revision beside the one released.
+    ctx.call(&env, Request::Stage(ids.a1.clone())).await;
+    ctx.call(&env, Request::Warm(ids.a1.clone())).await;
+    let (kv, live) = (ctx.kv_state(&env), ctx.live_processes(&env));
+    let never = "conformance-never-set-up";
+    let mut problems = Vec::new();
+    for attempt in ["the first time", "again"] {
+        let step = ctx.call(&env, Request::ReleaseDeployment(never.to_string())).await;
+        if let Err(e) = &step.report.result {
+            problems.push(format!(
+                "release-deployment of {} (never set up), {attempt}, failed: {e}; it must be released",
+                quoted(never)
+            ));
+        }
+    }
+    if ctx.kv_state(&env) != kv {
+        problems.push(format!(
+            "release-deployment of {} (never set up) changed the pack's kv state",
+            quoted(never)
+        ));
+    }
+    let after = ctx.live_processes(&env);
+    if after != live {
+        problems.push(format!(
+            "release-deployment of {} (never set up) left {after} processes running; before, {live}",
+            quoted(never)
+        ));
+    }
+    ctx.call(&env, Request::Drain(ids.a1.clone())).await;
+    ctx.call(&env, Request::Archive(ids.a1.clone())).await;
+    ctx.retire(&env, Lane::Main).await;
+    Verdict::from_problems(
+        problems,
+        "a deployment never set up is released, twice, and nothing else changes",
+    )
+}
