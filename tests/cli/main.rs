@@ -21,6 +21,7 @@ mod operator;
 mod operator_edges;
 mod preconditions;
 mod retire;
+mod retire_races;
 mod rollout;
 mod rollout_access;
 mod rollout_gates;
