@@ -44,7 +44,7 @@ pub use grants::{
 };
 pub use lifecycle::Lifecycle;
 pub use limits::{LIMIT_NAMES, MAX_ARTIFACT_BYTES, Over, PackLimits, ResultCaps, Shape, ShapeError};
-pub use pack_info::{CONTRACT_VERSION, PackInfo, accepts_contract, sha256_hex};
+pub use pack_info::{CONTRACT_VERSION, PackInfo, accepts_contract, descriptor_name, sha256_hex};
 pub use recording::{CapabilityCall, MAX_DETAIL_BYTES, MAX_RECORDED, MAX_RECORDED_BYTES, Recording};
 pub use runtime_config::RuntimeConfig;
 pub use settings::{Declared, SettingSpec, SettingType, SettingsError, closest, distance};

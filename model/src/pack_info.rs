@@ -33,8 +33,13 @@ pub struct PackInfo {
 impl PackInfo {
     /// The descriptor without its version: `envpack.deployer.ledger`.
     pub fn name(&self) -> &str {
-        self.descriptor.split('@').next().unwrap_or(&self.descriptor)
+        descriptor_name(&self.descriptor)
     }
+}
+
+/// A descriptor (`envpack.deployer.ledger@1.0.0`) without its version.
+pub fn descriptor_name(descriptor: &str) -> &str {
+    descriptor.split('@').next().unwrap_or(descriptor)
 }
 
 /// Hex sha256 of `bytes`: how packs, artifacts and keys are named.

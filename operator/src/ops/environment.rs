@@ -210,7 +210,7 @@ impl Operator<'_> {
         done: &mut Teardown,
     ) -> Result<(), StoreError> {
         let before = store::binding(&self.conn, env)?;
-        let name = |descriptor: &str| descriptor.split('@').next().unwrap_or_default().to_string();
+        let name = envpack_model::descriptor_name;
         if name(&before.descriptor) == name(&to.descriptor) {
             if retire.is_some() {
                 // Said and not done would mislead whoever reads the audit log.
@@ -252,7 +252,8 @@ impl Operator<'_> {
             }
             Retirement::Abandon(_) => None,
         };
-        let requirement = shell_word(&to.requirement);
+        // Quoted as a shell reads it back (`^1`, `*` patterns).
+        let requirement = shlex::try_quote(&to.requirement).map_or_else(|_| to.requirement.clone(), |q| q.into_owned());
         let retire = RetireCommand {
             command: "env bind",
             what: "the move to another pack",
@@ -509,17 +510,6 @@ impl Operator<'_> {
 pub struct Rebound {
     pub binding: Binding,
     pub retired: Teardown,
-}
-
-/// `word` as a shell reads it back: quoted when it holds more than
-/// letters, digits and `.-_@^~=,:/+`.
-fn shell_word(word: &str) -> String {
-    let plain = |c: char| c.is_ascii_alphanumeric() || ".-_@^~=,:/+".contains(c);
-    if !word.is_empty() && word.chars().all(plain) {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
-    }
 }
 
 /// What `before` grants that `after` does not, as `kind value` lines.

@@ -179,7 +179,6 @@ impl Operator<'_> {
         done: &mut Teardown,
     ) -> Result<(), StoreError> {
         let command = retire.command;
-        let actor = self.actor.clone();
         if let Some(split) = store::current_split(&self.conn, env, deployment)? {
             let step = retire.step(json!({ "env": env, "deployment": deployment, "step": "withdraw-traffic", "generation": split.generation }));
             self.commit(command, &step, |tx| store::withdraw_traffic(tx, env, deployment))?;
@@ -202,16 +201,9 @@ impl Operator<'_> {
                         Retirement::Abandon(reason) => reason.trim(),
                         Retirement::ThroughPack => "no pack to drain it",
                     };
-                    let killed = self.stop_revision_processes(env, &revision.id)?;
-                    let mut event = format!("{command}: {reason}; the pack was not called");
-                    if killed > 0 {
-                        event.push_str(&format!("; the host stopped {killed} processes"));
-                    }
                     let step = retire
                         .step(json!({ "env": env, "revision": revision.id, "step": "abandon", "reason": reason }));
-                    self.commit(command, &step, |tx| {
-                        store::abandon(tx, env, &revision.id, &event, &actor, now())
-                    })?;
+                    self.abandon_locked(command, &step, env, &revision.id, reason)?;
                     done.steps.push(format!("abandoned {}", revision.id));
                 }
             }

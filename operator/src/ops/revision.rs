@@ -249,17 +249,32 @@ impl Operator<'_> {
         if let Err(e) = self.check_abandon(env, id, reason) {
             return self.failed(COMMAND, &args, e);
         }
+        self.abandon_locked(COMMAND, &args, env, id, reason)?;
+        store::revision(&self.conn, env, id)
+    }
+
+    /// Records `id` archived without calling the pack, its lock held: the
+    /// host stops the revision's processes, the event says why and that
+    /// the pack was not called. Shared by `revision abandon` and a
+    /// retirement's `--abandon`.
+    pub(super) fn abandon_locked(
+        &mut self,
+        command: &str,
+        args: &serde_json::Value,
+        env: &str,
+        id: &str,
+        reason: &str,
+    ) -> Result<(), StoreError> {
         let killed = match self.stop_revision_processes(env, id) {
             Ok(killed) => killed,
-            Err(e) => return self.failed(COMMAND, &args, e),
+            Err(e) => return self.failed(command, args, e),
         };
-        let mut event = format!("{COMMAND}: {}; the pack was not called", reason.trim());
+        let mut event = format!("{command}: {}; the pack was not called", reason.trim());
         if killed > 0 {
             event.push_str(&format!("; the host stopped {killed} processes"));
         }
         let actor = self.actor.clone();
-        self.commit(COMMAND, &args, |tx| store::abandon(tx, env, id, &event, &actor, now()))?;
-        store::revision(&self.conn, env, id)
+        self.commit(command, args, |tx| store::abandon(tx, env, id, &event, &actor, now()))
     }
 
     fn check_abandon(&self, env: &str, id: &str, reason: &str) -> Result<(), StoreError> {
