@@ -22,6 +22,7 @@ pub enum AllocatorArg {
 
 pub struct Context {
     state_dir_flag: Option<PathBuf>,
+    database_url: Option<String>,
     state_dir: Option<StateDir>,
     deadline: Duration,
     memory_budget: usize,
@@ -52,6 +53,7 @@ impl Context {
             .ok_or_else(|| CliError::input(format!("--memory-mib {memory_mib} is too large")))?;
         Ok(Context {
             state_dir_flag: state_dir,
+            database_url: None,
             state_dir: None,
             deadline: Duration::from_millis(deadline_ms),
             memory_budget,
@@ -118,13 +120,20 @@ impl Context {
         }
     }
 
+    /// The operator's records on PostgreSQL (`--database`), not `state.db`.
+    pub fn database(&mut self, url: Option<String>) {
+        self.database_url = url;
+    }
+
     /// The state directory, created on first use.
     pub fn state_dir(&mut self) -> Result<&StateDir, CliError> {
         if self.state_dir.is_none() {
-            let dir = StateDir::resolve(self.state_dir_flag.clone()).map_err(|message| CliError::Input {
-                message,
-                hint: Some("pass --state-dir DIR or set ENVPACK_STATE_DIR".into()),
-            })?;
+            let dir = StateDir::resolve(self.state_dir_flag.clone())
+                .map_err(|message| CliError::Input {
+                    message,
+                    hint: Some("pass --state-dir DIR or set ENVPACK_STATE_DIR".into()),
+                })?
+                .with_database_url(self.database_url.clone());
             dir.ensure()
                 .map_err(|e| CliError::State(format!("cannot create state directory {}: {e}", dir.root().display())))?;
             self.state_dir = Some(dir);

@@ -220,9 +220,13 @@ fn store_exit(error: &envpack_operator::StoreError) -> i32 {
         E::Registry(e) => registry_exit(e),
         E::Trust(e) => trust_exit(e),
         E::Load(e) => load_exit(e),
-        E::Sqlite(_) | E::NewerSchema { .. } | E::Lock { .. } | E::Corrupt(_) | E::Io { .. } | E::Import(_) => {
-            exit::HOST
-        }
+        E::Database(_)
+        | E::NewerSchema { .. }
+        | E::Lock { .. }
+        | E::LockLost(_)
+        | E::Corrupt(_)
+        | E::Io { .. }
+        | E::Import(_) => exit::HOST,
         E::UnknownEnv(_)
         | E::EnvExists(_)
         | E::UnknownDeployment { .. }

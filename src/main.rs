@@ -44,6 +44,12 @@ struct Cli {
     #[arg(long, global = true, help_heading = GLOBAL, env = "ENVPACK_STATE_DIR", value_name = "DIR")]
     state_dir: Option<PathBuf>,
 
+    /// The operator's database on a PostgreSQL server shared by several machines
+    /// (postgres://USER@HOST:PORT/DB) instead of state.db in the state directory.
+    #[arg(long, global = true, help_heading = GLOBAL, env = "ENVPACK_DATABASE_URL", value_name = "URL",
+          hide_env_values = true)]
+    database: Option<String>,
+
     /// CPU and wall-clock deadline of one verb call, in milliseconds.
     #[arg(long, global = true, help_heading = GLOBAL, default_value_t = 2000, value_name = "MS")]
     deadline_ms: u64,
@@ -219,6 +225,7 @@ async fn run(cli: Cli) -> Result<i32, CliError> {
     ctx.allocator(cli.allocator);
     ctx.deploy_key(cli.deploy_key);
     ctx.audit_sink(cli.audit_sink);
+    ctx.database(cli.database);
     ctx.bound_compiles(cli.compile_seconds, cli.compile_memory_mib, &cli.pack_limit)?;
     let result = command(&mut ctx, cmd).await;
     mark("command");

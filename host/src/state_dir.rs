@@ -1,7 +1,8 @@
 //! The state directory, and the one place its layout is written down.
 //!
 //! ```text
-//! state.db            the operator's database (SQLite, WAL)
+//! state.db            the operator's database (SQLite, WAL), unless it is
+//!                     on a PostgreSQL server (`--database postgres://...`)
 //! trust.json          the trust store
 //! packs/              installed packs, content-addressed, and their reports
 //! cache/              compiled code, keyed by pack digest and engine
@@ -32,12 +33,18 @@ mod identities;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StateDir {
     root: PathBuf,
+    /// The operator's database when it is not `state.db` here: a
+    /// PostgreSQL URL (`--database`, `$ENVPACK_DATABASE_URL`).
+    database_url: Option<String>,
 }
 
 impl StateDir {
     /// The state directory at `root` (nothing is created).
     pub fn at(root: impl Into<PathBuf>) -> Self {
-        StateDir { root: root.into() }
+        StateDir {
+            root: root.into(),
+            database_url: None,
+        }
     }
 
     /// `flag` (the flag or `$ENVPACK_STATE_DIR`, as the caller read them),
@@ -64,8 +71,20 @@ impl StateDir {
         &self.root
     }
 
+    /// The SQLite database, when no database URL is given.
     pub fn database(&self) -> PathBuf {
         self.root.join("state.db")
+    }
+
+    /// The operator's records on a shared PostgreSQL server instead of
+    /// `state.db` (every other file stays in this directory, per machine).
+    pub fn with_database_url(mut self, url: Option<String>) -> Self {
+        self.database_url = url.filter(|u| !u.is_empty());
+        self
+    }
+
+    pub fn database_url(&self) -> Option<&str> {
+        self.database_url.as_deref()
     }
 
     /// Where an older host kept pack state, imported once into the database.

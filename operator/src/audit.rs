@@ -2,7 +2,7 @@
 //! arguments, outcome), each carrying the sha256 of the previous row's hash
 //! and its own fields, so that editing or deleting any row breaks the chain.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use crate::sql::{Db, OptionalExt, params};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -41,7 +41,7 @@ fn digest(prev: &str, seq: i64, at: i64, actor: &str, command: &str, arguments: 
 
 /// Appends one row; call inside the transaction of the change it records.
 pub fn append(
-    conn: &Connection,
+    conn: &Db,
     at: i64,
     actor: &str,
     command: &str,
@@ -49,9 +49,11 @@ pub fn append(
     outcome: &str,
 ) -> Result<(i64, String), StoreError> {
     let (last_seq, prev): (i64, String) = conn
-        .query_row("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+        .query_row(
+            "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+            params![],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .optional()?
         .unwrap_or((0, GENESIS.to_string()));
     let seq = last_seq + 1;
@@ -126,22 +128,23 @@ pub fn check_exported(rows: &[AuditRow], heads: &[(i64, String)]) -> Option<Brok
         })
 }
 
-pub fn rows(conn: &Connection) -> Result<Vec<AuditRow>, StoreError> {
-    let mut stmt =
-        conn.prepare("SELECT seq, at, actor, command, arguments, outcome, prev_hash, hash FROM audit ORDER BY seq")?;
-    let rows = stmt.query_map([], |r| {
-        Ok(AuditRow {
-            seq: r.get(0)?,
-            at: r.get(1)?,
-            actor: r.get(2)?,
-            command: r.get(3)?,
-            arguments: r.get(4)?,
-            outcome: r.get(5)?,
-            prev_hash: r.get(6)?,
-            hash: r.get(7)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+pub fn rows(conn: &Db) -> Result<Vec<AuditRow>, StoreError> {
+    Ok(conn.query_map(
+        "SELECT seq, at, actor, command, arguments, outcome, prev_hash, hash FROM audit ORDER BY seq",
+        params![],
+        |r| {
+            Ok(AuditRow {
+                seq: r.get(0)?,
+                at: r.get(1)?,
+                actor: r.get(2)?,
+                command: r.get(3)?,
+                arguments: r.get(4)?,
+                outcome: r.get(5)?,
+                prev_hash: r.get(6)?,
+                hash: r.get(7)?,
+            })
+        },
+    )?)
 }
 
 /// Where the chain breaks, if it does.
@@ -153,7 +156,7 @@ pub struct Broken {
 }
 
 /// Recomputes the chain; `Ok(n)` is the number of intact rows.
-pub fn verify(conn: &Connection) -> Result<Result<usize, Broken>, StoreError> {
+pub fn verify(conn: &Db) -> Result<Result<usize, Broken>, StoreError> {
     let rows = rows(conn)?;
     let mut prev = GENESIS.to_string();
     for (i, row) in rows.iter().enumerate() {

@@ -10,7 +10,7 @@ use envpack_model::lifecycle::Refused;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("state database: {0}")]
-    Sqlite(rusqlite::Error),
+    Database(crate::sql::DbError),
     #[error(
         "the state database has schema version {found}, written by a newer host; this host understands up to {supported}. Upgrade the host"
     )]
@@ -131,25 +131,35 @@ pub enum StoreError {
         used_mib: u64,
         budget_mib: u64,
     },
+    #[error("{0}")]
+    LockLost(String),
     #[error("cannot lock environment {env:?}: {detail}")]
     Lock { env: String, detail: String },
 }
 
-impl From<rusqlite::Error> for StoreError {
-    /// A value that does not parse is corruption, named as such; anything
-    /// else is the database failing.
-    fn from(error: rusqlite::Error) -> Self {
+impl From<crate::sql::DbError> for StoreError {
+    /// A value that does not parse is corruption, named as such; a lost
+    /// lock says what to do; anything else is the database failing.
+    fn from(error: crate::sql::DbError) -> Self {
+        use crate::sql::DbError;
         match error {
-            rusqlite::Error::FromSqlConversionFailure(column, _, inner) => {
-                StoreError::Corrupt(format!("column {column}: {inner}"))
-            }
-            rusqlite::Error::SqliteFailure(e, detail) if e.code == rusqlite::ErrorCode::NotADatabase => {
+            DbError::Conversion { column, detail } => StoreError::Corrupt(format!("column {column}: {detail}")),
+            DbError::Sqlite(rusqlite::Error::SqliteFailure(e, detail))
+                if e.code == rusqlite::ErrorCode::NotADatabase =>
+            {
                 StoreError::Corrupt(format!(
                     "state.db is not a SQLite database ({})",
                     detail.unwrap_or_default()
                 ))
             }
-            other => StoreError::Sqlite(other),
+            DbError::Fenced(message) => StoreError::LockLost(message),
+            other => StoreError::Database(other),
         }
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        crate::sql::DbError::from(error).into()
     }
 }

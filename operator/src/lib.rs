@@ -12,6 +12,7 @@ mod lock;
 mod ops;
 mod packstate;
 mod read;
+mod sql;
 mod store;
 
 pub use authz::DeployKey;

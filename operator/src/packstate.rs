@@ -11,11 +11,10 @@
 //!   of `call_kv` keyed by namespace, committed at once in their own
 //!   transaction, and never visible to operator environments.
 
-use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use crate::sql::{Db, OptionalExt, params};
 use envpack_host::{Change, KvError, KvStore};
-use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::db;
 use crate::error::StoreError;
@@ -27,13 +26,13 @@ fn kv_error(detail: impl std::fmt::Display) -> KvError {
     }
 }
 
-fn guard(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+fn guard(conn: &Mutex<Db>) -> MutexGuard<'_, Db> {
     conn.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Pack state of one (environment, pack) for one operator command.
 pub struct PackKv {
-    conn: Mutex<Connection>,
+    conn: Mutex<Db>,
     env: String,
     pack: String,
     namespace: String,
@@ -45,9 +44,9 @@ impl PackKv {
     /// `namespace` is what the runtime will ask for (`Pack::kv_namespace`).
     /// Reads go through a read-only connection: writes wait, in
     /// [`Self::take_pending`], for the command's own transaction.
-    pub fn open(state_db: &Path, env: &str, pack: &str, namespace: String) -> Result<Self, StoreError> {
+    pub fn open(database: &db::Location, env: &str, pack: &str, namespace: String) -> Result<Self, StoreError> {
         Ok(PackKv {
-            conn: Mutex::new(db::open_read_only(state_db)?),
+            conn: Mutex::new(database.open_read_only()?),
             env: env.to_string(),
             pack: pack.to_string(),
             namespace,
@@ -87,16 +86,14 @@ impl KvStore for PackKv {
 
     fn keys(&self, namespace: &str, prefix: &str) -> Result<Vec<String>, KvError> {
         self.scope(namespace)?;
-        let conn = guard(&self.conn);
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT key FROM pack_kv WHERE env_id = ?1 AND pack = ?2 AND substr(key, 1, length(?3)) = ?3 ORDER BY key",
+        guard(&self.conn)
+            .query_map(
+                "SELECT key FROM pack_kv WHERE env_id = ?1 AND pack = ?2 \
+                 AND substr(key, 1, length(CAST(?3 AS TEXT))) = ?3 ORDER BY key",
+                params![self.env, self.pack, prefix],
+                |r| r.get(0),
             )
-            .map_err(kv_error)?;
-        let rows = stmt
-            .query_map(params![self.env, self.pack, prefix], |r| r.get(0))
-            .map_err(kv_error)?;
-        rows.collect::<Result<_, _>>().map_err(kv_error)
+            .map_err(kv_error)
     }
 
     /// Holds the writes for the command's transaction.
@@ -128,10 +125,10 @@ impl KvStore for PackKv {
 }
 
 /// Keys and their bytes (keys and values, as stored) of a namespace.
-const USAGE: &str = "COUNT(*), COALESCE(SUM(length(CAST(key AS BLOB)) + length(value)), 0)";
+const USAGE: &str = "COUNT(*), COALESCE(SUM(octet_length(key) + octet_length(value)), 0)";
 
 /// Applies a call's kv writes; call inside the command's transaction.
-pub fn apply(conn: &Connection, env: &str, pack: &str, changes: &[Change]) -> Result<(), StoreError> {
+pub fn apply(conn: &Db, env: &str, pack: &str, changes: &[Change]) -> Result<(), StoreError> {
     for (key, value) in changes {
         match value {
             Some(value) => conn.execute(
@@ -149,21 +146,30 @@ pub fn apply(conn: &Connection, env: &str, pack: &str, changes: &[Change]) -> Re
 }
 
 /// Every key of a pack's state in an environment.
-pub fn dump(conn: &Connection, env: &str, pack: &str) -> rusqlite::Result<std::collections::BTreeMap<String, Vec<u8>>> {
-    let mut stmt = conn.prepare("SELECT key, value FROM pack_kv WHERE env_id = ?1 AND pack = ?2 ORDER BY key")?;
-    let rows = stmt.query_map(params![env, pack], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    rows.collect()
+pub fn dump(
+    conn: &Db,
+    env: &str,
+    pack: &str,
+) -> Result<std::collections::BTreeMap<String, Vec<u8>>, crate::sql::DbError> {
+    Ok(conn
+        .query_map(
+            "SELECT key, value FROM pack_kv WHERE env_id = ?1 AND pack = ?2 ORDER BY key",
+            params![env, pack],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?
+        .into_iter()
+        .collect())
 }
 
 /// Pack state for `host call`, committed at once.
 pub struct CallKv {
-    conn: Mutex<Connection>,
+    conn: Mutex<Db>,
 }
 
 impl CallKv {
-    pub fn open(state_db: &Path) -> Result<Self, StoreError> {
+    pub fn open(database: &db::Location) -> Result<Self, StoreError> {
         Ok(CallKv {
-            conn: Mutex::new(db::open(state_db)?),
+            conn: Mutex::new(database.open()?),
         })
     }
 }
@@ -181,23 +187,19 @@ impl KvStore for CallKv {
     }
 
     fn keys(&self, namespace: &str, prefix: &str) -> Result<Vec<String>, KvError> {
-        let conn = guard(&self.conn);
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT key FROM call_kv WHERE namespace = ?1 AND substr(key, 1, length(?2)) = ?2 ORDER BY key",
+        guard(&self.conn)
+            .query_map(
+                "SELECT key FROM call_kv WHERE namespace = ?1 \
+                 AND substr(key, 1, length(CAST(?2 AS TEXT))) = ?2 ORDER BY key",
+                params![namespace, prefix],
+                |r| r.get(0),
             )
-            .map_err(kv_error)?;
-        let rows = stmt
-            .query_map(params![namespace, prefix], |r| r.get(0))
-            .map_err(kv_error)?;
-        rows.collect::<Result<_, _>>().map_err(kv_error)
+            .map_err(kv_error)
     }
 
     fn commit(&self, namespace: &str, changes: Vec<Change>) -> Result<(), KvError> {
         let mut conn = guard(&self.conn);
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(kv_error)?;
+        let tx = conn.transaction().map_err(kv_error)?;
         for (key, value) in changes {
             match value {
                 Some(value) => tx.execute(
@@ -226,14 +228,15 @@ impl KvStore for CallKv {
     }
 
     fn dump(&self, namespace: &str) -> Result<std::collections::BTreeMap<String, Vec<u8>>, KvError> {
-        let conn = guard(&self.conn);
-        let mut stmt = conn
-            .prepare("SELECT key, value FROM call_kv WHERE namespace = ?1 ORDER BY key")
-            .map_err(kv_error)?;
-        let rows = stmt
-            .query_map(params![namespace], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(kv_error)?;
-        rows.collect::<Result<_, _>>().map_err(kv_error)
+        Ok(guard(&self.conn)
+            .query_map(
+                "SELECT key, value FROM call_kv WHERE namespace = ?1 ORDER BY key",
+                params![namespace],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(kv_error)?
+            .into_iter()
+            .collect())
     }
 }
 
@@ -247,7 +250,7 @@ mod tests {
         let conn = db::open(&path).unwrap();
         conn.execute(
             "INSERT INTO environments (id, created_at) VALUES ('dev', 0), ('prod', 0)",
-            [],
+            params![],
         )
         .unwrap();
         (dir, path)
@@ -256,7 +259,7 @@ mod tests {
     #[test]
     fn pack_kv_defers_writes_to_the_commands_transaction() {
         let (_dir, path) = store();
-        let kv = PackKv::open(&path, "dev", "p", "p/dev".into()).unwrap();
+        let kv = PackKv::open(&db::Location::Sqlite(path.clone()), "dev", "p", "p/dev".into()).unwrap();
         kv.commit("p/dev", vec![("a".into(), Some(b"1".to_vec()))]).unwrap();
         assert_eq!(kv.get("p/dev", "a").unwrap(), None, "nothing is written before apply");
         let pending = kv.take_pending();
@@ -266,7 +269,7 @@ mod tests {
         tx.commit().unwrap();
         assert_eq!(kv.get("p/dev", "a").unwrap(), Some(b"1".to_vec()));
         assert!(kv.get("q/dev", "a").is_err(), "another namespace is refused");
-        let other = PackKv::open(&path, "prod", "p", "p/prod".into()).unwrap();
+        let other = PackKv::open(&db::Location::Sqlite(path.clone()), "prod", "p", "p/prod".into()).unwrap();
         assert_eq!(other.keys("p/prod", "").unwrap(), Vec::<String>::new());
     }
 
@@ -279,7 +282,7 @@ mod tests {
             .map(|k| (k.to_string(), Some(vec![1])))
             .collect();
         apply(&conn, "dev", "p", &changes).unwrap();
-        let kv = PackKv::open(&path, "dev", "p", "p/dev".into()).unwrap();
+        let kv = PackKv::open(&db::Location::Sqlite(path.clone()), "dev", "p", "p/dev".into()).unwrap();
         assert_eq!(kv.keys("p/dev", "a_").unwrap(), vec!["a_b".to_string()]);
         assert_eq!(kv.keys("p/dev", "a%").unwrap(), vec!["a%c".to_string()]);
         assert_eq!(kv.keys("p/dev", "").unwrap().len(), 4);
@@ -288,13 +291,16 @@ mod tests {
     #[test]
     fn call_kv_commits_at_once() {
         let (_dir, path) = store();
-        let kv = CallKv::open(&path).unwrap();
+        let kv = CallKv::open(&db::Location::Sqlite(path.clone())).unwrap();
         kv.commit("p/dev", vec![("k".into(), Some(vec![0xff]))]).unwrap();
         assert_eq!(
-            CallKv::open(&path).unwrap().get("p/dev", "k").unwrap(),
+            CallKv::open(&db::Location::Sqlite(path.clone()))
+                .unwrap()
+                .get("p/dev", "k")
+                .unwrap(),
             Some(vec![0xff])
         );
-        let pack = PackKv::open(&path, "dev", "p", "p/dev".into()).unwrap();
+        let pack = PackKv::open(&db::Location::Sqlite(path.clone()), "dev", "p", "p/dev".into()).unwrap();
         assert_eq!(
             pack.get("p/dev", "k").unwrap(),
             None,
@@ -312,8 +318,8 @@ mod tests {
             ("empty".into(), Some(Vec::new())),
         ];
         apply(&conn, "dev", "p", &changes).unwrap();
-        let pack = PackKv::open(&path, "dev", "p", "p/dev".into()).unwrap();
-        let call = CallKv::open(&path).unwrap();
+        let pack = PackKv::open(&db::Location::Sqlite(path.clone()), "dev", "p", "p/dev".into()).unwrap();
+        let call = CallKv::open(&db::Location::Sqlite(path.clone())).unwrap();
         call.commit("p/dev", changes).unwrap();
         for store in [&pack as &dyn KvStore, &call] {
             let all = store.dump("p/dev").unwrap();

@@ -18,8 +18,8 @@
 
 use envpack_host::StateDir;
 
+use crate::sql::{Db, params};
 use envpack_model::{Artifact, Lifecycle, Revision};
-use rusqlite::Connection;
 use serde::Serialize;
 
 use crate::audit;
@@ -167,7 +167,7 @@ pub struct RolloutView {
 
 /// A read-only view of `state.db`.
 pub struct Reader {
-    conn: Connection,
+    conn: Db,
     state_dir: StateDir,
 }
 
@@ -176,7 +176,7 @@ impl Reader {
     /// migrated first (the only write a reader ever causes).
     pub fn open(state_dir: &StateDir) -> Result<Self, StoreError> {
         Ok(Reader {
-            conn: db::open_read_only(&state_dir.database())?,
+            conn: db::Location::of(state_dir).open_read_only()?,
             state_dir: state_dir.clone(),
         })
     }
@@ -250,7 +250,7 @@ impl Reader {
             .into_iter()
             .map(|rollout| {
                 let steps = crate::rollout::record::steps(&self.conn, &rollout.id)?;
-                let driver_pid = agent::driver(&self.state_dir, &rollout.id);
+                let driver_pid = agent::driver(&self.state_dir, &self.conn, &rollout.id);
                 Ok(RolloutView {
                     rollout,
                     steps,
@@ -263,7 +263,13 @@ impl Reader {
     /// A number that changes whenever another connection commits to the
     /// database: one cheap query to learn whether anything is new.
     pub fn data_version(&self) -> Result<i64, StoreError> {
-        Ok(self.conn.pragma_query_value(None, "data_version", |r| r.get(0))?)
+        match self.conn.as_sqlite() {
+            Some(conn) => Ok(conn.pragma_query_value(None, "data_version", |r| r.get(0))?),
+            // Every write transaction moves the counter (see `db::postgres`).
+            None => Ok(self
+                .conn
+                .query_row("SELECT changes FROM envpack_schema", params![], |r| r.get(0))?),
+        }
     }
 
     /// Events of `env` after sequence number `after`, oldest first.
@@ -337,7 +343,7 @@ impl Reader {
             // Every change writes an audit row: records without any mean rows were deleted.
             let records: i64 = self.conn.query_row(
                 "SELECT (SELECT COUNT(*) FROM environments) + (SELECT COUNT(*) FROM lifecycle_events)",
-                [],
+                params![],
                 |r| r.get(0),
             )?;
             if records > 0 {

@@ -4,11 +4,11 @@
 
 use std::collections::BTreeMap;
 
+use crate::sql::{Db, OptionalExt, params};
 use envpack_model::{
     Artifact, Capability, DeadlinePolicy, DeploymentDoc, Environment, EnvironmentDoc, Grants, Lifecycle, Revision,
     SplitEntry, TrafficSplit,
 };
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use crate::error::StoreError;
@@ -83,38 +83,37 @@ pub struct CorruptValue {
     detail: String,
 }
 
-fn corrupt(column: usize, what: &'static str, value: &str, detail: impl std::fmt::Display) -> rusqlite::Error {
+fn corrupt(column: usize, what: &'static str, value: &str, detail: impl std::fmt::Display) -> crate::sql::DbError {
     let mut value = value.to_string();
     value.truncate(80);
-    rusqlite::Error::FromSqlConversionFailure(
+    crate::sql::DbError::Conversion {
         column,
-        rusqlite::types::Type::Text,
-        Box::new(CorruptValue {
+        detail: Box::new(CorruptValue {
             what,
             value,
             detail: detail.to_string(),
         }),
-    )
+    }
 }
 
 /// Column `column` of `row`, parsed as JSON.
 fn json_column<T: for<'de> Deserialize<'de>>(
-    row: &rusqlite::Row<'_>,
+    row: &crate::sql::Row,
     column: usize,
     what: &'static str,
-) -> rusqlite::Result<T> {
+) -> Result<T, crate::sql::DbError> {
     let text: String = row.get(column)?;
     serde_json::from_str(&text).map_err(|e| corrupt(column, what, &text, e))
 }
 
-pub fn env_exists(conn: &Connection, env: &str) -> Result<bool, StoreError> {
+pub fn env_exists(conn: &Db, env: &str) -> Result<bool, StoreError> {
     Ok(conn
-        .query_row("SELECT 1 FROM environments WHERE id = ?1", [env], |_| Ok(()))
+        .query_row("SELECT 1 FROM environments WHERE id = ?1", params![env], |_| Ok(()))
         .optional()?
         .is_some())
 }
 
-pub fn require_env(conn: &Connection, env: &str) -> Result<(), StoreError> {
+pub fn require_env(conn: &Db, env: &str) -> Result<(), StoreError> {
     if env_exists(conn, env)? {
         Ok(())
     } else {
@@ -122,7 +121,7 @@ pub fn require_env(conn: &Connection, env: &str) -> Result<(), StoreError> {
     }
 }
 
-pub fn create_env(conn: &Connection, env: &str, at: i64) -> Result<(), StoreError> {
+pub fn create_env(conn: &Db, env: &str, at: i64) -> Result<(), StoreError> {
     if env_exists(conn, env)? {
         return Err(StoreError::EnvExists(env.to_string()));
     }
@@ -133,22 +132,20 @@ pub fn create_env(conn: &Connection, env: &str, at: i64) -> Result<(), StoreErro
     Ok(())
 }
 
-pub fn list_envs(conn: &Connection) -> Result<Vec<String>, StoreError> {
-    let mut stmt = conn.prepare("SELECT id FROM environments ORDER BY id")?;
-    let ids = stmt.query_map([], |r| r.get(0))?;
-    Ok(ids.collect::<Result<_, _>>()?)
+pub fn list_envs(conn: &Db) -> Result<Vec<String>, StoreError> {
+    Ok(conn.query_map("SELECT id FROM environments ORDER BY id", params![], |r| r.get(0))?)
 }
 
-pub fn remove_env(conn: &Connection, env: &str) -> Result<(), StoreError> {
+pub fn remove_env(conn: &Db, env: &str) -> Result<(), StoreError> {
     require_env(conn, env)?;
-    conn.execute("DELETE FROM lifecycle_events WHERE env_id = ?1", [env])?;
-    conn.execute("DELETE FROM environments WHERE id = ?1", [env])?;
+    conn.execute("DELETE FROM lifecycle_events WHERE env_id = ?1", params![env])?;
+    conn.execute("DELETE FROM environments WHERE id = ?1", params![env])?;
     Ok(())
 }
 
 /// Keeps a removed environment's deploy keys: re-creating it takes one.
 pub fn retire_env(
-    conn: &Connection,
+    conn: &Db,
     env: &str,
     keys: &[crate::authz::DeployKey],
     actor: &str,
@@ -163,11 +160,11 @@ pub fn retire_env(
 }
 
 /// The deploy keys of a removed environment of this id, if it had any.
-pub fn retired_keys(conn: &Connection, env: &str) -> Result<Vec<crate::authz::DeployKey>, StoreError> {
+pub fn retired_keys(conn: &Db, env: &str) -> Result<Vec<crate::authz::DeployKey>, StoreError> {
     let text: Option<String> = conn
         .query_row(
             "SELECT deploy_keys FROM retired_environments WHERE id = ?1",
-            [env],
+            params![env],
             |r| r.get(0),
         )
         .optional()?;
@@ -178,12 +175,12 @@ pub fn retired_keys(conn: &Connection, env: &str) -> Result<Vec<crate::authz::De
     }
 }
 
-pub fn forget_retired(conn: &Connection, env: &str) -> Result<(), StoreError> {
-    conn.execute("DELETE FROM retired_environments WHERE id = ?1", [env])?;
+pub fn forget_retired(conn: &Db, env: &str) -> Result<(), StoreError> {
+    conn.execute("DELETE FROM retired_environments WHERE id = ?1", params![env])?;
     Ok(())
 }
 
-pub fn set_binding(conn: &Connection, env: &str, binding: &Binding, at: i64) -> Result<(), StoreError> {
+pub fn set_binding(conn: &Db, env: &str, binding: &Binding, at: i64) -> Result<(), StoreError> {
     conn.execute(
         "INSERT INTO bindings (env_id, requirement, descriptor, pack_digest, settings, capabilities, bound_at, grants, deadlines, deploy_keys, signer, disk_budget_mib)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
@@ -193,11 +190,11 @@ pub fn set_binding(conn: &Connection, env: &str, binding: &Binding, at: i64) -> 
     Ok(())
 }
 
-pub fn binding(conn: &Connection, env: &str) -> Result<Binding, StoreError> {
+pub fn binding(conn: &Db, env: &str) -> Result<Binding, StoreError> {
     require_env(conn, env)?;
     conn.query_row(
         "SELECT requirement, descriptor, pack_digest, settings, capabilities, grants, deadlines, deploy_keys, signer, disk_budget_mib FROM bindings WHERE env_id = ?1",
-        [env],
+        params![env],
         |r| {
             Ok(Binding {
                 requirement: r.get(0)?,
@@ -209,7 +206,7 @@ pub fn binding(conn: &Connection, env: &str) -> Result<Binding, StoreError> {
                 deadlines: json_column(r, 6, "binding deadlines")?,
                 deploy_keys: json_column(r, 7, "binding deploy keys")?,
                 signer: r.get(8)?,
-                disk_budget_mib: u64::try_from(r.get::<_, i64>(9)?).unwrap_or(DEFAULT_DISK_BUDGET_MIB),
+                disk_budget_mib: u64::try_from(r.get::<i64>(9)?).unwrap_or(DEFAULT_DISK_BUDGET_MIB),
             })
         },
     )
@@ -219,7 +216,7 @@ pub fn binding(conn: &Connection, env: &str) -> Result<Binding, StoreError> {
 
 /// Records a deployment a revision is staged into; a retired one is
 /// revived (its split starts empty, at the next generation).
-pub fn ensure_deployment(conn: &Connection, env: &str, deployment: &str) -> Result<(), StoreError> {
+pub fn ensure_deployment(conn: &Db, env: &str, deployment: &str) -> Result<(), StoreError> {
     conn.execute(
         "INSERT INTO deployments (env_id, id) VALUES (?1, ?2) ON CONFLICT (env_id, id) DO UPDATE SET retired_at = NULL",
         params![env, deployment],
@@ -228,14 +225,16 @@ pub fn ensure_deployment(conn: &Connection, env: &str, deployment: &str) -> Resu
 }
 
 /// The environment's deployments, retired ones left out.
-pub fn deployments(conn: &Connection, env: &str) -> Result<Vec<String>, StoreError> {
-    let mut stmt = conn.prepare("SELECT id FROM deployments WHERE env_id = ?1 AND retired_at IS NULL ORDER BY id")?;
-    let ids = stmt.query_map([env], |r| r.get(0))?;
-    Ok(ids.collect::<Result<_, _>>()?)
+pub fn deployments(conn: &Db, env: &str) -> Result<Vec<String>, StoreError> {
+    Ok(conn.query_map(
+        "SELECT id FROM deployments WHERE env_id = ?1 AND retired_at IS NULL ORDER BY id",
+        params![env],
+        |r| r.get(0),
+    )?)
 }
 
 /// The next sequence number of a deployment.
-pub fn next_sequence(conn: &Connection, env: &str, deployment: &str) -> Result<u64, StoreError> {
+pub fn next_sequence(conn: &Db, env: &str, deployment: &str) -> Result<u64, StoreError> {
     let max: Option<i64> = conn.query_row(
         "SELECT MAX(sequence) FROM revisions WHERE env_id = ?1 AND deployment = ?2",
         params![env, deployment],
@@ -244,7 +243,7 @@ pub fn next_sequence(conn: &Connection, env: &str, deployment: &str) -> Result<u
     Ok(u64::try_from(max.unwrap_or(0)).unwrap_or(0) + 1)
 }
 
-pub fn insert_revision(conn: &Connection, env: &str, revision: &Revision, at: i64) -> Result<(), StoreError> {
+pub fn insert_revision(conn: &Db, env: &str, revision: &Revision, at: i64) -> Result<(), StoreError> {
     if find_revision(conn, env, &revision.id)?.is_some() {
         return Err(StoreError::DuplicateRevision(revision.id.clone()));
     }
@@ -270,7 +269,7 @@ pub fn insert_revision(conn: &Connection, env: &str, revision: &Revision, at: i6
 const REVISION_COLUMNS: &str =
     "id, deployment, sequence, artifact_digest, artifact_location, drain_seconds, settings, lifecycle";
 
-fn revision_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Revision> {
+fn revision_row(r: &crate::sql::Row) -> Result<Revision, crate::sql::DbError> {
     Ok(Revision {
         id: r.get(0)?,
         deployment: r.get(1)?,
@@ -291,12 +290,12 @@ fn revision_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Revision> {
     })
 }
 
-pub fn find_revision(conn: &Connection, env: &str, id: &str) -> Result<Option<Revision>, StoreError> {
+pub fn find_revision(conn: &Db, env: &str, id: &str) -> Result<Option<Revision>, StoreError> {
     let sql = format!("SELECT {REVISION_COLUMNS} FROM revisions WHERE env_id = ?1 AND id = ?2");
     Ok(conn.query_row(&sql, params![env, id], revision_row).optional()?)
 }
 
-pub fn revision(conn: &Connection, env: &str, id: &str) -> Result<Revision, StoreError> {
+pub fn revision(conn: &Db, env: &str, id: &str) -> Result<Revision, StoreError> {
     find_revision(conn, env, id)?.ok_or_else(|| StoreError::UnknownRevision {
         env: env.to_string(),
         revision: id.to_string(),
@@ -304,7 +303,7 @@ pub fn revision(conn: &Connection, env: &str, id: &str) -> Result<Revision, Stor
 }
 
 /// Revisions of an environment (all, or only those not archived), by deployment and sequence.
-pub fn revisions(conn: &Connection, env: &str, include_archived: bool) -> Result<Vec<Revision>, StoreError> {
+pub fn revisions(conn: &Db, env: &str, include_archived: bool) -> Result<Vec<Revision>, StoreError> {
     let filter = if include_archived {
         ""
     } else {
@@ -312,14 +311,12 @@ pub fn revisions(conn: &Connection, env: &str, include_archived: bool) -> Result
     };
     let sql =
         format!("SELECT {REVISION_COLUMNS} FROM revisions WHERE env_id = ?1{filter} ORDER BY deployment, sequence");
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map([env], revision_row)?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    Ok(conn.query_map(&sql, params![env], revision_row)?)
 }
 
 /// Moves a revision's lifecycle through the transition table and records the event.
 pub fn set_lifecycle(
-    conn: &Connection,
+    conn: &Db,
     env: &str,
     id: &str,
     to: Lifecycle,
@@ -334,7 +331,7 @@ pub fn set_lifecycle(
 
 /// Records a revision `archived` outside the transition table (`revision
 /// abandon`): from any state but archived.
-pub fn abandon(conn: &Connection, env: &str, id: &str, reason: &str, actor: &str, at: i64) -> Result<(), StoreError> {
+pub fn abandon(conn: &Db, env: &str, id: &str, reason: &str, actor: &str, at: i64) -> Result<(), StoreError> {
     let from = revision(conn, env, id)?.lifecycle;
     if !lifecycle::abandonable(from) {
         return Err(StoreError::Invalid(format!("revision {id} is already archived")));
@@ -344,7 +341,7 @@ pub fn abandon(conn: &Connection, env: &str, id: &str, reason: &str, actor: &str
 
 #[allow(clippy::too_many_arguments)]
 fn write_lifecycle(
-    conn: &Connection,
+    conn: &Db,
     env: &str,
     id: &str,
     from: Lifecycle,
@@ -367,7 +364,7 @@ fn write_lifecycle(
 /// An event about a revision that does not change its lifecycle (a
 /// rollout turning around on it, say).
 pub fn note_event(
-    conn: &Connection,
+    conn: &Db,
     env: &str,
     id: &str,
     lifecycle: Lifecycle,
@@ -383,11 +380,8 @@ pub fn note_event(
     Ok(())
 }
 
-pub fn events(conn: &Connection, env: &str, after: i64) -> Result<Vec<Event>, StoreError> {
-    let mut stmt = conn.prepare(
-        "SELECT seq, revision_id, from_state, to_state, reason, actor, at FROM lifecycle_events WHERE env_id = ?1 AND seq > ?2 ORDER BY seq",
-    )?;
-    let rows = stmt.query_map(params![env, after], |r| {
+pub fn events(conn: &Db, env: &str, after: i64) -> Result<Vec<Event>, StoreError> {
+    Ok(conn.query_map("SELECT seq, revision_id, from_state, to_state, reason, actor, at FROM lifecycle_events WHERE env_id = ?1 AND seq > ?2 ORDER BY seq", params![env, after], |r| {
         Ok(Event {
             seq: r.get(0)?,
             revision: r.get(1)?,
@@ -397,12 +391,11 @@ pub fn events(conn: &Connection, env: &str, after: i64) -> Result<Vec<Event>, St
             actor: r.get(5)?,
             at: r.get(6)?,
         })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    })?)
 }
 
 /// A `generation, entries, idempotency_key` row.
-fn generation_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Generation> {
+fn generation_row(r: &crate::sql::Row) -> Result<Generation, crate::sql::DbError> {
     Ok(Generation {
         generation: r.get(0)?,
         entries: json_column(r, 1, "split entries")?,
@@ -417,7 +410,7 @@ const ABOVE_FLOOR: &str =
 
 /// The number the deployment's next split gets: after every generation,
 /// withdrawn ones included, so a pack never sees a generation go back.
-pub fn next_generation(conn: &Connection, env: &str, deployment: &str) -> Result<i64, StoreError> {
+pub fn next_generation(conn: &Db, env: &str, deployment: &str) -> Result<i64, StoreError> {
     Ok(conn.query_row(
         "SELECT COALESCE(MAX(generation), 0) + 1 FROM split_generations WHERE env_id = ?1 AND deployment = ?2",
         params![env, deployment],
@@ -427,7 +420,7 @@ pub fn next_generation(conn: &Connection, env: &str, deployment: &str) -> Result
 
 /// Withdraws a deployment's traffic: it has no split from now on (its
 /// generations stay, as history) until one is set again.
-pub fn withdraw_traffic(conn: &Connection, env: &str, deployment: &str) -> Result<(), StoreError> {
+pub fn withdraw_traffic(conn: &Db, env: &str, deployment: &str) -> Result<(), StoreError> {
     conn.execute(
         "UPDATE deployments SET split_floor =
              (SELECT COALESCE(MAX(generation), 0) FROM split_generations WHERE env_id = ?1 AND deployment = ?2)
@@ -439,7 +432,7 @@ pub fn withdraw_traffic(conn: &Connection, env: &str, deployment: &str) -> Resul
 
 /// The last generation before the deployment's traffic was withdrawn, if
 /// it ever was.
-pub fn split_floor(conn: &Connection, env: &str, deployment: &str) -> Result<Option<i64>, StoreError> {
+pub fn split_floor(conn: &Db, env: &str, deployment: &str) -> Result<Option<i64>, StoreError> {
     let floor: Option<i64> = conn
         .query_row(
             "SELECT split_floor FROM deployments WHERE env_id = ?1 AND id = ?2",
@@ -451,12 +444,12 @@ pub fn split_floor(conn: &Connection, env: &str, deployment: &str) -> Result<Opt
 }
 
 /// When the deployment was retired, if it is retired now.
-pub fn retired_at(conn: &Connection, env: &str, deployment: &str) -> Result<Option<i64>, StoreError> {
+pub fn retired_at(conn: &Db, env: &str, deployment: &str) -> Result<Option<i64>, StoreError> {
     Ok(conn
         .query_row(
             "SELECT retired_at FROM deployments WHERE env_id = ?1 AND id = ?2",
             params![env, deployment],
-            |r| r.get::<_, Option<i64>>(0),
+            |r| r.get::<Option<i64>>(0),
         )
         .optional()?
         .flatten())
@@ -464,7 +457,7 @@ pub fn retired_at(conn: &Connection, env: &str, deployment: &str) -> Result<Opti
 
 /// Retires a deployment whose revisions are all archived and whose
 /// traffic was withdrawn: it is no longer listed, its history is kept.
-pub fn retire_deployment(conn: &Connection, env: &str, deployment: &str, at: i64) -> Result<(), StoreError> {
+pub fn retire_deployment(conn: &Db, env: &str, deployment: &str, at: i64) -> Result<(), StoreError> {
     conn.execute(
         "UPDATE deployments SET retired_at = ?3 WHERE env_id = ?1 AND id = ?2",
         params![env, deployment, at],
@@ -474,21 +467,14 @@ pub fn retire_deployment(conn: &Connection, env: &str, deployment: &str, at: i64
 
 /// The last `count` generations of a deployment's split since its traffic
 /// was last withdrawn, newest first.
-pub fn generations(conn: &Connection, env: &str, deployment: &str, count: i64) -> Result<Vec<Generation>, StoreError> {
-    let mut stmt = conn.prepare(&format!(
+pub fn generations(conn: &Db, env: &str, deployment: &str, count: i64) -> Result<Vec<Generation>, StoreError> {
+    Ok(conn.query_map(&format!(
         "SELECT generation, entries, idempotency_key FROM split_generations WHERE env_id = ?1 AND deployment = ?2 AND {ABOVE_FLOOR} ORDER BY generation DESC LIMIT ?3",
-    ))?;
-    let rows = stmt.query_map(params![env, deployment, count], generation_row)?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    ), params![env, deployment, count], generation_row)?)
 }
 
 /// Generation `generation` of a deployment's split, if it was recorded.
-pub fn generation(
-    conn: &Connection,
-    env: &str,
-    deployment: &str,
-    generation: i64,
-) -> Result<Option<Generation>, StoreError> {
+pub fn generation(conn: &Db, env: &str, deployment: &str, generation: i64) -> Result<Option<Generation>, StoreError> {
     Ok(conn
         .query_row(
             "SELECT generation, entries, idempotency_key FROM split_generations WHERE env_id = ?1 AND deployment = ?2 AND generation = ?3",
@@ -498,18 +484,13 @@ pub fn generation(
         .optional()?)
 }
 
-pub fn current_split(conn: &Connection, env: &str, deployment: &str) -> Result<Option<Generation>, StoreError> {
+pub fn current_split(conn: &Db, env: &str, deployment: &str) -> Result<Option<Generation>, StoreError> {
     Ok(generations(conn, env, deployment, 1)?.into_iter().next())
 }
 
 /// The generation an idempotency key was used for since the deployment's
 /// traffic was last withdrawn, if any.
-pub fn generation_by_key(
-    conn: &Connection,
-    env: &str,
-    deployment: &str,
-    key: &str,
-) -> Result<Option<Generation>, StoreError> {
+pub fn generation_by_key(conn: &Db, env: &str, deployment: &str, key: &str) -> Result<Option<Generation>, StoreError> {
     Ok(conn
         .query_row(
             &format!("SELECT generation, entries, idempotency_key FROM split_generations WHERE env_id = ?1 AND deployment = ?2 AND idempotency_key = ?3 AND {ABOVE_FLOOR}"),
@@ -520,7 +501,7 @@ pub fn generation_by_key(
 }
 
 pub fn insert_generation(
-    conn: &Connection,
+    conn: &Db,
     env: &str,
     deployment: &str,
     entries: &[SplitEntry],
@@ -537,7 +518,7 @@ pub fn insert_generation(
 }
 
 /// The splits that give `revision` weight, as `deployment gen N: W bps`.
-pub fn weight_holders(conn: &Connection, env: &str, revision: &Revision) -> Result<Vec<String>, StoreError> {
+pub fn weight_holders(conn: &Db, env: &str, revision: &Revision) -> Result<Vec<String>, StoreError> {
     let Some(current) = current_split(conn, env, &revision.deployment)? else {
         return Ok(Vec::new());
     };
@@ -559,7 +540,7 @@ pub fn weight_holders(conn: &Connection, env: &str, revision: &Revision) -> Resu
 /// archived, every revision a split names, and `extra`), so that loading
 /// it does not grow with archived history.
 pub fn load_environment(
-    conn: &Connection,
+    conn: &Db,
     env: &str,
     binding: &Binding,
     extra: &[Revision],
@@ -570,7 +551,7 @@ pub fn load_environment(
 }
 
 fn environment_doc(
-    conn: &Connection,
+    conn: &Db,
     env: &str,
     binding: &Binding,
     extra: &[Revision],

@@ -39,8 +39,8 @@ fn agent(sb: &Sandbox) -> Agent {
         .append(true)
         .open(sb.dir.path().join("agent.log"))
         .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_host"))
-        .env("ENVPACK_STATE_DIR", sb.state_dir())
+    let child = sb
+        .state_env(&mut Command::new(env!("CARGO_BIN_EXE_host")))
         .args(["agent", "--probe-interval", "300ms", "--scan-interval", "100ms"])
         .stdout(Stdio::null())
         .stderr(log)

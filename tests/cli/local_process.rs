@@ -586,8 +586,8 @@ fn a_run_killed_midway_is_swept_up_by_the_next() {
     nginx_installed();
     let sb = Sandbox::new();
     let _reaper = Reaper(sb.dir.path().to_path_buf());
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_host"))
-        .env("ENVPACK_STATE_DIR", sb.state_dir())
+    let mut child = sb
+        .state_env(&mut std::process::Command::new(env!("CARGO_BIN_EXE_host")))
         .env("TMPDIR", sb.dir.path())
         .args(bench_args(&sb, 500, "json"))
         .stdout(std::process::Stdio::null())

@@ -249,9 +249,7 @@ fn rules_are_enforced_and_refusals_change_nothing() {
 #[test]
 fn a_newer_schema_is_refused() {
     let sb = operator();
-    let conn = rusqlite::Connection::open(sb.state_dir().join("state.db")).unwrap();
-    conn.pragma_update(None, "user_version", 99).unwrap();
-    drop(conn);
+    sb.sql("PRAGMA user_version = 99", "UPDATE envpack_schema SET version = 99");
     sb.host()
         .args(["status", "dev"])
         .assert()
@@ -263,10 +261,9 @@ fn a_newer_schema_is_refused() {
 fn an_edited_audit_row_is_detected() {
     let sb = operator();
     stage_ready(&sb, "R1");
-    let conn = rusqlite_conn(&sb);
-    conn.execute_batch("DROP TRIGGER audit_append_only_update; UPDATE audit SET actor = 'mallory' WHERE seq = 2;")
-        .unwrap();
-    drop(conn);
+    sb.drop_audit_guards();
+    let edit = "UPDATE audit SET actor = 'mallory' WHERE seq = 2";
+    sb.sql(edit, edit);
     sb.host()
         .args(["audit", "verify"])
         .assert()
@@ -274,8 +271,9 @@ fn an_edited_audit_row_is_detected() {
         .stderr(contains("audit row 2 was edited"));
 }
 
-fn rusqlite_conn(sb: &Sandbox) -> rusqlite::Connection {
-    rusqlite::Connection::open(sb.state_dir().join("state.db")).unwrap()
+/// `text` as an SQL string literal.
+fn quoted(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
 }
 
 #[test]
@@ -622,8 +620,7 @@ fn an_audit_sink_finds_rows_forged_with_a_recomputed_hash() {
     let children: Vec<std::process::Child> = (1..=6)
         .map(|i| {
             let id = format!("C{i}");
-            std::process::Command::new(env!("CARGO_BIN_EXE_host"))
-                .env("ENVPACK_STATE_DIR", sb.state_dir())
+            sb.state_env(&mut std::process::Command::new(env!("CARGO_BIN_EXE_host")))
                 .env("ENVPACK_AUDIT_SINK", &sink)
                 .args([
                     "revision",
@@ -666,20 +663,20 @@ fn an_audit_sink_finds_rows_forged_with_a_recomputed_hash() {
         .to_string();
 
     // Someone who can write state.db appends a row with a recomputed hash.
-    let conn = rusqlite_conn(&sb);
-    let (seq, prev): (i64, String) = conn
-        .query_row("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .unwrap();
+    let last = sb.sql_rows("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1");
+    let (seq, prev): (i64, String) = (last[0][0].parse().unwrap(), last[0][1].clone());
     let (at, args, outcome) = (1_900_000_000, r#"{"env":"dev"}"#, "ok");
     let hash = chain_hash(&prev, seq + 1, at, "mallory", "traffic set", args, outcome);
-    conn.execute(
-        "INSERT INTO audit (seq, at, actor, command, arguments, outcome, prev_hash, hash) VALUES (?1, ?2, 'mallory', 'traffic set', ?3, ?4, ?5, ?6)",
-        rusqlite::params![seq + 1, at, args, outcome, prev, hash],
-    )
-    .unwrap();
-    drop(conn);
+    let forge = format!(
+        "INSERT INTO audit (seq, at, actor, command, arguments, outcome, prev_hash, hash) \
+         VALUES ({}, {at}, 'mallory', 'traffic set', {}, {}, {}, {})",
+        seq + 1,
+        quoted(args),
+        quoted(outcome),
+        quoted(&prev),
+        quoted(&hash)
+    );
+    sb.sql(&forge, &forge);
     // The chain alone, and a recorded head, cannot tell.
     ok(&sb, &["audit", "verify"]);
     ok(&sb, &["audit", "verify", "--head", &head]);
@@ -690,31 +687,25 @@ fn an_audit_sink_finds_rows_forged_with_a_recomputed_hash() {
         .stderr(contains(format!("audit row {} was never exported", seq + 1)));
 
     // Rewriting an exported row, every later hash recomputed, is found too.
-    let conn = rusqlite_conn(&sb);
-    conn.execute_batch("DROP TRIGGER audit_append_only_update; DROP TRIGGER audit_append_only_delete;")
-        .unwrap();
-    conn.execute("DELETE FROM audit WHERE seq = ?1", [seq + 1]).unwrap();
-    let rows: Vec<(i64, i64, String, String, String, String)> = conn
-        .prepare("SELECT seq, at, actor, command, arguments, outcome FROM audit ORDER BY seq")
-        .unwrap()
-        .query_map([], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
-        })
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    sb.drop_audit_guards();
+    let delete = format!("DELETE FROM audit WHERE seq = {}", seq + 1);
+    sb.sql(&delete, &delete);
+    let rows = sb.sql_rows("SELECT seq, at, actor, command, arguments, outcome FROM audit ORDER BY seq");
     let mut prev = "0".repeat(64);
-    for (seq, at, actor, command, arguments, outcome) in rows {
-        let actor = if seq == 2 { "mallory".to_string() } else { actor };
-        let hash = chain_hash(&prev, seq, at, &actor, &command, &arguments, &outcome);
-        conn.execute(
-            "UPDATE audit SET actor = ?2, prev_hash = ?3, hash = ?4 WHERE seq = ?1",
-            rusqlite::params![seq, actor, prev, hash],
-        )
-        .unwrap();
+    let mut rewrite = String::new();
+    for row in rows {
+        let (seq, at): (i64, i64) = (row[0].parse().unwrap(), row[1].parse().unwrap());
+        let actor = if seq == 2 { "mallory" } else { row[2].as_str() };
+        let hash = chain_hash(&prev, seq, at, actor, &row[3], &row[4], &row[5]);
+        rewrite.push_str(&format!(
+            "UPDATE audit SET actor = {}, prev_hash = {}, hash = {} WHERE seq = {seq};\n",
+            quoted(actor),
+            quoted(&prev),
+            quoted(&hash)
+        ));
         prev = hash;
     }
-    drop(conn);
+    sb.sql(&rewrite, &rewrite);
     ok(&sb, &["audit", "verify"]);
     host(&["audit", "verify"])
         .assert()

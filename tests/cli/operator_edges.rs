@@ -28,8 +28,8 @@ fn a_reader_that_goes_away_ends_the_command_quietly() {
     ] {
         let (reader, writer) = std::io::pipe().unwrap();
         drop(reader);
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_host"))
-            .env("ENVPACK_STATE_DIR", sb.state_dir())
+        let out = sb
+            .state_env(&mut std::process::Command::new(env!("CARGO_BIN_EXE_host")))
             .args(args)
             .stdout(Stdio::from(writer))
             .stderr(Stdio::piped())

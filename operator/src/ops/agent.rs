@@ -5,8 +5,8 @@
 //! drives rollouts whose start (or promote, abort) was authorized when it
 //! was recorded, and probing changes nothing.
 
+use crate::sql::{Db, OptionalExt, params};
 use envpack_model::{Health, Lifecycle};
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use super::rollout::{driver_lock_name, record};
@@ -34,9 +34,10 @@ pub fn running(state_dir: &StateDir) -> Option<u32> {
     lock::holder(&state_dir.locks(), AGENT_LOCK)
 }
 
-/// The pid of the process driving rollout `id`, if one does.
-pub fn driver(state_dir: &StateDir, id: &str) -> Option<u32> {
-    lock::holder(&state_dir.locks(), &driver_lock_name(id))
+/// The pid of the process driving rollout `id`, if one does (on whichever
+/// machine, when the records are shared: asked through `db`).
+pub fn driver(state_dir: &StateDir, db: &Db, id: &str) -> Option<u32> {
+    lock::shared_holder(state_dir, db, &driver_lock_name(id))
 }
 
 /// What the last probe of a ready revision said, and when.
@@ -64,7 +65,7 @@ impl Operator<'_> {
     pub fn undriven_rollouts(&self) -> Result<Vec<String>, StoreError> {
         Ok(record::driving_ids(&self.conn)?
             .into_iter()
-            .filter(|id| driver(&self.state_dir, id).is_none())
+            .filter(|id| driver(&self.state_dir, &self.conn, id).is_none())
             .collect())
     }
 
@@ -96,9 +97,7 @@ impl Operator<'_> {
             checked_at: now(),
         };
         let actor = self.actor.clone();
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = self.conn.transaction()?;
         // Drained or archived while it was probed: nothing to record.
         let current = store::revision(&tx, env, revision)?.lifecycle;
         // A change is an event; so is a first answer that is not healthy (a
@@ -132,7 +131,7 @@ impl Operator<'_> {
     }
 }
 
-fn last_status(conn: &Connection, env: &str, revision: &str) -> Result<Option<String>, StoreError> {
+fn last_status(conn: &Db, env: &str, revision: &str) -> Result<Option<String>, StoreError> {
     Ok(conn
         .query_row(
             "SELECT status FROM revision_health WHERE env_id = ?1 AND revision = ?2",
@@ -143,21 +142,21 @@ fn last_status(conn: &Connection, env: &str, revision: &str) -> Result<Option<St
 }
 
 /// The last probe of each ready revision of `env` that has one.
-pub(crate) fn health_of(conn: &Connection, env: &str) -> Result<Vec<(String, HealthView)>, StoreError> {
-    let mut stmt = conn.prepare(
+pub(crate) fn health_of(conn: &Db, env: &str) -> Result<Vec<(String, HealthView)>, StoreError> {
+    Ok(conn.query_map(
         "SELECT h.revision, h.status, h.message, h.checked_at FROM revision_health h
          JOIN revisions r ON r.env_id = h.env_id AND r.id = h.revision
          WHERE h.env_id = ?1 AND r.lifecycle = 'ready'",
-    )?;
-    let rows = stmt.query_map([env], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            HealthView {
-                status: r.get(1)?,
-                message: r.get(2)?,
-                checked_at: r.get(3)?,
-            },
-        ))
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+        params![env],
+        |r| {
+            Ok((
+                r.get::<String>(0)?,
+                HealthView {
+                    status: r.get(1)?,
+                    message: r.get(2)?,
+                    checked_at: r.get(3)?,
+                },
+            ))
+        },
+    )?)
 }

@@ -21,7 +21,7 @@ pub async fn call(
     env: Environment,
     request: &Request,
 ) -> Result<CallReport, StoreError> {
-    let kv = Arc::new(CallKv::open(&state.database())?);
+    let kv = Arc::new(CallKv::open(&crate::db::Location::of(state))?);
     let services = state.services("call", env.id(), kv).map_err(StoreError::Invalid)?;
     Ok(runtime
         .call_in(pack, &Arc::new(env), request, CallMode::HOST, services)

@@ -33,10 +33,10 @@ mod traffic;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::sql::Db;
 use envpack_host::{CallMode, Change, LoadSource, LogSink, Pack, Runtime, StateDir, Workspace, timing};
 use envpack_model::{Capability, DeadlinePolicy, Environment, Grants, Outcome, Request};
 use envpack_trust::{Checked, InstalledPack, Registry, Requirement, TrustStore};
-use rusqlite::{Connection, TransactionBehavior};
 
 pub use call::call;
 pub use environment::Rebound;
@@ -48,7 +48,7 @@ pub use revision::NewRevision;
 pub use traffic::Applied;
 
 use crate::error::StoreError;
-use crate::lock::{EnvLock, lock};
+use crate::lock::{EnvLock, lock_env};
 use crate::packstate::{self, PackKv};
 use crate::store::{self, Binding};
 use crate::{audit, db};
@@ -94,7 +94,7 @@ struct PendingKv {
 }
 
 pub struct Operator<'a> {
-    conn: Connection,
+    conn: Db,
     state_dir: StateDir,
     actor: String,
     runtime: Option<&'a Runtime>,
@@ -119,7 +119,7 @@ impl<'a> Operator<'a> {
     /// An operator for commands that run no pack (`env remove`): no engine is built.
     pub fn without_runtime(state_dir: &StateDir, actor: String) -> Result<Self, StoreError> {
         Ok(Operator {
-            conn: db::open(&state_dir.database())?,
+            conn: db::Location::of(state_dir).open()?,
             state_dir: state_dir.clone(),
             actor,
             runtime: None,
@@ -174,11 +174,11 @@ impl<'a> Operator<'a> {
     }
 
     fn lock(&self, env: &str) -> Result<EnvLock, StoreError> {
-        lock(&self.state_dir.locks(), env)
+        lock_env(&self.state_dir, env)
     }
 
     /// Writes the pack's pending kv writes, if any, into `tx`.
-    fn flush_kv(pending: Option<PendingKv>, tx: &Connection) -> Result<(), StoreError> {
+    fn flush_kv(pending: Option<PendingKv>, tx: &Db) -> Result<(), StoreError> {
         match pending {
             Some(p) => packstate::apply(tx, &p.env, &p.pack, &p.changes),
             None => Ok(()),
@@ -191,7 +191,7 @@ impl<'a> Operator<'a> {
         &mut self,
         command: &str,
         args: &serde_json::Value,
-        change: impl FnOnce(&Connection) -> Result<T, StoreError>,
+        change: impl FnOnce(&Db) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         self.commit_as(command, args, "ok", change)
     }
@@ -202,10 +202,10 @@ impl<'a> Operator<'a> {
         command: &str,
         args: &serde_json::Value,
         outcome: &str,
-        change: impl FnOnce(&Connection) -> Result<T, StoreError>,
+        change: impl FnOnce(&Db) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let pending = self.pending.take();
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.transaction()?;
         Self::flush_kv(pending, &tx)?;
         let value = change(&tx)?;
         let outcome = match &self.pack_in_use {
@@ -312,7 +312,7 @@ impl<'a> Operator<'a> {
         self.check_disk_budget(&env_id, &bound.binding, request)?;
         let name = pack.info().name().to_string();
         let kv = Arc::new(PackKv::open(
-            &self.state_dir.database(),
+            &db::Location::of(&self.state_dir),
             &env_id,
             &name,
             pack.kv_namespace(&env_id),

@@ -253,7 +253,7 @@ impl Operator<'_> {
 /// operator just chose. `rollout resume` goes on from there; `rollout
 /// abort` restores the split it started from.
 fn pause_overridden(
-    tx: &rusqlite::Connection,
+    tx: &crate::sql::Db,
     args: &serde_json::Value,
     command: &str,
     generation: i64,

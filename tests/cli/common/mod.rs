@@ -12,6 +12,8 @@ pub mod prometheus;
 
 pub mod registry;
 
+pub mod postgres;
+
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -25,15 +27,37 @@ pub const A1: &str = "01JBW0000000000000000000A1";
 pub const A2: &str = "01JBW0000000000000000000A2";
 pub const B1: &str = "01JBW0000000000000000000B1";
 
-/// One test's sandbox: its own state directory and scratch files.
+/// One test's sandbox: its own state directory and scratch files, and its
+/// records in `state.db` there or, when the suite runs on PostgreSQL, in a
+/// database of its own.
 pub struct Sandbox {
     pub dir: TempDir,
+    pub database: Option<String>,
 }
 
 impl Sandbox {
     pub fn new() -> Self {
         Sandbox {
             dir: tempfile::tempdir().expect("temp dir"),
+            database: postgres::suite_database(),
+        }
+    }
+
+    /// A sandbox whose records are in the database at `url` (another
+    /// "machine" of a team sharing it).
+    pub fn on_database(url: &str) -> Self {
+        Sandbox {
+            dir: tempfile::tempdir().expect("temp dir"),
+            database: Some(url.to_string()),
+        }
+    }
+
+    /// Points `cmd` at this sandbox's state (directory and database).
+    pub fn state_env<'a>(&self, cmd: &'a mut std::process::Command) -> &'a mut std::process::Command {
+        cmd.env("ENVPACK_STATE_DIR", self.state_dir());
+        match &self.database {
+            Some(url) => cmd.env("ENVPACK_DATABASE_URL", url),
+            None => cmd.env_remove("ENVPACK_DATABASE_URL"),
         }
     }
 
@@ -45,8 +69,77 @@ impl Sandbox {
     pub fn host(&self) -> assert_cmd::Command {
         let mut cmd = assert_cmd::Command::new(env!("CARGO_BIN_EXE_host"));
         cmd.env("ENVPACK_STATE_DIR", self.state_dir()).env_remove("ENVPACK_LOG");
+        match &self.database {
+            Some(url) => cmd.env("ENVPACK_DATABASE_URL", url),
+            None => cmd.env_remove("ENVPACK_DATABASE_URL"),
+        };
         cmd.timeout(std::time::Duration::from_secs(60));
         cmd
+    }
+
+    /// Runs SQL statements on this sandbox's records, as whoever can write
+    /// the database (to tamper with them): `sqlite` on `state.db`,
+    /// `postgres` on its database.
+    pub fn sql(&self, sqlite: &str, postgres: &str) {
+        match &self.database {
+            Some(url) => ::postgres::Client::connect(url, ::postgres::NoTls)
+                .expect("connect to the sandbox's database")
+                .batch_execute(postgres)
+                .expect(postgres),
+            None => rusqlite::Connection::open(self.state_dir().join("state.db"))
+                .expect("open state.db")
+                .execute_batch(sqlite)
+                .expect(sqlite),
+        }
+    }
+
+    /// The rows of a query on this sandbox's records, every value as text.
+    pub fn sql_rows(&self, query: &str) -> Vec<Vec<String>> {
+        match &self.database {
+            Some(url) => ::postgres::Client::connect(url, ::postgres::NoTls)
+                .expect("connect to the sandbox's database")
+                .simple_query(query)
+                .expect(query)
+                .into_iter()
+                .filter_map(|m| match m {
+                    ::postgres::SimpleQueryMessage::Row(row) => {
+                        Some((0..row.len()).map(|i| row.get(i).unwrap_or("").to_string()).collect())
+                    }
+                    _ => None,
+                })
+                .collect(),
+            None => {
+                let conn = rusqlite::Connection::open(self.state_dir().join("state.db")).expect("open state.db");
+                let mut stmt = conn.prepare(query).expect(query);
+                let columns = stmt.column_count();
+                stmt.query_map([], |r| {
+                    (0..columns)
+                        .map(|i| {
+                            Ok(match r.get_ref(i)? {
+                                rusqlite::types::ValueRef::Null => String::new(),
+                                rusqlite::types::ValueRef::Integer(n) => n.to_string(),
+                                rusqlite::types::ValueRef::Real(x) => x.to_string(),
+                                rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => {
+                                    String::from_utf8_lossy(t).into_owned()
+                                }
+                            })
+                        })
+                        .collect::<rusqlite::Result<Vec<String>>>()
+                })
+                .expect(query)
+                .collect::<rusqlite::Result<_>>()
+                .expect(query)
+            }
+        }
+    }
+
+    /// Lifts the audit log's append-only guard (as someone who can write
+    /// the database could).
+    pub fn drop_audit_guards(&self) {
+        self.sql(
+            "DROP TRIGGER audit_append_only_update; DROP TRIGGER audit_append_only_delete;",
+            "ALTER TABLE audit DISABLE TRIGGER USER;",
+        );
     }
 
     /// Writes an environment document and returns its path.
@@ -236,8 +329,7 @@ pub fn json(sb: &Sandbox, args: &[&str]) -> Value {
 
 /// Starts `host ARGS` in the background on the sandbox's state.
 pub fn spawn<S: AsRef<std::ffi::OsStr>>(sb: &Sandbox, args: &[S]) -> std::process::Child {
-    std::process::Command::new(env!("CARGO_BIN_EXE_host"))
-        .env("ENVPACK_STATE_DIR", sb.state_dir())
+    sb.state_env(&mut std::process::Command::new(env!("CARGO_BIN_EXE_host")))
         .args(args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

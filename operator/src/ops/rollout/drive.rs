@@ -6,8 +6,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::sql::Db;
 use envpack_model::{Health, Lifecycle, Outcome, Request, validate_id};
-use rusqlite::{Connection, TransactionBehavior};
 use serde_json::json;
 
 use super::gates::{self, Gate, Judgement, Tally};
@@ -48,8 +48,8 @@ impl From<StoreError> for Failed {
 }
 
 /// Runs `change` in one immediate transaction (bookkeeping: no audit row).
-fn write<T>(conn: &mut Connection, change: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+fn write<T>(conn: &mut Db, change: impl FnOnce(&Db) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    let tx = conn.transaction()?;
     let value = change(&tx)?;
     tx.commit()?;
     Ok(value)
@@ -215,7 +215,7 @@ impl Operator<'_> {
         id: &str,
         progress: &mut dyn Progress,
     ) -> Result<Option<Rollout>, StoreError> {
-        let Some(_driver) = lock::try_lock_named(&self.state_dir.locks(), &driver_lock_name(id))? else {
+        let Some(_driver) = lock::try_lock_shared(&self.state_dir, &driver_lock_name(id))? else {
             return Ok(None);
         };
         write(&mut self.conn, |tx| record::set_stopped(tx, id, "", now()))?;
@@ -554,18 +554,13 @@ fn busy(other: &Rollout) -> StoreError {
 
 /// Whether a drain or archive of the forward plan has begun: from there
 /// the previous split cannot come back.
-pub(super) fn past_no_return(conn: &Connection, id: &str) -> Result<bool, StoreError> {
+pub(super) fn past_no_return(conn: &Db, id: &str) -> Result<bool, StoreError> {
     Ok(record::steps(conn, id)?.iter().any(|s| {
         s.phase == Phase::Forward && s.action.is_point_of_no_return() && s.state != "pending" && s.state != "skipped"
     }))
 }
 
-pub(super) fn note_on_revision(
-    conn: &Connection,
-    rollout: &Rollout,
-    reason: &str,
-    actor: &str,
-) -> Result<(), StoreError> {
+pub(super) fn note_on_revision(conn: &Db, rollout: &Rollout, reason: &str, actor: &str) -> Result<(), StoreError> {
     let lifecycle = store::revision(conn, &rollout.env, &rollout.revision)?.lifecycle;
     store::note_event(conn, &rollout.env, &rollout.revision, lifecycle, reason, actor, now())
 }

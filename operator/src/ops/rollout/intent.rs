@@ -2,7 +2,7 @@
 //! `abort`, `pause`, `resume`, `continue`): recorded in the rollout's rows,
 //! which the driving process reads at every gate evaluation.
 
-use rusqlite::Connection;
+use crate::sql::Db;
 use serde_json::json;
 
 use super::drive::{note_on_revision, past_no_return};
@@ -96,7 +96,7 @@ impl Operator<'_> {
             let rollout = self
                 .unfinished_rollout(env, deployment)?
                 .ok_or_else(|| StoreError::Invalid(format!("deployment {deployment} has no rollout in progress")))?;
-            if let Some(pid) = crate::ops::agent::driver(&self.state_dir, &rollout.id) {
+            if let Some(pid) = crate::ops::agent::driver(&self.state_dir, &self.conn, &rollout.id) {
                 return Err(StoreError::Invalid(format!(
                     "process {pid} is driving rollout {}: let it stop (`host rollout pause {env} {deployment}` stops a running one) first",
                     rollout.id
@@ -118,7 +118,7 @@ impl Operator<'_> {
     }
 }
 
-fn apply_intent(tx: &Connection, r: &Rollout, intent: Intent, actor: &str) -> Result<(), StoreError> {
+fn apply_intent(tx: &Db, r: &Rollout, intent: Intent, actor: &str) -> Result<(), StoreError> {
     let refuse = |what: &str| Err(StoreError::Invalid(format!("rollout {} is {}: {what}", r.id, r.state)));
     match intent {
         Intent::Promote => {

@@ -4,8 +4,8 @@
 //! run it again), `done`, `skipped` (by promote or a rollback) or `failed`
 //! (the step that made the rollout roll back).
 
+use crate::sql::{Db, OptionalExt, params};
 use envpack_model::SplitEntry;
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use super::plan::{Action, Phase, Spec};
@@ -114,7 +114,7 @@ type RawRollout = (
     i64,
 );
 
-fn raw(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRollout> {
+fn raw(r: &crate::sql::Row) -> Result<RawRollout, crate::sql::DbError> {
     Ok((
         r.get(0)?,
         r.get(1)?,
@@ -151,7 +151,7 @@ fn rollout(raw: RawRollout) -> Result<Rollout, StoreError> {
 
 /// Writes a new rollout and its forward steps, all `pending`. Fails (on the
 /// unique index) if the deployment has an unfinished rollout.
-pub fn insert(conn: &Connection, r: &Rollout, steps: &[Action]) -> Result<(), StoreError> {
+pub fn insert(conn: &Db, r: &Rollout, steps: &[Action]) -> Result<(), StoreError> {
     conn.execute(
         &format!("INSERT INTO rollouts ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
         params![
@@ -172,10 +172,10 @@ pub fn insert(conn: &Connection, r: &Rollout, steps: &[Action]) -> Result<(), St
     append_steps(conn, &r.id, Phase::Forward, steps)
 }
 
-fn append_steps(conn: &Connection, id: &str, phase: Phase, steps: &[Action]) -> Result<(), StoreError> {
+fn append_steps(conn: &Db, id: &str, phase: Phase, steps: &[Action]) -> Result<(), StoreError> {
     let next: i64 = conn.query_row(
         "SELECT COALESCE(MAX(seq), 0) + 1 FROM rollout_steps WHERE rollout_id = ?1",
-        [id],
+        params![id],
         |r| r.get(0),
     )?;
     for (offset, action) in steps.iter().enumerate() {
@@ -187,20 +187,24 @@ fn append_steps(conn: &Connection, id: &str, phase: Phase, steps: &[Action]) -> 
     Ok(())
 }
 
-pub fn get(conn: &Connection, id: &str) -> Result<Rollout, StoreError> {
+pub fn get(conn: &Db, id: &str) -> Result<Rollout, StoreError> {
     find(conn, id)?.ok_or_else(|| StoreError::Invalid(format!("no rollout {id:?}")))
 }
 
 /// The rollout `id`, if it exists.
-pub fn find(conn: &Connection, id: &str) -> Result<Option<Rollout>, StoreError> {
-    conn.query_row(&format!("SELECT {COLUMNS} FROM rollouts WHERE id = ?1"), [id], raw)
-        .optional()?
-        .map(rollout)
-        .transpose()
+pub fn find(conn: &Db, id: &str) -> Result<Option<Rollout>, StoreError> {
+    conn.query_row(
+        &format!("SELECT {COLUMNS} FROM rollouts WHERE id = ?1"),
+        params![id],
+        raw,
+    )
+    .optional()?
+    .map(rollout)
+    .transpose()
 }
 
 /// The deployment's unfinished rollout, if it has one.
-pub fn unfinished(conn: &Connection, env: &str, deployment: &str) -> Result<Option<Rollout>, StoreError> {
+pub fn unfinished(conn: &Db, env: &str, deployment: &str) -> Result<Option<Rollout>, StoreError> {
     conn.query_row(
         &format!(
             "SELECT {COLUMNS} FROM rollouts WHERE env_id = ?1 AND deployment = ?2 AND state IN ('running', 'paused', 'rolling-back')"
@@ -219,64 +223,70 @@ pub fn unfinished(conn: &Connection, env: &str, deployment: &str) -> Result<Opti
 /// across every environment.
 /// Rollouts that should be moving: running or rolling back, and not stopped
 /// on a failed step (those wait for `rollout resume`, which clears the stop).
-pub fn driving_ids(conn: &Connection) -> Result<Vec<String>, StoreError> {
-    let mut stmt = conn
-        .prepare("SELECT id FROM rollouts WHERE state IN ('running', 'rolling-back') AND stopped = '' ORDER BY id")?;
-    let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
-    Ok(rows.collect::<Result<_, _>>()?)
+pub fn driving_ids(conn: &Db) -> Result<Vec<String>, StoreError> {
+    Ok(conn.query_map(
+        "SELECT id FROM rollouts WHERE state IN ('running', 'rolling-back') AND stopped = '' ORDER BY id",
+        params![],
+        |r| r.get::<String>(0),
+    )?)
 }
 
-pub fn latest(conn: &Connection, env: &str, deployment: Option<&str>) -> Result<Vec<Rollout>, StoreError> {
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {COLUMNS} FROM rollouts r WHERE env_id = ?1 AND (?2 IS NULL OR deployment = ?2)
+pub fn latest(conn: &Db, env: &str, deployment: Option<&str>) -> Result<Vec<Rollout>, StoreError> {
+    let rows = conn.query_map(
+        &format!(
+            "SELECT {COLUMNS} FROM rollouts r WHERE env_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR deployment = ?2)
          AND (state IN ('running', 'paused', 'rolling-back')
               OR id = (SELECT MAX(id) FROM rollouts o WHERE o.env_id = r.env_id AND o.deployment = r.deployment))
          ORDER BY id DESC"
-    ))?;
-    let rows = stmt.query_map(params![env, deployment], raw)?;
-    rows.map(|r| rollout(r?)).collect()
+        ),
+        params![env, deployment],
+        raw,
+    )?;
+    rows.into_iter().map(rollout).collect()
 }
 
-pub fn steps(conn: &Connection, id: &str) -> Result<Vec<Step>, StoreError> {
-    let mut stmt = conn.prepare(
+pub fn steps(conn: &Db, id: &str) -> Result<Vec<Step>, StoreError> {
+    let rows = conn.query_map(
         "SELECT seq, phase, action, state, note, soaked_ms, started_at, done_at FROM rollout_steps WHERE rollout_id = ?1 ORDER BY seq",
-    )?;
-    let rows = stmt.query_map([id], |r| {
+        params![id],
+        |r| {
         Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, String>(3)?,
-            r.get::<_, String>(4)?,
-            r.get::<_, i64>(5)?,
-            r.get::<_, Option<i64>>(6)?,
-            r.get::<_, Option<i64>>(7)?,
+            r.get::<i64>(0)?,
+            r.get::<String>(1)?,
+            r.get::<String>(2)?,
+            r.get::<String>(3)?,
+            r.get::<String>(4)?,
+            r.get::<i64>(5)?,
+            r.get::<Option<i64>>(6)?,
+            r.get::<Option<i64>>(7)?,
         ))
-    })?;
-    rows.map(|row| {
-        let (seq, phase, action, state, note, soaked_ms, started_at, done_at) = row?;
-        Ok(Step {
-            seq,
-            phase: parse(&format!("\"{phase}\""), "rollout step phase")?,
-            action: parse(&action, "rollout step")?,
-            state,
-            note,
-            soaked_ms: u64::try_from(soaked_ms).unwrap_or(0),
-            started_at,
-            done_at,
+        },
+    )?;
+    rows.into_iter()
+        .map(|row| {
+            let (seq, phase, action, state, note, soaked_ms, started_at, done_at) = row;
+            Ok(Step {
+                seq,
+                phase: parse(&format!("\"{phase}\""), "rollout step phase")?,
+                action: parse(&action, "rollout step")?,
+                state,
+                note,
+                soaked_ms: u64::try_from(soaked_ms).unwrap_or(0),
+                started_at,
+                done_at,
+            })
         })
-    })
-    .collect()
+        .collect()
 }
 
 /// The step to run next: the first `started` (interrupted) or `pending` one.
-pub fn next_step(conn: &Connection, id: &str) -> Result<Option<Step>, StoreError> {
+pub fn next_step(conn: &Db, id: &str) -> Result<Option<Step>, StoreError> {
     Ok(steps(conn, id)?
         .into_iter()
         .find(|s| s.state == "started" || s.state == "pending"))
 }
 
-pub fn step_state(conn: &Connection, id: &str, seq: i64) -> Result<String, StoreError> {
+pub fn step_state(conn: &Db, id: &str, seq: i64) -> Result<String, StoreError> {
     Ok(conn.query_row(
         "SELECT state FROM rollout_steps WHERE rollout_id = ?1 AND seq = ?2",
         params![id, seq],
@@ -285,7 +295,7 @@ pub fn step_state(conn: &Connection, id: &str, seq: i64) -> Result<String, Store
 }
 
 /// Marks the step `started` (kept as it was if it is already).
-pub fn start_step(conn: &Connection, id: &str, seq: i64, at: i64) -> Result<(), StoreError> {
+pub fn start_step(conn: &Db, id: &str, seq: i64, at: i64) -> Result<(), StoreError> {
     conn.execute(
         "UPDATE rollout_steps SET state = 'started', started_at = COALESCE(started_at, ?3)
          WHERE rollout_id = ?1 AND seq = ?2 AND state IN ('pending', 'started')",
@@ -295,7 +305,7 @@ pub fn start_step(conn: &Connection, id: &str, seq: i64, at: i64) -> Result<(), 
 }
 
 /// Marks a started step `done` with a note; a step skipped meanwhile stays skipped.
-pub fn finish_step(conn: &Connection, id: &str, seq: i64, note: &str, at: i64) -> Result<(), StoreError> {
+pub fn finish_step(conn: &Db, id: &str, seq: i64, note: &str, at: i64) -> Result<(), StoreError> {
     conn.execute(
         "UPDATE rollout_steps SET state = 'done', note = ?3, done_at = ?4 WHERE rollout_id = ?1 AND seq = ?2 AND state = 'started'",
         params![id, seq, note, at],
@@ -304,7 +314,7 @@ pub fn finish_step(conn: &Connection, id: &str, seq: i64, note: &str, at: i64) -
 }
 
 /// How much of a soak has passed, kept so that a restart soaks only the rest.
-pub fn soaked(conn: &Connection, id: &str, seq: i64, ms: u64) -> Result<(), StoreError> {
+pub fn soaked(conn: &Db, id: &str, seq: i64, ms: u64) -> Result<(), StoreError> {
     conn.execute(
         "UPDATE rollout_steps SET soaked_ms = ?3 WHERE rollout_id = ?1 AND seq = ?2",
         params![id, seq, i64::try_from(ms).unwrap_or(i64::MAX)],
@@ -312,7 +322,7 @@ pub fn soaked(conn: &Connection, id: &str, seq: i64, ms: u64) -> Result<(), Stor
     Ok(())
 }
 
-pub fn set_state(conn: &Connection, id: &str, state: State, reason: &str, at: i64) -> Result<(), StoreError> {
+pub fn set_state(conn: &Db, id: &str, state: State, reason: &str, at: i64) -> Result<(), StoreError> {
     conn.execute(
         "UPDATE rollouts SET state = ?2, reason = ?3, updated_at = ?4 WHERE id = ?1",
         params![id, state.name(), reason, at],
@@ -320,7 +330,7 @@ pub fn set_state(conn: &Connection, id: &str, state: State, reason: &str, at: i6
     Ok(())
 }
 
-pub fn set_stopped(conn: &Connection, id: &str, stopped: &str, at: i64) -> Result<(), StoreError> {
+pub fn set_stopped(conn: &Db, id: &str, stopped: &str, at: i64) -> Result<(), StoreError> {
     conn.execute(
         "UPDATE rollouts SET stopped = ?2, updated_at = ?3 WHERE id = ?1",
         params![id, stopped, at],
@@ -332,7 +342,7 @@ pub fn set_stopped(conn: &Connection, id: &str, stopped: &str, at: i64) -> Resul
 /// one did) marked so, every forward step not done skipped, `compensation`
 /// appended, the state `rolling-back` with `reason`.
 pub fn roll_back(
-    conn: &Connection,
+    conn: &Db,
     id: &str,
     failed: Option<i64>,
     reason: &str,
@@ -355,7 +365,7 @@ pub fn roll_back(
 
 /// Skips what stands between the rollout and full weight: every soak not
 /// done (the one soaking now too) and every split but the last.
-pub fn promote(conn: &Connection, id: &str, at: i64) -> Result<usize, StoreError> {
+pub fn promote(conn: &Db, id: &str, at: i64) -> Result<usize, StoreError> {
     let steps = steps(conn, id)?;
     let last_split = steps
         .iter()

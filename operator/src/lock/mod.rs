@@ -3,18 +3,63 @@
 //! directory, held for the whole command (pack call included) and released
 //! by the kernel if the process dies. A command that finds it held says so
 //! on stderr and waits its turn. Read-only commands never take it.
+//!
+//! With the records on PostgreSQL the environment's lock and a rollout's
+//! driver lock are the server's advisory locks instead ([`postgres`]), so
+//! they hold across machines; the agent's lock stays a file (one agent per
+//! machine).
 
 use std::fs::File;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
+use envpack_host::StateDir;
 use sha2::{Digest, Sha256};
 
 use crate::error::StoreError;
+use crate::sql::Db;
+
+mod postgres;
 
 /// Holds the lock until dropped.
 pub struct EnvLock {
-    _file: File,
+    _held: Held,
+}
+
+enum Held {
+    File(#[allow(dead_code)] File),
+    Postgres(#[allow(dead_code)] postgres::PgLock),
+}
+
+/// The environment `env`'s lock, waited for (saying so) if another
+/// command holds it.
+pub fn lock_env(state_dir: &StateDir, env: &str) -> Result<EnvLock, StoreError> {
+    match state_dir.database_url() {
+        Some(url) => postgres::lock(url, env).map(|held| EnvLock {
+            _held: Held::Postgres(held),
+        }),
+        None => lock(&state_dir.locks(), env),
+    }
+}
+
+/// The lock called `name` (a rollout's driver's), shared by every machine
+/// when the records are: `None` if someone holds it.
+pub fn try_lock_shared(state_dir: &StateDir, name: &str) -> Result<Option<EnvLock>, StoreError> {
+    match state_dir.database_url() {
+        Some(url) => Ok(postgres::try_lock(url, name)?.map(|held| EnvLock {
+            _held: Held::Postgres(held),
+        })),
+        None => try_lock_named(&state_dir.locks(), name),
+    }
+}
+
+/// The pid of the process holding the shared lock `name`, asked through
+/// `db` on PostgreSQL (of whichever machine it runs on).
+pub fn shared_holder(state_dir: &StateDir, db: &Db, name: &str) -> Option<u32> {
+    match db.is_postgres() {
+        true => postgres::holder(db, name).ok().flatten().map(|h| h.pid),
+        false => holder(&state_dir.locks(), name),
+    }
 }
 
 fn lock_path(dir: &Path, name: &str) -> std::path::PathBuf {
@@ -77,7 +122,9 @@ pub fn lock(locks: &Path, env: &str) -> Result<EnvLock, StoreError> {
         }
         Err(std::fs::TryLockError::Error(e)) => return Err(fail(e.to_string())),
     }
-    Ok(EnvLock { _file: file })
+    Ok(EnvLock {
+        _held: Held::File(file),
+    })
 }
 
 /// Takes the lock called `name` if no one holds it; `None` if someone does.
@@ -89,7 +136,9 @@ pub fn try_lock_named(locks: &Path, name: &str) -> Result<Option<EnvLock>, Store
     };
     let file = open_lock_file(locks, name).map_err(|e| fail(e.to_string()))?;
     match file.try_lock() {
-        Ok(()) => Ok(Some(EnvLock { _file: file })),
+        Ok(()) => Ok(Some(EnvLock {
+            _held: Held::File(file),
+        })),
         Err(std::fs::TryLockError::WouldBlock) => Ok(None),
         Err(std::fs::TryLockError::Error(e)) => Err(fail(e.to_string())),
     }

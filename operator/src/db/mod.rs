@@ -1,14 +1,51 @@
-//! The SQLite database: opened in WAL mode with a busy timeout and foreign
-//! keys on, migrated by `user_version`, and refused with a clear error when
-//! it was written by a newer host.
+//! The operator's database. By default SQLite in the state directory:
+//! opened in WAL mode with a busy timeout and foreign keys on, migrated by
+//! `user_version`, and refused with a clear error when it was written by a
+//! newer host. With a database URL, the same tables on PostgreSQL
+//! ([`postgres`]), migrated by their own list.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use envpack_host::{FileKv, KvError};
+use envpack_host::{FileKv, KvError, StateDir};
 use rusqlite::Connection;
 
 use crate::error::StoreError;
+use crate::sql::Db;
+
+mod postgres;
+
+/// Where the operator's records are.
+#[derive(Clone, Debug)]
+pub enum Location {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl Location {
+    pub fn of(state_dir: &StateDir) -> Self {
+        match state_dir.database_url() {
+            Some(url) => Location::Postgres(url.to_string()),
+            None => Location::Sqlite(state_dir.database()),
+        }
+    }
+
+    /// A connection for writing (creating and migrating the schema).
+    pub fn open(&self) -> Result<Db, StoreError> {
+        match self {
+            Location::Sqlite(path) => open(path),
+            Location::Postgres(url) => postgres::open(url),
+        }
+    }
+
+    /// A connection for reading; on SQLite a read-only one.
+    pub fn open_read_only(&self) -> Result<Db, StoreError> {
+        match self {
+            Location::Sqlite(path) => open_read_only(path),
+            Location::Postgres(url) => postgres::open(url),
+        }
+    }
+}
 
 /// Each migration brings the schema from version `index` to `index + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -183,8 +220,12 @@ ALTER TABLE deployments ADD COLUMN retired_at INTEGER;
 /// The schema version this host writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
-/// Opens (creating and migrating) the database at `path`.
-pub fn open(path: &Path) -> Result<Connection, StoreError> {
+/// Opens (creating and migrating) the SQLite database at `path`.
+pub fn open(path: &Path) -> Result<Db, StoreError> {
+    open_sqlite(path).map(Db::sqlite)
+}
+
+fn open_sqlite(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
     // The operator's records are the operator's alone (SQLite gives the
     // -wal and -shm files the database file's mode).
@@ -207,18 +248,18 @@ pub fn open(path: &Path) -> Result<Connection, StoreError> {
 /// pack's kv reads during a verb: one open, no pragma to set. A missing or
 /// older database is created or migrated first (the only write a reader
 /// ever causes); a newer one is refused.
-pub fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
+pub fn open_read_only(path: &Path) -> Result<Db, StoreError> {
     if path.exists() {
         let conn = read_only(path)?;
         if schema_version(&conn)? == SCHEMA_VERSION {
             envpack_host::timing::mark("state-open");
-            return Ok(conn);
+            return Ok(Db::sqlite(conn));
         }
     }
-    drop(open(path)?);
+    drop(open_sqlite(path)?);
     let conn = read_only(path)?;
     check_version(&conn)?;
-    Ok(conn)
+    Ok(Db::sqlite(conn))
 }
 
 fn read_only(path: &Path) -> Result<Connection, StoreError> {
@@ -303,7 +344,13 @@ fn import_kv_json(tx: &Connection, db_path: &Path) -> Result<Option<std::path::P
             .split_once('/')
             .map(|(pack, env)| (pack.to_string(), env.to_string()));
         let known = match &env {
-            Some((_, env)) => crate::store::env_exists(tx, env)?,
+            Some((_, env)) => tx
+                .query_row("SELECT 1 FROM environments WHERE id = ?1", [env], |_| Ok(()))
+                .map(|()| true)
+                .or_else(|e| match e {
+                    rusqlite::Error::QueryReturnedNoRows => Ok(false),
+                    other => Err(other),
+                })?,
             None => false,
         };
         for (key, value) in entries {
@@ -343,22 +390,22 @@ mod tests {
         let path = dir.path().join("state.db");
         // Missing: created and migrated, then opened read-only.
         let conn = open_read_only(&path).unwrap();
-        assert_eq!(schema_version(&conn).unwrap(), SCHEMA_VERSION);
+        let conn = conn.as_sqlite().unwrap();
+        assert_eq!(schema_version(conn).unwrap(), SCHEMA_VERSION);
         assert!(
             conn.execute("INSERT INTO environments (id, created_at) VALUES ('x', 0)", [])
                 .is_err()
         );
-        drop(conn);
         // Older: migrated first.
         let old = tempfile::tempdir().unwrap();
         let old_path = version_one(old.path());
         let conn = open_read_only(&old_path).unwrap();
-        assert_eq!(schema_version(&conn).unwrap(), SCHEMA_VERSION);
+        let conn = conn.as_sqlite().unwrap();
+        assert_eq!(schema_version(conn).unwrap(), SCHEMA_VERSION);
         assert!(
             conn.query_row("SELECT 1 FROM environments WHERE id = 'dev'", [], |_| Ok(()))
                 .is_ok()
         );
-        drop(conn);
         // Newer: refused, and left as it was.
         let rw = Connection::open(&path).unwrap();
         rw.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
@@ -376,7 +423,7 @@ mod tests {
         let old = r#"{"envpack.deployer.ledger/dev": {"rev/A": "staged", "bin": [255, 0]},
                       "envpack.deployer.ledger/scratch": {"rev/B": "warm"}}"#;
         std::fs::write(dir.path().join("kv.json"), old).unwrap();
-        let conn = open(&path).unwrap();
+        let conn = open_sqlite(&path).unwrap();
         let dev: Vec<(String, Vec<u8>)> = conn
             .prepare("SELECT key, value FROM pack_kv WHERE env_id = 'dev' ORDER BY key")
             .unwrap()
@@ -404,7 +451,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = version_one(dir.path());
         std::fs::write(dir.path().join("kv.json"), b"{not json").unwrap();
-        let error = open(&path).unwrap_err();
+        let error = open(&path).err().expect("refused");
         assert!(matches!(error, StoreError::Import(_)), "{error}");
         let conn = Connection::open(&path).unwrap();
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();

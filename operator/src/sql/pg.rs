@@ -1,0 +1,340 @@
+//! A PostgreSQL connection for the synchronous store. The `postgres` crate
+//! runs each client on a runtime of its own, which must not be entered from
+//! inside the host's tokio runtime; so each connection lives on a thread of
+//! its own and the store hands it jobs (a query, a transaction's end) and
+//! waits for the answer. Prepared statements are cached per connection.
+//!
+//! Writers are serialized by a transaction-scoped advisory lock (the same
+//! key on every machine), the way SQLite's `BEGIN IMMEDIATE` serializes
+//! them in one file: the checks the store makes before it writes (a
+//! generation's number, the one unfinished rollout, the audit chain's head)
+//! cannot interleave, and rows commit in the order their sequence numbers
+//! were drawn. A write transaction also checks that every lock this
+//! process holds on an environment or rollout is still held by its session
+//! (a fencing check): a lock lost with its connection means another
+//! machine may be acting, and nothing commits.
+
+use std::collections::HashMap;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use postgres::{NoTls, Statement};
+use sha2::{Digest, Sha256};
+
+use super::{DbError, Row, Value};
+
+/// The advisory lock every write transaction takes (its key's namespace
+/// is this product's; see [`advisory_key`]).
+const WRITERS: &str = "writers";
+
+/// The 64-bit advisory lock key of `name`, namespaced so that another
+/// application's advisory locks on the same database cannot collide.
+pub fn advisory_key(name: &str) -> i64 {
+    let digest = Sha256::digest(format!("envpack host lock\0{name}").as_bytes());
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(bytes)
+}
+
+/// The session-level advisory locks this process holds, `(key, backend
+/// pid)`: what every write transaction checks are still held.
+pub mod held {
+    use std::sync::{Mutex, OnceLock};
+
+    pub(super) fn all() -> &'static Mutex<Vec<(i64, i32)>> {
+        static HELD: OnceLock<Mutex<Vec<(i64, i32)>>> = OnceLock::new();
+        HELD.get_or_init(|| Mutex::new(Vec::new()))
+    }
+
+    /// Records that the session `backend` holds the advisory lock `key`.
+    pub fn register(key: i64, backend: i32) {
+        if let Ok(mut held) = all().lock() {
+            held.push((key, backend));
+        }
+    }
+
+    pub fn unregister(key: i64, backend: i32) {
+        if let Ok(mut held) = all().lock()
+            && let Some(at) = held.iter().position(|h| *h == (key, backend))
+        {
+            held.remove(at);
+        }
+    }
+}
+
+struct Session {
+    client: postgres::Client,
+    statements: HashMap<String, Statement>,
+}
+
+impl Session {
+    fn statement(&mut self, sql: &str) -> Result<Statement, postgres::Error> {
+        if let Some(stmt) = self.statements.get(sql) {
+            return Ok(stmt.clone());
+        }
+        let stmt = self.client.prepare(&placeholders(sql))?;
+        self.statements.insert(sql.to_string(), stmt.clone());
+        Ok(stmt)
+    }
+}
+
+type Job = Box<dyn FnOnce(&mut Session) + Send>;
+
+/// One connection, on a thread of its own.
+pub struct PgClient {
+    jobs: Option<mpsc::Sender<Job>>,
+    thread: Option<JoinHandle<()>>,
+    backend_pid: i32,
+}
+
+/// `postgres::Error` as one line: the server's message (and detail) when
+/// it sent one, else the client's.
+pub fn describe(error: &postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => match db.detail() {
+            Some(detail) => format!("{} ({detail})", db.message()),
+            None => db.message().to_string(),
+        },
+        None => {
+            let mut text = error.to_string();
+            let mut source = std::error::Error::source(error);
+            while let Some(inner) = source {
+                text.push_str(&format!(": {inner}"));
+                source = inner.source();
+            }
+            text
+        }
+    }
+}
+
+fn pg(error: postgres::Error) -> DbError {
+    DbError::Postgres(describe(&error))
+}
+
+impl PgClient {
+    /// Connects to `url` as this process (`host pid N on HOST`, what other
+    /// machines are told when they wait for a lock it holds).
+    pub fn connect(url: &str) -> Result<Self, DbError> {
+        let mut config: postgres::Config = url
+            .parse()
+            .map_err(|e: postgres::Error| DbError::Postgres(format!("invalid database URL: {}", describe(&e))))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
+        config.keepalives_idle(Duration::from_secs(30));
+        config.application_name(&format!("host pid {} on {}", std::process::id(), machine_name()));
+        let (ready_tx, ready_rx) = mpsc::sync_channel(1);
+        let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
+        let thread = std::thread::Builder::new()
+            .name("envpack-postgres".into())
+            .spawn(move || {
+                let client = match config.connect(NoTls) {
+                    Ok(client) => client,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(pg(e)));
+                        return;
+                    }
+                };
+                let mut session = Session {
+                    client,
+                    statements: HashMap::new(),
+                };
+                let pid = session
+                    .client
+                    .query_one("SELECT pg_backend_pid()", &[])
+                    .and_then(|row| row.try_get::<_, i32>(0))
+                    .map_err(pg);
+                let _ = ready_tx.send(pid);
+                for job in jobs_rx {
+                    job(&mut session);
+                }
+            })
+            .map_err(|e| DbError::Postgres(format!("cannot start the database thread: {e}")))?;
+        let backend_pid = ready_rx
+            .recv()
+            .map_err(|_| DbError::Postgres("the database thread ended before connecting".into()))??;
+        Ok(PgClient {
+            jobs: Some(jobs_tx),
+            thread: Some(thread),
+            backend_pid,
+        })
+    }
+
+    /// The server process serving this connection (what `pg_locks` names).
+    pub fn backend_pid(&self) -> i32 {
+        self.backend_pid
+    }
+
+    fn run<R: Send + 'static>(&self, job: impl FnOnce(&mut Session) -> R + Send + 'static) -> Result<R, DbError> {
+        let gone = || DbError::Postgres("the connection to the database is gone".into());
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.jobs
+            .as_ref()
+            .ok_or_else(gone)?
+            .send(Box::new(move |session| {
+                let _ = tx.send(job(session));
+            }))
+            .map_err(|_| gone())?;
+        rx.recv().map_err(|_| gone())
+    }
+
+    pub fn execute(&self, sql: &str, params: &[Value]) -> Result<usize, DbError> {
+        let sql = sql.to_string();
+        let params = params.to_vec();
+        self.run(move |s| {
+            let stmt = s.statement(&sql)?;
+            s.client.execute(&stmt, &refs(&params))
+        })?
+        .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+        .map_err(pg)
+    }
+
+    pub fn query(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>, DbError> {
+        let sql = sql.to_string();
+        let params = params.to_vec();
+        self.run(move |s| {
+            let stmt = s.statement(&sql)?;
+            let rows = s.client.query(&stmt, &refs(&params))?;
+            rows.iter()
+                .map(|row| {
+                    (0..row.len())
+                        .map(|i| row.try_get::<_, Value>(i))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map(Row::new)
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })?
+        .map_err(pg)
+    }
+
+    pub fn batch(&self, sql: &str) -> Result<(), DbError> {
+        let sql = sql.to_string();
+        self.run(move |s| s.client.batch_execute(&sql))?.map_err(pg)
+    }
+
+    /// `BEGIN`, the writers' lock, and the fencing check.
+    pub fn begin_write(&self) -> Result<(), DbError> {
+        let held: Vec<(i64, i32)> = held::all().lock().map(|h| h.clone()).unwrap_or_default();
+        let writers = advisory_key(WRITERS);
+        let outcome = self.run(move |s| -> Result<Option<String>, postgres::Error> {
+            s.client.batch_execute("BEGIN")?;
+            s.client.execute("SELECT pg_advisory_xact_lock($1)", &[&writers])?;
+            // What readers watch (see `db::postgres`): a counter, and a
+            // notification delivered when (if) this transaction commits.
+            s.client
+                .batch_execute("UPDATE envpack_schema SET changes = changes + 1; NOTIFY envpack_changes")?;
+            for (key, backend) in held {
+                let granted = s.client.query_one(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = $1 \
+                     AND classid::bigint = $2 AND objid::bigint = $3 AND objsubid = 1",
+                    &[&backend, &((key >> 32) & 0xffff_ffff), &(key & 0xffff_ffff)],
+                )?;
+                if granted.get::<_, i64>(0) == 0 {
+                    s.client.batch_execute("ROLLBACK")?;
+                    return Ok(Some(format!(
+                        "this process lost its lock (its connection, server pid {backend}, was closed): another \
+                         machine may be changing the environment, so nothing was committed; run the command again"
+                    )));
+                }
+            }
+            Ok(None)
+        })?;
+        match outcome.map_err(pg)? {
+            Some(fenced) => Err(DbError::Fenced(fenced)),
+            None => Ok(()),
+        }
+    }
+
+    pub fn commit(&self) -> Result<(), DbError> {
+        self.batch("COMMIT")
+    }
+
+    /// Waits up to `timeout` for a notification on a channel this session
+    /// listens to; whether one came.
+    pub fn wait_notification(&self, timeout: Duration) -> Result<bool, DbError> {
+        self.run(move |s| {
+            use fallible_iterator::FallibleIterator;
+            let first = s.client.notifications().timeout_iter(timeout).next()?.is_some();
+            // Several commits may have notified: one wake-up for all.
+            let mut pending = s.client.notifications();
+            while pending.iter().next()?.is_some() {}
+            Ok::<_, postgres::Error>(first)
+        })?
+        .map_err(pg)
+    }
+}
+
+impl Drop for PgClient {
+    fn drop(&mut self) {
+        self.jobs.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn refs(params: &[Value]) -> Vec<&(dyn postgres::types::ToSql + Sync)> {
+    params
+        .iter()
+        .map(|p| p as &(dyn postgres::types::ToSql + Sync))
+        .collect()
+}
+
+/// This machine's name, as other machines are told it.
+pub fn machine_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_string())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "unknown host".into())
+}
+
+/// `?1` placeholders as PostgreSQL's `$1`, outside string literals.
+fn placeholders(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut in_literal = false;
+    let mut anonymous = 0;
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                in_literal = !in_literal;
+                out.push(c);
+            }
+            '?' if !in_literal => {
+                out.push('$');
+                if chars.peek().is_some_and(char::is_ascii_digit) {
+                    while let Some(d) = chars.peek().copied().filter(char::is_ascii_digit) {
+                        out.push(d);
+                        chars.next();
+                    }
+                } else {
+                    anonymous += 1;
+                    out.push_str(&anonymous.to_string());
+                }
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_renumbered_outside_literals_only() {
+        assert_eq!(
+            placeholders("SELECT ?1, '?2', ?10 WHERE a = ? AND b = ?"),
+            "SELECT $1, '?2', $10 WHERE a = $1 AND b = $2"
+        );
+    }
+
+    #[test]
+    fn keys_are_namespaced_and_stable() {
+        assert_eq!(advisory_key("env dev"), advisory_key("env dev"));
+        assert_ne!(advisory_key("env dev"), advisory_key("env prod"));
+    }
+}
