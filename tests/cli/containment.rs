@@ -607,14 +607,9 @@ fn a_second_signer_cannot_take_over_an_environment() {
     let shown = json(&sb, &["env", "show", "victim", "--json"]);
     assert_eq!(shown["binding"]["descriptor"], "envpack.test.escape@0.1.0", "{shown:#}");
     let pinned = shown["binding"]["pack_digest"].as_str().unwrap().to_string();
-    let conn = rusqlite::Connection::open(sb.state_dir().join("state.db")).unwrap();
-    let last: String = conn
-        .query_row(
-            "SELECT outcome FROM audit WHERE command = 'revision stage' ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let last = sb.sql_rows("SELECT outcome FROM audit WHERE command = 'revision stage' ORDER BY seq DESC LIMIT 1")[0]
+        [0]
+    .clone();
     assert!(
         last.contains(&pinned) && last.contains("@0.1.0"),
         "the audit row names the pack that ran: {last}"
@@ -623,13 +618,8 @@ fn a_second_signer_cannot_take_over_an_environment() {
     let upgraded = json(&sb, &["env", "upgrade", "victim", "--json"]);
     assert_eq!(upgraded["changed"], true, "{upgraded:#}");
     assert_eq!(upgraded["to"]["descriptor"], "envpack.test.escape@0.1.9");
-    let row: String = conn
-        .query_row(
-            "SELECT outcome FROM audit WHERE command = 'env upgrade' ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let row =
+        sb.sql_rows("SELECT outcome FROM audit WHERE command = 'env upgrade' ORDER BY seq DESC LIMIT 1")[0][0].clone();
     assert!(
         row.contains("@0.1.0") && row.contains("-> envpack.test.escape@0.1.9"),
         "{row}"

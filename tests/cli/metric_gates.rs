@@ -258,13 +258,10 @@ impl Canary {
 
     /// Every generation of web's split, oldest first.
     fn generations(&self) -> Vec<String> {
-        let conn = rusqlite::Connection::open(self.sb.state_dir().join("state.db")).unwrap();
-        let mut stmt = conn
-            .prepare("SELECT entries FROM split_generations WHERE deployment = 'web' ORDER BY generation")
-            .unwrap();
-        stmt.query_map([], |r| r.get::<_, String>(0))
-            .unwrap()
-            .map(|e| split_text(&serde_json::from_str(&e.unwrap()).unwrap()))
+        self.sb
+            .sql_rows("SELECT entries FROM split_generations WHERE deployment = 'web' ORDER BY generation")
+            .into_iter()
+            .map(|row| split_text(&serde_json::from_str(&row[0]).unwrap()))
             .collect()
     }
 

@@ -32,14 +32,12 @@ pub(crate) fn stage_in(sb: &Sandbox, env: &str, deployment: &str, id: &str) {
 }
 
 pub(crate) fn deployments(sb: &Sandbox, env: &str) -> Vec<String> {
-    let conn = rusqlite::Connection::open(sb.state_dir().join("state.db")).unwrap();
-    let mut stmt = conn
-        .prepare("SELECT id FROM deployments WHERE env_id = ?1 AND retired_at IS NULL ORDER BY id")
-        .unwrap();
-    stmt.query_map([env], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
+    sb.sql_rows(&format!(
+        "SELECT id FROM deployments WHERE env_id = '{env}' AND retired_at IS NULL ORDER BY id"
+    ))
+    .into_iter()
+    .map(|row| row[0].clone())
+    .collect()
 }
 
 fn events_of(sb: &Sandbox, env: &str, id: &str) -> Vec<serde_json::Value> {

@@ -357,13 +357,8 @@ fn a_command_gate_rolls_back_and_a_second_driver_stands_aside() {
         r["reason"].as_str().unwrap().contains("command: /usr/bin/test exited"),
         "{r:#}"
     );
-    let conn = rusqlite::Connection::open(sb.state_dir().join("state.db")).unwrap();
-    let splits: i64 = conn
-        .query_row(
-            "SELECT COUNT(*) FROM split_generations WHERE env_id = 'gated'",
-            [],
-            |r| r.get(0),
-        )
+    let splits: i64 = sb.sql_rows("SELECT COUNT(*) FROM split_generations WHERE env_id = 'gated'")[0][0]
+        .parse()
         .unwrap();
     assert_eq!(splits, 3, "G1, 50/50, G1 again: each applied once, by one driver");
 }

@@ -47,23 +47,13 @@ fn wait_all(children: Vec<Child>) -> Vec<(Option<i32>, String)> {
         .collect()
 }
 
-fn db(sb: &Sandbox) -> rusqlite::Connection {
-    rusqlite::Connection::open(sb.state_dir().join("state.db")).unwrap()
-}
-
 /// The ledger's `rev/ID` rows for `env`, read from the database itself.
 fn ledger_state(sb: &Sandbox, env: &str) -> BTreeMap<String, String> {
-    let conn = db(sb);
-    let mut stmt = conn
-        .prepare("SELECT key, value FROM pack_kv WHERE env_id = ?1 AND pack = ?2 AND key LIKE 'rev/%'")
-        .unwrap();
-    stmt.query_map([env, LEDGER_NAME], |r| {
-        let key: String = r.get(0)?;
-        let value: Vec<u8> = r.get(1)?;
-        Ok((key["rev/".len()..].to_string(), String::from_utf8(value).unwrap()))
-    })
-    .unwrap()
-    .map(Result::unwrap)
+    sb.sql_rows(&format!(
+        "SELECT key, value FROM pack_kv WHERE env_id = '{env}' AND pack = '{LEDGER_NAME}' AND key LIKE 'rev/%'"
+    ))
+    .into_iter()
+    .map(|row| (row[0]["rev/".len()..].to_string(), row[1].clone()))
     .collect()
 }
 
@@ -402,14 +392,17 @@ fn each_error_kind_keeps_its_exit_code_on_the_operator_path() {
     assert_eq!(shown["lifecycle"], "staged");
 
     // A corrupt row: a state error naming the column, not a default.
-    db(&sb)
-        .execute("UPDATE bindings SET settings = 'not json' WHERE env_id = 'dev'", [])
-        .unwrap();
+    let corrupt = "UPDATE bindings SET settings = 'not json' WHERE env_id = 'dev'";
+    sb.sql(corrupt, corrupt);
     let (code, stderr) = code_of(&sb, &["status", "dev"]);
     assert_eq!(code, Some(5), "{stderr}");
     assert!(stderr.contains("binding settings"), "{stderr}");
 
-    // A database that is not one: a state error.
+    // A database that is not one: a state error (SQLite's file; a
+    // PostgreSQL store has none).
+    if sb.database.is_some() {
+        return;
+    }
     std::fs::write(
         sb.state_dir().join("state.db"),
         b"this is not sqlite, just long enough to be read as a header.....",
@@ -465,17 +458,13 @@ fn an_interrupted_warm_or_drain_is_resumed_by_running_it_again() {
     );
     // What a kill between the first step and the pack's end leaves behind.
     let interrupt = |to: &str| {
-        let conn = db(&sb);
-        let from: String = conn
-            .query_row("SELECT lifecycle FROM revisions WHERE id = 'R1'", [], |r| r.get(0))
-            .unwrap();
-        conn.execute("UPDATE revisions SET lifecycle = ?1 WHERE id = 'R1'", [to])
-            .unwrap();
-        conn.execute(
-            "INSERT INTO lifecycle_events (env_id, revision_id, from_state, to_state, reason, actor, at) VALUES ('dev', 'R1', ?1, ?2, 'test', 'test', 0)",
-            [&from, to],
-        )
-        .unwrap();
+        let from = sb.sql_rows("SELECT lifecycle FROM revisions WHERE id = 'R1'")[0][0].clone();
+        let change = format!(
+            "UPDATE revisions SET lifecycle = '{to}' WHERE id = 'R1';
+             INSERT INTO lifecycle_events (env_id, revision_id, from_state, to_state, reason, actor, at)
+             VALUES ('dev', 'R1', '{from}', '{to}', 'test', 'test', 0);"
+        );
+        sb.sql(&change, &change);
     };
     interrupt("warming");
     let warmed = json(&sb, &["revision", "warm", "dev", "R1", "--json"]);
@@ -508,12 +497,9 @@ fn deleting_the_newest_audit_rows_is_caught_against_a_recorded_head() {
     let head = format!("{}:{}", view["head"]["seq"], view["head"]["hash"].as_str().unwrap());
     ok(&sb, &["audit", "verify", "--head", &head]);
     // Someone with write access removes the newest rows, triggers and all.
-    let conn = db(&sb);
-    conn.execute_batch(
-        "DROP TRIGGER audit_append_only_delete; DELETE FROM audit WHERE seq >= (SELECT MAX(seq) - 1 FROM audit);",
-    )
-    .unwrap();
-    drop(conn);
+    sb.drop_audit_guards();
+    let delete = "DELETE FROM audit WHERE seq >= (SELECT MAX(seq) - 1 FROM audit)";
+    sb.sql(delete, delete);
     ok(&sb, &["audit", "verify"]);
     let (code, stderr) = code_of(&sb, &["audit", "verify", "--head", &head]);
     assert_eq!(code, Some(6), "{stderr}");
@@ -521,7 +507,7 @@ fn deleting_the_newest_audit_rows_is_caught_against_a_recorded_head() {
     let (code, _) = code_of(&sb, &["audit", "verify", "--head", "12:nothex"]);
     assert_eq!(code, Some(2));
     // Every row gone, environments and events left: caught without a head.
-    db(&sb).execute("DELETE FROM audit", []).unwrap();
+    sb.sql("DELETE FROM audit", "DELETE FROM audit");
     let (code, stderr) = code_of(&sb, &["audit", "verify"]);
     assert_eq!(code, Some(6), "{stderr}");
     assert!(stderr.contains("the log is empty"), "{stderr}");

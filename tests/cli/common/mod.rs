@@ -96,18 +96,27 @@ impl Sandbox {
     /// The rows of a query on this sandbox's records, every value as text.
     pub fn sql_rows(&self, query: &str) -> Vec<Vec<String>> {
         match &self.database {
-            Some(url) => ::postgres::Client::connect(url, ::postgres::NoTls)
-                .expect("connect to the sandbox's database")
-                .simple_query(query)
-                .expect(query)
-                .into_iter()
-                .filter_map(|m| match m {
-                    ::postgres::SimpleQueryMessage::Row(row) => {
-                        Some((0..row.len()).map(|i| row.get(i).unwrap_or("").to_string()).collect())
-                    }
-                    _ => None,
-                })
-                .collect(),
+            Some(url) => {
+                use ::postgres::types::Type;
+                let mut client =
+                    ::postgres::Client::connect(url, ::postgres::NoTls).expect("connect to the sandbox's database");
+                let rows = client.query(query, &[]).expect(query);
+                rows.iter()
+                    .map(|row| {
+                        (0..row.len())
+                            .map(|i| match *row.columns()[i].type_() {
+                                Type::INT8 => row.get::<_, Option<i64>>(i).map(|n| n.to_string()),
+                                Type::INT4 => row.get::<_, Option<i32>>(i).map(|n| n.to_string()),
+                                Type::BYTEA => row
+                                    .get::<_, Option<Vec<u8>>>(i)
+                                    .map(|b| String::from_utf8_lossy(&b).into_owned()),
+                                _ => row.get::<_, Option<String>>(i),
+                            })
+                            .map(Option::unwrap_or_default)
+                            .collect()
+                    })
+                    .collect()
+            }
             None => {
                 let conn = rusqlite::Connection::open(self.state_dir().join("state.db")).expect("open state.db");
                 let mut stmt = conn.prepare(query).expect(query);
@@ -152,29 +161,17 @@ impl Sandbox {
     /// Every row of `host call`'s pack state (`call_kv` in `state.db`), as
     /// bytes to compare (empty if there is none yet).
     pub fn kv_bytes(&self) -> Vec<u8> {
-        let path = self.state_dir().join("state.db");
-        if !path.exists() {
+        if self.database.is_none() && !self.state_dir().join("state.db").exists() {
             return Vec::new();
         }
-        let conn = rusqlite::Connection::open(path).expect("open state.db");
-        let mut stmt = conn
-            .prepare("SELECT namespace, key, value FROM call_kv ORDER BY namespace, key")
-            .expect("call_kv exists");
-        let rows = stmt
-            .query_map([], |r| {
-                let (ns, key, value): (String, String, Vec<u8>) = (r.get(0)?, r.get(1)?, r.get(2)?);
-                Ok([
-                    ns.into_bytes(),
-                    b"\0".to_vec(),
-                    key.into_bytes(),
-                    b"=".to_vec(),
-                    value,
-                    b"\n".to_vec(),
-                ]
-                .concat())
+        self.sql_rows("SELECT namespace, key, value FROM call_kv ORDER BY namespace, key")
+            .into_iter()
+            .flat_map(|row| {
+                [row[0].as_str(), "\0", row[1].as_str(), "=", row[2].as_str(), "\n"]
+                    .concat()
+                    .into_bytes()
             })
-            .expect("query call_kv");
-        rows.flat_map(|r| r.expect("row")).collect()
+            .collect()
     }
 
     /// Runs `host call PACK VERB --env ENV [target] --json`.
@@ -508,6 +505,18 @@ pub fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
 /// lock attempt on its lock file fails).
 pub fn env_lock_held(sb: &Sandbox, env: &str) -> bool {
     use sha2::Digest;
+    if sb.database.is_some() {
+        // The server's advisory lock (the key `lock::postgres` derives).
+        let digest = sha2::Sha256::digest(format!("envpack host lock\0lock {env}").as_bytes());
+        let key = i64::from_be_bytes(digest[..8].try_into().unwrap());
+        let held = sb.sql_rows(&format!(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+             AND classid::bigint = {} AND objid::bigint = {}",
+            (key >> 32) & 0xffff_ffff,
+            key & 0xffff_ffff
+        ));
+        return held[0][0] != "0";
+    }
     let name = hex::encode(sha2::Sha256::digest(env.as_bytes()));
     let path = sb.state_dir().join("locks").join(format!("{name}.lock"));
     let Ok(file) = std::fs::File::options().write(true).open(path) else {

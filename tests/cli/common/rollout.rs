@@ -31,15 +31,9 @@ pub fn lifecycle(sb: &Sandbox, id: &str) -> String {
 
 /// Every generation of web's split, oldest first, as `R2=2500 R1=7500`.
 pub fn generations(sb: &Sandbox) -> Vec<String> {
-    let conn = rusqlite::Connection::open(sb.state_dir().join("state.db")).unwrap();
-    let mut stmt = conn
-        .prepare(
-            "SELECT entries FROM split_generations WHERE env_id = 'dev' AND deployment = 'web' ORDER BY generation",
-        )
-        .unwrap();
-    stmt.query_map([], |r| r.get::<_, String>(0))
-        .unwrap()
-        .map(|e| split_text(&serde_json::from_str(&e.unwrap()).unwrap()))
+    sb.sql_rows("SELECT entries FROM split_generations WHERE env_id = 'dev' AND deployment = 'web' ORDER BY generation")
+        .into_iter()
+        .map(|row| split_text(&serde_json::from_str(&row[0]).unwrap()))
         .collect()
 }
 
@@ -93,13 +87,9 @@ pub fn finished(mut child: Child) -> (i32, String) {
 }
 
 pub fn audit_commands(sb: &Sandbox) -> Vec<(String, String, String)> {
-    let conn = rusqlite::Connection::open(sb.state_dir().join("state.db")).unwrap();
-    let mut stmt = conn
-        .prepare("SELECT command, arguments, outcome FROM audit ORDER BY seq")
-        .unwrap();
-    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .unwrap()
-        .map(Result::unwrap)
+    sb.sql_rows("SELECT command, arguments, outcome FROM audit ORDER BY seq")
+        .into_iter()
+        .map(|row| (row[0].clone(), row[1].clone(), row[2].clone()))
         .collect()
 }
 
