@@ -15,6 +15,7 @@ mod containment;
 mod hostile;
 mod inspect;
 mod local_process;
+mod machines;
 mod metric_gates;
 mod oci;
 mod operator;

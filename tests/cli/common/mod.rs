@@ -250,7 +250,11 @@ pub fn error_message(value: &Value) -> &str {
 /// A state directory with a trusted key (`key`, `key.pub` in the sandbox),
 /// the ledger sealed, signed, installed, and `dev` bound to it.
 pub fn operator() -> Sandbox {
-    let sb = Sandbox::new();
+    operator_in(Sandbox::new())
+}
+
+/// [`operator`] in the sandbox `sb` (one whose records are on a given database, say).
+pub fn operator_in(sb: Sandbox) -> Sandbox {
     let key = sb.dir.path().join("key");
     ok(&sb, &["keygen", "--out", &p(&key)]);
     ok(

@@ -1,0 +1,289 @@
+//! A team on several machines: two state directories (each its own trust
+//! store, installed packs and work directories) sharing one PostgreSQL
+//! database, started by `scripts/postgres` for the test. Commands and
+//! rollouts race across the machines; what each machine reads back, the
+//! split history and the audit chain are checked, not what a command said.
+
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::postgres::Cluster;
+use crate::common::rollout::{generations, soaking, wait_for_step};
+use crate::common::{DIGEST, Sandbox, json, ok, operator_in, p, spawn, stage};
+
+/// Machine A (key, ledger signed and installed, `dev` created) and machine
+/// B (trusting A's key, the same signed file installed), on one database.
+fn two_machines(cluster: &Cluster) -> (Sandbox, Sandbox) {
+    let url = cluster.database();
+    let a = operator_in(Sandbox::on_database(&url));
+    let b = Sandbox::on_database(&url);
+    let key = a.dir.path().join("key.pub");
+    ok(&b, &["trust", "add", &p(&key), "--name", "ops", "--scope", "envpack.*"]);
+    ok(&b, &["pack", "install", &p(&a.dir.path().join("ledger.wasm"))]);
+    (a, b)
+}
+
+fn wait_all(children: Vec<(String, Child)>) -> Vec<(String, i32, String)> {
+    children
+        .into_iter()
+        .map(|(what, child)| {
+            let out = child.wait_with_output().unwrap();
+            (
+                what,
+                out.status.code().unwrap_or(-1),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        })
+        .collect()
+}
+
+fn revision_ids(sb: &Sandbox, env: &str) -> Vec<String> {
+    let mut ids: Vec<String> = json(sb, &["revision", "list", env, "--json", "--all"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn two_machines_racing_on_shared_environments_lose_nothing() {
+    let cluster = Cluster::start();
+    let (a, b) = two_machines(&cluster);
+    // B sees what A created, and creates an environment of its own.
+    assert_eq!(json(&b, &["status", "dev", "--json"])["env"], "dev");
+    ok(
+        &b,
+        &[
+            "env",
+            "create",
+            "qa",
+            "--deployer",
+            "envpack.deployer.ledger@^1",
+            "--capability",
+            "log,kv",
+        ],
+    );
+
+    // Stages from both machines, on one environment and on two, at once.
+    let machine = |i: usize| if i % 2 == 0 { &a } else { &b };
+    let env_of = |i: usize| if i % 3 == 0 { "qa" } else { "dev" };
+    let stages = (0..12)
+        .map(|i| {
+            let id = format!("C{i:02}");
+            let location = format!("file:///b/{id}");
+            let args = [
+                "revision",
+                "stage",
+                env_of(i),
+                "web",
+                "--digest",
+                DIGEST,
+                "--location",
+                &location,
+                "--id",
+                &id,
+            ];
+            (format!("stage {id} on {}", env_of(i)), spawn(machine(i), &args))
+        })
+        .collect();
+    for (what, code, stderr) in wait_all(stages) {
+        assert_eq!(code, 0, "{what}: {stderr}");
+    }
+    let expected = |env: &str| -> Vec<String> {
+        (0..12)
+            .filter(|i| env_of(*i) == env)
+            .map(|i| format!("C{i:02}"))
+            .collect()
+    };
+    for sb in [&a, &b] {
+        assert_eq!(revision_ids(sb, "dev"), expected("dev"));
+        assert_eq!(revision_ids(sb, "qa"), expected("qa"));
+    }
+
+    // Warms, then traffic sets racing from both machines on `dev`.
+    let warms = expected("dev")
+        .into_iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let sb = if i % 2 == 0 { &a } else { &b };
+            (format!("warm {id}"), spawn(sb, &["revision", "warm", "dev", &id]))
+        })
+        .collect();
+    for (what, code, stderr) in wait_all(warms) {
+        assert_eq!(code, 0, "{what}: {stderr}");
+    }
+    let serving = expected("dev");
+    let sets = serving
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let sb = if i % 2 == 0 { &a } else { &b };
+            let entry = format!("{id}=10000");
+            (
+                format!("traffic set {entry}"),
+                spawn(sb, &["traffic", "set", "dev", "web", &entry, "--json"]),
+            )
+        })
+        .collect();
+    let mut applied = Vec::new();
+    for (what, code, stderr) in wait_all(sets) {
+        assert_eq!(code, 0, "{what}: {stderr}");
+        applied.push(what);
+    }
+    // One generation per command, numbered without a gap or a repeat, each
+    // the split one command asked for.
+    let history = generations(&a);
+    assert_eq!(history.len(), serving.len(), "{history:?}");
+    let mut recorded: Vec<String> = history.iter().map(|g| g.replace("=10000", "")).collect();
+    recorded.sort();
+    assert_eq!(recorded, serving);
+    let numbers: Vec<String> = a
+        .sql_rows("SELECT generation FROM split_generations WHERE env_id = 'dev' ORDER BY generation")
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect();
+    let expected_numbers: Vec<String> = (1..=serving.len()).map(|n| n.to_string()).collect();
+    assert_eq!(numbers, expected_numbers);
+
+    // One audit chain, intact from either machine, every command in it.
+    let va = json(&a, &["audit", "verify", "--json"]);
+    let vb = json(&b, &["audit", "verify", "--json"]);
+    assert_eq!(va["intact"], true, "{va:#}");
+    assert_eq!(va["head"], vb["head"]);
+    let traffic_rows = a.sql_rows("SELECT COUNT(*) FROM audit WHERE command = 'traffic set'")[0][0].clone();
+    assert_eq!(traffic_rows, serving.len().to_string());
+    // Events of both machines, in one order: each revision staged once.
+    let events = json(&b, &["events", "dev", "--json"]);
+    let staged = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["to"] == "staged")
+        .count();
+    assert_eq!(staged, serving.len(), "{events:#}");
+}
+
+fn start_rollout(sb: &Sandbox) -> Child {
+    spawn(
+        sb,
+        &[
+            "rollout",
+            "start",
+            "dev",
+            "web",
+            "--to",
+            "R2",
+            "--steps",
+            "50,100",
+            "--soak",
+            "2s",
+            "--interval",
+            "100ms",
+            "--analysis",
+            "probe=1",
+        ],
+    )
+}
+
+#[test]
+fn a_rollout_driven_on_one_machine_is_finished_by_the_other_after_a_kill() {
+    let cluster = Cluster::start();
+    let (a, b) = two_machines(&cluster);
+    stage(&a, "dev", "R1");
+    ok(&a, &["revision", "warm", "dev", "R1"]);
+    ok(&a, &["traffic", "set", "dev", "web", "R1=10000"]);
+    stage(&b, "dev", "R2");
+
+    let mut driver = start_rollout(&a);
+    wait_for_step(&b, "soaking at 50%", |s| soaking(s, "step 1"));
+    // One driver per rollout, across machines: B stands aside.
+    let out = b.host().args(["rollout", "resume", "dev", "web"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("the process driving rollout"), "{stderr}");
+    let shown = json(&b, &["rollout", "status", "dev", "web", "--json"]);
+    assert_eq!(shown[0]["driver_pid"], driver.id(), "{shown:#}");
+
+    // A's driver dies mid-soak; two resumes race, one on each machine:
+    // exactly one drives, and the rollout ends where the plan says.
+    driver.kill().unwrap();
+    driver.wait().unwrap();
+    let resumes = vec![
+        (
+            "resume on A".to_string(),
+            spawn(&a, &["rollout", "resume", "dev", "web"]),
+        ),
+        (
+            "resume on B".to_string(),
+            spawn(&b, &["rollout", "resume", "dev", "web"]),
+        ),
+    ];
+    let until = Instant::now() + Duration::from_secs(60);
+    let done = wait_all(resumes);
+    assert!(Instant::now() < until);
+    for (what, code, stderr) in &done {
+        assert_eq!(*code, 0, "{what}: {stderr}");
+    }
+    let stood_aside = done
+        .iter()
+        .filter(|(_, _, stderr)| stderr.contains("the process driving rollout"))
+        .count();
+    assert_eq!(stood_aside, 1, "{done:?}");
+    let r = json(&a, &["rollout", "status", "dev", "web", "--json"])[0].clone();
+    assert_eq!(r["state"], "succeeded", "{r:#}");
+    assert_eq!(generations(&b), ["R1=10000", "R2=5000 R1=5000", "R2=10000"]);
+    assert_eq!(json(&b, &["audit", "verify", "--json"])["intact"], true);
+}
+
+#[test]
+fn a_command_that_lost_its_lock_commits_nothing() {
+    let cluster = Cluster::start();
+    let (a, _b) = two_machines(&cluster);
+    crate::common::hostile_env(&a, "slow", "sleep");
+    let before = a.sql_rows("SELECT COUNT(*) FROM audit")[0][0].clone();
+    let mut holder = spawn(
+        &a,
+        &[
+            "revision",
+            "stage",
+            "slow",
+            "web",
+            "--digest",
+            DIGEST,
+            "--location",
+            "file:///b/S1",
+            "--id",
+            "S1",
+            "--deadline-ms",
+            "4000",
+        ],
+    );
+    crate::common::wait_for("the stage to hold slow's lock", || {
+        crate::common::env_lock_held(&a, "slow")
+    });
+    // The server drops the lock's session (a network cut, an operator's
+    // pg_terminate_backend): another machine could take the lock now.
+    a.sql(
+        "",
+        "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+         AND pid <> pg_backend_pid()",
+    );
+    let until = Instant::now() + Duration::from_secs(30);
+    while holder.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < until, "the stage did not end");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = holder.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    assert!(stderr.contains("lost its lock"), "{stderr}");
+    // Nothing of it committed: no revision, no audit row (not even its failure).
+    assert!(revision_ids(&a, "slow").is_empty());
+    assert_eq!(a.sql_rows("SELECT COUNT(*) FROM audit")[0][0], before);
+    let _: Value = json(&a, &["audit", "verify", "--json"]);
+}
