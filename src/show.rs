@@ -256,7 +256,7 @@ pub async fn events(ctx: &mut Context, env: &str, follow: bool, as_json: bool) -
         if !follow {
             return Ok(exit::OK);
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::task::block_in_place(|| reader.wait_for_change(Duration::from_millis(250)))?;
     }
 }
 

@@ -1,7 +1,8 @@
 //! `host status ENV --watch`: a live read model. The environment is kept as
 //! per-key snapshots (one per deployment, revision and rollout); each time
 //! another process commits (SQLite's `data_version` moves: one cheap query,
-//! four times a second, no busy loop), the snapshots are rebuilt and only
+//! four times a second, no busy loop; PostgreSQL notifies at once), the
+//! snapshots are rebuilt and only
 //! the keys that changed are printed: `+` new, `~` changed, `-` gone. With
 //! `--json`, one object per change and line.
 
@@ -32,7 +33,7 @@ pub async fn status(ctx: &mut Context, env: &str, as_json: bool) -> Result<i32, 
             print_changes(&shown, &next, as_json)?;
             shown = next;
         }
-        tokio::time::sleep(POLL).await;
+        tokio::task::block_in_place(|| reader.wait_for_change(POLL))?;
     }
 }
 

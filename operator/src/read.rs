@@ -169,6 +169,8 @@ pub struct RolloutView {
 pub struct Reader {
     conn: Db,
     state_dir: StateDir,
+    /// Whether this connection listens for committed changes yet.
+    listening: std::sync::atomic::AtomicBool,
 }
 
 impl Reader {
@@ -178,6 +180,7 @@ impl Reader {
         Ok(Reader {
             conn: db::Location::of(state_dir).open_read_only()?,
             state_dir: state_dir.clone(),
+            listening: Default::default(),
         })
     }
 
@@ -270,6 +273,27 @@ impl Reader {
                 .conn
                 .query_row("SELECT changes FROM envpack_schema", params![], |r| r.get(0))?),
         }
+    }
+
+    /// Waits until another process may have committed: on PostgreSQL
+    /// until the notification every write transaction sends (`LISTEN
+    /// envpack_changes`) arrives; SQLite has none to send, so there it
+    /// sleeps `max` (then [`Self::data_version`] tells).
+    pub fn wait_for_change(&self, max: std::time::Duration) -> Result<(), StoreError> {
+        match self.conn.as_postgres() {
+            // The first call starts listening and returns, so that the
+            // caller reads once more: nothing committed before the LISTEN
+            // is missed. Then a wait ends at a notification; the long
+            // backstop is for a server that lost it.
+            Some(client) if !self.listening.swap(true, std::sync::atomic::Ordering::Relaxed) => {
+                client.batch("LISTEN envpack_changes")?;
+            }
+            Some(client) => {
+                client.wait_notification(std::time::Duration::from_secs(30))?;
+            }
+            None => std::thread::sleep(max),
+        }
+        Ok(())
     }
 
     /// Events of `env` after sequence number `after`, oldest first.

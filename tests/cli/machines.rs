@@ -287,3 +287,56 @@ fn a_command_that_lost_its_lock_commits_nothing() {
     assert_eq!(a.sql_rows("SELECT COUNT(*) FROM audit")[0][0], before);
     let _: Value = json(&a, &["audit", "verify", "--json"]);
 }
+
+/// `child`'s stdout lines, read on a thread of their own.
+fn lines(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// The first line from `lines` containing `needle`, waited for up to `secs`.
+fn wait_for_line(lines: &std::sync::mpsc::Receiver<String>, needle: &str, secs: u64) -> String {
+    let until = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        let line = lines
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no line with {needle:?} within {secs} s"));
+        if line.contains(needle) {
+            return line;
+        }
+    }
+}
+
+#[test]
+fn followers_on_one_machine_see_what_the_other_commits() {
+    let cluster = Cluster::start();
+    let (a, b) = two_machines(&cluster);
+    stage(&a, "dev", "R1");
+    let mut events = spawn(&a, &["events", "dev", "--follow", "--json"]);
+    let mut watch = spawn(&a, &["status", "dev", "--watch", "--json"]);
+    let (event_lines, watch_lines) = (lines(&mut events), lines(&mut watch));
+    wait_for_line(&event_lines, "R1", 30);
+    wait_for_line(&watch_lines, "R1", 30);
+    // Both listen now (their first read is done); B commits. They are
+    // woken by its notification: their fallback wait is 30 s, this one 10.
+    std::thread::sleep(Duration::from_millis(300));
+    stage(&b, "dev", "R7");
+    let line = wait_for_line(&event_lines, "R7", 10);
+    assert!(line.contains("staged"), "{line}");
+    let line = wait_for_line(&watch_lines, "R7", 10);
+    assert!(line.contains("revision R7"), "{line}");
+    for mut child in [events, watch] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
