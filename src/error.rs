@@ -245,7 +245,8 @@ fn store_exit(error: &envpack_operator::StoreError) -> i32 {
         | E::Invalid(_)
         | E::RolloutActive { .. }
         | E::PackInUse { .. }
-        | E::OverDiskBudget { .. } => exit::BAD_INPUT,
+        | E::OverDiskBudget { .. }
+        | E::OtherMachine { .. } => exit::BAD_INPUT,
         E::RolloutStopped { .. } | E::StepRefused(_) => exit::VERB_FAILED,
         E::Unauthorized { .. } | E::SignerChanged { .. } | E::PinnedPackGone { .. } => exit::UNTRUSTED,
     }

@@ -143,6 +143,9 @@ pub fn status(ctx: &mut Context, env: &str, as_json: bool) -> Result<i32, CliErr
             .collect();
         println!("  settings: {}", settings.join(" "));
     }
+    if !status.binding.machine.is_empty() {
+        println!("  processes on machine {}", printable(&status.binding.machine));
+    }
     for d in &status.deployments {
         println!("  deployment {}", deployment_line(d));
     }

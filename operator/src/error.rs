@@ -133,6 +133,10 @@ pub enum StoreError {
     },
     #[error("{0}")]
     LockLost(String),
+    #[error(
+        "environment {env:?} runs its processes on machine {machine:?} (its work directory and processes are there, not on {here:?}); run this command on {machine}"
+    )]
+    OtherMachine { env: String, machine: String, here: String },
     #[error("cannot lock environment {env:?}: {detail}")]
     Lock { env: String, detail: String },
 }

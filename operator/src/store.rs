@@ -40,6 +40,11 @@ pub struct Binding {
     /// (see [`crate::authz`]); none: anyone with the state directory may.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deploy_keys: Vec<crate::authz::DeployKey>,
+    /// The machine whose processes and work directory the environment's
+    /// pack uses (bound with `process`): with shared records, commands that
+    /// change it run there. Empty: any machine.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub machine: String,
 }
 
 /// An environment's work directory budget when none is given: 4 GiB.
@@ -182,10 +187,10 @@ pub fn forget_retired(conn: &Db, env: &str) -> Result<(), StoreError> {
 
 pub fn set_binding(conn: &Db, env: &str, binding: &Binding, at: i64) -> Result<(), StoreError> {
     conn.execute(
-        "INSERT INTO bindings (env_id, requirement, descriptor, pack_digest, settings, capabilities, bound_at, grants, deadlines, deploy_keys, signer, disk_budget_mib)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-         ON CONFLICT (env_id) DO UPDATE SET requirement = ?2, descriptor = ?3, pack_digest = ?4, settings = ?5, capabilities = ?6, bound_at = ?7, grants = ?8, deadlines = ?9, deploy_keys = ?10, signer = ?11, disk_budget_mib = ?12",
-        params![env, binding.requirement, binding.descriptor, binding.pack_digest, json(&binding.settings), json(&binding.capabilities), at, json(&binding.grants), json(&binding.deadlines), json(&binding.deploy_keys), binding.signer, binding.disk_budget_mib as i64],
+        "INSERT INTO bindings (env_id, requirement, descriptor, pack_digest, settings, capabilities, bound_at, grants, deadlines, deploy_keys, signer, disk_budget_mib, machine)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+         ON CONFLICT (env_id) DO UPDATE SET requirement = ?2, descriptor = ?3, pack_digest = ?4, settings = ?5, capabilities = ?6, bound_at = ?7, grants = ?8, deadlines = ?9, deploy_keys = ?10, signer = ?11, disk_budget_mib = ?12, machine = ?13",
+        params![env, binding.requirement, binding.descriptor, binding.pack_digest, json(&binding.settings), json(&binding.capabilities), at, json(&binding.grants), json(&binding.deadlines), json(&binding.deploy_keys), binding.signer, binding.disk_budget_mib as i64, binding.machine],
     )?;
     Ok(())
 }
@@ -193,7 +198,7 @@ pub fn set_binding(conn: &Db, env: &str, binding: &Binding, at: i64) -> Result<(
 pub fn binding(conn: &Db, env: &str) -> Result<Binding, StoreError> {
     require_env(conn, env)?;
     conn.query_row(
-        "SELECT requirement, descriptor, pack_digest, settings, capabilities, grants, deadlines, deploy_keys, signer, disk_budget_mib FROM bindings WHERE env_id = ?1",
+        "SELECT requirement, descriptor, pack_digest, settings, capabilities, grants, deadlines, deploy_keys, signer, disk_budget_mib, machine FROM bindings WHERE env_id = ?1",
         params![env],
         |r| {
             Ok(Binding {
@@ -207,6 +212,7 @@ pub fn binding(conn: &Db, env: &str) -> Result<Binding, StoreError> {
                 deploy_keys: json_column(r, 7, "binding deploy keys")?,
                 signer: r.get(8)?,
                 disk_budget_mib: u64::try_from(r.get::<i64>(9)?).unwrap_or(DEFAULT_DISK_BUDGET_MIB),
+                machine: r.get(10)?,
             })
         },
     )

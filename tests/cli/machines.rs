@@ -340,3 +340,64 @@ fn followers_on_one_machine_see_what_the_other_commits() {
         let _ = child.wait();
     }
 }
+
+#[test]
+fn an_environment_whose_processes_run_on_one_machine_is_changed_only_there() {
+    let cluster = Cluster::start();
+    let (mut a, mut b) = two_machines(&cluster);
+    a.machine = Some("alpha".into());
+    b.machine = Some("beta".into());
+    ok(
+        &a,
+        &[
+            "env",
+            "create",
+            "local",
+            "--deployer",
+            "envpack.deployer.ledger@^1",
+            "--capability",
+            "log,kv,process",
+        ],
+    );
+    let status = json(&b, &["status", "local", "--json"]);
+    assert_eq!(status["binding"]["machine"], "alpha", "{status:#}");
+    assert!(ok(&b, &["status", "local"]).contains("processes on machine alpha"));
+    // From beta: refused, naming where to run it; nothing recorded.
+    for args in [
+        vec![
+            "revision",
+            "stage",
+            "local",
+            "web",
+            "--digest",
+            DIGEST,
+            "--location",
+            "file:///b/L1",
+            "--id",
+            "L1",
+        ],
+        vec!["env", "remove", "local", "--force"],
+        vec![
+            "env",
+            "bind",
+            "local",
+            "--deployer",
+            "envpack.deployer.ledger@^1",
+            "--capability",
+            "log,kv",
+        ],
+    ] {
+        let out = b.host().args(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("runs its processes on machine \"alpha\"") && stderr.contains("run this command on alpha"),
+            "{stderr}"
+        );
+    }
+    assert!(revision_ids(&a, "local").is_empty());
+    // On alpha it goes through; environments without processes go anywhere.
+    stage(&a, "local", "L1");
+    stage(&b, "dev", "D1");
+    assert_eq!(revision_ids(&b, "local"), ["L1"]);
+}

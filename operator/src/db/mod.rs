@@ -215,6 +215,11 @@ CREATE TABLE revision_health (
 ALTER TABLE deployments ADD COLUMN split_floor INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE deployments ADD COLUMN retired_at INTEGER;
 "#,
+    // 9: the machine an environment's processes run on (with shared
+    // records, its changing commands run there).
+    r#"
+ALTER TABLE bindings ADD COLUMN machine TEXT NOT NULL DEFAULT '';
+"#,
 ];
 
 /// The schema version this host writes.

@@ -19,7 +19,8 @@ const BASE: i64 = 7;
 
 /// Each brings the schema from version `index` to `index + 1`. The first
 /// is SQLite's schema 8 at once (no PostgreSQL store predates it).
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE environments (
     id TEXT PRIMARY KEY,
     created_at BIGINT NOT NULL
@@ -168,7 +169,12 @@ CREATE TABLE revision_health (
     PRIMARY KEY (env_id, revision),
     FOREIGN KEY (env_id, revision) REFERENCES revisions(env_id, id) ON DELETE CASCADE
 );
-"#];
+"#,
+    // SQLite's 9.
+    r#"
+ALTER TABLE bindings ADD COLUMN machine TEXT NOT NULL DEFAULT '';
+"#,
+];
 
 /// Connects to `url`, creating or migrating the schema first; a schema
 /// newer than this host's is refused.

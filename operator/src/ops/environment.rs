@@ -416,6 +416,15 @@ impl Operator<'_> {
             deploy_keys: deploy_keys
                 .or_else(|| previous.map(|b| b.deploy_keys))
                 .unwrap_or_default(),
+            machine: String::new(),
+        };
+        // Processes live on the machine that starts them.
+        let binding = Binding {
+            machine: match binding.capabilities.contains(&envpack_model::Capability::Process) {
+                true => crate::sql::machine_name(),
+                false => String::new(),
+            },
+            ..binding
         };
         Ok((binding, warnings))
     }

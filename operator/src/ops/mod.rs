@@ -173,8 +173,24 @@ impl<'a> Operator<'a> {
             .ok_or_else(|| StoreError::Invalid("this command needs the pack runtime".into()))
     }
 
+    /// Takes the environment's lock; with shared records, refuses an
+    /// environment whose processes run on another machine.
     fn lock(&self, env: &str) -> Result<EnvLock, StoreError> {
-        lock_env(&self.state_dir, env)
+        let held = lock_env(&self.state_dir, env)?;
+        if self.conn.is_postgres()
+            && let Ok(binding) = store::binding(&self.conn, env)
+            && !binding.machine.is_empty()
+        {
+            let here = crate::sql::machine_name();
+            if binding.machine != here {
+                return Err(StoreError::OtherMachine {
+                    env: env.to_string(),
+                    machine: binding.machine,
+                    here,
+                });
+            }
+        }
+        Ok(held)
     }
 
     /// Writes the pack's pending kv writes, if any, into `tx`.

@@ -281,8 +281,12 @@ fn refs(params: &[Value]) -> Vec<&(dyn postgres::types::ToSql + Sync)> {
         .collect()
 }
 
-/// This machine's name, as other machines are told it.
+/// This machine's name, as other machines are told it: `$ENVPACK_MACHINE`,
+/// else the host name.
 pub fn machine_name() -> String {
+    if let Some(name) = std::env::var("ENVPACK_MACHINE").ok().filter(|n| !n.trim().is_empty()) {
+        return name.trim().to_string();
+    }
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|name| name.trim().to_string())
         .ok()

@@ -33,6 +33,8 @@ pub const B1: &str = "01JBW0000000000000000000B1";
 pub struct Sandbox {
     pub dir: TempDir,
     pub database: Option<String>,
+    /// The machine this sandbox's commands run as (`ENVPACK_MACHINE`).
+    pub machine: Option<String>,
 }
 
 impl Sandbox {
@@ -40,6 +42,7 @@ impl Sandbox {
         Sandbox {
             dir: tempfile::tempdir().expect("temp dir"),
             database: postgres::suite_database(),
+            machine: None,
         }
     }
 
@@ -49,12 +52,16 @@ impl Sandbox {
         Sandbox {
             dir: tempfile::tempdir().expect("temp dir"),
             database: Some(url.to_string()),
+            machine: None,
         }
     }
 
     /// Points `cmd` at this sandbox's state (directory and database).
     pub fn state_env<'a>(&self, cmd: &'a mut std::process::Command) -> &'a mut std::process::Command {
         cmd.env("ENVPACK_STATE_DIR", self.state_dir());
+        if let Some(machine) = &self.machine {
+            cmd.env("ENVPACK_MACHINE", machine);
+        }
         match &self.database {
             Some(url) => cmd.env("ENVPACK_DATABASE_URL", url),
             None => cmd.env_remove("ENVPACK_DATABASE_URL"),
@@ -73,6 +80,9 @@ impl Sandbox {
             Some(url) => cmd.env("ENVPACK_DATABASE_URL", url),
             None => cmd.env_remove("ENVPACK_DATABASE_URL"),
         };
+        if let Some(machine) = &self.machine {
+            cmd.env("ENVPACK_MACHINE", machine);
+        }
         cmd.timeout(std::time::Duration::from_secs(60));
         cmd
     }
