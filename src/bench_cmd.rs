@@ -48,7 +48,9 @@ pub struct Args {
     no_commands: bool,
 }
 
-pub async fn run(args: Args) -> Result<i32, CliError> {
+/// With the global `--database URL`, `status` and `traffic set` also run
+/// with their records on that PostgreSQL database, beside SQLite's.
+pub async fn run(args: Args, database: Option<String>) -> Result<i32, CliError> {
     if !args.pack.is_file() {
         return Err(CliError::Input {
             message: format!("no pack at {}", args.pack.display()),
@@ -99,6 +101,7 @@ pub async fn run(args: Args) -> Result<i32, CliError> {
         interpreter_pack: default(args.interpreter_pack, "target/packs/py-stateless.wasm"),
         local_process,
         programs,
+        database,
     };
     let report = envpack_bench::run(&options)
         .await

@@ -125,6 +125,10 @@ impl Context {
         self.database_url = url;
     }
 
+    pub fn database_url(&self) -> Option<String> {
+        self.database_url.clone()
+    }
+
     /// The state directory, created on first use.
     pub fn state_dir(&mut self) -> Result<&StateDir, CliError> {
         if self.state_dir.is_none() {

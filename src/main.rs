@@ -237,7 +237,7 @@ async fn command(ctx: &mut Context, command: Command) -> Result<i32, CliError> {
         Command::New(args) => new_cmd::run(args),
         Command::Inspect(args) => inspect::run(ctx, args).await,
         Command::Call(args) => call::run(ctx, args).await,
-        Command::Bench(args) => bench_cmd::run(args).await,
+        Command::Bench(args) => bench_cmd::run(args, ctx.database_url()).await,
         Command::Conformance(args) => conformance_cmd::run(ctx, args).await,
         Command::Keygen(args) => keys_cmd::keygen(args),
         Command::Sign(args) => keys_cmd::sign(args),

@@ -86,6 +86,19 @@ fn measured() -> Vec<Measured> {
             this_build_only: true,
             subject: "reference",
         },
+        // The records on PostgreSQL (`--database`), beside SQLite's.
+        Measured {
+            name: "status-postgres",
+            args: |_| vec!["status".into(), "bench".into()],
+            this_build_only: true,
+            subject: "postgres",
+        },
+        Measured {
+            name: "traffic-set-postgres",
+            args: |n| traffic_set(n, false),
+            this_build_only: true,
+            subject: "postgres",
+        },
         // The same command on the interpreter pack, interleaved with the
         // others: a command's cost against the pack's size.
         Measured {
@@ -104,6 +117,8 @@ pub struct CliSubject {
     file: PathBuf,
     public_key: PathBuf,
     env_create: Vec<String>,
+    /// Its records on this PostgreSQL database instead of `state.db`.
+    database: Option<String>,
 }
 
 impl CliSubject {
@@ -126,7 +141,34 @@ impl CliSubject {
             file,
             public_key,
             env_create: subject.env_create_args("bench", env),
+            database: None,
         })
+    }
+
+    /// The same subject with its records on the database at `url`.
+    pub fn on_database(self, url: String) -> Self {
+        CliSubject {
+            database: Some(url),
+            ..self
+        }
+    }
+}
+
+/// Where a command's state is: the state directory, and the database URL
+/// when the records are on PostgreSQL.
+#[derive(Clone)]
+struct State {
+    dir: PathBuf,
+    database: Option<String>,
+}
+
+impl State {
+    fn apply(&self, command: &mut Command) {
+        command.env("ENVPACK_STATE_DIR", &self.dir);
+        match &self.database {
+            Some(url) => command.env("ENVPACK_DATABASE_URL", url),
+            None => command.env_remove("ENVPACK_DATABASE_URL"),
+        };
     }
 }
 
@@ -151,10 +193,11 @@ fn traffic_set(n: usize, pooling: bool) -> Vec<String> {
 }
 
 /// Runs `program` with `args` on `state`; its stderr on failure.
-fn run(program: &Path, state: &Path, args: &[&str]) -> Result<(), BenchError> {
-    let out = Command::new(program)
+fn run(program: &Path, state: &State, args: &[&str]) -> Result<(), BenchError> {
+    let mut command = Command::new(program);
+    state.apply(&mut command);
+    let out = command
         .args(args)
-        .env("ENVPACK_STATE_DIR", state)
         .env_remove(TIMINGS_ENV)
         .stdin(Stdio::null())
         .output()
@@ -173,7 +216,7 @@ fn run(program: &Path, state: &Path, args: &[&str]) -> Result<(), BenchError> {
 /// A state directory with the signed pack installed and an environment
 /// `bench` whose deployment `web` has two ready revisions and a split; the
 /// time `pack install` took.
-fn set_up(program: &Path, state: &Path, subject: &CliSubject) -> Result<std::time::Duration, BenchError> {
+fn set_up(program: &Path, state: &State, subject: &CliSubject) -> Result<std::time::Duration, BenchError> {
     let digest = format!("sha256:{}", "ab".repeat(32));
     let words = |line: &str| line.split_whitespace().map(String::from).collect::<Vec<_>>();
     // Paths are arguments of their own: they may hold spaces.
@@ -194,6 +237,10 @@ fn set_up(program: &Path, state: &Path, subject: &CliSubject) -> Result<std::tim
     let started = Instant::now();
     run(program, state, &["pack", "install", &path(&subject.file)])?;
     let install = started.elapsed();
+    // A database keeps what an earlier bench left: start from no `bench`.
+    if state.database.is_some() {
+        let _ = run(program, state, &["env", "remove", "bench", "--force"]);
+    }
     let mut steps = vec![subject.env_create.clone()];
     for (n, id) in [R1, R2].iter().enumerate() {
         steps.push(words(&format!(
@@ -220,7 +267,7 @@ fn unix_ns() -> u128 {
 }
 
 /// One run; with `marks`, one that writes its phase marks there.
-fn sample(program: &Path, state: &Path, args: &[String], marks: Option<&Path>) -> Result<Sample, BenchError> {
+fn sample(program: &Path, state: &State, args: &[String], marks: Option<&Path>) -> Result<Sample, BenchError> {
     let mut command = Command::new(program);
     command.env_remove(TIMINGS_ENV);
     if let Some(marks) = marks {
@@ -229,9 +276,9 @@ fn sample(program: &Path, state: &Path, args: &[String], marks: Option<&Path>) -
     }
     let spawned_unix = unix_ns();
     let started = Instant::now();
+    state.apply(&mut command);
     let status = command
         .args(args)
-        .env("ENVPACK_STATE_DIR", state)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -332,15 +379,24 @@ pub fn measure(
 ) -> Result<Measurements, BenchError> {
     let mut installs = Vec::new();
     // (subject label, build, program, state)
-    let mut states: Vec<(&'static str, &'static str, &Path, PathBuf)> = Vec::new();
+    let mut states: Vec<(&'static str, &'static str, &Path, State)> = Vec::new();
     for subject in subjects {
-        let this_state = scratch.join(format!("cli-state-{}", subject.label));
+        let this_state = State {
+            dir: scratch.join(format!("cli-state-{}", subject.label)),
+            database: subject.database.clone(),
+        };
         let install = set_up(&programs.program, &this_state, subject)?;
         installs.push(latency(format!("install.{}", subject.label), vec![install]));
         states.push((subject.label, "this", &programs.program, this_state.clone()));
-        if let Some(baseline) = &programs.baseline {
-            let base_state = scratch.join(format!("cli-state-{}-baseline", subject.label));
-            copy_dir(&this_state, &base_state)?;
+        // (A database is not copied: the baseline runs on SQLite only.)
+        if let Some(baseline) = &programs.baseline
+            && subject.database.is_none()
+        {
+            let base_state = State {
+                dir: scratch.join(format!("cli-state-{}-baseline", subject.label)),
+                database: None,
+            };
+            copy_dir(&this_state.dir, &base_state.dir)?;
             states.push((subject.label, "baseline", baseline, base_state));
         }
     }

@@ -37,6 +37,47 @@ pub fn in_process(scratch: &Path, runs: usize) -> Result<Vec<Figure>, BenchError
     Ok(vec![latency("floor.sqlite-commit", samples)])
 }
 
+/// `floor.postgres-connect` (a connection made, one query, closed: the
+/// server forks a process for each) and `floor.postgres-commit` (one
+/// row's transaction on an open connection), on the database at `url`.
+/// On a thread of its own: the client runs its own runtime.
+pub fn postgres(url: &str, runs: usize) -> Result<Vec<Figure>, BenchError> {
+    let url = url.to_string();
+    std::thread::spawn(move || {
+        let sql = |e: postgres::Error| fail("postgres floor")(e.to_string());
+        let mut connects = Vec::with_capacity(runs);
+        for _ in 0..runs {
+            let started = Instant::now();
+            let mut client = postgres::Client::connect(&url, postgres::NoTls).map_err(sql)?;
+            client.simple_query("SELECT 1").map_err(sql)?;
+            drop(client);
+            connects.push(started.elapsed());
+        }
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).map_err(sql)?;
+        client
+            .batch_execute("CREATE TEMPORARY TABLE floor (n BIGINT, v TEXT)")
+            .map_err(sql)?;
+        let mut commits = Vec::with_capacity(runs * 4);
+        for n in 0..runs * 4 {
+            let started = Instant::now();
+            let mut tx = client.transaction().map_err(sql)?;
+            tx.execute(
+                "INSERT INTO floor VALUES ($1, 'a row the size of an audit row')",
+                &[&(n as i64)],
+            )
+            .map_err(sql)?;
+            tx.commit().map_err(sql)?;
+            commits.push(started.elapsed());
+        }
+        Ok(vec![
+            latency("floor.postgres-connect", connects),
+            latency("floor.postgres-commit", commits),
+        ])
+    })
+    .join()
+    .map_err(|_| BenchError("the postgres floor's thread panicked".into()))?
+}
+
 /// `floor.process-start`: `/bin/true`, spawned and reaped.
 pub fn process_start(runs: usize) -> Result<Figure, BenchError> {
     let mut samples = Vec::with_capacity(runs);

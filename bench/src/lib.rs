@@ -61,6 +61,10 @@ pub struct Options {
     pub local_process: Option<LocalProcessInstall>,
     /// The `host` binaries whose command path is measured; none skips it.
     pub programs: Option<Programs>,
+    /// A PostgreSQL database (URL) to run `status` and `traffic set` on as
+    /// well, beside the same commands on SQLite; its environment `bench`
+    /// is removed and made again.
+    pub database: Option<String>,
 }
 
 /// Why the bench could not produce figures.
@@ -346,6 +350,13 @@ pub async fn run(options: &Options) -> Result<BenchReport, BenchError> {
                     scratch.path(),
                 )?);
             }
+            match &options.database {
+                Some(url) => subjects.push(
+                    cli::CliSubject::new("postgres", &subject, file.clone(), &options.env, scratch.path())?
+                        .on_database(url.clone()),
+                ),
+                None => skipped.push("commands on PostgreSQL: not asked for (--database)".into()),
+            }
             let measured = cli::measure(programs, scratch.path(), &subjects, n.commands)?;
             figures.extend(measured.installs);
             if interpreter.is_some() {
@@ -355,6 +366,9 @@ pub async fn run(options: &Options) -> Result<BenchReport, BenchError> {
                 )?);
             }
             figures.push(floors::process_start(n.commands)?);
+            if let Some(url) = &options.database {
+                figures.extend(floors::postgres(url, n.commands)?);
+            }
             match &options.local_process {
                 Some(local) => match install::local_process(&programs.program, scratch.path(), local)? {
                     Ok(measured) => figures.extend(measured),

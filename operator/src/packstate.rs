@@ -44,14 +44,20 @@ impl PackKv {
     /// `namespace` is what the runtime will ask for (`Pack::kv_namespace`).
     /// Reads go through a read-only connection: writes wait, in
     /// [`Self::take_pending`], for the command's own transaction.
+    #[cfg(test)]
     pub fn open(database: &db::Location, env: &str, pack: &str, namespace: String) -> Result<Self, StoreError> {
-        Ok(PackKv {
-            conn: Mutex::new(database.open_read_only()?),
+        Ok(Self::over(database.open_read_only()?, env, pack, namespace))
+    }
+
+    /// [`Self::open`] over a connection already made.
+    pub fn over(conn: Db, env: &str, pack: &str, namespace: String) -> Self {
+        PackKv {
+            conn: Mutex::new(conn),
             env: env.to_string(),
             pack: pack.to_string(),
             namespace,
             pending: Mutex::new(Vec::new()),
-        })
+        }
     }
 
     fn scope(&self, namespace: &str) -> Result<(), KvError> {

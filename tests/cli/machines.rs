@@ -70,8 +70,8 @@ fn two_machines_racing_on_shared_environments_lose_nothing() {
     );
 
     // Stages from both machines, on one environment and on two, at once.
-    let machine = |i: usize| if i % 2 == 0 { &a } else { &b };
-    let env_of = |i: usize| if i % 3 == 0 { "qa" } else { "dev" };
+    let machine = |i: usize| if i.is_multiple_of(2) { &a } else { &b };
+    let env_of = |i: usize| if i.is_multiple_of(3) { "qa" } else { "dev" };
     let stages = (0..12)
         .map(|i| {
             let id = format!("C{i:02}");
@@ -110,7 +110,7 @@ fn two_machines_racing_on_shared_environments_lose_nothing() {
         .into_iter()
         .enumerate()
         .map(|(i, id)| {
-            let sb = if i % 2 == 0 { &a } else { &b };
+            let sb = if i.is_multiple_of(2) { &a } else { &b };
             (format!("warm {id}"), spawn(sb, &["revision", "warm", "dev", &id]))
         })
         .collect();
@@ -122,7 +122,7 @@ fn two_machines_racing_on_shared_environments_lose_nothing() {
         .iter()
         .enumerate()
         .map(|(i, id)| {
-            let sb = if i % 2 == 0 { &a } else { &b };
+            let sb = if i.is_multiple_of(2) { &a } else { &b };
             let entry = format!("{id}=10000");
             (
                 format!("traffic set {entry}"),

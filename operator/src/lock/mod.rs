@@ -32,10 +32,11 @@ enum Held {
 }
 
 /// The environment `env`'s lock, waited for (saying so) if another
-/// command holds it.
-pub fn lock_env(state_dir: &StateDir, env: &str) -> Result<EnvLock, StoreError> {
+/// command holds it. On PostgreSQL it is held on `session` if one is
+/// given (a connection made ahead, used for nothing else), else on a new one.
+pub fn lock_env(state_dir: &StateDir, env: &str, session: Option<crate::sql::PgClient>) -> Result<EnvLock, StoreError> {
     match state_dir.database_url() {
-        Some(url) => postgres::lock(url, env).map(|held| EnvLock {
+        Some(url) => postgres::lock(url, env, session).map(|held| EnvLock {
             _held: Held::Postgres(held),
         }),
         None => lock(&state_dir.locks(), env),

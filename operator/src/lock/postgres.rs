@@ -80,8 +80,11 @@ fn try_take(client: &PgClient, key: i64) -> Result<bool, DbError> {
 }
 
 /// Takes the environment's lock, saying who holds it while waiting.
-pub fn lock(url: &str, env: &str) -> Result<PgLock, StoreError> {
-    let client = connect(url, env)?;
+pub fn lock(url: &str, env: &str, session: Option<PgClient>) -> Result<PgLock, StoreError> {
+    let client = match session {
+        Some(client) => client,
+        None => connect(url, env)?,
+    };
     let key = key_of(env);
     if !try_take(&client, key).map_err(|e| fail(env, e))? {
         let me = crate::sql::machine_name();

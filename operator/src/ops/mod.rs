@@ -106,6 +106,9 @@ pub struct Operator<'a> {
     pack_in_use: Option<String>,
     /// Where each committed audit row's head is exported, if anywhere.
     audit_sink: Option<std::path::PathBuf>,
+    /// On PostgreSQL, the session the first environment lock will be held
+    /// on, connecting while the command does other work.
+    lock_session: std::sync::Mutex<Option<crate::sql::Connecting>>,
 }
 
 impl<'a> Operator<'a> {
@@ -118,7 +121,12 @@ impl<'a> Operator<'a> {
 
     /// An operator for commands that run no pack (`env remove`): no engine is built.
     pub fn without_runtime(state_dir: &StateDir, actor: String) -> Result<Self, StoreError> {
+        let lock_session = match state_dir.database_url() {
+            Some(url) => crate::sql::PgClient::start(url).ok(),
+            None => None,
+        };
         Ok(Operator {
+            lock_session: std::sync::Mutex::new(lock_session),
             conn: db::Location::of(state_dir).open()?,
             state_dir: state_dir.clone(),
             actor,
@@ -176,7 +184,9 @@ impl<'a> Operator<'a> {
     /// Takes the environment's lock; with shared records, refuses an
     /// environment whose processes run on another machine.
     fn lock(&self, env: &str) -> Result<EnvLock, StoreError> {
-        let held = lock_env(&self.state_dir, env)?;
+        let ahead = self.lock_session.lock().ok().and_then(|mut s| s.take());
+        let session = ahead.and_then(|connecting| connecting.wait().ok());
+        let held = lock_env(&self.state_dir, env, session)?;
         if self.conn.is_postgres()
             && let Ok(binding) = store::binding(&self.conn, env)
             && !binding.machine.is_empty()
@@ -327,12 +337,14 @@ impl<'a> Operator<'a> {
         let env_id = env.id().to_string();
         self.check_disk_budget(&env_id, &bound.binding, request)?;
         let name = pack.info().name().to_string();
-        let kv = Arc::new(PackKv::open(
-            &db::Location::of(&self.state_dir),
-            &env_id,
-            &name,
-            pack.kv_namespace(&env_id),
-        )?);
+        // On PostgreSQL the pack's reads share the command's session (no
+        // transaction is open during the call); SQLite's go through a
+        // read-only connection of their own.
+        let kv_conn = match self.conn.shared() {
+            Some(shared) => shared,
+            None => db::Location::of(&self.state_dir).open_read_only()?,
+        };
+        let kv = Arc::new(PackKv::over(kv_conn, &env_id, &name, pack.kv_namespace(&env_id)));
         let runtime = self.runtime()?;
         let policy = &bound.binding.deadlines;
         let expected = pack.manifest().map(|m| m.deadlines.clone()).unwrap_or_default();

@@ -13,7 +13,7 @@ use std::ops::Deref;
 mod pg;
 mod value;
 
-pub use pg::{PgClient, advisory_key, held as pg_held, machine_name};
+pub use pg::{Connecting, PgClient, advisory_key, held as pg_held, machine_name};
 pub use value::{FromValue, ToValue, Value};
 
 /// A query's failure, from either engine or from reading its result.
@@ -129,6 +129,11 @@ impl Db {
             Backend::Sqlite(conn) => Some(conn),
             Backend::Postgres(_) => None,
         }
+    }
+
+    /// Another handle on this connection's session (PostgreSQL only).
+    pub fn shared(&self) -> Option<Db> {
+        self.as_postgres().map(|client| Db::postgres(client.clone()))
     }
 
     pub fn as_postgres(&self) -> Option<&PgClient> {

@@ -15,7 +15,7 @@
 //! machine may be acting, and nothing commits.
 
 use std::collections::HashMap;
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -66,9 +66,43 @@ pub mod held {
 struct Session {
     client: postgres::Client,
     statements: HashMap<String, Statement>,
+    /// Each query's text with PostgreSQL's placeholders.
+    translated: HashMap<String, String>,
 }
 
 impl Session {
+    fn translated(&mut self, sql: &str) -> String {
+        self.translated
+            .entry(sql.to_string())
+            .or_insert_with(|| placeholders(sql))
+            .clone()
+    }
+
+    /// Runs a query in one round trip, its parameters' types given (a
+    /// NULL's type is not known: such a query is prepared first).
+    fn run(&mut self, sql: &str, params: &[Value]) -> Result<(Vec<Row>, u64), postgres::Error> {
+        use fallible_iterator::FallibleIterator;
+        let collect = |mut rows: postgres::RowIter<'_>| -> Result<(Vec<Row>, u64), postgres::Error> {
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                let values = (0..row.len())
+                    .map(|i| row.try_get::<_, Value>(i))
+                    .collect::<Result<Vec<_>, _>>()?;
+                out.push(Row::new(values));
+            }
+            Ok((out, rows.rows_affected().unwrap_or(0)))
+        };
+        if params.iter().any(|p| matches!(p, Value::Null)) {
+            let stmt = self.statement(sql)?;
+            let rows = self.client.query_raw(&stmt, params.iter())?;
+            return collect(rows);
+        }
+        let text = self.translated(sql);
+        let typed = params.iter().map(|p| (p, value_type(p)));
+        let rows = self.client.query_typed_raw(&text, typed)?;
+        collect(rows)
+    }
+
     fn statement(&mut self, sql: &str) -> Result<Statement, postgres::Error> {
         if let Some(stmt) = self.statements.get(sql) {
             return Ok(stmt.clone());
@@ -81,11 +115,54 @@ impl Session {
 
 type Job = Box<dyn FnOnce(&mut Session) + Send>;
 
-/// One connection, on a thread of its own.
-pub struct PgClient {
+/// The thread that owns a connection; it ends (closing the connection)
+/// when the last handle on it is dropped.
+struct Worker {
     jobs: Option<mpsc::Sender<Job>>,
     thread: Option<JoinHandle<()>>,
     backend_pid: i32,
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.jobs.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// One connection, on a thread of its own. Clones share the session (a
+/// pack's kv reads go through the command's own connection: no
+/// transaction is open during a pack call).
+#[derive(Clone)]
+pub struct PgClient {
+    worker: Arc<Worker>,
+}
+
+/// A connection being made on its thread, for a caller that has other
+/// work meanwhile (a command's lock session, while it loads the pack).
+pub struct Connecting {
+    ready: mpsc::Receiver<Result<i32, DbError>>,
+    jobs: mpsc::Sender<Job>,
+    thread: JoinHandle<()>,
+}
+
+impl Connecting {
+    /// The connection, once made.
+    pub fn wait(self) -> Result<PgClient, DbError> {
+        let backend_pid = self
+            .ready
+            .recv()
+            .map_err(|_| DbError::Postgres("the database thread ended before connecting".into()))??;
+        Ok(PgClient {
+            worker: Arc::new(Worker {
+                jobs: Some(self.jobs),
+                thread: Some(self.thread),
+                backend_pid,
+            }),
+        })
+    }
 }
 
 /// `postgres::Error` as one line: the server's message (and detail) when
@@ -112,10 +189,23 @@ fn pg(error: postgres::Error) -> DbError {
     DbError::Postgres(describe(&error))
 }
 
+/// The first column of the first row a simple query returned.
+fn first_value(messages: &[postgres::SimpleQueryMessage]) -> Option<&str> {
+    messages.iter().find_map(|m| match m {
+        postgres::SimpleQueryMessage::Row(row) => row.get(0),
+        _ => None,
+    })
+}
+
 impl PgClient {
     /// Connects to `url` as this process (`host pid N on HOST`, what other
     /// machines are told when they wait for a lock it holds).
     pub fn connect(url: &str) -> Result<Self, DbError> {
+        Self::start(url)?.wait()
+    }
+
+    /// Starts connecting to `url` on the connection's thread.
+    pub fn start(url: &str) -> Result<Connecting, DbError> {
         let mut config: postgres::Config = url
             .parse()
             .map_err(|e: postgres::Error| DbError::Postgres(format!("invalid database URL: {}", describe(&e))))?;
@@ -139,37 +229,40 @@ impl PgClient {
                 let mut session = Session {
                     client,
                     statements: HashMap::new(),
+                    translated: HashMap::new(),
                 };
                 let pid = session
                     .client
-                    .query_one("SELECT pg_backend_pid()", &[])
-                    .and_then(|row| row.try_get::<_, i32>(0))
-                    .map_err(pg);
+                    .simple_query("SELECT pg_backend_pid()")
+                    .map_err(pg)
+                    .and_then(|messages| {
+                        first_value(&messages)
+                            .and_then(|pid| pid.parse().ok())
+                            .ok_or_else(|| DbError::Postgres("the server did not say its process id".into()))
+                    });
                 let _ = ready_tx.send(pid);
                 for job in jobs_rx {
                     job(&mut session);
                 }
             })
             .map_err(|e| DbError::Postgres(format!("cannot start the database thread: {e}")))?;
-        let backend_pid = ready_rx
-            .recv()
-            .map_err(|_| DbError::Postgres("the database thread ended before connecting".into()))??;
-        Ok(PgClient {
-            jobs: Some(jobs_tx),
-            thread: Some(thread),
-            backend_pid,
+        Ok(Connecting {
+            ready: ready_rx,
+            jobs: jobs_tx,
+            thread,
         })
     }
 
     /// The server process serving this connection (what `pg_locks` names).
     pub fn backend_pid(&self) -> i32 {
-        self.backend_pid
+        self.worker.backend_pid
     }
 
     fn run<R: Send + 'static>(&self, job: impl FnOnce(&mut Session) -> R + Send + 'static) -> Result<R, DbError> {
         let gone = || DbError::Postgres("the connection to the database is gone".into());
         let (tx, rx) = mpsc::sync_channel(1);
-        self.jobs
+        self.worker
+            .jobs
             .as_ref()
             .ok_or_else(gone)?
             .send(Box::new(move |session| {
@@ -182,30 +275,17 @@ impl PgClient {
     pub fn execute(&self, sql: &str, params: &[Value]) -> Result<usize, DbError> {
         let sql = sql.to_string();
         let params = params.to_vec();
-        self.run(move |s| {
-            let stmt = s.statement(&sql)?;
-            s.client.execute(&stmt, &refs(&params))
-        })?
-        .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
-        .map_err(pg)
+        self.run(move |s| s.run(&sql, &params))?
+            .map(|(_, affected)| usize::try_from(affected).unwrap_or(usize::MAX))
+            .map_err(pg)
     }
 
     pub fn query(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>, DbError> {
         let sql = sql.to_string();
         let params = params.to_vec();
-        self.run(move |s| {
-            let stmt = s.statement(&sql)?;
-            let rows = s.client.query(&stmt, &refs(&params))?;
-            rows.iter()
-                .map(|row| {
-                    (0..row.len())
-                        .map(|i| row.try_get::<_, Value>(i))
-                        .collect::<Result<Vec<_>, _>>()
-                        .map(Row::new)
-                })
-                .collect::<Result<Vec<_>, _>>()
-        })?
-        .map_err(pg)
+        self.run(move |s| s.run(&sql, &params))?
+            .map(|(rows, _)| rows)
+            .map_err(pg)
     }
 
     pub fn batch(&self, sql: &str) -> Result<(), DbError> {
@@ -213,37 +293,55 @@ impl PgClient {
         self.run(move |s| s.client.batch_execute(&sql))?.map_err(pg)
     }
 
-    /// `BEGIN`, the writers' lock, and the fencing check.
+    /// `BEGIN`, the writers' lock, the change counter and its
+    /// notification, and the fencing check: one round trip.
     pub fn begin_write(&self) -> Result<(), DbError> {
         let held: Vec<(i64, i32)> = held::all().lock().map(|h| h.clone()).unwrap_or_default();
-        let writers = advisory_key(WRITERS);
-        let outcome = self.run(move |s| -> Result<Option<String>, postgres::Error> {
-            s.client.batch_execute("BEGIN")?;
-            s.client.execute("SELECT pg_advisory_xact_lock($1)", &[&writers])?;
-            // What readers watch (see `db::postgres`): a counter, and a
-            // notification delivered when (if) this transaction commits.
-            s.client
-                .batch_execute("UPDATE envpack_schema SET changes = changes + 1; NOTIFY envpack_changes")?;
-            for (key, backend) in held {
-                let granted = s.client.query_one(
-                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = $1 \
-                     AND classid::bigint = $2 AND objid::bigint = $3 AND objsubid = 1",
-                    &[&backend, &((key >> 32) & 0xffff_ffff), &(key & 0xffff_ffff)],
-                )?;
-                if granted.get::<_, i64>(0) == 0 {
-                    s.client.batch_execute("ROLLBACK")?;
-                    return Ok(Some(format!(
-                        "this process lost its lock (its connection, server pid {backend}, was closed): another \
-                         machine may be changing the environment, so nothing was committed; run the command again"
-                    )));
-                }
-            }
-            Ok(None)
-        })?;
-        match outcome.map_err(pg)? {
-            Some(fenced) => Err(DbError::Fenced(fenced)),
-            None => Ok(()),
+        let mut sql = format!(
+            "BEGIN; SELECT pg_advisory_xact_lock({});
+             UPDATE envpack_schema SET changes = changes + 1; NOTIFY envpack_changes;",
+            advisory_key(WRITERS)
+        );
+        // What readers watch (see `db::postgres`): the counter, and the
+        // notification delivered when (if) this transaction commits.
+        if !held.is_empty() {
+            let wanted: Vec<String> = held
+                .iter()
+                .map(|(key, backend)| {
+                    format!(
+                        "(pid = {backend} AND classid::bigint = {} AND objid::bigint = {})",
+                        (key >> 32) & 0xffff_ffff,
+                        key & 0xffff_ffff
+                    )
+                })
+                .collect();
+            sql.push_str(&format!(
+                " SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 AND ({})",
+                wanted.join(" OR ")
+            ));
         }
+        let expected = held.len().to_string();
+        let lost = self.run(move |s| -> Result<bool, postgres::Error> {
+            let messages = s.client.simple_query(&sql)?;
+            // The count is the batch's last row (the lock's SELECT returns one too).
+            let last = messages.iter().rev().find_map(|m| match m {
+                postgres::SimpleQueryMessage::Row(row) => row.get(0),
+                _ => None,
+            });
+            let lost = !held.is_empty() && last != Some(expected.as_str());
+            if lost {
+                s.client.batch_execute("ROLLBACK")?;
+            }
+            Ok(lost)
+        })?;
+        if lost.map_err(pg)? {
+            return Err(DbError::Fenced(
+                "this process lost its lock (its connection to the database was closed): another machine may be \
+                 changing the environment, so nothing was committed; run the command again"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 
     pub fn commit(&self) -> Result<(), DbError> {
@@ -265,20 +363,16 @@ impl PgClient {
     }
 }
 
-impl Drop for PgClient {
-    fn drop(&mut self) {
-        self.jobs.take();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+/// The PostgreSQL type a value is sent as.
+fn value_type(value: &Value) -> postgres::types::Type {
+    use postgres::types::Type;
+    match value {
+        Value::Int(_) => Type::INT8,
+        Value::Real(_) => Type::FLOAT8,
+        Value::Text(_) => Type::TEXT,
+        Value::Blob(_) => Type::BYTEA,
+        Value::Null => Type::UNKNOWN,
     }
-}
-
-fn refs(params: &[Value]) -> Vec<&(dyn postgres::types::ToSql + Sync)> {
-    params
-        .iter()
-        .map(|p| p as &(dyn postgres::types::ToSql + Sync))
-        .collect()
 }
 
 /// This machine's name, as other machines are told it: `$ENVPACK_MACHINE`,
