@@ -197,12 +197,30 @@ fn store_hint(error: &envpack_operator::StoreError) -> Option<String> {
             )),
             _ => None,
         },
+        E::Database(e) => database_hint(&e.to_string()),
         E::Registry(RegistryError::Untrusted { .. }) | E::Trust(_) => {
             Some("`host trust list` shows the trusted keys; install a pack signed by one of them".into())
         }
         E::Corrupt(_) => Some("the state database was changed outside the host; restore it from a backup".into()),
         E::PackInUse { .. } => Some("rebind them with `host env bind ENV --deployer REQ`, or pass --force".into()),
         _ => None,
+    }
+}
+
+/// What to check when the PostgreSQL server could not be used.
+fn database_hint(message: &str) -> Option<String> {
+    if message.contains("certificate") || message.contains("TLS") {
+        Some(
+            "the server's certificate is verified against the system's roots, or PGSSLROOTCERT (its CA's PEM \
+             file); sslmode in the URL chooses TLS (docs/shared-state.md)"
+                .into(),
+        )
+    } else if message.contains("database \"") && message.contains("does not exist") {
+        Some("create the database first (`createdb -h HOST -U USER NAME`); the host creates its tables itself".into())
+    } else if message.contains("error connecting") || message.contains("password") || message.contains("role") {
+        Some("check the server and credentials in ENVPACK_DATABASE_URL (or --database)".into())
+    } else {
+        None
     }
 }
 

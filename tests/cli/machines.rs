@@ -401,3 +401,36 @@ fn an_environment_whose_processes_run_on_one_machine_is_changed_only_there() {
     stage(&b, "dev", "D1");
     assert_eq!(revision_ids(&b, "local"), ["L1"]);
 }
+
+#[test]
+fn a_database_asked_for_tls_is_verified_and_refused_without_it() {
+    let cluster = Cluster::start_tls();
+    let url = format!("{}?sslmode=require", cluster.database());
+    let ca = format!("{}/ca.crt", cluster.dir);
+    let sb = Sandbox::on_database(&url);
+    // With the server's CA: works.
+    let out = sb
+        .host()
+        .env("PGSSLROOTCERT", &ca)
+        .args(["env", "list"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Without it, the self-signed certificate is not trusted.
+    let out = sb
+        .host()
+        .env_remove("PGSSLROOTCERT")
+        .args(["env", "list"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    assert!(stderr.contains("certificate"), "{stderr}");
+    // A server without TLS, asked for it: refused, not sent in the clear.
+    let plain = Cluster::start();
+    let sb = Sandbox::on_database(&format!("{}?sslmode=require", plain.database()));
+    let out = sb.host().args(["env", "list"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    assert!(stderr.contains("TLS"), "{stderr}");
+}

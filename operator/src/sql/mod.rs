@@ -11,6 +11,7 @@
 use std::ops::Deref;
 
 mod pg;
+mod tls;
 mod value;
 
 pub use pg::{Connecting, PgClient, advisory_key, held as pg_held, machine_name};

@@ -206,9 +206,18 @@ impl PgClient {
 
     /// Starts connecting to `url` on the connection's thread.
     pub fn start(url: &str) -> Result<Connecting, DbError> {
+        if let Some((scheme, _)) = url.split_once("://")
+            && scheme != "postgres"
+            && scheme != "postgresql"
+        {
+            return Err(DbError::Postgres(format!(
+                "the database URL is a {scheme}:// URL; the shared records need PostgreSQL: postgres://USER@HOST:PORT/DB"
+            )));
+        }
         let mut config: postgres::Config = url
             .parse()
             .map_err(|e: postgres::Error| DbError::Postgres(format!("invalid database URL: {}", describe(&e))))?;
+        let target = server_of(&config);
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
@@ -216,13 +225,18 @@ impl PgClient {
         config.application_name(&format!("host pid {} on {}", std::process::id(), machine_name()));
         let (ready_tx, ready_rx) = mpsc::sync_channel(1);
         let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
+        let tls = super::tls::connector(&config)?;
         let thread = std::thread::Builder::new()
             .name("envpack-postgres".into())
             .spawn(move || {
-                let client = match config.connect(NoTls) {
+                let connected = match tls {
+                    Some(tls) => config.connect(tls),
+                    None => config.connect(NoTls),
+                };
+                let client = match connected {
                     Ok(client) => client,
                     Err(e) => {
-                        let _ = ready_tx.send(Err(pg(e)));
+                        let _ = ready_tx.send(Err(DbError::Postgres(format!("{target}: {}", describe(&e)))));
                         return;
                     }
                 };
@@ -361,6 +375,34 @@ impl PgClient {
         })?
         .map_err(pg)
     }
+}
+
+/// `database DB on HOST:PORT as USER`, for messages (never the password).
+fn server_of(config: &postgres::Config) -> String {
+    use postgres::config::Host;
+    let ports = config.get_ports();
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+            match host {
+                Host::Tcp(name) => format!("{name}:{port}"),
+                Host::Unix(path) => format!("{}/.s.PGSQL.{port}", path.display()),
+            }
+        })
+        .collect();
+    format!(
+        "database {} on {} as {}",
+        config.get_dbname().unwrap_or("(the user's)"),
+        if hosts.is_empty() {
+            "the default socket".to_string()
+        } else {
+            hosts.join(", ")
+        },
+        config.get_user().unwrap_or("(the login user)")
+    )
 }
 
 /// The PostgreSQL type a value is sent as.

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 /// A private cluster; stopped and removed on drop.
 pub struct Cluster {
-    dir: String,
+    pub dir: String,
     pub url: String,
 }
 
@@ -21,9 +21,19 @@ fn script() -> std::path::PathBuf {
 
 impl Cluster {
     pub fn start() -> Cluster {
+        Self::start_with(&[])
+    }
+
+    /// A cluster that also speaks TLS; its CA is `DIR/ca.crt`.
+    pub fn start_tls() -> Cluster {
+        Self::start_with(&["--tls"])
+    }
+
+    fn start_with(args: &[&str]) -> Cluster {
         let out = Command::new("bash")
             .arg(script())
             .arg("start")
+            .args(args)
             .output()
             .expect("run scripts/postgres");
         assert!(
