@@ -69,6 +69,18 @@ pub enum Command {
         #[command(flatten)]
         fixture: Box<FixtureArgs>,
     },
+    /// Install every pack that another machine sharing the records installed
+    /// and this one lacks (`--database`), from where that machine got it: its OCI
+    /// reference (pinned by digest), or its file path if readable here. Each is
+    /// verified against this machine's trust store and judged, as by `pack install`.
+    Sync {
+        /// Print the outcome as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Scopes, settings and an artifact for the admission bench's fixture environments.
+        #[command(flatten)]
+        fixture: Box<FixtureArgs>,
+    },
     /// List installed packs.
     List {
         #[arg(long)]
@@ -100,6 +112,7 @@ pub async fn run(ctx: &mut Context, command: Command) -> Result<i32, CliError> {
         Command::Push { pack, target } => push(pack, &target).await,
         Command::Pull { source, out } => pull(ctx, &source, out).await,
         Command::Install { pack, force, fixture } => install(ctx, &pack, force, &fixture).await,
+        Command::Sync { json, fixture } => sync(ctx, json, &fixture).await,
         Command::List { json } => list(ctx, json),
         Command::Remove { selector, force } => {
             let removed = envpack_operator::remove_pack(ctx.state_dir()?, &selector, force)?;
@@ -186,11 +199,14 @@ async fn install(ctx: &mut Context, pack: &str, force: bool, fixture: &FixtureAr
     let state_dir = ctx.state_dir()?.clone();
     let config = fixture.config(&state_dir)?;
     let (runtime, judge) = ctx.runtimes()?;
+    // Where it came from, for the shared index: the pinned reference, or the file's full path.
+    let mut source = std::path::absolute(pack).map_or_else(|_| pack.to_string(), |p| p.display().to_string());
     let admitted = if OciRef::is_oci(pack) {
-        let source = OciRef::parse(pack)?;
-        match distribute::install_oci(runtime, judge, &state_dir, &source, force, &config).await {
+        let oci = OciRef::parse(pack)?;
+        match distribute::install_oci(runtime, judge, &state_dir, &oci, force, &config).await {
             Ok((pulled, admission)) => {
                 eprintln!("host: pulled {}", pulled.pinned);
+                source = pulled.pinned.to_string();
                 Ok(admission)
             }
             Err(OciInstallError::Admission(e)) => Err(e),
@@ -212,6 +228,9 @@ async fn install(ctx: &mut Context, pack: &str, force: bool, fixture: &FixtureAr
         Err(e) => return Err(e.into()),
     };
     let (installed, verified, report) = (&admission.installed, &admission.verified, &admission.report);
+    if let Err(e) = envpack_operator::index::record(&state_dir, installed, &verified.key_id, &source) {
+        eprintln!("host: warning: installed, but not recorded in the index of installed packs: {e}");
+    }
     if admission.forced {
         eprint!("{}", render::human(report));
         eprintln!(
@@ -235,6 +254,84 @@ async fn install(ctx: &mut Context, pack: &str, force: bool, fixture: &FixtureAr
         report.summary.skipped
     );
     Ok(exit::OK)
+}
+
+/// `host pack sync`: what other machines installed, installed here too.
+async fn sync(ctx: &mut Context, as_json: bool, fixture: &FixtureArgs) -> Result<i32, CliError> {
+    let state_dir = ctx.state_dir()?.clone();
+    let missing = envpack_operator::index::missing_here(&state_dir)?;
+    let mut outcomes = Vec::new();
+    let mut failed = 0;
+    for pack in missing {
+        let result = if OciRef::is_oci(&pack.source) || Path::new(&pack.source).is_file() {
+            sync_one(ctx, &pack, fixture).await
+        } else {
+            Err(format!(
+                "{} is not readable here; install a copy with `host pack install FILE`",
+                pack.source
+            ))
+        };
+        if !as_json {
+            match &result {
+                Ok(()) => println!("installed {} ({}) from {}", pack.descriptor, pack.digest, pack.source),
+                Err(why) => eprintln!("host: {} ({}) not installed: {why}", pack.descriptor, pack.digest),
+            }
+        }
+        failed += usize::from(result.is_err());
+        outcomes.push(serde_json::json!({
+            "descriptor": pack.descriptor,
+            "digest": pack.digest,
+            "source": pack.source,
+            "installed": result.is_ok(),
+            "error": result.err(),
+        }));
+    }
+    if as_json {
+        println!("{:#}", serde_json::Value::Array(outcomes));
+    } else if outcomes.is_empty() {
+        println!("every pack in the index is installed here");
+    }
+    Ok(if failed == 0 { exit::OK } else { exit::VERB_FAILED })
+}
+
+/// Installs one indexed pack, refusing a source that no longer holds it.
+async fn sync_one(
+    ctx: &mut Context,
+    pack: &envpack_operator::IndexedPack,
+    fixture: &FixtureArgs,
+) -> Result<(), String> {
+    let state_dir = ctx.state_dir().map_err(|e| e.to_string())?.clone();
+    let config = fixture.config(&state_dir).map_err(|e| e.to_string())?;
+    let (runtime, judge) = ctx.runtimes().map_err(|e| e.to_string())?;
+    let admission = if OciRef::is_oci(&pack.source) {
+        let oci = OciRef::parse(&pack.source).map_err(|e| e.to_string())?;
+        distribute::install_oci(runtime, judge, &state_dir, &oci, false, &config)
+            .await
+            .map(|(_, admission)| admission)
+            .map_err(|e| e.to_string())?
+    } else {
+        let bytes = std::fs::read(&pack.source).map_err(|e| format!("{}: {e}", pack.source))?;
+        let digest = envpack_model::sha256_hex(&bytes);
+        if digest != pack.digest {
+            return Err(format!("{} holds another pack now (sha256 {digest})", pack.source));
+        }
+        envpack_operator::install(runtime, judge, &state_dir, Path::new(&pack.source), false, &config)
+            .await
+            .map_err(|e| e.to_string())?
+    };
+    if admission.installed.digest != pack.digest {
+        return Err(format!(
+            "{} gave another pack ({}); it was installed, but is not the one the index names",
+            pack.source, admission.installed.digest
+        ));
+    }
+    envpack_operator::index::record(
+        &state_dir,
+        &admission.installed,
+        &admission.verified.key_id,
+        &pack.source,
+    )
+    .map_err(|e| e.to_string())
 }
 
 fn list(ctx: &mut Context, as_json: bool) -> Result<i32, CliError> {

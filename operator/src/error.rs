@@ -106,13 +106,13 @@ pub enum StoreError {
         descriptor: String,
         environments: Vec<String>,
     },
-    #[error(
-        "environment {env:?} is pinned to {descriptor} ({digest}), which is no longer installed; install it again, or move the environment with `host env upgrade {env}`"
-    )]
+    #[error("{}", pinned_pack_gone(env, descriptor, digest, elsewhere.as_deref()))]
     PinnedPackGone {
         env: String,
         descriptor: String,
         digest: String,
+        /// Where the shared index says it was installed from, if anywhere.
+        elsewhere: Option<Box<crate::ops::IndexedPack>>,
     },
     #[error(
         "environment {env:?} is pinned to {descriptor} signed by key {pinned}, but the installed file is signed by {found}; refusing to run it (`host env upgrade {env}` moves the pin on purpose)"
@@ -139,6 +139,18 @@ pub enum StoreError {
     OtherMachine { env: String, machine: String, here: String },
     #[error("cannot lock environment {env:?}: {detail}")]
     Lock { env: String, detail: String },
+}
+
+fn pinned_pack_gone(env: &str, descriptor: &str, digest: &str, elsewhere: Option<&crate::ops::IndexedPack>) -> String {
+    match elsewhere {
+        Some(p) => format!(
+            "environment {env:?} is pinned to {descriptor} ({digest}), which is not installed on this machine (machine {} installed it from {}); `host pack sync` installs it here (verified against this machine's trust store), or `host pack install` it from a copy",
+            p.machine, p.source
+        ),
+        None => format!(
+            "environment {env:?} is pinned to {descriptor} ({digest}), which is no longer installed; install it again, or move the environment with `host env upgrade {env}`"
+        ),
+    }
 }
 
 impl From<crate::sql::DbError> for StoreError {

@@ -19,10 +19,11 @@ pub use authz::DeployKey;
 pub use error::StoreError;
 pub use ops::agent;
 pub use ops::distribute;
+pub use ops::index;
 pub use ops::rollout;
 pub use ops::{
-    Admission, AdmissionError, Applied, BindRequest, Lang, NewError, NewPack, NewProject, NewRevision, Operator,
-    Rebound, Retirement, Teardown, call, install, new_pack, remove_pack,
+    Admission, AdmissionError, Applied, BindRequest, IndexedPack, Lang, NewError, NewPack, NewProject, NewRevision,
+    Operator, Rebound, Retirement, Teardown, call, install, new_pack, remove_pack,
 };
 pub use read::{
     AuditEntryView, AuditHead, DeploymentView, EnvironmentView, Reader, RevisionView, RolloutView, rfc3339,

@@ -434,3 +434,46 @@ fn a_database_asked_for_tls_is_verified_and_refused_without_it() {
     assert_eq!(out.status.code(), Some(5), "{stderr}");
     assert!(stderr.contains("TLS"), "{stderr}");
 }
+
+#[test]
+fn a_machine_without_the_pinned_pack_is_told_where_it_came_from_and_syncs_it() {
+    let cluster = Cluster::start();
+    let url = cluster.database();
+    let a = operator_in(Sandbox::on_database(&url));
+    let mut b = Sandbox::on_database(&url);
+    b.machine = Some("beta".into());
+    let key = a.dir.path().join("key.pub");
+    // Reads need no pack; a verb does, and beta has not installed it.
+    assert_eq!(json(&b, &["status", "dev", "--json"])["env"], "dev");
+    let location = "file:///b/B1";
+    let stage = [
+        "revision",
+        "stage",
+        "dev",
+        "web",
+        "--digest",
+        DIGEST,
+        "--location",
+        location,
+        "--id",
+        "B1",
+    ];
+    let out = b.host().args(stage).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(6), "{stderr}");
+    assert!(
+        stderr.contains("not installed on this machine") && stderr.contains(&p(&a.dir.path().join("ledger.wasm"))),
+        "{stderr}"
+    );
+    assert!(stderr.contains("host pack sync"), "{stderr}");
+    // Syncing before trusting the signer installs nothing: this machine's trust decides.
+    let out = b.host().args(["pack", "sync"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not installed"));
+    ok(&b, &["trust", "add", &p(&key), "--name", "ops", "--scope", "envpack.*"]);
+    let synced = json(&b, &["pack", "sync", "--json"]);
+    assert_eq!(synced[0]["installed"], true, "{synced:#}");
+    assert!(ok(&b, &["pack", "sync"]).contains("every pack in the index is installed here"));
+    ok(&b, &stage);
+    assert_eq!(revision_ids(&a, "dev"), ["B1"]);
+}

@@ -220,6 +220,18 @@ ALTER TABLE deployments ADD COLUMN retired_at INTEGER;
     r#"
 ALTER TABLE bindings ADD COLUMN machine TEXT NOT NULL DEFAULT '';
 "#,
+    // 10: the packs installed on any machine sharing these records, and
+    // where each came from (every machine verifies its own copy).
+    r#"
+CREATE TABLE installed_packs (
+    digest TEXT PRIMARY KEY,
+    descriptor TEXT NOT NULL,
+    signer TEXT NOT NULL,
+    source TEXT NOT NULL,
+    machine TEXT NOT NULL,
+    installed_at INTEGER NOT NULL
+);
+"#,
 ];
 
 /// The schema version this host writes.

@@ -174,6 +174,17 @@ CREATE TABLE revision_health (
     r#"
 ALTER TABLE bindings ADD COLUMN machine TEXT NOT NULL DEFAULT '';
 "#,
+    // SQLite's 10.
+    r#"
+CREATE TABLE installed_packs (
+    digest TEXT PRIMARY KEY,
+    descriptor TEXT NOT NULL,
+    signer TEXT NOT NULL,
+    source TEXT NOT NULL,
+    machine TEXT NOT NULL,
+    installed_at BIGINT NOT NULL
+);
+"#,
 ];
 
 /// Connects to `url`, creating or migrating the schema first; a schema

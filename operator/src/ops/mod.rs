@@ -23,6 +23,7 @@ mod endpoint;
 mod environment;
 pub mod install;
 mod new;
+mod pack_index;
 mod packs;
 mod retire;
 mod revision;
@@ -42,7 +43,13 @@ pub use call::call;
 pub use environment::Rebound;
 pub use install::{Admission, AdmissionError, install};
 pub use new::{Lang, NewError, NewPack, NewProject, new_pack};
+pub use pack_index::IndexedPack;
 pub use packs::remove_pack;
+
+/// The shared index of installed packs (see [`pack_index`]).
+pub mod index {
+    pub use super::pack_index::{IndexedPack, find, missing_here, record};
+}
 pub use retire::{Retirement, Teardown};
 pub use revision::NewRevision;
 pub use traffic::Applied;
@@ -293,6 +300,10 @@ impl<'a> Operator<'a> {
                 env: env.to_string(),
                 descriptor: binding.descriptor.clone(),
                 digest: binding.pack_digest.clone(),
+                elsewhere: pack_index::find(&self.conn, &binding.pack_digest)
+                    .ok()
+                    .flatten()
+                    .map(Box::new),
             })?
             .clone();
         let checked = registry.check(&installed, &trust.keyring())?;
