@@ -400,6 +400,21 @@ fn an_environment_whose_processes_run_on_one_machine_is_changed_only_there() {
     stage(&a, "local", "L1");
     stage(&b, "dev", "D1");
     assert_eq!(revision_ids(&b, "local"), ["L1"]);
+
+    // Beta's agent probes what beta may change, never alpha's processes.
+    ok(&a, &["revision", "warm", "local", "L1"]);
+    ok(&b, &["revision", "warm", "dev", "D1"]);
+    let mut agent = spawn(&b, &["agent", "--probe-interval", "200ms", "--scan-interval", "100ms"]);
+    let health = |env: &str, id: &str| json(&a, &["revision", "show", env, id, "--json"])["health"].clone();
+    let until = Instant::now() + Duration::from_secs(30);
+    while health("dev", "D1").is_null() {
+        assert!(Instant::now() < until, "beta's agent never probed D1");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(600));
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert!(health("local", "L1").is_null(), "{:#}", health("local", "L1"));
 }
 
 #[test]

@@ -61,18 +61,42 @@ pub struct Checked {
 }
 
 impl Operator<'_> {
-    /// Rollouts that should be moving and no process drives.
+    /// Rollouts that should be moving and no process drives (of the
+    /// environments this machine may change).
     pub fn undriven_rollouts(&self) -> Result<Vec<String>, StoreError> {
-        Ok(record::driving_ids(&self.conn)?
-            .into_iter()
-            .filter(|id| driver(&self.state_dir, &self.conn, id).is_none())
-            .collect())
+        let mut undriven = Vec::new();
+        for id in record::driving_ids(&self.conn)? {
+            if driver(&self.state_dir, &self.conn, &id).is_none()
+                && let Some(rollout) = record::find(&self.conn, &id)?
+                && self.runs_here(&rollout.env)
+            {
+                undriven.push(id);
+            }
+        }
+        Ok(undriven)
     }
 
-    /// `(environment, revision)` of every ready revision.
+    /// Whether this machine may drive and probe `env`: with shared
+    /// records, an environment whose processes run on another machine is
+    /// that machine's agent's (probing its revisions from here would
+    /// find nothing listening).
+    fn runs_here(&self, env: &str) -> bool {
+        match store::binding(&self.conn, env) {
+            Ok(binding) => {
+                !self.conn.is_postgres() || binding.machine.is_empty() || binding.machine == crate::sql::machine_name()
+            }
+            Err(_) => true,
+        }
+    }
+
+    /// `(environment, revision)` of every ready revision (of the
+    /// environments this machine may change).
     pub fn ready_revisions(&self) -> Result<Vec<(String, String)>, StoreError> {
         let mut ready = Vec::new();
         for env in store::list_envs(&self.conn)? {
+            if !self.runs_here(&env) {
+                continue;
+            }
             for r in store::revisions(&self.conn, &env, false)? {
                 if r.lifecycle == Lifecycle::Ready {
                     ready.push((env.clone(), r.id));
