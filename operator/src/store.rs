@@ -195,13 +195,19 @@ pub fn set_binding(conn: &Db, env: &str, binding: &Binding, at: i64) -> Result<(
     Ok(())
 }
 
+/// The environment's binding: one query that also tells an unknown
+/// environment from an unbound one.
 pub fn binding(conn: &Db, env: &str) -> Result<Binding, StoreError> {
-    require_env(conn, env)?;
     conn.query_row(
-        "SELECT requirement, descriptor, pack_digest, settings, capabilities, grants, deadlines, deploy_keys, signer, disk_budget_mib, machine FROM bindings WHERE env_id = ?1",
+        "SELECT b.requirement, b.descriptor, b.pack_digest, b.settings, b.capabilities, b.grants, b.deadlines,
+                b.deploy_keys, b.signer, b.disk_budget_mib, b.machine
+         FROM environments e LEFT JOIN bindings b ON b.env_id = e.id WHERE e.id = ?1",
         params![env],
         |r| {
-            Ok(Binding {
+            if r.get::<Option<String>>(0)?.is_none() {
+                return Ok(None);
+            }
+            Ok(Some(Binding {
                 requirement: r.get(0)?,
                 descriptor: r.get(1)?,
                 pack_digest: r.get(2)?,
@@ -213,10 +219,11 @@ pub fn binding(conn: &Db, env: &str) -> Result<Binding, StoreError> {
                 signer: r.get(8)?,
                 disk_budget_mib: u64::try_from(r.get::<i64>(9)?).unwrap_or(DEFAULT_DISK_BUDGET_MIB),
                 machine: r.get(10)?,
-            })
+            }))
         },
     )
     .optional()?
+    .ok_or_else(|| StoreError::UnknownEnv(env.to_string()))?
     .ok_or_else(|| StoreError::Unbound(env.to_string()))
 }
 

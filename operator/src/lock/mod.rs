@@ -33,7 +33,7 @@ enum Held {
 
 /// The environment `env`'s lock, waited for (saying so) if another
 /// command holds it. On PostgreSQL it is held on `session` if one is
-/// given (a connection made ahead, used for nothing else), else on a new one.
+/// given (the command's own connection, never a pooled one), else on a new one.
 pub fn lock_env(state_dir: &StateDir, env: &str, session: Option<crate::sql::PgClient>) -> Result<EnvLock, StoreError> {
     match state_dir.database_url() {
         Some(url) => postgres::lock(url, env, session).map(|held| EnvLock {

@@ -88,7 +88,7 @@ pub fn lock(url: &str, env: &str, session: Option<PgClient>) -> Result<PgLock, S
     let key = key_of(env);
     if !try_take(&client, key).map_err(|e| fail(env, e))? {
         let me = crate::sql::machine_name();
-        let db = Db::postgres(connect(url, env)?);
+        let db = Db::postgres(client.clone());
         match holder(&db, env).ok().flatten() {
             Some(h) if h.pid == std::process::id() && h.machine == me => {}
             Some(h) if h.machine == me => {

@@ -113,9 +113,6 @@ pub struct Operator<'a> {
     pack_in_use: Option<String>,
     /// Where each committed audit row's head is exported, if anywhere.
     audit_sink: Option<std::path::PathBuf>,
-    /// On PostgreSQL, the session the first environment lock will be held
-    /// on, connecting while the command does other work.
-    lock_session: std::sync::Mutex<Option<crate::sql::Connecting>>,
 }
 
 impl<'a> Operator<'a> {
@@ -128,12 +125,7 @@ impl<'a> Operator<'a> {
 
     /// An operator for commands that run no pack (`env remove`): no engine is built.
     pub fn without_runtime(state_dir: &StateDir, actor: String) -> Result<Self, StoreError> {
-        let lock_session = match state_dir.database_url() {
-            Some(url) => crate::sql::PgClient::start(url).ok(),
-            None => None,
-        };
         Ok(Operator {
-            lock_session: std::sync::Mutex::new(lock_session),
             conn: db::Location::of(state_dir).open()?,
             state_dir: state_dir.clone(),
             actor,
@@ -189,11 +181,12 @@ impl<'a> Operator<'a> {
     }
 
     /// Takes the environment's lock; with shared records, refuses an
-    /// environment whose processes run on another machine.
+    /// environment whose processes run on another machine. On PostgreSQL
+    /// the lock is held by this command's own session (never a pooled
+    /// one): if the session is lost, so are the lock and every later
+    /// commit of this command.
     fn lock(&self, env: &str) -> Result<EnvLock, StoreError> {
-        let ahead = self.lock_session.lock().ok().and_then(|mut s| s.take());
-        let session = ahead.and_then(|connecting| connecting.wait().ok());
-        let held = lock_env(&self.state_dir, env, session)?;
+        let held = lock_env(&self.state_dir, env, self.conn.as_postgres().cloned())?;
         if self.conn.is_postgres()
             && let Ok(binding) = store::binding(&self.conn, env)
             && !binding.machine.is_empty()

@@ -335,6 +335,7 @@ impl PgClient {
             ));
         }
         let expected = held.len().to_string();
+        let holds_locks = !held.is_empty();
         let lost = self.run(move |s| -> Result<bool, postgres::Error> {
             let messages = s.client.simple_query(&sql)?;
             // The count is the batch's last row (the lock's SELECT returns one too).
@@ -348,7 +349,15 @@ impl PgClient {
             }
             Ok(lost)
         })?;
-        if lost.map_err(pg)? {
+        let lost = match lost {
+            Ok(lost) => lost,
+            // The session itself is gone (and a lock it held with it).
+            Err(e) if holds_locks && (e.is_closed() || e.as_db_error().is_some_and(|d| d.code().code() == "57P01")) => {
+                true
+            }
+            Err(e) => return Err(pg(e)),
+        };
+        if lost {
             return Err(DbError::Fenced(
                 "this process lost its lock (its connection to the database was closed): another machine may be \
                  changing the environment, so nothing was committed; run the command again"
