@@ -131,6 +131,17 @@ impl Context {
 
     /// The state directory, created on first use.
     pub fn state_dir(&mut self) -> Result<&StateDir, CliError> {
+        // An empty URL (a CI secret that was not set) must not quietly mean
+        // "this machine's own state.db": that splits a team's records.
+        if self.database_url.as_deref().is_some_and(|u| u.trim().is_empty()) {
+            return Err(CliError::Input {
+                message: "the database URL (ENVPACK_DATABASE_URL or --database) is set but empty".into(),
+                hint: Some(
+                    "give a postgres:// URL, or unset ENVPACK_DATABASE_URL to keep the records in this state directory's state.db"
+                        .into(),
+                ),
+            });
+        }
         if self.state_dir.is_none() {
             let dir = StateDir::resolve(self.state_dir_flag.clone())
                 .map_err(|message| CliError::Input {

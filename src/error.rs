@@ -215,6 +215,12 @@ fn database_hint(message: &str) -> Option<String> {
              file); sslmode in the URL chooses TLS (docs/shared-state.md)"
                 .into(),
         )
+    } else if message.contains("connection closed") || message.contains("connection to the database is gone") {
+        Some(
+            "the connection to the database was lost: what was not committed is not recorded; run the command again \
+             (a rollout: `host rollout resume`)"
+                .into(),
+        )
     } else if message.contains("database \"") && message.contains("does not exist") {
         Some("create the database first (`createdb -h HOST -U USER NAME`); the host creates its tables itself".into())
     } else if message.contains("error connecting") || message.contains("password") || message.contains("role") {

@@ -134,7 +134,7 @@ pub enum StoreError {
     #[error("{0}")]
     LockLost(String),
     #[error(
-        "environment {env:?} runs its processes on machine {machine:?} (its work directory and processes are there, not on {here:?}); run this command on {machine}"
+        "environment {env:?} runs its processes on machine {machine:?} (its work directory and processes are there, not on {here:?}); run this command on {machine} (if {machine} is gone for good, `host env remove {env} --force` here forgets the environment)"
     )]
     OtherMachine { env: String, machine: String, here: String },
     #[error("cannot lock environment {env:?}: {detail}")]

@@ -376,7 +376,8 @@ fn an_environment_whose_processes_run_on_one_machine_is_changed_only_there() {
             "--id",
             "L1",
         ],
-        vec!["env", "remove", "local", "--force"],
+        vec!["env", "remove", "local"],
+        vec!["rollout", "start", "local", "web", "--to", "L1", "--steps", "100"],
         vec![
             "env",
             "bind",
@@ -415,6 +416,37 @@ fn an_environment_whose_processes_run_on_one_machine_is_changed_only_there() {
     let _ = agent.kill();
     let _ = agent.wait();
     assert!(health("local", "L1").is_null(), "{:#}", health("local", "L1"));
+    // No rollout was recorded by beta's refused start; one alpha records
+    // is not driven (nor rolled back) by beta.
+    assert_eq!(
+        json(&a, &["rollout", "status", "local", "--json"]),
+        serde_json::json!([])
+    );
+    ok(
+        &a,
+        &[
+            "rollout",
+            "start",
+            "local",
+            "web",
+            "--to",
+            "L1",
+            "--steps",
+            "100",
+            "--no-drive",
+        ],
+    );
+    let before = json(&a, &["rollout", "status", "local", "--json"]);
+    let out = b.host().args(["rollout", "resume", "local", "web"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("run this command on alpha"), "{stderr}");
+    assert_eq!(json(&a, &["rollout", "status", "local", "--json"]), before);
+    ok(&a, &["rollout", "cancel", "local", "web", "--reason", "test over"]);
+    // If alpha is gone for good, beta may forget the environment.
+    ok(&b, &["env", "remove", "local", "--force"]);
+    let envs = json(&a, &["env", "list", "--json"]);
+    assert!(envs.as_array().unwrap().iter().all(|e| e["id"] != "local"), "{envs:#}");
 }
 
 #[test]

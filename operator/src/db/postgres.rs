@@ -220,6 +220,7 @@ fn migrate(db: &Db) -> Result<(), StoreError> {
     let migrator = advisory_key("migrate");
     db.execute_batch(&format!(
         "BEGIN; SELECT pg_advisory_xact_lock({migrator});
+         CREATE SCHEMA IF NOT EXISTS envpack;
          CREATE TABLE IF NOT EXISTS envpack_schema (version BIGINT NOT NULL, changes BIGINT NOT NULL DEFAULT 0)"
     ))?;
     let done = (|| {

@@ -433,7 +433,13 @@ impl Operator<'_> {
     /// splits, its packs' kv state); refused while it has revisions not
     /// archived, unless `force`. Runs no pack.
     pub fn remove_env(&mut self, env: &str, force: bool) -> Result<(), StoreError> {
-        let _lock = self.lock(env)?;
+        // --force may forget an environment whose machine is gone for good
+        // (its processes there, if any, are not stopped).
+        let _lock = if force {
+            self.lock_anywhere(env)?
+        } else {
+            self.lock(env)?
+        };
         let mut args = json!({ "env": env, "force": force });
         // (Without --force, the revisions a rollout moves refuse it anyway.)
         if let Err(e) = self

@@ -186,7 +186,20 @@ impl<'a> Operator<'a> {
     /// one): if the session is lost, so are the lock and every later
     /// commit of this command.
     fn lock(&self, env: &str) -> Result<EnvLock, StoreError> {
-        let held = lock_env(&self.state_dir, env, self.conn.as_postgres().cloned())?;
+        let held = self.lock_anywhere(env)?;
+        self.on_this_machine(env)?;
+        Ok(held)
+    }
+
+    /// The environment's lock, whichever machine its processes run on
+    /// (`env remove --force`: forgetting an environment whose machine is gone).
+    fn lock_anywhere(&self, env: &str) -> Result<EnvLock, StoreError> {
+        lock_env(&self.state_dir, env, self.conn.as_postgres().cloned())
+    }
+
+    /// With shared records, refuses an environment whose processes run on
+    /// another machine.
+    fn on_this_machine(&self, env: &str) -> Result<(), StoreError> {
         if self.conn.is_postgres()
             && let Ok(binding) = store::binding(&self.conn, env)
             && !binding.machine.is_empty()
@@ -200,7 +213,7 @@ impl<'a> Operator<'a> {
                 });
             }
         }
-        Ok(held)
+        Ok(())
     }
 
     /// Writes the pack's pending kv writes, if any, into `tx`.

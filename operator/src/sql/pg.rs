@@ -115,6 +115,13 @@ impl Session {
 
 type Job = Box<dyn FnOnce(&mut Session) + Send>;
 
+/// Why a write transaction did not begin.
+enum Begin {
+    /// The writers' lock was not had within the bounded wait.
+    Busy,
+    Failed(DbError),
+}
+
 /// The thread that owns a connection; it ends (closing the connection)
 /// when the last handle on it is dropped.
 struct Worker {
@@ -146,15 +153,29 @@ pub struct Connecting {
     ready: mpsc::Receiver<Result<i32, DbError>>,
     jobs: mpsc::Sender<Job>,
     thread: JoinHandle<()>,
+    /// How long the whole handshake may take, and whom it is with.
+    timeout: Duration,
+    target: String,
 }
 
 impl Connecting {
     /// The connection, once made.
     pub fn wait(self) -> Result<PgClient, DbError> {
-        let backend_pid = self
-            .ready
-            .recv()
-            .map_err(|_| DbError::Postgres("the database thread ended before connecting".into()))??;
+        // (A server that accepts the connection and never answers would
+        // hold the handshake for ever: the thread is left behind.)
+        let backend_pid = match self.ready.recv_timeout(self.timeout) {
+            Ok(answer) => answer?,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                return Err(DbError::Postgres(format!(
+                    "{}: no answer within {} s (is a PostgreSQL server listening there?)",
+                    self.target,
+                    self.timeout.as_secs()
+                )));
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(DbError::Postgres("the database thread ended before connecting".into()));
+            }
+        };
         Ok(PgClient {
             worker: Arc::new(Worker {
                 jobs: Some(self.jobs),
@@ -214,10 +235,15 @@ impl PgClient {
                 "the database URL is a {scheme}:// URL; the shared records need PostgreSQL: postgres://USER@HOST:PORT/DB"
             )));
         }
+        // libpq's verifying modes: this client always verifies (see `tls`).
+        let url = url
+            .replace("sslmode=verify-full", "sslmode=require")
+            .replace("sslmode=verify-ca", "sslmode=require");
         let mut config: postgres::Config = url
             .parse()
             .map_err(|e: postgres::Error| DbError::Postgres(format!("invalid database URL: {}", describe(&e))))?;
         let target = server_of(&config);
+        let timeout = config.get_connect_timeout().copied().unwrap_or(Duration::from_secs(10));
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
@@ -226,6 +252,7 @@ impl PgClient {
         let (ready_tx, ready_rx) = mpsc::sync_channel(1);
         let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
         let tls = super::tls::connector(&config)?;
+        let shown = target.clone();
         let thread = std::thread::Builder::new()
             .name("envpack-postgres".into())
             .spawn(move || {
@@ -245,9 +272,17 @@ impl PgClient {
                     statements: HashMap::new(),
                     translated: HashMap::new(),
                 };
+                // The session's settings: the product's own schema (its
+                // tables never mix with another application's in `public`),
+                // and a write transaction left idle (a process stopped
+                // mid-write) ended by the server, so that it cannot hold
+                // every machine's writes for ever. One round trip.
                 let pid = session
                     .client
-                    .simple_query("SELECT pg_backend_pid()")
+                    .simple_query(
+                        "SET search_path TO envpack; SET idle_in_transaction_session_timeout = '60s'; \
+                         SELECT pg_backend_pid()",
+                    )
                     .map_err(pg)
                     .and_then(|messages| {
                         first_value(&messages)
@@ -264,6 +299,8 @@ impl PgClient {
             ready: ready_rx,
             jobs: jobs_tx,
             thread,
+            timeout: timeout + Duration::from_secs(5),
+            target: shown,
         })
     }
 
@@ -308,16 +345,46 @@ impl PgClient {
     }
 
     /// `BEGIN`, the writers' lock, the change counter and its
-    /// notification, and the fencing check: one round trip.
+    /// notification, and the fencing check: one round trip. A writers'
+    /// lock not had within a second is waited for again, saying who has it.
     pub fn begin_write(&self) -> Result<(), DbError> {
+        match self.try_begin_write(true) {
+            Err(Begin::Busy) => {
+                let key = advisory_key(WRITERS);
+                let who = self
+                    .query(
+                        "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+                         WHERE l.locktype = 'advisory' AND l.granted AND l.classid::bigint = ?1 \
+                         AND l.objid::bigint = ?2 AND l.objsubid = 1",
+                        &[Value::Int((key >> 32) & 0xffff_ffff), Value::Int(key & 0xffff_ffff)],
+                    )
+                    .ok()
+                    .and_then(|rows| rows.first().and_then(|r| r.get::<String>(0).ok()))
+                    .unwrap_or_else(|| "another command".into());
+                eprintln!(
+                    "host: waiting to write the records: {who} is writing (a write stuck for 60 s is ended by the server)"
+                );
+                match self.try_begin_write(false) {
+                    Err(Begin::Busy) => Err(DbError::Postgres("the writers' lock could not be had".into())),
+                    Err(Begin::Failed(e)) => Err(e),
+                    Ok(()) => Ok(()),
+                }
+            }
+            Err(Begin::Failed(e)) => Err(e),
+            Ok(()) => Ok(()),
+        }
+    }
+
+    fn try_begin_write(&self, bounded: bool) -> Result<(), Begin> {
         let held: Vec<(i64, i32)> = held::all().lock().map(|h| h.clone()).unwrap_or_default();
+        let wait = if bounded { "1s" } else { "0" };
+        // What readers watch (see `db::postgres`): the counter, and the
+        // notification delivered when (if) this transaction commits.
         let mut sql = format!(
-            "BEGIN; SELECT pg_advisory_xact_lock({});
+            "BEGIN; SET LOCAL lock_timeout = '{wait}'; SELECT pg_advisory_xact_lock({}); SET LOCAL lock_timeout = 0;
              UPDATE envpack_schema SET changes = changes + 1; NOTIFY envpack_changes;",
             advisory_key(WRITERS)
         );
-        // What readers watch (see `db::postgres`): the counter, and the
-        // notification delivered when (if) this transaction commits.
         if !held.is_empty() {
             let wanted: Vec<String> = held
                 .iter()
@@ -336,33 +403,44 @@ impl PgClient {
         }
         let expected = held.len().to_string();
         let holds_locks = !held.is_empty();
-        let lost = self.run(move |s| -> Result<bool, postgres::Error> {
-            let messages = s.client.simple_query(&sql)?;
-            // The count is the batch's last row (the lock's SELECT returns one too).
-            let last = messages.iter().rev().find_map(|m| match m {
-                postgres::SimpleQueryMessage::Row(row) => row.get(0),
-                _ => None,
-            });
-            let lost = !held.is_empty() && last != Some(expected.as_str());
-            if lost {
-                s.client.batch_execute("ROLLBACK")?;
-            }
-            Ok(lost)
-        })?;
-        let lost = match lost {
+        let outcome = self
+            .run(move |s| -> Result<Result<bool, postgres::Error>, postgres::Error> {
+                let messages = match s.client.simple_query(&sql) {
+                    Ok(messages) => messages,
+                    Err(e) => {
+                        let _ = s.client.batch_execute("ROLLBACK");
+                        return Ok(Err(e));
+                    }
+                };
+                // The count is the batch's last row (the lock's SELECT returns one too).
+                let last = messages.iter().rev().find_map(|m| match m {
+                    postgres::SimpleQueryMessage::Row(row) => row.get(0),
+                    _ => None,
+                });
+                let lost = holds_locks && last != Some(expected.as_str());
+                if lost {
+                    s.client.batch_execute("ROLLBACK")?;
+                }
+                Ok(Ok(lost))
+            })
+            .map_err(Begin::Failed)?
+            .map_err(|e| Begin::Failed(pg(e)))?;
+        let lost = match outcome {
             Ok(lost) => lost,
+            Err(e) if e.as_db_error().is_some_and(|d| d.code().code() == "55P03") => return Err(Begin::Busy),
             // The session itself is gone (and a lock it held with it).
             Err(e) if holds_locks && (e.is_closed() || e.as_db_error().is_some_and(|d| d.code().code() == "57P01")) => {
                 true
             }
-            Err(e) => return Err(pg(e)),
+            Err(e) => return Err(Begin::Failed(pg(e))),
         };
         if lost {
-            return Err(DbError::Fenced(
+            return Err(Begin::Failed(DbError::Fenced(
                 "this process lost its lock (its connection to the database was closed): another machine may be \
-                 changing the environment, so nothing was committed; run the command again"
+                 changing the environment, so nothing was committed; run the command again (a rollout: \
+                 `host rollout resume`)"
                     .into(),
-            ));
+            )));
         }
         Ok(())
     }

@@ -94,7 +94,7 @@ impl Sandbox {
         match &self.database {
             Some(url) => ::postgres::Client::connect(url, ::postgres::NoTls)
                 .expect("connect to the sandbox's database")
-                .batch_execute(postgres)
+                .batch_execute(&format!("SET search_path TO envpack; {postgres}"))
                 .expect(postgres),
             None => rusqlite::Connection::open(self.state_dir().join("state.db"))
                 .expect("open state.db")
@@ -110,6 +110,9 @@ impl Sandbox {
                 use ::postgres::types::Type;
                 let mut client =
                     ::postgres::Client::connect(url, ::postgres::NoTls).expect("connect to the sandbox's database");
+                client
+                    .batch_execute("SET search_path TO envpack")
+                    .expect("the product's schema");
                 let rows = client.query(query, &[]).expect(query);
                 rows.iter()
                     .map(|row| {

@@ -71,6 +71,8 @@ impl Operator<'_> {
         revision: &str,
         spec: Spec,
     ) -> Result<Rollout, StoreError> {
+        // Refused before anything is recorded on a machine that may not run it.
+        self.on_this_machine(env)?;
         let mut args = json!({ "env": env, "deployment": deployment, "revision": revision, "spec": spec });
         let authorized = self.authorize(env, "rollout start", &mut args);
         // Gates are checked against the pack and Prometheus only for a
@@ -215,6 +217,11 @@ impl Operator<'_> {
         id: &str,
         progress: &mut dyn Progress,
     ) -> Result<Option<Rollout>, StoreError> {
+        // Another machine's environment: its steps would be refused here
+        // one by one (and a refused step rolls back): refuse the whole drive.
+        if let Some(rollout) = record::find(&self.conn, id)? {
+            self.on_this_machine(&rollout.env)?;
+        }
         let Some(_driver) = lock::try_lock_shared(&self.state_dir, &driver_lock_name(id))? else {
             return Ok(None);
         };

@@ -43,6 +43,7 @@ impl Operator<'_> {
     /// Records an operator's intent for the deployment's rollout; the
     /// driving process (or the caller's own `drive_rollout`) acts on it.
     pub fn rollout_intent(&mut self, env: &str, deployment: &str, intent: Intent) -> Result<Rollout, StoreError> {
+        self.on_this_machine(env)?;
         let args = json!({ "env": env, "deployment": deployment });
         let none = || StoreError::Invalid(format!("deployment {deployment} has no rollout in progress"));
         let rollout = match self
