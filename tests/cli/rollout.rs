@@ -624,3 +624,42 @@ fn a_split_forced_during_a_soak_pauses_the_rollout_instead_of_being_overwritten(
     assert_eq!(rollout(&sb)["state"], "rolled-back");
     assert_eq!(generations(&sb).last().unwrap(), "R1=10000");
 }
+
+/// An operator's drain or archive of a revision an unfinished rollout
+/// needs (its target, or what an abort goes back to) is refused: taking
+/// it down left the rollout unable to finish or roll back.
+#[test]
+fn revisions_a_rollout_needs_cannot_be_taken_down_under_it() {
+    let sb = serving_r1();
+    ok(&sb, &["revision", "warm", "dev", "R2"]);
+    ok(
+        &sb,
+        &[
+            "rollout",
+            "start",
+            "dev",
+            "web",
+            "--to",
+            "R2",
+            "--steps",
+            "50,100",
+            "--soak",
+            "100ms",
+            "--no-drive",
+        ],
+    );
+    for (id, role) in [("R1", "what it goes back to if aborted"), ("R2", "its target")] {
+        for verb in ["drain", "archive"] {
+            let out = sb.host().args(["revision", verb, "dev", id]).output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{verb} {id}: {stderr}");
+            assert!(stderr.contains(role) && stderr.contains("rollout cancel"), "{stderr}");
+            assert_eq!(lifecycle(&sb, id), "ready");
+        }
+    }
+    // The rollout itself still drains the old revision at its end.
+    ok(&sb, &["rollout", "resume", "dev", "web"]);
+    let r = rollout(&sb);
+    assert_eq!(r["state"], "succeeded", "{r:#}");
+    assert_eq!(lifecycle(&sb, "R1"), "inactive");
+}

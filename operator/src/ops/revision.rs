@@ -34,6 +34,9 @@ struct Plan {
     after: Lifecycle,
     /// Applied, with the pack's message, if it fails.
     on_failure: Option<Lifecycle>,
+    /// Refused while an unfinished rollout needs the revision (an
+    /// operator's drain or archive; a rollout's own steps are not).
+    spare_rollouts: bool,
 }
 
 /// The text an event keeps of a pack's outcome.
@@ -111,9 +114,13 @@ impl Operator<'_> {
             before,
             after,
             on_failure,
+            spare_rollouts,
         } = plan;
         let _lock = self.lock(env)?;
         let args = json!({ "env": env, "revision": id });
+        if spare_rollouts && let Err(e) = self.needed_by_rollout(env, id) {
+            return self.failed(command, &args, e);
+        }
         let (bound, resume) = match self.prepare_revision_verb(env, id, before, after).await {
             Ok(prepared) => prepared,
             Err(e) => return self.failed(command, &args, e),
@@ -173,6 +180,33 @@ impl Operator<'_> {
         }
     }
 
+    /// Refuses to take down a revision an unfinished rollout of its
+    /// deployment needs: its target, or one serving the split it started
+    /// from (what an abort goes back to).
+    fn needed_by_rollout(&self, env: &str, id: &str) -> Result<(), StoreError> {
+        let revision = store::revision(&self.conn, env, id)?;
+        let Some(rollout) = crate::ops::rollout::record::unfinished(&self.conn, env, &revision.deployment)? else {
+            return Ok(());
+        };
+        let role = if rollout.revision == id {
+            "its target"
+        } else if rollout.previous.iter().any(|e| e.revision == id && e.weight_bps > 0) {
+            "what it goes back to if aborted"
+        } else {
+            return Ok(());
+        };
+        Err(StoreError::Invalid(format!(
+            "revision {id} is {role} for rollout {} of deployment {} ({}); take it down once the rollout ends \
+             (`host rollout promote|abort {env} {}`), or end the rollout where it stands first \
+             (`host rollout cancel {env} {} --reason TEXT`)",
+            rollout.id,
+            rollout.deployment,
+            rollout.state.name(),
+            rollout.deployment,
+            rollout.deployment
+        )))
+    }
+
     /// Checks the transition and loads the pack; says whether the command
     /// resumes one that was interrupted (the revision is already in `before`).
     async fn prepare_revision_verb(
@@ -208,6 +242,7 @@ impl Operator<'_> {
             before: Some(Lifecycle::Warming),
             after: Lifecycle::Ready,
             on_failure: Some(Lifecycle::Failed),
+            spare_rollouts: false,
         };
         self.revision_verb(env, id, plan).await
     }
@@ -215,23 +250,40 @@ impl Operator<'_> {
     /// ready → draining → inactive; a revision left `draining` (interrupted,
     /// or refused by the pack) is drained again.
     pub async fn drain(&mut self, env: &str, id: &str) -> Result<Revision, StoreError> {
+        self.drain_as(env, id, true).await
+    }
+
+    /// [`Self::drain`]; a rollout's own step does not spare rollouts.
+    pub(crate) async fn drain_as(&mut self, env: &str, id: &str, spare_rollouts: bool) -> Result<Revision, StoreError> {
         let plan = Plan {
             command: "revision drain",
             request: Request::Drain(id.into()),
             before: Some(Lifecycle::Draining),
             after: Lifecycle::Inactive,
             on_failure: None,
+            spare_rollouts,
         };
         self.revision_verb(env, id, plan).await
     }
 
     pub async fn archive(&mut self, env: &str, id: &str) -> Result<Revision, StoreError> {
+        self.archive_as(env, id, true).await
+    }
+
+    /// [`Self::archive`]; a rollout's own step does not spare rollouts.
+    pub(crate) async fn archive_as(
+        &mut self,
+        env: &str,
+        id: &str,
+        spare_rollouts: bool,
+    ) -> Result<Revision, StoreError> {
         let plan = Plan {
             command: "revision archive",
             request: Request::Archive(id.into()),
             before: None,
             after: Lifecycle::Archived,
             on_failure: None,
+            spare_rollouts,
         };
         self.revision_verb(env, id, plan).await
     }
@@ -320,6 +372,7 @@ impl Operator<'_> {
             before: None,
             after: Lifecycle::Staged,
             on_failure: None,
+            spare_rollouts: false,
         };
         self.revision_verb(env, id, plan).await
     }

@@ -289,7 +289,12 @@ impl Operator<'_> {
                     " (if its provider will never let go of {revision}: `host revision abandon {} {revision} --reason TEXT`, then resume)",
                     rollout.env
                 ),
-                _ => String::new(),
+                // A split it cannot apply (its revision taken down meanwhile)
+                // fails the same way on every resume: say how to end it.
+                _ => format!(
+                    " (if it cannot get past this step: `host rollout cancel {} {} --reason TEXT` ends it where it stands)",
+                    rollout.env, rollout.deployment
+                ),
             };
             return Err(StoreError::RolloutStopped {
                 id: rollout.id.clone(),
@@ -351,14 +356,14 @@ impl Operator<'_> {
                 if !matches!(lifecycle, Lifecycle::Ready | Lifecycle::Draining) {
                     return Ok(Acted::Done(format!("nothing to drain: {lifecycle}")));
                 }
-                self.drain(env, revision).await?;
+                self.drain_as(env, revision, false).await?;
                 Ok(Acted::Done("inactive".into()))
             }
             Action::Archive { revision } => {
                 if store::revision(&self.conn, env, revision)?.lifecycle == Lifecycle::Archived {
                     return Ok(Acted::Done("already archived".into()));
                 }
-                self.archive(env, revision).await?;
+                self.archive_as(env, revision, false).await?;
                 Ok(Acted::Done("archived".into()))
             }
         }
