@@ -125,6 +125,11 @@ impl<'a> Operator<'a> {
 
     /// An operator for commands that run no pack (`env remove`): no engine is built.
     pub fn without_runtime(state_dir: &StateDir, actor: String) -> Result<Self, StoreError> {
+        // With shared records, events and audit rows say which machine acted.
+        let actor = match state_dir.database_url() {
+            Some(_) => format!("{actor} on {}", crate::sql::machine_name()),
+            None => actor,
+        };
         Ok(Operator {
             conn: db::Location::of(state_dir).open()?,
             state_dir: state_dir.clone(),

@@ -77,8 +77,13 @@ impl Operator<'_> {
         let authorized = self.authorize(env, "rollout start", &mut args);
         // Gates are checked against the pack and Prometheus only for a
         // command that may start the rollout.
+        // The pinned pack must load here before anything is recorded (a
+        // machine without it would record a rollout only to roll it back).
         let checked = match authorized {
-            Ok(()) => self.check_gates(env, deployment, revision, &spec).await,
+            Ok(()) => match self.bound(env).await {
+                Ok(_) => self.check_gates(env, deployment, revision, &spec).await,
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e),
         };
         let planned = checked.and_then(|()| self.plan_rollout(env, deployment, revision, spec));
