@@ -213,6 +213,7 @@ impl Context {
     pub fn actor(&self) -> String {
         self.actor
             .clone()
+            .filter(|a| !a.trim().is_empty())
             .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
             .unwrap_or_else(|| {
                 // SAFETY: getuid cannot fail and touches no memory.

@@ -169,6 +169,7 @@ impl From<crate::sql::DbError> for StoreError {
                 ))
             }
             DbError::Fenced(message) => StoreError::LockLost(message),
+            DbError::BadUrl(message) => StoreError::Invalid(format!("state database: {message}")),
             other => StoreError::Database(other),
         }
     }

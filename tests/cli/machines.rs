@@ -524,3 +524,94 @@ fn a_machine_without_the_pinned_pack_is_told_where_it_came_from_and_syncs_it() {
     ok(&b, &stage);
     assert_eq!(revision_ids(&a, "dev"), ["B1"]);
 }
+
+#[test]
+fn each_machine_checks_its_own_audit_sink_and_a_forged_row_of_its_own() {
+    let cluster = Cluster::start();
+    let (mut a, mut b) = two_machines(&cluster);
+    a.machine = Some("alpha".into());
+    b.machine = Some("beta".into());
+    let (sink_a, sink_b) = (a.dir.path().join("sink"), b.dir.path().join("sink"));
+    let with_sink = |sb: &Sandbox, sink: &std::path::Path, args: &[&str]| {
+        let out = sb.host().env("ENVPACK_AUDIT_SINK", sink).args(args).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    for (sb, sink, id) in [(&a, &sink_a, "S1"), (&b, &sink_b, "S2"), (&a, &sink_a, "S3")] {
+        let location = format!("file:///b/{id}");
+        let stage = [
+            "revision",
+            "stage",
+            "dev",
+            "web",
+            "--digest",
+            DIGEST,
+            "--location",
+            &location,
+            "--id",
+            id,
+        ];
+        assert_eq!(with_sink(sb, sink, &stage).0, Some(0));
+    }
+    // Each machine's sink vouches for its own rows: no false alarm.
+    assert_eq!(with_sink(&a, &sink_a, &["audit", "verify"]), (Some(0), String::new()));
+    assert_eq!(with_sink(&b, &sink_b, &["audit", "verify"]).0, Some(0));
+    // A row forged in alpha's name (hash chain recomputed) is caught by alpha's sink.
+    let last = a.sql_rows("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1");
+    let (seq, prev): (i64, String) = (last[0][0].parse().unwrap(), last[0][1].clone());
+    let hash = crate::operator::chain_hash(&prev, seq + 1, 1, "mallory on alpha", "traffic set", "{}", "ok");
+    let forge = format!(
+        "INSERT INTO audit (seq, at, actor, command, arguments, outcome, prev_hash, hash) \
+         VALUES ({}, 1, 'mallory on alpha', 'traffic set', '{{}}', 'ok', '{prev}', '{hash}')",
+        seq + 1
+    );
+    a.sql(&forge, &forge);
+    let (code, stderr) = with_sink(&a, &sink_a, &["audit", "verify"]);
+    assert_eq!(code, Some(6), "{stderr}");
+    assert!(stderr.contains("never exported"), "{stderr}");
+}
+
+#[test]
+fn a_machine_without_the_pack_neither_drives_nor_probes() {
+    let cluster = Cluster::start();
+    let url = cluster.database();
+    let a = operator_in(Sandbox::on_database(&url));
+    let b = Sandbox::on_database(&url);
+    stage(&a, "dev", "R1");
+    ok(&a, &["revision", "warm", "dev", "R1"]);
+    ok(&a, &["traffic", "set", "dev", "web", "R1=10000"]);
+    stage(&a, "dev", "R2");
+    ok(
+        &a,
+        &[
+            "rollout",
+            "start",
+            "dev",
+            "web",
+            "--to",
+            "R2",
+            "--steps",
+            "100",
+            "--soak",
+            "100ms",
+            "--no-drive",
+        ],
+    );
+    let before = json(&a, &["rollout", "status", "dev", "web", "--json"]);
+    // Beta has no pack: its resume is refused, its agent leaves both alone.
+    let out = b.host().args(["rollout", "resume", "dev", "web"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(6), "{stderr}");
+    assert!(stderr.contains("not installed on this machine"), "{stderr}");
+    let mut agent = spawn(&b, &["agent", "--probe-interval", "200ms", "--scan-interval", "100ms"]);
+    std::thread::sleep(Duration::from_millis(2500));
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert_eq!(json(&a, &["rollout", "status", "dev", "web", "--json"]), before);
+    assert!(json(&a, &["revision", "show", "dev", "R1", "--json"])["health"].is_null());
+    // Alpha, which has it, finishes the rollout.
+    ok(&a, &["rollout", "resume", "dev", "web"]);
+    assert_eq!(
+        json(&a, &["rollout", "status", "dev", "web", "--json"])[0]["state"],
+        "succeeded"
+    );
+}

@@ -580,7 +580,7 @@ fn audit_show_prints_every_command_and_refusal_readably() {
 
 /// The audit chain's hash of a row, as the host computes it: SHA-256 over
 /// the previous hash and the row's fields, each followed by a zero byte.
-fn chain_hash(prev: &str, seq: i64, at: i64, actor: &str, command: &str, arguments: &str, outcome: &str) -> String {
+pub fn chain_hash(prev: &str, seq: i64, at: i64, actor: &str, command: &str, arguments: &str, outcome: &str) -> String {
     use sha2::Digest;
     let mut h = sha2::Sha256::new();
     for part in [

@@ -80,10 +80,18 @@ impl Operator<'_> {
     /// records, an environment whose processes run on another machine is
     /// that machine's agent's (probing its revisions from here would
     /// find nothing listening).
+    /// Nor one whose pinned pack is not installed here (its probes would
+    /// all be errors, written for every machine to see).
     fn runs_here(&self, env: &str) -> bool {
         match store::binding(&self.conn, env) {
             Ok(binding) => {
-                !self.conn.is_postgres() || binding.machine.is_empty() || binding.machine == crate::sql::machine_name()
+                let machine_ok = !self.conn.is_postgres()
+                    || binding.machine.is_empty()
+                    || binding.machine == crate::sql::machine_name();
+                let pack_here = !self.conn.is_postgres()
+                    || envpack_trust::Registry::open(&self.state_dir.packs())
+                        .is_ok_and(|registry| registry.lookup(&binding.pack_digest).is_ok());
+                machine_ok && pack_here
             }
             Err(_) => true,
         }

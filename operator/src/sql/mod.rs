@@ -26,6 +26,9 @@ pub enum DbError {
     Postgres(String),
     #[error("the query returned no rows")]
     NoRows,
+    /// The database URL itself is wrong (bad input, not a server's answer).
+    #[error("{0}")]
+    BadUrl(String),
     #[error("column {column}: {detail}")]
     Conversion {
         column: usize,

@@ -231,7 +231,7 @@ impl PgClient {
             && scheme != "postgres"
             && scheme != "postgresql"
         {
-            return Err(DbError::Postgres(format!(
+            return Err(DbError::BadUrl(format!(
                 "the database URL is a {scheme}:// URL; the shared records need PostgreSQL: postgres://USER@HOST:PORT/DB"
             )));
         }
@@ -239,9 +239,10 @@ impl PgClient {
         let url = url
             .replace("sslmode=verify-full", "sslmode=require")
             .replace("sslmode=verify-ca", "sslmode=require");
+        let (url, root_cert) = super::tls::take_root_cert(&url);
         let mut config: postgres::Config = url
             .parse()
-            .map_err(|e: postgres::Error| DbError::Postgres(format!("invalid database URL: {}", describe(&e))))?;
+            .map_err(|e: postgres::Error| DbError::BadUrl(format!("invalid database URL: {}", describe(&e))))?;
         let target = server_of(&config);
         let timeout = config.get_connect_timeout().copied().unwrap_or(Duration::from_secs(10));
         if config.get_connect_timeout().is_none() {
@@ -251,7 +252,7 @@ impl PgClient {
         config.application_name(&format!("host pid {} on {}", std::process::id(), machine_name()));
         let (ready_tx, ready_rx) = mpsc::sync_channel(1);
         let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
-        let tls = super::tls::connector(&config)?;
+        let tls = super::tls::connector(&config, root_cert.as_deref())?;
         let shown = target.clone();
         let thread = std::thread::Builder::new()
             .name("envpack-postgres".into())
@@ -273,15 +274,19 @@ impl PgClient {
                     translated: HashMap::new(),
                 };
                 // The session's settings: the product's own schema (its
-                // tables never mix with another application's in `public`),
-                // and a write transaction left idle (a process stopped
+                // tables never mix with another application's in `public`);
+                // a write transaction left idle (a process stopped
                 // mid-write) ended by the server, so that it cannot hold
-                // every machine's writes for ever. One round trip.
+                // every machine's writes for ever; and the server's own
+                // keepalives, so that a machine cut off loses its session
+                // (and locks) within about a minute, not the system's two
+                // hours. One round trip.
                 let pid = session
                     .client
                     .simple_query(
                         "SET search_path TO envpack; SET idle_in_transaction_session_timeout = '60s'; \
-                         SELECT pg_backend_pid()",
+                         SET tcp_keepalives_idle = 30; SET tcp_keepalives_interval = 10; \
+                         SET tcp_keepalives_count = 3; SELECT pg_backend_pid()",
                     )
                     .map_err(pg)
                     .and_then(|messages| {

@@ -11,8 +11,52 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::DbError;
 
-/// The connector `config` calls for: `None` for a plain connection.
-pub fn connector(config: &postgres::Config) -> Result<Option<MakeRustlsConnect>, DbError> {
+/// libpq's `sslrootcert` option taken out of a URL (`?sslrootcert=PATH`)
+/// or a `key=value` connection string, which the client does not parse:
+/// the URL without it, and its path.
+pub fn take_root_cert(url: &str) -> (String, Option<std::ffi::OsString>) {
+    let mut found = None;
+    if let Some((base, query)) = url.split_once('?') {
+        let kept: Vec<&str> = query
+            .split('&')
+            .filter(|pair| match pair.strip_prefix("sslrootcert=") {
+                Some(path) => {
+                    found = Some(std::ffi::OsString::from(path));
+                    false
+                }
+                None => true,
+            })
+            .collect();
+        let url = if kept.is_empty() {
+            base.to_string()
+        } else {
+            format!("{base}?{}", kept.join("&"))
+        };
+        return (url, found);
+    }
+    if !url.contains("://") {
+        let kept: Vec<&str> = url
+            .split_whitespace()
+            .filter(|pair| match pair.strip_prefix("sslrootcert=") {
+                Some(path) => {
+                    found = Some(std::ffi::OsString::from(path));
+                    false
+                }
+                None => true,
+            })
+            .collect();
+        return (kept.join(" "), found);
+    }
+    (url.to_string(), None)
+}
+
+/// The connector `config` calls for: `None` for a plain connection. The
+/// roots: `root_cert` (the URL's `sslrootcert`), else `PGSSLROOTCERT`,
+/// else the system's.
+pub fn connector(
+    config: &postgres::Config,
+    root_cert: Option<&std::ffi::OsStr>,
+) -> Result<Option<MakeRustlsConnect>, DbError> {
     let wanted = match config.get_ssl_mode() {
         SslMode::Disable => false,
         SslMode::Require => true,
@@ -23,7 +67,10 @@ pub fn connector(config: &postgres::Config) -> Result<Option<MakeRustlsConnect>,
     }
     let fail = |what: String| DbError::Postgres(format!("cannot set up TLS to the database: {what}"));
     let mut roots = rustls::RootCertStore::empty();
-    match std::env::var_os("PGSSLROOTCERT") {
+    match root_cert
+        .map(std::ffi::OsStr::to_os_string)
+        .or_else(|| std::env::var_os("PGSSLROOTCERT"))
+    {
         Some(path) => {
             use rustls::pki_types::CertificateDer;
             use rustls::pki_types::pem::PemObject;
@@ -74,7 +121,19 @@ mod tests {
     use super::*;
 
     fn wants_tls(url: &str) -> bool {
-        connector(&url.parse().unwrap()).map(|c| c.is_some()).unwrap_or(true)
+        connector(&url.parse().unwrap(), None)
+            .map(|c| c.is_some())
+            .unwrap_or(true)
+    }
+
+    #[test]
+    fn sslrootcert_is_taken_out_of_urls_and_connection_strings() {
+        let (url, cert) = take_root_cert("postgres://u@h/db?sslmode=require&sslrootcert=/ca.pem&application_name=x");
+        assert_eq!(url, "postgres://u@h/db?sslmode=require&application_name=x");
+        assert_eq!(cert.as_deref(), Some(std::ffi::OsStr::new("/ca.pem")));
+        let (url, cert) = take_root_cert("host=h sslrootcert=/ca.pem dbname=d");
+        assert_eq!((url.as_str(), cert.is_some()), ("host=h dbname=d", true));
+        assert_eq!(take_root_cert("postgres://u@h/db").1, None);
     }
 
     #[test]

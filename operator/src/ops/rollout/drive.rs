@@ -39,11 +39,14 @@ enum Acted {
 
 /// Why a step failed: a gate (the revision misbehaving) or the step's own
 /// verb; either way a reason for the rollout's record.
-struct Failed(String);
+struct Failed(String, bool);
 
 impl From<StoreError> for Failed {
     fn from(e: StoreError) -> Self {
-        Failed(e.to_string())
+        // A lost lock (or session) is no verdict on the step: nothing is
+        // rolled back for it, the driver stops and another resumes.
+        let lost = matches!(e, StoreError::LockLost(_));
+        Failed(e.to_string(), lost)
     }
 }
 
@@ -224,8 +227,11 @@ impl Operator<'_> {
     ) -> Result<Option<Rollout>, StoreError> {
         // Another machine's environment: its steps would be refused here
         // one by one (and a refused step rolls back): refuse the whole drive.
+        // Nor may a machine without the environment's pinned pack (its
+        // steps would fail here and turn a healthy rollout around).
         if let Some(rollout) = record::find(&self.conn, id)? {
             self.on_this_machine(&rollout.env)?;
+            self.bound(&rollout.env).await?;
         }
         let Some(_driver) = lock::try_lock_shared(&self.state_dir, &driver_lock_name(id))? else {
             return Ok(None);
@@ -253,7 +259,8 @@ impl Operator<'_> {
                 Ok(Acted::Skipped | Acted::Paused) => {}
                 // Its environment removed (`env remove --force`) under it.
                 Err(_) if record::find(&self.conn, id)?.is_none() => return Err(gone(id)),
-                Err(Failed(reason)) => self.step_failed(&rollout, &step, reason, progress)?,
+                Err(Failed(reason, true)) => return Err(StoreError::LockLost(reason)),
+                Err(Failed(reason, false)) => self.step_failed(&rollout, &step, reason, progress)?,
             }
         }
     }
@@ -400,13 +407,13 @@ impl Operator<'_> {
             for (gate, tally) in rollout.spec.gates.iter().zip(tallies.iter_mut()) {
                 match self.evaluate(rollout, gate, tally, time_up).await? {
                     Judgement::Fine => {}
-                    Judgement::Failed(failure) => return Err(Failed(failure)),
+                    Judgement::Failed(failure) => return Err(Failed(failure, false)),
                     Judgement::Inconclusive(why) => {
                         let Gate::Prometheus(metric) = gate else {
-                            return Err(Failed(why));
+                            return Err(Failed(why, false));
                         };
                         if metric.on_inconclusive == OnInconclusive::Rollback {
-                            return Err(Failed(why));
+                            return Err(Failed(why, false));
                         }
                         return self.pause_inconclusive(rollout, step, soaked.min(ms), &why, progress);
                     }
@@ -483,6 +490,7 @@ impl Operator<'_> {
                     Health::Unsupported => {
                         return Err(Failed(
                             "probe: the pack cannot probe revisions; drop the probe gate".into(),
+                            false,
                         ));
                     }
                 };
