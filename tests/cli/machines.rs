@@ -25,6 +25,17 @@ fn two_machines(cluster: &Cluster) -> (Sandbox, Sandbox) {
     (a, b)
 }
 
+/// A background `host` (an agent, a follower): killed and reaped when
+/// dropped, on a failed assertion too, so that none outlives its test.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn wait_all(children: Vec<(String, Child)>) -> Vec<(String, i32, String)> {
     children
         .into_iter()
@@ -322,9 +333,9 @@ fn followers_on_one_machine_see_what_the_other_commits() {
     let cluster = Cluster::start();
     let (a, b) = two_machines(&cluster);
     stage(&a, "dev", "R1");
-    let mut events = spawn(&a, &["events", "dev", "--follow", "--json"]);
-    let mut watch = spawn(&a, &["status", "dev", "--watch", "--json"]);
-    let (event_lines, watch_lines) = (lines(&mut events), lines(&mut watch));
+    let mut events = Reaped(spawn(&a, &["events", "dev", "--follow", "--json"]));
+    let mut watch = Reaped(spawn(&a, &["status", "dev", "--watch", "--json"]));
+    let (event_lines, watch_lines) = (lines(&mut events.0), lines(&mut watch.0));
     wait_for_line(&event_lines, "R1", 30);
     wait_for_line(&watch_lines, "R1", 30);
     // Both listen now (their first read is done); B commits. They are
@@ -335,10 +346,7 @@ fn followers_on_one_machine_see_what_the_other_commits() {
     assert!(line.contains("staged"), "{line}");
     let line = wait_for_line(&watch_lines, "R7", 10);
     assert!(line.contains("revision R7"), "{line}");
-    for mut child in [events, watch] {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
+    drop((events, watch));
 }
 
 #[test]
@@ -405,7 +413,10 @@ fn an_environment_whose_processes_run_on_one_machine_is_changed_only_there() {
     // Beta's agent probes what beta may change, never alpha's processes.
     ok(&a, &["revision", "warm", "local", "L1"]);
     ok(&b, &["revision", "warm", "dev", "D1"]);
-    let mut agent = spawn(&b, &["agent", "--probe-interval", "200ms", "--scan-interval", "100ms"]);
+    let agent = Reaped(spawn(
+        &b,
+        &["agent", "--probe-interval", "200ms", "--scan-interval", "100ms"],
+    ));
     let health = |env: &str, id: &str| json(&a, &["revision", "show", env, id, "--json"])["health"].clone();
     let until = Instant::now() + Duration::from_secs(30);
     while health("dev", "D1").is_null() {
@@ -413,8 +424,7 @@ fn an_environment_whose_processes_run_on_one_machine_is_changed_only_there() {
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(Duration::from_millis(600));
-    let _ = agent.kill();
-    let _ = agent.wait();
+    drop(agent);
     assert!(health("local", "L1").is_null(), "{:#}", health("local", "L1"));
     // No rollout was recorded by beta's refused start; one alpha records
     // is not driven (nor rolled back) by beta.
@@ -602,10 +612,12 @@ fn a_machine_without_the_pack_neither_drives_nor_probes() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(6), "{stderr}");
     assert!(stderr.contains("not installed on this machine"), "{stderr}");
-    let mut agent = spawn(&b, &["agent", "--probe-interval", "200ms", "--scan-interval", "100ms"]);
+    let agent = Reaped(spawn(
+        &b,
+        &["agent", "--probe-interval", "200ms", "--scan-interval", "100ms"],
+    ));
     std::thread::sleep(Duration::from_millis(2500));
-    let _ = agent.kill();
-    let _ = agent.wait();
+    drop(agent);
     assert_eq!(json(&a, &["rollout", "status", "dev", "web", "--json"]), before);
     assert!(json(&a, &["revision", "show", "dev", "R1", "--json"])["health"].is_null());
     // Alpha, which has it, finishes the rollout.

@@ -8,7 +8,7 @@
 //! can be overwritten.
 
 use crate::error::StoreError;
-use crate::sql::{Db, DbError, PgClient, advisory_key, params, pg_held};
+use crate::sql::{Db, DbError, PgClient, advisory_key, holder_of, params, pg_held};
 
 /// A held advisory lock, with the connection that holds it.
 pub struct PgLock {
@@ -43,18 +43,7 @@ fn fail(name: &str, error: DbError) -> StoreError {
 
 /// The holder of the lock `name`, if anyone holds it.
 pub fn holder(db: &Db, name: &str) -> Result<Option<Holder>, DbError> {
-    let key = key_of(name);
-    let app: Option<String> = db
-        .query_map(
-            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
-             WHERE l.locktype = 'advisory' AND l.granted AND l.classid::bigint = ?1 \
-             AND l.objid::bigint = ?2 AND l.objsubid = 1",
-            params![(key >> 32) & 0xffff_ffff, key & 0xffff_ffff],
-            |r| r.get::<String>(0),
-        )?
-        .into_iter()
-        .next();
-    Ok(app.and_then(|app| parse_application(&app)))
+    Ok(holder_of(db, key_of(name))?.and_then(|app| parse_application(&app)))
 }
 
 fn parse_application(app: &str) -> Option<Holder> {

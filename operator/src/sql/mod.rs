@@ -14,7 +14,7 @@ mod pg;
 mod tls;
 mod value;
 
-pub use pg::{PgClient, advisory_key, held as pg_held, machine_name};
+pub use pg::{PgClient, advisory_key, held as pg_held, holder_of, machine_name};
 pub use value::{FromValue, ToValue, Value};
 
 /// A query's failure, from either engine or from reading its result.

@@ -37,6 +37,21 @@ pub fn advisory_key(name: &str) -> i64 {
     i64::from_be_bytes(bytes)
 }
 
+/// The `application_name` of the session holding the advisory lock `key`
+/// (`host pid N on MACHINE` for a host), if any session holds it.
+pub fn holder_of(db: &super::Db, key: i64) -> Result<Option<String>, DbError> {
+    Ok(db
+        .query_map(
+            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+             WHERE l.locktype = 'advisory' AND l.granted AND l.classid::bigint = ?1 \
+             AND l.objid::bigint = ?2 AND l.objsubid = 1",
+            &[Value::Int((key >> 32) & 0xffff_ffff), Value::Int(key & 0xffff_ffff)],
+            |r| r.get::<String>(0),
+        )?
+        .into_iter()
+        .next())
+}
+
 /// The session-level advisory locks this process holds, `(key, backend
 /// pid)`: what every write transaction checks are still held.
 pub mod held {
@@ -149,7 +164,7 @@ pub struct PgClient {
 
 /// A connection being made on its thread, for a caller that has other
 /// work meanwhile (a command's lock session, while it loads the pack).
-pub struct Connecting {
+struct Connecting {
     ready: mpsc::Receiver<Result<i32, DbError>>,
     jobs: mpsc::Sender<Job>,
     thread: JoinHandle<()>,
@@ -160,7 +175,7 @@ pub struct Connecting {
 
 impl Connecting {
     /// The connection, once made.
-    pub fn wait(self) -> Result<PgClient, DbError> {
+    fn wait(self) -> Result<PgClient, DbError> {
         // (A server that accepts the connection and never answers would
         // hold the handshake for ever: the thread is left behind.)
         let backend_pid = match self.ready.recv_timeout(self.timeout) {
@@ -226,7 +241,7 @@ impl PgClient {
     }
 
     /// Starts connecting to `url` on the connection's thread.
-    pub fn start(url: &str) -> Result<Connecting, DbError> {
+    fn start(url: &str) -> Result<Connecting, DbError> {
         if let Some((scheme, _)) = url.split_once("://")
             && scheme != "postgres"
             && scheme != "postgresql"
@@ -355,16 +370,9 @@ impl PgClient {
     pub fn begin_write(&self) -> Result<(), DbError> {
         match self.try_begin_write(true) {
             Err(Begin::Busy) => {
-                let key = advisory_key(WRITERS);
-                let who = self
-                    .query(
-                        "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
-                         WHERE l.locktype = 'advisory' AND l.granted AND l.classid::bigint = ?1 \
-                         AND l.objid::bigint = ?2 AND l.objsubid = 1",
-                        &[Value::Int((key >> 32) & 0xffff_ffff), Value::Int(key & 0xffff_ffff)],
-                    )
+                let who = holder_of(&super::Db::postgres(self.clone()), advisory_key(WRITERS))
                     .ok()
-                    .and_then(|rows| rows.first().and_then(|r| r.get::<String>(0).ok()))
+                    .flatten()
                     .unwrap_or_else(|| "another command".into());
                 eprintln!(
                     "host: waiting to write the records: {who} is writing (a write stuck for 60 s is ended by the server)"

@@ -16,38 +16,25 @@ use super::DbError;
 /// the URL without it, and its path.
 pub fn take_root_cert(url: &str) -> (String, Option<std::ffi::OsString>) {
     let mut found = None;
-    if let Some((base, query)) = url.split_once('?') {
-        let kept: Vec<&str> = query
-            .split('&')
-            .filter(|pair| match pair.strip_prefix("sslrootcert=") {
-                Some(path) => {
-                    found = Some(std::ffi::OsString::from(path));
-                    false
-                }
-                None => true,
-            })
-            .collect();
-        let url = if kept.is_empty() {
-            base.to_string()
-        } else {
-            format!("{base}?{}", kept.join("&"))
-        };
-        return (url, found);
-    }
-    if !url.contains("://") {
-        let kept: Vec<&str> = url
-            .split_whitespace()
-            .filter(|pair| match pair.strip_prefix("sslrootcert=") {
-                Some(path) => {
-                    found = Some(std::ffi::OsString::from(path));
-                    false
-                }
-                None => true,
-            })
-            .collect();
-        return (kept.join(" "), found);
-    }
-    (url.to_string(), None)
+    let mut keep = |pair: &&str| match pair.strip_prefix("sslrootcert=") {
+        Some(path) => {
+            found = Some(std::ffi::OsString::from(path));
+            false
+        }
+        None => true,
+    };
+    let url = match url.split_once('?') {
+        Some((base, query)) => {
+            let kept: Vec<&str> = query.split('&').filter(&mut keep).collect();
+            match kept.is_empty() {
+                true => base.to_string(),
+                false => format!("{base}?{}", kept.join("&")),
+            }
+        }
+        None if !url.contains("://") => url.split_whitespace().filter(&mut keep).collect::<Vec<_>>().join(" "),
+        None => url.to_string(),
+    };
+    (url, found)
 }
 
 /// The connector `config` calls for: `None` for a plain connection. The
