@@ -225,6 +225,18 @@ fn pg(error: postgres::Error) -> DbError {
     DbError::Postgres(describe(&error))
 }
 
+/// Whether `error` says the session itself is gone: closed, reset or cut
+/// (an I/O error), or ended by the server (`pg_terminate_backend`).
+fn session_gone(error: &postgres::Error) -> bool {
+    error.is_closed()
+        || error.as_db_error().is_some_and(|d| d.code().code() == "57P01")
+        || std::error::Error::source(error).is_some_and(|s| s.is::<std::io::Error>())
+}
+
+const LOST_LOCK: &str = "this process lost its lock (its connection to the database was closed): another machine may \
+                         be changing the environment, so nothing was committed; run the command again (a rollout: \
+                         `host rollout resume`)";
+
 /// The first column of the first row a simple query returned.
 fn first_value(messages: &[postgres::SimpleQueryMessage]) -> Option<&str> {
     messages.iter().find_map(|m| match m {
@@ -348,7 +360,7 @@ impl PgClient {
         let params = params.to_vec();
         self.run(move |s| s.run(&sql, &params))?
             .map(|(_, affected)| usize::try_from(affected).unwrap_or(usize::MAX))
-            .map_err(pg)
+            .map_err(|e| self.failed(e))
     }
 
     pub fn query(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>, DbError> {
@@ -356,12 +368,26 @@ impl PgClient {
         let params = params.to_vec();
         self.run(move |s| s.run(&sql, &params))?
             .map(|(rows, _)| rows)
-            .map_err(pg)
+            .map_err(|e| self.failed(e))
     }
 
     pub fn batch(&self, sql: &str) -> Result<(), DbError> {
         let sql = sql.to_string();
-        self.run(move |s| s.client.batch_execute(&sql))?.map_err(pg)
+        self.run(move |s| s.client.batch_execute(&sql))?.map_err(|e| self.failed(e))
+    }
+
+    /// `error` as the store's: a lost session that held a lock is the lost
+    /// lock (whatever the client called it), not a network error.
+    fn failed(&self, error: postgres::Error) -> DbError {
+        let holds_locks = held::all()
+            .lock()
+            .map(|h| h.iter().any(|(_, backend)| *backend == self.backend_pid()))
+            .unwrap_or(false);
+        if holds_locks && session_gone(&error) {
+            DbError::Fenced(LOST_LOCK.into())
+        } else {
+            pg(error)
+        }
     }
 
     /// `BEGIN`, the writers' lock, the change counter and its
@@ -442,18 +468,11 @@ impl PgClient {
             Ok(lost) => lost,
             Err(e) if e.as_db_error().is_some_and(|d| d.code().code() == "55P03") => return Err(Begin::Busy),
             // The session itself is gone (and a lock it held with it).
-            Err(e) if holds_locks && (e.is_closed() || e.as_db_error().is_some_and(|d| d.code().code() == "57P01")) => {
-                true
-            }
+            Err(e) if holds_locks && session_gone(&e) => true,
             Err(e) => return Err(Begin::Failed(pg(e))),
         };
         if lost {
-            return Err(Begin::Failed(DbError::Fenced(
-                "this process lost its lock (its connection to the database was closed): another machine may be \
-                 changing the environment, so nothing was committed; run the command again (a rollout: \
-                 `host rollout resume`)"
-                    .into(),
-            )));
+            return Err(Begin::Failed(DbError::Fenced(LOST_LOCK.into())));
         }
         Ok(())
     }
