@@ -373,7 +373,8 @@ impl PgClient {
 
     pub fn batch(&self, sql: &str) -> Result<(), DbError> {
         let sql = sql.to_string();
-        self.run(move |s| s.client.batch_execute(&sql))?.map_err(|e| self.failed(e))
+        self.run(move |s| s.client.batch_execute(&sql))?
+            .map_err(|e| self.failed(e))
     }
 
     /// `error` as the store's: a lost session that held a lock is the lost
