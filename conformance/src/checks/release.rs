@@ -130,7 +130,15 @@ fn file_naming(dir: &std::path::Path, id: &str, others: &[String]) -> Option<Str
 /// digits on either side, nor continue as a longer sibling id does when a
 /// pack writes its separators otherwise (`~1` kept as `-1`, `_7e1`, `%7E1`).
 pub(crate) fn names(text: &str, id: &str, others: &[String]) -> bool {
-    let mut containing: Vec<&String> = others.iter().filter(|o| o.contains(id)).collect();
+    // A sibling's revision directory, by the contract's rule, is a name
+    // of it too: a long id's is its first 64 bytes, `~` and a hash, so the
+    // directory of an id extending a 64-byte `id` starts with `id` itself.
+    let directories: Vec<String> = others
+        .iter()
+        .map(|o| revision_dir_name(o))
+        .filter(|d| !others.contains(d))
+        .collect();
+    let mut containing: Vec<&String> = others.iter().chain(&directories).filter(|o| o.contains(id)).collect();
     containing.sort_by_key(|o| std::cmp::Reverse(o.len()));
     // What longer siblings add after the id, from their first letter or digit.
     let continuations: Vec<String> = others
@@ -179,6 +187,18 @@ fn continues_as_sibling(rest: &str, continuations: &[String]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::names;
+
+    #[test]
+    fn a_longer_siblings_directory_does_not_name_its_prefix() {
+        let id = "a".repeat(64);
+        let sibling = format!("{id}{}", "b".repeat(192));
+        let others = vec![sibling.clone()];
+        let directory = format!("revisions/{}/run.json", envpack_host::revision_dir_name(&sibling));
+        assert!(directory.contains(&id), "{directory}");
+        assert!(!names(&directory, &id, &others), "{directory}");
+        // The id's own directory still names it.
+        assert!(names(&format!("revisions/{id}/run.json"), &id, &others));
+    }
 
     #[test]
     fn an_id_is_named_only_as_a_word_of_its_own() {
