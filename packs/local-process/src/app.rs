@@ -239,9 +239,15 @@ fn free_port(revision: &str, settings: &Settings, tried: &[u16]) -> Result<u16, 
     let (first, last) = settings.ports;
     let span = u32::from(last - first) + 1;
     let held: Vec<u16> = state::runs().into_iter().map(|(_, r)| r.port).collect();
-    // Start where the revision id hashes to, so environments spread out.
-    let start = revision
+    // Start where the environment and revision hash to, so environments
+    // spread out: one revision id warmed in two environments sharing the
+    // range at once (staging and production) would otherwise look at the
+    // same port first, both find it free, and one start in the other's.
+    let start = settings
+        .environment
         .bytes()
+        .chain([0])
+        .chain(revision.bytes())
         .fold(2166136261u32, |h, b| (h ^ u32::from(b)).wrapping_mul(16777619))
         % span;
     for i in 0..span {

@@ -27,6 +27,8 @@ pub struct Settings {
     pub nginx: String,
     pub tar: String,
     pub ports: (u16, u16),
+    /// The environment's id: where in `ports` its revisions start looking.
+    pub environment: String,
     pub health_timeout_ms: u32,
     pub drain_wait_ms: u32,
 }
@@ -52,6 +54,7 @@ impl Settings {
             nginx: text("nginx", "nginx"),
             tar: text("tar", "tar"),
             ports: parsed,
+            environment: env.id(),
             health_timeout_ms: number("health-timeout-ms", 20_000)?,
             drain_wait_ms: number("drain-wait-ms", 10_000)?,
         })
