@@ -260,3 +260,46 @@ fn a_dry_install_calls_no_verb_and_is_listed_as_dry() {
     assert_eq!(happy["status"], "skip");
     assert!(happy["message"].as_str().unwrap().contains("dry run"), "{happy}");
 }
+
+/// Each check's id, status and message, in the report's order.
+fn verdicts(report: &Value) -> Vec<(String, String, String)> {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let text = |k: &str| c[k].as_str().unwrap_or_default().to_string();
+            (text("id"), text("status"), text("message"))
+        })
+        .collect()
+}
+
+#[test]
+fn cases_run_at_once_are_the_cases_of_the_seed_judged_alike() {
+    let sb = Sandbox::new();
+    let (_, keeps) = FAULTY.iter().find(|(f, _)| *f == "archive-keeps-state").unwrap();
+    let run = |jobs: &str| -> Vec<Value> {
+        let out = sb
+            .host()
+            .args(["conformance", "--format", "json", "--cases", "8", "--seed", "5", "--jobs", jobs])
+            .args([LEDGER, keeps])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap().as_array().unwrap().clone()
+    };
+    let (alone, at_once) = (run("1"), run("4"));
+    assert_eq!(alone[0]["summary"]["failed"], 0, "{:#}", alone[0]);
+    let failed: Vec<_> = verdicts(&alone[1]).into_iter().filter(|(_, s, _)| s == "fail").collect();
+    assert!(failed.iter().any(|(id, _, _)| id == "archive.releases"), "{failed:?}");
+    for (one, four) in alone.iter().zip(&at_once) {
+        // The same calls (their counts are in the messages), the same
+        // failures shrunk to the same steps.
+        assert_eq!(verdicts(one), verdicts(four));
+    }
+    sb.host()
+        .args(["conformance", LEDGER, "--jobs", "0"])
+        .assert()
+        .code(2)
+        .stderr(contains("--jobs must be at least 1"));
+}
