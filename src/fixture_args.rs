@@ -35,10 +35,6 @@ pub struct FixtureArgs {
     /// Generated cases the model-based checks run [default: 24].
     #[arg(long, value_name = "N")]
     pub cases: Option<usize>,
-    /// Generated cases run at once, each in environments of its own but
-    /// with the same settings [default: 1].
-    #[arg(long, value_name = "N")]
-    pub jobs: Option<usize>,
     /// Run only the checks that call no verb (describe, manifest,
     /// signature): nothing reaches a provider. For a cloud pack without a
     /// throwaway account to admit it against; `pack list` marks such an
@@ -79,11 +75,6 @@ impl FixtureArgs {
                 Some(0) => return Err(CliError::input("--cases must be at least 1")),
                 Some(n) => n,
                 None => RunConfig::default().cases,
-            },
-            jobs: match self.jobs {
-                Some(0) => return Err(CliError::input("--jobs must be at least 1")),
-                Some(n) => n,
-                None => RunConfig::default().jobs,
             },
             ..RunConfig::default()
         })

@@ -35,14 +35,6 @@ pub struct RunConfig {
     pub seed: Option<u64>,
     /// Generated cases the model-based checks run.
     pub cases: usize,
-    /// Generated cases run at once (`host conformance --jobs`), each in
-    /// fixture environments of its own. Their calls wait on the provider
-    /// (processes starting, health answering) far more than on the CPU, so
-    /// a few at once finish sooner; but every case has the same settings,
-    /// so cases at once share what those name (one port range) as an
-    /// operator's environments would only if given the same: one by one
-    /// unless asked.
-    pub jobs: usize,
     /// Attempts to shrink a failing case, at most.
     pub shrinks: usize,
     /// Where the run reports what it is doing.
@@ -81,7 +73,6 @@ impl Default for RunConfig {
             inputs: Default::default(),
             seed: None,
             cases: 24,
-            jobs: 1,
             shrinks: 256,
             progress: Default::default(),
             dry: false,

@@ -9,7 +9,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use futures_util::StreamExt;
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
@@ -105,34 +104,16 @@ async fn generate(ctx: &Ctx<'_>) -> Findings {
             text: explain(&minimal, &Origin::Coverage { shrinks }, &replay(ctx, seed)),
         });
     }
-    // Every scenario drawn first, in order, so a seed names the same cases
-    // however many run at once; their first runs `jobs` at a time (each
-    // case in environments of its own); failures shrunk one by one after,
-    // in case order.
-    let mut trees = Vec::with_capacity(cases);
-    for _ in 1..=cases {
-        match strategy.new_tree(&mut runner) {
-            Ok(tree) => trees.push(tree),
+    for case in 1..=cases {
+        let mut tree = match strategy.new_tree(&mut runner) {
+            Ok(tree) => tree,
             Err(reason) => {
                 tracing::warn!(%reason, "could not generate a scenario");
                 break;
             }
-        }
-    }
-    let done = std::sync::atomic::AtomicUsize::new(1);
-    let firsts: Vec<CaseRun> = futures_util::stream::iter(trees.iter().map(|tree| {
-        let scenario = tree.current();
-        let done = &done;
-        async move {
-            let run = run_case(ctx, scenario).await;
-            progress(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1);
-            run
-        }
-    }))
-    .buffered(ctx.config.jobs.max(1))
-    .collect()
-    .await;
-    for (case, (mut tree, first)) in (1..).zip(trees.into_iter().zip(firsts)) {
+        };
+        let first = run_case(ctx, tree.current()).await;
+        progress(case + 1);
         let Some(class) = first.violation.as_ref().map(|v| v.class) else {
             continue;
         };
