@@ -8,7 +8,11 @@
 //!   connection's port there answers no probe, yet nginx cannot bind it;
 //! - `nginx`, `tar`: the commands to run (as granted; default `nginx`, `tar`);
 //! - `ports`: the range revisions get ports from (default `20000-20999`;
-//!   grant it to `probe`, e.g. `--allow-probe 127.0.0.1:20000-20999`);
+//!   grant it to `probe`, e.g. `--allow-probe 127.0.0.1:20000-20999`).
+//!   Environments warming revisions at the same moment should have ranges
+//!   of their own: a port is free when the pack looks, and a revision of
+//!   another environment starting on it in that moment can answer this
+//!   revision's health check (a probe sees a status, not who answered);
 //! - `health-timeout-ms` (default 20000), `drain-wait-ms` (default 10000):
 //!   how long warm waits for health and drain for an exit, keep both below
 //!   the verbs' deadlines.
