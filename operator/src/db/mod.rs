@@ -408,7 +408,7 @@ mod tests {
         // Missing: created and migrated, then opened read-only.
         let conn = open_read_only(&path).unwrap();
         let conn = conn.as_sqlite().unwrap();
-        assert_eq!(schema_version(conn).unwrap(), SCHEMA_VERSION);
+        assert_eq!(schema_version(&conn).unwrap(), SCHEMA_VERSION);
         assert!(
             conn.execute("INSERT INTO environments (id, created_at) VALUES ('x', 0)", [])
                 .is_err()
@@ -418,7 +418,7 @@ mod tests {
         let old_path = version_one(old.path());
         let conn = open_read_only(&old_path).unwrap();
         let conn = conn.as_sqlite().unwrap();
-        assert_eq!(schema_version(conn).unwrap(), SCHEMA_VERSION);
+        assert_eq!(schema_version(&conn).unwrap(), SCHEMA_VERSION);
         assert!(
             conn.query_row("SELECT 1 FROM environments WHERE id = 'dev'", [], |_| Ok(()))
                 .is_ok()

@@ -359,13 +359,9 @@ impl<'a> Operator<'a> {
         let env_id = env.id().to_string();
         self.check_disk_budget(&env_id, &bound.binding, request)?;
         let name = pack.info().name().to_string();
-        // On PostgreSQL the pack's reads share the command's session (no
-        // transaction is open during the call); SQLite's go through a
-        // read-only connection of their own.
-        let kv_conn = match self.conn.shared() {
-            Some(shared) => shared,
-            None => db::Location::of(&self.state_dir).open_read_only()?,
-        };
+        // The pack's reads share the command's connection (no transaction
+        // is open during the call, so they see what is committed).
+        let kv_conn = self.conn.shared();
         let kv = Arc::new(PackKv::over(kv_conn, &env_id, &name, pack.kv_namespace(&env_id)));
         let runtime = self.runtime()?;
         let policy = &bound.binding.deadlines;

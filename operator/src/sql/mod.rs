@@ -9,6 +9,7 @@
 //! before it writes hold across processes and machines alike.
 
 use std::ops::Deref;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 mod pg;
 mod tls;
@@ -101,7 +102,11 @@ macro_rules! params {
 pub use crate::params;
 
 enum Backend {
-    Sqlite(rusqlite::Connection),
+    /// One connection, shared by the handles [`Db::shared`] makes: a
+    /// command's own and its pack's kv reads during a verb (an open costs
+    /// what the rest of a `traffic set` does in half a millisecond: the
+    /// schema is parsed again for every connection).
+    Sqlite(Arc<Mutex<rusqlite::Connection>>),
     Postgres(PgClient),
 }
 
@@ -113,7 +118,7 @@ pub struct Db {
 impl Db {
     pub fn sqlite(conn: rusqlite::Connection) -> Self {
         Db {
-            backend: Backend::Sqlite(conn),
+            backend: Backend::Sqlite(Arc::new(Mutex::new(conn))),
         }
     }
 
@@ -128,16 +133,23 @@ impl Db {
     }
 
     /// The SQLite connection, for what only SQLite has (pragmas, migrations).
-    pub fn as_sqlite(&self) -> Option<&rusqlite::Connection> {
+    pub fn as_sqlite(&self) -> Option<MutexGuard<'_, rusqlite::Connection>> {
         match &self.backend {
-            Backend::Sqlite(conn) => Some(conn),
+            Backend::Sqlite(conn) => Some(locked(conn)),
             Backend::Postgres(_) => None,
         }
     }
 
-    /// Another handle on this connection's session (PostgreSQL only).
-    pub fn shared(&self) -> Option<Db> {
-        self.as_postgres().map(|client| Db::postgres(client.clone()))
+    /// Another handle on this connection (its session, on PostgreSQL):
+    /// what it reads, this one would; its statements take turns with this
+    /// one's.
+    pub fn shared(&self) -> Db {
+        Db {
+            backend: match &self.backend {
+                Backend::Sqlite(conn) => Backend::Sqlite(conn.clone()),
+                Backend::Postgres(client) => Backend::Postgres(client.clone()),
+            },
+        }
     }
 
     pub fn as_postgres(&self) -> Option<&PgClient> {
@@ -151,6 +163,7 @@ impl Db {
     pub fn execute(&self, sql: &str, params: &[Value]) -> Result<usize, DbError> {
         match &self.backend {
             Backend::Sqlite(conn) => {
+                let conn = locked(conn);
                 let mut stmt = conn.prepare_cached(sql)?;
                 Ok(stmt.execute(rusqlite::params_from_iter(params.iter()))?)
             }
@@ -161,7 +174,7 @@ impl Db {
     /// Runs statements separated by `;`, without parameters.
     pub fn execute_batch(&self, sql: &str) -> Result<(), DbError> {
         match &self.backend {
-            Backend::Sqlite(conn) => Ok(conn.execute_batch(sql)?),
+            Backend::Sqlite(conn) => Ok(locked(conn).execute_batch(sql)?),
             Backend::Postgres(client) => client.batch(sql),
         }
     }
@@ -190,6 +203,7 @@ impl Db {
     fn rows(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>, DbError> {
         match &self.backend {
             Backend::Sqlite(conn) => {
+                let conn = locked(conn);
                 let mut stmt = conn.prepare_cached(sql)?;
                 let columns = stmt.column_count();
                 let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
@@ -210,7 +224,7 @@ impl Db {
     /// rolled back when dropped uncommitted.
     pub fn transaction(&mut self) -> Result<Tx<'_>, DbError> {
         match &self.backend {
-            Backend::Sqlite(conn) => conn.execute_batch("BEGIN IMMEDIATE")?,
+            Backend::Sqlite(conn) => locked(conn).execute_batch("BEGIN IMMEDIATE")?,
             Backend::Postgres(client) => client.begin_write()?,
         }
         Ok(Tx { db: self, done: false })
@@ -228,6 +242,7 @@ impl Tx<'_> {
         self.done = true;
         match &self.db.backend {
             Backend::Sqlite(conn) => {
+                let conn = locked(conn);
                 if let Err(e) = conn.execute_batch("COMMIT") {
                     let _ = conn.execute_batch("ROLLBACK");
                     return Err(e.into());
@@ -252,6 +267,10 @@ impl Drop for Tx<'_> {
             let _ = self.db.execute_batch("ROLLBACK");
         }
     }
+}
+
+fn locked(conn: &Mutex<rusqlite::Connection>) -> MutexGuard<'_, rusqlite::Connection> {
+    conn.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]
