@@ -273,5 +273,6 @@ fn store_exit(error: &envpack_operator::StoreError) -> i32 {
         | E::OtherMachine { .. } => exit::BAD_INPUT,
         E::RolloutStopped { .. } | E::StepRefused(_) => exit::VERB_FAILED,
         E::Unauthorized { .. } | E::SignerChanged { .. } | E::PinnedPackGone { .. } => exit::UNTRUSTED,
+        E::PackElsewhere { .. } => exit::BAD_INPUT,
     }
 }

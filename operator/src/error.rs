@@ -115,6 +115,16 @@ pub enum StoreError {
         elsewhere: Option<Box<crate::ops::IndexedPack>>,
     },
     #[error(
+        "{here}; machine {} installed {} ({}) from {}: `host pack sync` installs it here (verified against this machine's trust store), or `host pack install` it from a copy",
+        pack.machine, pack.descriptor, pack.digest, pack.source
+    )]
+    PackElsewhere {
+        requirement: String,
+        /// What this machine's registry said.
+        here: String,
+        pack: Box<crate::ops::IndexedPack>,
+    },
+    #[error(
         "environment {env:?} is pinned to {descriptor} signed by key {pinned}, but the installed file is signed by {found}; refusing to run it (`host env upgrade {env}` moves the pin on purpose)"
     )]
     SignerChanged {

@@ -523,6 +523,34 @@ fn a_machine_without_the_pinned_pack_is_told_where_it_came_from_and_syncs_it() {
         "{stderr}"
     );
     assert!(stderr.contains("host pack sync"), "{stderr}");
+    // A new environment asking for it by name is told the same.
+    let create = [
+        "env",
+        "create",
+        "qa",
+        "--deployer",
+        "envpack.deployer.ledger@^1",
+        "--capability",
+        "log,kv",
+    ];
+    let out = b.host().args(create).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("no pack named envpack.deployer.ledger is installed")
+            && stderr.contains("installed envpack.deployer.ledger@1.0.0")
+            && stderr.contains("host pack sync"),
+        "{stderr}"
+    );
+    // One the index has no version of is told only what this machine has.
+    let out = b
+        .host()
+        .args(["env", "create", "qa", "--deployer", "envpack.deployer.ledger@^2"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(!stderr.contains("pack sync"), "{stderr}");
     // Syncing before trusting the signer installs nothing: this machine's trust decides.
     let out = b.host().args(["pack", "sync"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
@@ -533,6 +561,7 @@ fn a_machine_without_the_pinned_pack_is_told_where_it_came_from_and_syncs_it() {
     assert!(ok(&b, &["pack", "sync"]).contains("every pack in the index is installed here"));
     ok(&b, &stage);
     assert_eq!(revision_ids(&a, "dev"), ["B1"]);
+    ok(&b, &create);
 }
 
 #[test]

@@ -37,7 +37,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::sql::Db;
 use envpack_host::{CallMode, Change, LoadSource, LogSink, Pack, Runtime, StateDir, Workspace, timing};
 use envpack_model::{Capability, DeadlinePolicy, Environment, Grants, Outcome, Request};
-use envpack_trust::{Checked, InstalledPack, Registry, Requirement, TrustStore};
+use envpack_trust::{Checked, InstalledPack, Registry, RegistryError, Requirement, TrustStore};
 
 pub use call::call;
 pub use environment::Rebound;
@@ -285,7 +285,23 @@ impl<'a> Operator<'a> {
         let trust = TrustStore::open(&self.state_dir.trust_store())?;
         let registry = Registry::open(&self.state_dir.packs())?;
         let keyring = trust.keyring();
-        let (installed, checked) = registry.resolve(&req, &keyring)?;
+        let (installed, checked) = match registry.resolve(&req, &keyring) {
+            Ok(found) => found,
+            Err(e @ (RegistryError::UnknownName { .. } | RegistryError::NoMatchingVersion { .. })) => {
+                // Another machine sharing the records may have it.
+                return Err(
+                    match pack_index::elsewhere(&self.conn, &registry, &req).ok().flatten() {
+                        Some(pack) => StoreError::PackElsewhere {
+                            requirement: requirement.to_string(),
+                            here: e.to_string(),
+                            pack: Box::new(pack),
+                        },
+                        None => e.into(),
+                    },
+                );
+            }
+            Err(e) => return Err(e.into()),
+        };
         timing::mark("verify");
         let signer = checked.verified.key_id.clone();
         let pack = self.load_installed(&registry, &installed, checked).await?;

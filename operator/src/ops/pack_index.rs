@@ -69,6 +69,29 @@ fn row(r: &crate::sql::Row) -> Result<IndexedPack, crate::sql::DbError> {
     })
 }
 
+/// The newest pack of the index that `req` accepts and this machine has
+/// not installed (another machine's): what a command that found nothing
+/// here can point to.
+pub fn elsewhere(
+    db: &Db,
+    registry: &Registry,
+    req: &envpack_trust::Requirement,
+) -> Result<Option<IndexedPack>, StoreError> {
+    let all = db.query_map(
+        "SELECT digest, descriptor, signer, source, machine, installed_at FROM installed_packs ORDER BY installed_at DESC",
+        params![],
+        row,
+    )?;
+    let mut fits: Vec<(envpack_trust::Descriptor, IndexedPack)> = all
+        .into_iter()
+        .filter(|p| registry.lookup(&p.digest).is_err())
+        .filter_map(|p| Some((p.descriptor.parse::<envpack_trust::Descriptor>().ok()?, p)))
+        .filter(|(d, _)| d.name == req.name && req.req.matches(&d.version))
+        .collect();
+    fits.sort_by(|a, b| b.0.version.cmp(&a.0.version));
+    Ok(fits.into_iter().next().map(|(_, p)| p))
+}
+
 /// Every pack of the index this machine has not installed.
 pub fn missing_here(state: &StateDir) -> Result<Vec<IndexedPack>, StoreError> {
     let db = Location::of(state).open_read_only()?;
