@@ -426,7 +426,10 @@ fn render(rollouts: &[RolloutView]) -> String {
         }
         if matches!(r.state, State::Running | State::RollingBack) {
             match view.driver_pid {
-                Some(pid) => out.push_str(&format!("  driven by pid {pid}\n")),
+                Some(pid) => match &view.driver_machine {
+                    Some(machine) => out.push_str(&format!("  driven by pid {pid} on {machine}\n")),
+                    None => out.push_str(&format!("  driven by pid {pid}\n")),
+                },
                 None => out.push_str(&format!(
                     "  driven by nobody (its driver stopped, or none started: --no-drive); `host rollout resume {} {}` (or `host agent`) goes on\n",
                     r.env, r.deployment

@@ -163,6 +163,8 @@ pub struct RolloutView {
     /// The pid of the process driving it now: `null` for a running rollout
     /// means its driver died (`rollout resume` or `host agent` goes on).
     pub driver_pid: Option<u32>,
+    /// The machine that process runs on (with records shared by several).
+    pub driver_machine: Option<String>,
 }
 
 /// A read-only view of `state.db`.
@@ -253,11 +255,12 @@ impl Reader {
             .into_iter()
             .map(|rollout| {
                 let steps = crate::rollout::record::steps(&self.conn, &rollout.id)?;
-                let driver_pid = agent::driver(&self.state_dir, &self.conn, &rollout.id);
+                let driver = agent::driver(&self.state_dir, &self.conn, &rollout.id);
                 Ok(RolloutView {
                     rollout,
                     steps,
-                    driver_pid,
+                    driver_pid: driver.as_ref().map(|d| d.pid),
+                    driver_machine: driver.and_then(|d| d.machine),
                 })
             })
             .collect()

@@ -219,6 +219,14 @@ fn a_rollout_driven_on_one_machine_is_finished_by_the_other_after_a_kill() {
     assert!(stderr.contains("the process driving rollout"), "{stderr}");
     let shown = json(&b, &["rollout", "status", "dev", "web", "--json"]);
     assert_eq!(shown[0]["driver_pid"], driver.id(), "{shown:#}");
+    // A pid alone would name a process of either machine: A's is named.
+    let on = shown[0]["driver_machine"].as_str().unwrap_or_default().to_string();
+    assert!(!on.is_empty(), "{shown:#}");
+    let text = ok(&b, &["rollout", "status", "dev", "web"]);
+    assert!(
+        text.contains(&format!("driven by pid {} on {on}", driver.id())),
+        "{text}"
+    );
 
     // A's driver dies mid-soak; two resumes race, one on each machine:
     // exactly one drives, and the rollout ends where the plan says.

@@ -56,10 +56,30 @@ pub fn try_lock_shared(state_dir: &StateDir, name: &str) -> Result<Option<EnvLoc
 
 /// The pid of the process holding the shared lock `name`, asked through
 /// `db` on PostgreSQL (of whichever machine it runs on).
-pub fn shared_holder(state_dir: &StateDir, db: &Db, name: &str) -> Option<u32> {
+pub fn shared_holder(state_dir: &StateDir, db: &Db, name: &str) -> Option<LockHolder> {
     match db.is_postgres() {
-        true => postgres::holder(db, name).ok().flatten().map(|h| h.pid),
-        false => holder(&state_dir.locks(), name),
+        true => postgres::holder(db, name).ok().flatten().map(|h| LockHolder {
+            pid: h.pid,
+            machine: Some(h.machine),
+        }),
+        false => holder(&state_dir.locks(), name).map(|pid| LockHolder { pid, machine: None }),
+    }
+}
+
+/// The process holding a lock: its pid, and its machine when the records
+/// are shared by several (a pid alone would name a process of any).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockHolder {
+    pub pid: u32,
+    pub machine: Option<String>,
+}
+
+impl std::fmt::Display for LockHolder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.machine {
+            Some(machine) => write!(f, "process {} on {machine}", self.pid),
+            None => write!(f, "process {}", self.pid),
+        }
     }
 }
 

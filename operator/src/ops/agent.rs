@@ -36,7 +36,7 @@ pub fn running(state_dir: &StateDir) -> Option<u32> {
 
 /// The pid of the process driving rollout `id`, if one does (on whichever
 /// machine, when the records are shared: asked through `db`).
-pub fn driver(state_dir: &StateDir, db: &Db, id: &str) -> Option<u32> {
+pub fn driver(state_dir: &StateDir, db: &Db, id: &str) -> Option<crate::lock::LockHolder> {
     lock::shared_holder(state_dir, db, &driver_lock_name(id))
 }
 

@@ -456,10 +456,10 @@ impl Operator<'_> {
     fn no_live_driver(&self, env: &str) -> Result<(), StoreError> {
         for deployment in store::deployments(&self.conn, env)? {
             if let Some(r) = super::rollout::record::unfinished(&self.conn, env, &deployment)?
-                && let Some(pid) = super::agent::driver(&self.state_dir, &self.conn, &r.id)
+                && let Some(holder) = super::agent::driver(&self.state_dir, &self.conn, &r.id)
             {
                 return Err(StoreError::Invalid(format!(
-                    "rollout {} of deployment {deployment} is being driven by process {pid}: \
+                    "rollout {} of deployment {deployment} is being driven by {holder}: \
                      `host rollout pause {env} {deployment}` (or stop that process) first",
                     r.id
                 )));

@@ -97,9 +97,9 @@ impl Operator<'_> {
             let rollout = self
                 .unfinished_rollout(env, deployment)?
                 .ok_or_else(|| StoreError::Invalid(format!("deployment {deployment} has no rollout in progress")))?;
-            if let Some(pid) = crate::ops::agent::driver(&self.state_dir, &self.conn, &rollout.id) {
+            if let Some(holder) = crate::ops::agent::driver(&self.state_dir, &self.conn, &rollout.id) {
                 return Err(StoreError::Invalid(format!(
-                    "process {pid} is driving rollout {}: let it stop (`host rollout pause {env} {deployment}` stops a running one) first",
+                    "{holder} is driving rollout {}: let it stop (`host rollout pause {env} {deployment}` stops a running one) first",
                     rollout.id
                 )));
             }
