@@ -431,8 +431,10 @@ fn render(rollouts: &[RolloutView]) -> String {
                     None => out.push_str(&format!("  driven by pid {pid}\n")),
                 },
                 None => out.push_str(&format!(
-                    "  driven by nobody (its driver stopped, or none started: --no-drive); `host rollout resume {} {}` (or `host agent`) goes on\n",
-                    r.env, r.deployment
+                    "  driven by nobody (its driver stopped, or none started: --no-drive); {}`host rollout resume {} {}` (or `host agent`) goes on\n",
+                    view.drive_on.as_ref().map(|m| format!("on {m}, ")).unwrap_or_default(),
+                    r.env,
+                    r.deployment
                 )),
             }
         }

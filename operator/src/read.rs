@@ -165,6 +165,10 @@ pub struct RolloutView {
     pub driver_pid: Option<u32>,
     /// The machine that process runs on (with records shared by several).
     pub driver_machine: Option<String>,
+    /// The machine that alone may drive it, when that is not this one (an
+    /// environment whose processes run there).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drive_on: Option<String>,
 }
 
 /// A read-only view of `state.db`.
@@ -251,6 +255,11 @@ impl Reader {
     /// steps: every unfinished one and the last of each deployment.
     pub fn rollouts(&self, env: &str, deployment: Option<&str>) -> Result<Vec<RolloutView>, StoreError> {
         store::require_env(&self.conn, env)?;
+        let here = crate::sql::machine_name();
+        let drive_on = store::binding(&self.conn, env)
+            .ok()
+            .map(|b| b.machine)
+            .filter(|m| !m.is_empty() && *m != here);
         crate::rollout::record::latest(&self.conn, env, deployment)?
             .into_iter()
             .map(|rollout| {
@@ -261,6 +270,7 @@ impl Reader {
                     steps,
                     driver_pid: driver.as_ref().map(|d| d.pid),
                     driver_machine: driver.and_then(|d| d.machine),
+                    drive_on: drive_on.clone(),
                 })
             })
             .collect()

@@ -460,6 +460,14 @@ fn an_environment_whose_processes_run_on_one_machine_is_changed_only_there() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("run this command on alpha"), "{stderr}");
     assert_eq!(json(&a, &["rollout", "status", "local", "--json"]), before);
+    // Beta's status says where it is driven from; alpha's needs not.
+    let shown = ok(&b, &["rollout", "status", "local", "web"]);
+    assert!(shown.contains("on alpha, `host rollout resume local web`"), "{shown}");
+    let shown = ok(&a, &["rollout", "status", "local", "web"]);
+    assert!(
+        shown.contains("driven by nobody") && !shown.contains("on alpha,"),
+        "{shown}"
+    );
     ok(&a, &["rollout", "cancel", "local", "web", "--reason", "test over"]);
     // If alpha is gone for good, beta may forget the environment.
     ok(&b, &["env", "remove", "local", "--force"]);
