@@ -255,11 +255,9 @@ impl Reader {
     /// steps: every unfinished one and the last of each deployment.
     pub fn rollouts(&self, env: &str, deployment: Option<&str>) -> Result<Vec<RolloutView>, StoreError> {
         store::require_env(&self.conn, env)?;
-        let here = crate::sql::machine_name();
         let drive_on = store::binding(&self.conn, env)
             .ok()
-            .map(|b| b.machine)
-            .filter(|m| !m.is_empty() && *m != here);
+            .and_then(|b| b.other_machine(self.conn.is_postgres()).map(str::to_string));
         crate::rollout::record::latest(&self.conn, env, deployment)?
             .into_iter()
             .map(|rollout| {

@@ -47,6 +47,16 @@ pub struct Binding {
     pub machine: String,
 }
 
+impl Binding {
+    /// The machine that alone may change the environment, when that is
+    /// not this one: only with records `shared` by several machines (on one
+    /// machine's own records a renamed host changes nothing).
+    pub fn other_machine(&self, shared: bool) -> Option<&str> {
+        let here = crate::sql::machine_name();
+        (shared && !self.machine.is_empty() && self.machine != here).then_some(self.machine.as_str())
+    }
+}
+
 /// An environment's work directory budget when none is given: 4 GiB.
 pub const DEFAULT_DISK_BUDGET_MIB: u64 = 4096;
 
@@ -615,4 +625,28 @@ fn environment_doc(
         settings: binding.settings.clone(),
         deployments: docs,
     })
+}
+
+#[cfg(test)]
+mod machine_tests {
+    use super::Binding;
+
+    fn bound_on(machine: &str) -> Binding {
+        serde_json::from_value(serde_json::json!({
+            "requirement": "a.b@^1", "descriptor": "a.b@1.0.0", "pack_digest": "00",
+            "settings": {}, "capabilities": [], "machine": machine,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn only_shared_records_send_an_environment_to_another_machine() {
+        let here = crate::sql::machine_name();
+        let elsewhere = format!("{here}-not");
+        assert_eq!(bound_on(&elsewhere).other_machine(true), Some(elsewhere.as_str()));
+        // One machine's own records: a renamed host changes nothing.
+        assert_eq!(bound_on(&elsewhere).other_machine(false), None);
+        assert_eq!(bound_on(&here).other_machine(true), None);
+        assert_eq!(bound_on("").other_machine(true), None);
+    }
 }

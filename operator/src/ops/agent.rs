@@ -83,15 +83,13 @@ impl Operator<'_> {
     /// Nor one whose pinned pack is not installed here (its probes would
     /// all be errors, written for every machine to see).
     fn runs_here(&self, env: &str) -> bool {
+        let shared = self.conn.is_postgres();
         match store::binding(&self.conn, env) {
             Ok(binding) => {
-                let machine_ok = !self.conn.is_postgres()
-                    || binding.machine.is_empty()
-                    || binding.machine == crate::sql::machine_name();
-                let pack_here = !self.conn.is_postgres()
+                let pack_here = !shared
                     || envpack_trust::Registry::open(&self.state_dir.packs())
                         .is_ok_and(|registry| registry.lookup(&binding.pack_digest).is_ok());
-                machine_ok && pack_here
+                binding.other_machine(shared).is_none() && pack_here
             }
             Err(_) => true,
         }

@@ -205,20 +205,20 @@ impl<'a> Operator<'a> {
     /// With shared records, refuses an environment whose processes run on
     /// another machine.
     fn on_this_machine(&self, env: &str) -> Result<(), StoreError> {
-        if self.conn.is_postgres()
-            && let Ok(binding) = store::binding(&self.conn, env)
-            && !binding.machine.is_empty()
-        {
-            let here = crate::sql::machine_name();
-            if binding.machine != here {
-                return Err(StoreError::OtherMachine {
-                    env: env.to_string(),
-                    machine: binding.machine,
-                    here,
-                });
-            }
+        if !self.conn.is_postgres() {
+            return Ok(());
         }
-        Ok(())
+        match store::binding(&self.conn, env) {
+            Ok(binding) => match binding.other_machine(true) {
+                Some(machine) => Err(StoreError::OtherMachine {
+                    env: env.to_string(),
+                    machine: machine.to_string(),
+                    here: crate::sql::machine_name(),
+                }),
+                None => Ok(()),
+            },
+            Err(_) => Ok(()),
+        }
     }
 
     /// Writes the pack's pending kv writes, if any, into `tx`.
