@@ -47,11 +47,14 @@ pub fn record(state: &StateDir, installed: &InstalledPack, signer: &str, source:
     Ok(())
 }
 
+/// An index row, as [`row`] reads it.
+const SELECT: &str = "SELECT digest, descriptor, signer, source, machine, installed_at FROM installed_packs";
+
 /// The index entry of `digest` (hex, as the registry names packs).
 pub fn find(db: &Db, digest: &str) -> Result<Option<IndexedPack>, StoreError> {
     Ok(db
         .query_row(
-            "SELECT digest, descriptor, signer, source, machine, installed_at FROM installed_packs WHERE digest = ?1",
+            &format!("{SELECT} WHERE digest = ?1"),
             params![digest.trim_start_matches("sha256:")],
             row,
         )
@@ -77,11 +80,7 @@ pub fn elsewhere(
     registry: &Registry,
     req: &envpack_trust::Requirement,
 ) -> Result<Option<IndexedPack>, StoreError> {
-    let all = db.query_map(
-        "SELECT digest, descriptor, signer, source, machine, installed_at FROM installed_packs ORDER BY installed_at DESC",
-        params![],
-        row,
-    )?;
+    let all = db.query_map(&format!("{SELECT} ORDER BY installed_at DESC"), params![], row)?;
     let mut fits: Vec<(envpack_trust::Descriptor, IndexedPack)> = all
         .into_iter()
         .filter(|p| registry.lookup(&p.digest).is_err())
@@ -96,11 +95,7 @@ pub fn elsewhere(
 pub fn missing_here(state: &StateDir) -> Result<Vec<IndexedPack>, StoreError> {
     let db = Location::of(state).open_read_only()?;
     let registry = Registry::open(&state.packs())?;
-    let all = db.query_map(
-        "SELECT digest, descriptor, signer, source, machine, installed_at FROM installed_packs ORDER BY descriptor, digest",
-        params![],
-        row,
-    )?;
+    let all = db.query_map(&format!("{SELECT} ORDER BY descriptor, digest"), params![], row)?;
     Ok(all
         .into_iter()
         .filter(|p| registry.lookup(&p.digest).is_err())

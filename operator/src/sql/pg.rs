@@ -468,9 +468,8 @@ impl PgClient {
         let lost = match outcome {
             Ok(lost) => lost,
             Err(e) if e.as_db_error().is_some_and(|d| d.code().code() == "55P03") => return Err(Begin::Busy),
-            // The session itself is gone (and a lock it held with it).
-            Err(e) if holds_locks && session_gone(&e) => true,
-            Err(e) => return Err(Begin::Failed(pg(e))),
+            // (This session gone with a lock it held: the lost lock.)
+            Err(e) => return Err(Begin::Failed(self.failed(e))),
         };
         if lost {
             return Err(Begin::Failed(DbError::Fenced(LOST_LOCK.into())));

@@ -39,14 +39,19 @@ enum Acted {
 
 /// Why a step failed: a gate (the revision misbehaving) or the step's own
 /// verb; either way a reason for the rollout's record.
-struct Failed(String, bool);
+enum Failed {
+    Step(String),
+    /// A lost lock (or session) is no verdict on the step: nothing is
+    /// rolled back for it, the driver stops and another resumes.
+    LockLost(String),
+}
 
 impl From<StoreError> for Failed {
     fn from(e: StoreError) -> Self {
-        // A lost lock (or session) is no verdict on the step: nothing is
-        // rolled back for it, the driver stops and another resumes.
-        let lost = matches!(e, StoreError::LockLost(_));
-        Failed(e.to_string(), lost)
+        match e {
+            StoreError::LockLost(message) => Failed::LockLost(message),
+            other => Failed::Step(other.to_string()),
+        }
     }
 }
 
@@ -259,8 +264,8 @@ impl Operator<'_> {
                 Ok(Acted::Skipped | Acted::Paused) => {}
                 // Its environment removed (`env remove --force`) under it.
                 Err(_) if record::find(&self.conn, id)?.is_none() => return Err(gone(id)),
-                Err(Failed(reason, true)) => return Err(StoreError::LockLost(reason)),
-                Err(Failed(reason, false)) => self.step_failed(&rollout, &step, reason, progress)?,
+                Err(Failed::LockLost(reason)) => return Err(StoreError::LockLost(reason)),
+                Err(Failed::Step(reason)) => self.step_failed(&rollout, &step, reason, progress)?,
             }
         }
     }
@@ -407,13 +412,13 @@ impl Operator<'_> {
             for (gate, tally) in rollout.spec.gates.iter().zip(tallies.iter_mut()) {
                 match self.evaluate(rollout, gate, tally, time_up).await? {
                     Judgement::Fine => {}
-                    Judgement::Failed(failure) => return Err(Failed(failure, false)),
+                    Judgement::Failed(failure) => return Err(Failed::Step(failure)),
                     Judgement::Inconclusive(why) => {
                         let Gate::Prometheus(metric) = gate else {
-                            return Err(Failed(why, false));
+                            return Err(Failed::Step(why));
                         };
                         if metric.on_inconclusive == OnInconclusive::Rollback {
-                            return Err(Failed(why, false));
+                            return Err(Failed::Step(why));
                         }
                         return self.pause_inconclusive(rollout, step, soaked.min(ms), &why, progress);
                     }
@@ -488,9 +493,8 @@ impl Operator<'_> {
                     Health::Healthy => None,
                     Health::Unhealthy(why) => Some(why),
                     Health::Unsupported => {
-                        return Err(Failed(
+                        return Err(Failed::Step(
                             "probe: the pack cannot probe revisions; drop the probe gate".into(),
-                            false,
                         ));
                     }
                 };
