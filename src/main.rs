@@ -91,9 +91,11 @@ struct Cli {
 
     /// How pack instances get their memory: `on-demand` (mmap per instance: what a command
     /// that runs a few verbs wants) or `pooling` (a pool reserved up front: cheaper
-    /// instances, a costlier start; what long-running embeddings use).
-    #[arg(long, global = true, help_heading = GLOBAL, env = "ENVPACK_ALLOCATOR", value_enum, default_value_t = context::AllocatorArg::OnDemand)]
-    allocator: context::AllocatorArg,
+    /// instances, a costlier start; what long-running embeddings use). Default: on-demand,
+    /// but pooling for conformance runs (`conformance`, `pack install`), which make
+    /// thousands of instances.
+    #[arg(long, global = true, help_heading = GLOBAL, env = "ENVPACK_ALLOCATOR", value_enum)]
+    allocator: Option<context::AllocatorArg>,
 
     /// Log the host's own spans and the packs' log lines to stderr (-v info, -vv debug).
     #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = GLOBAL)]

@@ -237,13 +237,29 @@ impl CompileCache {
     }
 
     /// Stores a freshly compiled component (with what `describe` said, if
-    /// known); a failure to write is only logged: the next load compiles.
-    pub fn store(&self, engine: &Engine, pack_digest: &str, component: &Component, described: Option<&Described>) {
+    /// known); `serialized` is its serialized form if the compile made it
+    /// already (a worker's answer, deserialized into `component`). A failure
+    /// to write is only logged: the next load compiles.
+    pub fn store(
+        &self,
+        engine: &Engine,
+        pack_digest: &str,
+        component: &Component,
+        serialized: Option<&[u8]>,
+        described: Option<&Described>,
+    ) {
         let (name, path) = self.entry(engine, pack_digest);
         let stored = (|| -> Result<(), String> {
-            let bytes = component.serialize().map_err(|e| e.to_string())?;
-            let content = self.content_tag(&name, &bytes).to_hex().to_string();
-            fsutil::write_atomic(&path, &bytes, ENTRY_MODE).map_err(|e| e.to_string())?;
+            let owned;
+            let bytes = match serialized {
+                Some(bytes) => bytes,
+                None => {
+                    owned = component.serialize().map_err(|e| e.to_string())?;
+                    &owned[..]
+                }
+            };
+            let content = self.content_tag(&name, bytes).to_hex().to_string();
+            fsutil::write_atomic(&path, bytes, ENTRY_MODE).map_err(|e| e.to_string())?;
             // The identity the entry has from now on; the record is written
             // only if the file still holds exactly the bytes tagged.
             let file = File::open(&path).map_err(|e| e.to_string())?;

@@ -56,23 +56,37 @@ impl WorkerLimits {
     pub const DEFAULT_MEMORY_MIB: u64 = 2048;
 }
 
+/// A compiled pack.
+pub struct Output {
+    pub component: Component,
+    /// Its serialized form, when a worker compiled it: what the cache stores
+    /// as it is, instead of serializing the component again (for an
+    /// interpreter pack, 40 MB copied once less).
+    pub serialized: Option<Vec<u8>>,
+}
+
 /// Checks the pack's shape, then compiles it where `compiler` says.
-pub fn compile(
-    engine: &Engine,
-    compiler: &Compiler,
-    limits: &PackLimits,
-    bytes: &[u8],
-) -> Result<Component, CompileError> {
+pub fn compile(engine: &Engine, compiler: &Compiler, limits: &PackLimits, bytes: &[u8]) -> Result<Output, CompileError> {
     shape::check(bytes, limits)?;
     match compiler {
-        Compiler::InProcess => Component::new(engine, bytes).map_err(|e| CompileError::Refused(format!("{e:#}"))),
+        Compiler::InProcess => Component::new(engine, bytes)
+            .map(|component| Output {
+                component,
+                serialized: None,
+            })
+            .map_err(|e| CompileError::Refused(format!("{e:#}"))),
         Compiler::Worker(worker) => {
             let serialized = run_worker(worker, bytes)?;
             // SAFETY: `serialized` was produced by `Component::serialize` in
             // the worker this process just ran (the `host` binary itself), from
             // an engine built by the same `build_engine`; wasmtime checks that
             // the compile settings agree and refuses the bytes otherwise.
-            unsafe { Component::deserialize(engine, &serialized) }.map_err(|e| CompileError::Refused(format!("{e:#}")))
+            let component = unsafe { Component::deserialize(engine, &serialized) }
+                .map_err(|e| CompileError::Refused(format!("{e:#}")))?;
+            Ok(Output {
+                component,
+                serialized: Some(serialized),
+            })
         }
     }
 }

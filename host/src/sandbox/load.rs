@@ -404,7 +404,7 @@ fn compile_or_map(
             bytes
         }
     };
-    let component = compile::compile(engine, &config.compiler, &config.pack_limits, &bytes)
+    let compile::Output { component, serialized } = compile::compile(engine, &config.compiler, &config.pack_limits, &bytes)
         .map_err(|e| compile_error(&name, e, config.memory_budget))?;
     let event = match (cache, reason) {
         (None, _) => CacheEvent::Disabled,
@@ -417,7 +417,7 @@ fn compile_or_map(
     if let Some(cache) = cache {
         // Stored now, whatever `describe` says next; its answer is added
         // to the entry's record once known.
-        cache.store(engine, &digest, &component, None);
+        cache.store(engine, &digest, &component, serialized.as_deref(), None);
     }
     Ok(Compiled {
         component,

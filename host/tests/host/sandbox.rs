@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use envpack_host::{HostConfig, MemoryKv, Runtime};
+use envpack_host::{AllocatorChoice, HostConfig, MemoryKv, Runtime};
 use envpack_model::{Environment, Outcome, ProviderCause, Request, VerbError};
 use envpack_test_packs::{LEDGER, TEST_HOSTILE};
 use serde_json::json;
@@ -89,6 +89,32 @@ async fn every_call_gets_a_fresh_instance() {
         match report.result {
             Ok(Outcome::Revision { detail, .. }) => assert_eq!(detail, "call #1 of this instance"),
             other => panic!("{other:?}"),
+        }
+    }
+}
+
+/// A pooled slot keeps the pages a call dirtied resident and resets them to
+/// the pack's image (up to 16 MiB, found by `PAGEMAP_SCAN`), decommitting the
+/// rest: either way the next instance in the slot must read none of it. The
+/// pack marks its heap near its start and past 16 MiB, and looks for the
+/// marks of the call before.
+#[tokio::test]
+async fn no_call_reads_what_an_earlier_call_left_in_its_memory() {
+    for allocator in [AllocatorChoice::Auto, AllocatorChoice::OnDemand] {
+        let config = HostConfig {
+            memory_budget: 32 << 20,
+            allocator,
+            ..HostConfig::default()
+        };
+        let rt = Runtime::new(config, Arc::new(MemoryKv::default())).unwrap();
+        let pack = rt.load_pack_file(TEST_HOSTILE.as_ref()).await.unwrap();
+        let residue = env("residue", "residue");
+        for call in 0..4 {
+            let report = rt.call(&pack, &residue, &stage()).await;
+            match report.result {
+                Ok(Outcome::Revision { detail, .. }) => assert_eq!(detail, "clean", "{allocator:?}, call {call}"),
+                other => panic!("{allocator:?}, call {call}: {other:?}"),
+            }
         }
     }
 }

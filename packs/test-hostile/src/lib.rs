@@ -10,7 +10,8 @@
 //! `count` (reports how many calls this instance has served), `escape`
 //! (puts terminal escapes, newlines and a bidi override in its log lines,
 //! details and errors), `wasi-time` (reads WASI's clocks and reports them), `huge-key` (reads a
-//! 1 MiB kv key in a loop), `kv-flood` (writes 150,000 kv keys in one call).
+//! 1 MiB kv key in a loop), `kv-flood` (writes 150,000 kv keys in one call), `residue` (looks
+//! for what an earlier call left in its heap, near and far, then leaves its own mark there).
 
 wit_bindgen::generate!({
     path: "../../wit/history/1.1.0",
@@ -103,6 +104,7 @@ fn revision_verb(env: &Environment, verb: &str, revision: String) -> Result<Revi
     let detail = match mode(env).as_str() {
         "huge" => "x".repeat(4 << 20),
         "count" => format!("call #{served} of this instance"),
+        "residue" => residue(),
         // Time through WASI, not through the contract's `clock`.
         "wasi-time" => {
             let wall = std::time::SystemTime::now()
@@ -130,6 +132,40 @@ fn revision_verb(env: &Environment, verb: &str, revision: String) -> Result<Revi
         revision: echoed,
         detail,
     })
+}
+
+/// What `residue` writes: a call that finds it read an earlier call's memory.
+const MARK: &[u8; 32] = b"envpack residue of an older call";
+
+/// Heap offsets `residue` checks and marks: the first pages, the middle, and
+/// past 16 MiB (where a host that keeps some pages resident decommits).
+const RESIDUE_AT: [usize; 4] = [0, 4096, 6 << 20, 20 << 20];
+
+/// Reads a 24 MiB allocation's bytes without initializing them (what an
+/// earlier instance left there, if anything was left), then marks them.
+fn residue() -> String {
+    let mut heap: Vec<u8> = Vec::with_capacity(24 << 20);
+    let base = heap.as_mut_ptr();
+    let mut found = Vec::new();
+    for at in RESIDUE_AT {
+        // SAFETY: inside the allocation's capacity; bytes are read as they
+        // are (volatile: not assumed uninitialized), then written.
+        unsafe {
+            let seen: Vec<u8> = (0..MARK.len()).map(|i| std::ptr::read_volatile(base.add(at + i))).collect();
+            if seen == MARK {
+                found.push(at.to_string());
+            }
+            for (i, byte) in MARK.iter().enumerate() {
+                std::ptr::write_volatile(base.add(at + i), *byte);
+            }
+        }
+    }
+    std::hint::black_box(&mut heap);
+    if found.is_empty() {
+        "clean".to_string()
+    } else {
+        format!("an earlier call's mark at heap offsets {}", found.join(", "))
+    }
 }
 
 struct Hostile;
