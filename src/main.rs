@@ -91,9 +91,8 @@ struct Cli {
 
     /// How pack instances get their memory: `on-demand` (mmap per instance: what a command
     /// that runs a few verbs wants) or `pooling` (a pool reserved up front: cheaper
-    /// instances, a costlier start; what long-running embeddings use). Default: on-demand,
-    /// but pooling for conformance runs (`conformance`, `pack install`), which make
-    /// thousands of instances.
+    /// instances, a costlier start). Default: on-demand; pooling for `conformance` and
+    /// `pack install`, whose runs make thousands of instances.
     #[arg(long, global = true, help_heading = GLOBAL, env = "ENVPACK_ALLOCATOR", value_enum)]
     allocator: Option<context::AllocatorArg>,
 
