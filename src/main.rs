@@ -196,8 +196,16 @@ const COMMANDS: [(&str, &str, Build); 20] = [
         "Check a pack's signatures against the trust store; exit 0 only if trusted",
         args::<keys_cmd::VerifyArgs>,
     ),
-    ("trust", "Manage the keys trusted to sign packs", group::<trust_cmd::Command>),
-    ("pack", "Seal, install, list, remove and resolve packs", group::<pack_cmd::Command>),
+    (
+        "trust",
+        "Manage the keys trusted to sign packs",
+        group::<trust_cmd::Command>,
+    ),
+    (
+        "pack",
+        "Seal, install, list, remove and resolve packs",
+        group::<pack_cmd::Command>,
+    ),
     (
         "env",
         "Create, bind, list, show and remove environments",
@@ -470,7 +478,9 @@ mod tests {
     #[test]
     fn a_deferred_command_parses_its_arguments() {
         let cli = Cli::try_parse_from(["host", "status", "prod", "--json"]).unwrap();
-        assert!(matches!(cli.command.0, Command::Status(StatusArgs { env, watch: false, json: true }) if env == "prod"));
+        assert!(
+            matches!(cli.command.0, Command::Status(StatusArgs { env, watch: false, json: true }) if env == "prod")
+        );
         let error = Cli::try_parse_from(["host", "status"]).err().unwrap();
         assert_eq!(error.kind(), clap::error::ErrorKind::MissingRequiredArgument);
     }

@@ -66,7 +66,12 @@ pub struct Output {
 }
 
 /// Checks the pack's shape, then compiles it where `compiler` says.
-pub fn compile(engine: &Engine, compiler: &Compiler, limits: &PackLimits, bytes: &[u8]) -> Result<Output, CompileError> {
+pub fn compile(
+    engine: &Engine,
+    compiler: &Compiler,
+    limits: &PackLimits,
+    bytes: &[u8],
+) -> Result<Output, CompileError> {
     shape::check(bytes, limits)?;
     match compiler {
         Compiler::InProcess => Component::new(engine, bytes)

@@ -404,8 +404,9 @@ fn compile_or_map(
             bytes
         }
     };
-    let compile::Output { component, serialized } = compile::compile(engine, &config.compiler, &config.pack_limits, &bytes)
-        .map_err(|e| compile_error(&name, e, config.memory_budget))?;
+    let compile::Output { component, serialized } =
+        compile::compile(engine, &config.compiler, &config.pack_limits, &bytes)
+            .map_err(|e| compile_error(&name, e, config.memory_budget))?;
     let event = match (cache, reason) {
         (None, _) => CacheEvent::Disabled,
         (Some(_), None) => CacheEvent::Miss,

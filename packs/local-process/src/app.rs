@@ -273,8 +273,9 @@ fn free_port(revision: &str, settings: &Settings, tried: &[u16]) -> Result<u16, 
 fn wait_healthy(run: &Run, path: &str, settings: &Settings) -> Result<(), String> {
     let address = format!("127.0.0.1:{}", run.port);
     let until = procs::now_ms() + u64::from(settings.health_timeout_ms);
-    // Most apps answer within tens of milliseconds of starting: poll soon,
-    // then back off to every 100 ms.
+    // Most apps answer within tens of milliseconds of starting: poll every
+    // 5 ms for the first 100 ms, then back off to every 100 ms.
+    let started = procs::now_ms();
     let mut pause = 5;
     loop {
         let info = process::status(&run.process).map_err(|e| procs::describe(&e))?;
@@ -309,7 +310,9 @@ fn wait_healthy(run: &Run, path: &str, settings: &Settings) -> Result<(), String
             ));
         }
         procs::sleep_ms(pause);
-        pause = (pause * 2).min(100);
+        if procs::now_ms() >= started + 100 {
+            pause = (pause * 2).min(100);
+        }
     }
 }
 

@@ -175,6 +175,8 @@ fn start(settings: &Settings) -> Result<String, String> {
 /// order, or nginx reports an emergency (refused), or the process exits.
 fn confirm(info: &ProcessInfo, log: &str, offset: u64, done: &[&str]) -> Result<(), String> {
     let until = procs::now_ms() + CONFIRM_MS;
+    // A reload is confirmed within milliseconds: look soon, then less often.
+    let mut pause = 2;
     loop {
         let text = state::read_from(log, offset);
         if let Some(line) = text.lines().find(|l| l.contains("[emerg]") || l.contains("[alert]")) {
@@ -209,7 +211,8 @@ fn confirm(info: &ProcessInfo, log: &str, offset: u64, done: &[&str]) -> Result<
                 state::tail(log, 6)
             ));
         }
-        procs::sleep_ms(20);
+        procs::sleep_ms(pause);
+        pause = (pause * 2).min(20);
     }
 }
 

@@ -151,7 +151,9 @@ fn residue() -> String {
         // SAFETY: inside the allocation's capacity; bytes are read as they
         // are (volatile: not assumed uninitialized), then written.
         unsafe {
-            let seen: Vec<u8> = (0..MARK.len()).map(|i| std::ptr::read_volatile(base.add(at + i))).collect();
+            let seen: Vec<u8> = (0..MARK.len())
+                .map(|i| std::ptr::read_volatile(base.add(at + i)))
+                .collect();
             if seen == MARK {
                 found.push(at.to_string());
             }

@@ -11,6 +11,7 @@
 
 mod cgroup;
 pub(crate) mod confine;
+mod exit_watch;
 mod spawn;
 mod table;
 
@@ -20,6 +21,7 @@ use envpack_model::{Capability, Grants};
 use wasmtime::component::{Resource, ResourceTable};
 
 use self::cgroup::Cgroups;
+use self::exit_watch::ExitWatch;
 use self::spawn::SpawnScope;
 use self::table::Table;
 pub(crate) use self::table::info;
@@ -108,8 +110,11 @@ pub fn stop_all(workspace: &Workspace, grace: Duration) -> Result<usize, String>
         let _ = send_signal(workspace, &p.id, Signal::Term);
     }
     let until = Instant::now() + grace;
+    // Most programs end within milliseconds of TERM: look soon, then less often.
+    let mut pause = Duration::from_millis(1);
     while Instant::now() < until && list(workspace)?.iter().any(|p| matches!(p.state, RunState::Running)) {
-        std::thread::sleep(POLL);
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(POLL);
     }
     for p in &live {
         let _ = send_signal(workspace, &p.id, Signal::Kill);
@@ -224,13 +229,31 @@ impl Host for ProcessView<'_> {
         // Leave the pack a little time to act on the answer before its deadline.
         let budget = Duration::from_millis(u64::from(timeout_ms)).min(self.ledger.remaining().saturating_sub(POLL * 5));
         let until = Instant::now() + budget;
+        // Woken when the process ends; opened after a look that found it
+        // running, and trusted only once the next look (its start time
+        // checked) still does: the pid was then this process's when opened.
+        let mut watch: Option<ExitWatch> = None;
+        let mut opened = false;
         loop {
             let current = status(&workspace, &id);
             match &current {
-                Ok(info) if matches!(info.state, RunState::Running) && Instant::now() < until => {}
+                Ok(info) if matches!(info.state, RunState::Running) && Instant::now() < until => {
+                    if !opened {
+                        opened = true;
+                        watch = ExitWatch::open(info.pid);
+                        continue;
+                    }
+                }
                 _ => return Ok(current),
             }
-            tokio::time::sleep(POLL).await;
+            let left = until.saturating_duration_since(Instant::now());
+            match watch.take() {
+                // Once woken, polled: a process that ended stays readable.
+                Some(watch) => {
+                    watch.ended_within(left).await;
+                }
+                None => tokio::time::sleep(POLL.min(left)).await,
+            }
         }
     }
 
