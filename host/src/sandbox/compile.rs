@@ -116,10 +116,15 @@ fn run_worker(worker: &WorkerLimits, bytes: &[u8]) -> Result<Vec<u8>, CompileErr
         .stderr(Stdio::piped())
         .env_remove("ENVPACK_LOG");
     let (cpu, memory) = (worker.cpu_seconds, worker.memory_bytes);
-    // SAFETY: only setrlimit, which is async-signal-safe, between fork and exec.
+    // SAFETY: only setrlimit and close_range, which are async-signal-safe,
+    // between fork and exec.
     unsafe {
         use std::os::unix::process::CommandExt;
         command.pre_exec(move || {
+            // No descriptor but the pipes reaches the worker (a library's
+            // fork handler may have opened one without close-on-exec); an
+            // older kernel without close_range(2) leaves them as they are.
+            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
             let cpu = libc::rlimit {
                 rlim_cur: cpu,
                 rlim_max: cpu.saturating_add(1),

@@ -20,12 +20,14 @@ use envpack_model::{PackLimits, ResultCaps};
 
 /// Bytes of each table and stack slot reset in place (not decommitted) after a call.
 const KEEP_RESIDENT: usize = 64 * 1024;
-/// Bytes of a memory slot's dirtied pages reset in place after a call: found
-/// with Linux's `PAGEMAP_SCAN` (6.7+; elsewhere the lowest bytes), copied back
+/// Bytes of a memory slot's dirtied pages reset in place after a call, where
+/// Linux's `PAGEMAP_SCAN` (6.7+) finds which pages a call wrote: copied back
 /// from the pack's image, so the next instance in the slot writes to resident
 /// pages instead of faulting each one in copy-on-write (every such fault also
 /// flushes the other cores' TLBs). An interpreter pack dirties a few MiB of
 /// its heap image per call. What a call dirtied beyond this is decommitted.
+/// Without the scan, the lowest [`KEEP_RESIDENT`] bytes are reset whether
+/// written or not, so that stays small.
 const MEMORY_KEEP_RESIDENT: usize = 16 << 20;
 /// Slots whose decommits are batched into one flush.
 const DECOMMIT_BATCH: usize = 16;
@@ -124,8 +126,9 @@ fn pooling_config(host: &HostConfig) -> PoolingAllocationConfig {
     // A verb call touches few pages: resetting them with memset is cheaper
     // than returning them to the kernel and faulting them in again, and
     // batching the remaining decommits amortizes the syscalls.
-    pool.linear_memory_keep_resident(MEMORY_KEEP_RESIDENT);
-    pool.pagemap_scan(Enabled::Auto);
+    let scan = PoolingAllocationConfig::is_pagemap_scan_available();
+    pool.linear_memory_keep_resident(if scan { MEMORY_KEEP_RESIDENT } else { KEEP_RESIDENT });
+    pool.pagemap_scan(if scan { Enabled::Yes } else { Enabled::No });
     pool.table_keep_resident(KEEP_RESIDENT);
     pool.async_stack_keep_resident(KEEP_RESIDENT);
     pool.decommit_batch_size(DECOMMIT_BATCH);
