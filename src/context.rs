@@ -207,6 +207,13 @@ impl Context {
         Ok(self.conformance_runtime.as_ref().expect("just set"))
     }
 
+    /// Leaves this command's runtimes to the process's exit instead of
+    /// stopping them: for the end of `main` only.
+    pub fn abandon_runtimes(&mut self) {
+        std::mem::forget(self.runtime.take());
+        std::mem::forget(self.conformance_runtime.take());
+    }
+
     /// The operator's runtime and the bench's, both built.
     pub fn runtimes(&mut self) -> Result<(&Runtime, &Runtime), CliError> {
         self.runtime()?;

@@ -362,6 +362,10 @@ async fn run(cli: Cli) -> Result<i32, CliError> {
     ctx.bound_compiles(cli.compile_seconds, cli.compile_memory_mib, &cli.pack_limit)?;
     let result = command(&mut ctx, cmd).await;
     mark("command");
+    // The process ends next: its engines and their epoch tickers are the
+    // kernel's to reclaim (stopping and joining them cost 0.2 ms of every
+    // command). The rest of the context (connections) is closed as usual.
+    ctx.abandon_runtimes();
     result
 }
 
@@ -437,13 +441,18 @@ fn main() {
     init_tracing(cli.verbose);
     mark("args");
     let code = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => match rt.block_on(run(cli)) {
-            Ok(code) => code,
-            Err(error) => {
-                report(&error);
-                error.exit_code()
-            }
-        },
+        Ok(rt) => {
+            let code = match rt.block_on(run(cli)) {
+                Ok(code) => code,
+                Err(error) => {
+                    report(&error);
+                    error.exit_code()
+                }
+            };
+            // Its worker threads too (every task was awaited).
+            std::mem::forget(rt);
+            code
+        }
         Err(e) => {
             eprintln!("host: error: cannot start the async runtime: {e}");
             exit::HOST
