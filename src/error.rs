@@ -148,6 +148,7 @@ fn load_exit(error: &LoadError) -> i32 {
         LoadError::Read { .. } => exit::BAD_INPUT,
         LoadError::Untrusted { .. } | LoadError::Changed { .. } => exit::UNTRUSTED,
         LoadError::Manifest { source, .. } if is_mismatch(source) => exit::UNTRUSTED,
+        LoadError::Host(_) => exit::HOST,
         _ => exit::PACK_UNUSABLE,
     }
 }

@@ -28,6 +28,9 @@ pub enum LoadError {
     Compile { path: String, source: CompileError },
     #[error("pack {path} does not fit the envpack:deployer@1 contract: {detail}")]
     Contract { path: String, detail: String },
+    /// The host's own set-up failed (not the pack's doing).
+    #[error(transparent)]
+    Host(#[from] SetupError),
     #[error("pack {path} failed in describe: {source}")]
     Describe { path: String, source: VerbError },
     #[error("pack {path}: {source}")]

@@ -213,7 +213,11 @@ impl Runtime {
                 path: name.clone(),
                 detail: format!("{e:#}"),
             };
-            let instance_pre = self.linker.instantiate_pre(&compiled.component).map_err(contract)?;
+            let instance_pre = self
+                .linker
+                .get()?
+                .instantiate_pre(&compiled.component)
+                .map_err(contract)?;
             let pre = bindings::PackPre::new(instance_pre).map_err(contract)?;
             crate::timing::mark("link");
             let cached_info = compiled

@@ -23,7 +23,7 @@ use crate::error::SetupError;
 use crate::sandbox::cache::CompileCache;
 use crate::sandbox::call_state::CallState;
 use crate::sandbox::classify::classify;
-use crate::sandbox::engine::{Allocator, HostConfig, Ticker, build_engine, build_linker};
+use crate::sandbox::engine::{Allocator, HostConfig, Linking, Ticker, build_engine};
 use crate::sandbox::phases::{Laps, Phase, VerbPhases};
 use crate::sandbox::services::Services;
 use envpack_model::{Environment, Gate, Outcome, Recording, Request, Verb, VerbError, outcome::verdict, preconditions};
@@ -99,7 +99,7 @@ fn serialize_micros<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S
 /// Loads packs and runs their verbs. Cheap to share behind an `Arc`.
 pub struct Runtime {
     pub(super) engine: Engine,
-    pub(super) linker: wasmtime::component::Linker<CallState>,
+    pub(super) linker: Linking,
     pub(super) allocator: Allocator,
     pub(super) config: HostConfig,
     pub(super) kv: Arc<dyn KvStore>,
@@ -110,7 +110,7 @@ pub struct Runtime {
 impl Runtime {
     pub fn new(config: HostConfig, kv: Arc<dyn KvStore>) -> Result<Self, SetupError> {
         let (engine, allocator) = build_engine(&config)?;
-        let linker = build_linker(&engine)?;
+        let linker = Linking::start(&engine);
         let ticker = Ticker::start(&engine)?;
         let cache = match &config.cache_dir {
             Some(dir) => Some(Arc::new(
