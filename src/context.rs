@@ -259,8 +259,28 @@ impl Context {
             None => None,
         };
         let sink = self.audit_sink.clone();
-        let runtime = self.runtime()?;
-        let mut operator = Operator::open(&dir, actor, runtime)?;
+        // The records are opened on a thread of their own while the engine
+        // is built here: neither needs the other until the pack is loaded.
+        let operator = if self.runtime.is_none() {
+            let opening = {
+                let (dir, actor) = (dir.clone(), actor.clone());
+                std::thread::Builder::new()
+                    .name("records".into())
+                    .spawn(move || Operator::without_runtime(&dir, actor))
+            };
+            let runtime = self.runtime();
+            let opened = match opening {
+                Ok(handle) => handle
+                    .join()
+                    .map_err(|_| CliError::State("opening the records failed on a thread of its own".into()))?,
+                // No thread to be had: opened here, after the engine.
+                Err(_) => Operator::without_runtime(&dir, actor),
+            };
+            opened?.with_runtime(runtime?)
+        } else {
+            Operator::open(&dir, actor, self.runtime()?)?
+        };
+        let mut operator = operator;
         if let Some(key) = signer {
             operator.sign_with(key);
         }

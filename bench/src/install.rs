@@ -4,9 +4,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crate::stats::{Figure, latency};
+use crate::stats::{Figure, latency, value};
 use crate::{BenchError, fail};
 
 /// What the local-process pack's install needs.
@@ -152,5 +152,94 @@ pub fn local_process(
     let started = Instant::now();
     host(program, &state, &args)?;
     let install = latency("install.local-process", vec![started.elapsed()]);
-    Ok(Ok(vec![install, compile]))
+    let mut figures = vec![install, compile];
+    figures.extend(admission("local-process", &state));
+    figures.extend(app_start(python, &dir.join("app/app.py")));
+    Ok(Ok(figures))
+}
+
+/// `floor.app-start`: the app the admission deploys, started alone (no
+/// host, no pack) until it answers its health check, five times: what
+/// each warm of a revision waits for at least.
+fn app_start(python: &Path, app: &Path) -> Option<Figure> {
+    let mut samples = Vec::new();
+    for _ in 0..5 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+        let started = Instant::now();
+        let mut child = Command::new(python)
+            .arg(app)
+            .env("PORT", port.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let answered = loop {
+            if healthy(port) {
+                break Some(started.elapsed());
+            }
+            if started.elapsed() > Duration::from_secs(10) || child.try_wait().ok().flatten().is_some() {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        let _ = child.kill();
+        let _ = child.wait();
+        samples.push(answered?);
+    }
+    Some(latency("floor.app-start", samples))
+}
+
+/// Whether `GET /healthz` on 127.0.0.1:`port` answers 200.
+fn healthy(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    if stream
+        .write_all(b"GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.") && &head[9..12] == b"200"
+}
+
+/// What the admission run of the one pack installed in `state` reported
+/// about its verb calls (the report `pack install` keeps beside the pack):
+/// `PREFIX.admission` (the run), `PREFIX.admission.in-pack` (its calls'
+/// time inside the pack's export: its programs started and waited for, its
+/// sleeps) and `PREFIX.admission.calls`. Nothing when the report says nothing.
+pub fn admission(prefix: &str, state: &Path) -> Vec<Figure> {
+    let Ok(entries) = std::fs::read_dir(state.join("packs")) else {
+        return Vec::new();
+    };
+    let report = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().ends_with(".report.json"))
+        .find_map(|p| serde_json::from_slice::<serde_json::Value>(&std::fs::read(p).ok()?).ok());
+    let Some(report) = report else {
+        return Vec::new();
+    };
+    let ms = |v: &serde_json::Value| v.as_f64().map(|ms| Duration::from_secs_f64(ms.max(0.0) / 1e3));
+    let calls = &report["calls"];
+    let (Some(run), Some(in_pack), Some(asleep), Some(count), Some(programs)) = (
+        ms(&report["elapsed_ms"]),
+        ms(&calls["in_pack_ms"]),
+        ms(&calls["slept_ms"]),
+        calls["count"].as_f64(),
+        calls["programs"].as_f64(),
+    ) else {
+        return Vec::new();
+    };
+    vec![
+        latency(format!("{prefix}.admission"), vec![run]),
+        latency(format!("{prefix}.admission.in-pack"), vec![in_pack]),
+        latency(format!("{prefix}.admission.asleep"), vec![asleep]),
+        value(format!("{prefix}.admission.calls"), "calls", count),
+        value(format!("{prefix}.admission.programs"), "programs", programs),
+    ]
 }

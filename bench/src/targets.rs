@@ -215,10 +215,26 @@ fn installs(report: &BenchReport) -> Vec<Target> {
             us / 1e6,
             us <= 10e6,
             figure(report, "local-process.compile").map(|compile| {
-                format!(
-                    "its compile (pack seal) {:.1} s; the rest is admission's conformance run, whose calls start real programs (tar, Python apps, nginx) and wait for them",
-                    compile / 1e6
-                )
+                let admission = |part: &str| figure(report, &format!("local-process.admission{part}"));
+                let run = match (
+                    admission(""),
+                    admission(".in-pack"),
+                    admission(".asleep"),
+                    admission(".calls"),
+                    admission(".programs"),
+                ) {
+                    (Some(run), Some(in_pack), Some(asleep), Some(calls), Some(programs)) => format!(
+                        "admission's conformance run {:.1} s, of it {calls:.0} verb calls {:.1} s inside the pack ({:.1} s asleep while it waits): {programs:.0} real programs started (tar, nginx, the Python app{}) and waited for",
+                        run / 1e6,
+                        in_pack / 1e6,
+                        asleep / 1e6,
+                        figure(report, "floor.app-start")
+                            .map(|us| format!(": it answers {:.0} ms after its start, alone", us / 1e3))
+                            .unwrap_or_default()
+                    ),
+                    _ => "the rest is admission's conformance run, whose calls start real programs (tar, Python apps, nginx) and wait for them".into(),
+                };
+                format!("its compile (pack seal) {:.1} s; {run}", compile / 1e6)
             }),
         )),
         None if !report.commands.is_empty() => {

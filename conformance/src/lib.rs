@@ -35,5 +35,5 @@ pub use config::{FixtureSecrets, RunConfig, SignatureStatus};
 pub use fixture::Inputs;
 pub use judge::{judge_file, signature_status};
 pub use progress::{Progress, ProgressSink};
-pub use report::{CheckResult, Cleanup, Report, Status, Summary};
+pub use report::{CallTotals, CheckResult, Cleanup, Report, Status, Summary};
 pub use runner::{run, unloadable};

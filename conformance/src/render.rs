@@ -57,6 +57,23 @@ pub fn human(report: &Report) -> String {
             out.push_str(&format!("         {}\n", printable(line)));
         }
     }
+    let calls = &report.calls;
+    if !calls.is_empty() {
+        // Where the run's time went: a run spent inside the pack (its
+        // programs, its waits) is as fast as the pack can be.
+        out.push_str(&format!(
+            "  {} verb calls in {:.0} ms: {:.0} ms inside the pack ({:.0} ms of it asleep{}), {:.0} ms in the host\n",
+            calls.count,
+            calls.elapsed_ms,
+            calls.in_pack_ms,
+            calls.slept_ms,
+            match calls.programs {
+                0 => String::new(),
+                n => format!("; {n} programs started"),
+            },
+            calls.host_ms()
+        ));
+    }
     let s = &report.summary;
     out.push_str(&format!(
         "  {} passed, {} failed, {} skipped in {:.0} ms",

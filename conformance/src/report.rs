@@ -55,6 +55,36 @@ pub struct Report {
     /// What the run cleaned up after itself, and what it could not.
     #[serde(skip_serializing_if = "Cleanup::is_empty")]
     pub cleanup: Cleanup,
+    /// Where the run's verb calls spent their time.
+    #[serde(skip_serializing_if = "CallTotals::is_empty")]
+    pub calls: CallTotals,
+}
+
+/// The run's verb calls taken together: how long they took, and how much of
+/// it was the pack's own (its export running: its work, the programs it
+/// started and waited for, its sleeps) rather than the host's path around it.
+/// A run whose calls are nearly all the pack's own cannot be made much
+/// faster by the host.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct CallTotals {
+    pub count: usize,
+    pub elapsed_ms: f64,
+    pub in_pack_ms: f64,
+    /// Of `in_pack_ms`, what the pack asked to sleep.
+    pub slept_ms: f64,
+    /// Programs the calls started.
+    pub programs: usize,
+}
+
+impl CallTotals {
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The host's part: each call's time outside the pack's export.
+    pub fn host_ms(&self) -> f64 {
+        (self.elapsed_ms - self.in_pack_ms).max(0.0)
+    }
 }
 
 /// The end of a run: fixture revisions archived through the pack (of a
@@ -102,6 +132,7 @@ impl Report {
             seed: None,
             cleanup: Cleanup::default(),
             dry: false,
+            calls: CallTotals::default(),
         }
     }
 

@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 use envpack_host::{MemoryKv, Pack, Runtime};
 
 use crate::catalog::{CATALOG, Check, CheckDef};
-use crate::checks::{self, Ctx, Verdict};
+use crate::checks::{self, CallStat, Ctx, Verdict};
 use crate::config::{RunConfig, SignatureStatus};
 use crate::progress::Progress;
-use crate::report::{CheckResult, Cleanup, Report};
+use crate::report::{CallTotals, CheckResult, Cleanup, Report};
 use crate::scratch::{Scratch, sweep};
 
 /// Runs the selected checks of `config.profile` against a loaded pack.
@@ -95,7 +95,20 @@ pub async fn run(
     report.seed = Some(seed);
     report.cleanup = cleanup;
     report.dry = config.dry;
+    report.calls = totals(&ctx.all_calls());
     report
+}
+
+/// The run's calls taken together.
+fn totals(calls: &[CallStat]) -> CallTotals {
+    let sum = |f: fn(&CallStat) -> Duration| ms(calls.iter().map(f).sum());
+    CallTotals {
+        count: calls.len(),
+        elapsed_ms: sum(|c| c.elapsed),
+        in_pack_ms: sum(|c| c.in_pack),
+        slept_ms: sum(|c| c.slept),
+        programs: calls.iter().map(|c| c.programs).sum(),
+    }
 }
 
 /// A seed for a run that was not given one.

@@ -32,6 +32,12 @@ pub(crate) struct CallStat {
     /// work, measured the same on a busy machine and an idle one.
     pub fuel: Option<u64>,
     pub slept: Duration,
+    /// The call's whole time, and of it the export's own (the guest's work
+    /// and its capability calls: programs started and waited for).
+    pub elapsed: Duration,
+    pub in_pack: Duration,
+    /// Programs the call started (`process.spawn` granted).
+    pub programs: usize,
     pub undeclared: Vec<CapabilityCall>,
     pub error: Option<VerbError>,
 }
@@ -241,6 +247,11 @@ impl<'a> Ctx<'a> {
             peak_memory: report.peak_memory,
             fuel: report.fuel,
             slept: report.slept,
+            elapsed: report.elapsed,
+            in_pack: report.phases.guest,
+            programs: (report.recording.calls.iter())
+                .filter(|c| c.allowed && c.operation == "process.spawn")
+                .count(),
             undeclared: report.recording.calls.iter().filter(|c| !c.declared).cloned().collect(),
             error: report.result.as_ref().err().cloned(),
         };

@@ -123,6 +123,18 @@ impl<'a> Operator<'a> {
         Ok(op)
     }
 
+    /// This operator, running its packs on `runtime` (one opened
+    /// [`without_runtime`](Self::without_runtime), e.g. on a thread of its
+    /// own while the engine was built).
+    pub fn with_runtime<'b>(self, runtime: &'b Runtime) -> Operator<'b>
+    where
+        'a: 'b,
+    {
+        let mut op: Operator<'b> = self;
+        op.runtime = Some(runtime);
+        op
+    }
+
     /// An operator for commands that run no pack (`env remove`): no engine is built.
     pub fn without_runtime(state_dir: &StateDir, actor: String) -> Result<Self, StoreError> {
         // With shared records, events and audit rows say which machine acted.
