@@ -348,6 +348,46 @@ fn init_tracing(verbose: u8) {
         .init();
 }
 
+/// The async runtime a command runs on. A one-shot command (one verb call,
+/// a few queries) runs on this thread alone: starting a worker per core
+/// would cost more than it does (0.3 ms of a `traffic set`, and the cores
+/// the threads opening its records and building its linker want). Commands
+/// that work for long or at once on several things get a worker per core:
+/// the bench, conformance runs (`pack install` too), rollouts and the
+/// agent, and the ones that follow changes (`--watch`, `--follow`) and block
+/// a worker while they wait.
+fn async_runtime(command: &Command) -> std::io::Result<tokio::runtime::Runtime> {
+    let one_thread = match command {
+        Command::Bench(_)
+        | Command::Conformance(_)
+        | Command::Pack(_)
+        | Command::Rollout(_)
+        | Command::Agent(_)
+        | Command::Status(StatusArgs { watch: true, .. })
+        | Command::Events(EventsArgs { follow: true, .. }) => false,
+        Command::New(_)
+        | Command::Inspect(_)
+        | Command::Call(_)
+        | Command::Keygen(_)
+        | Command::Sign(_)
+        | Command::Verify(_)
+        | Command::Trust(_)
+        | Command::Env(_)
+        | Command::Revision(_)
+        | Command::Traffic(_)
+        | Command::Deployment(_)
+        | Command::Status(_)
+        | Command::Events(_)
+        | Command::Secret(_)
+        | Command::Audit(_) => true,
+    };
+    let mut builder = match one_thread {
+        true => tokio::runtime::Builder::new_current_thread(),
+        false => tokio::runtime::Builder::new_multi_thread(),
+    };
+    builder.enable_all().build()
+}
+
 async fn run(cli: Cli) -> Result<i32, CliError> {
     let cmd = match cli.command.0 {
         // Needs no state directory, runtime or limits.
@@ -440,7 +480,7 @@ fn main() {
     let cli = Cli::parse();
     init_tracing(cli.verbose);
     mark("args");
-    let code = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let code = match async_runtime(&cli.command.0) {
         Ok(rt) => {
             let code = match rt.block_on(run(cli)) {
                 Ok(code) => code,

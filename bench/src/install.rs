@@ -164,7 +164,11 @@ pub fn local_process(
 fn app_start(python: &Path, app: &Path) -> Option<Figure> {
     let mut samples = Vec::new();
     for _ in 0..5 {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
         let started = Instant::now();
         let mut child = Command::new(python)
             .arg(app)
