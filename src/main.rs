@@ -533,4 +533,27 @@ mod tests {
         let error = Cli::try_parse_from(["host", "status"]).err().unwrap();
         assert_eq!(error.kind(), clap::error::ErrorKind::MissingRequiredArgument);
     }
+
+    /// One-shot commands run on their own thread; the ones that block a
+    /// worker while they wait (`block_in_place` panics on a current-thread
+    /// runtime) or work on several things at once get a worker per core.
+    #[test]
+    fn each_command_gets_the_runtime_it_needs() {
+        use tokio::runtime::RuntimeFlavor::{CurrentThread, MultiThread};
+        let cases: [(&[&str], _); 8] = [
+            (&["traffic", "set", "prod", "web", "r1=10000"], CurrentThread),
+            (&["revision", "warm", "prod", "r1"], CurrentThread),
+            (&["status", "prod"], CurrentThread),
+            (&["events", "prod"], CurrentThread),
+            (&["status", "prod", "--watch"], MultiThread),
+            (&["events", "prod", "--follow"], MultiThread),
+            (&["pack", "install", "p.wasm"], MultiThread),
+            (&["agent"], MultiThread),
+        ];
+        for (args, flavor) in cases {
+            let cli = Cli::try_parse_from(std::iter::once("host").chain(args.iter().copied())).unwrap();
+            let runtime = async_runtime(&cli.command.0).unwrap();
+            assert_eq!(runtime.handle().runtime_flavor(), flavor, "host {}", args.join(" "));
+        }
+    }
 }

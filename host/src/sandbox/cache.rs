@@ -185,25 +185,20 @@ impl CompileCache {
     pub fn lookup(&self, engine: &Engine, pack_digest: &str) -> Result<Cached, Option<String>> {
         let (name, path) = self.entry(engine, pack_digest);
         let record = self.read_record(&name, &path)?;
-        let file = match File::open(&path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(None),
-            Err(e) => return Err(Some(format!("unreadable entry: {e}"))),
-        };
-        let identity = FileIdentity::of_file(&file).map_err(|e| Some(format!("unreadable entry: {e}")))?;
-        if identity == record.identity {
-            match map(engine, file, &record.identity) {
-                Ok((component, file)) => {
-                    return Ok(Cached {
-                        component,
-                        described: record.described,
-                        mapping: Some(file),
-                    });
-                }
-                Err(reason) => tracing::debug!(entry = %path.display(), %reason, "cannot map the entry; reading it"),
-            }
+        match map_recorded(engine, &path, record)? {
+            Ok(cached) => Ok(cached),
+            Err(record) => self.read_whole(engine, &name, &path, record),
         }
-        self.read_whole(engine, &name, &path, record)
+    }
+
+    /// The entry, only if it can be had cheaply: its record intact and its
+    /// file the one recorded, mapped as it is (a few system calls; no read
+    /// of its code). `None` otherwise: [`Self::lookup`] says why, or reads
+    /// it whole.
+    pub fn lookup_mapped(&self, engine: &Engine, pack_digest: &str) -> Option<Cached> {
+        let (name, path) = self.entry(engine, pack_digest);
+        let record = self.read_record(&name, &path).ok()?;
+        map_recorded(engine, &path, record).ok()?.ok()
     }
 
     /// The slow way: the whole entry read and checked against the keyed
@@ -309,6 +304,30 @@ impl CompileCache {
         // An older host's record of this entry, if any, no longer applies.
         let _ = std::fs::remove_file(path.with_extension("cwasm.mac"));
     }
+}
+/// The entry at `path` mapped as it is when its file is the one `record`
+/// names; else the record back (the entry must be read whole). `Err(None)`:
+/// there is no entry.
+fn map_recorded(engine: &Engine, path: &Path, record: Record) -> Result<Result<Cached, Record>, Option<String>> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(None),
+        Err(e) => return Err(Some(format!("unreadable entry: {e}"))),
+    };
+    let identity = FileIdentity::of_file(&file).map_err(|e| Some(format!("unreadable entry: {e}")))?;
+    if identity == record.identity {
+        match map(engine, file, &record.identity) {
+            Ok((component, file)) => {
+                return Ok(Ok(Cached {
+                    component,
+                    described: record.described,
+                    mapping: Some(file),
+                }));
+            }
+            Err(reason) => tracing::debug!(entry = %path.display(), %reason, "cannot map the entry; reading it"),
+        }
+    }
+    Ok(Err(record))
 }
 
 /// Maps an entry whose identity matched its record: lease, identity again

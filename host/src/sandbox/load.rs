@@ -198,16 +198,34 @@ impl Runtime {
                 (None, None) => None,
             };
             let size = source.bytes.as_ref().map_or(source.size, Vec::len);
-            let engine = self.engine.clone();
-            let cache = self.cache.clone();
-            let config = self.config.clone();
-            let compiled =
-                tokio::task::spawn_blocking(move || compile_or_map(&engine, cache.as_deref(), &config, source))
-                    .await
-                    .map_err(|e| LoadError::NotAComponent {
-                        path: name.clone(),
-                        detail: format!("the compiler thread failed: {e}"),
-                    })??;
+            // An installed pack's code mapped from the cache is a few system
+            // calls: done here. Anything slower (hashing the file, reading
+            // an entry whole, compiling) goes to a blocking thread, which a
+            // one-shot command would otherwise start only for this.
+            let mapped = match (&self.cache, &source.digest) {
+                (Some(cache), Some(digest)) => cache.lookup_mapped(&self.engine, digest).map(|cached| Compiled {
+                    component: cached.component,
+                    described: cached.described,
+                    mapping: cached.mapping,
+                    event: CacheEvent::Hit,
+                    digest: digest.clone(),
+                }),
+                _ => None,
+            };
+            let compiled = match mapped {
+                Some(compiled) => compiled,
+                None => {
+                    let engine = self.engine.clone();
+                    let cache = self.cache.clone();
+                    let config = self.config.clone();
+                    tokio::task::spawn_blocking(move || compile_or_map(&engine, cache.as_deref(), &config, source))
+                        .await
+                        .map_err(|e| LoadError::NotAComponent {
+                            path: name.clone(),
+                            detail: format!("the compiler thread failed: {e}"),
+                        })??
+                }
+            };
             crate::timing::mark("cache");
             let contract = |e: wasmtime::Error| LoadError::Contract {
                 path: name.clone(),
