@@ -166,8 +166,8 @@ fn quick_bench_reports_every_figure() {
             [
                 "exec",
                 "args",
-                "engine",
                 "state-open",
+                "engine",
                 "verify",
                 "cache",
                 "link",

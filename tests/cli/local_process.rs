@@ -570,6 +570,15 @@ fn the_pack_passes_the_extended_bench_and_leaves_nothing_running() {
         .cloned()
         .unwrap_or_default();
     assert_eq!(teardown["status"], "pass", "{teardown}");
+    // Where the run's time went: its calls started real programs, and the
+    // time inside the pack is part of the calls' own, which is part of the run's.
+    let calls = &report["calls"];
+    let ms = |v: &serde_json::Value| v.as_f64().unwrap_or_else(|| panic!("a number: {calls}"));
+    assert!(calls["programs"].as_u64().unwrap_or(0) > 0, "{calls}");
+    assert!(calls["count"].as_u64().unwrap_or(0) > 100, "{calls}");
+    assert!(ms(&calls["slept_ms"]) <= ms(&calls["in_pack_ms"]), "{calls}");
+    assert!(ms(&calls["in_pack_ms"]) <= ms(&calls["elapsed_ms"]), "{calls}");
+    assert!(ms(&calls["elapsed_ms"]) <= ms(&report["elapsed_ms"]), "{calls}");
     assert!(out.status.success());
     let left = processes_under(sb.dir.path());
     assert!(left.is_empty(), "the bench left processes running: {left:?}");

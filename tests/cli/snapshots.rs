@@ -84,6 +84,7 @@ fn settings() -> insta::Settings {
     settings.add_filter(r"conformance-[0-9a-f]{8}-", "conformance-[NONCE]-");
     settings.add_filter(r"in \d+ ms", "in [MS] ms");
     settings.add_filter(r#""elapsed_ms": [0-9.e+-]+"#, r#""elapsed_ms": "[MS]""#);
+    settings.add_filter(r#""(in_pack|slept)_ms": [0-9.e+-]+"#, r#""${1}_ms": "[MS]""#);
     settings.add_filter(r#"time="[0-9.]+""#, r#"time="[S]""#);
     settings.add_filter(r#"timestamp="[^"]+""#, r#"timestamp="[T]""#);
     settings.add_filter(r"\d+(\.\d+)? ms", "[N] ms");
