@@ -305,6 +305,7 @@ impl CompileCache {
         let _ = std::fs::remove_file(path.with_extension("cwasm.mac"));
     }
 }
+
 /// The entry at `path` mapped as it is when its file is the one `record`
 /// names; else the record back (the entry must be read whole). `Err(None)`:
 /// there is no entry.
