@@ -163,11 +163,7 @@ impl Context {
     pub fn runtime(&mut self) -> Result<&Runtime, CliError> {
         if self.runtime.is_none() {
             let dir = self.state_dir()?.clone();
-            // Calls that keep pack state pass their own store (`Runtime::call_in`):
-            // the operator's is its transaction, `host call`'s is `call_kv`.
-            let kv = MemoryKv::default();
-            let config = self.host_config(&dir);
-            self.runtime = Some(Runtime::new(config, Arc::new(kv))?);
+            self.runtime = Some(new_runtime(self.host_config(&dir))?);
             envpack_host::timing::mark("engine");
         }
         Ok(self.runtime.as_ref().expect("just set"))
@@ -177,11 +173,7 @@ impl Context {
     /// threads of its own (`host agent` drives each rollout on one).
     pub fn process_runtime(&mut self) -> Result<&'static Runtime, CliError> {
         let dir = self.state_dir()?.clone();
-        let config = self.host_config(&dir);
-        Ok(Box::leak(Box::new(Runtime::new(
-            config,
-            Arc::new(MemoryKv::default()),
-        )?)))
+        Ok(Box::leak(Box::new(new_runtime(self.host_config(&dir))?)))
     }
 
     /// A runtime for the conformance bench: pack state in memory, so that
@@ -202,7 +194,7 @@ impl Context {
                 allocator: self.allocator.unwrap_or(AllocatorChoice::Auto),
                 ..self.host_config(&dir)
             };
-            self.conformance_runtime = Some(Runtime::new(config, Arc::new(MemoryKv::default()))?);
+            self.conformance_runtime = Some(new_runtime(config)?);
         }
         Ok(self.conformance_runtime.as_ref().expect("just set"))
     }
@@ -264,18 +256,18 @@ impl Context {
         // The records take longer, and a thread starts a quarter of a
         // millisecond late on a machine whose other core sleeps: the
         // shorter work goes to the thread.
-        let operator = if self.runtime.is_none() {
+        let mut operator = if self.runtime.is_none() {
             let config = self.host_config(&dir);
             let building = std::thread::Builder::new()
                 .name("engine".into())
-                .spawn(move || Runtime::new(config, Arc::new(MemoryKv::default())));
+                .spawn(move || new_runtime(config));
             let opened = Operator::without_runtime(&dir, actor);
             let built = match building {
                 Ok(handle) => handle
                     .join()
                     .map_err(|_| CliError::State("building the engine failed on a thread of its own".into()))?,
                 // No thread to be had: built here, after the records.
-                Err(_) => Runtime::new(self.host_config(&dir), Arc::new(MemoryKv::default())),
+                Err(_) => new_runtime(self.host_config(&dir)),
             };
             self.runtime = Some(built?);
             envpack_host::timing::mark("engine");
@@ -283,7 +275,6 @@ impl Context {
         } else {
             Operator::open(&dir, actor, self.runtime()?)?
         };
-        let mut operator = operator;
         if let Some(key) = signer {
             operator.sign_with(key);
         }
@@ -317,4 +308,11 @@ impl Context {
     pub fn registry(&mut self) -> Result<Registry, CliError> {
         Ok(Registry::open(&self.state_dir()?.packs())?)
     }
+}
+
+/// A runtime whose own pack store is a throwaway: calls that keep pack
+/// state pass their own (`Runtime::call_in`): the operator's is its
+/// transaction, `host call`'s is `call_kv`, the bench's is in memory.
+fn new_runtime(config: HostConfig) -> Result<Runtime, envpack_host::SetupError> {
+    Runtime::new(config, Arc::new(MemoryKv::default()))
 }
