@@ -234,6 +234,46 @@ CREATE TABLE installed_packs (
 "#,
 ];
 
+/// How long a connection waits for another process's lock on the database.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The WAL's length past which a commit folds it into state.db: every
+/// process that opens the database first reads the WAL back whole (its
+/// index lives in shared memory that ends with the last process), so it
+/// is kept short; a traffic change adds ~20 KiB, so about one command
+/// in a dozen folds.
+const WAL_FOLD_BYTES: u64 = 256 * 1024;
+
+/// Folds a long WAL into state.db and empties it (a `TRUNCATE`
+/// checkpoint), after a commit. Never waits: while a reader still reads
+/// an older snapshot the fold is left to a later commit.
+pub fn fold_wal(db: &Db) {
+    let Some(conn) = db.as_sqlite() else {
+        return;
+    };
+    let Some(wal) = conn
+        .path()
+        .filter(|p| !p.is_empty())
+        .map(|p| PathBuf::from(format!("{p}-wal")))
+    else {
+        return;
+    };
+    if std::fs::metadata(&wal).map_or(true, |m| m.len() <= WAL_FOLD_BYTES) {
+        return;
+    }
+    let folded = conn
+        .busy_timeout(Duration::ZERO)
+        .and_then(|()| conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get::<_, i64>(0)));
+    if let Err(e) = conn.busy_timeout(BUSY_TIMEOUT) {
+        tracing::warn!("cannot set the database's busy timeout again: {e}");
+    }
+    match folded {
+        Ok(0) => tracing::debug!("folded the WAL into state.db"),
+        Ok(_) => tracing::debug!("the WAL is read by another process; folding it later"),
+        Err(e) => tracing::debug!("folding the WAL later: {e}"),
+    }
+}
+
 /// The schema version this host writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
@@ -252,10 +292,18 @@ fn open_sqlite(path: &Path) -> Result<Connection, StoreError> {
             source: e,
         }
     })?;
-    conn.busy_timeout(Duration::from_secs(30))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Every command is a process of its own, and a checkpoint when it
+    // closed the database cost more than the command's own commit: the
+    // WAL and state.db synced, the WAL deleted, and the next command's
+    // WAL created again with its header and the directory synced. The
+    // WAL now stays between commands (committed, synced: nothing is lost
+    // by a crash; the next opener reads it back) and is folded into
+    // state.db once it is long (`fold_wal`).
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
     let conn = migrate(conn, path)?;
     envpack_host::timing::mark("state-open");
     Ok(conn)
@@ -285,7 +333,7 @@ fn read_only(path: &Path) -> Result<Connection, StoreError> {
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
     )?;
-    conn.busy_timeout(Duration::from_secs(30))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     Ok(conn)
 }
 
@@ -474,5 +522,86 @@ mod tests {
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
         assert_eq!(version, 1, "the schema is left as it was");
         assert!(dir.path().join("kv.json").exists());
+    }
+
+    fn wal_len(path: &Path) -> u64 {
+        std::fs::metadata(format!("{}-wal", path.display())).map_or(0, |m| m.len())
+    }
+
+    /// Fills the WAL past the fold's length, through `db`.
+    fn lengthen_wal(db: &Db) {
+        let conn = db.as_sqlite().unwrap();
+        conn.execute_batch("CREATE TABLE IF NOT EXISTS filler (x BLOB)")
+            .unwrap();
+        for _ in 0..(WAL_FOLD_BYTES / 4096 + 8) {
+            conn.execute("INSERT INTO filler VALUES (zeroblob(4000))", []).unwrap();
+        }
+    }
+
+    #[test]
+    fn the_wal_outlives_its_command_and_is_folded_once_long() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let db = open(&path).unwrap();
+        db.as_sqlite()
+            .unwrap()
+            .execute("INSERT INTO environments (id, created_at) VALUES ('dev', 0)", [])
+            .unwrap();
+        drop(db);
+        assert!(wal_len(&path) > 0, "closing leaves the WAL for the next command");
+        let reader = open_read_only(&path).unwrap();
+        let found: i64 = reader
+            .as_sqlite()
+            .unwrap()
+            .query_row("SELECT count(*) FROM environments WHERE id = 'dev'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(found, 1, "the next process reads the commit back from the WAL");
+        drop(reader);
+        let db = open(&path).unwrap();
+        fold_wal(&db);
+        assert!(wal_len(&path) > 0, "a short WAL is left as it is");
+        lengthen_wal(&db);
+        assert!(wal_len(&path) > WAL_FOLD_BYTES);
+        fold_wal(&db);
+        assert_eq!(wal_len(&path), 0, "a long WAL is folded into state.db");
+        drop(db);
+        let db = open_read_only(&path).unwrap();
+        let rows: i64 = db
+            .as_sqlite()
+            .unwrap()
+            .query_row("SELECT count(*) FROM filler", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows as u64, WAL_FOLD_BYTES / 4096 + 8, "nothing folded is lost");
+    }
+
+    #[test]
+    fn a_fold_never_waits_for_a_reader_of_an_older_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let db = open(&path).unwrap();
+        lengthen_wal(&db);
+        let reader = open_read_only(&path).unwrap();
+        let reading = reader.as_sqlite().unwrap();
+        reading.execute_batch("BEGIN").unwrap();
+        let _: i64 = reading
+            .query_row("SELECT count(*) FROM filler", [], |r| r.get(0))
+            .unwrap();
+        db.as_sqlite()
+            .unwrap()
+            .execute("INSERT INTO filler VALUES (1)", [])
+            .unwrap();
+        let asked = std::time::Instant::now();
+        fold_wal(&db);
+        // Waiting would mean the busy timeout, 30 s: far from any noise.
+        assert!(asked.elapsed() < BUSY_TIMEOUT / 2, "the fold waited for the reader");
+        assert!(wal_len(&path) > WAL_FOLD_BYTES, "not folded under a reader");
+        reading.execute_batch("COMMIT").unwrap();
+        drop(reading);
+        fold_wal(&db);
+        assert_eq!(wal_len(&path), 0, "folded once the reader is done");
+        db.as_sqlite()
+            .unwrap()
+            .execute("INSERT INTO filler VALUES (2)", [])
+            .unwrap();
     }
 }

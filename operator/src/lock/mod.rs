@@ -171,15 +171,14 @@ pub fn lock(locks: &Path, env: &str) -> Result<EnvLock, StoreError> {
     let file = open_lock_file(locks, env).map_err(|e| fail(e.to_string()))?;
     match file.try_lock() {
         Ok(()) => {}
-        // A looker's instant (see `holder`): wait for it as for a command.
         Err(std::fs::TryLockError::WouldBlock) => {
             // Another command is working on this environment: say so (who,
             // when the kernel says), then queue. Another thread of this
-            // process (the agent's prober beside its driver) is no news.
-            match holder(locks, env) {
-                Some(pid) if pid == std::process::id() => {}
-                Some(pid) => eprintln!("host: waiting for environment {env:?}: process {pid} is changing it"),
-                None => eprintln!("host: waiting for environment {env:?}: another command is changing it"),
+            // process (the agent's prober beside its driver) is no news,
+            // nor a look at the lock (`holder`'s instant) or a holder that
+            // has just let go: nobody holds it now.
+            if let Some(pid) = holder(locks, env).filter(|pid| *pid != std::process::id()) {
+                eprintln!("host: waiting for environment {env:?}: process {pid} is changing it");
             }
             file.lock().map_err(|e| fail(e.to_string()))?;
         }
@@ -233,7 +232,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_holder_of_a_lock_is_read_without_taking_it() {
+    fn the_holder_of_a_lock_and_its_pid_are_found_while_it_holds_it() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(holder(dir.path(), "rollout X"), None, "no lock file yet");
         let held = try_lock_named(dir.path(), "rollout X").unwrap().unwrap();

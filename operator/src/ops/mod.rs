@@ -271,6 +271,7 @@ impl<'a> Operator<'a> {
         let (seq, hash) = audit::append(&tx, now(), &self.actor, command, &args.to_string(), &outcome)?;
         tx.commit()?;
         timing::mark("commit");
+        crate::db::fold_wal(&self.conn);
         if let Some(sink) = &self.audit_sink
             && let Err(e) = audit::export_head(sink, seq, &hash)
         {
