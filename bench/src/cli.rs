@@ -417,34 +417,25 @@ pub fn measure(
     }
     let mut samples: Vec<Vec<Sample>> = pairs.iter().map(|_| Vec::with_capacity(runs)).collect();
     // A command's pairs (this build's, the baseline's) are next to each
-    // other. Each round runs this build's command with marks first (its
-    // phases), then a timed run of each build, in turns: every timed run
-    // follows a run of the same command, and neither build always goes
-    // first. (Timed first, then marked, then the baseline's gave the
-    // baseline a warmer start: `--version`, the same code in both builds,
-    // measured 4–16% slower for this build.)
+    // other. Every timed run follows an untimed run of the same build and
+    // command (this build's with marks, for its phases), as `hyperfine`
+    // warms up: what ran just before a run changes it (a timed run after
+    // another command's ran 4–16% slower than one after the same
+    // command's; after its own build's, faster still), so both builds get
+    // the same predecessor. The builds take turns going first.
     let groups = groups_of(&pairs, |(name, ..)| *name);
     for n in 0..runs {
         for group in &groups {
-            let mut phases = None;
-            for &i in group {
-                let (_, args, build, program, state) = &pairs[i];
-                if *build == "this" {
-                    phases = Some(sample(program, state, &args(n), Some(&marks))?.phases);
-                }
-            }
             let order: Vec<usize> = match n % 2 {
                 0 => group.clone(),
                 _ => group.iter().rev().copied().collect(),
             };
             for i in order {
                 let (_, args, build, program, state) = &pairs[i];
-                let mut run = sample(program, state, &args(n), None)?;
-                if *build == "this"
-                    && let Some(phases) = phases.take()
-                {
-                    run.phases = phases;
-                }
+                let args = args(n);
+                let before = sample(program, state, &args, (*build == "this").then_some(marks.as_path()))?;
+                let mut run = sample(program, state, &args, None)?;
+                run.phases = before.phases;
                 samples[i].push(run);
             }
         }
