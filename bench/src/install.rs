@@ -154,68 +154,16 @@ pub fn local_process(
     let install = latency("install.local-process", vec![started.elapsed()]);
     let mut figures = vec![install, compile];
     figures.extend(admission("local-process", &state));
-    figures.extend(app_start(python, &dir.join("app/app.py")));
+    figures.extend(crate::programs::floors(python, &dir.join("app/app.py"), &tarball, &dir));
     Ok(Ok(figures))
-}
-
-/// `floor.app-start`: the app the admission deploys, started alone (no
-/// host, no pack) until it answers its health check, five times: what
-/// each warm of a revision waits for at least.
-fn app_start(python: &Path, app: &Path) -> Option<Figure> {
-    let mut samples = Vec::new();
-    for _ in 0..5 {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .ok()?
-            .local_addr()
-            .ok()?
-            .port();
-        let started = Instant::now();
-        let mut child = Command::new(python)
-            .arg(app)
-            .env("PORT", port.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
-        let answered = loop {
-            if healthy(port) {
-                break Some(started.elapsed());
-            }
-            if started.elapsed() > Duration::from_secs(10) || child.try_wait().ok().flatten().is_some() {
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        };
-        let _ = child.kill();
-        let _ = child.wait();
-        samples.push(answered?);
-    }
-    Some(latency("floor.app-start", samples))
-}
-
-/// Whether `GET /healthz` on 127.0.0.1:`port` answers 200.
-fn healthy(port: u16) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
-    if stream
-        .write_all(b"GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-        .is_err()
-    {
-        return false;
-    }
-    let mut head = [0u8; 12];
-    stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.") && &head[9..12] == b"200"
 }
 
 /// What the admission run of the one pack installed in `state` reported
 /// about its verb calls (the report `pack install` keeps beside the pack):
 /// `PREFIX.admission` (the run), `PREFIX.admission.in-pack` (its calls'
 /// time inside the pack's export: its programs started and waited for, its
-/// sleeps) and `PREFIX.admission.calls`. Nothing when the report says nothing.
+/// sleeps), `PREFIX.admission.calls`, and the programs it started and the
+/// signals it sent, by name. Nothing when the report says nothing.
 pub fn admission(prefix: &str, state: &Path) -> Vec<Figure> {
     let Ok(entries) = std::fs::read_dir(state.join("packs")) else {
         return Vec::new();
@@ -239,11 +187,23 @@ pub fn admission(prefix: &str, state: &Path) -> Vec<Figure> {
     ) else {
         return Vec::new();
     };
-    vec![
+    let mut figures = vec![
         latency(format!("{prefix}.admission"), vec![run]),
         latency(format!("{prefix}.admission.in-pack"), vec![in_pack]),
         latency(format!("{prefix}.admission.asleep"), vec![asleep]),
         value(format!("{prefix}.admission.calls"), "calls", count),
         value(format!("{prefix}.admission.programs"), "programs", programs),
-    ]
+    ];
+    // By program and by signal: `PREFIX.admission.started.tar`,
+    // `PREFIX.admission.signals.hup`.
+    for (key, part, unit) in [("started", "started", "programs"), ("signals", "signals", "signals")] {
+        if let Some(counts) = calls[key].as_object() {
+            figures.extend(
+                counts.iter().filter_map(|(name, n)| {
+                    Some(value(format!("{prefix}.admission.{part}.{name}"), unit, n.as_f64()?))
+                }),
+            );
+        }
+    }
+    figures
 }

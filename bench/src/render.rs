@@ -45,6 +45,7 @@ pub fn table(report: &BenchReport) -> String {
     }
     out.push_str("\ntargets\n");
     for t in &report.targets {
+        // An unreachable target says so at the head of its floor.
         let mark = if t.met { "met   " } else { "NOT met" };
         out.push_str(&format!(
             "  {mark} {:<24} {:<52} measured {:.2}\n",

@@ -73,6 +73,25 @@ pub fn human(report: &Report) -> String {
             },
             calls.host_ms()
         ));
+        let by_count = |counts: &std::collections::BTreeMap<String, usize>| {
+            let mut pairs: Vec<(&String, &usize)> = counts.iter().collect();
+            pairs.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+            let pairs: Vec<String> = pairs
+                .iter()
+                .map(|(name, n)| format!("{} {n}", printable(name)))
+                .collect();
+            pairs.join(", ")
+        };
+        let mut parts = Vec::new();
+        if !calls.started.is_empty() {
+            parts.push(format!("programs started: {}", by_count(&calls.started)));
+        }
+        if !calls.signals.is_empty() {
+            parts.push(format!("signals sent: {}", by_count(&calls.signals)));
+        }
+        if !parts.is_empty() {
+            out.push_str(&format!("  {}\n", parts.join("; ")));
+        }
     }
     let s = &report.summary;
     out.push_str(&format!(
@@ -148,4 +167,36 @@ pub fn junit(reports: &[Report]) -> Result<String, quick_junit::SerializeError> 
         junit.add_test_suite(suite);
     }
     junit.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Profile;
+    use crate::report::{CallTotals, Report};
+
+    #[test]
+    fn a_run_says_which_programs_it_started_and_which_signals_it_sent_most_first() {
+        let mut report = Report::new("p.wasm".into(), "d@1.0.0".into(), Profile::Core, Vec::new(), 10.0);
+        report.calls = CallTotals {
+            count: 3,
+            elapsed_ms: 9.0,
+            in_pack_ms: 8.0,
+            slept_ms: 1.0,
+            programs: 6,
+            started: [("python3", 2), ("tar", 3), ("nginx", 1)]
+                .map(|(name, n)| (name.to_string(), n))
+                .into(),
+            signals: [("hup", 2)].map(|(name, n)| (name.to_string(), n)).into(),
+        };
+        let text = human(&report);
+        assert!(
+            text.contains("\n  programs started: tar 3, python3 2, nginx 1; signals sent: hup 2\n"),
+            "{text}"
+        );
+        // A run that started nothing says nothing of it.
+        report.calls.started.clear();
+        report.calls.signals.clear();
+        assert!(!human(&report).contains("programs started:"));
+    }
 }

@@ -1,6 +1,8 @@
 //! The bench's results as data: one [`Report`] per pack, serialized as the
 //! JSON format documented for pack authors. Rendering lives in `render`.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 use crate::catalog::Profile;
@@ -65,7 +67,7 @@ pub struct Report {
 /// started and waited for, its sleeps) rather than the host's path around it.
 /// A run whose calls are nearly all the pack's own cannot be made much
 /// faster by the host.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct CallTotals {
     pub count: usize,
     pub elapsed_ms: f64,
@@ -74,6 +76,13 @@ pub struct CallTotals {
     pub slept_ms: f64,
     /// Programs the calls started.
     pub programs: usize,
+    /// Of them, how many of each program (by file name: `tar`, `python3`):
+    /// what a run that starts real programs waits for, one after another.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub started: BTreeMap<String, usize>,
+    /// Signals the calls sent to their programs, by kind (`hup`, `term`, `kill`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub signals: BTreeMap<String, usize>,
 }
 
 impl CallTotals {

@@ -107,8 +107,19 @@ fn totals(calls: &[CallStat]) -> CallTotals {
         elapsed_ms: sum(|c| c.elapsed),
         in_pack_ms: sum(|c| c.in_pack),
         slept_ms: sum(|c| c.slept),
-        programs: calls.iter().map(|c| c.programs).sum(),
+        programs: calls.iter().map(|c| c.started.len()).sum(),
+        started: tally(calls.iter().flat_map(|c| &c.started)),
+        signals: tally(calls.iter().flat_map(|c| &c.signals)),
     }
+}
+
+/// How many times each name occurs.
+fn tally<'a>(names: impl Iterator<Item = &'a String>) -> std::collections::BTreeMap<String, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for name in names {
+        *counts.entry(name.clone()).or_default() += 1;
+    }
+    counts
 }
 
 /// A seed for a run that was not given one.

@@ -38,7 +38,6 @@ pub use capabilities::secrets::{FileSecrets, NoSecrets, SecretStore, SecretsErro
 pub use capabilities::{LogSink, Workspace};
 pub use contract::pack::{MAX_PACK_BYTES, Pack, check_magic, read_pack_file};
 pub use error::{CompileError, LoadError, SetupError};
-pub use sandbox::LiveInstance;
 pub use sandbox::cache::{CacheEvent, Described};
 pub use sandbox::compile::{Compiler, WORKER_ARG, WorkerLimits, worker_main};
 pub use sandbox::engine::{Allocator, AllocatorChoice, FUEL_PER_MS, HostConfig};
@@ -48,4 +47,5 @@ pub use sandbox::phases::{Phase, VerbPhases};
 pub use sandbox::runtime::{CallMode, CallReport, Runtime};
 pub use sandbox::services::Services;
 pub use sandbox::shape::check as check_shape;
+pub use sandbox::{InstantiateTimes, LiveInstance};
 pub use state_dir::StateDir;

@@ -579,6 +579,23 @@ fn the_pack_passes_the_extended_bench_and_leaves_nothing_running() {
     assert!(ms(&calls["slept_ms"]) <= ms(&calls["in_pack_ms"]), "{calls}");
     assert!(ms(&calls["in_pack_ms"]) <= ms(&calls["elapsed_ms"]), "{calls}");
     assert!(ms(&calls["elapsed_ms"]) <= ms(&report["elapsed_ms"]), "{calls}");
+    // Which programs, by file name, adding up to all of them; and the
+    // signals sent (TERM to drain an app, HUP to reload nginx).
+    let count = |v: &serde_json::Value| v.as_u64().unwrap_or_else(|| panic!("a count: {calls}"));
+    let started = calls["started"]
+        .as_object()
+        .unwrap_or_else(|| panic!("programs by name: {calls}"));
+    assert_eq!(
+        started.values().map(count).sum::<u64>(),
+        count(&calls["programs"]),
+        "{calls}"
+    );
+    for program in ["tar", "nginx", "python3"] {
+        assert!(started.get(program).is_some_and(|n| count(n) > 0), "{program}: {calls}");
+    }
+    for signal in ["term", "hup"] {
+        assert!(count(&calls["signals"][signal]) > 0, "{signal}: {calls}");
+    }
     assert!(out.status.success());
     let left = processes_under(sb.dir.path());
     assert!(left.is_empty(), "the bench left processes running: {left:?}");

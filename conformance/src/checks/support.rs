@@ -36,8 +36,12 @@ pub(crate) struct CallStat {
     /// and its capability calls: programs started and waited for).
     pub elapsed: Duration,
     pub in_pack: Duration,
-    /// Programs the call started (`process.spawn` granted).
-    pub programs: usize,
+    /// Programs the call started (`process.spawn` granted), by file name
+    /// (`/usr/bin/tar` is `tar`), in order.
+    pub started: Vec<String>,
+    /// Signals the call sent (`process.send-signal` granted), by their WIT
+    /// names: `hup`, `term`...
+    pub signals: Vec<String>,
     pub undeclared: Vec<CapabilityCall>,
     pub error: Option<VerbError>,
 }
@@ -249,9 +253,8 @@ impl<'a> Ctx<'a> {
             slept: report.slept,
             elapsed: report.elapsed,
             in_pack: report.phases.guest,
-            programs: (report.recording.calls.iter())
-                .filter(|c| c.allowed && c.operation == "process.spawn")
-                .count(),
+            started: granted(report, "process.spawn").map(program_name).collect(),
+            signals: granted(report, "process.send-signal").map(signal_name).collect(),
             undeclared: report.recording.calls.iter().filter(|c| !c.declared).cloned().collect(),
             error: report.result.as_ref().err().cloned(),
         };
@@ -489,4 +492,38 @@ impl Verdict {
 /// The verb of a call stat's label.
 pub(crate) fn verb_of(stat: &CallStat) -> Option<Verb> {
     Verb::from_name(stat.label.split(' ').next().unwrap_or_default())
+}
+
+/// The details of the call's granted capability calls of `operation`.
+fn granted<'r>(report: &'r CallReport, operation: &'static str) -> impl Iterator<Item = &'r str> {
+    (report.recording.calls.iter())
+        .filter(move |c| c.allowed && c.operation == operation)
+        .map(|c| c.detail.as_str())
+}
+
+/// The file name of a `process.spawn` detail's program (`COMMAND ARGS...`).
+fn program_name(detail: &str) -> String {
+    let command = detail.split(' ').next().unwrap_or_default();
+    command.rsplit('/').next().unwrap_or(command).to_string()
+}
+
+/// The WIT name of a `process.send-signal` detail's signal (`ID Signal::Hup`: `hup`).
+fn signal_name(detail: &str) -> String {
+    let signal = detail.rsplit(' ').next().unwrap_or_default();
+    signal.rsplit("::").next().unwrap_or(signal).to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod names {
+    use super::{program_name, signal_name};
+
+    #[test]
+    fn programs_and_signals_are_named_as_an_author_knows_them() {
+        assert_eq!(program_name("/usr/bin/tar -xzf artifact -C app.partial"), "tar");
+        assert_eq!(program_name("nginx -t -q"), "nginx");
+        assert_eq!(program_name(""), "");
+        assert_eq!(signal_name("p-3 Signal::Hup"), "hup");
+        assert_eq!(signal_name("p-12 Signal::Term"), "term");
+        assert_eq!(signal_name("Kill"), "kill");
+    }
 }

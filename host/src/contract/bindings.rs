@@ -85,7 +85,29 @@ impl<T: 'static> PackPre<T> {
         T: Send,
     {
         let mut store = store.as_context_mut();
-        let instance = self.instance_pre.instantiate_async(&mut store).await?;
+        let instance = self.instance_async(&mut store).await?;
+        self.exports(&mut store, instance)
+    }
+
+    /// The instance alone: wasmtime's `InstancePre::instantiate_async`,
+    /// nothing looked up in it yet.
+    pub async fn instance_async(
+        &self,
+        mut store: impl wasmtime::AsContextMut<Data = T>,
+    ) -> wasmtime::Result<wasmtime::component::Instance>
+    where
+        T: Send,
+    {
+        self.instance_pre.instantiate_async(&mut store).await
+    }
+
+    /// An instance's `deployer` exports, each checked against the types the
+    /// host calls it with.
+    pub fn exports(
+        &self,
+        mut store: impl wasmtime::AsContextMut<Data = T>,
+        instance: wasmtime::component::Instance,
+    ) -> wasmtime::Result<Exports<'_>> {
         let verbs = self.deployer.load(&mut store, &instance)?;
         Ok(Exports {
             verbs,

@@ -30,6 +30,15 @@ pub struct LiveInstance {
     _store: Store<CallState>,
 }
 
+/// The two parts of making an instance a verb can be called on.
+#[derive(Clone, Copy, Debug)]
+pub struct InstantiateTimes {
+    /// wasmtime's `InstancePre::instantiate_async`.
+    pub instance: Duration,
+    /// The `deployer` exports looked up and checked against the host's types.
+    pub exports: Duration,
+}
+
 impl Runtime {
     /// Runs `body` against a fresh instance, under the deadline and budget.
     pub(crate) async fn in_instance<R>(
@@ -94,10 +103,11 @@ impl Runtime {
         Ok(self.instantiate_timed(pack).await?.0)
     }
 
-    /// [`Self::instantiate`], with the time of wasmtime's
-    /// `InstancePre::instantiate_async` alone (the store and its state made
-    /// before, the instance dropped after).
-    pub async fn instantiate_timed(&self, pack: &Pack) -> Result<(LiveInstance, std::time::Duration), VerbError> {
+    /// [`Self::instantiate`], timed in two parts: wasmtime's
+    /// `InstancePre::instantiate_async` alone, then the `deployer` exports
+    /// looked up and type-checked, as every verb call does (the store and
+    /// its state made before, the instance dropped after).
+    pub async fn instantiate_timed(&self, pack: &Pack) -> Result<(LiveInstance, InstantiateTimes), VerbError> {
         let state = self.new_state(Gate::default(), self.kv.clone(), String::new());
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.budget);
@@ -106,10 +116,20 @@ impl Runtime {
             return Err(classify(Verb::Describe, &e, store.data()));
         }
         let started = std::time::Instant::now();
-        match pack.pre.instantiate_async(&mut store).await {
-            Ok(_) => Ok((LiveInstance { _store: store }, started.elapsed())),
-            Err(e) => Err(classify(Verb::Describe, &e, store.data())),
+        let instance = match pack.pre.instance_async(&mut store).await {
+            Ok(instance) => instance,
+            Err(e) => return Err(classify(Verb::Describe, &e, store.data())),
+        };
+        let instance_time = started.elapsed();
+        let started = std::time::Instant::now();
+        if let Err(e) = pack.pre.exports(&mut store, instance) {
+            return Err(classify(Verb::Describe, &e, store.data()));
         }
+        let times = InstantiateTimes {
+            instance: instance_time,
+            exports: started.elapsed(),
+        };
+        Ok((LiveInstance { _store: store }, times))
     }
 
     /// The floor a verb's host path is measured against (`host bench`):

@@ -16,4 +16,4 @@ pub(crate) mod runtime;
 pub(crate) mod services;
 pub(crate) mod shape;
 
-pub use instance::LiveInstance;
+pub use instance::{InstantiateTimes, LiveInstance};
