@@ -195,14 +195,13 @@ pub fn admission(prefix: &str, state: &Path) -> Vec<Figure> {
         value(format!("{prefix}.admission.programs"), "programs", programs),
     ];
     // By program and by signal: `PREFIX.admission.started.tar`,
-    // `PREFIX.admission.signals.hup`.
+    // `PREFIX.admission.signals.hup.nginx`.
     for (key, part, unit) in [("started", "started", "programs"), ("signals", "signals", "signals")] {
         if let Some(counts) = calls[key].as_object() {
-            figures.extend(
-                counts.iter().filter_map(|(name, n)| {
-                    Some(value(format!("{prefix}.admission.{part}.{name}"), unit, n.as_f64()?))
-                }),
-            );
+            figures.extend(counts.iter().filter_map(|(name, n)| {
+                let name = name.replace(' ', ".");
+                Some(value(format!("{prefix}.admission.{part}.{name}"), unit, n.as_f64()?))
+            }));
         }
     }
     figures

@@ -1,7 +1,7 @@
 //! The programs the local-process pack's admission starts and waits for,
 //! each timed alone (no host, no pack): the app until it answers its health
-//! check, `tar` unpacking the app, `nginx -t`, and an nginx reload until the
-//! old worker stops accepting. An admission run waits for them one after
+//! check and from `SIGTERM` until it exits, `tar` unpacking the app,
+//! `nginx -t`, and an nginx reload until the old worker stops accepting. An admission run waits for them one after
 //! another, so their counts (from its report) times these times are a floor
 //! under `pack install` that no host work can go below.
 
@@ -16,12 +16,12 @@ const RUNS: usize = 5;
 /// How long one program may take before its floor is left unmeasured.
 const PATIENCE: Duration = Duration::from_secs(10);
 
-/// `floor.app-start`, `floor.tar`, `floor.nginx-test` and
-/// `floor.nginx-reload`; each left out when it could not be measured (the
+/// `floor.app-start`, `floor.app-stop`, `floor.tar`, `floor.nginx-test`
+/// and `floor.nginx-reload`; each left out when it could not be measured (the
 /// figure is a floor: better none than a wrong one).
 pub fn floors(python: &Path, app: &Path, tarball: &Path, dir: &Path) -> Vec<Figure> {
     let mut figures: Vec<Figure> = Vec::new();
-    figures.extend(app_start(python, app));
+    figures.extend(self::app(python, app));
     figures.extend(tar(tarball, &dir.join("tar-floor")));
     let nginx = dir.join("nginx-floor");
     if nginx_prefix(&nginx).is_some() {
@@ -38,20 +38,25 @@ fn free_port() -> Option<u16> {
 }
 
 /// `floor.app-start`: the app the admission deploys, started alone until it
-/// answers its health check: what each warm of a revision waits for at least.
-fn app_start(python: &Path, app: &Path) -> Option<Figure> {
-    let mut samples = Vec::new();
+/// answers its health check: what each warm of a revision waits for at
+/// least; and `floor.app-stop`: the same app sent `SIGTERM` then, until it
+/// exits: what each drain of a revision waits for.
+fn app(python: &Path, app: &Path) -> Vec<Figure> {
+    let mut starts = Vec::new();
+    let mut stops = Vec::new();
     for _ in 0..RUNS {
-        let port = free_port()?;
+        let Some(port) = free_port() else { break };
         let started = Instant::now();
-        let child = Command::new(python)
+        let Ok(child) = Command::new(python)
             .arg(app)
             .env("PORT", port.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .ok()?;
+        else {
+            break;
+        };
         let mut child = Reaped(child);
         let answered = loop {
             if healthy(port) {
@@ -62,9 +67,27 @@ fn app_start(python: &Path, app: &Path) -> Option<Figure> {
             }
             std::thread::sleep(Duration::from_millis(1));
         };
-        samples.push(answered?);
+        let Some(answered) = answered else { break };
+        starts.push(answered);
+        let Ok(pid) = libc::pid_t::try_from(child.0.id()) else {
+            break;
+        };
+        let stopping = Instant::now();
+        // SAFETY: kill(2) with the pid of our own child, still unreaped.
+        if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 || child.0.wait().is_err() {
+            break;
+        }
+        stops.push(stopping.elapsed());
     }
-    Some(latency("floor.app-start", samples))
+    // Only whole sets: a floor of fewer runs than asked is no floor.
+    let mut figures = Vec::new();
+    if starts.len() == RUNS {
+        figures.push(latency("floor.app-start", starts));
+    }
+    if stops.len() == RUNS {
+        figures.push(latency("floor.app-stop", stops));
+    }
+    figures
 }
 
 /// Whether `GET /healthz` on 127.0.0.1:`port` answers 200.
@@ -199,6 +222,10 @@ struct Reaped(Child);
 
 impl Drop for Reaped {
     fn drop(&mut self) {
+        // Never a pid already reaped: it may be another process's now.
+        if !matches!(self.0.try_wait(), Ok(None)) {
+            return;
+        }
         if let Ok(pid) = libc::pid_t::try_from(self.0.id()) {
             // SAFETY: kill(2) with the pid of our own child, still unreaped.
             unsafe { libc::kill(pid, libc::SIGTERM) };

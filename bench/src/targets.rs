@@ -157,17 +157,24 @@ fn in_process(report: &BenchReport) -> Vec<Target> {
             overhead <= 10.0,
             None,
         ),
-        target(
-            "instantiate",
-            "median <= 5 us",
-            instantiate,
-            instantiate <= 5.0,
-            Some(format!(
-                "wasmtime's own InstancePre::instantiate_async on the pooling allocator {:.2} us, then the deployer exports looked up and type-checked {:.2} us; with the host's call state and Store made first: {:.2} us",
-                median("instantiate.wasmtime"),
-                median("instantiate.exports"),
-                median("instantiate.with-store")
-            )),
+        // wasmtime's own call alone over the goal (a busy machine's
+        // figure): unreachable in this run, whatever the host does.
+        unreachable_when(
+            target(
+                "instantiate",
+                "median <= 5 us",
+                instantiate,
+                instantiate <= 5.0,
+                Some(format!(
+                    "wasmtime's own InstancePre::instantiate_async on the pooling allocator {:.2} us, then the deployer exports looked up and type-checked {:.2} us; with the host's call state and Store made first: {:.2} us",
+                    median("instantiate.wasmtime"),
+                    median("instantiate.exports"),
+                    median("instantiate.with-store")
+                )),
+            ),
+            figure(report, "instantiate.wasmtime").filter(|us| *us > 5.0).map(|us| {
+                format!("wasmtime's own call alone takes {us:.2} us in this run, more than the goal")
+            }),
         ),
         target("load.warm", "median <= 500 us", warm, warm <= 500.0, None),
         target(
@@ -215,7 +222,7 @@ fn installs(report: &BenchReport) -> Vec<Target> {
         Some(us) => {
             let compile = figure(report, "local-process.compile");
             let waited = waited(report);
-            let mut install = target(
+            let install = target(
                 "install.local-process",
                 goal,
                 us / 1e6,
@@ -235,18 +242,15 @@ fn installs(report: &BenchReport) -> Vec<Target> {
             // (they share the operator's settings: one port range, one
             // listen range): its compile and its programs' waits alone
             // exceed the goal.
-            if let (Some(compile), Some((total, _))) = (compile, &waited)
-                && !install.met
-                && compile + total > LOCAL_PROCESS_INSTALL_US
-            {
-                install.unreachable = true;
-                install.floor = install.floor.map(|floor| {
-                    format!(
-                        "unreachable: compile and programs alone take {:.1} s, more than the goal; {floor}",
-                        (compile + total) / 1e6
-                    )
-                });
-            }
+            let floor = compile
+                .zip(waited.as_ref())
+                .map(|(compile, (total, _))| compile + total);
+            let install = unreachable_when(
+                install,
+                floor
+                    .filter(|us| *us > LOCAL_PROCESS_INSTALL_US)
+                    .map(|us| format!("compile and programs alone take {:.1} s, more than the goal", us / 1e6)),
+            );
             targets.push(install);
         }
         None if !report.commands.is_empty() => {
@@ -288,6 +292,19 @@ fn installs(report: &BenchReport) -> Vec<Target> {
     targets
 }
 
+/// `target`, marked unreachable when it is unmet and `why` says what
+/// measured in this run, not the host's, already exceeds the goal.
+fn unreachable_when(mut target: Target, why: Option<String>) -> Target {
+    if let Some(why) = why.filter(|_| !target.met) {
+        target.unreachable = true;
+        target.floor = Some(match target.floor.take() {
+            Some(floor) => format!("unreachable: {why}; {floor}"),
+            None => format!("unreachable: {why}"),
+        });
+    }
+    target
+}
+
 /// The local-process install's goal.
 const LOCAL_PROCESS_INSTALL_US: f64 = 10e6;
 
@@ -314,12 +331,14 @@ fn admission(report: &BenchReport) -> String {
 /// What the local-process admission waits for one program after another,
 /// at least: each kind's count in its report times that program's time
 /// alone in this run (an nginx run counted as an `nginx -t`, the cheapest
-/// of them; a `SIGHUP` as an nginx reload, the pack's only use of it).
+/// of them; a `SIGHUP` to nginx as a reload, a `SIGTERM` to the app as its
+/// stop: each waited for).
 /// The total (us) and the terms; `None` when nothing was counted.
 fn waited(report: &BenchReport) -> Option<(f64, String)> {
-    const TERMS: [(&str, &str, &str); 4] = [
+    const TERMS: [(&str, &str, &str); 5] = [
         ("started.python3", "floor.app-start", "app starts"),
-        ("signals.hup", "floor.nginx-reload", "nginx reloads"),
+        ("signals.term.python3", "floor.app-stop", "app stops"),
+        ("signals.hup.nginx", "floor.nginx-reload", "nginx reloads"),
         ("started.nginx", "floor.nginx-test", "nginx runs"),
         ("started.tar", "floor.tar", "tar runs"),
     ];
@@ -377,7 +396,7 @@ mod tests {
         ("local-process.admission.started.python3", 150.0),
         ("local-process.admission.started.tar", 170.0),
         ("local-process.admission.started.nginx", 120.0),
-        ("local-process.admission.signals.hup", 60.0),
+        ("local-process.admission.signals.hup.nginx", 60.0),
         ("floor.app-start", 42e3),
         ("floor.nginx-reload", 101e3),
         ("floor.tar", 4e3),
@@ -412,6 +431,27 @@ mod tests {
         // Without counts there is no floor to stand on: never unreachable.
         let target = install(&MEASURED[..2]);
         assert!(!target.met && !target.unreachable, "{target:?}");
+    }
+
+    #[test]
+    fn instantiate_is_unreachable_only_where_wasmtimes_own_call_exceeds_the_goal() {
+        let instantiate = |figures: &[(&str, f64)]| {
+            in_process(&report(figures))
+                .into_iter()
+                .find(|t| t.name == "instantiate")
+                .expect("the instantiate target")
+        };
+        let slow = instantiate(&[("instantiate", 5.8), ("instantiate.wasmtime", 5.08)]);
+        assert!(!slow.met && slow.unreachable, "{slow:?}");
+        assert!(
+            slow.floor
+                .unwrap()
+                .starts_with("unreachable: wasmtime's own call alone takes 5.08 us")
+        );
+        let ours = instantiate(&[("instantiate", 5.8), ("instantiate.wasmtime", 4.9)]);
+        assert!(!ours.met && !ours.unreachable, "{ours:?}");
+        let met = instantiate(&[("instantiate", 4.9), ("instantiate.wasmtime", 4.2)]);
+        assert!(met.met && !met.unreachable, "{met:?}");
     }
 
     #[test]

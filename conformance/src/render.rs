@@ -187,11 +187,11 @@ mod tests {
             started: [("python3", 2), ("tar", 3), ("nginx", 1)]
                 .map(|(name, n)| (name.to_string(), n))
                 .into(),
-            signals: [("hup", 2)].map(|(name, n)| (name.to_string(), n)).into(),
+            signals: [("hup nginx", 2)].map(|(name, n)| (name.to_string(), n)).into(),
         };
         let text = human(&report);
         assert!(
-            text.contains("\n  programs started: tar 3, python3 2, nginx 1; signals sent: hup 2\n"),
+            text.contains("\n  programs started: tar 3, python3 2, nginx 1; signals sent: hup nginx 2\n"),
             "{text}"
         );
         // A run that started nothing says nothing of it.

@@ -80,7 +80,9 @@ pub struct CallTotals {
     /// what a run that starts real programs waits for, one after another.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub started: BTreeMap<String, usize>,
-    /// Signals the calls sent to their programs, by kind (`hup`, `term`, `kill`).
+    /// Signals the calls sent, by signal and the program it went to
+    /// (`hup nginx`, `term python3`; the signal alone for a process the
+    /// environment's table no longer has).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub signals: BTreeMap<String, usize>,
 }

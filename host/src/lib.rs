@@ -32,7 +32,8 @@ pub use capabilities::download::{get_text as http_get_text, origin as http_origi
 pub use capabilities::http::{MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES};
 pub use capabilities::kv_store::{Change, FileKv, KvError, KvStore, MemoryKv};
 pub use capabilities::process::{
-    Identity, MAX_LIVE, live as live_processes, stop_all as stop_processes, stop_revision as stop_revision_processes,
+    Identity, MAX_LIVE, live as live_processes, recorded as recorded_processes, stop_all as stop_processes,
+    stop_revision as stop_revision_processes,
 };
 pub use capabilities::secrets::{FileSecrets, NoSecrets, SecretStore, SecretsError};
 pub use capabilities::{LogSink, Workspace};

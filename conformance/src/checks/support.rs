@@ -205,7 +205,8 @@ impl<'a> Ctx<'a> {
         if report.result.as_ref().err().is_some_and(VerbError::is_deadline) {
             self.overruns.fetch_add(1, Ordering::Relaxed);
         }
-        self.record(&request, &report, deadline);
+        let targets = self.signalled(env, lane, &report);
+        self.record(&request, &report, deadline, &targets);
         Step {
             request,
             report,
@@ -236,7 +237,7 @@ impl<'a> Ctx<'a> {
             fuel: None,
             slept: Duration::ZERO,
         };
-        self.record(&request, &report, self.deadline(&request));
+        self.record(&request, &report, self.deadline(&request), &BTreeMap::new());
         Step {
             request,
             report,
@@ -244,7 +245,20 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn record(&self, request: &Request, report: &CallReport, deadline: Duration) {
+    /// The commands of the processes the call sent signals to, by id
+    /// (read from the environment's process table only when it sent any).
+    fn signalled(&self, env: &Environment, lane: Lane, report: &CallReport) -> BTreeMap<String, String> {
+        if granted(report, "process.send-signal").next().is_none() {
+            return BTreeMap::new();
+        }
+        envpack_host::StateDir::at(&self.scratch)
+            .workspace(lane.scope(), env.id())
+            .map_or_else(|_| BTreeMap::new(), |w| envpack_host::recorded_processes(&w))
+    }
+
+    /// Keeps a call's figures; `targets` names the commands of the
+    /// processes it signalled.
+    fn record(&self, request: &Request, report: &CallReport, deadline: Duration, targets: &BTreeMap<String, String>) {
         let stat = CallStat {
             label: label(request),
             deadline,
@@ -254,7 +268,9 @@ impl<'a> Ctx<'a> {
             elapsed: report.elapsed,
             in_pack: report.phases.guest,
             started: granted(report, "process.spawn").map(program_name).collect(),
-            signals: granted(report, "process.send-signal").map(signal_name).collect(),
+            signals: granted(report, "process.send-signal")
+                .map(|detail| signal_name(detail, targets))
+                .collect(),
             undeclared: report.recording.calls.iter().filter(|c| !c.declared).cloned().collect(),
             error: report.result.as_ref().err().cloned(),
         };
@@ -507,10 +523,17 @@ fn program_name(detail: &str) -> String {
     command.rsplit('/').next().unwrap_or(command).to_string()
 }
 
-/// The WIT name of a `process.send-signal` detail's signal (`ID Signal::Hup`: `hup`).
-fn signal_name(detail: &str) -> String {
-    let signal = detail.rsplit(' ').next().unwrap_or_default();
-    signal.rsplit("::").next().unwrap_or(signal).to_ascii_lowercase()
+/// A `process.send-signal` detail (`ID Signal::Hup`) as the signal's WIT
+/// name and the file name of the program it went to: `hup nginx`; the
+/// signal alone when the process is not in `targets`.
+fn signal_name(detail: &str, targets: &BTreeMap<String, String>) -> String {
+    let mut words = detail.split(' ');
+    let (id, signal) = (words.next().unwrap_or_default(), words.next_back().unwrap_or_default());
+    let signal = signal.rsplit("::").next().unwrap_or(signal).to_ascii_lowercase();
+    match targets.get(id) {
+        Some(command) => format!("{signal} {}", program_name(command)),
+        None => signal,
+    }
 }
 
 #[cfg(test)]
@@ -522,8 +545,11 @@ mod names {
         assert_eq!(program_name("/usr/bin/tar -xzf artifact -C app.partial"), "tar");
         assert_eq!(program_name("nginx -t -q"), "nginx");
         assert_eq!(program_name(""), "");
-        assert_eq!(signal_name("p-3 Signal::Hup"), "hup");
-        assert_eq!(signal_name("p-12 Signal::Term"), "term");
-        assert_eq!(signal_name("Kill"), "kill");
+        let targets = [("p3", "/usr/sbin/nginx"), ("p12", "python3")]
+            .map(|(id, command)| (id.to_string(), command.to_string()))
+            .into();
+        assert_eq!(signal_name("p3 Signal::Hup", &targets), "hup nginx");
+        assert_eq!(signal_name("p12 Signal::Term", &targets), "term python3");
+        assert_eq!(signal_name("p9 Signal::Kill", &targets), "kill");
     }
 }

@@ -15,6 +15,7 @@ mod exit_watch;
 mod spawn;
 mod table;
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use envpack_model::{Capability, Grants};
@@ -84,6 +85,15 @@ fn list(workspace: &Workspace) -> Result<Vec<ProcessInfo>, String> {
         table.save()?;
     }
     Ok(table.records.iter().map(info).collect())
+}
+
+/// Every process a workspace's table records, running or ended, by id:
+/// its command.
+pub fn recorded(workspace: &Workspace) -> BTreeMap<String, String> {
+    list(workspace).map_or_else(
+        |_| BTreeMap::new(),
+        |all| all.into_iter().map(|p| (p.id, p.command)).collect(),
+    )
 }
 
 /// The processes of a workspace that run now, as (id, command).
