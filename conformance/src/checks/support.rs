@@ -39,8 +39,8 @@ pub(crate) struct CallStat {
     /// Programs the call started (`process.spawn` granted), by file name
     /// (`/usr/bin/tar` is `tar`), in order.
     pub started: Vec<String>,
-    /// Signals the call sent (`process.send-signal` granted), by their WIT
-    /// names: `hup`, `term`...
+    /// Signals the call sent (`process.send-signal` granted), each as its
+    /// WIT name and the program it went to: `hup nginx`, `term python3`.
     pub signals: Vec<String>,
     pub undeclared: Vec<CapabilityCall>,
     pub error: Option<VerbError>,
